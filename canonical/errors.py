@@ -1,0 +1,85 @@
+"""orderbus's exception tree.
+
+    OrderbusError
+    ├── PermanentError        bad data: retrying cannot help -> dead letter with its reason
+    │   ├── MalformedMessage  not JSON, wrong schema, missing envelope
+    │   ├── ValidationFailed  business rules (carries machine-readable reasons)
+    │   └── DeliveryRejected  the target system answered 4xx
+    └── TransientError        something is down: retry with backoff, then dead letter
+        ├── BrokerUnavailable
+        ├── PublishNotConfirmed   nacked, unroutable, or confirm timed out
+        ├── DatabaseUnavailable
+        └── EndpointUnavailable   connection error, timeout, 5xx or 429
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class OrderbusError(Exception):
+    reason: str = "error"
+
+    def __init__(self, detail: str, *, reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if reason is not None:
+            self.reason = reason
+
+
+class PermanentError(OrderbusError):
+    reason = "permanent_error"
+
+
+class TransientError(OrderbusError):
+    reason = "transient_error"
+
+
+class MalformedMessage(PermanentError):
+    reason = "malformed_message"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule, for machines (code, field) and people (message)."""
+
+    code: str
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "field": self.field, "message": self.message}
+
+
+class ValidationFailed(PermanentError):
+    reason = "validation_failed"
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.message}" for v in violations))
+
+
+class DeliveryRejected(PermanentError):
+    reason = "delivery_rejected"
+
+    def __init__(self, detail: str, *, status_code: int, response_body: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.response_body = response_body
+
+
+class BrokerUnavailable(TransientError):
+    reason = "broker_unavailable"
+
+
+class PublishNotConfirmed(TransientError):
+    reason = "publish_not_confirmed"
+
+
+class DatabaseUnavailable(TransientError):
+    reason = "database_unavailable"
+
+
+class EndpointUnavailable(TransientError):
+    reason = "endpoint_unavailable"

@@ -1,0 +1,71 @@
+"""Money: exact decimals, serialised as strings, always with a currency."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+# ISO 4217 codes the channels we serve settle in, with their minor units.
+# A currency outside this table is rejected by validation ("unknown_currency"),
+# so a typo such as "RMB" never reaches finance.
+KNOWN_CURRENCIES: dict[str, int] = {
+    "CNY": 2,
+    "HKD": 2,
+    "TWD": 2,
+    "MOP": 2,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "SGD": 2,
+    "AUD": 2,
+    "CAD": 2,
+}
+
+
+def parse_money(value: Any) -> Decimal:
+    """Turn a wire value into an exact Decimal.
+
+    Strings and ints are exact. A float is refused: it has already lost
+    precision before it reached us (0.1 + 0.2 != 0.3), so the sender must
+    send a string.
+    """
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, bool):
+        raise ValueError("money must be a decimal string, not a boolean")
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"not a decimal amount: {value!r}") from exc
+    elif isinstance(value, float):
+        raise ValueError("money must be sent as a decimal string, not a JSON float")
+    else:
+        raise ValueError(f"not a decimal amount: {value!r}")
+    if not result.is_finite():
+        raise ValueError("money must be a finite amount")
+    return result
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """Round to the currency's minor unit (half up, as Chinese invoices do)."""
+    places = KNOWN_CURRENCIES.get(currency, 2)
+    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def money_to_str(value: Decimal) -> str:
+    return format(value, "f")
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(parse_money),
+    PlainSerializer(money_to_str, return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "examples": ["199.00"]}),
+]

@@ -1,0 +1,161 @@
+"""Canonical order model, schema version 1.
+
+Every channel's payload is translated into :class:`CanonicalOrder`. The model
+checks *shape* (types, required fields, timezone-aware timestamps, exact
+money); business rules (a Chinese mobile number, a complete address, totals
+adding up) are the router's validation, which reports machine-readable
+reasons instead of a parse error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from canonical.money import Money
+
+SCHEMA_VERSION = 1
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000; refuse it at the edge.
+    if "\x00" in value:
+        raise ValueError("text must not contain the NUL character")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul), Field(max_length=2000)]
+ShortText = Annotated[str, AfterValidator(_no_nul), Field(max_length=200)]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class OrderStatus(StrEnum):
+    """Order status. Rank only grows: an order never goes back to a lower one."""
+
+    CREATED = "created"
+    PAID = "paid"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+    @property
+    def rank(self) -> int:
+        return _STATUS_RANK[self]
+
+
+# created < paid < shipped < delivered; cancellation and refund close an
+# order whatever came before, and a refund may follow a cancellation.
+_STATUS_RANK: dict[OrderStatus, int] = {
+    OrderStatus.CREATED: 0,
+    OrderStatus.PAID: 1,
+    OrderStatus.SHIPPED: 2,
+    OrderStatus.DELIVERED: 3,
+    OrderStatus.CANCELLED: 4,
+    OrderStatus.REFUNDED: 5,
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Customer(_Model):
+    name: ShortText | None = None
+    phone: ShortText | None = Field(default=None, description="Mobile number, e.g. 13800138000")
+    email: ShortText | None = None
+
+
+class Address(_Model):
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"
+    province: ShortText | None = None
+    city: ShortText | None = None
+    district: ShortText | None = None
+    street: Text | None = None
+    postal_code: ShortText | None = None
+
+
+class LineItem(_Model):
+    sku: ShortText
+    name: ShortText | None = None
+    quantity: int
+    unit_price: Money
+    discount: Money = Decimal("0")
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity - self.discount
+
+
+class CanonicalOrder(_Model):
+    """One order as orderbus understands it, whatever channel it came from."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    order_number: ShortText | None = Field(
+        default=None,
+        description="Unified order number assigned by orderbus; absent until the router accepts the order.",
+    )
+    channel: Slug
+    shop: ShortText = "default"
+    external_id: ShortText = Field(description="The order's id in its channel.")
+    status: OrderStatus
+    version: int = Field(
+        default=1,
+        ge=1,
+        description="The channel's revision of this order; a higher one supersedes a lower one.",
+    )
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    customer: Customer = Customer()
+    shipping_address: Address = Address()
+    items: list[LineItem] = Field(min_length=1, max_length=1000)
+    shipping_fee: Money = Decimal("0")
+    order_discount: Money = Decimal("0")
+    total: Money
+    placed_at: AwareDatetime
+    updated_at: AwareDatetime | None = None
+    note: Text | None = None
+
+    @property
+    def business_key(self) -> tuple[str, str, str]:
+        return (self.channel, self.shop, self.external_id)
+
+    def computed_total(self) -> Decimal:
+        items = sum((item.line_total for item in self.items), Decimal("0"))
+        return items + self.shipping_fee - self.order_discount
+
+    def to_wire(self) -> bytes:
+        """JSON bytes for the bus: UTF-8, money as strings, keys sorted."""
+        return json.dumps(
+            self.model_dump(mode="json"), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        ).encode("utf-8")
+
+    @classmethod
+    def from_wire(cls, body: bytes) -> CanonicalOrder:
+        return cls.model_validate_json(body)
+
+    def content_hash(self) -> str:
+        """Hash of what the channel said, ignoring what orderbus assigned.
+
+        Two arrivals with the same hash are the same fact: the second one is
+        an exact duplicate.
+        """
+        data: dict[str, Any] = self.model_dump(mode="json", exclude={"order_number"})
+        canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def precedence(self) -> tuple[int, int, str]:
+        """Order in which revisions of one order supersede each other."""
+        stamp = self.updated_at.isoformat() if self.updated_at else ""
+        return (self.status.rank, self.version, stamp)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = CanonicalOrder.model_json_schema(mode="serialization")
+    schema["$id"] = f"https://orderbus.invalid/schemas/canonical-order-v{SCHEMA_VERSION}.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

@@ -1,0 +1,1 @@
+"""Channel connectors: each turns one channel's orders into canonical orders."""

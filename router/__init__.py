@@ -1,0 +1,1 @@
+"""The orderbus daemon: router, outbox relay, consumers, dead letters, CLI."""

@@ -1,0 +1,103 @@
+"""Engines, migrations and the few dialect-specific statements orderbus needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql.dml import Insert
+
+from canonical.errors import DatabaseUnavailable
+from router.tables import metadata
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def is_sqlite(conn: Connection | Engine) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def dialect_insert(conn: Connection, table: Any) -> Insert:
+    """INSERT that knows ON CONFLICT, for PostgreSQL and SQLite alike."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    return insert(table)
+
+
+def insert_if_absent(conn: Connection, table: Any, values: Mapping[str, Any]) -> bool:
+    """Insert a row unless its unique key exists; True when this call inserted it."""
+    stmt = dialect_insert(conn, table).values(**values).on_conflict_do_nothing()  # type: ignore[attr-defined]
+    result = conn.execute(stmt)
+    return bool(result.rowcount)
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Turn "the database is down" into DatabaseUnavailable (a transient error)."""
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc.orig or exc}") from exc
+    except sa_exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(f"database connection lost: {exc.orig or exc}") from exc
+        raise
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the Alembic migrations (``orderbus db upgrade``)."""
+    from alembic import command
+
+    engine = make_engine(url)  # creates the SQLite folder when needed
+    engine.dispose()
+    command.upgrade(alembic_config(url), revision)
+
+
+__all__ = [
+    "dialect_insert",
+    "insert_if_absent",
+    "is_sqlite",
+    "make_engine",
+    "metadata",
+    "translate_db_errors",
+    "upgrade",
+]

@@ -1,0 +1,90 @@
+"""Configuration, read from the environment (prefix ``ORDERBUS_``) when asked for.
+
+Nothing here runs at import time: call :func:`load_settings` in the composition
+root and pass the object down.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_DATABASE_URL = "sqlite:///orderbus-data/orderbus.db"
+EMBEDDED_BROKER_URL = "sqla+sqlite:///orderbus-data/broker.db"
+TARGETS = ("warehouse", "finance", "notification")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERBUS_", extra="ignore")
+
+    # Where things live. The defaults are the embedded mode: one SQLite file for
+    # orderbus's tables and one for kombu's SQL transport. Production uses
+    # amqp://... and postgresql+psycopg://...
+    broker_url: str = EMBEDDED_BROKER_URL
+    database_url: str = EMBEDDED_DATABASE_URL
+    namespace: str = Field(
+        default="orderbus",
+        pattern=r"^[a-z][a-z0-9_.-]{0,40}$",
+        description="Prefix of every exchange and queue name.",
+    )
+
+    # Broker behaviour.
+    quorum_queues: bool = True
+    delivery_limit: int = Field(default=5, ge=1, description="Broker redeliveries before DLX")
+    prefetch: int = Field(default=50, ge=1, le=1000)
+    heartbeat: int = Field(default=30, ge=0)
+    connect_timeout: float = 5.0
+    confirm_timeout: float = 10.0
+
+    # Ingest (webhook connectors).
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    channel_secrets: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": ["current-secret", "previous-secret"]}',
+    )
+    signature_tolerance: int = Field(default=300, ge=1, description="seconds")
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+    # Consumers: the existing systems' endpoints.
+    warehouse_url: str | None = None
+    finance_url: str | None = None
+    notification_url: str | None = None
+    http_timeout: float = 5.0
+    delivery_attempts: int = Field(default=4, ge=1, le=10)
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 4.0
+
+    # Router.
+    router_attempts: int = Field(default=5, ge=1, le=20)
+    relay_batch: int = Field(default=100, ge=1)
+    relay_interval: float = Field(default=0.2, gt=0)
+
+    # Admin API.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
+    admin_tokens: dict[str, str] = Field(
+        default_factory=dict, description='JSON: {"operator-name": "token"}'
+    )
+
+    @field_validator("channel_secrets", mode="before")
+    @classmethod
+    def _secrets_as_lists(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def target_url(self, target: str) -> str | None:
+        return {
+            "warehouse": self.warehouse_url,
+            "finance": self.finance_url,
+            "notification": self.notification_url,
+        }[target]
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

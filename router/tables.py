@@ -1,0 +1,183 @@
+"""orderbus's tables. Every idempotency rule is a unique constraint here, so it
+holds with any number of processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import DateTime as _DateTime
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always read back timezone-aware (SQLite too)."""
+
+    impl = _DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("orderbus stores timezone-aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def DateTime(timezone: bool = True) -> UTCDateTime:  # noqa: N802 - reads like a type
+    return UTCDateTime()
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+# One row per business order: the dedup record and the order's state.
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("order_number", String(32), nullable=False, unique=True),
+    Column("channel", String(64), nullable=False),
+    Column("shop", String(200), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_rank", Integer, nullable=False),
+    Column("source_version", Integer, nullable=False),
+    Column("source_updated_at", String(40), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False, doc="orderbus's own revision counter"),
+    Column("body", Text, nullable=False, doc="latest accepted canonical order (JSON)"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
+)
+
+# One row per input message the router processed: its tracking record, written
+# in the same transaction as the order state and the outbox rows.
+arrivals = Table(
+    "arrivals",
+    metadata,
+    Column("message_id", String(100), primary_key=True),
+    Column("order_id", ID, nullable=True),
+    Column("channel", String(64), nullable=False),
+    Column("external_id", String(200), nullable=True),
+    Column("outcome", String(16), nullable=False, doc="new|update|duplicate|stale"),
+    Column("detail", Text, nullable=True),
+    Column("order_version", Integer, nullable=True),
+    Column("correlation_id", String(100), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_arrivals_order_id", "order_id"),
+)
+
+# Transactional outbox: messages to publish, committed with the state that caused them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(100), nullable=False, unique=True),
+    Column("exchange", String(200), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("correlation_id", String(100), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_pending", "published_at", "id"),
+)
+
+# Consumer inbox: (consumer, message id) delivered once.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("message_id", String(100), primary_key=True),
+    Column("order_number", String(32), nullable=True),
+    Column("response_status", Integer, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+)
+
+# Dead letters: one row per (queue, message id); a repeated failure updates it.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(100), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("exchange", String(200), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("channel", String(64), nullable=True),
+    Column("order_number", String(32), nullable=True),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("exception", Text, nullable=True),
+    Column("headers", JSON, nullable=False),
+    Column("body", Text, nullable=False, doc="original body; base64 when not UTF-8"),
+    Column("body_encoding", String(16), nullable=False, default="utf-8"),
+    Column("attempts", Integer, nullable=False),
+    Column("status", String(16), nullable=False, doc="open|retried|discarded"),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_by", String(100), nullable=True),
+    UniqueConstraint("queue", "message_id", name="uq_dead_letters_queue_message"),
+    Index("ix_dead_letters_status_last", "status", "last_failed_at"),
+)
+
+# Requests a connector refused (bad signature, bad body...), kept for inspection.
+rejected_requests = Table(
+    "rejected_requests",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("remote_addr", String(64), nullable=True),
+    Column("headers", JSON, nullable=False),
+    Column("body_excerpt", Text, nullable=False, doc="first 4 KiB, base64 when not UTF-8"),
+    Column("body_size", Integer, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_rejected_requests_received_at", "received_at"),
+)
+
+# Who did what through the admin API.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(100), nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,127 @@
+"""The broker topology, declared as data. :mod:`router.bus` turns it into kombu
+objects; nothing else knows exchange or queue names.
+
+    {ns}.orders (topic)
+      ingest.<channel>      -> {ns}.router          (connectors -> router)
+      deliver.warehouse     -> {ns}.warehouse       (router outbox -> consumers)
+      deliver.finance       -> {ns}.finance
+      deliver.notification  -> {ns}.notification
+    {ns}.dlx (direct)
+      <queue name>          -> <queue name>.dlq     (one dead-letter queue per queue)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.settings import TARGETS, Settings
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    bindings: tuple[str, ...]
+    dead_letter_queue: str
+    role: str  # "router", a target name, or "dlq"
+
+
+@dataclass(frozen=True)
+class Topology:
+    exchange: str
+    dead_letter_exchange: str
+    queues: tuple[QueueSpec, ...]
+    quorum: bool
+    delivery_limit: int
+    dead_letter_queues: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "dead_letter_queues", tuple(q.dead_letter_queue for q in self.queues)
+        )
+
+    @property
+    def router_queue(self) -> str:
+        return self.queue_for("router").name
+
+    def queue_for(self, role: str) -> QueueSpec:
+        for queue in self.queues:
+            if queue.role == role:
+                return queue
+        raise KeyError(role)
+
+    def queue_named(self, name: str) -> QueueSpec:
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        raise KeyError(name)
+
+    def route(self, exchange: str, routing_key: str) -> list[str]:
+        """The queues a message published now would reach (as the broker routes it)."""
+        if exchange == self.exchange:
+            return [
+                q.name
+                for q in self.queues
+                if any(topic_matches(b, routing_key) for b in q.bindings)
+            ]
+        if exchange == self.dead_letter_exchange:
+            return [q.dead_letter_queue for q in self.queues if q.name == routing_key]
+        return []
+
+    def queue_arguments(self, queue: QueueSpec) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+            "x-dead-letter-routing-key": queue.name,
+        }
+        if self.quorum:
+            args.update(
+                {
+                    "x-queue-type": "quorum",
+                    # RabbitMQ < 4.0 sets no limit: a poison message would loop forever.
+                    "x-delivery-limit": self.delivery_limit,
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                }
+            )
+        return args
+
+    def dead_letter_queue_arguments(self) -> dict[str, Any]:
+        return {"x-queue-type": "quorum"} if self.quorum else {}
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: ``*`` is one word, ``#`` is zero or more words."""
+
+    def match(p: list[str], k: list[str]) -> bool:
+        if not p:
+            return not k
+        if p[0] == "#":
+            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
+        if not k:
+            return False
+        return (p[0] == "*" or p[0] == k[0]) and match(p[1:], k[1:])
+
+    return match(pattern.split("."), key.split("."))
+
+
+def ingest_routing_key(channel: str) -> str:
+    return f"ingest.{channel}"
+
+
+def delivery_routing_key(target: str) -> str:
+    return f"deliver.{target}"
+
+
+def build_topology(settings: Settings) -> Topology:
+    ns = settings.namespace
+    queues = [QueueSpec(f"{ns}.router", ("ingest.#",), f"{ns}.router.dlq", "router")]
+    queues += [
+        QueueSpec(f"{ns}.{t}", (delivery_routing_key(t),), f"{ns}.{t}.dlq", t) for t in TARGETS
+    ]
+    return Topology(
+        exchange=f"{ns}.orders",
+        dead_letter_exchange=f"{ns}.dlx",
+        queues=tuple(queues),
+        quorum=settings.quorum_queues and not settings.embedded_broker,
+        delivery_limit=settings.delivery_limit,
+    )
