@@ -100,7 +100,9 @@ outbox = Table(
     "outbox",
     metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
-    Column("message_id", String(100), nullable=False, unique=True),
+    # Not unique: an admin retry publishes the same message id again, and the
+    # consumers' inbox, keyed by it, keeps the second copy from having an effect.
+    Column("message_id", String(100), nullable=False),
     Column("exchange", String(200), nullable=False),
     Column("routing_key", String(200), nullable=False),
     Column("headers", JSON, nullable=False),

@@ -1,0 +1,174 @@
+"""The ingest HTTP app: ``POST /ingest/{channel}``.
+
+It answers 202 only after the broker confirmed the canonical order; 503 with
+Retry-After when the broker is unavailable; 400/401/404/413/415/422 with an
+``application/problem+json`` body for bad input. Every refused request is
+recorded in ``rejected_requests``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from canonical.envelope import Envelope
+from canonical.errors import TransientError
+from connectors.base import ConnectorError
+from connectors.registry import connector_for
+from connectors.rejections import record_rejection
+from router.bus import OutgoingMessage, Publisher
+from router.settings import Settings
+from router.topology import Topology, ingest_routing_key
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclass
+class IngestDeps:
+    settings: Settings
+    engine: Engine
+    publisher: Publisher
+    topology: Topology
+    clock: Callable[[], float] = time.time
+
+
+def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": f"urn:orderbus:problem:{reason}", "title": reason, "status": status, "detail": detail}
+    body.update(extra)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+async def _read_limited(request: Request, limit: int) -> tuple[bytes, int, bool]:
+    """The body, its size, and whether it went over ``limit`` (reading stops there)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return b"", int(declared), True
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), size, True
+        chunks.append(chunk)
+    return b"".join(chunks), size, False
+
+
+def create_ingest_app(deps: IngestDeps) -> FastAPI:
+    app = FastAPI(
+        title="orderbus ingest",
+        description="Signed webhooks from sales channels. See README: 'Sending orders'.",
+        version="1",
+    )
+    settings = deps.settings
+
+    async def refuse(
+        request: Request, channel: str, body: bytes, size: int, error: ConnectorError
+    ) -> JSONResponse:
+        await run_in_threadpool(
+            record_rejection,
+            deps.engine,
+            channel=channel,
+            status_code=error.status,
+            reason=error.reason,
+            detail=error.detail,
+            headers=dict(request.headers),
+            body=body,
+            body_size=size,
+            remote_addr=request.client.host if request.client else None,
+        )
+        log.warning("ingest %s: %d %s: %s", channel, error.status, error.reason, error.detail)
+        extra: dict[str, Any] = {"errors": error.errors} if error.errors else {}
+        return problem(error.status, error.reason, error.detail, **extra)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/ingest/{channel}",
+        status_code=202,
+        responses={
+            400: {"description": "Not UTF-8 or not valid JSON"},
+            401: {"description": "Missing, stale or wrong signature"},
+            404: {"description": "Unknown channel"},
+            413: {"description": "Body larger than ORDERBUS_MAX_BODY_BYTES"},
+            415: {"description": "Not application/json in UTF-8"},
+            422: {"description": "JSON that is not a canonical order"},
+            503: {"description": "Broker unavailable; retry after Retry-After seconds"},
+        },
+    )
+    async def ingest(channel: str, request: Request) -> JSONResponse:
+        body, size, too_large = await _read_limited(request, settings.max_body_bytes)
+        if channel not in settings.channel_secrets:
+            return await refuse(
+                request, channel, body, size,
+                ConnectorError(404, "unknown_channel", f"no channel {channel!r} is configured"),
+            )
+        if too_large:
+            return await refuse(
+                request, channel, body, size,
+                ConnectorError(413, "payload_too_large", f"body over {settings.max_body_bytes} bytes"),
+            )
+        content_type = request.headers.get("content-type", "")
+        media, _, params = content_type.partition(";")
+        charset = params.strip().lower().removeprefix("charset=").strip('"') if params else "utf-8"
+        if media.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
+            return await refuse(
+                request, channel, body, size,
+                ConnectorError(
+                    415, "unsupported_media_type",
+                    f"send application/json in UTF-8, not {content_type!r}",
+                ),
+            )
+        connector = connector_for(None)
+        try:
+            connector.authenticate(
+                request.headers,
+                body,
+                settings.channel_secrets[channel],
+                deps.clock(),
+                settings.signature_tolerance,
+            )
+            order = connector.parse(channel, body)
+        except ConnectorError as exc:
+            return await refuse(request, channel, body, size, exc)
+
+        envelope = Envelope.new(channel)
+        message = OutgoingMessage(
+            exchange=deps.topology.exchange,
+            routing_key=ingest_routing_key(channel),
+            body=order.to_wire(),
+            message_id=envelope.message_id,
+            headers=envelope.headers(),
+            correlation_id=envelope.correlation_id,
+        )
+        try:
+            await run_in_threadpool(deps.publisher.publish, message)
+        except TransientError as exc:
+            return await refuse(
+                request, channel, body, size,
+                ConnectorError(503, exc.reason, f"the order was not accepted: {exc.detail}"),
+            )
+        log.info("ingest %s: accepted %s as %s", channel, order.external_id, envelope.message_id)
+        return JSONResponse(
+            {
+                "status": "accepted",
+                "message_id": envelope.message_id,
+                "channel": channel,
+                "external_id": order.external_id,
+            },
+            status_code=202,
+        )
+
+    return app

@@ -1,0 +1,302 @@
+"""Dead letters: recorded from the dead-letter queues into the database, and
+the operations on them (retry, discard), each written to the audit log.
+
+A dead letter is recorded once per (queue, message id); if the same message
+fails again after a retry, its row is reopened and its count goes up.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from canonical.envelope import (
+    H_ATTEMPT,
+    H_CHANNEL,
+    H_DETAIL,
+    H_ORDER_NUMBER,
+    H_REASON,
+    H_SOURCE_QUEUE,
+    utcnow,
+)
+from router.bus import (
+    H_EXCEPTION,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_ROUTING_KEY,
+    Delivery,
+    OutgoingMessage,
+)
+from router.database import dialect_insert, translate_db_errors
+from router.outbox import enqueue
+from router.tables import audit_log, dead_letters
+
+log = logging.getLogger(__name__)
+
+# Headers we add when dead-lettering; a retry sends the original headers only.
+_FAILURE_HEADERS = {
+    H_REASON,
+    H_DETAIL,
+    H_EXCEPTION,
+    H_SOURCE_QUEUE,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_ROUTING_KEY,
+    "x-orderbus-deliveries",
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+    "x-delivery-count",
+}
+
+
+def encode_body(body: bytes) -> tuple[str, str]:
+    """Text for the database: UTF-8 as is, anything else (or NUL) as base64."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+    if "\x00" in text:
+        return base64.b64encode(body).decode("ascii"), "base64"
+    return text, "utf-8"
+
+
+def decode_body(text: str, encoding: str) -> bytes:
+    if encoding == "base64":
+        try:
+            return base64.b64decode(text, validate=True)
+        except binascii.Error as exc:
+            raise ValueError("stored body is not valid base64") from exc
+    return text.encode("utf-8")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Failure:
+    queue: str
+    exchange: str
+    routing_key: str
+    reason: str
+    detail: str | None
+    exception: str | None
+
+
+def describe_failure(delivery: Delivery) -> Failure:
+    """Where a dead-lettered message came from and why: our headers, or x-death."""
+    headers = delivery.headers
+    deaths = headers.get("x-death") or []
+    death: dict[str, Any] = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
+    queue = headers.get(H_SOURCE_QUEUE) or death.get("queue") or delivery.queue.removesuffix(".dlq")
+    routing_keys = death.get("routing-keys") or [""]
+    reason = headers.get(H_REASON) or (
+        f"broker_{death.get('reason')}" if death.get("reason") else "unknown"
+    )
+    detail = headers.get(H_DETAIL)
+    if detail is None and death:
+        detail = (
+            f"the broker dead-lettered it ({death.get('reason')}) after "
+            f"{headers.get('x-delivery-count', death.get('count', '?'))} deliveries"
+        )
+    return Failure(
+        queue=str(queue),
+        exchange=str(headers.get(H_ORIGINAL_EXCHANGE, death.get("exchange", ""))),
+        routing_key=str(headers.get(H_ORIGINAL_ROUTING_KEY, routing_keys[0])),
+        reason=str(reason),
+        detail=None if detail is None else str(detail),
+        exception=headers.get(H_EXCEPTION),
+    )
+
+
+class DeadLetterRecorder:
+    """Bus handler for the dead-letter queues."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def handle(self, delivery: Delivery) -> None:
+        failure = describe_failure(delivery)
+        body, encoding = encode_body(delivery.body)
+        now = utcnow()
+        headers = _jsonable(delivery.headers)
+        channel = delivery.headers.get(H_CHANNEL)
+        order_number = delivery.headers.get(H_ORDER_NUMBER)
+        values = {
+            "message_id": delivery.body_key(),
+            "queue": failure.queue,
+            "exchange": failure.exchange,
+            "routing_key": failure.routing_key,
+            "channel": channel if isinstance(channel, str) else None,
+            "order_number": order_number if isinstance(order_number, str) else None,
+            "reason": failure.reason,
+            "detail": failure.detail,
+            "exception": failure.exception,
+            "headers": headers,
+            "body": body,
+            "body_encoding": encoding,
+            "attempts": 1,
+            "status": "open",
+            "first_failed_at": now,
+            "last_failed_at": now,
+        }
+        with translate_db_errors(), self.engine.begin() as conn:
+            stmt = dialect_insert(conn, dead_letters).values(**values)
+            stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+                index_elements=["queue", "message_id"],
+                set_={
+                    "reason": failure.reason,
+                    "detail": failure.detail,
+                    "exception": failure.exception,
+                    "headers": headers,
+                    "attempts": dead_letters.c.attempts + 1,
+                    "status": "open",
+                    "last_failed_at": now,
+                    "resolved_at": None,
+                    "resolved_by": None,
+                },
+            )
+            conn.execute(stmt)
+        log.warning(
+            "dead letter recorded: %s from %s: %s %s",
+            values["message_id"],
+            failure.queue,
+            failure.reason,
+            failure.detail or "",
+        )
+
+
+class DeadLetterStateError(Exception):
+    """The dead letter is not open (already retried or discarded)."""
+
+
+def audit(
+    conn: Connection,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    detail: dict[str, Any],
+) -> None:
+    conn.execute(
+        insert(audit_log).values(
+            actor=actor,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            detail=_jsonable(detail),
+            at=utcnow(),
+        )
+    )
+
+
+def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = None) -> str:
+    """Send a dead letter back through its normal path (via the outbox).
+
+    The same message id is kept, so the router's tracking record and the
+    consumers' inbox still deduplicate it. Returns the message id.
+    """
+    row = conn.execute(
+        select(dead_letters).where(dead_letters.c.id == dead_letter_id).with_for_update()
+    ).first()
+    if row is None:
+        raise KeyError(dead_letter_id)
+    if row.status != "open":
+        raise DeadLetterStateError(f"dead letter {dead_letter_id} is {row.status}, not open")
+    headers = {k: v for k, v in dict(row.headers).items() if k not in _FAILURE_HEADERS}
+    try:
+        attempt = int(headers.get(H_ATTEMPT, 1)) + 1
+    except (TypeError, ValueError):
+        attempt = 2
+    headers[H_ATTEMPT] = attempt
+    exchange, routing_key = row.exchange, row.routing_key
+    if not exchange and not routing_key:
+        routing_key = row.queue  # via the default exchange, straight to its queue
+    body = decode_body(row.body, row.body_encoding)
+    enqueue(
+        conn,
+        OutgoingMessage(
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body,
+            message_id=row.message_id,
+            headers=headers,
+            correlation_id=headers.get("correlation_id"),
+        ),
+    )
+    now = utcnow()
+    conn.execute(
+        update(dead_letters)
+        .where(dead_letters.c.id == dead_letter_id)
+        .values(status="retried", resolved_at=now, resolved_by=actor)
+    )
+    audit(
+        conn,
+        actor,
+        "dead_letter.retry",
+        "dead_letter",
+        str(dead_letter_id),
+        {
+            "before": {"status": row.status, "attempts": row.attempts},
+            "after": {"status": "retried", "attempt": attempt},
+            "message_id": row.message_id,
+            "queue": row.queue,
+            "reason": row.reason,
+            "note": note,
+        },
+    )
+    return str(row.message_id)
+
+
+def discard(conn: Connection, dead_letter_id: int, actor: str, note: str) -> None:
+    row = conn.execute(
+        select(dead_letters).where(dead_letters.c.id == dead_letter_id).with_for_update()
+    ).first()
+    if row is None:
+        raise KeyError(dead_letter_id)
+    if row.status != "open":
+        raise DeadLetterStateError(f"dead letter {dead_letter_id} is {row.status}, not open")
+    conn.execute(
+        update(dead_letters)
+        .where(dead_letters.c.id == dead_letter_id)
+        .values(status="discarded", resolved_at=utcnow(), resolved_by=actor)
+    )
+    audit(
+        conn,
+        actor,
+        "dead_letter.discard",
+        "dead_letter",
+        str(dead_letter_id),
+        {"before": {"status": row.status}, "after": {"status": "discarded"}, "note": note},
+    )
+
+
+__all__ = [
+    "DeadLetterRecorder",
+    "DeadLetterStateError",
+    "audit",
+    "decode_body",
+    "discard",
+    "encode_body",
+    "retry",
+    "translate_db_errors",
+]

@@ -1,0 +1,105 @@
+"""Business validation of a canonical order.
+
+Each broken rule becomes a :class:`Violation` with a stable ``code`` (for
+machines and dashboards), the ``field`` at fault and a message a person can act
+on. All rules run, so one dead letter lists everything that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from canonical.errors import ValidationFailed, Violation
+from canonical.money import KNOWN_CURRENCIES, quantize
+from canonical.order import CanonicalOrder
+
+# Mainland China mobile numbers: 11 digits starting 13-19, optionally +86/86.
+CN_MOBILE = re.compile(r"^(?:\+?86[- ]?)?1[3-9]\d{9}$")
+INTERNATIONAL_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{5,19}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def violations(order: CanonicalOrder) -> list[Violation]:
+    found: list[Violation] = []
+    add = found.append
+
+    if order.currency not in KNOWN_CURRENCIES:
+        add(Violation("unknown_currency", "currency", f"currency {order.currency} is not supported"))
+
+    customer = order.customer
+    if not customer.phone and not customer.email:
+        add(Violation("missing_contact", "customer", "the customer needs a phone number or email"))
+    if customer.phone:
+        phone = customer.phone.replace(" ", "")
+        pattern = CN_MOBILE if order.shipping_address.country == "CN" else INTERNATIONAL_PHONE
+        if not pattern.match(phone):
+            add(
+                Violation(
+                    "invalid_phone",
+                    "customer.phone",
+                    f"{customer.phone!r} is not a valid mobile number for "
+                    f"{order.shipping_address.country}",
+                )
+            )
+    if customer.email and not EMAIL.match(customer.email):
+        add(Violation("invalid_email", "customer.email", f"{customer.email!r} is not an email address"))
+
+    address = order.shipping_address
+    required = ("province", "city", "district", "street") if address.country == "CN" else ("city", "street")
+    for part in required:
+        if not getattr(address, part):
+            add(
+                Violation(
+                    "incomplete_address",
+                    f"shipping_address.{part}",
+                    f"the shipping address has no {part}",
+                )
+            )
+
+    places = KNOWN_CURRENCIES.get(order.currency, 2)
+    for index, item in enumerate(order.items):
+        where = f"items[{index}]"
+        if item.quantity <= 0:
+            add(Violation("non_positive_quantity", f"{where}.quantity", f"SKU {item.sku}: quantity must be > 0"))
+        if item.unit_price < 0:
+            add(Violation("negative_amount", f"{where}.unit_price", f"SKU {item.sku}: negative unit price"))
+        if item.discount < 0:
+            add(Violation("negative_amount", f"{where}.discount", f"SKU {item.sku}: negative discount"))
+        for name in ("unit_price", "discount"):
+            if _decimals(getattr(item, name)) > places:
+                add(
+                    Violation(
+                        "too_many_decimals",
+                        f"{where}.{name}",
+                        f"{order.currency} has {places} decimal places",
+                    )
+                )
+    for name in ("shipping_fee", "order_discount", "total"):
+        amount: Decimal = getattr(order, name)
+        if amount < 0:
+            add(Violation("negative_amount", name, f"{name} must not be negative"))
+        if _decimals(amount) > places:
+            add(Violation("too_many_decimals", name, f"{order.currency} has {places} decimal places"))
+
+    expected = quantize(order.computed_total(), order.currency)
+    if quantize(order.total, order.currency) != expected:
+        add(
+            Violation(
+                "total_mismatch",
+                "total",
+                f"line totals + shipping - discount = {expected}, but the order says {order.total}",
+            )
+        )
+    return found
+
+
+def validate(order: CanonicalOrder) -> None:
+    found = violations(order)
+    if found:
+        raise ValidationFailed(found)
+
+
+def _decimals(amount: Decimal) -> int:
+    exponent = amount.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
