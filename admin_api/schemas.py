@@ -1,0 +1,104 @@
+"""Request and response bodies of the admin API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field
+
+DeadLetterStatus = Literal["open", "retried", "discarded"]
+
+
+class DeadLetterSummary(BaseModel):
+    id: int
+    message_id: str
+    queue: str
+    channel: str | None
+    order_number: str | None
+    reason: str
+    detail: str | None
+    attempts: int
+    status: DeadLetterStatus
+    first_failed_at: datetime
+    last_failed_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class DeadLetterDetail(DeadLetterSummary):
+    exchange: str
+    routing_key: str
+    exception: str | None
+    headers: dict[str, Any]
+    body: str
+    body_encoding: str
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    total: int
+    limit: int
+    offset: int
+    items: list[T]
+
+
+class DeadLetterFilter(BaseModel):
+    queue: str | None = None
+    reason: str | None = None
+    channel: str | None = None
+    status: DeadLetterStatus | None = "open"
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class RetryRequest(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RetryManyRequest(DeadLetterFilter):
+    status: Literal["open"] = "open"
+    limit: int = Field(default=100, ge=1, le=1000)
+    dry_run: bool = False
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class DiscardRequest(BaseModel):
+    note: str = Field(min_length=1, max_length=2000, description="Why it is discarded")
+
+
+class RetryResult(BaseModel):
+    id: int
+    message_id: str
+    status: Literal["retried"]
+
+
+class RetryManyResult(BaseModel):
+    matched: int
+    retried: list[RetryResult]
+    dry_run: bool
+
+
+class RejectedRequestOut(BaseModel):
+    id: int
+    channel: str
+    status_code: int
+    reason: str
+    detail: str
+    remote_addr: str | None
+    headers: dict[str, Any]
+    body_excerpt: str
+    body_size: int
+    received_at: datetime
+
+
+class AuditEntry(BaseModel):
+    id: int
+    actor: str
+    action: str
+    target_type: str
+    target_id: str | None
+    detail: dict[str, Any]
+    at: datetime

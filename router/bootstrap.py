@@ -1,0 +1,96 @@
+"""The composition root: the one place where settings become engines, buses,
+services and apps. Everything else receives what it needs as arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from router.bus import Bus, BusOptions, Publisher
+from router.consumers import DeliveryConsumer
+from router.database import make_engine
+from router.deadletters import DeadLetterRecorder
+from router.delivery import HttpDelivery, RetryPolicy
+from router.outbox import OutboxRelay
+from router.service import RouterService
+from router.settings import Settings, load_settings
+from router.topology import Topology, build_topology
+
+
+class ConfigurationError(Exception):
+    """A setting a component needs is missing or wrong; the message says which."""
+
+
+@dataclass
+class Orderbus:
+    settings: Settings
+    engine: Engine
+    topology: Topology
+    bus: Bus
+    _clients: list[httpx.Client] = field(default_factory=list)
+
+    def router(self) -> RouterService:
+        return RouterService(self.engine, self.topology)
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)
+
+    def delivery_consumer(self, target: str, transport: httpx.BaseTransport | None = None) -> DeliveryConsumer:
+        url = self.settings.target_url(target)
+        if not url:
+            raise ConfigurationError(
+                f"ORDERBUS_{target.upper()}_URL is not set: where should {target} orders go?"
+            )
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        self._clients.append(client)
+        policy = RetryPolicy(
+            attempts=self.settings.delivery_attempts,
+            initial_wait=self.settings.retry_initial_wait,
+            max_wait=self.settings.retry_max_wait,
+        )
+        return DeliveryConsumer(target, self.engine, HttpDelivery(target, url, client, policy))
+
+    def recorder(self) -> DeadLetterRecorder:
+        return DeadLetterRecorder(self.engine)
+
+    def ingest_app(self, publisher: Publisher | None = None) -> FastAPI:
+        from connectors.ingest_app import IngestDeps, create_ingest_app
+
+        deps = IngestDeps(
+            settings=self.settings,
+            engine=self.engine,
+            publisher=publisher or self.bus.publisher(),
+            topology=self.topology,
+        )
+        return create_ingest_app(deps)
+
+    def admin_app(self) -> FastAPI:
+        from admin_api.app import create_admin_app
+        from admin_api.auth import TokenAuth
+
+        return create_admin_app(self.engine, TokenAuth(self.settings.admin_tokens))
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.engine.dispose()
+
+
+def bootstrap(settings: Settings | None = None) -> Orderbus:
+    settings = settings or load_settings()
+    topology = build_topology(settings)
+    bus = Bus(
+        settings.broker_url,
+        topology,
+        BusOptions(
+            heartbeat=settings.heartbeat,
+            connect_timeout=settings.connect_timeout,
+            confirm_timeout=settings.confirm_timeout,
+            prefetch=settings.prefetch,
+            delivery_limit=settings.delivery_limit,
+        ),
+    )
+    return Orderbus(settings, make_engine(settings.database_url), topology, bus)
