@@ -26,6 +26,10 @@ KNOWN_CURRENCIES: dict[str, int] = {
 }
 
 
+MAX_MAGNITUDE = 14  # below 10^15 of any currency unit
+MAX_PLACES = 8
+
+
 def parse_money(value: Any) -> Decimal:
     """Turn a wire value into an exact Decimal.
 
@@ -50,6 +54,11 @@ def parse_money(value: Any) -> Decimal:
         raise ValueError(f"not a decimal amount: {value!r}")
     if not result.is_finite():
         raise ValueError("money must be a finite amount")
+    if result != 0 and result.adjusted() > MAX_MAGNITUDE:
+        raise ValueError(f"amount {value!r} is implausibly large")
+    exponent = result.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        raise ValueError(f"amount {value!r} has more than {MAX_PLACES} decimal places")
     return result
 
 

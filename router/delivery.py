@@ -16,7 +16,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from canonical.errors import DeliveryRejected, EndpointUnavailable, PermanentError
@@ -89,7 +90,8 @@ class HttpDelivery:
 
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.attempts),
-            wait=wait_exponential_jitter(initial=self.policy.initial_wait, max=self.policy.max_wait),
+            wait=wait_exponential(multiplier=self.policy.initial_wait, max=self.policy.max_wait)
+            + wait_random(0, self.policy.initial_wait),
             retry=retry_if_exception_type(EndpointUnavailable),
             before_sleep=before_sleep,
             reraise=True,

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from canonical.errors import ValidationFailed
+from router.validation import validate, violations
+from tests.factories import order
+
+
+def codes(**changes: object) -> set[str]:
+    return {v.code for v in violations(order(**changes))}
+
+
+def test_a_good_order_has_no_violations() -> None:
+    assert violations(order()) == []
+    validate(order())
+
+
+@pytest.mark.parametrize("phone", ["13800138000", "+8613800138000", "86 13800138000", "19912345678"])
+def test_chinese_mobile_numbers_are_accepted(phone: str) -> None:
+    assert "invalid_phone" not in codes(customer={"phone": phone})
+
+
+@pytest.mark.parametrize("phone", ["1380013800", "12800138000", "010-12345678", "abc"])
+def test_bad_chinese_mobile_numbers_are_refused(phone: str) -> None:
+    assert "invalid_phone" in codes(customer={"phone": phone})
+
+
+def test_contact_is_required() -> None:
+    assert "missing_contact" in codes(customer={"phone": None, "email": None})
+
+
+def test_incomplete_address_names_each_missing_part() -> None:
+    found = violations(order(shipping_address={"district": None, "street": None}))
+    fields = {v.field for v in found if v.code == "incomplete_address"}
+    assert fields == {"shipping_address.district", "shipping_address.street"}
+
+
+def test_quantity_must_be_positive() -> None:
+    o = order(items=[{"sku": "S", "quantity": 0, "unit_price": "1.00"}], total="6.50")
+    found = {(v.code, v.field) for v in violations(o)}
+    assert ("non_positive_quantity", "items[0].quantity") in found
+
+
+def test_totals_must_add_up() -> None:
+    found = violations(order(total="31.00"))
+    assert [v.code for v in found] == ["total_mismatch"]
+    assert "30.50" in found[0].message
+
+
+def test_unknown_currency_is_refused() -> None:
+    assert "unknown_currency" in codes(currency="RMB")
+
+
+def test_more_decimals_than_the_currency_has() -> None:
+    assert "too_many_decimals" in codes(currency="JPY")
+
+
+def test_validate_raises_with_every_reason() -> None:
+    with pytest.raises(ValidationFailed) as info:
+        validate(order(total="1.00", customer={"phone": "123"}))
+    assert {v.code for v in info.value.violations} == {"total_mismatch", "invalid_phone"}
+    assert info.value.reason == "validation_failed"
