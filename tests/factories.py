@@ -8,11 +8,11 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from canonical.envelope import Envelope
+from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE, Envelope
 from canonical.errors import BrokerUnavailable
 from canonical.order import CanonicalOrder
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from router.bus import Delivery, OutgoingMessage
+from router.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery, OutgoingMessage
 
 BASE_ORDER: dict[str, Any] = {
     "channel": "web-shop",
@@ -89,6 +89,19 @@ def signed_headers(secret: str, body: bytes, timestamp: int | None = None) -> di
 
 def body_of(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+def failure_delivery(body: bytes = b'{"x": 1}', message_id: str = "m-1") -> Delivery:
+    return Delivery(
+        queue="t.warehouse.dlq", body=body, message_id=message_id, correlation_id=message_id,
+        headers={
+            "x-orderbus-channel": "web-shop", H_ATTEMPT: 1, H_REASON: "delivery_rejected",
+            H_DETAIL: "warehouse endpoint rejected the order with 422", H_SOURCE_QUEUE: "t.warehouse",
+            H_ORIGINAL_EXCHANGE: "t.orders", H_ORIGINAL_ROUTING_KEY: "deliver.warehouse",
+        },
+        exchange="t.dlx", routing_key="t.warehouse", redelivered=False,
+        content_type="application/json", deliveries=1,
+    )
 
 
 class FakePublisher:

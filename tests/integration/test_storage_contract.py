@@ -1,0 +1,304 @@
+"""One contract suite, run against every storage backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, func, insert, select
+
+from canonical.envelope import H_ATTEMPT, H_REASON, Envelope, utcnow
+from canonical.errors import MalformedMessage, ValidationFailed
+from router import deadletters
+from router.bus import Delivery, OutgoingMessage
+from router.consumers import DeliveryConsumer
+from router.dedup import Outcome
+from router.delivery import HttpDelivery, RetryPolicy
+from router.outbox import OutboxRelay
+from router.service import RouterService
+from router.settings import Settings
+from router.tables import arrivals, audit_log, dead_letters, inbox, metadata, orders, outbox
+from router.topology import build_topology
+from tests.factories import FakePublisher, delivery_for, failure_delivery, order
+
+pytestmark = pytest.mark.integration
+
+TOPOLOGY = build_topology(Settings(namespace="t"))
+
+
+def count(engine: Engine, table: Any, *where: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+@pytest.fixture
+def router(engine: Engine) -> RouterService:
+    return RouterService(engine, TOPOLOGY)
+
+
+def test_migrations_match_the_tables(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_new_paid_order_writes_state_arrival_and_outbox_together(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order()))
+    assert count(engine, orders) == 1
+    assert count(engine, arrivals, arrivals.c.outcome == "new") == 1
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox).order_by(outbox.c.id)).all()
+        stored = conn.execute(select(orders)).one()
+    assert [r.routing_key for r in rows] == ["deliver.warehouse", "deliver.finance", "deliver.notification"]
+    assert {r.message_id for r in rows} == {f"{stored.order_number}-v1-{t}" for t in ("warehouse", "finance", "notification")}
+    assert all(r.headers["x-orderbus-order-number"] == stored.order_number for r in rows)
+    assert stored.status == "paid" and stored.version == 1
+
+
+def test_redelivered_message_has_no_second_effect(router: RouterService, engine: Engine) -> None:
+    d = delivery_for(order())
+    router.handle(d)
+    router.handle(d)
+    assert count(engine, arrivals) == 1
+    assert count(engine, outbox) == 3
+
+
+def test_replayed_webhook_is_a_duplicate(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order()))
+    for _ in range(10):
+        router.handle(delivery_for(order()))
+    assert count(engine, arrivals, arrivals.c.outcome == "duplicate") == 10
+    assert count(engine, outbox) == 3
+
+
+def test_material_update_is_republished_with_a_new_version(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order(status="created")))
+    assert count(engine, outbox) == 1  # notification only
+    router.handle(delivery_for(order(status="paid", version=2)))
+    with engine.connect() as conn:
+        stored = conn.execute(select(orders)).one()
+        keys = sorted(r.message_id for r in conn.execute(select(outbox)))
+    assert stored.version == 2 and stored.status == "paid"
+    assert sum("-v2-" in k for k in keys) == 3
+
+
+def test_stale_arrival_is_recorded_not_propagated_and_status_never_goes_back(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order(status="shipped", version=3)))
+    before = count(engine, outbox)
+    router.handle(delivery_for(order(status="paid", version=2)))
+    assert count(engine, outbox) == before
+    assert count(engine, arrivals, arrivals.c.outcome == "stale") == 1
+    with engine.connect() as conn:
+        assert conn.execute(select(orders.c.status)).scalar_one() == "shipped"
+
+
+def test_invalid_order_writes_nothing_and_says_why(router: RouterService, engine: Engine) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        router.handle(delivery_for(order(total="1.00")))
+    assert [v.code for v in info.value.violations] == ["total_mismatch"]
+    assert count(engine, orders) == count(engine, arrivals) == count(engine, outbox) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"not json", "malformed_json"), (b'{"a": 1}', "schema_mismatch"), (b"\xff\xfe", "invalid_encoding")],
+)
+def test_malformed_messages_are_permanent_errors(router: RouterService, body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMessage) as info:
+        router.handle(delivery_for(order(), body=body))
+    assert info.value.reason == reason
+
+
+def test_missing_envelope_is_a_permanent_error(router: RouterService) -> None:
+    with pytest.raises(MalformedMessage) as info:
+        router.handle(delivery_for(order(), headers={}))
+    assert info.value.reason == "missing_envelope"
+
+
+def test_concurrent_duplicates_have_one_effect(engine: Engine) -> None:
+    """Several routers racing on one order: the unique constraint decides."""
+    results: list[Outcome | None] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def run() -> None:
+        service = RouterService(engine, TOPOLOGY)
+        barrier.wait()
+        try:
+            results.append(service.route(Envelope.new("web-shop"), order()).outcome)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(results) == sorted([Outcome.NEW] + [Outcome.DUPLICATE] * 7)
+    assert count(engine, orders) == 1
+    assert count(engine, outbox) == 3
+
+
+def test_relay_publishes_pending_rows_and_marks_them(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order()))
+    publisher = FakePublisher()
+    relay = OutboxRelay(engine, publisher, batch=2)  # type: ignore[arg-type]
+    assert relay.relay_once() == 2
+    assert relay.relay_once() == 1
+    assert relay.relay_once() == 0
+    assert relay.pending() == 0
+    assert [m.routing_key for m in publisher.published] == ["deliver.warehouse", "deliver.finance", "deliver.notification"]
+
+
+class FlakyPublisher(FakePublisher):
+    def __init__(self, fail_on: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def publish(self, message: OutgoingMessage) -> None:
+        self.calls += 1
+        if self.calls == self.fail_on:
+            from canonical.errors import PublishNotConfirmed
+
+            raise PublishNotConfirmed("no confirm within 10s")
+        super().publish(message)
+
+
+def test_relay_keeps_confirmed_rows_when_a_later_one_fails(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order()))
+    publisher = FlakyPublisher(fail_on=2)
+    relay = OutboxRelay(engine, publisher)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="stopped after 1"):
+        relay.relay_once()
+    assert relay.pending() == 2
+    with engine.connect() as conn:
+        failed = conn.execute(select(outbox).where(outbox.c.last_error.is_not(None))).one()
+    assert "no confirm" in failed.last_error
+    assert relay.relay_once() == 2
+    assert len(publisher.published) == 3  # each row confirmed exactly once
+
+
+def consumer(engine: Engine, calls: list[httpx.Request], status: int = 200) -> DeliveryConsumer:
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(status)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    policy = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.001)
+    return DeliveryConsumer("warehouse", engine, HttpDelivery("warehouse", "http://wms.test/", client, policy))
+
+
+def outbox_delivery(engine: Engine, target: str = "warehouse") -> Delivery:
+    with engine.connect() as conn:
+        row = conn.execute(select(outbox).where(outbox.c.routing_key == f"deliver.{target}")).one()
+    return Delivery(
+        queue=f"t.{target}", body=row.body.encode(), message_id=row.message_id,
+        correlation_id=row.correlation_id, headers=row.headers, exchange="t.orders",
+        routing_key=row.routing_key, redelivered=False, content_type="application/json", deliveries=1,
+    )
+
+
+def test_consumer_inbox_makes_redelivery_harmless(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order()))
+    calls: list[httpx.Request] = []
+    c = consumer(engine, calls)
+    d = outbox_delivery(engine)
+    c.handle(d)
+    c.handle(d)
+    assert len(calls) == 1
+    assert calls[0].headers["Idempotency-Key"] == d.message_id
+    assert count(engine, inbox) == 1
+
+
+def test_recorder_stores_once_per_message_and_counts_repeats(engine: Engine) -> None:
+    recorder = deadletters.DeadLetterRecorder(engine)
+    recorder.handle(failure_delivery())
+    recorder.handle(failure_delivery())
+    with engine.connect() as conn:
+        row = conn.execute(select(dead_letters)).one()
+    assert (row.queue, row.reason, row.attempts, row.status) == ("t.warehouse", "delivery_rejected", 2, "open")
+    assert row.routing_key == "deliver.warehouse" and row.channel == "web-shop"
+
+
+def test_recorder_keeps_undecodable_bodies_as_base64(engine: Engine) -> None:
+    deadletters.DeadLetterRecorder(engine).handle(failure_delivery(body=b"\xff\x00\xfe"))
+    with engine.connect() as conn:
+        row = conn.execute(select(dead_letters)).one()
+    assert row.body_encoding == "base64"
+    assert deadletters.decode_body(row.body, row.body_encoding) == b"\xff\x00\xfe"
+
+
+def test_broker_dead_letters_are_explained_from_x_death(engine: Engine) -> None:
+    d = Delivery(
+        queue="t.router.dlq", body=b"{}", message_id="m-9", correlation_id=None,
+        headers={"x-death": [{"queue": "t.router", "reason": "delivery_limit", "exchange": "t.orders",
+                              "routing-keys": ["ingest.web"], "count": 1}], "x-delivery-count": 5},
+        exchange="t.dlx", routing_key="t.router", redelivered=False, content_type=None, deliveries=1,
+    )
+    deadletters.DeadLetterRecorder(engine).handle(d)
+    with engine.connect() as conn:
+        row = conn.execute(select(dead_letters)).one()
+    assert (row.queue, row.reason, row.routing_key) == ("t.router", "broker_delivery_limit", "ingest.web")
+    assert "5 deliveries" in row.detail
+
+
+def test_retry_goes_through_the_outbox_with_the_same_id_and_is_audited(engine: Engine) -> None:
+    deadletters.DeadLetterRecorder(engine).handle(failure_delivery())
+    with engine.connect() as conn:
+        dl_id = conn.execute(select(dead_letters.c.id)).scalar_one()
+    with engine.begin() as conn:
+        assert deadletters.retry(conn, dl_id, "alice", "WMS fixed") == "m-1"
+    with engine.connect() as conn:
+        row = conn.execute(select(outbox)).one()
+        dl = conn.execute(select(dead_letters)).one()
+        entry = conn.execute(select(audit_log)).one()
+    assert (row.message_id, row.routing_key, row.exchange) == ("m-1", "deliver.warehouse", "t.orders")
+    assert row.headers[H_ATTEMPT] == 2 and H_REASON not in row.headers
+    assert (dl.status, dl.resolved_by) == ("retried", "alice")
+    assert (entry.actor, entry.action, entry.target_id) == ("alice", "dead_letter.retry", str(dl_id))
+    assert entry.detail["before"]["status"] == "open" and entry.detail["after"]["status"] == "retried"
+    with engine.begin() as conn, pytest.raises(deadletters.DeadLetterStateError):
+        deadletters.retry(conn, dl_id, "alice")
+
+
+def test_a_retried_letter_that_fails_again_is_reopened(engine: Engine) -> None:
+    recorder = deadletters.DeadLetterRecorder(engine)
+    recorder.handle(failure_delivery())
+    with engine.begin() as conn:
+        deadletters.retry(conn, conn.execute(select(dead_letters.c.id)).scalar_one(), "bob")
+    recorder.handle(failure_delivery())
+    with engine.connect() as conn:
+        row = conn.execute(select(dead_letters)).one()
+    assert (row.status, row.attempts, row.resolved_by) == ("open", 2, None)
+
+
+def test_discard_needs_an_open_letter_and_is_audited(engine: Engine) -> None:
+    deadletters.DeadLetterRecorder(engine).handle(failure_delivery())
+    with engine.begin() as conn:
+        dl_id = conn.execute(select(dead_letters.c.id)).scalar_one()
+        deadletters.discard(conn, dl_id, "carol", "test order")
+    with engine.connect() as conn:
+        assert conn.execute(select(dead_letters.c.status)).scalar_one() == "discarded"
+        assert conn.execute(select(audit_log.c.action)).scalar_one() == "dead_letter.discard"
+
+
+def test_timestamps_come_back_timezone_aware(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(audit_log).values(actor="a", action="x", target_type="t", target_id=None, detail={}, at=utcnow()))
+    with engine.connect() as conn:
+        at = conn.execute(select(audit_log.c.at)).scalar_one()
+    assert at.tzinfo is not None
+
+
+def test_unique_message_ids_do_not_collide_across_orders(router: RouterService, engine: Engine) -> None:
+    for i in range(5):
+        router.handle(delivery_for(order(external_id=f"WS-{i}-{uuid.uuid4().hex[:4]}")))
+    with engine.connect() as conn:
+        ids = [r.message_id for r in conn.execute(select(outbox))]
+    assert len(ids) == len(set(ids)) == 15
