@@ -5,7 +5,6 @@ rejected requests and the audit log. OpenAPI at ``/docs``.
 ``Actor`` dependency alias defined inside :func:`create_admin_app`.)
 """
 
-
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -63,7 +62,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
         ),
         version="1",
     )
-    Actor = Annotated[str, Depends(auth)]
+    Actor = Annotated[str, Depends(auth)]  # noqa: N806 - a type alias
 
     @app.exception_handler(TransientError)
     def unavailable(_request: Request, exc: TransientError) -> JSONResponse:
@@ -73,7 +72,9 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
-    def page(query: Select[Any], table: Table, order: Any, limit: int, offset: int) -> tuple[int, list[Any]]:
+    def page(
+        query: Select[Any], table: Table, order: Any, limit: int, offset: int
+    ) -> tuple[int, list[Any]]:
         with translate_db_errors(), engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = conn.execute(query.order_by(order).limit(limit).offset(offset)).mappings().all()
@@ -102,12 +103,16 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
         total, rows = page(query, dead_letters, dead_letters.c.id.desc(), limit, offset)
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
-    @app.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterDetail, tags=["dead letters"])
+    @app.get(
+        "/dead-letters/{dead_letter_id}", response_model=DeadLetterDetail, tags=["dead letters"]
+    )
     def show_dead_letter(dead_letter_id: int, _actor: Actor) -> Any:
         with translate_db_errors(), engine.connect() as conn:
-            row = conn.execute(
-                select(dead_letters).where(dead_letters.c.id == dead_letter_id)
-            ).mappings().first()
+            row = (
+                conn.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
         return row
@@ -143,12 +148,16 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
             matched = conn.execute(
                 select(func.count()).select_from(dead_letters).where(*conditions)
             ).scalar_one()
-            ids = conn.execute(
-                select(dead_letters.c.id)
-                .where(*conditions)
-                .order_by(dead_letters.c.id)
-                .limit(request.limit)
-            ).scalars().all()
+            ids = (
+                conn.execute(
+                    select(dead_letters.c.id)
+                    .where(*conditions)
+                    .order_by(dead_letters.c.id)
+                    .limit(request.limit)
+                )
+                .scalars()
+                .all()
+            )
             retried = []
             if not request.dry_run:
                 for dl_id in ids:
@@ -174,7 +183,9 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
         except deadletters.DeadLetterStateError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
-    @app.get("/rejected-requests", response_model=Page[RejectedRequestOut], tags=["rejected requests"])
+    @app.get(
+        "/rejected-requests", response_model=Page[RejectedRequestOut], tags=["rejected requests"]
+    )
     def list_rejected(
         _actor: Actor,
         channel: str | None = None,

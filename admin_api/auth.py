@@ -39,7 +39,9 @@ class TokenAuth:
         actor = self.actor_for(token.strip())
         if actor is None:
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "unknown token", headers={"WWW-Authenticate": "Bearer"}
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown token",
+                headers={"WWW-Authenticate": "Bearer"},
             )
         return actor
 

@@ -1,15 +1,15 @@
 """orderbus's exception tree.
 
-    OrderbusError
-    ├── PermanentError        bad data: retrying cannot help -> dead letter with its reason
-    │   ├── MalformedMessage  not JSON, wrong schema, missing envelope
-    │   ├── ValidationFailed  business rules (carries machine-readable reasons)
-    │   └── DeliveryRejected  the target system answered 4xx
-    └── TransientError        something is down: retry with backoff, then dead letter
-        ├── BrokerUnavailable
-        ├── PublishNotConfirmed   nacked, unroutable, or confirm timed out
-        ├── DatabaseUnavailable
-        └── EndpointUnavailable   connection error, timeout, 5xx or 429
+OrderbusError
+├── PermanentError        bad data: retrying cannot help -> dead letter with its reason
+│   ├── MalformedMessage  not JSON, wrong schema, missing envelope
+│   ├── ValidationFailed  business rules (carries machine-readable reasons)
+│   └── DeliveryRejected  the target system answered 4xx
+└── TransientError        something is down: retry with backoff, then dead letter
+    ├── BrokerUnavailable
+    ├── PublishNotConfirmed   nacked, unroutable, or confirm timed out
+    ├── DatabaseUnavailable
+    └── EndpointUnavailable   connection error, timeout, 5xx or 429
 """
 
 from __future__ import annotations

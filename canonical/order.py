@@ -19,7 +19,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from canonical.money import Money
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 def _no_nul(value: str) -> str:
@@ -95,10 +95,12 @@ class LineItem(_Model):
 class CanonicalOrder(_Model):
     """One order as orderbus understands it, whatever channel it came from."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     order_number: ShortText | None = Field(
         default=None,
-        description="Unified order number assigned by orderbus; absent until the router accepts the order.",
+        description=(
+            "Unified order number assigned by orderbus; absent until the router accepts the order."
+        ),
     )
     channel: Slug
     shop: ShortText = "default"

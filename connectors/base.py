@@ -11,7 +11,9 @@ from canonical.order import CanonicalOrder
 class ConnectorError(Exception):
     """A request the connector cannot turn into an order; ``status`` is the HTTP answer."""
 
-    def __init__(self, status: int, reason: str, detail: str, errors: list[dict[str, object]] | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, detail: str, errors: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.reason = reason

@@ -43,10 +43,17 @@ class IngestDeps:
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": f"urn:orderbus:problem:{reason}", "title": reason, "status": status, "detail": detail}
+    body = {
+        "type": f"urn:orderbus:problem:{reason}",
+        "title": reason,
+        "status": status,
+        "detail": detail,
+    }
     body.update(extra)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
-    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+    return JSONResponse(
+        body, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 async def _read_limited(request: Request, limit: int) -> tuple[bytes, int, bool]:
@@ -112,22 +119,34 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
         body, size, too_large = await _read_limited(request, settings.max_body_bytes)
         if channel not in settings.channel_secrets:
             return await refuse(
-                request, channel, body, size,
+                request,
+                channel,
+                body,
+                size,
                 ConnectorError(404, "unknown_channel", f"no channel {channel!r} is configured"),
             )
         if too_large:
             return await refuse(
-                request, channel, body, size,
-                ConnectorError(413, "payload_too_large", f"body over {settings.max_body_bytes} bytes"),
+                request,
+                channel,
+                body,
+                size,
+                ConnectorError(
+                    413, "payload_too_large", f"body over {settings.max_body_bytes} bytes"
+                ),
             )
         content_type = request.headers.get("content-type", "")
         media, _, params = content_type.partition(";")
         charset = params.strip().lower().removeprefix("charset=").strip('"') if params else "utf-8"
         if media.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
             return await refuse(
-                request, channel, body, size,
+                request,
+                channel,
+                body,
+                size,
                 ConnectorError(
-                    415, "unsupported_media_type",
+                    415,
+                    "unsupported_media_type",
                     f"send application/json in UTF-8, not {content_type!r}",
                 ),
             )
@@ -157,7 +176,10 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
             await run_in_threadpool(deps.publisher.publish, message)
         except TransientError as exc:
             return await refuse(
-                request, channel, body, size,
+                request,
+                channel,
+                body,
+                size,
                 ConnectorError(503, exc.reason, f"the order was not accepted: {exc.detail}"),
             )
         log.info("ingest %s: accepted %s as %s", channel, order.external_id, envelope.message_id)

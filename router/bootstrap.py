@@ -38,7 +38,9 @@ class Orderbus:
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)
 
-    def delivery_consumer(self, target: str, transport: httpx.BaseTransport | None = None) -> DeliveryConsumer:
+    def delivery_consumer(
+        self, target: str, transport: httpx.BaseTransport | None = None
+    ) -> DeliveryConsumer:
         url = self.settings.target_url(target)
         if not url:
             raise ConfigurationError(

@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.connection import Connection
+from kombu.entity import Exchange, Queue
 from kombu.message import Message
+from kombu.messaging import Consumer, Producer
 
 from canonical.envelope import H_DETAIL, H_REASON, H_SOURCE_QUEUE, HEADER_PREFIX
 from canonical.errors import BrokerUnavailable, PermanentError, PublishNotConfirmed
@@ -218,7 +220,9 @@ class Publisher:
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         props = getattr(message, "properties", {}) or {}
         mid = props.get("message_id")
-        log.error("broker returned unroutable message %s (%s %s): %s", mid, exchange, routing_key, exc)
+        log.error(
+            "broker returned unroutable message %s (%s %s): %s", mid, exchange, routing_key, exc
+        )
         if mid:
             self._returned.add(mid)
 
@@ -332,7 +336,7 @@ class _ConsumerLoop:
             while not stop.is_set():
                 try:
                     conn.drain_events(timeout=1)
-                except socket.timeout:
+                except TimeoutError:
                     conn.heartbeat_check()
             # Graceful stop: cancel, so nothing more arrives; unacked messages
             # (none, we handle one at a time) would return to the queue on close.
@@ -450,6 +454,8 @@ class _ConsumerLoop:
             time.sleep(1.0)
             message.requeue()
             return
-        log.warning("%s: dead-lettered %s: %s: %s", delivery.queue, delivery.message_id, reason, detail)
+        log.warning(
+            "%s: dead-lettered %s: %s: %s", delivery.queue, delivery.message_id, reason, detail
+        )
         self._seen.pop(delivery.body_key(), None)
         message.ack()

@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     from connectors.signature import sign
 
-    body = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()  # noqa: SIM115
+    body = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
     timestamp = args.timestamp or int(time.time())
     signature = sign(args.secret, timestamp, body)
     if args.headers:
@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon (all components, or the ones named)")
-    run.add_argument("components", nargs="*", choices=["router", "consumers", "ingest", "admin", []])
+    run.add_argument(
+        "components", nargs="*", choices=["router", "consumers", "ingest", "admin", []]
+    )
     run.add_argument("--shutdown-timeout", type=float, default=30.0)
     run.set_defaults(func=cmd_run)
 
@@ -97,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     demo = sub.add_parser("demo", help="send sample orders through an embedded orderbus")
-    demo.add_argument("--broker-url", help="default: kombu's SQL transport on a temporary SQLite file")
+    demo.add_argument(
+        "--broker-url", help="default: kombu's SQL transport on a temporary SQLite file"
+    )
     demo.add_argument("--database-url", help="default: a temporary SQLite file")
     demo.set_defaults(func=cmd_demo)
 

@@ -63,14 +63,19 @@ def scenario() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def run_demo(broker_url: str | None = None, database_url: str | None = None, timeout: float = 90) -> int:
+def run_demo(
+    broker_url: str | None = None, database_url: str | None = None, timeout: float = 90
+) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="orderbus-demo-"))
     finance_knows_customer = {"value": False}
 
     def respond(target: str, body: dict[str, Any]) -> int | tuple[int, dict[str, Any]]:
         name = body.get("customer", {}).get("name")
         if target == "finance" and name == "未开户客户" and not finance_knows_customer["value"]:
-            return 422, {"error": "customer_not_found", "message": f"no customer account for {name}"}
+            return 422, {
+                "error": "customer_not_found",
+                "message": f"no customer account for {name}",
+            }
         return 200
 
     sink = RecordingSink(respond).start()
@@ -114,7 +119,10 @@ def run_demo(broker_url: str | None = None, database_url: str | None = None, tim
                         SIGNATURE_HEADER: sign(secret, ts, body),
                     },
                 )
-                print(f"-> {label}: {order['external_id']} {order['status']}: HTTP {response.status_code}")
+                print(
+                    f"-> {label}: {order['external_id']} {order['status']}: "
+                    f"HTTP {response.status_code}"
+                )
             forged = json.dumps(sample_order()).encode()
             response = client.post(
                 ingest,
@@ -132,14 +140,22 @@ def run_demo(broker_url: str | None = None, database_url: str | None = None, tim
             expected = {"warehouse": 3, "finance": 2, "notification": 4}
             _wait(lambda: _settled(daemon, sink, expected, 2), timeout)
 
-            print("\nThe finance system now knows the customer; an operator retries its dead letter:")
+            print(
+                "\nThe finance system now knows the customer; an operator retries its dead letter:"
+            )
             finance_knows_customer["value"] = True
             admin = f"http://127.0.0.1:{settings.admin_port}"
             auth = {"Authorization": f"Bearer {admin_token}"}
-            listing = client.get(f"{admin}/dead-letters", params={"queue": "demo.finance"}, headers=auth)
+            listing = client.get(
+                f"{admin}/dead-letters", params={"queue": "demo.finance"}, headers=auth
+            )
             listing.raise_for_status()
             for item in listing.json()["items"]:
-                r = client.post(f"{admin}/dead-letters/{item['id']}/retry", headers=auth, json={"note": "customer opened in ERP"})
+                r = client.post(
+                    f"{admin}/dead-letters/{item['id']}/retry",
+                    headers=auth,
+                    json={"note": "customer opened in ERP"},
+                )
                 print(f"   POST /dead-letters/{item['id']}/retry -> {r.status_code}")
             expected["finance"] = 3
             _wait(lambda: _settled(daemon, sink, expected, 1), timeout)
@@ -194,4 +210,7 @@ def _report(daemon: Daemon, sink: RecordingSink) -> None:
         print(f"  #{rr.id} {rr.channel} HTTP {rr.status_code} {rr.reason}: {rr.detail}")
     print("\nAudit log:")
     for entry in audit:
-        print(f"  {entry.at:%H:%M:%S} {entry.actor} {entry.action} {entry.target_type} #{entry.target_id}")
+        print(
+            f"  {entry.at:%H:%M:%S} {entry.actor} {entry.action} "
+            f"{entry.target_type} #{entry.target_id}"
+        )

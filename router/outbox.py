@@ -121,7 +121,7 @@ class OutboxRelay:
                 stop.wait(interval)
 
 
-class _StopBatch(Exception):  # noqa: N818 - control flow, not an error
+class _StopBatch(Exception):
     def __init__(self, published: int) -> None:
         super().__init__(f"stopped after {published}")
         self.published = published

@@ -61,7 +61,8 @@ class Daemon:
         unknown = set(self.components) - set(COMPONENTS)
         if unknown:
             raise ConfigurationError(
-                f"unknown component(s) {', '.join(sorted(unknown))}; choose from {', '.join(COMPONENTS)}"
+                f"unknown component(s) {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(COMPONENTS)}"
             )
         app, topo, settings = self.app, self.app.topology, self.app.settings
         if "router" in self.components:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from canonical.envelope import Envelope, EnvelopeError, utcnow
 from canonical.errors import MalformedMessage
 from canonical.order import CanonicalOrder, OrderStatus
-from router.bus import Delivery, OutgoingMessage
+from router.bus import Delivery
 from router.database import translate_db_errors
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import targets_for
@@ -56,7 +56,9 @@ def parse_delivery(delivery: Delivery) -> tuple[Envelope, CanonicalOrder]:
     try:
         order = CanonicalOrder.model_validate_json(text)
     except ValidationError as exc:
-        reason = "malformed_json" if exc.errors()[0]["type"] == "json_invalid" else "schema_mismatch"
+        reason = (
+            "malformed_json" if exc.errors()[0]["type"] == "json_invalid" else "schema_mismatch"
+        )
         raise MalformedMessage(_summarise(exc), reason=reason) from exc
     if order.channel != envelope.channel:
         raise MalformedMessage(
@@ -104,7 +106,9 @@ class RouterService:
             select(arrivals.c.outcome).where(arrivals.c.message_id == envelope.message_id)
         ).first()
         if seen is not None:
-            log.info("router: message %s was processed before (%s)", envelope.message_id, seen.outcome)
+            log.info(
+                "router: message %s was processed before (%s)", envelope.message_id, seen.outcome
+            )
             return RouteResult(None, None)
 
         now = utcnow()
@@ -129,7 +133,9 @@ class RouterService:
         number = row.order_number if row else order_number(*order.business_key)
         accepted = order.model_copy(update={"order_number": number})
         previous = OrderStatus(row.status) if row else None
-        version = (row.version if row else 0) + (1 if outcome in (Outcome.NEW, Outcome.UPDATE) else 0)
+        version = (row.version if row else 0) + (
+            1 if outcome in (Outcome.NEW, Outcome.UPDATE) else 0
+        )
 
         if outcome is Outcome.NEW:
             result = conn.execute(
@@ -148,7 +154,9 @@ class RouterService:
             order_id = row.id
             if outcome is Outcome.UPDATE:
                 conn.execute(
-                    update(orders).where(orders.c.id == row.id).values(**self._state(accepted, version, now))
+                    update(orders)
+                    .where(orders.c.id == row.id)
+                    .values(**self._state(accepted, version, now))
                 )
 
         targets: list[str] = []
@@ -222,4 +230,3 @@ class RouterService:
                     attempts=0,
                 )
             )
-

@@ -40,7 +40,7 @@ class RecordingSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 target = self.path.strip("/").split("/")[0]
@@ -49,7 +49,9 @@ class RecordingSink:
                 except ValueError:
                     body = {"_raw": raw.decode("utf-8", "replace")}
                 answer = sink.respond(target, body)
-                status, reply = answer if isinstance(answer, tuple) else (answer, {"status": answer})
+                status, reply = (
+                    answer if isinstance(answer, tuple) else (answer, {"status": answer})
+                )
                 if status < 300:
                     with sink._lock:
                         sink.requests.append(
@@ -62,7 +64,7 @@ class RecordingSink:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer((host, 0), Handler)

@@ -25,7 +25,9 @@ def violations(order: CanonicalOrder) -> list[Violation]:
     add = found.append
 
     if order.currency not in KNOWN_CURRENCIES:
-        add(Violation("unknown_currency", "currency", f"currency {order.currency} is not supported"))
+        add(
+            Violation("unknown_currency", "currency", f"currency {order.currency} is not supported")
+        )
 
     customer = order.customer
     if not customer.phone and not customer.email:
@@ -43,10 +45,18 @@ def violations(order: CanonicalOrder) -> list[Violation]:
                 )
             )
     if customer.email and not EMAIL.match(customer.email):
-        add(Violation("invalid_email", "customer.email", f"{customer.email!r} is not an email address"))
+        add(
+            Violation(
+                "invalid_email", "customer.email", f"{customer.email!r} is not an email address"
+            )
+        )
 
     address = order.shipping_address
-    required = ("province", "city", "district", "street") if address.country == "CN" else ("city", "street")
+    required = (
+        ("province", "city", "district", "street")
+        if address.country == "CN"
+        else ("city", "street")
+    )
     for part in required:
         if not getattr(address, part):
             add(
@@ -61,11 +71,25 @@ def violations(order: CanonicalOrder) -> list[Violation]:
     for index, item in enumerate(order.items):
         where = f"items[{index}]"
         if item.quantity <= 0:
-            add(Violation("non_positive_quantity", f"{where}.quantity", f"SKU {item.sku}: quantity must be > 0"))
+            add(
+                Violation(
+                    "non_positive_quantity",
+                    f"{where}.quantity",
+                    f"SKU {item.sku}: quantity must be > 0",
+                )
+            )
         if item.unit_price < 0:
-            add(Violation("negative_amount", f"{where}.unit_price", f"SKU {item.sku}: negative unit price"))
+            add(
+                Violation(
+                    "negative_amount", f"{where}.unit_price", f"SKU {item.sku}: negative unit price"
+                )
+            )
         if item.discount < 0:
-            add(Violation("negative_amount", f"{where}.discount", f"SKU {item.sku}: negative discount"))
+            add(
+                Violation(
+                    "negative_amount", f"{where}.discount", f"SKU {item.sku}: negative discount"
+                )
+            )
         for name in ("unit_price", "discount"):
             if _decimals(getattr(item, name)) > places:
                 add(
@@ -80,7 +104,11 @@ def violations(order: CanonicalOrder) -> list[Violation]:
         if amount < 0:
             add(Violation("negative_amount", name, f"{name} must not be negative"))
         if _decimals(amount) > places:
-            add(Violation("too_many_decimals", name, f"{order.currency} has {places} decimal places"))
+            add(
+                Violation(
+                    "too_many_decimals", name, f"{order.currency} has {places} decimal places"
+                )
+            )
 
     expected = quantize(order.computed_total(), order.currency)
     if quantize(order.total, order.currency) != expected:

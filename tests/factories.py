@@ -93,14 +93,24 @@ def body_of(data: dict[str, Any]) -> bytes:
 
 def failure_delivery(body: bytes = b'{"x": 1}', message_id: str = "m-1") -> Delivery:
     return Delivery(
-        queue="t.warehouse.dlq", body=body, message_id=message_id, correlation_id=message_id,
+        queue="t.warehouse.dlq",
+        body=body,
+        message_id=message_id,
+        correlation_id=message_id,
         headers={
-            "x-orderbus-channel": "web-shop", H_ATTEMPT: 1, H_REASON: "delivery_rejected",
-            H_DETAIL: "warehouse endpoint rejected the order with 422", H_SOURCE_QUEUE: "t.warehouse",
-            H_ORIGINAL_EXCHANGE: "t.orders", H_ORIGINAL_ROUTING_KEY: "deliver.warehouse",
+            "x-orderbus-channel": "web-shop",
+            H_ATTEMPT: 1,
+            H_REASON: "delivery_rejected",
+            H_DETAIL: "warehouse endpoint rejected the order with 422",
+            H_SOURCE_QUEUE: "t.warehouse",
+            H_ORIGINAL_EXCHANGE: "t.orders",
+            H_ORIGINAL_ROUTING_KEY: "deliver.warehouse",
         },
-        exchange="t.dlx", routing_key="t.warehouse", redelivered=False,
-        content_type="application/json", deliveries=1,
+        exchange="t.dlx",
+        routing_key="t.warehouse",
+        redelivered=False,
+        content_type="application/json",
+        deliveries=1,
     )
 
 

@@ -23,13 +23,21 @@ def free_port() -> int:
 def orderbus_env(**settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBUS_")}
     for key, value in settings.items():
-        env[f"ORDERBUS_{key.upper()}"] = value if isinstance(value, str) else __import__("json").dumps(value)
+        env[f"ORDERBUS_{key.upper()}"] = (
+            value if isinstance(value, str) else __import__("json").dumps(value)
+        )
     return env
 
 
-def orderbus(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def orderbus(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "router.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "router.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -45,7 +53,10 @@ class OrderbusProcess:
         self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router.cli", "run", *self.components],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, text=True,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         return self
 

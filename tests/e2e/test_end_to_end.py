@@ -66,15 +66,22 @@ def settings_env(downstream: Downstream, **extra: Any) -> dict[str, str]:
     )
 
 
-def send(client: httpx.Client, ingest: str, data: dict[str, Any], secret: str = SECRET) -> httpx.Response:
+def send(
+    client: httpx.Client, ingest: str, data: dict[str, Any], secret: str = SECRET
+) -> httpx.Response:
     body = body_of(data)
     return client.post(ingest, content=body, headers=signed_headers(secret, body))
 
 
-def scenario(env: dict[str, str], downstream: Downstream, components: list[list[str]], tmp_path: Path) -> None:
+def scenario(
+    env: dict[str, str], downstream: Downstream, components: list[list[str]], tmp_path: Path
+) -> None:
     ingest = f"http://127.0.0.1:{env['ORDERBUS_INGEST_PORT']}/ingest/web-shop"
     admin = f"http://127.0.0.1:{env['ORDERBUS_ADMIN_PORT']}"
-    procs = [OrderbusProcess(env, c, tmp_path / f"orderbus-{i}.log").start() for i, c in enumerate(components)]
+    procs = [
+        OrderbusProcess(env, c, tmp_path / f"orderbus-{i}.log").start()
+        for i, c in enumerate(components)
+    ]
     try:
         procs[-1].wait_http(ingest.rsplit("/ingest", 1)[0] + "/healthz")
         procs[-1].wait_http(admin + "/healthz")
@@ -91,15 +98,23 @@ def scenario(env: dict[str, str], downstream: Downstream, components: list[list[
             assert forged.status_code == 401
 
             sink = downstream.sink
-            wait_for(lambda: len(sink.received("warehouse")) == 5 and len(sink.received("notification")) == 5
-                     and len(sink.received("finance")) == 4, what="deliveries")
+            wait_for(
+                lambda: (
+                    len(sink.received("warehouse")) == 5
+                    and len(sink.received("notification")) == 5
+                    and len(sink.received("finance")) == 4
+                ),
+                what="deliveries",
+            )
 
             def letters() -> list[dict[str, Any]]:
                 return client.get(f"{admin}/dead-letters", headers=AUTH).json()["items"]  # type: ignore[no-any-return]
 
             wait_for(lambda: len(letters()) == 2, what="two dead letters")
             by_reason = {d["reason"]: d for d in letters()}
-            bad = client.get(f"{admin}/dead-letters/{by_reason['validation_failed']['id']}", headers=AUTH).json()
+            bad = client.get(
+                f"{admin}/dead-letters/{by_reason['validation_failed']['id']}", headers=AUTH
+            ).json()
             assert "total" in bad["detail"] and "customer.phone" in bad["detail"]
             assert "E2E-BAD" in bad["body"]
             down = by_reason["endpoint_unavailable"]
@@ -110,11 +125,16 @@ def scenario(env: dict[str, str], downstream: Downstream, components: list[list[
 
             # finance recovers; an operator retries the dead letter: delivered once
             downstream.finance_down_for.clear()
-            retry = client.post(f"{admin}/dead-letters/{down['id']}/retry", headers=AUTH, json={"note": "ERP back"})
+            retry = client.post(
+                f"{admin}/dead-letters/{down['id']}/retry", headers=AUTH, json={"note": "ERP back"}
+            )
             assert retry.status_code == 202
             wait_for(lambda: len(sink.received("finance")) == 5, what="retried delivery")
             # and retrying it again is refused: it is no longer open
-            assert client.post(f"{admin}/dead-letters/{down['id']}/retry", headers=AUTH).status_code == 409
+            assert (
+                client.post(f"{admin}/dead-letters/{down['id']}/retry", headers=AUTH).status_code
+                == 409
+            )
             audit = client.get(f"{admin}/audit", headers=AUTH).json()["items"]
             assert (audit[0]["actor"], audit[0]["action"]) == ("e2e-operator", "dead_letter.retry")
 
@@ -135,7 +155,9 @@ def scenario(env: dict[str, str], downstream: Downstream, components: list[list[
 def test_end_to_end_on_rabbitmq_and_postgresql(
     amqp_url: str, postgres_url: str, namespace: str, downstream: Downstream, tmp_path: Path
 ) -> None:
-    env = settings_env(downstream, broker_url=amqp_url, database_url=postgres_url, namespace=namespace)
+    env = settings_env(
+        downstream, broker_url=amqp_url, database_url=postgres_url, namespace=namespace
+    )
     scenario(env, downstream, [["router"], ["consumers"], ["ingest", "admin"]], tmp_path)
 
 
@@ -153,7 +175,9 @@ def test_end_to_end_embedded_across_processes(downstream: Downstream, tmp_path: 
 
 
 def test_demo_runs_without_broker_or_database(tmp_path: Path) -> None:
-    result = orderbus("--log-level", "ERROR", "demo", env=orderbus_env() | {"TMPDIR": str(tmp_path)}, timeout=180)
+    result = orderbus(
+        "--log-level", "ERROR", "demo", env=orderbus_env() | {"TMPDIR": str(tmp_path)}, timeout=180
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "warehouse (3)" in out and "finance (3)" in out and "notification (4)" in out

@@ -12,8 +12,13 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from sqlalchemy import Engine, select
 
-from canonical.errors import BrokerUnavailable, DatabaseUnavailable, MalformedMessage, PublishNotConfirmed
-from router.bus import Bus, BusOptions, Delivery, OutgoingMessage
+from canonical.errors import (
+    BrokerUnavailable,
+    DatabaseUnavailable,
+    MalformedMessage,
+    PublishNotConfirmed,
+)
+from router.bus import Bus, BusOptions, Delivery, OutgoingMessage, Publisher
 from router.deadletters import DeadLetterRecorder
 from router.settings import Settings
 from router.tables import dead_letters
@@ -29,7 +34,9 @@ def vhost_of(url: str) -> str:
 
 @pytest.fixture
 def topology(namespace: str) -> Topology:
-    return build_topology(Settings(namespace=namespace, broker_url="amqp://x", quorum_queues=True, delivery_limit=3))
+    return build_topology(
+        Settings(namespace=namespace, broker_url="amqp://x", quorum_queues=True, delivery_limit=3)
+    )
 
 
 @pytest.fixture
@@ -37,7 +44,12 @@ def bus(amqp_url: str, topology: Topology) -> Bus:
     return Bus(amqp_url, topology, BusOptions(delivery_limit=3, confirm_timeout=5, heartbeat=10))
 
 
-def message(topology: Topology, body: bytes = '{"订单": "一"}'.encode(), mid: str = "m-1", key: str = "ingest.web") -> OutgoingMessage:
+def message(
+    topology: Topology,
+    body: bytes = '{"订单": "一"}'.encode(),
+    mid: str = "m-1",
+    key: str = "ingest.web",
+) -> OutgoingMessage:
     return OutgoingMessage(topology.exchange, key, body, mid, {"x-orderbus-channel": "web"})
 
 
@@ -46,7 +58,10 @@ class Consuming:
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.thread = threading.Thread(
-            target=bus.consume, args=(queues, handler, self.stop), kwargs={"ready": self.ready}, daemon=True
+            target=bus.consume,
+            args=(queues, handler, self.stop),
+            kwargs={"ready": self.ready},
+            daemon=True,
         )
 
     def __enter__(self) -> Consuming:
@@ -70,37 +85,53 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
 
 
 @pytest.fixture
-def publisher(bus: Bus) -> Iterator[object]:
+def publisher(bus: Bus) -> Iterator[Publisher]:
     p = bus.publisher()
     yield p
     p.close()
 
 
-def test_confirmed_publish_arrives_byte_exact_with_envelope(bus: Bus, topology: Topology, publisher) -> None:  # type: ignore[no-untyped-def]
+def test_confirmed_publish_arrives_byte_exact_with_envelope(
+    bus: Bus, topology: Topology, publisher: Publisher
+) -> None:
     publisher.publish(message(topology))
     got: list[Delivery] = []
     with Consuming(bus, [topology.router_queue], got.append):
         wait_for(lambda: len(got) == 1)
     d = got[0]
     assert d.body == '{"订单": "一"}'.encode()
-    assert (d.message_id, d.headers["x-orderbus-channel"], d.routing_key) == ("m-1", "web", "ingest.web")
+    assert (d.message_id, d.headers["x-orderbus-channel"], d.routing_key) == (
+        "m-1",
+        "web",
+        "ingest.web",
+    )
     assert d.content_type == "application/json"
 
 
-def test_unroutable_publish_is_an_error_not_a_silent_drop(bus: Bus, topology: Topology, publisher) -> None:  # type: ignore[no-untyped-def]
+def test_unroutable_publish_is_an_error_not_a_silent_drop(
+    bus: Bus, topology: Topology, publisher: Publisher
+) -> None:
     with pytest.raises(PublishNotConfirmed) as info:
         publisher.publish(message(topology, key="nowhere.at.all"))
     assert info.value.reason == "unroutable"
     publisher.publish(message(topology, mid="m-2"))  # the publisher recovers
 
 
-def test_deleted_queue_is_detected_and_redeclared(bus: Bus, topology: Topology, publisher, amqp_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_deleted_queue_is_detected_and_redeclared(
+    bus: Bus, topology: Topology, publisher: Publisher, amqp_url: str
+) -> None:
     warehouse = topology.queue_for("warehouse").name
     publisher.publish(message(topology, key="deliver.warehouse", mid="w-1"))
-    subprocess.run(["rabbitmqctl", "delete_queue", "-p", vhost_of(amqp_url), warehouse], check=True, capture_output=True)
+    subprocess.run(
+        ["rabbitmqctl", "delete_queue", "-p", vhost_of(amqp_url), warehouse],
+        check=True,
+        capture_output=True,
+    )
     with pytest.raises(PublishNotConfirmed, match="unroutable"):
         publisher.publish(message(topology, key="deliver.warehouse", mid="w-2"))
-    publisher.publish(message(topology, key="deliver.warehouse", mid="w-3"))  # topology declared again
+    publisher.publish(
+        message(topology, key="deliver.warehouse", mid="w-3")
+    )  # topology declared again
     assert bus.queue_depth(warehouse) == 1
 
 
@@ -113,33 +144,58 @@ def test_unreachable_broker_is_broker_unavailable(topology: Topology) -> None:
 def test_queues_are_quorum_with_dead_lettering(bus: Bus, topology: Topology, amqp_url: str) -> None:
     bus.check()
     out = subprocess.run(
-        ["rabbitmqctl", "list_queues", "-p", vhost_of(amqp_url), "--no-table-headers", "name", "type", "arguments"],
-        check=True, capture_output=True, text=True,
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "-p",
+            vhost_of(amqp_url),
+            "--no-table-headers",
+            "name",
+            "type",
+            "arguments",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
-    rows = {line.split("\t")[0]: line for line in out.splitlines() if line.startswith(topology.exchange.split(".")[0])}
+    rows = {
+        line.split("\t")[0]: line
+        for line in out.splitlines()
+        if line.startswith(topology.exchange.split(".")[0])
+    }
     assert set(rows) == {q.name for q in topology.queues} | set(topology.dead_letter_queues)
     for q in topology.queues:
         assert "quorum" in rows[q.name]
         assert topology.dead_letter_exchange in rows[q.name]
 
 
-def test_permanent_error_dead_letters_with_reason_and_is_recorded(bus: Bus, topology: Topology, publisher, sqlite_engine: Engine) -> None:  # type: ignore[no-untyped-def]
+def test_permanent_error_dead_letters_with_reason_and_is_recorded(
+    bus: Bus, topology: Topology, publisher: Publisher, sqlite_engine: Engine
+) -> None:
     def reject(_d: Delivery) -> None:
         raise MalformedMessage("body is not valid JSON", reason="malformed_json")
 
     publisher.publish(message(topology, body=b"\xff not json"))
     with Consuming(bus, [topology.router_queue], reject):
         wait_for(lambda: bus.queue_depth(topology.router_queue + ".dlq") == 1)
-    with Consuming(bus, list(topology.dead_letter_queues), DeadLetterRecorder(sqlite_engine).handle):
+    with Consuming(
+        bus, list(topology.dead_letter_queues), DeadLetterRecorder(sqlite_engine).handle
+    ):
         wait_for(lambda: bus.queue_depth(topology.router_queue + ".dlq") == 0)
     with sqlite_engine.connect() as conn:
         row = conn.execute(select(dead_letters)).one()
-    assert (row.queue, row.reason, row.message_id) == (topology.router_queue, "malformed_json", "m-1")
+    assert (row.queue, row.reason, row.message_id) == (
+        topology.router_queue,
+        "malformed_json",
+        "m-1",
+    )
     assert row.body_encoding == "base64" and row.routing_key == "ingest.web"
     assert "MalformedMessage" in row.exception
 
 
-def test_transient_error_is_retried_then_dead_lettered_not_looped(bus: Bus, topology: Topology, publisher) -> None:  # type: ignore[no-untyped-def]
+def test_transient_error_is_retried_then_dead_lettered_not_looped(
+    bus: Bus, topology: Topology, publisher: Publisher
+) -> None:
     seen: list[int] = []
 
     def always_down(d: Delivery) -> None:
@@ -153,17 +209,20 @@ def test_transient_error_is_retried_then_dead_lettered_not_looped(bus: Bus, topo
     assert bus.queue_depth(topology.router_queue) == 0
 
 
-def test_consumer_and_publisher_survive_forced_disconnects(bus: Bus, topology: Topology, publisher, amqp_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_consumer_and_publisher_survive_forced_disconnects(
+    bus: Bus, topology: Topology, publisher: Publisher, amqp_url: str
+) -> None:
     got: list[str] = []
     with Consuming(bus, [topology.router_queue], lambda d: got.append(d.message_id or "")) as c:
         publisher.publish(message(topology, mid="before"))
         wait_for(lambda: "before" in got)
         subprocess.run(
             ["rabbitmqctl", "close_all_connections", "-p", vhost_of(amqp_url), "fault test"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         c.ready.clear()
-        for attempt in range(20):  # the publisher's connection was closed too
+        for _ in range(20):  # the publisher's connection was closed too
             try:
                 publisher.publish(message(topology, mid="after"))
                 break

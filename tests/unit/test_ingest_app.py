@@ -4,6 +4,7 @@ import json
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
@@ -42,11 +43,21 @@ def rejections(engine: Engine) -> list[tuple[int, str]]:
         ]
 
 
-def post(client: TestClient, body: bytes, headers: dict[str, str] | None = None, channel: str = "web-shop"):  # type: ignore[no-untyped-def]
-    return client.post(f"/ingest/{channel}", content=body, headers=headers or signed_headers(SECRET, body))
+def post(
+    client: TestClient,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    channel: str = "web-shop",
+) -> httpx.Response:
+    response: httpx.Response = client.post(
+        f"/ingest/{channel}", content=body, headers=headers or signed_headers(SECRET, body)
+    )
+    return response
 
 
-def test_signed_order_is_published_then_accepted(client: TestClient, publisher: FakePublisher) -> None:
+def test_signed_order_is_published_then_accepted(
+    client: TestClient, publisher: FakePublisher
+) -> None:
     body = body_of(order_dict())
     response = post(client, body)
     assert response.status_code == 202, response.text
@@ -66,7 +77,9 @@ def test_channel_is_taken_from_the_url(client: TestClient, publisher: FakePublis
     assert CanonicalOrder.from_wire(publisher.published[0].body).channel == "web-shop"
 
 
-def test_forged_signature_is_401_and_recorded(client: TestClient, publisher: FakePublisher, sqlite_engine: Engine) -> None:
+def test_forged_signature_is_401_and_recorded(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
     body = body_of(order_dict())
     response = post(client, body, signed_headers("not-the-secret", body))
     assert response.status_code == 401
@@ -97,9 +110,9 @@ def test_malformed_json_is_400(client: TestClient, sqlite_engine: Engine) -> Non
 
 
 def test_invalid_utf8_is_400(client: TestClient, sqlite_engine: Engine) -> None:
-    body = "{\"note\": \"订单\"}".encode("gbk")
+    body = '{"note": "订单"}'.encode("gbk")
     assert post(client, body).status_code == 400
-    [(status, reason)] = rejections(sqlite_engine)
+    [(_status, reason)] = rejections(sqlite_engine)
     assert reason == "invalid_encoding"
 
 
@@ -115,7 +128,9 @@ def test_wrong_media_type_is_415(client: TestClient) -> None:
     assert post(client, body, headers).status_code == 415
 
 
-def test_huge_payload_is_413_and_not_published(client: TestClient, publisher: FakePublisher, sqlite_engine: Engine) -> None:
+def test_huge_payload_is_413_and_not_published(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
     body = body_of(order_dict(note="x" * 1000)) + b" " * (70 * 1024)
     assert post(client, body).status_code == 413
     assert publisher.published == []
@@ -134,7 +149,9 @@ def test_order_number_from_outside_is_refused(client: TestClient) -> None:
     assert post(client, body_of(order_dict(order_number="OB123"))).status_code == 422
 
 
-def test_broker_down_is_503_with_retry_after(client: TestClient, publisher: FakePublisher, sqlite_engine: Engine) -> None:
+def test_broker_down_is_503_with_retry_after(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
     publisher.down = True
     response = post(client, body_of(order_dict()))
     assert response.status_code == 503
@@ -146,7 +163,9 @@ def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_rejection_keeps_headers_but_redacts_credentials(client: TestClient, sqlite_engine: Engine) -> None:
+def test_rejection_keeps_headers_but_redacts_credentials(
+    client: TestClient, sqlite_engine: Engine
+) -> None:
     body = b"not json"
     headers = signed_headers(SECRET, body) | {"Authorization": "Bearer hunter2"}
     post(client, body, headers)

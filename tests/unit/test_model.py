@@ -61,7 +61,10 @@ def test_nul_character_is_refused() -> None:
 
 
 def test_status_rank_only_grows_along_the_lifecycle() -> None:
-    ranks = [s.rank for s in (OrderStatus.CREATED, OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.DELIVERED)]
+    ranks = [
+        s.rank
+        for s in (OrderStatus.CREATED, OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+    ]
     assert ranks == sorted(ranks) and len(set(ranks)) == 4
     assert OrderStatus.CANCELLED.rank > OrderStatus.DELIVERED.rank
 

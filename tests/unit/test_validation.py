@@ -16,7 +16,9 @@ def test_a_good_order_has_no_violations() -> None:
     validate(order())
 
 
-@pytest.mark.parametrize("phone", ["13800138000", "+8613800138000", "86 13800138000", "19912345678"])
+@pytest.mark.parametrize(
+    "phone", ["13800138000", "+8613800138000", "86 13800138000", "19912345678"]
+)
 def test_chinese_mobile_numbers_are_accepted(phone: str) -> None:
     assert "invalid_phone" not in codes(customer={"phone": phone})
 
