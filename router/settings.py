@@ -55,8 +55,7 @@ class Settings(BaseSettings):
     retry_initial_wait: float = 0.5
     retry_max_wait: float = 4.0
 
-    # Router.
-    router_attempts: int = Field(default=5, ge=1, le=20)
+    # Router's outbox relay.
     relay_batch: int = Field(default=100, ge=1)
     relay_interval: float = Field(default=0.2, gt=0)
 
