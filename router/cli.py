@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="orderbus",
         description="Every order from every channel delivered once, or accounted for.",
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", help="default: INFO, and WARNING for the demo")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon (all components, or the ones named)")
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level or ("WARNING" if args.command == "demo" else "INFO"))
     result: int = args.func(args)
     return result
 
