@@ -8,6 +8,8 @@ Policies (see ../shared/notes/reliability.md):
   transports keep bindings per connection);
 - consumers ack manually, with a per-consumer prefetch, and never auto-ack;
   heartbeats are serviced from the drain loop;
+- handlers run on a worker thread while the connection's thread keeps sending
+  heartbeats, so a slow downstream cannot get the connection closed under us;
 - a handler's outcome maps to broker actions: success -> ack; a
   :class:`PermanentError` -> copy to the dead-letter exchange with its reason,
   then ack; a transient error or a bug -> requeue after a backoff, and once a
@@ -18,6 +20,7 @@ Policies (see ../shared/notes/reliability.md):
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import random
@@ -45,6 +48,7 @@ H_ORIGINAL_EXCHANGE = HEADER_PREFIX + "original-exchange"
 H_ORIGINAL_ROUTING_KEY = HEADER_PREFIX + "original-routing-key"
 H_EXCEPTION = HEADER_PREFIX + "exception"
 H_DELIVERIES = HEADER_PREFIX + "deliveries"
+H_CORRELATION = HEADER_PREFIX + "correlation-id"
 
 CONTENT_TYPE = "application/json"
 
@@ -309,12 +313,36 @@ class _ConsumerLoop:
         self.dead_letters = bus.publisher()
         # Deliveries seen by this process, for transports without x-delivery-count.
         self._seen: OrderedDict[str, int] = OrderedDict()
+        self._worker = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"handler-{queues[0]}"
+        )
+        self._conn: Connection | None = None
 
     def close(self) -> None:
         self.dead_letters.close()
+        self._worker.shutdown(wait=True)
+
+    def _call_handler(self, delivery: Delivery) -> None:
+        """Run the handler on the worker thread; keep the connection alive meanwhile.
+
+        py-amqp is not thread-safe, so only this (the connection's) thread
+        touches the connection: it sends a heartbeat frame every third of the
+        heartbeat interval until the handler is done.
+        """
+        future = self._worker.submit(self.handler, delivery)
+        heartbeat = self.bus.options.heartbeat if self.bus.is_amqp else 0
+        interval = max(0.5, heartbeat / 3) if heartbeat else None
+        while True:
+            done, _ = concurrent.futures.wait([future], timeout=interval)
+            if done:
+                future.result()  # re-raises the handler's exception
+                return
+            if self._conn is not None:
+                self._conn.connection.send_heartbeat()
 
     def run(self, stop: threading.Event, ready: threading.Event | None) -> None:
         conn = self.bus.connect()
+        self._conn = conn
         try:
             channel = conn.channel()
             consumers = []
@@ -333,11 +361,15 @@ class _ConsumerLoop:
             if ready is not None:
                 ready.set()
             log.info("consuming %s", ", ".join(self.queues))
+            last_check = time.monotonic()
             while not stop.is_set():
                 try:
                     conn.drain_events(timeout=1)
                 except TimeoutError:
+                    pass
+                if time.monotonic() - last_check >= 1.0:
                     conn.heartbeat_check()
+                    last_check = time.monotonic()
             # Graceful stop: cancel, so nothing more arrives; unacked messages
             # (none, we handle one at a time) would return to the queue on close.
             for consumer in consumers:
@@ -348,6 +380,7 @@ class _ConsumerLoop:
         finally:
             if ready is not None:
                 ready.clear()
+            self._conn = None
             conn.release()
 
     def _make_callback(self, queue: str) -> Callable[[Message], None]:
@@ -389,7 +422,7 @@ class _ConsumerLoop:
             deliveries=self._deliveries(key, headers),
         )
         try:
-            self.handler(delivery)
+            self._call_handler(delivery)
         except PermanentError as exc:
             self._dead_letter(message, delivery, exc.reason, exc.detail, exc)
             return
@@ -431,6 +464,7 @@ class _ConsumerLoop:
                 H_ORIGINAL_EXCHANGE: delivery.exchange,
                 H_ORIGINAL_ROUTING_KEY: delivery.routing_key,
                 H_DELIVERIES: delivery.deliveries,
+                H_CORRELATION: delivery.correlation_id or delivery.body_key(),
             }
         )
         spec = self.bus.topology.queue_named(delivery.queue)

@@ -26,6 +26,8 @@ from canonical.envelope import (
     utcnow,
 )
 from router.bus import (
+    H_CORRELATION,
+    H_DELIVERIES,
     H_EXCEPTION,
     H_ORIGINAL_EXCHANGE,
     H_ORIGINAL_ROUTING_KEY,
@@ -46,7 +48,8 @@ _FAILURE_HEADERS = {
     H_SOURCE_QUEUE,
     H_ORIGINAL_EXCHANGE,
     H_ORIGINAL_ROUTING_KEY,
-    "x-orderbus-deliveries",
+    H_DELIVERIES,
+    H_CORRELATION,
     "x-death",
     "x-first-death-exchange",
     "x-first-death-queue",
@@ -222,6 +225,7 @@ def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = 
         raise KeyError(dead_letter_id)
     if row.status != "open":
         raise DeadLetterStateError(f"dead letter {dead_letter_id} is {row.status}, not open")
+    correlation_id = dict(row.headers).get(H_CORRELATION)
     headers = {k: v for k, v in dict(row.headers).items() if k not in _FAILURE_HEADERS}
     try:
         attempt = int(headers.get(H_ATTEMPT, 1)) + 1
@@ -240,7 +244,7 @@ def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = 
             body=body,
             message_id=row.message_id,
             headers=headers,
-            correlation_id=headers.get("correlation_id"),
+            correlation_id=correlation_id if isinstance(correlation_id, str) else None,
         ),
     )
     now = utcnow()

@@ -35,6 +35,7 @@ class Daemon:
     threads: list[threading.Thread] = field(default_factory=list)
     servers: list[uvicorn.Server] = field(default_factory=list)
     ready: dict[str, threading.Event] = field(default_factory=dict)
+    crashed: list[str] = field(default_factory=list)
 
     def _thread(self, name: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         def run() -> None:
@@ -42,6 +43,7 @@ class Daemon:
                 target(*args, **kwargs)
             except Exception:
                 log.exception("component %s crashed; stopping the daemon", name)
+                self.crashed.append(name)
                 self.stop.set()
 
         thread = threading.Thread(target=run, name=name, daemon=True)
@@ -123,4 +125,5 @@ class Daemon:
         self.start()
         while not self.stop.wait(0.5):
             pass
-        return 0 if self.shutdown(shutdown_timeout) else 1
+        clean = self.shutdown(shutdown_timeout)
+        return 0 if clean and not self.crashed else 1

@@ -12,7 +12,13 @@ from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE, En
 from canonical.errors import BrokerUnavailable
 from canonical.order import CanonicalOrder
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from router.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery, OutgoingMessage
+from router.bus import (
+    H_CORRELATION,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_ROUTING_KEY,
+    Delivery,
+    OutgoingMessage,
+)
 
 BASE_ORDER: dict[str, Any] = {
     "channel": "web-shop",
@@ -105,6 +111,7 @@ def failure_delivery(body: bytes = b'{"x": 1}', message_id: str = "m-1") -> Deli
             H_SOURCE_QUEUE: "t.warehouse",
             H_ORIGINAL_EXCHANGE: "t.orders",
             H_ORIGINAL_ROUTING_KEY: "deliver.warehouse",
+            H_CORRELATION: "corr-1",
         },
         exchange="t.dlx",
         routing_key="t.warehouse",

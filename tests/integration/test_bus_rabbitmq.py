@@ -230,3 +230,27 @@ def test_consumer_and_publisher_survive_forced_disconnects(
                 time.sleep(0.5)
         wait_for(lambda: "after" in got, timeout=60)
     assert got.count("before") == 1 and "after" in got
+
+
+def test_slow_handler_does_not_starve_heartbeats(amqp_url: str, topology: Topology) -> None:
+    """A delivery slower than two heartbeat intervals (a slow ERP) keeps its
+    connection: the ack lands, and the message is handled once."""
+    bus = Bus(amqp_url, topology, BusOptions(heartbeat=2, delivery_limit=3))
+    calls: list[str] = []
+
+    def slow(d: Delivery) -> None:
+        calls.append(d.message_id or "")
+        if d.message_id == "slow":
+            time.sleep(9)
+
+    publisher = bus.publisher()
+    try:
+        publisher.publish(message(topology, mid="slow"))
+        publisher.publish(message(topology, mid="next"))
+        with Consuming(bus, [topology.router_queue], slow):
+            wait_for(lambda: "next" in calls, timeout=60)
+            time.sleep(3)  # a dropped connection would redeliver "slow" by now
+    finally:
+        publisher.close()
+    assert calls == ["slow", "next"]
+    assert bus.queue_depth(topology.router_queue) == 0

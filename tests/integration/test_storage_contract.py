@@ -323,6 +323,7 @@ def test_retry_goes_through_the_outbox_with_the_same_id_and_is_audited(engine: E
         "t.orders",
     )
     assert row.headers[H_ATTEMPT] == 2 and H_REASON not in row.headers
+    assert row.correlation_id == "corr-1"  # the retry stays in the order's conversation
     assert (dl.status, dl.resolved_by) == ("retried", "alice")
     assert (entry.actor, entry.action, entry.target_id) == (
         "alice",
