@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 
 from canonical.envelope import (
     H_ATTEMPT,
@@ -212,12 +212,8 @@ def audit(
     )
 
 
-def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = None) -> str:
-    """Send a dead letter back through its normal path (via the outbox).
-
-    The same message id is kept, so the router's tracking record and the
-    consumers' inbox still deduplicate it. Returns the message id.
-    """
+def _lock_open(conn: Connection, dead_letter_id: int) -> Row[Any]:
+    """The dead letter's row, locked; KeyError if absent, DeadLetterStateError if not open."""
     row = conn.execute(
         select(dead_letters).where(dead_letters.c.id == dead_letter_id).with_for_update()
     ).first()
@@ -225,6 +221,16 @@ def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = 
         raise KeyError(dead_letter_id)
     if row.status != "open":
         raise DeadLetterStateError(f"dead letter {dead_letter_id} is {row.status}, not open")
+    return row
+
+
+def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = None) -> str:
+    """Send a dead letter back through its normal path (via the outbox).
+
+    The same message id is kept, so the router's tracking record and the
+    consumers' inbox still deduplicate it. Returns the message id.
+    """
+    row = _lock_open(conn, dead_letter_id)
     correlation_id = dict(row.headers).get(H_CORRELATION)
     headers = {k: v for k, v in dict(row.headers).items() if k not in _FAILURE_HEADERS}
     try:
@@ -272,13 +278,7 @@ def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = 
 
 
 def discard(conn: Connection, dead_letter_id: int, actor: str, note: str) -> None:
-    row = conn.execute(
-        select(dead_letters).where(dead_letters.c.id == dead_letter_id).with_for_update()
-    ).first()
-    if row is None:
-        raise KeyError(dead_letter_id)
-    if row.status != "open":
-        raise DeadLetterStateError(f"dead letter {dead_letter_id} is {row.status}, not open")
+    row = _lock_open(conn, dead_letter_id)
     conn.execute(
         update(dead_letters)
         .where(dead_letters.c.id == dead_letter_id)
