@@ -220,6 +220,7 @@ class Publisher:
         self._conn: Connection | None = None
         self._producer: Producer | None = None
         self._returned: set[str] = set()
+        self._last_used = time.monotonic()
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
         props = getattr(message, "properties", {}) or {}
@@ -260,33 +261,32 @@ class Publisher:
                 reason="unroutable",
             )
         with self._lock:
-            try:
-                producer = self._ensure()
-                producer.publish(
-                    message.body,
-                    exchange=message.exchange,
-                    routing_key=message.routing_key,
-                    content_type=CONTENT_TYPE,
-                    content_encoding="utf-8",
-                    headers=message.headers,
-                    message_id=message.message_id,
-                    correlation_id=message.correlation_id or message.message_id,
-                    delivery_mode=2,
-                    mandatory=True,
-                    retry=False,
-                    timeout=self._bus.options.confirm_timeout,
-                    confirm_timeout=self._bus.options.confirm_timeout,
-                )
-            except Exception as exc:
-                self._reset()
-                if _is_nack(exc):
-                    raise PublishNotConfirmed(f"broker nacked {message.message_id}") from exc
-                if isinstance(exc, socket.timeout | TimeoutError):
-                    raise PublishNotConfirmed(
-                        f"no confirm for {message.message_id} within "
-                        f"{self._bus.options.confirm_timeout}s"
-                    ) from exc
-                raise BrokerUnavailable(f"broker unavailable: {exc!r}") from exc
+            heartbeat = self._bus.options.heartbeat
+            if self._producer is not None and heartbeat and self._bus.is_amqp:
+                if time.monotonic() - self._last_used > heartbeat:
+                    # Nobody serviced this connection's heartbeats while it was
+                    # idle: the broker has probably closed it. Start afresh.
+                    self._reset()
+            for attempt in (1, 2):
+                try:
+                    self._publish_once(message)
+                    break
+                except Exception as exc:
+                    self._reset()
+                    if _is_nack(exc):
+                        raise PublishNotConfirmed(f"broker nacked {message.message_id}") from exc
+                    if isinstance(exc, socket.timeout | TimeoutError):
+                        raise PublishNotConfirmed(
+                            f"no confirm for {message.message_id} within "
+                            f"{self._bus.options.confirm_timeout}s"
+                        ) from exc
+                    if attempt == 2:
+                        raise BrokerUnavailable(f"broker unavailable: {exc!r}") from exc
+                    # A connection-level failure: once more on a fresh connection.
+                    # Should the first copy have reached the broker after all,
+                    # the second is a duplicate that dedup downstream absorbs.
+                    log.info("publisher: %r; retrying on a new connection", exc)
+            self._last_used = time.monotonic()
             if message.message_id in self._returned:
                 self._returned.discard(message.message_id)
                 self._reset()  # redeclare the topology on the next publish
@@ -294,6 +294,24 @@ class Publisher:
                     f"unroutable: no queue bound for {message.exchange}/{message.routing_key}",
                     reason="unroutable",
                 )
+
+    def _publish_once(self, message: OutgoingMessage) -> None:
+        producer = self._ensure()
+        producer.publish(
+            message.body,
+            exchange=message.exchange,
+            routing_key=message.routing_key,
+            content_type=CONTENT_TYPE,
+            content_encoding="utf-8",
+            headers=message.headers,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id or message.message_id,
+            delivery_mode=2,
+            mandatory=True,
+            retry=False,
+            timeout=self._bus.options.confirm_timeout,
+            confirm_timeout=self._bus.options.confirm_timeout,
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -254,3 +254,19 @@ def test_slow_handler_does_not_starve_heartbeats(amqp_url: str, topology: Topolo
         publisher.close()
     assert calls == ["slow", "next"]
     assert bus.queue_depth(topology.router_queue) == 0
+
+
+def test_publisher_idle_past_its_heartbeat_still_publishes(
+    amqp_url: str, topology: Topology
+) -> None:
+    """An ingest process with no traffic for a while must not answer its next
+    webhook with 503 because the broker closed its idle connection."""
+    bus = Bus(amqp_url, topology, BusOptions(heartbeat=1))
+    publisher = bus.publisher()
+    try:
+        publisher.publish(message(topology, mid="first"))
+        time.sleep(6)  # several heartbeat intervals with nobody servicing them
+        publisher.publish(message(topology, mid="after-idle"))
+    finally:
+        publisher.close()
+    assert bus.queue_depth(topology.router_queue) >= 2
