@@ -25,6 +25,7 @@ from connectors.base import ConnectorError
 from connectors.registry import connector_for
 from connectors.rejections import record_rejection
 from router.bus import OutgoingMessage, Publisher
+from router.crashpoints import crash_point
 from router.settings import Settings
 from router.topology import Topology, ingest_routing_key
 
@@ -174,6 +175,7 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
         )
         try:
             await run_in_threadpool(deps.publisher.publish, message)
+            crash_point("ingest.after_confirm")
         except TransientError as exc:
             return await refuse(
                 request,

@@ -93,6 +93,7 @@ def bootstrap(settings: Settings | None = None) -> Orderbus:
             confirm_timeout=settings.confirm_timeout,
             prefetch=settings.prefetch,
             delivery_limit=settings.delivery_limit,
+            transient_retry_window=settings.transient_retry_window,
         ),
     )
     return Orderbus(settings, make_engine(settings.database_url), topology, bus)

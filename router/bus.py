@@ -39,7 +39,12 @@ from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 
 from canonical.envelope import H_DETAIL, H_REASON, H_SOURCE_QUEUE, HEADER_PREFIX
-from canonical.errors import BrokerUnavailable, PermanentError, PublishNotConfirmed
+from canonical.errors import (
+    BrokerUnavailable,
+    PermanentError,
+    PublishNotConfirmed,
+    TransientError,
+)
 from router.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -94,6 +99,7 @@ class BusOptions:
     delivery_limit: int = 5
     polling_interval: float = 0.05  # virtual transports only
     reconnect_max_wait: float = 15.0
+    transient_retry_window: float = 60.0
 
 
 class Bus:
@@ -340,6 +346,40 @@ class _ConsumerLoop:
         self.dead_letters.close()
         self._worker.shutdown(wait=True)
 
+    def _call_with_retries(self, delivery: Delivery) -> None:
+        """Retry transient failures in place, holding the delivery, for up to
+        ``transient_retry_window`` seconds (capped backoff, heartbeats still
+        sent). A database that is down for 30 s then costs time, not a
+        delivery attempt: the message is neither requeued nor dead-lettered.
+        """
+        window = self.bus.options.transient_retry_window
+        deadline = time.monotonic() + window
+        wait = 0.25
+        while True:
+            try:
+                self._call_handler(delivery)
+                return
+            except TransientError as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                log.warning(
+                    "%s: %s failed transiently (%s); retrying in %.1fs",
+                    delivery.queue,
+                    delivery.message_id,
+                    exc,
+                    wait,
+                )
+                self._pause(wait)
+                wait = min(wait * 2, 5.0)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep while keeping the connection's heartbeats going."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 1.0))
+            if self._conn is not None and self.bus.is_amqp and self.bus.options.heartbeat:
+                self._conn.connection.send_heartbeat()
+
     def _call_handler(self, delivery: Delivery) -> None:
         """Run the handler on the worker thread; keep the connection alive meanwhile.
 
@@ -440,7 +480,7 @@ class _ConsumerLoop:
             deliveries=self._deliveries(key, headers),
         )
         try:
-            self._call_handler(delivery)
+            self._call_with_retries(delivery)
         except PermanentError as exc:
             self._dead_letter(message, delivery, exc.reason, exc.detail, exc)
             return
@@ -463,7 +503,7 @@ class _ConsumerLoop:
                 self.bus.options.delivery_limit,
                 wait,
             )
-            time.sleep(wait)
+            self._pause(wait)
             message.requeue()
             return
         self._seen.pop(key, None)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 
 from canonical.envelope import Envelope, utcnow
 from router.bus import Delivery
+from router.crashpoints import crash_point
 from router.database import insert_if_absent, translate_db_errors
 from router.delivery import HttpDelivery
 from router.service import parse_delivery
@@ -42,6 +43,7 @@ class DeliveryConsumer:
             log.info("%s: %s already delivered, skipping", self.target, envelope.message_id)
             return
         sent = self.delivery.send(message.body, self._headers(envelope))
+        crash_point("consumer.after_delivery")
         with translate_db_errors(), self.engine.begin() as conn:
             insert_if_absent(
                 conn,

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 
 from canonical.envelope import utcnow
 from router.bus import OutgoingMessage, Publisher
+from router.crashpoints import crash_point
 from router.database import translate_db_errors
 from router.tables import outbox
 
@@ -73,6 +74,7 @@ class OutboxRelay:
             for row in rows:
                 try:
                     self.publisher.publish(_outgoing(row))
+                    crash_point("relay.after_publish")
                 except Exception as exc:
                     conn.execute(
                         update(outbox)

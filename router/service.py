@@ -22,6 +22,7 @@ from canonical.envelope import Envelope, EnvelopeError, utcnow
 from canonical.errors import MalformedMessage
 from canonical.order import CanonicalOrder, OrderStatus
 from router.bus import Delivery
+from router.crashpoints import crash_point
 from router.database import translate_db_errors
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import targets_for
@@ -86,6 +87,7 @@ class RouterService:
         envelope, order = parse_delivery(delivery)
         validate(order)
         self.route(envelope, order)
+        crash_point("router.after_commit")
 
     def route(self, envelope: Envelope, order: CanonicalOrder) -> RouteResult:
         # A concurrent router may insert the same order (or arrival) between our

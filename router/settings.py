@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # Broker behaviour.
     quorum_queues: bool = True
     delivery_limit: int = Field(default=5, ge=1, description="Broker redeliveries before DLX")
+    transient_retry_window: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds a delivery is retried in place while the database is down",
+    )
     prefetch: int = Field(default=50, ge=1, le=1000)
     heartbeat: int = Field(default=30, ge=0)
     connect_timeout: float = 5.0

@@ -194,8 +194,9 @@ def test_permanent_error_dead_letters_with_reason_and_is_recorded(
 
 
 def test_transient_error_is_retried_then_dead_lettered_not_looped(
-    bus: Bus, topology: Topology, publisher: Publisher
+    amqp_url: str, topology: Topology, publisher: Publisher
 ) -> None:
+    bus = Bus(amqp_url, topology, BusOptions(delivery_limit=3, transient_retry_window=0))
     seen: list[int] = []
 
     def always_down(d: Delivery) -> None:
@@ -270,3 +271,26 @@ def test_publisher_idle_past_its_heartbeat_still_publishes(
     finally:
         publisher.close()
     assert bus.queue_depth(topology.router_queue) >= 2
+
+
+def test_short_database_outage_is_retried_in_place_not_requeued(
+    amqp_url: str, topology: Topology, publisher: Publisher
+) -> None:
+    """While the database is down the delivery is held and retried in place:
+    it costs no delivery attempt, so a 30 s outage dead-letters nothing."""
+    bus = Bus(amqp_url, topology, BusOptions(delivery_limit=2, transient_retry_window=30))
+    down_until = time.monotonic() + 4
+    attempts: list[int] = []
+    done: list[str] = []
+
+    def needs_database(d: Delivery) -> None:
+        attempts.append(d.deliveries)
+        if time.monotonic() < down_until:
+            raise DatabaseUnavailable("database unavailable: connection refused")
+        done.append(d.message_id or "")
+
+    publisher.publish(message(topology))
+    with Consuming(bus, [topology.router_queue], needs_database):
+        wait_for(lambda: done == ["m-1"], timeout=30)
+    assert len(attempts) >= 3 and set(attempts) == {1}  # retried, never redelivered
+    assert bus.queue_depth(topology.router_queue + ".dlq") == 0
