@@ -45,10 +45,15 @@ class RecordingSink:
                 raw = self.rfile.read(length)
                 target = self.path.strip("/").split("/")[0]
                 try:
+                    if len(raw) < length:
+                        raise ValueError("truncated body")  # the sender died mid-request
                     body = json.loads(raw)
                 except ValueError:
-                    body = {"_raw": raw.decode("utf-8", "replace")}
-                answer = sink.respond(target, body)
+                    # Like a real system: a body it cannot read has no effect.
+                    answer: int | tuple[int, dict[str, Any]] = (400, {"error": "unreadable body"})
+                    body = {}
+                else:
+                    answer = sink.respond(target, body)
                 status, reply = (
                     answer if isinstance(answer, tuple) else (answer, {"status": answer})
                 )
@@ -62,7 +67,10 @@ class RecordingSink:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender is gone; what it sent has been recorded
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

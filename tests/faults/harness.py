@@ -87,6 +87,7 @@ class Cluster:
         downstream: Downstream,
         routers: int = 1,
         crash_points: dict[str, str] | None = None,
+        proxies: bool = False,
     ) -> None:
         self.tmp = tmp
         self.amqp_url = amqp_url
@@ -97,8 +98,10 @@ class Cluster:
         self.db_proxy = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432).start()
         self.ingest_port, self.admin_port = free_port(), free_port()
         self.env = orderbus_env(
-            broker_url=via_proxy(amqp_url, self.broker_proxy.port),
-            database_url=via_proxy(database_url, self.db_proxy.port),
+            # The proxies cost throughput (every round trip crosses this
+            # process): only the scenarios that cut connections use them.
+            broker_url=via_proxy(amqp_url, self.broker_proxy.port) if proxies else amqp_url,
+            database_url=via_proxy(database_url, self.db_proxy.port) if proxies else database_url,
             namespace=namespace,
             channel_secrets={"web-shop": [SECRET]},
             admin_tokens={"fault-operator": TOKEN},
@@ -125,6 +128,7 @@ class Cluster:
         self.crash_points = crash_points
         self.procs: dict[str, OrderbusProcess] = {}
         self.restarts: Counter[str] = Counter()
+        self.exit_codes: dict[str, Counter[int]] = {}
         self.settings = Settings(
             namespace=namespace, broker_url=amqp_url, database_url=database_url
         )
@@ -161,12 +165,10 @@ class Cluster:
         while self._supervise.is_set():
             with self._lock:
                 for role, proc in list(self.procs.items()):
-                    if (
-                        proc.proc is not None
-                        and proc.proc.poll() is not None
-                        and self._supervise.is_set()
-                    ):
+                    code = proc.proc.poll() if proc.proc is not None else None
+                    if code is not None and self._supervise.is_set():
                         self.restarts[role] += 1
+                        self.exit_codes.setdefault(role, Counter())[code] += 1
                         self._spawn(role)
             time.sleep(0.2)
 
@@ -424,6 +426,7 @@ class Checker:
                 "refused": dict(self.workload.refused),
                 "dead_letter_reasons": Counter(d.reason for d in open_letters),
                 "restarts": dict(self.cluster.restarts),
+                "exit_codes": {r: dict(c) for r, c in self.cluster.exit_codes.items()},
             },
         )
 
