@@ -302,3 +302,20 @@ def test_sigterm_during_load(run: Run) -> None:
     )
     assert all(code == 0 for code, _ in exits), exits
     assert max(seconds for _, seconds in exits) < 35, exits
+
+
+def test_broker_memory_alarm(run: Run) -> None:
+    """RabbitMQ raises its memory alarm (connection.blocked) for 15 s: publishers
+    get no confirm, so the ingest answers 503 instead of 202-then-lost, the
+    consumers keep draining, and everything flows once the alarm clears."""
+    cluster, workload, checker = run.start()
+    load = workload.start(cluster.ingest_url)
+    time.sleep(3)
+    try:
+        rabbitmqctl("set_vm_memory_high_watermark", "0")
+        time.sleep(15)
+    finally:
+        rabbitmqctl("set_vm_memory_high_watermark", "0.4")
+    ended = time.monotonic()
+    load.join()
+    run.finish(checker.report("broker memory alarm 15 s", checker.wait_quiescent(ended)))
