@@ -21,6 +21,7 @@ H_RECEIVED_AT = HEADER_PREFIX + "received-at"
 H_SCHEMA = HEADER_PREFIX + "schema-version"
 H_ATTEMPT = HEADER_PREFIX + "attempt"
 H_ORDER_NUMBER = HEADER_PREFIX + "order-number"
+H_ORDER_VERSION = HEADER_PREFIX + "order-version"
 H_TARGET = HEADER_PREFIX + "target"
 H_REASON = HEADER_PREFIX + "reason"
 H_DETAIL = HEADER_PREFIX + "detail"
@@ -49,6 +50,7 @@ class Envelope:
     schema_version: int = SCHEMA_VERSION
     attempt: int = 1
     order_number: str | None = None
+    order_version: int | None = None
     target: str | None = None
 
     @classmethod
@@ -62,9 +64,6 @@ class Envelope:
             self, message_id=message_id, causation_id=self.message_id, attempt=1, **changes
         )
 
-    def retried(self) -> Envelope:
-        return replace(self, attempt=self.attempt + 1)
-
     def headers(self) -> dict[str, Any]:
         headers: dict[str, Any] = {
             H_CHANNEL: self.channel,
@@ -76,6 +75,8 @@ class Envelope:
             headers[H_CAUSATION] = self.causation_id
         if self.order_number:
             headers[H_ORDER_NUMBER] = self.order_number
+        if self.order_version is not None:
+            headers[H_ORDER_VERSION] = self.order_version
         if self.target:
             headers[H_TARGET] = self.target
         return headers
@@ -95,6 +96,8 @@ class Envelope:
             received_at = datetime.fromisoformat(received_raw) if received_raw else utcnow()
             schema_version = int(headers.get(H_SCHEMA, SCHEMA_VERSION))
             attempt = int(headers.get(H_ATTEMPT, 1))
+            raw_version = headers.get(H_ORDER_VERSION)
+            order_version = None if raw_version is None else int(raw_version)
         except (TypeError, ValueError) as exc:
             raise EnvelopeError(f"malformed envelope header: {exc}") from exc
         if received_at.tzinfo is None:
@@ -108,5 +111,6 @@ class Envelope:
             schema_version=schema_version,
             attempt=attempt,
             order_number=headers.get(H_ORDER_NUMBER),
+            order_version=order_version,
             target=headers.get(H_TARGET),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select
 
 from canonical.envelope import Envelope, utcnow
 from router.bus import Delivery
@@ -28,35 +28,47 @@ class DeliveryConsumer:
         self.engine = engine
         self.delivery = delivery
 
-    def already_delivered(self, message_id: str) -> bool:
+    def _seen(self, envelope: Envelope) -> tuple[bool, int | None]:
+        """Whether this message was handled before, and the newest order
+        version already delivered to this system."""
+        c = inbox.c
         with translate_db_errors(), self.engine.connect() as conn:
-            row = conn.execute(
-                select(inbox.c.message_id).where(
-                    inbox.c.consumer == self.target, inbox.c.message_id == message_id
+            rows = conn.execute(
+                select(c.message_id, c.order_version, c.outcome).where(
+                    c.consumer == self.target,
+                    or_(
+                        c.message_id == envelope.message_id, c.order_number == envelope.order_number
+                    ),
                 )
-            ).first()
-        return row is not None
+            ).all()
+        handled = any(r.message_id == envelope.message_id for r in rows)
+        versions = [r.order_version for r in rows if r.outcome == "delivered" and r.order_version]
+        return handled, max(versions, default=None)
 
     def handle(self, message: Delivery) -> None:
         envelope, order = parse_delivery(message)
-        if self.already_delivered(envelope.message_id):
-            log.info("%s: %s already delivered, skipping", self.target, envelope.message_id)
+        handled, newest = self._seen(envelope)
+        if handled:
+            log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
+            return
+        if (
+            newest is not None
+            and envelope.order_version is not None
+            and envelope.order_version < newest
+        ):
+            # A newer version reached this system first (a retry, a redelivery):
+            # sending this one now would move the order backwards there.
+            self._record(envelope, order.order_number, "superseded", None, 0)
+            log.info(
+                "%s: %s superseded by version %d already delivered",
+                self.target,
+                envelope.message_id,
+                newest,
+            )
             return
         sent = self.delivery.send(message.body, self._headers(envelope))
         crash_point("consumer.after_delivery")
-        with translate_db_errors(), self.engine.begin() as conn:
-            insert_if_absent(
-                conn,
-                inbox,
-                {
-                    "consumer": self.target,
-                    "message_id": envelope.message_id,
-                    "order_number": order.order_number,
-                    "response_status": sent.status_code,
-                    "attempts": sent.attempts,
-                    "delivered_at": utcnow(),
-                },
-            )
+        self._record(envelope, order.order_number, "delivered", sent.status_code, sent.attempts)
         log.info(
             "%s: delivered %s (%s) in %d attempt(s)",
             self.target,
@@ -64,6 +76,30 @@ class DeliveryConsumer:
             envelope.message_id,
             sent.attempts,
         )
+
+    def _record(
+        self,
+        envelope: Envelope,
+        order_number: str | None,
+        outcome: str,
+        status: int | None,
+        attempts: int,
+    ) -> None:
+        with translate_db_errors(), self.engine.begin() as conn:
+            insert_if_absent(
+                conn,
+                inbox,
+                {
+                    "consumer": self.target,
+                    "message_id": envelope.message_id,
+                    "order_number": order_number,
+                    "order_version": envelope.order_version,
+                    "outcome": outcome,
+                    "response_status": status,
+                    "attempts": attempts,
+                    "delivered_at": utcnow(),
+                },
+            )
 
     def _headers(self, envelope: Envelope) -> dict[str, str]:
         return {

@@ -44,10 +44,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def is_sqlite(conn: Connection | Engine) -> bool:
-    return conn.dialect.name == "sqlite"
-
-
 def dialect_insert(conn: Connection, table: Any) -> Insert:
     """INSERT that knows ON CONFLICT, for PostgreSQL and SQLite alike."""
     if conn.dialect.name == "postgresql":
@@ -102,7 +98,6 @@ def upgrade(url: str, revision: str = "head") -> None:
 __all__ = [
     "dialect_insert",
     "insert_if_absent",
-    "is_sqlite",
     "make_engine",
     "metadata",
     "translate_db_errors",

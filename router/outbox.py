@@ -17,11 +17,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, func, insert, select, update
 
-from canonical.envelope import utcnow
+from canonical.envelope import H_CHANNEL, H_ORDER_NUMBER, utcnow
+from canonical.errors import PublishNotConfirmed
 from router.bus import OutgoingMessage, Publisher
 from router.crashpoints import crash_point
-from router.database import translate_db_errors
-from router.tables import outbox
+from router.database import dialect_insert, translate_db_errors
+from router.tables import dead_letters, outbox
+
+# The queue name a dead letter gets when the relay itself gave up on a row.
+OUTBOX_QUEUE = "outbox"
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +58,13 @@ def _outgoing(row: Row[Any]) -> OutgoingMessage:
 
 
 class OutboxRelay:
-    def __init__(self, engine: Engine, publisher: Publisher, batch: int = 100) -> None:
+    def __init__(
+        self, engine: Engine, publisher: Publisher, batch: int = 100, max_attempts: int = 10
+    ) -> None:
         self.engine = engine
         self.publisher = publisher
         self.batch = batch
+        self.max_attempts = max_attempts
 
     def relay_once(self) -> int:
         """Publish up to one batch of pending rows; the number published."""
@@ -71,18 +78,26 @@ class OutboxRelay:
                 .limit(self.batch)
                 .with_for_update(skip_locked=True)
             ).all()
+            held: set[tuple[str, str]] = set()  # streams behind an unroutable row
             for row in rows:
+                stream = (row.routing_key, str(row.headers.get(H_ORDER_NUMBER, row.message_id)))
+                if stream in held:
+                    continue  # keep each order's changes to one system in order
                 try:
                     self.publisher.publish(_outgoing(row))
                     crash_point("relay.after_publish")
+                except PublishNotConfirmed as exc:
+                    if exc.reason != "unroutable":
+                        failure = exc
+                        self._failed(conn, row, exc)
+                        break
+                    # Only this row's route is broken: the others go on.
+                    held.add(stream)
+                    self._failed(conn, row, exc)
+                    continue
                 except Exception as exc:
-                    conn.execute(
-                        update(outbox)
-                        .where(outbox.c.id == row.id)
-                        .values(attempts=outbox.c.attempts + 1, last_error=str(exc)[:2000])
-                    )
-                    log.warning("relay: %s not published, will retry: %s", row.message_id, exc)
                     failure = exc
+                    self._failed(conn, row, exc)
                     break
                 conn.execute(
                     update(outbox)
@@ -94,6 +109,55 @@ class OutboxRelay:
         if failure is not None:
             raise _StopBatch(published) from failure
         return published
+
+    def _failed(self, conn: Connection, row: Row[Any], exc: Exception) -> None:
+        attempts = row.attempts + 1
+        if attempts < self.max_attempts or not isinstance(exc, PublishNotConfirmed):
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(attempts=attempts, last_error=str(exc)[:2000])
+            )
+            log.warning("relay: %s not published, will retry: %s", row.message_id, exc)
+            return
+        # Retried enough: a dead letter an operator can see and retry, instead
+        # of a row retried for ever.
+        now = utcnow()
+        conn.execute(
+            dialect_insert(conn, dead_letters)
+            .values(
+                message_id=row.message_id,
+                queue=OUTBOX_QUEUE,
+                exchange=row.exchange,
+                routing_key=row.routing_key,
+                channel=row.headers.get(H_CHANNEL),
+                order_number=row.headers.get(H_ORDER_NUMBER),
+                reason=exc.reason,
+                detail=f"not published after {attempts} attempts: {exc}",
+                exception=repr(exc)[:4000],
+                headers=dict(row.headers),
+                body=row.body,
+                body_encoding="utf-8",
+                attempts=attempts,
+                status="open",
+                first_failed_at=now,
+                last_failed_at=now,
+            )
+            .on_conflict_do_update(  # type: ignore[attr-defined]
+                index_elements=["queue", "message_id"],
+                set_={
+                    "status": "open",
+                    "attempts": dead_letters.c.attempts + 1,
+                    "last_failed_at": now,
+                },
+            )
+        )
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row.id)
+            .values(attempts=attempts, last_error=f"dead-lettered: {exc}"[:2000], published_at=now)
+        )
+        log.error("relay: %s dead-lettered after %d attempts: %s", row.message_id, attempts, exc)
 
     def pending(self) -> int:
         with self.engine.connect() as conn:

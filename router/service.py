@@ -219,7 +219,9 @@ class RouterService:
             # Deterministic id: the same change to the same target always has
             # the same id, which is the consumers' inbox key.
             message_id = f"{order.order_number}-v{version}-{target}"
-            child = envelope.caused(message_id, order_number=order.order_number, target=target)
+            child = envelope.caused(
+                message_id, order_number=order.order_number, order_version=version, target=target
+            )
             conn.execute(
                 insert(outbox).values(
                     message_id=message_id,

@@ -123,9 +123,18 @@ inbox = Table(
     Column("consumer", String(64), primary_key=True),
     Column("message_id", String(100), primary_key=True),
     Column("order_number", String(32), nullable=True),
+    Column("order_version", Integer, nullable=True),
+    Column(
+        "outcome",
+        String(16),
+        nullable=False,
+        server_default="delivered",
+        doc="delivered, or superseded: a newer version of the order was delivered first",
+    ),
     Column("response_status", Integer, nullable=True),
     Column("attempts", Integer, nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_inbox_consumer_order", "consumer", "order_number"),
 )
 
 # Dead letters: one row per (queue, message id); a repeated failure updates it.

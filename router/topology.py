@@ -66,6 +66,9 @@ class Topology:
             ]
         if exchange == self.dead_letter_exchange:
             return [q.dead_letter_queue for q in self.queues if q.name == routing_key]
+        if exchange == "":  # the default exchange: straight to the queue of that name
+            names = {q.name for q in self.queues} | set(self.dead_letter_queues)
+            return [routing_key] if routing_key in names else []
         return []
 
     def queue_arguments(self, queue: QueueSpec) -> dict[str, Any]:

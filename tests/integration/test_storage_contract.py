@@ -378,3 +378,88 @@ def test_unique_message_ids_do_not_collide_across_orders(
     with engine.connect() as conn:
         ids = [r.message_id for r in conn.execute(select(outbox))]
     assert len(ids) == len(set(ids)) == 15
+
+
+class UnroutableFor(FakePublisher):
+    """A broker on which one routing key has no queue bound."""
+
+    def __init__(self, routing_key: str) -> None:
+        super().__init__()
+        self.routing_key = routing_key
+
+    def publish(self, message: OutgoingMessage) -> None:
+        if message.routing_key == self.routing_key:
+            from canonical.errors import PublishNotConfirmed
+
+            raise PublishNotConfirmed("unroutable: no queue bound", reason="unroutable")
+        super().publish(message)
+
+
+def test_an_unroutable_row_does_not_halt_the_relay_and_ends_as_a_dead_letter(
+    router: RouterService, engine: Engine
+) -> None:
+    router.handle(delivery_for(order(status="created", external_id="A")))  # notification v1
+    router.handle(delivery_for(order(status="paid", version=2, external_id="A")))  # 3 rows, v2
+    router.handle(delivery_for(order(external_id="B")))
+    publisher = UnroutableFor("deliver.notification")
+    relay = OutboxRelay(engine, publisher, max_attempts=3)  # type: ignore[arg-type]
+    relay.relay_once()
+    # everything but notification went out; A's notification v2 waits behind v1
+    assert sorted(m.routing_key for m in publisher.published) == [
+        "deliver.finance",
+        "deliver.finance",
+        "deliver.warehouse",
+        "deliver.warehouse",
+    ]
+    relay.relay_once()
+    relay.relay_once()  # third attempt: the first row of each notification stream gives up
+    with engine.connect() as conn:
+        letters = conn.execute(select(dead_letters).order_by(dead_letters.c.id)).all()
+    assert [(d.queue, d.reason, d.routing_key) for d in letters] == [
+        ("outbox", "unroutable", "deliver.notification")
+    ] * 2
+    assert all(d.attempts == 3 and d.status == "open" for d in letters)
+    with engine.begin() as conn:  # an operator re-binds the queue and retries
+        deadletters.retry(conn, letters[0].id, "ops")
+    publisher.routing_key = "none"
+    while relay.relay_once():
+        pass
+    assert relay.pending() == 0
+    assert sum(m.routing_key == "deliver.notification" for m in publisher.published) == 2
+
+
+def test_an_older_version_is_not_delivered_after_a_newer_one(
+    router: RouterService, engine: Engine
+) -> None:
+    router.handle(delivery_for(order(status="created")))
+    router.handle(delivery_for(order(status="paid", version=2)))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox)
+            .where(outbox.c.routing_key == "deliver.notification")
+            .order_by(outbox.c.id)
+        ).all()
+    v1, v2 = (
+        Delivery(
+            queue="t.notification",
+            body=r.body.encode(),
+            message_id=r.message_id,
+            correlation_id=r.correlation_id,
+            headers=r.headers,
+            exchange="t.orders",
+            routing_key=r.routing_key,
+            redelivered=False,
+            content_type="application/json",
+            deliveries=1,
+        )
+        for r in rows
+    )
+    calls: list[httpx.Request] = []
+    c = consumer(engine, calls)
+    c.target = "notification"
+    c.handle(v2)
+    c.handle(v1)  # a late retry of the older change
+    assert [r.headers["Idempotency-Key"] for r in calls] == [v2.message_id]
+    with engine.connect() as conn:
+        outcomes = {r.message_id: r.outcome for r in conn.execute(select(inbox))}
+    assert outcomes == {v2.message_id: "delivered", v1.message_id: "superseded"}

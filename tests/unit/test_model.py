@@ -84,13 +84,12 @@ def test_json_schema_describes_money_as_string() -> None:
 
 def test_envelope_round_trips_through_headers() -> None:
     env = Envelope.new("web-shop")
-    child = env.caused("child-1", order_number="OB1", target="finance")
+    child = env.caused("child-1", order_number="OB1", order_version=3, target="finance")
     back = Envelope.from_message("child-1", child.correlation_id, child.headers())
     assert back.causation_id == env.message_id
     assert back.correlation_id == env.message_id
-    assert back.target == "finance" and back.order_number == "OB1"
+    assert back.target == "finance" and back.order_number == "OB1" and back.order_version == 3
     assert back.received_at == env.received_at
-    assert back.retried().attempt == 2
 
 
 def test_envelope_without_channel_is_an_error() -> None:
