@@ -223,8 +223,13 @@ def consumer(engine: Engine, calls: list[httpx.Request], status: int = 200) -> D
 def outbox_delivery(engine: Engine, target: str = "warehouse") -> Delivery:
     with engine.connect() as conn:
         row = conn.execute(select(outbox).where(outbox.c.routing_key == f"deliver.{target}")).one()
+    return as_delivery(row)
+
+
+def as_delivery(row: Any) -> Delivery:
+    """An outbox row as the consumer of its target would receive it."""
     return Delivery(
-        queue=f"t.{target}",
+        queue="t." + row.routing_key.removeprefix("deliver."),
         body=row.body.encode(),
         message_id=row.message_id,
         correlation_id=row.correlation_id,
@@ -439,21 +444,7 @@ def test_an_older_version_is_not_delivered_after_a_newer_one(
             .where(outbox.c.routing_key == "deliver.notification")
             .order_by(outbox.c.id)
         ).all()
-    v1, v2 = (
-        Delivery(
-            queue="t.notification",
-            body=r.body.encode(),
-            message_id=r.message_id,
-            correlation_id=r.correlation_id,
-            headers=r.headers,
-            exchange="t.orders",
-            routing_key=r.routing_key,
-            redelivered=False,
-            content_type="application/json",
-            deliveries=1,
-        )
-        for r in rows
-    )
+    v1, v2 = (as_delivery(r) for r in rows)
     calls: list[httpx.Request] = []
     c = consumer(engine, calls)
     c.target = "notification"
