@@ -112,7 +112,10 @@ class OutboxRelay:
 
     def _failed(self, conn: Connection, row: Row[Any], exc: Exception) -> None:
         attempts = row.attempts + 1
-        if attempts < self.max_attempts or not isinstance(exc, PublishNotConfirmed):
+        unroutable = isinstance(exc, PublishNotConfirmed) and exc.reason == "unroutable"
+        if attempts < self.max_attempts or not unroutable:
+            # A broker that is down, blocked or slow to confirm is not this
+            # row's fault: it stays (durably) in the outbox until the broker is back.
             conn.execute(
                 update(outbox)
                 .where(outbox.c.id == row.id)
