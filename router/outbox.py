@@ -135,7 +135,7 @@ class OutboxRelay:
                 routing_key=row.routing_key,
                 channel=row.headers.get(H_CHANNEL),
                 order_number=row.headers.get(H_ORDER_NUMBER),
-                reason=exc.reason,
+                reason="unroutable",
                 detail=f"not published after {attempts} attempts: {exc}",
                 exception=repr(exc)[:4000],
                 headers=dict(row.headers),
