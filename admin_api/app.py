@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
+from sqlalchemy import ColumnElement, Engine, Select, func, select
 
 from admin_api.auth import TokenAuth
 from admin_api.schemas import (
@@ -72,9 +72,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
             headers={"Retry-After": "5"},
         )
 
-    def page(
-        query: Select[Any], table: Table, order: Any, limit: int, offset: int
-    ) -> tuple[int, list[Any]]:
+    def page(query: Select[Any], order: Any, limit: int, offset: int) -> tuple[int, list[Any]]:
         with translate_db_errors(), engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = conn.execute(query.order_by(order).limit(limit).offset(offset)).mappings().all()
@@ -100,7 +98,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
             queue=queue, reason=reason, channel=channel, status=status_, since=since, until=until
         )
         query = select(dead_letters).where(*_dead_letter_conditions(f))
-        total, rows = page(query, dead_letters, dead_letters.c.id.desc(), limit, offset)
+        total, rows = page(query, dead_letters.c.id.desc(), limit, offset)
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     @app.get(
@@ -203,7 +201,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
         if since:
             conditions.append(c.received_at >= since)
         query = select(rejected_requests).where(*conditions)
-        total, rows = page(query, rejected_requests, c.id.desc(), limit, offset)
+        total, rows = page(query, c.id.desc(), limit, offset)
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     @app.get("/audit", response_model=Page[AuditEntry], tags=["audit"])
@@ -220,7 +218,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
         if action:
             conditions.append(audit_log.c.action == action)
         query = select(audit_log).where(*conditions)
-        total, rows = page(query, audit_log, audit_log.c.id.desc(), limit, offset)
+        total, rows = page(query, audit_log.c.id.desc(), limit, offset)
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     return app

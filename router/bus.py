@@ -84,10 +84,15 @@ class Delivery:
     deliveries: int
 
     def body_key(self) -> str:
-        return self.message_id or "sha256:" + hashlib.sha256(self.body).hexdigest()
+        return message_key(self.message_id, self.body)
 
 
 Handler = Callable[[Delivery], None]
+
+
+def message_key(message_id: str | None, body: bytes) -> str:
+    """A message's identity: its id, or for a sender that set none, its body's hash."""
+    return message_id or "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 @dataclass
@@ -466,7 +471,7 @@ class _ConsumerLoop:
         if isinstance(body, str):
             body = body.encode("utf-8", errors="surrogateescape")
         headers = dict(message.headers or {})
-        key = props.get("message_id") or "sha256:" + hashlib.sha256(body).hexdigest()
+        key = message_key(props.get("message_id"), body)
         delivery = Delivery(
             queue=queue,
             body=body,

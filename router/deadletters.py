@@ -302,5 +302,4 @@ __all__ = [
     "discard",
     "encode_body",
     "retry",
-    "translate_db_errors",
 ]

@@ -15,7 +15,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -138,9 +137,3 @@ def private_schema(base_url: str) -> Iterator[str]:
 
 def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
-
-
-def settings_for(**overrides: Any) -> Any:
-    from router.settings import Settings
-
-    return Settings(**overrides)

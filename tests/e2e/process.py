@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -23,9 +24,7 @@ def free_port() -> int:
 def orderbus_env(**settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBUS_")}
     for key, value in settings.items():
-        env[f"ORDERBUS_{key.upper()}"] = (
-            value if isinstance(value, str) else __import__("json").dumps(value)
-        )
+        env[f"ORDERBUS_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 
 

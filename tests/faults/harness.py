@@ -21,7 +21,6 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,11 +432,3 @@ class Checker:
 
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
-def run_during(load: threading.Thread, action: Callable[[], None]) -> float:
-    """Run a fault ``action`` while the load runs; when it ended (monotonic)."""
-    action()
-    ended = time.monotonic()
-    load.join()
-    return ended
