@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -131,6 +132,16 @@ def describe_failure(delivery: Delivery) -> Failure:
     )
 
 
+MESSAGE_ID_LENGTH: int = dead_letters.c.message_id.type.length  # type: ignore[attr-defined]
+
+
+def _fit(column: str, value: Any) -> Any:
+    length = getattr(dead_letters.c[column].type, "length", None)
+    if isinstance(value, str) and length is not None and len(value) > length:
+        return value[: length - 1] + "…"
+    return value
+
+
 class DeadLetterRecorder:
     """Bus handler for the dead-letter queues."""
 
@@ -144,8 +155,11 @@ class DeadLetterRecorder:
         headers = _jsonable(delivery.headers)
         channel = delivery.headers.get(H_CHANNEL)
         order_number = delivery.headers.get(H_ORDER_NUMBER)
+        message_id = delivery.body_key()
+        if len(message_id) > MESSAGE_ID_LENGTH:  # a foreign sender's id: keep it unique
+            message_id = "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
         values = {
-            "message_id": delivery.body_key(),
+            "message_id": message_id,
             "queue": failure.queue,
             "exchange": failure.exchange,
             "routing_key": failure.routing_key,
@@ -162,14 +176,17 @@ class DeadLetterRecorder:
             "first_failed_at": now,
             "last_failed_at": now,
         }
+        # Whatever a foreign publisher put in its headers must fit the columns:
+        # a row the database refuses would be retried from the DLQ for ever.
+        values = {k: _fit(k, v) for k, v in values.items()}
         with translate_db_errors(), self.engine.begin() as conn:
             stmt = dialect_insert(conn, dead_letters).values(**values)
             stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
                 index_elements=["queue", "message_id"],
                 set_={
-                    "reason": failure.reason,
-                    "detail": failure.detail,
-                    "exception": failure.exception,
+                    "reason": values["reason"],
+                    "detail": values["detail"],
+                    "exception": values["exception"],
                     "headers": headers,
                     "attempts": dead_letters.c.attempts + 1,
                     "status": "open",

@@ -454,3 +454,16 @@ def test_an_older_version_is_not_delivered_after_a_newer_one(
     with engine.connect() as conn:
         outcomes = {r.message_id: r.outcome for r in conn.execute(select(inbox))}
     assert outcomes == {v2.message_id: "delivered", v1.message_id: "superseded"}
+
+
+def test_recorder_fits_a_foreign_senders_oversized_headers(engine: Engine) -> None:
+    """Values longer than their columns must not make the row fail for ever."""
+    d = failure_delivery(message_id="m" * 300)
+    d.headers.update({"x-orderbus-channel": "c" * 300, H_REASON: "r" * 300})
+    recorder = deadletters.DeadLetterRecorder(engine)
+    recorder.handle(d)
+    recorder.handle(d)
+    with engine.connect() as conn:
+        row = conn.execute(select(dead_letters)).one()
+    assert row.message_id.startswith("sha256:") and row.attempts == 2
+    assert len(row.channel) == 64 and len(row.reason) == 64
