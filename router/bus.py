@@ -8,6 +8,9 @@ Policies (see ../shared/notes/reliability.md):
   transports keep bindings per connection);
 - consumers ack manually, with a per-consumer prefetch, and never auto-ack;
   heartbeats are serviced from the drain loop;
+- handlers take batches (what has arrived, up to ``batch_size`` <= prefetch),
+  so they can commit a batch in one transaction; the publisher streams a
+  batch and waits for all its confirms at once;
 - handlers run on a worker thread while the connection's thread keeps sending
   heartbeats, so a slow downstream cannot get the connection closed under us;
 - a handler's outcome maps to broker actions: success -> ack; a
@@ -24,7 +27,6 @@ import concurrent.futures
 import hashlib
 import logging
 import random
-import socket
 import threading
 import time
 import traceback
@@ -88,6 +90,35 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], None]
+# What a batch handler says about each delivery, in order: None (done: ack),
+# a PermanentError (dead-letter it), or another exception (transient: retried
+# in place, then requeued). Raising instead fails the whole batch.
+Results = list[BaseException | None]
+BatchHandler = Callable[[list[Delivery]], Results]
+
+
+def one_at_a_time(handler: Handler) -> BatchHandler:
+    """A batch handler that calls ``handler`` for each delivery in turn.
+
+    After a transient failure the rest of the batch is not tried (a database
+    or endpoint that is down is down for all of them): each gets the same
+    error and is retried with it.
+    """
+
+    def handle(deliveries: list[Delivery]) -> Results:
+        results: Results = []
+        for delivery in deliveries:
+            if results and isinstance(results[-1], TransientError):
+                results.append(results[-1])
+                continue
+            try:
+                handler(delivery)
+                results.append(None)
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    return handle
 
 
 def message_key(message_id: str | None, body: bytes) -> str:
@@ -100,7 +131,9 @@ class BusOptions:
     heartbeat: int = 30
     connect_timeout: float = 5.0
     confirm_timeout: float = 10.0
-    prefetch: int = 50
+    prefetch: int = 100
+    batch_size: int = 50
+    batch_linger: float = 0.005  # how long to wait for more of a batch (s)
     delivery_limit: int = 5
     polling_interval: float = 0.05  # virtual transports only
     reconnect_max_wait: float = 15.0
@@ -136,14 +169,19 @@ class Bus:
     def is_amqp(self) -> bool:
         return self.url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
-    def connect(self) -> Connection:
-        """Open a connection and declare the whole topology on it."""
+    def connect(self, *, confirm_each: bool = True) -> Connection:
+        """Open a connection and declare the whole topology on it.
+
+        With ``confirm_each`` (the default) every publish on the connection
+        waits for its confirm; the :class:`Publisher` turns that off because
+        it selects confirms itself and waits for a whole batch.
+        """
         if self.is_amqp:
             conn = Connection(
                 self.url,
                 heartbeat=self.options.heartbeat,
                 connect_timeout=self.options.connect_timeout,
-                transport_options={"confirm_publish": True},
+                transport_options={"confirm_publish": confirm_each},
             )
         else:
             conn = Connection(self.url)
@@ -189,15 +227,23 @@ class Bus:
     def consume(
         self,
         queues: Iterable[str],
-        handler: Handler,
+        handler: BatchHandler,
         stop: threading.Event,
         *,
         ready: threading.Event | None = None,
         prefetch: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
-        """Consume until ``stop`` is set, reconnecting with capped backoff."""
+        """Consume until ``stop`` is set, reconnecting with capped backoff.
+
+        ``handler`` gets the deliveries that are waiting, up to ``batch_size``
+        (at most the prefetch) at a time, so it can commit them in one
+        transaction; each is acked or dead-lettered only after it returns.
+        """
         names = list(queues)
-        worker = _ConsumerLoop(self, names, handler, prefetch or self.options.prefetch)
+        prefetch = prefetch or self.options.prefetch
+        batch = max(1, min(batch_size or self.options.batch_size, prefetch))
+        worker = _ConsumerLoop(self, names, handler, prefetch, batch)
         failures = 0
         while not stop.is_set():
             try:
@@ -222,7 +268,10 @@ class Bus:
 class Publisher:
     """Publishes with confirms and mandatory routing on a connection of its own.
 
-    Thread-safe (one lock); reconnects lazily after any failure.
+    :meth:`publish_many` streams a batch and then waits for the broker's
+    confirms of all of it (one round trip per batch instead of per message);
+    :meth:`publish` is a batch of one. Thread-safe (one lock); reconnects
+    lazily after any failure.
     """
 
     def __init__(self, bus: Bus) -> None:
@@ -230,25 +279,18 @@ class Publisher:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._producer: Producer | None = None
-        self._returned: set[str] = set()
+        self._confirms: _Confirms | None = None
         self._last_used = time.monotonic()
-
-    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
-        props = getattr(message, "properties", {}) or {}
-        mid = props.get("message_id")
-        log.error(
-            "broker returned unroutable message %s (%s %s): %s", mid, exchange, routing_key, exc
-        )
-        if mid:
-            self._returned.add(mid)
 
     def _ensure(self) -> Producer:
         if self._producer is None:
-            self._conn = self._bus.connect()
+            self._conn = self._bus.connect(confirm_each=False)
+            channel = self._conn.channel()
             if self._bus.is_amqp:
-                self._producer = Producer(self._conn.default_channel, on_return=self._on_return)
+                self._confirms = _Confirms(channel)
+                self._producer = Producer(channel, on_return=self._confirms.on_return)
             else:
-                self._producer = Producer(self._conn.default_channel)
+                self._producer = Producer(channel)
         return self._producer
 
     def _reset(self) -> None:
@@ -259,18 +301,31 @@ class Publisher:
                 pass
         self._conn = None
         self._producer = None
+        self._confirms = None
 
     def publish(self, message: OutgoingMessage) -> None:
         """Return once the broker confirmed the message as routed and stored."""
-        if not self._bus.is_amqp and not self._bus.topology.route(
-            message.exchange, message.routing_key
-        ):
-            # Virtual transports have no mandatory flag: check routing from the
-            # declared topology instead of letting the message vanish.
-            raise PublishNotConfirmed(
-                f"unroutable: no queue bound for {message.exchange}/{message.routing_key}",
-                reason="unroutable",
-            )
+        error = self.publish_many([message])[0]
+        if error is not None:
+            raise error
+
+    def publish_many(self, messages: list[OutgoingMessage]) -> list[Exception | None]:
+        """Publish a batch; for each message, None once the broker confirmed
+        it as routed and stored, else the error (PublishNotConfirmed with
+        reason "unroutable", "nacked" or "timeout", or BrokerUnavailable)."""
+        results: list[Exception | None] = [None] * len(messages)
+        pending: list[int] = []
+        for index, message in enumerate(messages):
+            if not self._bus.is_amqp and not self._bus.topology.route(
+                message.exchange, message.routing_key
+            ):
+                # Virtual transports have no mandatory flag: check routing from
+                # the declared topology instead of letting the message vanish.
+                results[index] = _unroutable(message)
+            else:
+                pending.append(index)
+        if not pending:
+            return results
         with self._lock:
             heartbeat = self._bus.options.heartbeat
             if self._producer is not None and heartbeat and self._bus.is_amqp:
@@ -280,65 +335,156 @@ class Publisher:
                     self._reset()
             for attempt in (1, 2):
                 try:
-                    self._publish_once(message)
-                    break
+                    outcome = self._publish_batch([messages[i] for i in pending])
                 except Exception as exc:
                     self._reset()
-                    if _is_nack(exc):
-                        raise PublishNotConfirmed(f"broker nacked {message.message_id}") from exc
-                    if isinstance(exc, socket.timeout | TimeoutError):
-                        raise PublishNotConfirmed(
-                            f"no confirm for {message.message_id} within "
-                            f"{self._bus.options.confirm_timeout}s"
-                        ) from exc
                     if attempt == 2:
-                        raise BrokerUnavailable(f"broker unavailable: {exc!r}") from exc
-                    # A connection-level failure: once more on a fresh connection.
-                    # Should the first copy have reached the broker after all,
-                    # the second is a duplicate that dedup downstream absorbs.
+                        down = BrokerUnavailable(f"broker unavailable: {exc!r}")
+                        down.__cause__ = exc
+                        for index in pending:
+                            results[index] = down
+                        break
+                    # A connection-level failure: the batch once more on a fresh
+                    # connection. Should a first copy have reached the broker
+                    # after all, the second is a duplicate that dedup absorbs.
                     log.info("publisher: %r; retrying on a new connection", exc)
+                    continue
+                for index, result in zip(pending, outcome, strict=True):
+                    results[index] = result
+                if any(isinstance(e, PublishNotConfirmed) for e in outcome):
+                    # Unroutable (redeclare the topology next time), nacked or
+                    # unconfirmed: start the next batch on a fresh channel.
+                    self._reset()
+                break
             self._last_used = time.monotonic()
-            if message.message_id in self._returned:
-                self._returned.discard(message.message_id)
-                self._reset()  # redeclare the topology on the next publish
-                raise PublishNotConfirmed(
-                    f"unroutable: no queue bound for {message.exchange}/{message.routing_key}",
-                    reason="unroutable",
-                )
+        return results
 
-    def _publish_once(self, message: OutgoingMessage) -> None:
+    def _publish_batch(self, messages: list[OutgoingMessage]) -> list[Exception | None]:
         producer = self._ensure()
-        producer.publish(
-            message.body,
-            exchange=message.exchange,
-            routing_key=message.routing_key,
-            content_type=CONTENT_TYPE,
-            content_encoding="utf-8",
-            headers=message.headers,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id or message.message_id,
-            delivery_mode=2,
-            mandatory=True,
-            retry=False,
-            timeout=self._bus.options.confirm_timeout,
-            confirm_timeout=self._bus.options.confirm_timeout,
-        )
+        timeout = self._bus.options.confirm_timeout
+        confirms = self._confirms
+        if confirms is not None:
+            confirms.start(len(messages))
+        for message in messages:
+            producer.publish(
+                message.body,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                content_type=CONTENT_TYPE,
+                content_encoding="utf-8",
+                headers=message.headers,
+                message_id=message.message_id,
+                correlation_id=message.correlation_id or message.message_id,
+                delivery_mode=2,
+                mandatory=True,
+                retry=False,
+                timeout=timeout,
+            )
+        if confirms is None:
+            return [None] * len(messages)  # a virtual transport stores on publish
+        assert self._conn is not None
+        return confirms.wait(self._conn, messages, timeout)
 
     def close(self) -> None:
         with self._lock:
             self._reset()
 
 
-def _is_nack(exc: Exception) -> bool:
-    return type(exc).__name__ == "MessageNacked"
+class _Confirms:
+    """Publisher confirms on one channel: which of the messages published since
+    :meth:`start` the broker acked, nacked or returned as unroutable."""
+
+    def __init__(self, channel: Any) -> None:
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._next_tag = 1  # the broker numbers confirms per channel, from 1
+        self._first = 1
+        self._count = 0
+        self._acked: set[int] = set()
+        self._nacked: set[int] = set()
+        self._returned: set[str] = set()
+
+    def start(self, count: int) -> None:
+        self._first = self._next_tag
+        self._next_tag += count
+        self._count = count
+        self._acked.clear()
+        self._nacked.clear()
+        self._returned.clear()
+
+    def _mark(self, into: set[int], tag: int, multiple: bool) -> None:
+        if multiple:
+            into.update(range(self._first, min(tag, self._next_tag - 1) + 1))
+        else:
+            into.add(tag)
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._mark(self._acked, tag, multiple)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._mark(self._nacked, tag, multiple)
+
+    def on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        props = getattr(message, "properties", {}) or {}
+        mid = props.get("message_id")
+        log.error(
+            "broker returned unroutable message %s (%s %s): %s", mid, exchange, routing_key, exc
+        )
+        if mid:
+            self._returned.add(mid)
+
+    def _settled(self) -> int:
+        return len(self._acked | self._nacked)
+
+    def wait(
+        self, conn: Connection, messages: list[OutgoingMessage], timeout: float
+    ) -> list[Exception | None]:
+        deadline = time.monotonic() + timeout
+        while self._settled() < self._count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                conn.drain_events(timeout=min(left, 1.0))
+            except TimeoutError:
+                continue
+        results: list[Exception | None] = []
+        for offset, message in enumerate(messages):
+            tag = self._first + offset
+            if message.message_id in self._returned:
+                results.append(_unroutable(message))
+            elif tag in self._nacked:
+                results.append(
+                    PublishNotConfirmed(f"broker nacked {message.message_id}", reason="nacked")
+                )
+            elif tag not in self._acked:
+                results.append(
+                    PublishNotConfirmed(
+                        f"no confirm for {message.message_id} within {timeout}s", reason="timeout"
+                    )
+                )
+            else:
+                results.append(None)
+        return results
+
+
+def _unroutable(message: OutgoingMessage) -> PublishNotConfirmed:
+    return PublishNotConfirmed(
+        f"unroutable: no queue bound for {message.exchange}/{message.routing_key}",
+        reason="unroutable",
+    )
 
 
 class _ConsumerLoop:
-    def __init__(self, bus: Bus, queues: list[str], handler: Handler, prefetch: int) -> None:
+    def __init__(
+        self, bus: Bus, queues: list[str], handler: BatchHandler, prefetch: int, batch: int
+    ) -> None:
         self.bus = bus
         self.queues = queues
         self.handler = handler
         self.prefetch = prefetch
+        self.batch = batch
         self.dead_letters = bus.publisher()
         # Deliveries seen by this process, for transports without x-delivery-count.
         self._seen: OrderedDict[str, int] = OrderedDict()
@@ -346,36 +492,48 @@ class _ConsumerLoop:
             max_workers=1, thread_name_prefix=f"handler-{queues[0]}"
         )
         self._conn: Connection | None = None
+        self._waiting: list[tuple[Message, Delivery]] = []
 
     def close(self) -> None:
         self.dead_letters.close()
         self._worker.shutdown(wait=True)
 
-    def _call_with_retries(self, delivery: Delivery) -> None:
-        """Retry transient failures in place, holding the delivery, for up to
-        ``transient_retry_window`` seconds (capped backoff, heartbeats still
-        sent). A database that is down for 30 s then costs time, not a
-        delivery attempt: the message is neither requeued nor dead-lettered.
+    # -- running the handler ----------------------------------------------
+    def _call_with_retries(self, deliveries: list[Delivery]) -> Results:
+        """Run the handler; retry transient failures in place, holding the
+        deliveries, for up to ``transient_retry_window`` seconds (capped
+        backoff, heartbeats still sent). A database that is down for 30 s then
+        costs time, not a delivery attempt: nothing is requeued or
+        dead-lettered. Only the deliveries that failed transiently are retried.
         """
-        window = self.bus.options.transient_retry_window
-        deadline = time.monotonic() + window
+        deadline = time.monotonic() + self.bus.options.transient_retry_window
         wait = 0.25
+        results: Results = [None] * len(deliveries)
+        todo = list(range(len(deliveries)))
         while True:
+            batch = [deliveries[i] for i in todo]
             try:
-                self._call_handler(delivery)
-                return
-            except TransientError as exc:
-                if time.monotonic() + wait > deadline:
-                    raise
-                log.warning(
-                    "%s: %s failed transiently (%s); retrying in %.1fs",
-                    delivery.queue,
-                    delivery.message_id,
-                    exc,
-                    wait,
-                )
-                self._pause(wait)
-                wait = min(wait * 2, 5.0)
+                outcome = self._call_handler(batch)
+                if len(outcome) != len(batch):
+                    raise RuntimeError(
+                        f"handler returned {len(outcome)} results for {len(batch)} deliveries"
+                    )
+            except Exception as exc:
+                outcome = [exc] * len(batch)
+            for index, result in zip(todo, outcome, strict=True):
+                results[index] = result
+            todo = [i for i in todo if isinstance(results[i], TransientError)]
+            if not todo or time.monotonic() + wait > deadline:
+                return results
+            log.warning(
+                "%s: %d message(s) failed transiently (%s); retrying in %.1fs",
+                deliveries[todo[0]].queue,
+                len(todo),
+                results[todo[0]],
+                wait,
+            )
+            self._pause(wait)
+            wait = min(wait * 2, 5.0)
 
     def _pause(self, seconds: float) -> None:
         """Sleep while keeping the connection's heartbeats going."""
@@ -385,27 +543,28 @@ class _ConsumerLoop:
             if self._conn is not None and self.bus.is_amqp and self.bus.options.heartbeat:
                 self._conn.connection.send_heartbeat()
 
-    def _call_handler(self, delivery: Delivery) -> None:
+    def _call_handler(self, deliveries: list[Delivery]) -> Results:
         """Run the handler on the worker thread; keep the connection alive meanwhile.
 
         py-amqp is not thread-safe, so only this (the connection's) thread
         touches the connection: it sends a heartbeat frame every third of the
         heartbeat interval until the handler is done.
         """
-        future = self._worker.submit(self.handler, delivery)
+        future = self._worker.submit(self.handler, deliveries)
         heartbeat = self.bus.options.heartbeat if self.bus.is_amqp else 0
         interval = max(0.5, heartbeat / 3) if heartbeat else None
         while True:
             done, _ = concurrent.futures.wait([future], timeout=interval)
             if done:
-                future.result()  # re-raises the handler's exception
-                return
+                return future.result()  # re-raises the handler's exception
             if self._conn is not None:
                 self._conn.connection.send_heartbeat()
 
+    # -- the connection's loop ---------------------------------------------
     def run(self, stop: threading.Event, ready: threading.Event | None) -> None:
         conn = self.bus.connect()
         self._conn = conn
+        self._waiting = []
         try:
             channel = conn.channel()
             consumers = []
@@ -430,11 +589,15 @@ class _ConsumerLoop:
                     conn.drain_events(timeout=1)
                 except TimeoutError:
                     pass
+                if self._waiting:
+                    self._gather(conn)
+                    self._process(self._waiting)
+                    self._waiting = []
                 if time.monotonic() - last_check >= 1.0:
                     conn.heartbeat_check()
                     last_check = time.monotonic()
-            # Graceful stop: cancel, so nothing more arrives; unacked messages
-            # (none, we handle one at a time) would return to the queue on close.
+            # Graceful stop: cancel, so nothing more arrives; whatever the
+            # broker sent and we did not take returns to the queue on close.
             for consumer in consumers:
                 try:
                     consumer.cancel()
@@ -444,11 +607,21 @@ class _ConsumerLoop:
             if ready is not None:
                 ready.clear()
             self._conn = None
+            self._waiting = []
             conn.release()
+
+    def _gather(self, conn: Connection) -> None:
+        """Take what else has arrived, up to a batch, lingering briefly."""
+        deadline = time.monotonic() + self.bus.options.batch_linger * 4
+        while len(self._waiting) < self.batch and time.monotonic() < deadline:
+            try:
+                conn.drain_events(timeout=self.bus.options.batch_linger)
+            except TimeoutError:
+                break
 
     def _make_callback(self, queue: str) -> Callable[[Message], None]:
         def on_message(message: Message) -> None:
-            self._on_message(queue, message)
+            self._waiting.append((message, self._delivery(queue, message)))
 
         return on_message
 
@@ -464,7 +637,7 @@ class _ConsumerLoop:
             count = max(count, broker_count + 1)
         return count
 
-    def _on_message(self, queue: str, message: Message) -> None:
+    def _delivery(self, queue: str, message: Message) -> Delivery:
         props = message.properties or {}
         info = message.delivery_info or {}
         body = message.body
@@ -472,7 +645,7 @@ class _ConsumerLoop:
             body = body.encode("utf-8", errors="surrogateescape")
         headers = dict(message.headers or {})
         key = message_key(props.get("message_id"), body)
-        delivery = Delivery(
+        return Delivery(
             queue=queue,
             body=body,
             message_id=props.get("message_id"),
@@ -484,35 +657,44 @@ class _ConsumerLoop:
             content_type=props.get("content_type") or message.content_type,
             deliveries=self._deliveries(key, headers),
         )
-        try:
-            self._call_with_retries(delivery)
-        except PermanentError as exc:
-            self._dead_letter(message, delivery, exc.reason, exc.detail, exc)
+
+    def _process(self, batch: list[tuple[Message, Delivery]]) -> None:
+        """Handle a batch, then settle each message: ack, dead-letter or requeue."""
+        results = self._call_with_retries([delivery for _, delivery in batch])
+        requeue: list[tuple[Message, Delivery, BaseException]] = []
+        for (message, delivery), result in zip(batch, results, strict=True):
+            if result is None:
+                self._seen.pop(delivery.body_key(), None)
+                message.ack()
+            elif isinstance(result, PermanentError):
+                self._dead_letter(message, delivery, result.reason, result.detail, result)
+            else:
+                reason = getattr(result, "reason", "handler_error")
+                dead_letter_queue = delivery.queue in self.bus.topology.dead_letter_queues
+                if delivery.deliveries >= self.bus.options.delivery_limit and not dead_letter_queue:
+                    detail = f"gave up after {delivery.deliveries} deliveries: {result}"
+                    self._dead_letter(message, delivery, reason, detail, result)
+                else:
+                    requeue.append((message, delivery, result))
+        if not requeue:
             return
-        except Exception as exc:
-            reason = getattr(exc, "reason", "handler_error")
-            dead_letter_queue = queue in self.bus.topology.dead_letter_queues
-            if delivery.deliveries >= self.bus.options.delivery_limit and not dead_letter_queue:
-                detail = f"gave up after {delivery.deliveries} deliveries: {exc}"
-                self._dead_letter(message, delivery, reason, detail, exc)
-                return
-            # A dead-letter queue has nowhere further to go: it waits for the
-            # database with a capped backoff instead of dropping anything.
-            wait = min(10.0, 0.25 * 2 ** min(delivery.deliveries, 8))
+        # A dead-letter queue has nowhere further to go: it waits for the
+        # database with a capped backoff instead of dropping anything.
+        fewest = min(delivery.deliveries for _, delivery, _ in requeue)
+        wait = min(10.0, 0.25 * 2 ** min(fewest, 8))
+        for _, delivery, error in requeue:
             log.warning(
                 "%s: message %s failed (%s), delivery %d/%d; requeue in %.1fs",
-                queue,
+                delivery.queue,
                 delivery.message_id,
-                exc,
+                error,
                 delivery.deliveries,
                 self.bus.options.delivery_limit,
                 wait,
             )
-            self._pause(wait)
+        self._pause(wait)
+        for message, _, _ in requeue:
             message.requeue()
-            return
-        self._seen.pop(key, None)
-        message.ack()
 
     def _dead_letter(
         self, message: Message, delivery: Delivery, reason: str, detail: str, exc: BaseException

@@ -2,7 +2,8 @@
 
 For each message: if ``(consumer, message id)`` is in the inbox, it was
 delivered before: ack, no second effect. Otherwise deliver (retrying transient
-failures), record the inbox row, and only then let the bus ack.
+failures), record the inbox row, and only then let the bus ack. A batch of
+messages shares one read of the inbox and one transaction for its rows.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import logging
 from sqlalchemy import Engine, or_, select
 
 from canonical.envelope import Envelope, utcnow
+from canonical.errors import EndpointUnavailable, TransientError
 from router.bus import Delivery
 from router.crashpoints import crash_point
-from router.database import insert_if_absent, translate_db_errors
-from router.delivery import HttpDelivery
+from router.database import insert_all_absent, translate_db_errors
+from router.delivery import GaveUp, HttpDelivery
 from router.service import parse_delivery
 from router.tables import inbox
 
@@ -28,54 +30,113 @@ class DeliveryConsumer:
         self.engine = engine
         self.delivery = delivery
 
-    def _seen(self, envelope: Envelope) -> tuple[bool, int | None]:
-        """Whether this message was handled before, and the newest order
-        version already delivered to this system."""
+    def handle(self, message: Delivery) -> None:
+        """Handle one delivery; raises what :meth:`handle_batch` would report."""
+        error = self.handle_batch([message])[0]
+        if error is not None:
+            raise error
+
+    def handle_batch(self, messages: list[Delivery]) -> list[BaseException | None]:
+        """Bus batch handler: deliver each message in turn, then record the
+        batch's inbox rows in one transaction before the bus acks them.
+
+        A crash between a delivery and that commit makes the broker redeliver:
+        the system gets the request again with the same ``Idempotency-Key``,
+        which it uses to ignore the copy. After a transient failure (the
+        endpoint is down) the rest of the batch is not tried; the bus retries
+        those messages.
+        """
+        results: list[BaseException | None] = [None] * len(messages)
+        parsed: list[tuple[int, Envelope, str | None]] = []
+        for index, message in enumerate(messages):
+            try:
+                envelope, order = parse_delivery(message)
+            except Exception as exc:
+                results[index] = exc
+                continue
+            parsed.append((index, envelope, order.order_number))
+        if not parsed:
+            return results
+        handled, newest = self._seen([envelope for _, envelope, _ in parsed])
+        records: list[dict[str, object]] = []
+        failed: BaseException | None = None
+        for index, envelope, number in parsed:
+            if failed is not None:
+                results[index] = failed
+                continue
+            if envelope.message_id in handled:
+                log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
+                continue
+            handled.add(envelope.message_id)
+            latest = newest.get(number) if number else None
+            if (
+                latest is not None
+                and envelope.order_version is not None
+                and envelope.order_version < latest
+            ):
+                # A newer version reached this system first (a retry, a
+                # redelivery): sending this one now would move the order
+                # backwards there.
+                records.append(self._record(envelope, number, "superseded", None, 0))
+                log.info(
+                    "%s: %s superseded by version %d already delivered",
+                    self.target,
+                    envelope.message_id,
+                    latest,
+                )
+                continue
+            try:
+                sent = self.delivery.send(messages[index].body, self._headers(envelope))
+            except TransientError as exc:
+                results[index] = failed = exc
+                continue
+            except GaveUp as exc:
+                # The endpoint stayed down through this message's retries: it
+                # becomes a dead letter; the rest of the batch waits for the
+                # endpoint (the bus retries them) instead of each giving up too.
+                results[index] = exc
+                failed = EndpointUnavailable(f"not tried, the endpoint is down: {exc.detail}")
+                continue
+            except Exception as exc:
+                results[index] = exc
+                continue
+            crash_point("consumer.after_delivery")
+            records.append(
+                self._record(envelope, number, "delivered", sent.status_code, sent.attempts)
+            )
+            if number and envelope.order_version is not None:
+                newest[number] = max(newest.get(number, 0), envelope.order_version)
+            log.info(
+                "%s: delivered %s (%s) in %d attempt(s)",
+                self.target,
+                number,
+                envelope.message_id,
+                sent.attempts,
+            )
+        if records:
+            with translate_db_errors(), self.engine.begin() as conn:
+                insert_all_absent(conn, inbox, records)
+        return results
+
+    def _seen(self, envelopes: list[Envelope]) -> tuple[set[str], dict[str, int]]:
+        """The messages handled before, and per order the newest version
+        already delivered to this system."""
         c = inbox.c
+        ids = [e.message_id for e in envelopes]
+        numbers = [e.order_number for e in envelopes if e.order_number]
         with translate_db_errors(), self.engine.connect() as conn:
             rows = conn.execute(
-                select(c.message_id, c.order_version, c.outcome).where(
+                select(c.message_id, c.order_number, c.order_version, c.outcome).where(
                     c.consumer == self.target,
-                    or_(
-                        c.message_id == envelope.message_id, c.order_number == envelope.order_number
-                    ),
+                    or_(c.message_id.in_(ids), c.order_number.in_(numbers)),
                 )
             ).all()
-        handled = any(r.message_id == envelope.message_id for r in rows)
-        versions = [r.order_version for r in rows if r.outcome == "delivered" and r.order_version]
-        return handled, max(versions, default=None)
-
-    def handle(self, message: Delivery) -> None:
-        envelope, order = parse_delivery(message)
-        handled, newest = self._seen(envelope)
-        if handled:
-            log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
-            return
-        if (
-            newest is not None
-            and envelope.order_version is not None
-            and envelope.order_version < newest
-        ):
-            # A newer version reached this system first (a retry, a redelivery):
-            # sending this one now would move the order backwards there.
-            self._record(envelope, order.order_number, "superseded", None, 0)
-            log.info(
-                "%s: %s superseded by version %d already delivered",
-                self.target,
-                envelope.message_id,
-                newest,
-            )
-            return
-        sent = self.delivery.send(message.body, self._headers(envelope))
-        crash_point("consumer.after_delivery")
-        self._record(envelope, order.order_number, "delivered", sent.status_code, sent.attempts)
-        log.info(
-            "%s: delivered %s (%s) in %d attempt(s)",
-            self.target,
-            order.order_number,
-            envelope.message_id,
-            sent.attempts,
-        )
+        handled = {r.message_id for r in rows}
+        newest: dict[str, int] = {}
+        for r in rows:
+            if r.outcome == "delivered" and r.order_version and r.order_number:
+                newest[r.order_number] = max(newest.get(r.order_number, 0), r.order_version)
+        return handled, newest
 
     def _record(
         self,
@@ -84,22 +145,17 @@ class DeliveryConsumer:
         outcome: str,
         status: int | None,
         attempts: int,
-    ) -> None:
-        with translate_db_errors(), self.engine.begin() as conn:
-            insert_if_absent(
-                conn,
-                inbox,
-                {
-                    "consumer": self.target,
-                    "message_id": envelope.message_id,
-                    "order_number": order_number,
-                    "order_version": envelope.order_version,
-                    "outcome": outcome,
-                    "response_status": status,
-                    "attempts": attempts,
-                    "delivered_at": utcnow(),
-                },
-            )
+    ) -> dict[str, object]:
+        return {
+            "consumer": self.target,
+            "message_id": envelope.message_id,
+            "order_number": order_number,
+            "order_version": envelope.order_version,
+            "outcome": outcome,
+            "response_status": status,
+            "attempts": attempts,
+            "delivered_at": utcnow(),
+        }
 
     def _headers(self, envelope: Envelope) -> dict[str, str]:
         return {

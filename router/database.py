@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,11 +57,10 @@ def dialect_insert(conn: Connection, table: Any) -> Insert:
     return insert(table)
 
 
-def insert_if_absent(conn: Connection, table: Any, values: Mapping[str, Any]) -> bool:
-    """Insert a row unless its unique key exists; True when this call inserted it."""
-    stmt = dialect_insert(conn, table).values(**values).on_conflict_do_nothing()  # type: ignore[attr-defined]
-    result = conn.execute(stmt)
-    return bool(result.rowcount)
+def insert_all_absent(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows in one statement, skipping those whose unique key exists."""
+    if rows:
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(), rows)  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -97,7 +96,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 __all__ = [
     "dialect_insert",
-    "insert_if_absent",
+    "insert_all_absent",
     "make_engine",
     "metadata",
     "translate_db_errors",

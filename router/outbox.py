@@ -67,9 +67,15 @@ class OutboxRelay:
         self.max_attempts = max_attempts
 
     def relay_once(self) -> int:
-        """Publish up to one batch of pending rows; the number published."""
-        published = 0
-        failure: Exception | None = None
+        """Publish up to one batch of pending rows; the number published.
+
+        The batch is streamed to the broker and its confirms awaited together;
+        each confirmed row is marked published in the same transaction that
+        claimed it. A row the broker did not confirm stays pending (or, when
+        unroutable too often, becomes a dead letter). The later rows of its
+        stream (one order's changes to one system) share its routing key, so
+        an unroutable row's stream waits with it while other streams go on.
+        """
         with translate_db_errors(), self.engine.begin() as conn:
             rows = conn.execute(
                 select(outbox)
@@ -78,37 +84,29 @@ class OutboxRelay:
                 .limit(self.batch)
                 .with_for_update(skip_locked=True)
             ).all()
-            held: set[tuple[str, str]] = set()  # streams behind an unroutable row
-            for row in rows:
-                stream = (row.routing_key, str(row.headers.get(H_ORDER_NUMBER, row.message_id)))
-                if stream in held:
-                    continue  # keep each order's changes to one system in order
-                try:
-                    self.publisher.publish(_outgoing(row))
-                    crash_point("relay.after_publish")
-                except PublishNotConfirmed as exc:
-                    if exc.reason != "unroutable":
-                        failure = exc
-                        self._failed(conn, row, exc)
-                        break
-                    # Only this row's route is broken: the others go on.
-                    held.add(stream)
-                    self._failed(conn, row, exc)
+            if not rows:
+                return 0
+            results = self.publisher.publish_many([_outgoing(row) for row in rows])
+            crash_point("relay.after_publish")
+            published: list[int] = []
+            failure: Exception | None = None
+            for row, error in zip(rows, results, strict=True):
+                if error is None:
+                    published.append(row.id)
                     continue
-                except Exception as exc:
-                    failure = exc
-                    self._failed(conn, row, exc)
-                    break
+                self._failed(conn, row, error)
+                if not (isinstance(error, PublishNotConfirmed) and error.reason == "unroutable"):
+                    failure = failure or error  # the broker's trouble, not the row's
+            if published:
                 conn.execute(
                     update(outbox)
-                    .where(outbox.c.id == row.id)
+                    .where(outbox.c.id.in_(published))
                     .values(published_at=utcnow(), attempts=outbox.c.attempts + 1)
                 )
-                published += 1
-        # Committed: what was confirmed stays marked even when a later row failed.
+        # Committed: what was confirmed stays marked even when other rows failed.
         if failure is not None:
-            raise _StopBatch(published) from failure
-        return published
+            raise _StopBatch(len(published)) from failure
+        return len(published)
 
     def _failed(self, conn: Connection, row: Row[Any], exc: Exception) -> None:
         attempts = row.attempts + 1

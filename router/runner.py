@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from router.bootstrap import ConfigurationError, Orderbus
+from router.bus import BatchHandler, one_at_a_time
 from router.settings import TARGETS
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Daemon:
         self.servers.append(server)
         self._thread(name, server.run)
 
-    def _consume(self, name: str, queues: list[str], handler: Callable[..., None]) -> None:
+    def _consume(self, name: str, queues: list[str], handler: BatchHandler) -> None:
         ready = self.ready.setdefault(name, threading.Event())
         self._thread(name, self.app.bus.consume, queues, handler, self.stop, ready=ready)
 
@@ -68,14 +69,16 @@ class Daemon:
             )
         app, topo, settings = self.app, self.app.topology, self.app.settings
         if "router" in self.components:
-            self._consume("router", [topo.router_queue], app.router().handle)
+            self._consume("router", [topo.router_queue], app.router().handle_batch)
             relay = app.relay()
             self._thread("relay", relay.run, self.stop, settings.relay_interval)
         if "consumers" in self.components:
             for target in TARGETS:
                 consumer = app.delivery_consumer(target)
-                self._consume(target, [topo.queue_for(target).name], consumer.handle)
-            self._consume("dead-letters", list(topo.dead_letter_queues), app.recorder().handle)
+                self._consume(target, [topo.queue_for(target).name], consumer.handle_batch)
+            self._consume(
+                "dead-letters", list(topo.dead_letter_queues), one_at_a_time(app.recorder().handle)
+            )
         if "ingest" in self.components:
             self._serve("ingest", app.ingest_app(), settings.ingest_host, settings.ingest_port)
         if "admin" in self.components:

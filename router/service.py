@@ -11,15 +11,15 @@ everything (the redelivery finds its arrival and has no second effect).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from canonical.envelope import Envelope, EnvelopeError, utcnow
-from canonical.errors import MalformedMessage
+from canonical.errors import MalformedMessage, TransientError
 from canonical.order import CanonicalOrder, OrderStatus
 from router.bus import Delivery
 from router.crashpoints import crash_point
@@ -83,102 +83,197 @@ class RouterService:
         self.topology = topology
 
     def handle(self, delivery: Delivery) -> None:
-        """Bus handler. Raises PermanentError (dead letter) or a transient error (retry)."""
-        envelope, order = parse_delivery(delivery)
-        validate(order)
-        self.route(envelope, order)
+        """Handle one delivery. Raises PermanentError (dead letter) or a transient error."""
+        error = self.handle_batch([delivery])[0]
+        if error is not None:
+            raise error
+
+    def handle_batch(self, deliveries: list[Delivery]) -> list[BaseException | None]:
+        """Bus batch handler: every valid order of the batch in one transaction.
+
+        Each delivery's result is None (routed: ack it) or the PermanentError
+        that makes it a dead letter. A transient error (the database is down)
+        is raised for the whole batch, which is then retried as a whole.
+        """
+        results: list[BaseException | None] = [None] * len(deliveries)
+        valid: list[tuple[int, Envelope, CanonicalOrder]] = []
+        for index, delivery in enumerate(deliveries):
+            try:
+                envelope, order = parse_delivery(delivery)
+                validate(order)
+            except Exception as exc:  # permanent: dead letter; a bug: requeued alone
+                results[index] = exc
+                continue
+            valid.append((index, envelope, order))
+        if valid:
+            try:
+                self.route_many([(envelope, order) for _, envelope, order in valid])
+            except TransientError:
+                raise
+            except Exception as exc:
+                if len(valid) == 1:
+                    results[valid[0][0]] = exc
+                else:
+                    # Something in the batch breaks it: route one at a time, so
+                    # only the culprit fails and its neighbours go through.
+                    log.warning("router: batch of %d failed (%r); one at a time", len(valid), exc)
+                    for index, envelope, order in valid:
+                        try:
+                            self.route(envelope, order)
+                        except TransientError:
+                            raise
+                        except Exception as single:
+                            results[index] = single
         crash_point("router.after_commit")
+        return results
 
     def route(self, envelope: Envelope, order: CanonicalOrder) -> RouteResult:
+        return self.route_many([(envelope, order)])[0]
+
+    def route_many(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
+        """Classify and record a batch of arrivals in one transaction."""
         # A concurrent router may insert the same order (or arrival) between our
-        # read and our write: the unique constraint stops it, and a second pass
-        # sees the winner's row.
+        # read and our write: the unique constraint stops it, the transaction
+        # rolls back, and the next pass sees the winner's row.
         for attempt in range(3):
             try:
                 with translate_db_errors(), self.engine.begin() as conn:
-                    return self._route_in(conn, envelope, order)
+                    return _BatchRouting(conn, self.topology).route(items)
             except IntegrityError:
                 if attempt == 2:
                     raise
-                log.info("router: lost a race on %s, retrying", order.business_key)
+                log.info("router: lost a race on a batch of %d, retrying", len(items))
         raise AssertionError("unreachable")
 
-    def _route_in(self, conn: Connection, envelope: Envelope, order: CanonicalOrder) -> RouteResult:
-        seen = conn.execute(
-            select(arrivals.c.outcome).where(arrivals.c.message_id == envelope.message_id)
-        ).first()
-        if seen is not None:
-            log.info(
-                "router: message %s was processed before (%s)", envelope.message_id, seen.outcome
-            )
-            return RouteResult(None, None)
 
-        now = utcnow()
-        row = conn.execute(
+@dataclass
+class _State:
+    """An order as this transaction sees it: loaded, or created or changed by
+    an earlier arrival of the same batch."""
+
+    id: int | None
+    number: str
+    status: OrderStatus
+    precedence: tuple[int, int, str]
+    content_hash: str
+    version: int
+    values: dict[str, object] | None = None  # to write: the latest accepted revision
+    is_new: bool = False
+    arrival_rows: list[dict[str, object]] = field(default_factory=list)
+
+
+class _BatchRouting:
+    """One transaction's worth of routing: a few statements for the whole batch
+    (read arrivals, lock orders, write orders, outbox and arrivals), with the
+    arrivals classified in order in between, as if one at a time."""
+
+    def __init__(self, conn: Connection, topology: Topology) -> None:
+        self.conn = conn
+        self.topology = topology
+        self.now = utcnow()
+
+    def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
+        conn = self.conn
+        ids = [envelope.message_id for envelope, _ in items]
+        seen = set(
+            conn.scalars(select(arrivals.c.message_id).where(arrivals.c.message_id.in_(ids)))
+        )
+        keys = sorted({order.business_key for _, order in items})
+        # Lock the known orders in key order, so two routers never deadlock.
+        rows = conn.execute(
             select(orders)
-            .where(
-                orders.c.channel == order.channel,
-                orders.c.shop == order.shop,
-                orders.c.external_id == order.external_id,
-            )
+            .where(tuple_(orders.c.channel, orders.c.shop, orders.c.external_id).in_(keys))
+            .order_by(orders.c.channel, orders.c.shop, orders.c.external_id)
             .with_for_update()
-        ).first()
-        known = (
-            Known(
-                (row.status_rank, row.source_version, row.source_updated_at),
-                row.content_hash,
+        ).all()
+        states: dict[tuple[str, str, str], _State] = {
+            (row.channel, row.shop, row.external_id): _State(
+                id=row.id,
+                number=row.order_number,
+                status=OrderStatus(row.status),
+                precedence=(row.status_rank, row.source_version, row.source_updated_at),
+                content_hash=row.content_hash,
+                version=row.version,
             )
-            if row
-            else None
-        )
+            for row in rows
+        }
+        results: list[RouteResult] = []
+        outbox_rows: list[dict[str, object]] = []
+        for envelope, order in items:
+            if envelope.message_id in seen:
+                log.info("router: message %s was processed before", envelope.message_id)
+                results.append(RouteResult(None, None))
+                continue
+            seen.add(envelope.message_id)
+            results.append(self._classify(envelope, order, states, outbox_rows))
+        self._write(states, outbox_rows)
+        return results
+
+    def _classify(
+        self,
+        envelope: Envelope,
+        order: CanonicalOrder,
+        states: dict[tuple[str, str, str], _State],
+        outbox_rows: list[dict[str, object]],
+    ) -> RouteResult:
+        state = states.get(order.business_key)
+        known = Known(state.precedence, state.content_hash) if state else None
         outcome, detail = classify(known, order)
-        number = row.order_number if row else order_number(*order.business_key)
+        number = state.number if state else order_number(*order.business_key)
         accepted = order.model_copy(update={"order_number": number})
-        previous = OrderStatus(row.status) if row else None
-        version = (row.version if row else 0) + (
-            1 if outcome in (Outcome.NEW, Outcome.UPDATE) else 0
-        )
-
-        if outcome is Outcome.NEW:
-            result = conn.execute(
-                insert(orders).values(
-                    order_number=number,
-                    channel=order.channel,
-                    shop=order.shop,
-                    external_id=order.external_id,
-                    **self._state(accepted, version, now),
-                    created_at=now,
-                )
+        previous = state.status if state else None
+        changed = outcome in (Outcome.NEW, Outcome.UPDATE)
+        version = (state.version if state else 0) + (1 if changed else 0)
+        if state is None:
+            state = states[order.business_key] = _State(
+                id=None,
+                number=number,
+                status=accepted.status,
+                precedence=accepted.precedence(),
+                content_hash=accepted.content_hash(),
+                version=version,
+                is_new=True,
             )
-            order_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        else:
-            assert row is not None
-            order_id = row.id
-            if outcome is Outcome.UPDATE:
-                conn.execute(
-                    update(orders)
-                    .where(orders.c.id == row.id)
-                    .values(**self._state(accepted, version, now))
-                )
-
         targets: list[str] = []
-        if outcome in (Outcome.NEW, Outcome.UPDATE):
+        if changed:
+            body = accepted.to_wire().decode("utf-8")
+            state.status = accepted.status
+            state.precedence = accepted.precedence()
+            state.content_hash = accepted.content_hash()
+            state.version = version
+            state.values = _state_values(accepted, body, version, self.now)
             targets = targets_for(accepted.status, previous)
-            self._enqueue(conn, envelope, accepted, version, targets, now)
-
-        conn.execute(
-            insert(arrivals).values(
-                message_id=envelope.message_id,
-                order_id=order_id,
-                channel=order.channel,
-                external_id=order.external_id,
-                outcome=outcome.value,
-                detail=detail,
-                order_version=version,
-                correlation_id=envelope.correlation_id,
-                received_at=envelope.received_at,
-                processed_at=now,
-            )
+            for target in targets:
+                # Deterministic id: the same change to the same target always
+                # has the same id, which is the consumers' inbox key.
+                message_id = f"{number}-v{version}-{target}"
+                child = envelope.caused(
+                    message_id, order_number=number, order_version=version, target=target
+                )
+                outbox_rows.append(
+                    {
+                        "message_id": message_id,
+                        "exchange": self.topology.exchange,
+                        "routing_key": delivery_routing_key(target),
+                        "headers": child.headers(),
+                        "correlation_id": child.correlation_id,
+                        "body": body,
+                        "created_at": self.now,
+                        "attempts": 0,
+                    }
+                )
+        state.arrival_rows.append(
+            {
+                "message_id": envelope.message_id,
+                "channel": order.channel,
+                "external_id": order.external_id,
+                "outcome": outcome.value,
+                "detail": detail,
+                "order_version": version,
+                "correlation_id": envelope.correlation_id,
+                "received_at": envelope.received_at,
+                "processed_at": self.now,
+            }
         )
         log.info(
             "router: %s %s/%s -> %s (%s) targets=%s",
@@ -191,46 +286,54 @@ class RouterService:
         )
         return RouteResult(outcome, number, tuple(targets))
 
-    @staticmethod
-    def _state(order: CanonicalOrder, version: int, now: datetime) -> dict[str, object]:
-        rank, source_version, stamp = order.precedence()
-        return {
-            "status": order.status.value,
-            "status_rank": rank,
-            "source_version": source_version,
-            "source_updated_at": stamp,
-            "content_hash": order.content_hash(),
-            "version": version,
-            "body": order.to_wire().decode("utf-8"),
-            "updated_at": now,
-        }
-
-    def _enqueue(
-        self,
-        conn: Connection,
-        envelope: Envelope,
-        order: CanonicalOrder,
-        version: int,
-        targets: list[str],
-        now: datetime,
+    def _write(
+        self, states: dict[tuple[str, str, str], _State], outbox_rows: list[dict[str, object]]
     ) -> None:
-        body = order.to_wire().decode("utf-8")
-        for target in targets:
-            # Deterministic id: the same change to the same target always has
-            # the same id, which is the consumers' inbox key.
-            message_id = f"{order.order_number}-v{version}-{target}"
-            child = envelope.caused(
-                message_id, order_number=order.order_number, order_version=version, target=target
-            )
+        conn = self.conn
+        new = [(key, s) for key, s in sorted(states.items()) if s.is_new and s.values]
+        if new:
+            inserted = conn.execute(
+                insert(orders).returning(orders.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "order_number": s.number,
+                        "channel": key[0],
+                        "shop": key[1],
+                        "external_id": key[2],
+                        "created_at": self.now,
+                        **(s.values or {}),
+                    }
+                    for key, s in new
+                ],
+            ).all()
+            for (_, s), row in zip(new, inserted, strict=True):
+                s.id = row.id
+        changed = [s for s in states.values() if not s.is_new and s.values]
+        if changed:
             conn.execute(
-                insert(outbox).values(
-                    message_id=message_id,
-                    exchange=self.topology.exchange,
-                    routing_key=delivery_routing_key(target),
-                    headers=child.headers(),
-                    correlation_id=child.correlation_id,
-                    body=body,
-                    created_at=now,
-                    attempts=0,
-                )
+                update(orders).where(orders.c.id == bindparam("order_id")),
+                [{"order_id": s.id, **(s.values or {})} for s in changed],
             )
+        if outbox_rows:
+            conn.execute(insert(outbox), outbox_rows)
+        arrival_rows = [
+            {"order_id": s.id, **row} for s in states.values() for row in s.arrival_rows
+        ]
+        if arrival_rows:
+            conn.execute(insert(arrivals), arrival_rows)
+
+
+def _state_values(
+    order: CanonicalOrder, body: str, version: int, now: datetime
+) -> dict[str, object]:
+    rank, source_version, stamp = order.precedence()
+    return {
+        "status": order.status.value,
+        "status_rank": rank,
+        "source_version": source_version,
+        "source_updated_at": stamp,
+        "content_hash": order.content_hash(),
+        "version": version,
+        "body": body,
+        "updated_at": now,
+    }

@@ -133,6 +133,16 @@ class FakePublisher:
             raise BrokerUnavailable("broker unavailable: connection refused")
         self.published.append(message)
 
+    def publish_many(self, messages: list[OutgoingMessage]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        for message in messages:
+            try:
+                self.publish(message)
+                results.append(None)
+            except Exception as exc:
+                results.append(exc)
+        return results
+
     def close(self) -> None:
         pass
 

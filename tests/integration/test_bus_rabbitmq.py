@@ -18,7 +18,7 @@ from canonical.errors import (
     MalformedMessage,
     PublishNotConfirmed,
 )
-from router.bus import Bus, BusOptions, Delivery, OutgoingMessage, Publisher
+from router.bus import Bus, BusOptions, Delivery, OutgoingMessage, Publisher, one_at_a_time
 from router.deadletters import DeadLetterRecorder
 from router.settings import Settings
 from router.tables import dead_letters
@@ -59,7 +59,7 @@ class Consuming:
         self.ready = threading.Event()
         self.thread = threading.Thread(
             target=bus.consume,
-            args=(queues, handler, self.stop),
+            args=(queues, one_at_a_time(handler), self.stop),
             kwargs={"ready": self.ready},
             daemon=True,
         )
@@ -294,3 +294,56 @@ def test_short_database_outage_is_retried_in_place_not_requeued(
         wait_for(lambda: done == ["m-1"], timeout=30)
     assert len(attempts) >= 3 and set(attempts) == {1}  # retried, never redelivered
     assert bus.queue_depth(topology.router_queue + ".dlq") == 0
+
+
+def test_a_batch_is_confirmed_message_by_message(
+    bus: Bus, topology: Topology, publisher: Publisher
+) -> None:
+    batch = [
+        message(topology, mid="b-1"),
+        message(topology, mid="b-2", key="nowhere.at.all"),
+        *[message(topology, mid=f"b-{i}") for i in range(3, 201)],
+    ]
+    results = publisher.publish_many(batch)
+    assert results[0] is None and all(r is None for r in results[2:])
+    assert isinstance(results[1], PublishNotConfirmed) and results[1].reason == "unroutable"
+    assert bus.queue_depth(topology.router_queue) == 199
+    assert publisher.publish_many([message(topology, mid="b-next")]) == [None]
+
+
+def test_consumer_hands_over_batches_and_settles_each_message(
+    bus: Bus, topology: Topology, publisher: Publisher, sqlite_engine: Engine
+) -> None:
+    sizes: list[int] = []
+    handled: list[str] = []
+
+    def handle(deliveries: list[Delivery]) -> list[BaseException | None]:
+        sizes.append(len(deliveries))
+        results: list[BaseException | None] = []
+        for d in deliveries:
+            handled.append(d.message_id or "")
+            bad = d.message_id == "c-7"
+            results.append(MalformedMessage("bad", reason="malformed_json") if bad else None)
+        return results
+
+    assert (
+        publisher.publish_many([message(topology, mid=f"c-{i}") for i in range(60)]) == [None] * 60
+    )
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=bus.consume,
+        args=([topology.router_queue], handle, stop),
+        kwargs={"ready": ready, "prefetch": 20, "batch_size": 10},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        wait_for(lambda: len(handled) == 60)
+        wait_for(lambda: bus.queue_depth(topology.router_queue) == 0)
+    finally:
+        stop.set()
+        thread.join(20)
+    assert sorted(handled) == sorted(f"c-{i}" for i in range(60))  # each once
+    assert max(sizes) == 10 and len(sizes) < 60  # batched, never above batch_size
+    assert bus.queue_depth(topology.router_queue + ".dlq") == 1  # only the bad one

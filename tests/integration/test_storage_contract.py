@@ -13,12 +13,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, insert, select
 
 from canonical.envelope import H_ATTEMPT, H_REASON, Envelope, utcnow
-from canonical.errors import MalformedMessage, ValidationFailed
+from canonical.errors import MalformedMessage, TransientError, ValidationFailed
 from router import deadletters
 from router.bus import Delivery, OutgoingMessage
 from router.consumers import DeliveryConsumer
 from router.dedup import Outcome
-from router.delivery import HttpDelivery, RetryPolicy
+from router.delivery import GaveUp, HttpDelivery, RetryPolicy
 from router.outbox import OutboxRelay
 from router.service import RouterService
 from router.settings import Settings
@@ -192,19 +192,19 @@ class FlakyPublisher(FakePublisher):
         super().publish(message)
 
 
-def test_relay_keeps_confirmed_rows_when_a_later_one_fails(
+def test_relay_keeps_confirmed_rows_when_one_of_the_batch_fails(
     router: RouterService, engine: Engine
 ) -> None:
     router.handle(delivery_for(order()))
     publisher = FlakyPublisher(fail_on=2)
     relay = OutboxRelay(engine, publisher)  # type: ignore[arg-type]
-    with pytest.raises(Exception, match="stopped after 1"):
+    with pytest.raises(Exception, match="stopped after 2"):
         relay.relay_once()
-    assert relay.pending() == 2
+    assert relay.pending() == 1
     with engine.connect() as conn:
         failed = conn.execute(select(outbox).where(outbox.c.last_error.is_not(None))).one()
-    assert "no confirm" in failed.last_error
-    assert relay.relay_once() == 2
+    assert "no confirm" in failed.last_error and failed.routing_key == "deliver.finance"
+    assert relay.relay_once() == 1
     assert len(publisher.published) == 3  # each row confirmed exactly once
 
 
@@ -409,28 +409,30 @@ def test_an_unroutable_row_does_not_halt_the_relay_and_ends_as_a_dead_letter(
     publisher = UnroutableFor("deliver.notification")
     relay = OutboxRelay(engine, publisher, max_attempts=3)  # type: ignore[arg-type]
     relay.relay_once()
-    # everything but notification went out; A's notification v2 waits behind v1
+    # everything but notification went out
     assert sorted(m.routing_key for m in publisher.published) == [
         "deliver.finance",
         "deliver.finance",
         "deliver.warehouse",
         "deliver.warehouse",
     ]
+    assert relay.pending() == 3
     relay.relay_once()
-    relay.relay_once()  # third attempt: the first row of each notification stream gives up
+    relay.relay_once()  # third attempt: each notification row gives up
+    assert relay.pending() == 0
     with engine.connect() as conn:
         letters = conn.execute(select(dead_letters).order_by(dead_letters.c.id)).all()
     assert [(d.queue, d.reason, d.routing_key) for d in letters] == [
         ("outbox", "unroutable", "deliver.notification")
-    ] * 2
+    ] * 3
     assert all(d.attempts == 3 and d.status == "open" for d in letters)
-    with engine.begin() as conn:  # an operator re-binds the queue and retries
+    with engine.begin() as conn:  # an operator re-binds the queue and retries one
         deadletters.retry(conn, letters[0].id, "ops")
     publisher.routing_key = "none"
     while relay.relay_once():
         pass
     assert relay.pending() == 0
-    assert sum(m.routing_key == "deliver.notification" for m in publisher.published) == 2
+    assert sum(m.routing_key == "deliver.notification" for m in publisher.published) == 1
 
 
 def test_an_older_version_is_not_delivered_after_a_newer_one(
@@ -467,3 +469,127 @@ def test_recorder_fits_a_foreign_senders_oversized_headers(engine: Engine) -> No
         row = conn.execute(select(dead_letters)).one()
     assert row.message_id.startswith("sha256:") and row.attempts == 2
     assert len(row.channel) == 64 and len(row.reason) == 64
+
+
+# -- batches: one transaction per batch must mean the same as one at a time --
+
+
+def test_a_batch_classifies_its_arrivals_in_order(router: RouterService, engine: Engine) -> None:
+    first = delivery_for(order(status="created", external_id="A"))
+    batch = [
+        first,
+        delivery_for(order(status="created", external_id="A")),  # same content: duplicate
+        first,  # the same message twice (a publisher's retry)
+        delivery_for(order(status="paid", version=2, external_id="A")),  # update
+        delivery_for(order(status="created", external_id="A")),  # older: stale
+        delivery_for(order(external_id="B")),
+        delivery_for(order(total="1.00", external_id="C")),  # invalid
+        delivery_for(order(external_id="D"), body=b"not json"),
+    ]
+    results = router.handle_batch(batch)
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 6 + [
+        "ValidationFailed",
+        "MalformedMessage",
+    ]
+    with engine.connect() as conn:
+        outcomes = conn.execute(
+            select(arrivals.c.external_id, arrivals.c.outcome, arrivals.c.order_version)
+        ).all()
+        a = conn.execute(select(orders).where(orders.c.external_id == "A")).one()
+        a_rows = conn.execute(
+            select(outbox.c.message_id).where(outbox.c.message_id.like(a.order_number + "%"))
+        ).scalars()
+        a_messages = sorted(a_rows)
+    assert sorted(tuple(r) for r in outcomes) == [
+        ("A", "duplicate", 1),
+        ("A", "new", 1),
+        ("A", "stale", 2),
+        ("A", "update", 2),
+        ("B", "new", 1),
+    ]
+    assert (a.status, a.version) == ("paid", 2)
+    n = a.order_number
+    assert a_messages == sorted(
+        [f"{n}-v1-notification", f"{n}-v2-warehouse", f"{n}-v2-finance", f"{n}-v2-notification"]
+    )
+    # the same batch again (the broker redelivers it after a crash): no second effect
+    assert router.handle_batch(batch[:6]) == [None] * 6
+    assert count(engine, arrivals) == 5
+    assert count(engine, outbox) == 7
+
+
+class BreaksOn(RouterService):
+    """A router with a bug that one order triggers."""
+
+    def route_many(self, items: list[tuple[Envelope, Any]]) -> list[Any]:
+        if any(o.external_id == "bad" for _, o in items):
+            raise RuntimeError("a bug")
+        return super().route_many(items)
+
+
+def test_a_batch_that_breaks_is_routed_one_at_a_time(engine: Engine) -> None:
+    router = BreaksOn(engine, TOPOLOGY)
+    good = [delivery_for(order(external_id=f"G{i}")) for i in range(3)]
+    results = router.handle_batch([good[0], delivery_for(order(external_id="bad")), *good[1:]])
+    assert results[0] is None and results[2] is None and results[3] is None
+    assert isinstance(results[1], RuntimeError)  # not permanent: requeued, alone
+    assert count(engine, orders) == 3
+
+
+def test_consumer_batch_delivers_each_once_and_keeps_versions_in_order(
+    router: RouterService, engine: Engine
+) -> None:
+    router.handle(delivery_for(order(status="created", external_id="A")))
+    router.handle(delivery_for(order(status="paid", version=2, external_id="A")))
+    router.handle(delivery_for(order(external_id="B")))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox).where(outbox.c.routing_key == "deliver.notification")
+        ).all()
+    by_id = {row.message_id: as_delivery(row) for row in rows}
+    calls: list[httpx.Request] = []
+    c = consumer(engine, calls)
+    c.target = "notification"
+    # v2 first, then v1 (a redelivery out of order), then v2 again, in one batch
+    newer = next(m for m in by_id if m.endswith("-v2-notification"))
+    older = next(m for m in by_id if m.endswith("-v1-notification") and m[:18] == newer[:18])
+    other = next(m for m in by_id if m not in (newer, older))
+    batch = [by_id[newer], by_id[older], by_id[newer], by_id[other]]
+    assert c.handle_batch(batch) == [None] * 4
+    sent = [r.headers["Idempotency-Key"] for r in calls]
+    assert sent == [newer, other]
+    with engine.connect() as conn:
+        outcomes = {r.message_id: r.outcome for r in conn.execute(select(inbox))}
+    assert outcomes == {newer: "delivered", older: "superseded", other: "delivered"}
+    assert c.handle_batch(batch) == [None] * 4  # redelivered: nothing sent again
+    assert len(calls) == 2
+
+
+def test_consumer_batch_stops_at_an_endpoint_outage_and_keeps_what_was_delivered(
+    router: RouterService, engine: Engine
+) -> None:
+    for i in range(3):
+        router.handle(delivery_for(order(external_id=f"E{i}")))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox).where(outbox.c.routing_key == "deliver.warehouse").order_by(outbox.c.id)
+        ).all()
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200 if len(calls) == 1 else 503)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    policy = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.001)
+    c = DeliveryConsumer(
+        "warehouse", engine, HttpDelivery("warehouse", "http://wms.test/", client, policy)
+    )
+    results = c.handle_batch([as_delivery(r) for r in rows])
+    assert results[0] is None
+    assert isinstance(results[1], GaveUp)  # its retries exhausted: a dead letter
+    assert isinstance(results[2], TransientError)  # not tried: the bus retries it later
+    assert len(calls) == 3  # the first, then two tries of the second; the third not tried
+    with engine.connect() as conn:
+        delivered = conn.execute(select(inbox.c.message_id)).scalars().all()
+    assert delivered == [rows[0].message_id]
