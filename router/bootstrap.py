@@ -3,6 +3,7 @@ services and apps. Everything else receives what it needs as arguments."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -13,7 +14,13 @@ from router.bus import Bus, BusOptions, Publisher
 from router.consumers import DeliveryConsumer
 from router.database import make_engine
 from router.deadletters import DeadLetterRecorder
-from router.delivery import HttpDelivery, RetryPolicy
+from router.delivery import (
+    HttpDelivery,
+    HttpxTransport,
+    KeepAliveTransport,
+    RetryPolicy,
+    Transport,
+)
 from router.outbox import OutboxRelay
 from router.service import RouterService
 from router.settings import Settings, load_settings
@@ -30,10 +37,10 @@ class Orderbus:
     engine: Engine
     topology: Topology
     bus: Bus
-    _clients: list[httpx.Client] = field(default_factory=list)
+    _transports: list[Transport] = field(default_factory=list)
 
-    def router(self) -> RouterService:
-        return RouterService(self.engine, self.topology)
+    def router(self, on_commit: Callable[[], None] | None = None) -> RouterService:
+        return RouterService(self.engine, self.topology, on_commit)
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)
@@ -46,8 +53,12 @@ class Orderbus:
             raise ConfigurationError(
                 f"ORDERBUS_{target.upper()}_URL is not set: where should {target} orders go?"
             )
-        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
-        self._clients.append(client)
+        client: Transport = (
+            HttpxTransport(httpx.Client(timeout=self.settings.http_timeout, transport=transport))
+            if transport is not None
+            else KeepAliveTransport(timeout=self.settings.http_timeout)
+        )
+        self._transports.append(client)
         policy = RetryPolicy(
             attempts=self.settings.delivery_attempts,
             initial_wait=self.settings.retry_initial_wait,
@@ -76,7 +87,7 @@ class Orderbus:
         return create_admin_app(self.engine, TokenAuth(self.settings.admin_tokens))
 
     def close(self) -> None:
-        for client in self._clients:
+        for client in self._transports:
             client.close()
         self.engine.dispose()
 
@@ -92,6 +103,7 @@ def bootstrap(settings: Settings | None = None) -> Orderbus:
             connect_timeout=settings.connect_timeout,
             confirm_timeout=settings.confirm_timeout,
             prefetch=settings.prefetch,
+            batch_size=settings.batch_size,
             delivery_limit=settings.delivery_limit,
             transient_retry_window=settings.transient_retry_window,
         ),

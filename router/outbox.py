@@ -65,6 +65,11 @@ class OutboxRelay:
         self.publisher = publisher
         self.batch = batch
         self.max_attempts = max_attempts
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """New rows were committed: publish now instead of at the next poll."""
+        self._wake.set()
 
     def relay_once(self) -> int:
         """Publish up to one batch of pending rows; the number published.
@@ -169,8 +174,11 @@ class OutboxRelay:
             )
 
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
+        """Relay until ``stop``: at once when woken, else every ``interval``
+        (rows committed by other processes, retried dead letters)."""
         failures = 0
         while not stop.is_set():
+            self._wake.clear()
             try:
                 count = self.relay_once()
                 failures = 0
@@ -185,7 +193,7 @@ class OutboxRelay:
                 stop.wait(wait)
                 continue
             if count < self.batch:
-                stop.wait(interval)
+                self._wake.wait(interval)
 
 
 class _StopBatch(Exception):

@@ -69,8 +69,9 @@ class Daemon:
             )
         app, topo, settings = self.app, self.app.topology, self.app.settings
         if "router" in self.components:
-            self._consume("router", [topo.router_queue], app.router().handle_batch)
             relay = app.relay()
+            router = app.router(on_commit=relay.wake)
+            self._consume("router", [topo.router_queue], router.handle_batch)
             self._thread("relay", relay.run, self.stop, settings.relay_interval)
         if "consumers" in self.components:
             for target in TARGETS:

@@ -11,6 +11,7 @@ everything (the redelivery finds its arrival and has no second effect).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -78,9 +79,12 @@ def _summarise(exc: ValidationError) -> str:
 
 
 class RouterService:
-    def __init__(self, engine: Engine, topology: Topology) -> None:
+    def __init__(
+        self, engine: Engine, topology: Topology, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.engine = engine
         self.topology = topology
+        self.on_commit = on_commit  # e.g. wake the outbox relay
 
     def handle(self, delivery: Delivery) -> None:
         """Handle one delivery. Raises PermanentError (dead letter) or a transient error."""
@@ -124,6 +128,8 @@ class RouterService:
                             raise
                         except Exception as single:
                             results[index] = single
+            if self.on_commit is not None:
+                self.on_commit()
         crash_point("router.after_commit")
         return results
 

@@ -36,7 +36,13 @@ class Settings(BaseSettings):
         ge=0,
         description="seconds a delivery is retried in place while the database is down",
     )
-    prefetch: int = Field(default=50, ge=1, le=1000)
+    prefetch: int = Field(default=100, ge=1, le=1000)
+    batch_size: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="messages a component takes at once (one transaction); at most prefetch",
+    )
     heartbeat: int = Field(default=30, ge=0)
     connect_timeout: float = 5.0
     confirm_timeout: float = 10.0

@@ -18,7 +18,7 @@ from router import deadletters
 from router.bus import Delivery, OutgoingMessage
 from router.consumers import DeliveryConsumer
 from router.dedup import Outcome
-from router.delivery import GaveUp, HttpDelivery, RetryPolicy
+from router.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
 from router.outbox import OutboxRelay
 from router.service import RouterService
 from router.settings import Settings
@@ -216,7 +216,9 @@ def consumer(engine: Engine, calls: list[httpx.Request], status: int = 200) -> D
     client = httpx.Client(transport=httpx.MockTransport(handler))
     policy = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.001)
     return DeliveryConsumer(
-        "warehouse", engine, HttpDelivery("warehouse", "http://wms.test/", client, policy)
+        "warehouse",
+        engine,
+        HttpDelivery("warehouse", "http://wms.test/", HttpxTransport(client), policy),
     )
 
 
@@ -583,7 +585,9 @@ def test_consumer_batch_stops_at_an_endpoint_outage_and_keeps_what_was_delivered
     client = httpx.Client(transport=httpx.MockTransport(handler))
     policy = RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.001)
     c = DeliveryConsumer(
-        "warehouse", engine, HttpDelivery("warehouse", "http://wms.test/", client, policy)
+        "warehouse",
+        engine,
+        HttpDelivery("warehouse", "http://wms.test/", HttpxTransport(client), policy),
     )
     results = c.handle_batch([as_delivery(r) for r in rows])
     assert results[0] is None

@@ -4,14 +4,14 @@ import httpx
 import pytest
 
 from canonical.errors import DeliveryRejected
-from router.delivery import GaveUp, HttpDelivery, RetryPolicy
+from router.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
 
 FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.002)
 
 
 def delivery(handler: object, policy: RetryPolicy = FAST) -> HttpDelivery:
     client = httpx.Client(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
-    return HttpDelivery("warehouse", "http://wms.test/orders", client, policy)
+    return HttpDelivery("warehouse", "http://wms.test/orders", HttpxTransport(client), policy)
 
 
 def test_success_sends_idempotency_key() -> None:

@@ -1,0 +1,322 @@
+"""orderbus end to end, as separate OS processes, on the local RabbitMQ and
+PostgreSQL, each run in a vhost and a schema of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pika
+from sqlalchemy import Engine, create_engine, text
+
+from bench.amqp import Outgoing, StreamingPublisher
+from bench.workload import Workload
+from canonical.envelope import H_RECEIVED_AT
+from router.database import upgrade
+from router.settings import TARGETS, Settings
+from router.topology import build_topology, ingest_routing_key
+
+NAMESPACE = "bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ProcessFigures:
+    name: str
+    cpu_s: float
+    peak_rss_mb: float
+
+
+@dataclass
+class PipelineResult:
+    orders: int  # unique valid orders, each delivered to every target
+    inputs: int  # messages published, duplicates and invalid ones included
+    routers: int
+    rate: float | None  # the publisher's pace (inputs/s), None for flat out
+    seconds: float
+    orders_per_s: float
+    latency_ms: dict[str, float]  # p50/p95/p99/max, ingest to consumer, all targets
+    processes: list[ProcessFigures] = field(default_factory=list)
+    machine_busy: float = 0.0  # share of all cores busy during the run, 0..1
+    broker_cpu_s: float = 0.0  # RabbitMQ's Erlang VM
+    database_cpu_s: float = 0.0  # PostgreSQL's processes (those alive at the end)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+@contextmanager
+def private_vhost(base_url: str) -> Iterator[str]:
+    parts = urlsplit(base_url)
+    name = f"orderbus-bench-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", name)
+    _rabbitmqctl("set_permissions", "-p", name, parts.username or "guest", ".*", ".*", ".*")
+    try:
+        yield parts._replace(path="/" + quote(name, safe="")).geturl()
+    finally:
+        _rabbitmqctl("delete_vhost", name)
+
+
+@contextmanager
+def private_schema(base_url: str) -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base_url else "?"
+    url = f"{base_url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _cpu_of(command: str) -> float:
+    """CPU seconds used so far by the live processes with this command name."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text_ = stat.read_text()
+        except OSError:
+            continue
+        name = text_[text_.index("(") + 1 : text_.rindex(")")]
+        if name == command:
+            fields = text_.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def _figures(name: str, pid: int) -> ProcessFigures:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS  # utime + stime
+    hwm = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return ProcessFigures(name, round(cpu, 1), round(hwm, 1))
+
+
+class _Processes:
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append((name, proc))
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs}")
+
+    def figures(self) -> list[ProcessFigures]:
+        return [_figures(name, proc.pid) for name, proc in self.procs]
+
+    def stop(self) -> None:
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_consumers(amqp_url: str, queues: dict[str, int], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        except pika.exceptions.AMQPError:
+            time.sleep(0.5)
+            continue
+        try:
+            channel = conn.channel()
+            counts = {}
+            for queue in queues:
+                try:
+                    counts[queue] = channel.queue_declare(queue, passive=True).method.consumer_count
+                except pika.exceptions.ChannelClosedByBroker:
+                    counts[queue] = 0
+                    channel = conn.channel()
+            if all(counts[q] >= n for q, n in queues.items()):
+                return
+        finally:
+            if conn.is_open:
+                conn.close()
+        time.sleep(0.5)
+    raise RuntimeError(f"orderbus processes did not start consuming {sorted(queues)}")
+
+
+def _stamp(headers: dict[str, object]) -> dict[str, object]:
+    return {**headers, H_RECEIVED_AT: datetime.now(UTC).isoformat()}
+
+
+def run_pipeline(
+    amqp_base: str,
+    database_base: str,
+    workload: Workload,
+    *,
+    routers: int = 1,
+    rate: float | None = None,
+    logs: Path,
+    timeout: float = 1800,
+) -> PipelineResult:
+    logs.mkdir(parents=True, exist_ok=True)
+    topology = build_topology(Settings(namespace=NAMESPACE))
+    expected = {target: len(ids) for target, ids in workload.expected.items()}
+    with private_vhost(amqp_base) as amqp_url, private_schema(database_base) as db_url:
+        processes = _Processes(logs)
+        sink_port = _free_port()
+        processes.start(
+            "sink", [sys.executable, "-m", "bench.sink", str(sink_port)], dict(os.environ)
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBUS_")}
+        env.update(
+            ORDERBUS_BROKER_URL=amqp_url,
+            ORDERBUS_DATABASE_URL=db_url,
+            ORDERBUS_NAMESPACE=NAMESPACE,
+            **{f"ORDERBUS_{t.upper()}_URL": f"http://127.0.0.1:{sink_port}/{t}" for t in TARGETS},
+        )
+        cli = [sys.executable, "-m", "router.cli", "--log-level", "WARNING", "run"]
+        try:
+            processes.start("consumers", [*cli, "consumers"], env)
+            for n in range(routers):
+                processes.start(f"router-{n + 1}", [*cli, "router"], env)
+            _wait_for_consumers(
+                amqp_url,
+                {topology.router_queue: routers} | {topology.queue_for(t).name: 1 for t in TARGETS},
+            )
+            outgoing = [
+                Outgoing(
+                    topology.exchange,
+                    ingest_routing_key(m.channel),
+                    m.body,
+                    m.message_id,
+                    m.headers,
+                )
+                for m in workload.messages
+            ]
+            engine = create_engine(db_url)
+            busy0, total0 = _machine_cpu()
+            broker0, db0 = _cpu_of("beam.smp"), _cpu_of("postgres")
+            started = time.perf_counter()
+            publisher = StreamingPublisher(amqp_url, outgoing, rate=rate, stamp=_stamp)
+            thread = threading.Thread(target=publisher.run, daemon=True)
+            thread.start()
+            deadline = time.monotonic() + timeout
+            while True:
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        text(
+                            "SELECT consumer, count(*) FROM inbox WHERE outcome = 'delivered' "
+                            "GROUP BY consumer"
+                        )
+                    ).all()
+                done = {r[0]: r[1] for r in rows}
+                if all(done.get(t, 0) >= n for t, n in expected.items()):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not delivered in {timeout}s: {done} of {expected}")
+                processes.check()
+                time.sleep(0.05)
+            seconds = time.perf_counter() - started
+            busy1, total1 = _machine_cpu()
+            broker_cpu, db_cpu = _cpu_of("beam.smp") - broker0, _cpu_of("postgres") - db0
+            thread.join(60)
+            figures = processes.figures()
+            latency = _latency(engine)
+            counts = httpx.get(f"http://127.0.0.1:{sink_port}/counts").json()
+            engine.dispose()
+        finally:
+            processes.stop()
+    missing = {t: n for t, n in expected.items() if counts.get(f"/{t}", 0) < n}
+    if missing:
+        raise RuntimeError(f"the sinks did not receive everything: {counts} of {expected}")
+    return PipelineResult(
+        orders=workload.unique_valid,
+        inputs=len(workload.messages),
+        routers=routers,
+        rate=rate,
+        seconds=round(seconds, 2),
+        orders_per_s=round(workload.unique_valid / seconds, 1),
+        latency_ms=latency,
+        processes=figures,
+        machine_busy=round((busy1 - busy0) / max(1, total1 - total0), 2),
+        broker_cpu_s=round(broker_cpu, 1),
+        database_cpu_s=round(db_cpu, 1),
+    )
+
+
+STAGES = {
+    # ingest stamp -> the router's commit
+    "router": "SELECT EXTRACT(EPOCH FROM (processed_at - received_at)) * 1000 FROM arrivals "
+    "WHERE outcome = 'new'",
+    # the router's commit -> the relay's confirmed publish
+    "relay": "SELECT EXTRACT(EPOCH FROM (published_at - created_at)) * 1000 FROM outbox",
+    # the confirmed publish -> the consumer's delivery to the system
+    "consumer": "SELECT EXTRACT(EPOCH FROM (i.delivered_at - o.published_at)) * 1000 "
+    "FROM inbox i JOIN outbox o ON o.message_id = i.message_id WHERE i.outcome = 'delivered'",
+    # ingest stamp -> each consumer's delivery: the figure that counts
+    "total": "SELECT EXTRACT(EPOCH FROM (i.delivered_at - a.received_at)) * 1000 "
+    "FROM inbox i JOIN orders o ON o.order_number = i.order_number "
+    "JOIN arrivals a ON a.order_id = o.id AND a.outcome = 'new' WHERE i.outcome = 'delivered'",
+}
+
+
+def _latency(engine: Engine) -> dict[str, float]:
+    """Percentiles (ms) of ingest-to-delivery latency, and the median of each stage."""
+    figures: dict[str, float] = {}
+    with engine.connect() as conn:
+        for stage, query in STAGES.items():
+            values = sorted(float(r[0]) for r in conn.execute(text(query)))
+            if not values:
+                continue
+
+            def pick(q: float, values: list[float] = values) -> float:
+                return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+            if stage == "total":
+                figures |= {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99)}
+                figures["max"] = round(values[-1], 1)
+            else:
+                figures[f"{stage}_p50"] = pick(0.5)
+    return figures
+
+
+def as_json(result: PipelineResult) -> str:
+    return json.dumps(result.__dict__, default=lambda o: o.__dict__)
