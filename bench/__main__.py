@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    limit = broker_limit(AMQP, args.limit_messages, sample.messages[0].body)
+    # The best of two runs: the limit is what the broker can do, and one run
+    # on a small shared machine can catch it busy.
+    limit = max(broker_limit(AMQP, args.limit_messages, sample.messages[0].body) for _ in "ab")
     ceiling = limit / MESSAGES_PER_ORDER
     print(
         f"broker limit: {limit:,.0f} messages/s (persistent, confirmed, acked, one quorum "
