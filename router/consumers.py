@@ -13,12 +13,13 @@ import logging
 
 from sqlalchemy import Engine, select
 
-from canonical.envelope import Envelope, EnvelopeError, utcnow
+from canonical.envelope import Envelope, utcnow
 from canonical.errors import EndpointUnavailable, MalformedMessage, TransientError
 from router.bus import Delivery
 from router.crashpoints import crash_point
 from router.database import insert_all_absent, translate_db_errors
 from router.delivery import GaveUp, HttpDelivery
+from router.service import envelope_of
 from router.tables import inbox
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,7 @@ def parse_outgoing(message: Delivery) -> Envelope:
     consumer does not validate it again; it checks that this is such a
     message: JSON, with an envelope, and the order number the envelope names.
     """
-    if message.content_type and message.content_type.split(";")[0].strip() != "application/json":
-        raise MalformedMessage(f"content type {message.content_type!r} is not application/json")
-    try:
-        envelope = Envelope.from_message(
-            message.message_id, message.correlation_id, message.headers
-        )
-    except EnvelopeError as exc:
-        raise MalformedMessage(str(exc), reason="missing_envelope") from exc
+    envelope = envelope_of(message)
     try:
         body = json.loads(message.body)
     except (UnicodeDecodeError, ValueError) as exc:

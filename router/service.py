@@ -41,16 +41,19 @@ class RouteResult:
     targets: tuple[str, ...] = ()
 
 
-def parse_delivery(delivery: Delivery) -> tuple[Envelope, CanonicalOrder]:
-    """Envelope and order of a delivery, or MalformedMessage saying what is wrong."""
+def envelope_of(delivery: Delivery) -> Envelope:
+    """A JSON delivery's envelope, or MalformedMessage saying what is wrong."""
     if delivery.content_type and delivery.content_type.split(";")[0].strip() != "application/json":
         raise MalformedMessage(f"content type {delivery.content_type!r} is not application/json")
     try:
-        envelope = Envelope.from_message(
-            delivery.message_id, delivery.correlation_id, delivery.headers
-        )
+        return Envelope.from_message(delivery.message_id, delivery.correlation_id, delivery.headers)
     except EnvelopeError as exc:
         raise MalformedMessage(str(exc), reason="missing_envelope") from exc
+
+
+def parse_delivery(delivery: Delivery) -> tuple[Envelope, CanonicalOrder]:
+    """Envelope and order of a delivery, or MalformedMessage saying what is wrong."""
+    envelope = envelope_of(delivery)
     try:
         text = delivery.body.decode("utf-8")
     except UnicodeDecodeError as exc:
