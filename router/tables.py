@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import DateTime as _DateTime
 from sqlalchemy.types import TypeDecorator
@@ -113,7 +114,14 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
-    Index("ix_outbox_pending", "published_at", "id"),
+    # Only the unpublished rows, in id order: the relay's "next batch" reads
+    # just that many entries however large the outbox grows (migration 0003).
+    Index(
+        "ix_outbox_unpublished",
+        "id",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
 )
 
 # Consumer inbox: (consumer, message id) delivered once.

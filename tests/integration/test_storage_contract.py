@@ -19,7 +19,7 @@ from router.bus import Delivery, OutgoingMessage
 from router.consumers import DeliveryConsumer
 from router.dedup import Outcome
 from router.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
-from router.outbox import OutboxRelay
+from router.outbox import OutboxRelay, next_batch, prefer_index_order
 from router.service import RouterService
 from router.settings import Settings
 from router.tables import arrivals, audit_log, dead_letters, inbox, metadata, orders, outbox
@@ -597,3 +597,37 @@ def test_consumer_batch_stops_at_an_endpoint_outage_and_keeps_what_was_delivered
     with engine.connect() as conn:
         delivered = conn.execute(select(inbox.c.message_id)).scalars().all()
     assert delivered == [rows[0].message_id]
+
+
+def test_the_relay_finds_its_next_batch_without_reading_the_whole_outbox(engine: Engine) -> None:
+    """Regression: with 150,000 pending rows and no statistics yet, PostgreSQL
+    read and sorted every pending row for each batch of 100 (1 s a batch)."""
+    now = utcnow()
+    row = {
+        "exchange": "t.orders",
+        "routing_key": "deliver.warehouse",
+        "headers": {},
+        "body": "{}",
+        "created_at": now,
+        "attempts": 0,
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            insert(outbox),
+            [
+                {**row, "message_id": f"m-{i}", "published_at": now if i % 2 else None}
+                for i in range(5000)
+            ],
+        )
+        prefer_index_order(conn)
+        query = next_batch(100)
+        compiled = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        if engine.dialect.name == "postgresql":
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + compiled))
+            assert "ix_outbox_unpublished" in plan and "Sort" not in plan, plan
+        else:  # SQLite leaves FOR UPDATE out
+            plan = "\n".join(
+                str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled)
+            )
+            assert "ix_outbox_unpublished" in plan and "TEMP B-TREE" not in plan, plan
+        assert [r.message_id for r in conn.execute(query)][:3] == ["m-0", "m-2", "m-4"]
