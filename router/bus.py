@@ -281,6 +281,11 @@ class Publisher:
         self._producer: Producer | None = None
         self._confirms: _Confirms | None = None
         self._last_used = time.monotonic()
+        # publish(): callers waiting to share the next batch, and whether one
+        # of them is publishing now.
+        self._group = threading.Condition()
+        self._queued: list[_Slot] = []
+        self._leading = False
 
     def _ensure(self) -> Producer:
         if self._producer is None:
@@ -304,10 +309,35 @@ class Publisher:
         self._confirms = None
 
     def publish(self, message: OutgoingMessage) -> None:
-        """Return once the broker confirmed the message as routed and stored."""
-        error = self.publish_many([message])[0]
-        if error is not None:
-            raise error
+        """Return once the broker confirmed the message as routed and stored.
+
+        Calls from several threads at once (the ingest's request handlers)
+        share batches: while one thread publishes and waits for confirms, the
+        others queue up, and the next of them publishes all that queued in
+        one batch. Each caller still returns only after its own confirm.
+        """
+        slot = _Slot(message)
+        with self._group:
+            self._queued.append(slot)
+            while not slot.done:
+                if self._leading:
+                    self._group.wait()
+                    continue
+                self._leading = True
+                batch, self._queued = self._queued, []
+                self._group.release()
+                try:
+                    results: list[Exception | None] = self.publish_many([s.message for s in batch])
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                finally:
+                    self._group.acquire()
+                    self._leading = False
+                for queued, result in zip(batch, results, strict=True):
+                    queued.error, queued.done = result, True
+                self._group.notify_all()
+        if slot.error is not None:
+            raise slot.error
 
     def publish_many(self, messages: list[OutgoingMessage]) -> list[Exception | None]:
         """Publish a batch; for each message, None once the broker confirmed
@@ -388,6 +418,13 @@ class Publisher:
     def close(self) -> None:
         with self._lock:
             self._reset()
+
+
+@dataclass
+class _Slot:
+    message: OutgoingMessage
+    done: bool = False
+    error: Exception | None = None
 
 
 class _Confirms:
