@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  machine busy {result.machine_busy:.0%}; CPU s: broker {result.broker_cpu_s}, "
             f"database {result.database_cpu_s}, orderbus and sink "
-            f"{sum(p.cpu_s for p in result.processes):.1f}",
+            f"{sum(p.cpu_s for p in result.processes):.1f}, benchmark driver "
+            f"{result.driver_cpu_s}",
             flush=True,
         )
         return result

@@ -57,6 +57,7 @@ class StreamingPublisher:
         self._channel: Channel | None = None
         self._conn: SelectConnection | None = None
         self.error: BaseException | None = None
+        self._timer = False
 
     def run(self) -> StreamingPublisher:
         params = pika.URLParameters(self.url)
@@ -102,6 +103,10 @@ class StreamingPublisher:
             return
         self._pump()
 
+    def _timed_pump(self) -> None:
+        self._timer = False
+        self._pump()
+
     def _pump(self) -> None:
         assert self._channel is not None and self._conn is not None
         while (
@@ -112,7 +117,9 @@ class StreamingPublisher:
                 due = self.started + self.sent / self.rate
                 delay = due - time.perf_counter()
                 if delay > 0:
-                    self._conn.ioloop.call_later(delay, self._pump)
+                    if not self._timer:  # one timer at a time, however many confirms
+                        self._timer = True
+                        self._conn.ioloop.call_later(delay, self._timed_pump)
                     return
             m = self.messages[self.sent]
             headers = self.stamp(m.headers) if self.stamp else m.headers

@@ -54,6 +54,7 @@ class PipelineResult:
     machine_busy: float = 0.0  # share of all cores busy during the run, 0..1
     broker_cpu_s: float = 0.0  # RabbitMQ's Erlang VM
     database_cpu_s: float = 0.0  # PostgreSQL's processes (those alive at the end)
+    driver_cpu_s: float = 0.0  # this process: publishing the inputs, polling the sink
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -233,6 +234,7 @@ def run_pipeline(
             ]
             engine = create_engine(db_url)
             busy0, total0 = _machine_cpu()
+            driver0 = time.process_time()
             broker0, db0 = _cpu_of("beam.smp"), _cpu_of("postgres")
             started = time.perf_counter()
             publisher = StreamingPublisher(amqp_url, outgoing, rate=rate, stamp=_stamp)
@@ -261,6 +263,7 @@ def run_pipeline(
                 time.sleep(0.05)
             seconds = time.perf_counter() - started
             busy1, total1 = _machine_cpu()
+            driver_cpu = time.process_time() - driver0
             broker_cpu, db_cpu = _cpu_of("beam.smp") - broker0, _cpu_of("postgres") - db0
             thread.join(60)
             figures = processes.figures()
@@ -284,6 +287,7 @@ def run_pipeline(
         machine_busy=round((busy1 - busy0) / max(1, total1 - total0), 2),
         broker_cpu_s=round(broker_cpu, 1),
         database_cpu_s=round(db_cpu, 1),
+        driver_cpu_s=round(driver_cpu, 1),
     )
 
 
