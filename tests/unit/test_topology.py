@@ -29,7 +29,7 @@ def test_quorum_queues_dead_letter_with_a_delivery_limit() -> None:
     assert args["x-queue-type"] == "quorum"
     assert args["x-dead-letter-exchange"] == "t.dlx"
     assert args["x-dead-letter-routing-key"] == "t.warehouse"
-    assert args["x-delivery-limit"] == TOPO.delivery_limit
+    assert args["x-delivery-limit"] == 4 * TOPO.delivery_limit  # orderbus's limit comes first
     embedded = build_topology(Settings(namespace="t"))  # kombu's SQL transport
     assert not embedded.quorum and "x-queue-type" not in embedded.queue_arguments(
         embedded.queues[0]
