@@ -74,8 +74,9 @@ def private_vhost(base_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def private_schema(base_url: str) -> Iterator[str]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+def private_schema(base_url: str, prefix: str = "bench") -> Iterator[str]:
+    """A PostgreSQL schema of its own (for a run or a test), migrated, dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base_url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))

@@ -109,30 +109,13 @@ def private_vhost(base_url: str) -> Iterator[str]:
         yield base_url  # isolation comes from per-test queue names
 
 
-def with_search_path(url: str, schema: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{schema}"
-
-
 @contextmanager
 def private_schema(base_url: str) -> Iterator[str]:
     """A PostgreSQL schema of its own, migrated, dropped afterwards."""
-    from sqlalchemy import create_engine, text
+    from bench.pipeline import private_schema as scratch_schema
 
-    from router.database import upgrade
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = with_search_path(base_url, schema)
-    try:
-        upgrade(url)
+    with scratch_schema(base_url, prefix="t") as url:
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def namespace() -> str:
