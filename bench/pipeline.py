@@ -3,7 +3,6 @@ PostgreSQL, each run in a vhost and a schema of its own."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -330,7 +329,3 @@ def _latency(engine: Engine) -> dict[str, float]:
             else:
                 figures[f"{stage}_p50"] = pick(0.5)
     return figures
-
-
-def as_json(result: PipelineResult) -> str:
-    return json.dumps(result.__dict__, default=lambda o: o.__dict__)
