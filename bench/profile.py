@@ -33,7 +33,9 @@ from router.topology import build_topology
 DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def _timed(label: str, count: int, work: list[list[Delivery]], handle: object, top: int) -> None:
+def _timed(
+    label: str, count: int, work: list[list[Delivery]], handle: object, top: int, sort: str
+) -> None:
     profiler = cProfile.Profile()
     cpu, wall = time.process_time(), time.perf_counter()
     profiler.enable()
@@ -49,7 +51,7 @@ def _timed(label: str, count: int, work: list[list[Delivery]], handle: object, t
         f"{wall / count * 1000:.2f} ms wall each"
     )
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
     print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:6000])
 
 
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--sort", default="cumulative", choices=["cumulative", "tottime"], help="order of the list"
+    )
     parser.add_argument("--database-url", default=DATABASE)
     args = parser.parse_args(argv)
     workload = Workload(args.orders, duplicate_rate=0.0, invalid_rate=0.0).build()
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 for m in workload.messages
             ]
             batches = [inputs[i : i + args.batch] for i in range(0, len(inputs), args.batch)]
-            _timed("router", len(inputs), batches, router.handle_batch, args.top)
+            _timed("router", len(inputs), batches, router.handle_batch, args.top, args.sort)
             with engine.connect() as conn:
                 rows = conn.execute(
                     select(outbox).where(outbox.c.routing_key == "deliver.warehouse")
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             time.sleep(0.5)  # the sink is up
             work = [deliveries[i : i + args.batch] for i in range(0, len(deliveries), args.batch)]
-            _timed("consumer", len(deliveries), work, consumer.handle_batch, args.top)
+            _timed("consumer", len(deliveries), work, consumer.handle_batch, args.top, args.sort)
             engine.dispose()
     finally:
         sink.kill()

@@ -29,11 +29,17 @@ class Known:
     content_hash: str
 
 
-def classify(known: Known | None, incoming: CanonicalOrder) -> tuple[Outcome, str]:
-    """Classify an arrival; the second value explains it to a person."""
+def classify(
+    known: Known | None, incoming: CanonicalOrder, incoming_hash: str | None = None
+) -> tuple[Outcome, str]:
+    """Classify an arrival; the second value explains it to a person.
+
+    ``incoming_hash`` is ``incoming.content_hash()`` when the caller has it.
+    """
     if known is None:
         return Outcome.NEW, "first arrival"
-    incoming_hash = incoming.content_hash()
+    if incoming_hash is None:
+        incoming_hash = incoming.content_hash()
     if incoming_hash == known.content_hash:
         return Outcome.DUPLICATE, "identical to the accepted revision"
     precedence = incoming.precedence()

@@ -227,7 +227,9 @@ class _BatchRouting:
     ) -> RouteResult:
         state = states.get(order.business_key)
         known = Known(state.precedence, state.content_hash) if state else None
-        outcome, detail = classify(known, order)
+        # The hash ignores the order number, so the accepted copy has the same.
+        digest = order.content_hash()
+        outcome, detail = classify(known, order, digest)
         number = state.number if state else order_number(*order.business_key)
         accepted = order.model_copy(update={"order_number": number})
         previous = state.status if state else None
@@ -239,7 +241,7 @@ class _BatchRouting:
                 number=number,
                 status=accepted.status,
                 precedence=accepted.precedence(),
-                content_hash=accepted.content_hash(),
+                content_hash=digest,
                 version=version,
                 is_new=True,
             )
@@ -248,9 +250,9 @@ class _BatchRouting:
             body = accepted.to_wire().decode("utf-8")
             state.status = accepted.status
             state.precedence = accepted.precedence()
-            state.content_hash = accepted.content_hash()
+            state.content_hash = digest
             state.version = version
-            state.values = _state_values(accepted, body, version, self.now)
+            state.values = _state_values(accepted, body, digest, version, self.now)
             targets = targets_for(accepted.status, previous)
             for target in targets:
                 # Deterministic id: the same change to the same target always
@@ -333,7 +335,7 @@ class _BatchRouting:
 
 
 def _state_values(
-    order: CanonicalOrder, body: str, version: int, now: datetime
+    order: CanonicalOrder, body: str, digest: str, version: int, now: datetime
 ) -> dict[str, object]:
     rank, source_version, stamp = order.precedence()
     return {
@@ -341,7 +343,7 @@ def _state_values(
         "status_rank": rank,
         "source_version": source_version,
         "source_updated_at": stamp,
-        "content_hash": order.content_hash(),
+        "content_hash": digest,
         "version": version,
         "body": body,
         "updated_at": now,

@@ -65,3 +65,12 @@ def test_order_number_is_stable_and_distinct() -> None:
 )
 def test_fan_out_by_content(status: S, previous: S | None, expected: list[str]) -> None:
     assert targets_for(status, previous) == expected
+
+
+def test_content_hash_ignores_the_order_number_the_router_assigns() -> None:
+    # The router hashes the incoming order once and stores that hash for the
+    # accepted copy, which differs only by its order number.
+    incoming = order()
+    accepted = incoming.model_copy(update={"order_number": "OBAAAAAAAAAAAAAAAA"})
+    assert accepted.content_hash() == incoming.content_hash()
+    assert order(note="other").content_hash() != incoming.content_hash()
