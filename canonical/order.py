@@ -117,6 +117,10 @@ class CanonicalOrder(_Model):
     items: list[LineItem] = Field(min_length=1, max_length=1000)
     shipping_fee: Money = Decimal("0")
     order_discount: Money = Decimal("0")
+    tax: Money = Field(
+        default=Decimal("0"),
+        description="Tax charged on top of the prices (0 where prices include tax).",
+    )
     total: Money
     placed_at: AwareDatetime
     updated_at: AwareDatetime | None = None
@@ -128,7 +132,7 @@ class CanonicalOrder(_Model):
 
     def computed_total(self) -> Decimal:
         items = sum((item.line_total for item in self.items), Decimal("0"))
-        return items + self.shipping_fee - self.order_discount
+        return items + self.shipping_fee + self.tax - self.order_discount
 
     def to_wire(self) -> bytes:
         """JSON bytes for the bus: UTF-8, money as strings, keys sorted."""
@@ -147,6 +151,9 @@ class CanonicalOrder(_Model):
         an exact duplicate.
         """
         data: dict[str, Any] = self.model_dump(mode="json", exclude={"order_number"})
+        if not self.tax:
+            # Orders from before the tax field hash as they did then.
+            del data["tax"]
         canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

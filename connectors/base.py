@@ -1,15 +1,23 @@
-"""What a connector is: a way to check a channel's request and read its order."""
+"""What a webhook connector is: a way to check a channel's request and read its orders.
+
+A connector is one module that knows one platform's push format: which media
+types it sends, how it signs a request (checked in constant time), and how its
+payload maps onto :class:`~canonical.order.CanonicalOrder`. The ingest app
+(:mod:`connectors.ingest_app`) does the rest for every connector alike: body
+limits, recording refused requests, publishing with confirms, the answer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from canonical.order import CanonicalOrder
 
 
 class ConnectorError(Exception):
-    """A request the connector cannot turn into an order; ``status`` is the HTTP answer."""
+    """A request the connector cannot turn into orders; ``status`` is the HTTP answer."""
 
     def __init__(
         self, status: int, reason: str, detail: str, errors: list[dict[str, str]] | None = None
@@ -21,18 +29,69 @@ class ConnectorError(Exception):
         self.errors = errors or []
 
 
-class Connector(Protocol):
+def unauthorized(reason: str, detail: str) -> ConnectorError:
+    return ConnectorError(401, reason, detail)
+
+
+def unreadable(detail: str, reason: str = "schema_mismatch") -> ConnectorError:
+    """The payload is the platform's, but not what its documentation says."""
+    return ConnectorError(422, reason, detail)
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """One configured channel: its name (the URL's ``{channel}``), its connector,
+    its secrets (current first, then the previous one while rotating) and the
+    shop its orders belong to (part of each order's business key)."""
+
     name: str
+    connector: str = "generic-json"
+    secrets: tuple[str, ...] = ()
+    shop: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
 
-    def authenticate(
-        self,
-        headers: Mapping[str, str],
-        body: bytes,
-        secrets: Sequence[str],
-        now: float,
-        tolerance: int,
-    ) -> None:
-        """Raise ConnectorError(401, ...) unless the request is the channel's."""
 
-    def parse(self, channel: str, body: bytes) -> CanonicalOrder:
-        """The canonical order in the body, or ConnectorError(400/422, ...)."""
+@dataclass(frozen=True)
+class WebhookRequest:
+    """What arrived: headers with lower-case names, the raw body, and when."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    received_at: float
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One order read from a request, with the platform's id of this delivery
+    when it has one: a redelivery carries the same id, and the router records
+    a message id only once."""
+
+    order: CanonicalOrder
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """The orders in a request; or none, and why (a ping, an event that is not
+    about an order), which is recorded; and the body the platform expects back."""
+
+    arrivals: tuple[Arrival, ...] = ()
+    ignored: str | None = None
+    reply: Mapping[str, Any] | None = None
+
+
+class WebhookConnector(Protocol):
+    name: str
+    media_types: frozenset[str]  # accepted Content-Type media types (charset must be UTF-8)
+
+    def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
+        """Raise ConnectorError(401, ...) unless the request is the platform's."""
+
+    def read(self, request: WebhookRequest, channel: ChannelConfig) -> WebhookResult:
+        """The orders in an authenticated request, or ConnectorError(400/422, ...)."""
+
+    def sign(self, body: bytes, secret: str, now: float) -> dict[str, str]:
+        """The headers the platform would send with ``body`` (for tests and demos)."""

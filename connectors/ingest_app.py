@@ -1,13 +1,17 @@
 """The ingest HTTP app: ``POST /ingest/{channel}``.
 
-It answers 202 only after the broker confirmed the canonical order; 503 with
-Retry-After when the broker is unavailable; 400/401/404/413/415/422 with an
-``application/problem+json`` body for bad input. Every refused request is
-recorded in ``rejected_requests``.
+The channel's connector (``ORDERBUS_CHANNELS``; the generic signed JSON one by
+default) checks the signature and reads the platform's payload. The app answers
+202 (or the reply the platform expects) only after the broker confirmed every
+order in the request; 503 with Retry-After when the broker is unavailable;
+400/401/404/413/415/422 with an ``application/problem+json`` body for bad input;
+200 for a request that carries no order (a ping, an event orderbus does not
+read). Every refused or ignored request is recorded in ``rejected_requests``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +25,7 @@ from sqlalchemy import Engine
 
 from canonical.envelope import Envelope
 from canonical.errors import TransientError
-from connectors.base import ConnectorError
+from connectors.base import Arrival, ChannelConfig, ConnectorError, WebhookRequest
 from connectors.registry import connector_for
 from connectors.rejections import record_rejection
 from router.bus import OutgoingMessage, Publisher
@@ -70,6 +74,28 @@ async def _read_limited(request: Request, limit: int) -> tuple[bytes, int, bool]
             return b"".join(chunks), size, True
         chunks.append(chunk)
     return b"".join(chunks), size, False
+
+
+def channel_config_of(settings: Settings, channel: str) -> ChannelConfig:
+    spec = settings.channels.get(channel)
+    return ChannelConfig(
+        name=channel,
+        connector=spec.connector if spec else "generic-json",
+        secrets=tuple(settings.channel_secrets.get(channel, ())),
+        shop=spec.shop if spec else None,
+        options=dict(spec.options) if spec else {},
+    )
+
+
+def delivery_message_id(channel: str, arrival: Arrival) -> str | None:
+    """A message id that is the same for every redelivery of one platform
+    delivery (None: the platform gives no delivery id; a fresh one is made)."""
+    if not arrival.delivery_id:
+        return None
+    delivery = arrival.delivery_id.strip()
+    if len(channel) + len(delivery) + 1 > 100 or not delivery.isprintable():
+        delivery = hashlib.sha256(delivery.encode("utf-8")).hexdigest()[:40]
+    return f"{channel}.{delivery}"
 
 
 def create_ingest_app(deps: IngestDeps) -> FastAPI:
@@ -136,10 +162,13 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
                     413, "payload_too_large", f"body over {settings.max_body_bytes} bytes"
                 ),
             )
+        channel_config = channel_config_of(settings, channel)
+        connector = connector_for(channel_config.connector)
         content_type = request.headers.get("content-type", "")
         media, _, params = content_type.partition(";")
         charset = params.strip().lower().removeprefix("charset=").strip('"') if params else "utf-8"
-        if media.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
+        if media.strip().lower() not in connector.media_types or charset not in ("utf-8", "utf8"):
+            wanted = " or ".join(sorted(t for t in connector.media_types if t))
             return await refuse(
                 request,
                 channel,
@@ -148,51 +177,76 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
                 ConnectorError(
                     415,
                     "unsupported_media_type",
-                    f"send application/json in UTF-8, not {content_type!r}",
+                    f"send {wanted} in UTF-8, not {content_type!r}",
                 ),
             )
-        connector = connector_for(None)
+        webhook = WebhookRequest(
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            received_at=deps.clock(),
+        )
         try:
-            connector.authenticate(
-                request.headers,
-                body,
-                settings.channel_secrets[channel],
-                deps.clock(),
-                settings.signature_tolerance,
-            )
-            order = connector.parse(channel, body)
+            connector.authenticate(webhook, channel_config, settings.signature_tolerance)
+            result = connector.read(webhook, channel_config)
         except ConnectorError as exc:
             return await refuse(request, channel, body, size, exc)
 
-        envelope = Envelope.new(channel)
-        message = OutgoingMessage(
-            exchange=deps.topology.exchange,
-            routing_key=ingest_routing_key(channel),
-            body=order.to_wire(),
-            message_id=envelope.message_id,
-            headers=envelope.headers(),
-            correlation_id=envelope.correlation_id,
-        )
-        try:
-            await run_in_threadpool(deps.publisher.publish, message)
-            crash_point("ingest.after_confirm")
-        except TransientError as exc:
-            return await refuse(
-                request,
-                channel,
-                body,
-                size,
-                ConnectorError(503, exc.reason, f"the order was not accepted: {exc.detail}"),
+        if not result.arrivals:
+            # Not an order (a ping, an event orderbus does not read): answered
+            # as the platform expects, and recorded, so nothing vanishes unseen.
+            reason = result.ignored or "no orders in the request"
+            await run_in_threadpool(
+                record_rejection,
+                deps.engine,
+                channel=channel,
+                status_code=200,
+                reason="ignored",
+                detail=reason,
+                headers=dict(request.headers),
+                body=body,
+                body_size=size,
+                remote_addr=request.client.host if request.client else None,
             )
-        log.info("ingest %s: accepted %s as %s", channel, order.external_id, envelope.message_id)
-        return JSONResponse(
-            {
-                "status": "accepted",
-                "message_id": envelope.message_id,
-                "channel": channel,
-                "external_id": order.external_id,
-            },
-            status_code=202,
-        )
+            log.info("ingest %s: nothing to route (%s)", channel, reason)
+            return JSONResponse(
+                dict(result.reply) if result.reply else {"status": "ignored", "reason": reason},
+                status_code=200,
+            )
+
+        accepted: list[dict[str, str]] = []
+        for arrival in result.arrivals:
+            envelope = Envelope.new(channel, message_id=delivery_message_id(channel, arrival))
+            order = arrival.order
+            message = OutgoingMessage(
+                exchange=deps.topology.exchange,
+                routing_key=ingest_routing_key(channel),
+                body=order.to_wire(),
+                message_id=envelope.message_id,
+                headers=envelope.headers(),
+                correlation_id=envelope.correlation_id,
+            )
+            try:
+                await run_in_threadpool(deps.publisher.publish, message)
+                crash_point("ingest.after_confirm")
+            except TransientError as exc:
+                # The platform sends the whole request again; what was already
+                # published carries the same message id and is recorded once.
+                return await refuse(
+                    request,
+                    channel,
+                    body,
+                    size,
+                    ConnectorError(503, exc.reason, f"the order was not accepted: {exc.detail}"),
+                )
+            log.info(
+                "ingest %s: accepted %s as %s", channel, order.external_id, envelope.message_id
+            )
+            accepted.append({"message_id": envelope.message_id, "external_id": order.external_id})
+        if result.reply is not None:
+            return JSONResponse(dict(result.reply), status_code=200)
+        answer: dict[str, Any] = {"status": "accepted", "channel": channel, **accepted[0]}
+        if len(accepted) > 1:
+            answer["orders"] = accepted
+        return JSONResponse(answer, status_code=202)
 
     return app

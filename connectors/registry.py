@@ -1,18 +1,26 @@
 """Which connector reads which channel.
 
-Adding a channel kind is one module plus one line here. A channel with no
-entry of its own uses the generic signed JSON connector.
+Adding a platform is one module, its fixtures (``connectors/fixtures/<name>/``)
+and one line here; the contract tests find it through :data:`CONNECTORS`. A
+channel whose configuration names no connector uses the generic signed JSON one.
 """
 
 from __future__ import annotations
 
-from connectors.base import Connector
+from connectors.base import WebhookConnector
 from connectors.generic_json import GenericJsonConnector
+from connectors.shopify import ShopifyConnector
+from connectors.woocommerce import WooCommerceConnector
 
-CONNECTORS: dict[str, Connector] = {
-    GenericJsonConnector.name: GenericJsonConnector(),
+CONNECTORS: dict[str, WebhookConnector] = {
+    connector.name: connector
+    for connector in (
+        GenericJsonConnector(),
+        ShopifyConnector(),
+        WooCommerceConnector(),
+    )
 }
 
 
-def connector_for(kind: str | None) -> Connector:
+def connector_for(kind: str | None) -> WebhookConnector:
     return CONNECTORS[kind or GenericJsonConnector.name]

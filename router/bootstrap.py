@@ -104,6 +104,7 @@ def bootstrap(settings: Settings | None = None) -> Orderbus:
             confirm_timeout=settings.confirm_timeout,
             prefetch=settings.prefetch,
             batch_size=settings.batch_size,
+            batch_linger=settings.batch_linger_ms / 1000,
             delivery_limit=settings.delivery_limit,
             transient_retry_window=settings.transient_retry_window,
         ),

@@ -133,7 +133,7 @@ class BusOptions:
     confirm_timeout: float = 10.0
     prefetch: int = 100
     batch_size: int = 50
-    batch_linger: float = 0.001  # how long to wait for more of a batch (s)
+    batch_linger: float = 0.005  # how long to wait for the next message of a batch (s)
     delivery_limit: int = 5
     polling_interval: float = 0.05  # virtual transports only
     reconnect_max_wait: float = 15.0

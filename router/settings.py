@@ -6,12 +6,22 @@ root and pass the object down.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_DATABASE_URL = "sqlite:///orderbus-data/orderbus.db"
 EMBEDDED_BROKER_URL = "sqla+sqlite:///orderbus-data/broker.db"
 TARGETS = ("warehouse", "finance", "notification")
+
+
+class ChannelSpec(BaseModel):
+    """How a channel's requests are read (its secrets are in ``channel_secrets``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connector: str = "generic-json"
+    shop: str | None = Field(default=None, max_length=200)
+    options: dict[str, str] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -43,6 +53,13 @@ class Settings(BaseSettings):
         le=1000,
         description="messages a component takes at once (one transaction); at most prefetch",
     )
+    batch_linger_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="ms to wait for the next message of a batch (up to 4x in all); "
+        "bigger batches cost less CPU per message at moderate rates",
+    )
     heartbeat: int = Field(default=30, ge=0)
     connect_timeout: float = 5.0
     confirm_timeout: float = 10.0
@@ -53,6 +70,10 @@ class Settings(BaseSettings):
     channel_secrets: dict[str, list[str]] = Field(
         default_factory=dict,
         description='JSON: {"channel": ["current-secret", "previous-secret"]}',
+    )
+    channels: dict[str, ChannelSpec] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"connector": "shopify", "shop": "acme.myshopify.com"}}',
     )
     signature_tolerance: int = Field(default=300, ge=1, description="seconds")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
@@ -83,6 +104,18 @@ class Settings(BaseSettings):
         if isinstance(value, dict):
             return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _channels_are_known(self) -> Settings:
+        from connectors.registry import CONNECTORS  # the settings module stays light
+
+        for name, spec in self.channels.items():
+            if spec.connector not in CONNECTORS:
+                raise ValueError(
+                    f"channel {name!r}: no connector {spec.connector!r} "
+                    f"(known: {', '.join(sorted(CONNECTORS))})"
+                )
+        return self
 
     def target_url(self, target: str) -> str | None:
         return {

@@ -16,7 +16,7 @@ from canonical.order import CanonicalOrder
 
 # Mainland China mobile numbers: 11 digits starting 13-19, optionally +86/86.
 CN_MOBILE = re.compile(r"^(?:\+?86[- ]?)?1[3-9]\d{9}$")
-INTERNATIONAL_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{5,19}$")
+INTERNATIONAL_PHONE = re.compile(r"^\+?\(?[0-9][0-9 ().-]{5,19}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -99,7 +99,7 @@ def violations(order: CanonicalOrder) -> list[Violation]:
                         f"{order.currency} has {places} decimal places",
                     )
                 )
-    for name in ("shipping_fee", "order_discount", "total"):
+    for name in ("shipping_fee", "order_discount", "tax", "total"):
         amount: Decimal = getattr(order, name)
         if amount < 0:
             add(Violation("negative_amount", name, f"{name} must not be negative"))
@@ -116,7 +116,8 @@ def violations(order: CanonicalOrder) -> list[Violation]:
             Violation(
                 "total_mismatch",
                 "total",
-                f"line totals + shipping - discount = {expected}, but the order says {order.total}",
+                f"line totals + shipping + tax - discount = {expected}, "
+                f"but the order says {order.total}",
             )
         )
     return found

@@ -63,3 +63,21 @@ def test_validate_raises_with_every_reason() -> None:
         validate(order(total="1.00", customer={"phone": "123"}))
     assert {v.code for v in info.value.violations} == {"total_mismatch", "invalid_phone"}
     assert info.value.reason == "validation_failed"
+
+
+@pytest.mark.parametrize("phone", ["(555) 555-5555", "555-625-1199", "+1 415.555.0100"])
+def test_written_forms_of_foreign_numbers_are_accepted(phone: str) -> None:
+    us = {"country": "US", "city": "San Francisco", "street": "969 Market"}
+    assert "invalid_phone" not in codes(customer={"phone": phone}, shipping_address=us)
+
+
+@pytest.mark.parametrize("phone", ["call me", "(", "+", "12"])
+def test_foreign_numbers_that_are_not_numbers_are_refused(phone: str) -> None:
+    us = {"country": "US", "city": "San Francisco", "street": "969 Market"}
+    assert "invalid_phone" in codes(customer={"phone": phone}, shipping_address=us)
+
+
+def test_tax_counts_towards_the_total() -> None:
+    # order(): lines 25.00 + shipping 6.00 - discount 0.50 = 30.50; with 3.05 tax, 33.55
+    assert "total_mismatch" not in codes(tax="3.05", total="33.55")
+    assert "total_mismatch" in codes(tax="3.05", total="30.50")

@@ -1,0 +1,151 @@
+"""Helpers every connector uses to read a platform's payload exactly.
+
+Strict JSON; money as exact decimals (from strings, or from integer fen/cents,
+never from floats that already lost precision); timestamps made
+timezone-aware (a platform that sends local time without an offset gets its
+documented zone); HMAC comparisons in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import ValidationError
+
+from canonical.order import CanonicalOrder
+from connectors.base import ConnectorError, unreadable
+
+# China Standard Time, the documented zone of the Chinese platforms' timestamps.
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not valid JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def load_json(body: bytes | str, *, exact_numbers: bool = False) -> Any:
+    """Strict JSON: UTF-8 only, no NaN/Infinity, no duplicate keys.
+
+    ``exact_numbers`` reads numbers with a fraction as Decimal, exactly as
+    written: for platforms that document amounts as JSON numbers. Without it
+    they are floats, which the canonical model refuses as money.
+    """
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConnectorError(400, "invalid_encoding", f"body is not UTF-8: {exc}") from exc
+    else:
+        text = body
+    try:
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=Decimal if exact_numbers else float,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except (ValueError, RecursionError) as exc:
+        raise ConnectorError(400, "malformed_json", f"body is not valid JSON: {exc}") from exc
+
+
+def canonical_order(data: dict[str, Any]) -> CanonicalOrder:
+    """A canonical order from a connector's mapping, or ConnectorError(422) listing the fields."""
+    try:
+        return CanonicalOrder.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in err["loc"]),
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors()[:50]
+        ]
+        raise ConnectorError(
+            422, "schema_mismatch", f"{exc.error_count()} field(s) are invalid", errors
+        ) from exc
+
+
+def field(data: Mapping[str, Any], *path: str, required: bool = True) -> Any:
+    """``data[path[0]][path[1]]...``; ConnectorError(422) naming the path when absent."""
+    value: Any = data
+    for index, key in enumerate(path):
+        if not isinstance(value, Mapping) or value.get(key) is None:
+            if not required:
+                return None
+            where = ".".join(path[: index + 1])
+            raise unreadable(f"the payload has no {where}")
+        value = value[key]
+    return value
+
+
+def amount(value: Any, where: str) -> Decimal:
+    """An amount in currency units, written as a string or a JSON number."""
+    if isinstance(value, bool) or value is None:
+        raise unreadable(f"{where} is not an amount: {value!r}")
+    try:
+        result = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        raise unreadable(f"{where} is not an amount: {value!r}") from None
+    if not result.is_finite():
+        raise unreadable(f"{where} is not an amount: {value!r}")
+    return result
+
+
+def minor_units(value: Any, where: str, places: int = 2) -> Decimal:
+    """An amount in minor units (fen, cents), an integer, as an exact amount in units."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise unreadable(f"{where} must be an integer number of fen/cents, not {value!r}")
+    try:
+        units = int(str(value).strip())
+    except ValueError:
+        raise unreadable(f"{where} must be an integer number of fen/cents: {value!r}") from None
+    return Decimal(units).scaleb(-places)
+
+
+def timestamp(value: Any, where: str, zone: tzinfo = UTC) -> datetime:
+    """An aware datetime from ISO 8601, ``YYYY-MM-DD HH:MM:SS`` or Unix seconds;
+    a time without an offset is in ``zone`` (the platform's documented zone)."""
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return datetime.fromtimestamp(int(value), UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text), UTC)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise unreadable(f"{where} is not a timestamp: {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+    raise unreadable(f"{where} is not a timestamp: {value!r}")
+
+
+def hmac_sha256_base64(secret: str, body: bytes) -> str:
+    return base64.b64encode(
+        hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+    ).decode()
+
+
+def matches_any(offered: str, expected: Iterable[str]) -> bool:
+    """Whether ``offered`` equals one of ``expected``; every pair is compared in
+    constant time, so timing reveals neither the value nor which secret matched."""
+    matched = False
+    for good in expected:
+        matched |= hmac.compare_digest(offered.encode("utf-8"), good.encode("utf-8"))
+    return matched

@@ -1,0 +1,169 @@
+"""The ingest app with platform connectors: per-channel configuration,
+redelivered webhooks, pings and events that carry no order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from sqlalchemy import Engine, select
+
+from canonical.order import CanonicalOrder
+from connectors.ingest_app import IngestDeps, create_ingest_app
+from connectors.payload import hmac_sha256_base64
+from router.settings import ChannelSpec, Settings
+from router.tables import rejected_requests
+from router.topology import build_topology
+from tests.factories import FakePublisher
+
+SECRET = "shpss_0123456789"
+FIXTURES = Path(str(resources.files("connectors") / "fixtures"))
+
+
+def fixture_body(path: str) -> tuple[bytes, dict[str, str]]:
+    fixture = json.loads((FIXTURES / path).read_text("utf-8"))
+    return json.dumps(fixture["body"]).encode(), fixture["headers"]
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+@pytest.fixture
+def client(sqlite_engine: Engine, publisher: FakePublisher) -> Iterator[TestClient]:
+    settings = Settings(
+        channel_secrets={"shop-us": [SECRET], "woo": [SECRET]},
+        channels={
+            "shop-us": ChannelSpec(connector="shopify", shop="acme.myshopify.com"),
+            "woo": ChannelSpec(connector="woocommerce"),
+        },
+        namespace="t",
+    )
+    deps = IngestDeps(settings, sqlite_engine, publisher, build_topology(settings))  # type: ignore[arg-type]
+    with TestClient(create_ingest_app(deps)) as c:
+        yield c
+
+
+def recorded(engine: Engine) -> list[tuple[int, str, str]]:
+    with engine.connect() as conn:
+        return [
+            (r.status_code, r.reason, r.detail)
+            for r in conn.execute(select(rejected_requests).order_by(rejected_requests.c.id))
+        ]
+
+
+def shopify_headers(body: bytes, extra: dict[str, str]) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Hmac-SHA256": hmac_sha256_base64(SECRET, body),
+        "X-Shopify-Shop-Domain": "ignored.myshopify.com",
+        **extra,
+    }
+
+
+def test_a_shopify_order_is_published_under_its_webhook_id(
+    client: TestClient, publisher: FakePublisher
+) -> None:
+    body, extra = fixture_body("shopify/orders-create.json")
+    first = client.post("/ingest/shop-us", content=body, headers=shopify_headers(body, extra))
+    again = client.post("/ingest/shop-us", content=body, headers=shopify_headers(body, extra))
+    assert first.status_code == again.status_code == 202, first.text
+    # A redelivery carries the same message id, which the router records once
+    # (tests/integration/test_storage_contract.py::test_redelivered_message_has_no_second_effect).
+    ids = [m.message_id for m in publisher.published]
+    assert ids == [f"shop-us.{extra['X-Shopify-Webhook-Id']}"] * 2
+    order = CanonicalOrder.from_wire(publisher.published[0].body)
+    assert (order.channel, order.shop, order.external_id) == (
+        "shop-us",
+        "acme.myshopify.com",  # the configured shop wins over the header
+        "450789469",
+    )
+
+
+def test_a_forged_shopify_webhook_is_401_and_recorded(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    body, extra = fixture_body("shopify/orders-create.json")
+    headers = shopify_headers(body, extra)
+    response = client.post(
+        "/ingest/shop-us", content=body.replace(b"409.94", b"4.99"), headers=headers
+    )
+    assert response.status_code == 401
+    assert response.json()["title"] == "bad_signature"
+    assert publisher.published == []
+    assert [r[:2] for r in recorded(sqlite_engine)] == [(401, "bad_signature")]
+
+
+def test_a_topic_that_is_not_an_order_is_answered_and_recorded(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    body = b'{"id": 632910392, "title": "IPod Nano - 8GB"}'
+    headers = shopify_headers(body, {"X-Shopify-Topic": "products/update"})
+    response = client.post("/ingest/shop-us", content=body, headers=headers)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ignored"
+    assert publisher.published == []
+    [(status, reason, detail)] = recorded(sqlite_engine)
+    assert (status, reason) == (200, "ignored")
+    assert "products/update" in detail
+
+
+def test_the_woocommerce_ping_is_answered_200_and_not_an_order(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    response = client.post(
+        "/ingest/woo",
+        content=b"webhook_id=12",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200, response.text
+    assert publisher.published == []
+    [(status, reason, detail)] = recorded(sqlite_engine)
+    assert (status, reason) == (200, "ignored")
+    assert "ping" in detail
+
+
+def test_an_unsigned_woocommerce_order_is_401(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    body, extra = fixture_body("woocommerce/order-created.json")
+    response = client.post(
+        "/ingest/woo", content=body, headers={"Content-Type": "application/json", **extra}
+    )
+    assert response.status_code == 401
+    assert publisher.published == []
+
+
+def test_a_signed_woocommerce_order_is_accepted(
+    client: TestClient, publisher: FakePublisher
+) -> None:
+    body, extra = fixture_body("woocommerce/order-created.json")
+    headers = {
+        "Content-Type": "application/json",
+        "X-WC-Webhook-Signature": hmac_sha256_base64(SECRET, body),
+        **extra,
+    }
+    response = client.post("/ingest/woo", content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    order = CanonicalOrder.from_wire(publisher.published[0].body)
+    assert order.external_id == "727"
+    assert order.status.value == "paid"
+
+
+def test_a_channel_naming_an_unknown_connector_is_a_settings_error() -> None:
+    with pytest.raises(ValidationError, match="no connector 'magento'"):
+        Settings(channels={"m": ChannelSpec(connector="magento")})
+
+
+def test_channels_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "ORDERBUS_CHANNELS", '{"shop-us": {"connector": "shopify", "shop": "acme.myshopify.com"}}'
+    )
+    settings = Settings()
+    assert settings.channels["shop-us"].connector == "shopify"
