@@ -40,7 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261111)
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument("--logs", type=Path, default=Path("bench-logs"))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ORDERBUS_X=VALUE",
+        help="a setting for orderbus's processes (repeatable), e.g. ORDERBUS_BATCH_LINGER_MS=1",
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.set)
+    if any(not key.startswith("ORDERBUS_") for key in settings):
+        parser.error("--set takes ORDERBUS_NAME=VALUE")
 
     def workload(n: int) -> Workload:
         return Workload(n, args.duplicates, args.invalid, args.seed).build()
@@ -49,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     body_bytes = sum(len(m.body) for m in sample.messages) // len(sample.messages)
     print(
         f"# orderbus benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, "
-        f"{os.cpu_count()} cores; orders of ~{body_bytes} B)",
+        f"{os.cpu_count()} cores; orders of ~{body_bytes} B)"
+        + (f"; settings {settings}" if settings else ""),
         flush=True,
     )
 
@@ -74,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             routers=routers,
             rate=rate,
             logs=args.logs / label.replace(" ", "-"),
+            settings=settings,
         )
         runs.append((label, result))
         print("  " + _row(label, result, ceiling), flush=True)
@@ -113,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "broker_limit_msgs_per_s": round(limit),
                 "ceiling_orders_per_s": round(ceiling),
+                "settings": settings,
                 "runs": [{"label": label, **asdict(r)} for label, r in runs],
             },
             indent=2,

@@ -196,6 +196,7 @@ def run_pipeline(
     rate: float | None = None,
     logs: Path,
     timeout: float = 1800,
+    settings: dict[str, str] | None = None,
 ) -> PipelineResult:
     logs.mkdir(parents=True, exist_ok=True)
     topology = build_topology(Settings(namespace=NAMESPACE))
@@ -213,6 +214,7 @@ def run_pipeline(
             ORDERBUS_NAMESPACE=NAMESPACE,
             **{f"ORDERBUS_{t.upper()}_URL": f"http://127.0.0.1:{sink_port}/{t}" for t in TARGETS},
         )
+        env.update(settings or {})  # e.g. ORDERBUS_BATCH_SIZE for an experiment
         cli = [sys.executable, "-m", "router.cli", "--log-level", "WARNING", "run"]
         try:
             processes.start("consumers", [*cli, "consumers"], env)

@@ -23,15 +23,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from canonical.envelope import Envelope
 from canonical.errors import TransientError
 from connectors.base import Arrival, ChannelConfig, ConnectorError, WebhookRequest
+from connectors.publishing import order_message
 from connectors.registry import connector_for
 from connectors.rejections import record_rejection
-from router.bus import OutgoingMessage, Publisher
+from router.bus import Publisher
 from router.crashpoints import crash_point
 from router.settings import Settings
-from router.topology import Topology, ingest_routing_key
+from router.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -215,15 +215,9 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
 
         accepted: list[dict[str, str]] = []
         for arrival in result.arrivals:
-            envelope = Envelope.new(channel, message_id=delivery_message_id(channel, arrival))
             order = arrival.order
-            message = OutgoingMessage(
-                exchange=deps.topology.exchange,
-                routing_key=ingest_routing_key(channel),
-                body=order.to_wire(),
-                message_id=envelope.message_id,
-                headers=envelope.headers(),
-                correlation_id=envelope.correlation_id,
+            message = order_message(
+                deps.topology, channel, order, delivery_message_id(channel, arrival)
             )
             try:
                 await run_in_threadpool(deps.publisher.publish, message)
@@ -238,10 +232,8 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
                     size,
                     ConnectorError(503, exc.reason, f"the order was not accepted: {exc.detail}"),
                 )
-            log.info(
-                "ingest %s: accepted %s as %s", channel, order.external_id, envelope.message_id
-            )
-            accepted.append({"message_id": envelope.message_id, "external_id": order.external_id})
+            log.info("ingest %s: accepted %s as %s", channel, order.external_id, message.message_id)
+            accepted.append({"message_id": message.message_id, "external_id": order.external_id})
         if result.reply is not None:
             return JSONResponse(dict(result.reply), status_code=200)
         answer: dict[str, Any] = {"status": "accepted", "channel": channel, **accepted[0]}
