@@ -17,10 +17,10 @@ from canonical.errors import MalformedMessage, TransientError, ValidationFailed
 from router import deadletters
 from router.bus import Delivery, OutgoingMessage
 from router.consumers import DeliveryConsumer
-from router.dedup import Outcome
+from router.dedup import Outcome, order_number
 from router.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
 from router.outbox import OutboxRelay, next_batch, prefer_index_order
-from router.service import RouterService
+from router.service import RouterService, lock_known_orders
 from router.settings import Settings
 from router.tables import arrivals, audit_log, dead_letters, inbox, metadata, orders, outbox
 from router.topology import build_topology
@@ -631,3 +631,46 @@ def test_the_relay_finds_its_next_batch_without_reading_the_whole_outbox(engine:
             )
             assert "ix_outbox_unpublished" in plan and "TEMP B-TREE" not in plan, plan
         assert [r.message_id for r in conn.execute(query)][:3] == ["m-0", "m-2", "m-4"]
+
+
+def test_the_router_finds_known_orders_by_one_index_probe_each(engine: Engine) -> None:
+    """Regression: asked by (channel, shop, external id) for a batch of 50,
+    PostgreSQL without statistics scanned every order of that channel and shop
+    (the index prefix) for each batch: at 100,000 orders its CPU tripled."""
+    now = utcnow()
+    keys = [("web-shop", "main", f"E{i}") for i in range(5000)]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(orders),
+            [
+                {
+                    "order_number": order_number(*key),
+                    "channel": key[0],
+                    "shop": key[1],
+                    "external_id": key[2],
+                    "status": "paid",
+                    "status_rank": 1,
+                    "source_version": 1,
+                    "source_updated_at": "",
+                    "content_hash": "h",
+                    "version": 1,
+                    "body": "x" * 1500,  # an order's size: the table is as wide as a real one
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for key in keys
+            ],
+        )
+        wanted = keys[100:150]
+        query = lock_known_orders(wanted)
+        compiled = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        if engine.dialect.name == "postgresql":
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + compiled))
+            assert "uq_orders_order_number" in plan and "uq_orders_business_key" not in plan, plan
+        else:
+            plan = "\n".join(
+                str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled)
+            )
+            assert "order_number=?" in plan, plan
+        found = [(r.channel, r.shop, r.external_id) for r in conn.execute(query)]
+    assert found == sorted(wanted)
