@@ -17,7 +17,7 @@ from canonical.envelope import Envelope, utcnow
 from canonical.errors import EndpointUnavailable, MalformedMessage, TransientError
 from router.bus import Delivery
 from router.crashpoints import crash_point
-from router.database import insert_all_absent, translate_db_errors
+from router.database import insert_all_absent, prefer_key_lookups, translate_db_errors
 from router.delivery import GaveUp, HttpDelivery
 from router.service import envelope_of
 from router.tables import inbox
@@ -153,6 +153,7 @@ class DeliveryConsumer:
         # carries its message's order number: one lookup by order finds both.
         numbers = sorted({e.order_number for e in envelopes if e.order_number})
         with translate_db_errors(), self.engine.connect() as conn:
+            prefer_key_lookups(conn)
             rows = conn.execute(
                 select(c.message_id, c.order_number, c.order_version, c.outcome).where(
                     c.consumer == self.target, c.order_number.in_(numbers)

@@ -44,6 +44,21 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def prefer_key_lookups(conn: Connection) -> None:
+    """Make PostgreSQL answer this transaction's key lookups from their indexes.
+
+    The router and the consumers look rows up by key, a batch at a time. A
+    plan made while a table was small is a sequential scan, and PostgreSQL
+    keeps it as the table grows: psycopg prepares a statement after five runs
+    and its generic plan stays until ANALYZE, which may never come (autovacuum
+    off, or a table growing faster than autoanalyze). The router then read the
+    whole arrivals table for each batch, and PostgreSQL's CPU tripled at
+    100,000 orders. Here a sequential scan is only ever the planner's last resort.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+
+
 def dialect_insert(conn: Connection, table: Any) -> Insert:
     """INSERT that knows ON CONFLICT, for PostgreSQL and SQLite alike."""
     if conn.dialect.name == "postgresql":

@@ -25,7 +25,7 @@ from canonical.errors import MalformedMessage, TransientError
 from canonical.order import CanonicalOrder, OrderStatus
 from router.bus import Delivery
 from router.crashpoints import crash_point
-from router.database import translate_db_errors
+from router.database import prefer_key_lookups, translate_db_errors
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import targets_for
 from router.tables import arrivals, orders, outbox
@@ -202,6 +202,7 @@ class _BatchRouting:
 
     def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
         conn = self.conn
+        prefer_key_lookups(conn)
         ids = [envelope.message_id for envelope, _ in items]
         seen = set(
             conn.scalars(select(arrivals.c.message_id).where(arrivals.c.message_id.in_(ids)))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 
 from canonical.envelope import H_ATTEMPT, H_REASON, Envelope, utcnow
 from canonical.errors import MalformedMessage, TransientError, ValidationFailed
@@ -674,3 +674,30 @@ def test_the_router_finds_known_orders_by_one_index_probe_each(engine: Engine) -
             assert "order_number=?" in plan, plan
         found = [(r.channel, r.shop, r.external_id) for r in conn.execute(query)]
     assert found == sorted(wanted)
+
+
+def test_the_router_keeps_using_indexes_as_its_tables_grow(
+    router: RouterService, engine: Engine
+) -> None:
+    """Regression: psycopg prepares a statement after five runs, and PostgreSQL
+    kept the generic plan it made while arrivals was small, a sequential scan,
+    for ever: at 100,000 orders each batch read the whole table."""
+    for batch in range(12):
+        deliveries = [
+            delivery_for(order(external_id=f"G-{batch}-{i}"), message_id=f"g-{batch}-{i}")
+            for i in range(50)
+        ]
+        assert router.handle_batch(deliveries) == [None] * 50
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(arrivals)) == 600
+    if engine.dialect.name != "postgresql":
+        return  # SQLite plans each statement afresh
+    with engine.connect() as conn:  # the connection the router used (one at a time)
+        # Flush this backend's (the router's) statistics, then read them.
+        conn.execute(text("SELECT pg_stat_force_next_flush()"))
+        conn.commit()
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        read = conn.execute(  # our count(*) above read the 600 once
+            text("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relid = 'arrivals'::regclass")
+        ).scalar_one()
+    assert read == 600, f"the router read {read - 600} arrival rows sequentially"
