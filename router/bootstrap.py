@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -25,6 +26,9 @@ from router.outbox import OutboxRelay
 from router.service import RouterService
 from router.settings import Settings, load_settings
 from router.topology import Topology, build_topology
+
+if TYPE_CHECKING:
+    from connectors.legacy_amqp import LegacyInbound
 
 
 class ConfigurationError(Exception):
@@ -65,6 +69,23 @@ class Orderbus:
             max_wait=self.settings.retry_max_wait,
         )
         return DeliveryConsumer(target, self.engine, HttpDelivery(target, url, client, policy))
+
+    def legacy_inbound(self, channel: str) -> LegacyInbound:
+        import json
+        from pathlib import Path
+
+        from connectors.legacy_amqp import LegacyInbound
+        from connectors.mapping import FieldMapping, MappingError
+
+        spec = self.settings.legacy_inbound[channel]
+        try:
+            raw = spec.mapping
+            if raw is None and spec.mapping_file is not None:
+                raw = json.loads(Path(spec.mapping_file).read_text("utf-8"))
+            mapping = FieldMapping(raw or {})
+        except (OSError, ValueError, MappingError) as exc:
+            raise ConfigurationError(f"legacy channel {channel!r}: mapping: {exc}") from exc
+        return LegacyInbound(channel, mapping, self.topology, self.bus.publisher())
 
     def recorder(self) -> DeadLetterRecorder:
         return DeadLetterRecorder(self.engine)

@@ -22,6 +22,7 @@ import uvicorn
 from router.bootstrap import ConfigurationError, Orderbus
 from router.bus import BatchHandler, one_at_a_time
 from router.settings import TARGETS
+from router.topology import legacy_role
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class Daemon:
             )
         if "ingest" in self.components:
             self._serve("ingest", app.ingest_app(), settings.ingest_host, settings.ingest_port)
+            for channel in sorted(settings.legacy_inbound):
+                inbound = app.legacy_inbound(channel)
+                queue = topo.queue_for(legacy_role(channel)).name
+                self._consume(f"legacy-{channel}", [queue], inbound.handle_batch)
         if "admin" in self.components:
             if not settings.admin_tokens:
                 log.warning("ORDERBUS_ADMIN_TOKENS is empty: the admin API will refuse every call")

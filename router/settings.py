@@ -6,6 +6,9 @@ root and pass the object down.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -22,6 +25,21 @@ class ChannelSpec(BaseModel):
     connector: str = "generic-json"
     shop: str | None = Field(default=None, max_length=200)
     options: dict[str, str] = Field(default_factory=dict)
+
+
+class LegacySpec(BaseModel):
+    """An existing system publishing its own JSON orders on AMQP, and how to read them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mapping: dict[str, Any] | None = None  # see connectors/mapping.py
+    mapping_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_mapping(self) -> LegacySpec:
+        if (self.mapping is None) == (self.mapping_file is None):
+            raise ValueError("give mapping or mapping_file (one of them)")
+        return self
 
 
 class Settings(BaseSettings):
@@ -75,6 +93,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: {"channel": {"connector": "shopify", "shop": "acme.myshopify.com"}}',
     )
+    legacy_inbound: dict[str, LegacySpec] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"mapping_file": "/etc/orderbus/erp.json"}}',
+    )
     signature_tolerance: int = Field(default=300, ge=1, description="seconds")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
@@ -109,6 +131,9 @@ class Settings(BaseSettings):
     def _channels_are_known(self) -> Settings:
         from connectors.registry import CONNECTORS  # the settings module stays light
 
+        for name in self.legacy_inbound:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", name):
+                raise ValueError(f"legacy channel {name!r}: lower-case letters, digits, - and _")
         for name, spec in self.channels.items():
             if spec.connector not in CONNECTORS:
                 raise ValueError(

@@ -6,6 +6,7 @@ objects; nothing else knows exchange or queue names.
       deliver.warehouse     -> {ns}.warehouse       (router outbox -> consumers)
       deliver.finance       -> {ns}.finance
       deliver.notification  -> {ns}.notification
+      legacy.<channel>      -> {ns}.legacy.<channel> (an existing system's own JSON orders)
     {ns}.dlx (direct)
       <queue name>          -> <queue name>.dlq     (one dead-letter queue per queue)
 """
@@ -129,6 +130,15 @@ def ingest_routing_key(channel: str) -> str:
     return f"ingest.{channel}"
 
 
+def legacy_routing_key(channel: str) -> str:
+    """Where an existing system publishes its own orders for ``channel``."""
+    return f"legacy.{channel}"
+
+
+def legacy_role(channel: str) -> str:
+    return f"legacy:{channel}"
+
+
 def delivery_routing_key(target: str) -> str:
     return f"deliver.{target}"
 
@@ -138,6 +148,15 @@ def build_topology(settings: Settings) -> Topology:
     queues = [QueueSpec(f"{ns}.router", ("ingest.#",), f"{ns}.router.dlq", "router")]
     queues += [
         QueueSpec(f"{ns}.{t}", (delivery_routing_key(t),), f"{ns}.{t}.dlq", t) for t in TARGETS
+    ]
+    queues += [
+        QueueSpec(
+            f"{ns}.legacy.{channel}",
+            (legacy_routing_key(channel),),
+            f"{ns}.legacy.{channel}.dlq",
+            legacy_role(channel),
+        )
+        for channel in sorted(settings.legacy_inbound)
     ]
     return Topology(
         exchange=f"{ns}.orders",

@@ -1,0 +1,36 @@
+"""What ``orderbus run`` builds from the settings (threads not started)."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.bootstrap import ConfigurationError, bootstrap
+from router.runner import Daemon
+from router.settings import LegacySpec, Settings
+from tests.unit.test_mapping import ERP_MAPPING
+
+
+def settings(sqlite_url: str, mapping: dict[str, object]) -> Settings:
+    return Settings(
+        broker_url="memory://",
+        database_url=sqlite_url,
+        legacy_inbound={"erp": LegacySpec(mapping=mapping)},
+        ingest_port=0,
+    )
+
+
+def test_ingest_consumes_each_legacy_channel(sqlite_url: str) -> None:
+    daemon = Daemon(bootstrap(settings(sqlite_url, ERP_MAPPING)), ("ingest",))
+    daemon.build()
+    assert sorted(t.name for t in daemon.threads) == ["ingest", "legacy-erp"]
+
+
+def test_a_wrong_legacy_mapping_stops_the_daemon_at_start(sqlite_url: str) -> None:
+    daemon = Daemon(bootstrap(settings(sqlite_url, {**ERP_MAPPING, "colour": "$.c"})), ("ingest",))
+    with pytest.raises(ConfigurationError, match="legacy channel 'erp': mapping: unknown fields"):
+        daemon.build()
+
+
+def test_a_legacy_channel_needs_exactly_one_mapping() -> None:
+    with pytest.raises(ValueError, match="mapping or mapping_file"):
+        LegacySpec()
