@@ -68,14 +68,14 @@ TOP_FIELDS = frozenset(
     }
 )
 _TOKEN = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]|\[\*\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
-_MISSING = object()
+MISSING = object()
 
 
 class MappingError(ValueError):
     """The mapping itself is wrong (found when it is loaded, not per message)."""
 
 
-def _steps(path: str) -> list[str | int | None]:
+def path_steps(path: str) -> list[str | int | None]:
     """``$.a[0]['b c'][*]`` -> ["a", 0, "b c", None] (None: every element)."""
     if not path.startswith("$"):
         raise MappingError(f"path {path!r} must start with $")
@@ -98,7 +98,7 @@ def _steps(path: str) -> list[str | int | None]:
     return steps
 
 
-def _get(data: Any, steps: list[str | int | None]) -> Any:
+def value_at(data: Any, steps: list[str | int | None]) -> Any:
     value = data
     for step in steps:
         if isinstance(step, str) and isinstance(value, Mapping) and step in value:
@@ -106,7 +106,7 @@ def _get(data: Any, steps: list[str | int | None]) -> Any:
         elif isinstance(step, int) and isinstance(value, list) and -len(value) <= step < len(value):
             value = value[step]
         else:
-            return _MISSING
+            return MISSING
     return value
 
 
@@ -123,7 +123,7 @@ class FieldMapping:
         items = spec["items"]
         if not isinstance(items, Mapping) or "path" not in items or "fields" not in items:
             raise MappingError('items must be {"path": "$.lines[*]", "fields": {...}}')
-        steps = _steps(items["path"])
+        steps = path_steps(items["path"])
         if steps.count(None) != 1 or steps[-1] is not None:
             raise MappingError("the items path must end with [*] and have no other [*]")
         if set(items["fields"]) - ITEM_FIELDS or not {"sku", "quantity", "unit_price"} <= set(
@@ -148,7 +148,7 @@ class FieldMapping:
             raise MappingError(f"{name}: unknown keys {sorted(set(rule) - known)}")
         parsed = dict(rule)
         if "path" in parsed:
-            parsed["steps"] = _steps(parsed["path"])
+            parsed["steps"] = path_steps(parsed["path"])
             if None in parsed["steps"]:
                 raise MappingError(f"{name}: [*] is only for items")
         if parsed.get("timezone") not in (None, "Asia/Shanghai", "UTC", "+08:00"):
@@ -159,8 +159,8 @@ class FieldMapping:
         if "value" in rule:
             raw = rule["value"]
         else:
-            raw = _get(data, rule["steps"])
-            if raw is _MISSING or raw is None or raw == "":
+            raw = value_at(data, rule["steps"])
+            if raw is MISSING or raw is None or raw == "":
                 if "default" in rule:
                     raw = rule["default"]
                 elif required:
@@ -198,7 +198,7 @@ class FieldMapping:
             for parent in parents:
                 target = target.setdefault(parent, {})
             target[leaf] = value
-        lines = _get(data, self._items_steps)
+        lines = value_at(data, self._items_steps)
         if not isinstance(lines, list) or not lines:
             raise unreadable(f"items: no list at {self.spec['items']['path']}")
         result["items"] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
@@ -29,6 +29,8 @@ from router.topology import Topology, build_topology
 
 if TYPE_CHECKING:
     from connectors.legacy_amqp import LegacyInbound
+    from connectors.mapping import FieldMapping
+    from connectors.poller import RestPoller
 
 
 class ConfigurationError(Exception):
@@ -70,22 +72,74 @@ class Orderbus:
         )
         return DeliveryConsumer(target, self.engine, HttpDelivery(target, url, client, policy))
 
-    def legacy_inbound(self, channel: str) -> LegacyInbound:
+    def _mapping(self, what: str, inline: dict[str, Any] | None, path: str | None) -> FieldMapping:
         import json
         from pathlib import Path
 
-        from connectors.legacy_amqp import LegacyInbound
         from connectors.mapping import FieldMapping, MappingError
 
-        spec = self.settings.legacy_inbound[channel]
         try:
-            raw = spec.mapping
-            if raw is None and spec.mapping_file is not None:
-                raw = json.loads(Path(spec.mapping_file).read_text("utf-8"))
-            mapping = FieldMapping(raw or {})
+            raw = inline
+            if raw is None and path is not None:
+                raw = json.loads(Path(path).read_text("utf-8"))
+            return FieldMapping(raw or {})
         except (OSError, ValueError, MappingError) as exc:
-            raise ConfigurationError(f"legacy channel {channel!r}: mapping: {exc}") from exc
+            raise ConfigurationError(f"{what}: mapping: {exc}") from exc
+
+    def legacy_inbound(self, channel: str) -> LegacyInbound:
+        from connectors.legacy_amqp import LegacyInbound
+
+        spec = self.settings.legacy_inbound[channel]
+        mapping = self._mapping(f"legacy channel {channel!r}", spec.mapping, spec.mapping_file)
         return LegacyInbound(channel, mapping, self.topology, self.bus.publisher())
+
+    def poller(self, channel: str) -> RestPoller:
+        from canonical.order import CanonicalOrder
+        from connectors.poller import PollSpec, RestPoller
+        from connectors.publishing import order_message
+        from connectors.rejections import record_rejection
+
+        spec = self.settings.pollers[channel]
+        mapping = self._mapping(f"polled channel {channel!r}", spec.mapping, spec.mapping_file)
+        publisher = self.bus.publisher()
+
+        def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
+            return publisher.publish_many(
+                [
+                    order_message(self.topology, channel, o, i)
+                    for o, i in zip(orders, ids, strict=True)
+                ]
+            )
+
+        def record_bad(reason: str, detail: str, item: str) -> None:
+            body = item.encode("utf-8")
+            record_rejection(
+                self.engine,
+                channel=channel,
+                status_code=422,
+                reason=reason,
+                detail=f"polled from {spec.url}: {detail}",
+                headers={},
+                body=body,
+                body_size=len(body),
+                remote_addr=None,
+            )
+
+        poll = PollSpec(
+            url=spec.url,
+            items=spec.items,
+            since_param=spec.since_param,
+            page_param=spec.page_param,
+            next_path=spec.next_path,
+            params=dict(spec.params),
+            headers=dict(spec.headers),
+            interval=spec.interval,
+            min_request_interval=spec.min_request_interval,
+            overlap=spec.overlap,
+            start=spec.start,
+        )
+        client = httpx.Client(timeout=self.settings.http_timeout)
+        return RestPoller(channel, poll, mapping, self.engine, client, publish_many, record_bad)
 
     def recorder(self) -> DeadLetterRecorder:
         return DeadLetterRecorder(self.engine)

@@ -87,6 +87,8 @@ class Daemon:
                 inbound = app.legacy_inbound(channel)
                 queue = topo.queue_for(legacy_role(channel)).name
                 self._consume(f"legacy-{channel}", [queue], inbound.handle_batch)
+            for channel in sorted(settings.pollers):
+                self._thread(f"poll-{channel}", app.poller(channel).run, self.stop)
         if "admin" in self.components:
             if not settings.admin_tokens:
                 log.warning("ORDERBUS_ADMIN_TOKENS is empty: the admin API will refuse every call")

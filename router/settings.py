@@ -42,6 +42,32 @@ class LegacySpec(BaseModel):
         return self
 
 
+class PollerSpec(BaseModel):
+    """A channel polled over REST (connectors/poller.py), and how to read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    items: str = Field(description='where the orders are in a response, e.g. "$.data.orders"')
+    mapping: dict[str, Any] | None = None
+    mapping_file: str | None = None
+    since_param: str = "updated_after"
+    page_param: str | None = "page"
+    next_path: str | None = None
+    params: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    interval: float = Field(default=60.0, gt=0)
+    min_request_interval: float = Field(default=1.0, ge=0)
+    overlap: float = Field(default=300.0, ge=0)
+    start: str = "1970-01-01T00:00:00+00:00"
+
+    @model_validator(mode="after")
+    def _one_mapping(self) -> PollerSpec:
+        if (self.mapping is None) == (self.mapping_file is None):
+            raise ValueError("give mapping or mapping_file (one of them)")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERBUS_", extra="ignore")
 
@@ -97,6 +123,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: {"channel": {"mapping_file": "/etc/orderbus/erp.json"}}',
     )
+    pollers: dict[str, PollerSpec] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"url": "...", "items": "$.orders", "mapping_file": "..."}}',
+    )
     signature_tolerance: int = Field(default=300, ge=1, description="seconds")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
@@ -131,9 +161,9 @@ class Settings(BaseSettings):
     def _channels_are_known(self) -> Settings:
         from connectors.registry import CONNECTORS  # the settings module stays light
 
-        for name in self.legacy_inbound:
+        for name in [*self.legacy_inbound, *self.pollers]:
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", name):
-                raise ValueError(f"legacy channel {name!r}: lower-case letters, digits, - and _")
+                raise ValueError(f"channel {name!r}: lower-case letters, digits, - and _")
         for name, spec in self.channels.items():
             if spec.connector not in CONNECTORS:
                 raise ValueError(

@@ -201,3 +201,13 @@ audit_log = Table(
     Column("detail", JSON, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+# Where each pull connector got to: the update time of the newest order it
+# published (advanced only after every order of a poll was confirmed).
+poll_cursors = Table(
+    "poll_cursors",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("position", String(64), nullable=False, doc="ISO 8601 UTC update time"),
+    Column("polled_at", DateTime(timezone=True), nullable=False),
+)
