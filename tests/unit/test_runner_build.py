@@ -34,3 +34,21 @@ def test_a_wrong_legacy_mapping_stops_the_daemon_at_start(sqlite_url: str) -> No
 def test_a_legacy_channel_needs_exactly_one_mapping() -> None:
     with pytest.raises(ValueError, match="mapping or mapping_file"):
         LegacySpec()
+
+
+def test_ingest_polls_each_polled_channel(sqlite_url: str) -> None:
+    from router.settings import PollerSpec
+
+    mapping = {k: v for k, v in ERP_MAPPING.items()}
+    app = bootstrap(
+        Settings(
+            broker_url="memory://",
+            database_url=sqlite_url,
+            pollers={
+                "api-shop": PollerSpec(url="http://x/orders", items="$.orders", mapping=mapping)
+            },
+        )
+    )
+    daemon = Daemon(app, ("ingest",))
+    daemon.build()
+    assert sorted(t.name for t in daemon.threads) == ["ingest", "poll-api-shop"]
