@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from canonical.order import CanonicalOrder
-from connectors.base import ConnectorError, unreadable
+from connectors.base import ConnectorError, WebhookRequest, unauthorized, unreadable
 
 # China Standard Time, the documented zone of the Chinese platforms' timestamps.
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -149,3 +149,16 @@ def matches_any(offered: str, expected: Iterable[str]) -> bool:
     for good in expected:
         matched |= hmac.compare_digest(offered.encode("utf-8"), good.encode("utf-8"))
     return matched
+
+
+def require_hmac_base64(request: WebhookRequest, secrets: Iterable[str], header: str) -> None:
+    """ConnectorError(401) unless ``header`` is the base64 HMAC-SHA256 of the raw
+    body under one of ``secrets`` (Shopify's and WooCommerce's scheme)."""
+    keys = list(secrets)
+    if not keys:
+        raise unauthorized("no_secret", "no signing secret is configured for this channel")
+    offered = request.header(header)
+    if not offered:
+        raise unauthorized("missing_signature", f"{header} header is required")
+    if not matches_any(offered.strip(), (hmac_sha256_base64(k, request.body) for k in keys)):
+        raise unauthorized("bad_signature", f"{header} does not match the body")

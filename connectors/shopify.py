@@ -34,7 +34,6 @@ from connectors.base import (
     ChannelConfig,
     WebhookRequest,
     WebhookResult,
-    unauthorized,
     unreadable,
 )
 from connectors.payload import (
@@ -43,7 +42,7 @@ from connectors.payload import (
     field,
     hmac_sha256_base64,
     load_json,
-    matches_any,
+    require_hmac_base64,
     timestamp,
 )
 
@@ -69,14 +68,7 @@ class ShopifyConnector:
     media_types = frozenset({"application/json"})
 
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
-        if not channel.secrets:
-            raise unauthorized("no_secret", "no client secret is configured for this channel")
-        offered = request.header(HMAC_HEADER)
-        if not offered:
-            raise unauthorized("missing_signature", f"{HMAC_HEADER} header is required")
-        expected = [hmac_sha256_base64(secret, request.body) for secret in channel.secrets]
-        if not matches_any(offered.strip(), expected):
-            raise unauthorized("bad_signature", f"{HMAC_HEADER} does not match the body")
+        require_hmac_base64(request, channel.secrets, HMAC_HEADER)
 
     def read(self, request: WebhookRequest, channel: ChannelConfig) -> WebhookResult:
         topic = (request.header(TOPIC_HEADER) or "").strip()

@@ -33,7 +33,6 @@ from connectors.base import (
     ChannelConfig,
     WebhookRequest,
     WebhookResult,
-    unauthorized,
     unreadable,
 )
 from connectors.payload import (
@@ -42,7 +41,7 @@ from connectors.payload import (
     field,
     hmac_sha256_base64,
     load_json,
-    matches_any,
+    require_hmac_base64,
     timestamp,
 )
 
@@ -78,14 +77,7 @@ class WooCommerceConnector:
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
         if is_ping(request):
             return  # unsigned by design, and read as nothing
-        if not channel.secrets:
-            raise unauthorized("no_secret", "no webhook secret is configured for this channel")
-        offered = request.header(SIGNATURE_HEADER)
-        if not offered:
-            raise unauthorized("missing_signature", f"{SIGNATURE_HEADER} header is required")
-        expected = [hmac_sha256_base64(secret, request.body) for secret in channel.secrets]
-        if not matches_any(offered.strip(), expected):
-            raise unauthorized("bad_signature", f"{SIGNATURE_HEADER} does not match the body")
+        require_hmac_base64(request, channel.secrets, SIGNATURE_HEADER)
 
     def read(self, request: WebhookRequest, channel: ChannelConfig) -> WebhookResult:
         if is_ping(request):

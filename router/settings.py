@@ -27,30 +27,30 @@ class ChannelSpec(BaseModel):
     options: dict[str, str] = Field(default_factory=dict)
 
 
-class LegacySpec(BaseModel):
-    """An existing system publishing its own JSON orders on AMQP, and how to read them."""
+class _Mapped(BaseModel):
+    """A source read through a field mapping (connectors/mapping.py), inline or in a file."""
 
     model_config = ConfigDict(extra="forbid")
 
-    mapping: dict[str, Any] | None = None  # see connectors/mapping.py
+    mapping: dict[str, Any] | None = None
     mapping_file: str | None = None
 
     @model_validator(mode="after")
-    def _one_mapping(self) -> LegacySpec:
+    def _one_mapping(self) -> _Mapped:
         if (self.mapping is None) == (self.mapping_file is None):
             raise ValueError("give mapping or mapping_file (one of them)")
         return self
 
 
-class PollerSpec(BaseModel):
-    """A channel polled over REST (connectors/poller.py), and how to read it."""
+class LegacySpec(_Mapped):
+    """An existing system publishing its own JSON orders on AMQP, and how to read them."""
 
-    model_config = ConfigDict(extra="forbid")
+
+class PollerSpec(_Mapped):
+    """A channel polled over REST (connectors/poller.py), and how to read it."""
 
     url: str
     items: str = Field(description='where the orders are in a response, e.g. "$.data.orders"')
-    mapping: dict[str, Any] | None = None
-    mapping_file: str | None = None
     since_param: str = "updated_after"
     page_param: str | None = "page"
     next_path: str | None = None
@@ -60,12 +60,6 @@ class PollerSpec(BaseModel):
     min_request_interval: float = Field(default=1.0, ge=0)
     overlap: float = Field(default=300.0, ge=0)
     start: str = "1970-01-01T00:00:00+00:00"
-
-    @model_validator(mode="after")
-    def _one_mapping(self) -> PollerSpec:
-        if (self.mapping is None) == (self.mapping_file is None):
-            raise ValueError("give mapping or mapping_file (one of them)")
-        return self
 
 
 class Settings(BaseSettings):
