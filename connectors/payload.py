@@ -162,3 +162,27 @@ def require_hmac_base64(request: WebhookRequest, secrets: Iterable[str], header:
         raise unauthorized("missing_signature", f"{header} header is required")
     if not matches_any(offered.strip(), (hmac_sha256_base64(k, request.body) for k in keys)):
         raise unauthorized("bad_signature", f"{header} does not match the body")
+
+
+def address(
+    *,
+    country: str | None,
+    province: str | None,
+    city: str | None,
+    lines: Iterable[str | None],
+    postal_code: str | None,
+    district: str | None = None,
+) -> dict[str, Any]:
+    """A canonical shipping address from a platform's parts: the street lines
+    joined, empty parts left out, and no country guessed when none is given."""
+    street = " ".join(line for line in lines if line)
+    parts: dict[str, Any] = {
+        "province": province or None,
+        "city": city or None,
+        "district": district or None,
+        "street": street or None,
+        "postal_code": postal_code or None,
+    }
+    if country:
+        parts["country"] = country
+    return parts

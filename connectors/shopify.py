@@ -37,6 +37,7 @@ from connectors.base import (
     unreadable,
 )
 from connectors.payload import (
+    address,
     amount,
     canonical_order,
     field,
@@ -150,15 +151,13 @@ def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any
         else amount(data.get("total_tax") or "0", "total_tax")
     )
     shipping = data.get("shipping_address") or data.get("billing_address") or {}
-    street = " ".join(p for p in (shipping.get("address1"), shipping.get("address2")) if p)
-    address: dict[str, Any] = {
-        "province": shipping.get("province") or None,
-        "city": shipping.get("city") or None,
-        "street": street or None,
-        "postal_code": shipping.get("zip") or None,
-    }
-    if shipping.get("country_code"):
-        address["country"] = shipping["country_code"]
+    destination = address(
+        country=shipping.get("country_code"),
+        province=shipping.get("province"),
+        city=shipping.get("city"),
+        lines=(shipping.get("address1"), shipping.get("address2")),
+        postal_code=shipping.get("zip"),
+    )
     updated = data.get("updated_at")
     return {
         "channel": channel,
@@ -167,7 +166,7 @@ def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any
         "status": status_of(data),
         "currency": currency,
         "customer": _contact(data),
-        "shipping_address": address,
+        "shipping_address": destination,
         "items": items,
         "shipping_fee": shipping_fee,
         "order_discount": amount(data.get("total_discounts") or "0", "total_discounts"),

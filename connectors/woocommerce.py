@@ -36,6 +36,7 @@ from connectors.base import (
     unreadable,
 )
 from connectors.payload import (
+    address,
     amount,
     canonical_order,
     field,
@@ -157,15 +158,13 @@ def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any
     if not any(shipping.get(k) for k in ("address_1", "city", "country")):
         shipping = billing
     name = " ".join(p for p in (shipping.get("first_name"), shipping.get("last_name")) if p)
-    street = " ".join(p for p in (shipping.get("address_1"), shipping.get("address_2")) if p)
-    address: dict[str, Any] = {
-        "province": shipping.get("state") or None,
-        "city": shipping.get("city") or None,
-        "street": street or None,
-        "postal_code": shipping.get("postcode") or None,
-    }
-    if shipping.get("country"):
-        address["country"] = shipping["country"]
+    destination = address(
+        country=shipping.get("country"),
+        province=shipping.get("state"),
+        city=shipping.get("city"),
+        lines=(shipping.get("address_1"), shipping.get("address_2")),
+        postal_code=shipping.get("postcode"),
+    )
     modified = data.get("date_modified_gmt")
     return {
         "channel": channel,
@@ -178,7 +177,7 @@ def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any
             "phone": billing.get("phone") or shipping.get("phone") or None,
             "email": billing.get("email") or None,
         },
-        "shipping_address": address,
+        "shipping_address": destination,
         "items": items,
         "shipping_fee": shipping_fee,
         "order_discount": discount,
