@@ -1,5 +1,6 @@
 """The admin API: dead letters (list, show, retry, retry by filter, discard),
-rejected requests and the audit log. OpenAPI at ``/docs``.
+orders held as suspected duplicates (list, release, reject), rejected requests
+and the audit log. OpenAPI at ``/docs``.
 
 (No ``from __future__ import annotations`` here: FastAPI must see the
 ``Actor`` dependency alias defined inside :func:`create_admin_app`.)
@@ -20,6 +21,10 @@ from admin_api.schemas import (
     DeadLetterStatus,
     DeadLetterSummary,
     DiscardRequest,
+    HoldDecision,
+    HoldOut,
+    HoldReleased,
+    HoldStatus,
     Page,
     RejectedRequestOut,
     RetryManyRequest,
@@ -28,9 +33,11 @@ from admin_api.schemas import (
     RetryResult,
 )
 from canonical.errors import TransientError
-from router import deadletters
+from router import deadletters, holds
 from router.database import translate_db_errors
 from router.tables import audit_log, dead_letters, rejected_requests
+from router.tables import holds as holds_table
+from router.topology import Topology
 
 MAX_PAGE = 500
 
@@ -53,12 +60,13 @@ def _dead_letter_conditions(f: DeadLetterFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
+def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
         description=(
-            "Inspect and retry dead letters, inspect rejected webhook requests and the "
-            "audit log. Authenticate with `Authorization: Bearer <token>`."
+            "Inspect and retry dead letters, release or reject orders held as suspected "
+            "duplicates, inspect rejected webhook requests and the audit log. "
+            "Authenticate with `Authorization: Bearer <token>`."
         ),
         version="1",
     )
@@ -179,6 +187,39 @@ def create_admin_app(engine: Engine, auth: TokenAuth) -> FastAPI:
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter") from None
         except deadletters.DeadLetterStateError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+    @app.get("/holds", response_model=Page[HoldOut], tags=["holds"])
+    def list_holds(
+        _actor: Actor,
+        status_: Annotated[HoldStatus | None, Query(alias="status")] = "open",
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        c = holds_table.c
+        query = select(holds_table).where(*([c.status == status_] if status_ else []))
+        total, rows = page(query, c.id.desc(), limit, offset)
+        return {"total": total, "limit": limit, "offset": offset, "items": rows}
+
+    @app.post("/holds/{hold_id}/release", response_model=HoldReleased, tags=["holds"])
+    def release_hold(hold_id: int, decision: HoldDecision, actor: Actor) -> dict[str, Any]:
+        try:
+            with translate_db_errors(), engine.begin() as conn:
+                sent = holds.release(conn, topology, hold_id, actor, decision.note)
+        except KeyError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None
+        except holds.HoldStateError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return {"id": hold_id, "status": "released", "sent": sent}
+
+    @app.post("/holds/{hold_id}/reject", status_code=204, tags=["holds"])
+    def reject_hold(hold_id: int, decision: HoldDecision, actor: Actor) -> None:
+        try:
+            with translate_db_errors(), engine.begin() as conn:
+                holds.reject(conn, hold_id, actor, decision.note)
+        except KeyError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None
+        except holds.HoldStateError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
     @app.get(

@@ -102,3 +102,29 @@ class AuditEntry(BaseModel):
     target_id: str | None
     detail: dict[str, Any]
     at: datetime
+
+
+HoldStatus = Literal["open", "released", "rejected"]
+
+
+class HoldOut(BaseModel):
+    id: int
+    order_id: int
+    order_number: str
+    suspected_of: str
+    reason: str
+    status: HoldStatus
+    created_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str | None
+
+
+class HoldDecision(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class HoldReleased(BaseModel):
+    id: int
+    status: Literal["released"]
+    sent: list[str] = Field(description="message ids now on their way to the systems")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -25,6 +26,7 @@ from router.delivery import (
 from router.outbox import OutboxRelay
 from router.service import RouterService
 from router.settings import Settings, load_settings
+from router.suspicion import Suspicion
 from router.topology import Topology, build_topology
 
 if TYPE_CHECKING:
@@ -46,7 +48,14 @@ class Orderbus:
     _transports: list[Transport] = field(default_factory=list)
 
     def router(self, on_commit: Callable[[], None] | None = None) -> RouterService:
-        return RouterService(self.engine, self.topology, on_commit)
+        rule = self.settings.duplicate_suspicion
+        suspicion = Suspicion(
+            enabled=rule.enabled,
+            by=tuple(rule.by),
+            window=timedelta(hours=rule.window_hours),
+            across_channels_only=rule.across_channels_only,
+        )
+        return RouterService(self.engine, self.topology, on_commit, suspicion)
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)
@@ -159,7 +168,7 @@ class Orderbus:
         from admin_api.app import create_admin_app
         from admin_api.auth import TokenAuth
 
-        return create_admin_app(self.engine, TokenAuth(self.settings.admin_tokens))
+        return create_admin_app(self.engine, TokenAuth(self.settings.admin_tokens), self.topology)
 
     def close(self) -> None:
         for client in self._transports:

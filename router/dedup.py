@@ -19,6 +19,7 @@ class Outcome(StrEnum):
     UPDATE = "update"  # a later revision with different content: fan out again
     DUPLICATE = "duplicate"  # the same revision again: recorded, no effect
     STALE = "stale"  # an older revision arriving late: recorded, not propagated
+    HELD = "held"  # a change to an order held as a suspected duplicate: recorded, not sent
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, Select, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Select, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from canonical.envelope import Envelope, EnvelopeError, utcnow
@@ -28,7 +28,8 @@ from router.crashpoints import crash_point
 from router.database import prefer_key_lookups, translate_db_errors
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import targets_for
-from router.tables import arrivals, orders, outbox
+from router.suspicion import Suspicion, fingerprint, within
+from router.tables import arrivals, holds, orders, outbox
 from router.topology import Topology, delivery_routing_key
 from router.validation import validate
 
@@ -84,11 +85,16 @@ def _summarise(exc: ValidationError) -> str:
 
 class RouterService:
     def __init__(
-        self, engine: Engine, topology: Topology, on_commit: Callable[[], None] | None = None
+        self,
+        engine: Engine,
+        topology: Topology,
+        on_commit: Callable[[], None] | None = None,
+        suspicion: Suspicion | None = None,
     ) -> None:
         self.engine = engine
         self.topology = topology
         self.on_commit = on_commit  # e.g. wake the outbox relay
+        self.suspicion = suspicion or Suspicion()
 
     def handle(self, delivery: Delivery) -> None:
         """Handle one delivery. Raises PermanentError (dead letter) or a transient error."""
@@ -148,7 +154,7 @@ class RouterService:
         for attempt in range(3):
             try:
                 with translate_db_errors(), self.engine.begin() as conn:
-                    return _BatchRouting(conn, self.topology).route(items)
+                    return _BatchRouting(conn, self.topology, self.suspicion).route(items)
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -188,6 +194,15 @@ class _State:
     values: dict[str, object] | None = None  # to write: the latest accepted revision
     is_new: bool = False
     arrival_rows: list[dict[str, object]] = field(default_factory=list)
+    hold_status: str | None = None  # open or rejected: nothing of it goes out
+    new_hold: dict[str, object] | None = None  # to write: the hold this batch opened
+    channel: str = ""
+    fingerprint: str | None = None
+    placed_at: datetime | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.hold_status in ("open", "rejected")
 
 
 class _BatchRouting:
@@ -195,10 +210,12 @@ class _BatchRouting:
     (read arrivals, lock orders, write orders, outbox and arrivals), with the
     arrivals classified in order in between, as if one at a time."""
 
-    def __init__(self, conn: Connection, topology: Topology) -> None:
+    def __init__(self, conn: Connection, topology: Topology, suspicion: Suspicion) -> None:
         self.conn = conn
         self.topology = topology
+        self.suspicion = suspicion
         self.now = utcnow()
+        self.lookalikes: dict[str, list[_State]] = {}  # fingerprint -> known orders
 
     def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
         conn = self.conn
@@ -221,9 +238,13 @@ class _BatchRouting:
                 precedence=(row.status_rank, row.source_version, row.source_updated_at),
                 content_hash=row.content_hash,
                 version=row.version,
+                hold_status=row.hold_status,
+                channel=row.channel,
             )
             for row in rows
         }
+        if self.suspicion.enabled:
+            self._load_lookalikes([o for _, o in items if o.business_key not in states])
         results: list[RouteResult] = []
         outbox_rows: list[dict[str, object]] = []
         for envelope, order in items:
@@ -235,6 +256,60 @@ class _BatchRouting:
             results.append(self._classify(envelope, order, states, outbox_rows))
         self._write(states, outbox_rows)
         return results
+
+    def _load_lookalikes(self, new_orders: list[CanonicalOrder]) -> None:
+        """Known orders that share a fingerprint with one of the batch's new ones.
+
+        On PostgreSQL each fingerprint is locked for the transaction first
+        (an advisory lock, in sorted order): two routers taking the two halves
+        of a duplicate pair at once see each other's order, not neither.
+        """
+        prints = sorted(
+            {fp for o in new_orders if (fp := fingerprint(o, self.suspicion.by)) is not None}
+        )
+        if not prints:
+            return
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(hashtextextended(f, 20261125))) "
+                    "FROM unnest(CAST(:prints AS text[])) AS f"
+                ),
+                {"prints": prints},
+            )
+        c = orders.c
+        rows = self.conn.execute(
+            select(c.order_number, c.channel, c.fingerprint, c.placed_at).where(
+                c.fingerprint.in_(prints)
+            )
+        )
+        for row in rows:
+            placed = row.placed_at
+            if placed is not None and placed.tzinfo is None:  # SQLite keeps no offset
+                placed = placed.replace(tzinfo=UTC)
+            self.lookalikes.setdefault(row.fingerprint, []).append(
+                _State(
+                    id=None,
+                    number=row.order_number,
+                    status=OrderStatus.CREATED,
+                    precedence=(0, 0, ""),
+                    content_hash="",
+                    version=0,
+                    channel=row.channel,
+                    placed_at=placed,
+                )
+            )
+
+    def _suspected(self, order: CanonicalOrder, fp: str | None) -> _State | None:
+        """The order this new one seems to repeat, if any."""
+        if fp is None:
+            return None
+        for other in self.lookalikes.get(fp, []):
+            if self.suspicion.across_channels_only and other.channel == order.channel:
+                continue
+            if within(self.suspicion.window, other.placed_at, order.placed_at):
+                return other
+        return None
 
     def _classify(
         self,
@@ -253,7 +328,9 @@ class _BatchRouting:
         previous = state.status if state else None
         changed = outcome in (Outcome.NEW, Outcome.UPDATE)
         version = (state.version if state else 0) + (1 if changed else 0)
+        hold_note = ""
         if state is None:
+            fp = fingerprint(order, self.suspicion.by) if self.suspicion.enabled else None
             state = states[order.business_key] = _State(
                 id=None,
                 number=number,
@@ -262,7 +339,31 @@ class _BatchRouting:
                 content_hash=digest,
                 version=version,
                 is_new=True,
+                channel=order.channel,
+                fingerprint=fp,
+                placed_at=order.placed_at,
             )
+            twin = self._suspected(order, fp)
+            if twin is not None:
+                gap = order.placed_at - (twin.placed_at or order.placed_at)
+                minutes = abs(gap.total_seconds()) / 60
+                reason = (
+                    f"suspected duplicate of {twin.number} from channel {twin.channel}: same "
+                    f"{self.suspicion.describe()}, placed {minutes:.0f} min apart"
+                )
+                state.hold_status = "open"
+                state.new_hold = {
+                    "order_number": number,
+                    "suspected_of": twin.number,
+                    "reason": reason,
+                    "status": "open",
+                    "created_at": self.now,
+                }
+                hold_note = f"; held: {reason}"
+            if fp is not None:
+                self.lookalikes.setdefault(fp, []).append(state)
+        elif state.held:
+            hold_note = f"; held ({state.hold_status}): not sent until a person releases it"
         targets: list[str] = []
         if changed:
             body = accepted.to_wire().decode("utf-8")
@@ -271,7 +372,7 @@ class _BatchRouting:
             state.content_hash = digest
             state.version = version
             state.values = _state_values(accepted, body, digest, version, self.now)
-            targets = targets_for(accepted.status, previous)
+            targets = [] if state.held else targets_for(accepted.status, previous)
             for target in targets:
                 # Deterministic id: the same change to the same target always
                 # has the same id, which is the consumers' inbox key.
@@ -291,13 +392,15 @@ class _BatchRouting:
                         "attempts": 0,
                     }
                 )
+        if state.held and changed:
+            outcome = Outcome.HELD
         state.arrival_rows.append(
             {
                 "message_id": envelope.message_id,
                 "channel": order.channel,
                 "external_id": order.external_id,
                 "outcome": outcome.value,
-                "detail": detail,
+                "detail": detail + hold_note,
                 "order_version": version,
                 "correlation_id": envelope.correlation_id,
                 "received_at": envelope.received_at,
@@ -330,6 +433,9 @@ class _BatchRouting:
                         "shop": key[1],
                         "external_id": key[2],
                         "created_at": self.now,
+                        "fingerprint": s.fingerprint,
+                        "placed_at": s.placed_at,
+                        "hold_status": s.hold_status,
                         **(s.values or {}),
                     }
                     for key, s in new
@@ -337,6 +443,9 @@ class _BatchRouting:
             ).all()
             for (_, s), row in zip(new, inserted, strict=True):
                 s.id = row.id
+            held = [{"order_id": s.id, **s.new_hold} for _, s in new if s.new_hold]
+            if held:
+                conn.execute(insert(holds), held)
         changed = [s for s in states.values() if not s.is_new and s.values]
         if changed:
             conn.execute(

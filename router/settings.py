@@ -7,7 +7,7 @@ root and pass the object down.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +62,23 @@ class PollerSpec(_Mapped):
     start: str = "1970-01-01T00:00:00+00:00"
 
 
+SuspicionField = Literal["phone", "email", "items", "total", "address"]
+DEFAULT_SUSPICION_FIELDS: tuple[SuspicionField, ...] = ("phone", "items", "total")
+
+
+class DuplicateSuspicion(BaseModel):
+    """When a new order is held as a suspected duplicate (router/suspicion.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    by: list[SuspicionField] = Field(
+        default_factory=lambda: list(DEFAULT_SUSPICION_FIELDS), min_length=1
+    )
+    window_hours: float = Field(default=24.0, gt=0)
+    across_channels_only: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERBUS_", extra="ignore")
 
@@ -101,6 +118,8 @@ class Settings(BaseSettings):
     heartbeat: int = Field(default=30, ge=0)
     connect_timeout: float = 5.0
     confirm_timeout: float = 10.0
+
+    duplicate_suspicion: DuplicateSuspicion = Field(default_factory=DuplicateSuspicion)
 
     # Ingest (webhook connectors).
     ingest_host: str = "127.0.0.1"

@@ -76,7 +76,21 @@ orders = Table(
     Column("body", Text, nullable=False, doc="latest accepted canonical order (JSON)"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "fingerprint",
+        String(64),
+        nullable=True,
+        doc="what a duplicate from another channel would share (router/suspicion.py)",
+    ),
+    Column("placed_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "hold_status",
+        String(16),
+        nullable=True,
+        doc="open|released|rejected when held as a suspected duplicate (holds)",
+    ),
     UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
+    Index("ix_orders_fingerprint", "fingerprint"),
 )
 
 # One row per input message the router processed: its tracking record, written
@@ -88,7 +102,7 @@ arrivals = Table(
     Column("order_id", ID, nullable=True),
     Column("channel", String(64), nullable=False),
     Column("external_id", String(200), nullable=True),
-    Column("outcome", String(16), nullable=False, doc="new|update|duplicate|stale"),
+    Column("outcome", String(16), nullable=False, doc="new|update|duplicate|stale|held"),
     Column("detail", Text, nullable=True),
     Column("order_version", Integer, nullable=True),
     Column("correlation_id", String(100), nullable=True),
@@ -210,4 +224,22 @@ poll_cursors = Table(
     Column("channel", String(64), primary_key=True),
     Column("position", String(64), nullable=False, doc="ISO 8601 UTC update time"),
     Column("polled_at", DateTime(timezone=True), nullable=False),
+)
+
+# Orders held for a person: suspected duplicates of an order from another
+# channel. Nothing of a held order reaches the systems until it is released.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("order_id", ID, nullable=False, unique=True),
+    Column("order_number", String(32), nullable=False),
+    Column("suspected_of", String(32), nullable=False, doc="the order it seems to repeat"),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False, doc="open|released|rejected"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=True),
+    Index("ix_holds_status", "status", "id"),
 )

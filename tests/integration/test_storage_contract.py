@@ -19,10 +19,21 @@ from router.bus import Delivery, OutgoingMessage
 from router.consumers import DeliveryConsumer
 from router.dedup import Outcome, order_number
 from router.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
+from router.holds import HoldStateError, reject, release
 from router.outbox import OutboxRelay, next_batch, prefer_index_order
 from router.service import RouterService, lock_known_orders
 from router.settings import Settings
-from router.tables import arrivals, audit_log, dead_letters, inbox, metadata, orders, outbox
+from router.suspicion import Suspicion
+from router.tables import (
+    arrivals,
+    audit_log,
+    dead_letters,
+    holds,
+    inbox,
+    metadata,
+    orders,
+    outbox,
+)
 from router.topology import build_topology
 from tests.factories import FakePublisher, delivery_for, failure_delivery, order
 
@@ -701,3 +712,111 @@ def test_the_router_keeps_using_indexes_as_its_tables_grow(
             text("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relid = 'arrivals'::regclass")
         ).scalar_one()
     assert read == 600, f"the router read {read - 600} arrival rows sequentially"
+
+
+# -- cross-channel duplicate suspicion -------------------------------------------
+def held_rows(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(holds).order_by(holds.c.id)))
+
+
+def outbox_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(select(outbox.c.message_id).order_by(outbox.c.id)))
+
+
+def test_the_same_order_entering_through_another_channel_is_held(
+    router: RouterService, engine: Engine
+) -> None:
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
+    # A clerk keys the same sale into the store's spreadsheet an hour later.
+    later = "2026-11-11T01:00:01+08:00"
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9", placed_at=later)))
+    first = order_number("mini-program", "main", "MP-1")
+    second = order_number("store-hz01", "main", "POS-9")
+    assert [i.split("-v")[0] for i in outbox_ids(engine)] == [first] * 3  # only the first ships
+    [hold] = held_rows(engine)
+    assert (hold.order_number, hold.suspected_of, hold.status) == (second, first, "open")
+    assert "same phone, items, total" in hold.reason and "60 min apart" in hold.reason
+    with engine.connect() as conn:
+        outcome, detail = conn.execute(
+            select(arrivals.c.outcome, arrivals.c.detail).where(arrivals.c.external_id == "POS-9")
+        ).one()
+        assert (
+            conn.scalar(select(orders.c.hold_status).where(orders.c.order_number == second))
+            == "open"
+        )
+    assert outcome == "held" and first in detail
+
+
+def test_a_duplicate_pair_in_one_batch_is_held_too(router: RouterService, engine: Engine) -> None:
+    results = router.handle_batch(
+        [
+            delivery_for(order(channel="mini-program", external_id="MP-1")),
+            delivery_for(order(channel="store-hz01", external_id="POS-9")),
+        ]
+    )
+    assert results == [None, None]
+    assert len(outbox_ids(engine)) == 3
+    assert [h.suspected_of for h in held_rows(engine)] == [
+        order_number("mini-program", "main", "MP-1")
+    ]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"channel": "mini-program", "external_id": "MP-2"},  # the same channel: a repeat purchase
+        {"channel": "store-hz01", "external_id": "POS-9", "total": "31.50", "shipping_fee": "7.00"},
+        {"channel": "store-hz01", "external_id": "POS-9", "placed_at": "2026-11-13T00:00:01+08:00"},
+        {"channel": "store-hz01", "external_id": "POS-9", "customer": {"phone": "13700137000"}},
+    ],
+    ids=["same-channel", "other-total", "two-days-later", "other-phone"],
+)
+def test_orders_that_merely_look_alike_are_not_held(
+    router: RouterService, engine: Engine, other: dict[str, Any]
+) -> None:
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
+    router.handle(delivery_for(order(**other)))
+    assert held_rows(engine) == []
+    assert len(outbox_ids(engine)) == 6
+
+
+def test_a_held_order_sends_nothing_until_released_then_its_current_state(
+    router: RouterService, engine: Engine
+) -> None:
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9")))
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9", status="shipped")))
+    assert len(outbox_ids(engine)) == 3  # the update to the held order went nowhere either
+    [hold] = held_rows(engine)
+    with engine.begin() as conn:
+        sent = release(conn, TOPOLOGY, hold.id, "alice", "two different customers")
+    number = order_number("store-hz01", "main", "POS-9")
+    assert sent == [f"{number}-v2-finance", f"{number}-v2-notification"]  # shipped, version 2
+    assert outbox_ids(engine)[3:] == sent
+    with engine.begin() as conn:
+        with pytest.raises(HoldStateError):
+            release(conn, TOPOLOGY, hold.id, "alice", None)
+    router.handle(
+        delivery_for(order(channel="store-hz01", external_id="POS-9", status="delivered"))
+    )
+    assert outbox_ids(engine)[-2:] == [f"{number}-v3-finance", f"{number}-v3-notification"]
+
+
+def test_a_rejected_duplicate_is_never_sent(router: RouterService, engine: Engine) -> None:
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9")))
+    [hold] = held_rows(engine)
+    with engine.begin() as conn:
+        reject(conn, hold.id, "alice", "keyed twice by the store")
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9", status="shipped")))
+    assert len(outbox_ids(engine)) == 3
+    assert held_rows(engine)[0].status == "rejected"
+
+
+def test_suspicion_can_be_switched_off(engine: Engine) -> None:
+    router = RouterService(engine, TOPOLOGY, suspicion=Suspicion(enabled=False))
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9")))
+    assert held_rows(engine) == [] and len(outbox_ids(engine)) == 6

@@ -9,15 +9,21 @@ from sqlalchemy import Engine, select
 from admin_api.app import create_admin_app
 from admin_api.auth import TokenAuth
 from router.deadletters import DeadLetterRecorder
-from router.tables import outbox
-from tests.factories import failure_delivery
+from router.dedup import order_number
+from router.service import RouterService
+from router.settings import Settings
+from router.tables import holds, outbox
+from router.topology import build_topology
+from tests.factories import delivery_for, failure_delivery, order
 
 OPERATOR = {"Authorization": "Bearer op-token"}
 
 
 @pytest.fixture
 def client(sqlite_engine: Engine) -> Iterator[TestClient]:
-    app = create_admin_app(sqlite_engine, TokenAuth({"alice": "op-token"}))
+    app = create_admin_app(
+        sqlite_engine, TokenAuth({"alice": "op-token"}), build_topology(Settings(namespace="t"))
+    )
     with TestClient(app) as c:
         yield c
 
@@ -41,6 +47,9 @@ def letters(sqlite_engine: Engine) -> list[str]:
         ("post", "/dead-letters/1/discard"),
         ("get", "/rejected-requests"),
         ("get", "/audit"),
+        ("get", "/holds"),
+        ("post", "/holds/1/release"),
+        ("post", "/holds/1/reject"),
     ],
 )
 def test_everything_but_health_needs_a_token(client: TestClient, method: str, path: str) -> None:
@@ -125,3 +134,40 @@ def test_discard_needs_a_note(client: TestClient, letters: list[str]) -> None:
 def test_openapi_is_published(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/dead-letters/{dead_letter_id}/retry" in paths
+
+
+@pytest.fixture
+def held(sqlite_engine: Engine) -> int:
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9")))
+    with sqlite_engine.connect() as conn:
+        return int(conn.scalar(select(holds.c.id)) or 0)
+
+
+def test_an_operator_sees_a_held_order_and_releases_it(
+    client: TestClient, held: int, sqlite_engine: Engine
+) -> None:
+    [item] = client.get("/holds", headers=OPERATOR).json()["items"]
+    assert item["id"] == held and item["status"] == "open"
+    assert item["suspected_of"] == order_number("mini-program", "main", "MP-1")
+    r = client.post(f"/holds/{held}/release", json={"note": "two customers"}, headers=OPERATOR)
+    assert r.status_code == 200, r.text
+    number = order_number("store-hz01", "main", "POS-9")
+    assert r.json()["sent"] == [
+        f"{number}-v1-{t}" for t in ("warehouse", "finance", "notification")
+    ]
+    again = client.post(f"/holds/{held}/release", json={}, headers=OPERATOR)
+    assert again.status_code == 409
+    assert client.get("/holds", headers=OPERATOR).json()["total"] == 0
+    [entry] = client.get("/audit", params={"action": "hold.release"}, headers=OPERATOR).json()[
+        "items"
+    ]
+    assert entry["actor"] == "alice" and entry["detail"]["note"] == "two customers"
+
+
+def test_an_operator_rejects_a_duplicate(client: TestClient, held: int) -> None:
+    assert client.post(f"/holds/{held}/reject", json={}, headers=OPERATOR).status_code == 204
+    rejected = client.get("/holds", params={"status": "rejected"}, headers=OPERATOR).json()
+    assert rejected["total"] == 1
+    assert client.post("/holds/999/reject", json={}, headers=OPERATOR).status_code == 404
