@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from router.sinks import RecordingSink
+from tests.e2e.conftest import Downstream
 from tests.e2e.process import OrderbusProcess, free_port, orderbus, orderbus_env
 from tests.factories import body_of, order_dict, signed_headers
 
@@ -28,26 +28,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "co
             return
         time.sleep(0.2)
     raise AssertionError(f"{what} not met in {timeout}s")
-
-
-class Downstream:
-    """The existing systems; finance can be told to fail for an order."""
-
-    def __init__(self) -> None:
-        self.finance_down_for: set[str] = set()
-        self.sink = RecordingSink(self.respond).start()
-
-    def respond(self, target: str, body: dict[str, Any]) -> int:
-        if target == "finance" and body.get("external_id") in self.finance_down_for:
-            return 503
-        return 200
-
-
-@pytest.fixture
-def downstream() -> Iterator[Downstream]:
-    d = Downstream()
-    yield d
-    d.sink.stop()
 
 
 def settings_env(downstream: Downstream, **extra: Any) -> dict[str, str]:
