@@ -109,7 +109,6 @@ class Orderbus:
         from connectors.rejections import record_rejection
 
         spec = self.settings.pollers[channel]
-        mapping = self._mapping(f"polled channel {channel!r}", spec.mapping, spec.mapping_file)
         publisher = self.bus.publisher()
 
         def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
@@ -127,16 +126,35 @@ class Orderbus:
                 channel=channel,
                 status_code=422,
                 reason=reason,
-                detail=f"polled from {spec.url}: {detail}",
+                detail=f"polled from {spec.url or spec.connector}: {detail}",
                 headers={},
                 body=body,
                 body_size=len(body),
                 remote_addr=None,
             )
 
+        client = httpx.Client(timeout=self.settings.http_timeout)
+        if spec.connector == "amazon-sp-api" and spec.amazon is not None:
+            from connectors.amazon_sp import AmazonOrdersPoller, LwaToken, orders_spec
+
+            account = spec.amazon
+            token = LwaToken(
+                client, account.refresh_token, account.client_id, account.client_secret
+            )
+            amazon = orders_spec(
+                account.endpoint,
+                account.marketplace_ids,
+                interval=spec.interval,
+                overlap=spec.overlap,
+                start=spec.start,
+            )
+            return AmazonOrdersPoller(
+                channel, amazon, None, self.engine, client, publish_many, record_bad, token=token
+            )
+        mapping = self._mapping(f"polled channel {channel!r}", spec.mapping, spec.mapping_file)
         poll = PollSpec(
-            url=spec.url,
-            items=spec.items,
+            url=spec.url or "",
+            items=spec.items or "",
             since_param=spec.since_param,
             page_param=spec.page_param,
             next_path=spec.next_path,
@@ -147,7 +165,6 @@ class Orderbus:
             overlap=spec.overlap,
             start=spec.start,
         )
-        client = httpx.Client(timeout=self.settings.http_timeout)
         return RestPoller(channel, poll, mapping, self.engine, client, publish_many, record_bad)
 
     def recorder(self) -> DeadLetterRecorder:

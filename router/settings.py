@@ -35,9 +35,13 @@ class _Mapped(BaseModel):
     mapping: dict[str, Any] | None = None
     mapping_file: str | None = None
 
+    def _needs_mapping(self) -> bool:
+        return True
+
     @model_validator(mode="after")
     def _one_mapping(self) -> _Mapped:
-        if (self.mapping is None) == (self.mapping_file is None):
+        given = (self.mapping is not None) + (self.mapping_file is not None)
+        if given > 1 or (given == 0 and self._needs_mapping()):
             raise ValueError("give mapping or mapping_file (one of them)")
         return self
 
@@ -46,11 +50,28 @@ class LegacySpec(_Mapped):
     """An existing system publishing its own JSON orders on AMQP, and how to read them."""
 
 
-class PollerSpec(_Mapped):
-    """A channel polled over REST (connectors/poller.py), and how to read it."""
+class AmazonSpec(BaseModel):
+    """The Amazon SP-API Orders connector's account (connectors/amazon_sp.py)."""
 
-    url: str
-    items: str = Field(description='where the orders are in a response, e.g. "$.data.orders"')
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = "https://sellingpartnerapi-na.amazon.com"
+    marketplace_ids: list[str] = Field(min_length=1)
+    refresh_token: str
+    client_id: str
+    client_secret: str
+
+
+class PollerSpec(_Mapped):
+    """A channel polled over REST (connectors/poller.py), and how to read it:
+    with a field mapping, or with a platform's own module."""
+
+    connector: Literal["mapping", "amazon-sp-api"] = "mapping"
+    amazon: AmazonSpec | None = None
+    url: str | None = None
+    items: str | None = Field(
+        default=None, description='where the orders are in a response, e.g. "$.data.orders"'
+    )
     since_param: str = "updated_after"
     page_param: str | None = "page"
     next_path: str | None = None
@@ -60,6 +81,17 @@ class PollerSpec(_Mapped):
     min_request_interval: float = Field(default=1.0, ge=0)
     overlap: float = Field(default=300.0, ge=0)
     start: str = "1970-01-01T00:00:00+00:00"
+
+    def _needs_mapping(self) -> bool:
+        return self.connector == "mapping"
+
+    @model_validator(mode="after")
+    def _connector_settings(self) -> PollerSpec:
+        if self.connector == "mapping" and not (self.url and self.items):
+            raise ValueError("a mapped poller needs url and items")
+        if self.connector == "amazon-sp-api" and self.amazon is None:
+            raise ValueError("the amazon-sp-api poller needs its amazon account settings")
+        return self
 
 
 SuspicionField = Literal["phone", "email", "items", "total", "address"]

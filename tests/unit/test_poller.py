@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -65,10 +66,11 @@ class Platform:
             special = self.answers.pop(0)
             if special is not None:
                 return special(request)
-        since = request.url.params["updated_after"]
+        since = datetime.fromisoformat(request.url.params["updated_after"].replace("Z", "+00:00"))
         page = int(request.url.params["page"])
         changed = sorted(
-            (o for o in self.orders if o["updated"] >= since), key=lambda o: o["updated"]
+            (o for o in self.orders if datetime.fromisoformat(o["updated"]) >= since),
+            key=lambda o: o["updated"],
         )
         start = (page - 1) * self.page_size
         return httpx.Response(
@@ -130,7 +132,7 @@ def test_pages_are_published_and_the_cursor_moves_to_the_newest_change(engine: E
     assert [o.external_id for _, o in broker.published] == [f"R-{i}" for i in range(5)]
     assert (report.pages, report.published, report.bad) == (4, 5, 0)  # 2 + 2 + 1, then empty
     assert report.cursor == "2026-11-11T01:04:00+00:00"
-    assert platform.requests[0].url.params["updated_after"] == "2026-11-10T23:59:00+00:00"
+    assert platform.requests[0].url.params["updated_after"] == "2026-11-10T23:59:00Z"
     assert sleeps == [0.5, 0.5, 0.5]  # one request per min_request_interval
 
 
@@ -144,7 +146,7 @@ def test_a_restart_resumes_from_the_stored_cursor_and_repeats_nothing_with_effec
     orders[0] = remote_order(0, "2026-11-11T01:31:00+00:00", status="SHIPPED")
     again = Platform(orders)
     poller(engine, again, broker).poll_once()  # a new process: the cursor is in the database
-    assert again.requests[0].url.params["updated_after"] == "2026-11-11T01:01:00+00:00"
+    assert again.requests[0].url.params["updated_after"] == "2026-11-11T01:01:00Z"
     ids = [i for i, _ in broker.published]
     # are inside the overlap and polled again: the same ids, recorded once.
     assert ids[3:5] == ids[1:3]

@@ -52,3 +52,26 @@ def test_ingest_polls_each_polled_channel(sqlite_url: str) -> None:
     daemon = Daemon(app, ("ingest",))
     daemon.build()
     assert sorted(t.name for t in daemon.threads) == ["ingest", "poll-api-shop"]
+
+
+def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
+    from connectors.amazon_sp import AmazonOrdersPoller
+    from router.settings import AmazonSpec, PollerSpec
+
+    account = AmazonSpec(
+        marketplace_ids=["ATVPDKIKX0DER"], refresh_token="r", client_id="c", client_secret="s"
+    )
+    app = bootstrap(
+        Settings(
+            broker_url="memory://",
+            database_url=sqlite_url,
+            pollers={"amazon-us": PollerSpec(connector="amazon-sp-api", amazon=account)},
+        )
+    )
+    poller = app.poller("amazon-us")
+    assert isinstance(poller, AmazonOrdersPoller)
+    assert poller.spec.url == "https://sellingpartnerapi-na.amazon.com/orders/v0/orders"
+    with pytest.raises(ValueError, match="needs its amazon account"):
+        PollerSpec(connector="amazon-sp-api")
+    with pytest.raises(ValueError, match="needs url and items"):
+        PollerSpec(mapping={"external_id": "$.id"})
