@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from canonical.order import CanonicalOrder
 from connectors.payload import SHANGHAI
+from connectors.publishing import PublishMany
 from router.validation import violations
 
 # Recognised headers for each field, compared without case, spaces, underscores,
@@ -563,7 +564,7 @@ def import_message_id(channel: str, order: CanonicalOrder) -> str:
 def run_import(
     path: Path,
     channel: str,
-    publish_many: Callable[[list[CanonicalOrder], list[str]], list[Exception | None]],
+    publish_many: PublishMany,
     record_bad_row: Callable[[RowError, str], None],
     *,
     mapping: ColumnMapping | None = None,

@@ -46,12 +46,12 @@ from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError
 from connectors.mapping import FieldMapping, path_steps, value_at
 from connectors.payload import canonical_order, load_json
+from connectors.publishing import PublishMany
 from router.database import dialect_insert
 from router.tables import poll_cursors
 
 log = logging.getLogger(__name__)
 
-PublishMany = Callable[[list[CanonicalOrder], list[str]], list[Exception | None]]
 RecordBad = Callable[[str, str, str], None]  # reason, detail, the item as JSON
 
 

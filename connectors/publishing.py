@@ -1,11 +1,20 @@
-"""An order read by a connector, as the message the router receives."""
+"""An order read by a connector, as the message the router receives; and the
+two things every non-webhook source (file import, poller) needs: publish a
+batch of orders under given message ids, and record an input it cannot read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
+from sqlalchemy import Engine
+
 from canonical.envelope import Envelope
 from canonical.order import CanonicalOrder
-from router.bus import OutgoingMessage
+from connectors.rejections import record_rejection
+from router.bus import OutgoingMessage, Publisher
 from router.topology import Topology, ingest_routing_key
+
+PublishMany = Callable[[list[CanonicalOrder], list[str]], list[Exception | None]]
 
 
 def order_message(
@@ -21,4 +30,40 @@ def order_message(
         message_id=envelope.message_id,
         headers=envelope.headers(),
         correlation_id=envelope.correlation_id,
+    )
+
+
+def order_publisher(publisher: Publisher, topology: Topology, channel: str) -> PublishMany:
+    """Publish orders under the given message ids; for each, None once the
+    broker confirmed it, else the error."""
+
+    def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
+        return publisher.publish_many(
+            [order_message(topology, channel, o, i) for o, i in zip(orders, ids, strict=True)]
+        )
+
+    return publish_many
+
+
+def record_unreadable(
+    engine: Engine,
+    channel: str,
+    reason: str,
+    detail: str,
+    text: str,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Record an input a source could not read (a file's row, a polled order)
+    in ``rejected_requests``, with its text, for a person to act on."""
+    body = text.encode("utf-8")
+    record_rejection(
+        engine,
+        channel=channel,
+        status_code=422,
+        reason=reason,
+        detail=detail,
+        headers=dict(headers or {}),
+        body=body,
+        body_size=len(body),
+        remote_addr=None,
     )

@@ -103,35 +103,15 @@ class Orderbus:
         return LegacyInbound(channel, mapping, self.topology, self.bus.publisher())
 
     def poller(self, channel: str) -> RestPoller:
-        from canonical.order import CanonicalOrder
         from connectors.poller import PollSpec, RestPoller
-        from connectors.publishing import order_message
-        from connectors.rejections import record_rejection
+        from connectors.publishing import order_publisher, record_unreadable
 
         spec = self.settings.pollers[channel]
-        publisher = self.bus.publisher()
-
-        def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
-            return publisher.publish_many(
-                [
-                    order_message(self.topology, channel, o, i)
-                    for o, i in zip(orders, ids, strict=True)
-                ]
-            )
+        publish_many = order_publisher(self.bus.publisher(), self.topology, channel)
+        source = spec.url or spec.connector
 
         def record_bad(reason: str, detail: str, item: str) -> None:
-            body = item.encode("utf-8")
-            record_rejection(
-                self.engine,
-                channel=channel,
-                status_code=422,
-                reason=reason,
-                detail=f"polled from {spec.url or spec.connector}: {detail}",
-                headers={},
-                body=body,
-                body_size=len(body),
-                remote_addr=None,
-            )
+            record_unreadable(self.engine, channel, reason, f"polled from {source}: {detail}", item)
 
         client = httpx.Client(timeout=self.settings.http_timeout)
         if spec.connector == "amazon-sp-api" and spec.amazon is not None:

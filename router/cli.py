@@ -77,10 +77,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from canonical.order import CanonicalOrder
     from connectors.file_import import ColumnMapping, FileImportError, RowError, run_import
-    from connectors.publishing import order_message
-    from connectors.rejections import record_rejection
+    from connectors.publishing import order_publisher, record_unreadable
     from router.bootstrap import bootstrap
     from router.database import upgrade
 
@@ -91,25 +89,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     publisher = app.bus.publisher()
     path = Path(args.file)
 
-    def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
-        messages = [
-            order_message(app.topology, args.channel, o, i)
-            for o, i in zip(orders, ids, strict=True)
-        ]
-        return publisher.publish_many(messages)
-
     def record(error: RowError, row: str) -> None:
-        body = row.encode("utf-8")
-        record_rejection(
+        record_unreadable(
             app.engine,
-            channel=args.channel,
-            status_code=422,
-            reason=error.reason,
-            detail=f"{path.name} {error}",
-            headers={"x-orderbus-import": str(path)},
-            body=body,
-            body_size=len(body),
-            remote_addr=None,
+            args.channel,
+            error.reason,
+            f"{path.name} {error}",
+            row,
+            {"x-orderbus-import": str(path)},
         )
 
     def progress(done: int, total: int) -> None:
@@ -119,7 +106,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         report = run_import(
             path,
             args.channel,
-            publish_many,
+            order_publisher(publisher, app.topology, args.channel),
             record,
             mapping=ColumnMapping.load(Path(args.mapping) if args.mapping else None),
             shop=args.shop,
