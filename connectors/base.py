@@ -10,8 +10,8 @@ limits, recording refused requests, publishing with confirms, the answer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from canonical.order import CanonicalOrder
 
@@ -48,7 +48,6 @@ class ChannelConfig:
     connector: str = "generic-json"
     secrets: tuple[str, ...] = ()
     shop: str | None = None
-    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,10 @@ class Arrival:
 @dataclass(frozen=True)
 class WebhookResult:
     """The orders in a request; or none, and why (a ping, an event that is not
-    about an order), which is recorded; and the body the platform expects back."""
+    about an order), which is recorded."""
 
     arrivals: tuple[Arrival, ...] = ()
     ignored: str | None = None
-    reply: Mapping[str, Any] | None = None
 
 
 class WebhookConnector(Protocol):

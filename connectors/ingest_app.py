@@ -2,7 +2,7 @@
 
 The channel's connector (``ORDERBUS_CHANNELS``; the generic signed JSON one by
 default) checks the signature and reads the platform's payload. The app answers
-202 (or the reply the platform expects) only after the broker confirmed every
+202 only after the broker confirmed every
 order in the request; 503 with Retry-After when the broker is unavailable;
 400/401/404/413/415/422 with an ``application/problem+json`` body for bad input;
 200 for a request that carries no order (a ping, an event orderbus does not
@@ -83,7 +83,6 @@ def channel_config_of(settings: Settings, channel: str) -> ChannelConfig:
         connector=spec.connector if spec else "generic-json",
         secrets=tuple(settings.channel_secrets.get(channel, ())),
         shop=spec.shop if spec else None,
-        options=dict(spec.options) if spec else {},
     )
 
 
@@ -106,21 +105,32 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
     )
     settings = deps.settings
 
-    async def refuse(
-        request: Request, channel: str, body: bytes, size: int, error: ConnectorError
-    ) -> JSONResponse:
+    async def record(
+        request: Request,
+        channel: str,
+        body: bytes,
+        size: int,
+        status: int,
+        reason: str,
+        detail: str,
+    ) -> None:
         await run_in_threadpool(
             record_rejection,
             deps.engine,
             channel=channel,
-            status_code=error.status,
-            reason=error.reason,
-            detail=error.detail,
+            status_code=status,
+            reason=reason,
+            detail=detail,
             headers=dict(request.headers),
             body=body,
             body_size=size,
             remote_addr=request.client.host if request.client else None,
         )
+
+    async def refuse(
+        request: Request, channel: str, body: bytes, size: int, error: ConnectorError
+    ) -> JSONResponse:
+        await record(request, channel, body, size, error.status, error.reason, error.detail)
         log.warning("ingest %s: %d %s: %s", channel, error.status, error.reason, error.detail)
         extra: dict[str, Any] = {"errors": error.errors} if error.errors else {}
         return problem(error.status, error.reason, error.detail, **extra)
@@ -195,23 +205,9 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
             # Not an order (a ping, an event orderbus does not read): answered
             # as the platform expects, and recorded, so nothing vanishes unseen.
             reason = result.ignored or "no orders in the request"
-            await run_in_threadpool(
-                record_rejection,
-                deps.engine,
-                channel=channel,
-                status_code=200,
-                reason="ignored",
-                detail=reason,
-                headers=dict(request.headers),
-                body=body,
-                body_size=size,
-                remote_addr=request.client.host if request.client else None,
-            )
+            await record(request, channel, body, size, 200, "ignored", reason)
             log.info("ingest %s: nothing to route (%s)", channel, reason)
-            return JSONResponse(
-                dict(result.reply) if result.reply else {"status": "ignored", "reason": reason},
-                status_code=200,
-            )
+            return JSONResponse({"status": "ignored", "reason": reason}, status_code=200)
 
         accepted: list[dict[str, str]] = []
         for arrival in result.arrivals:
@@ -234,8 +230,6 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
                 )
             log.info("ingest %s: accepted %s as %s", channel, order.external_id, message.message_id)
             accepted.append({"message_id": message.message_id, "external_id": order.external_id})
-        if result.reply is not None:
-            return JSONResponse(dict(result.reply), status_code=200)
         answer: dict[str, Any] = {"status": "accepted", "channel": channel, **accepted[0]}
         if len(accepted) > 1:
             answer["orders"] = accepted

@@ -24,7 +24,6 @@ class ChannelSpec(BaseModel):
 
     connector: str = "generic-json"
     shop: str | None = Field(default=None, max_length=200)
-    options: dict[str, str] = Field(default_factory=dict)
 
 
 class _Mapped(BaseModel):
