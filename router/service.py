@@ -180,6 +180,15 @@ def lock_known_orders(keys: Iterable[tuple[str, str, str]]) -> Select[Any]:
     )
 
 
+@dataclass(frozen=True)
+class _Lookalike:
+    """An order a new one may repeat: stored, or new earlier in this batch."""
+
+    number: str
+    channel: str
+    placed_at: datetime | None
+
+
 @dataclass
 class _State:
     """An order as this transaction sees it: loaded, or created or changed by
@@ -196,7 +205,6 @@ class _State:
     arrival_rows: list[dict[str, object]] = field(default_factory=list)
     hold_status: str | None = None  # open or rejected: nothing of it goes out
     new_hold: dict[str, object] | None = None  # to write: the hold this batch opened
-    channel: str = ""
     fingerprint: str | None = None
     placed_at: datetime | None = None
 
@@ -215,7 +223,8 @@ class _BatchRouting:
         self.topology = topology
         self.suspicion = suspicion
         self.now = utcnow()
-        self.lookalikes: dict[str, list[_State]] = {}  # fingerprint -> known orders
+        self.lookalikes: dict[str, list[_Lookalike]] = {}  # fingerprint -> orders having it
+        self.prints: dict[tuple[str, str, str], str] = {}  # a new order's fingerprint
 
     def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
         conn = self.conn
@@ -239,12 +248,17 @@ class _BatchRouting:
                 content_hash=row.content_hash,
                 version=row.version,
                 hold_status=row.hold_status,
-                channel=row.channel,
             )
             for row in rows
         }
         if self.suspicion.enabled:
-            self._load_lookalikes([o for _, o in items if o.business_key not in states])
+            for _, order in items:  # each new order's first arrival in the batch
+                key = order.business_key
+                if key not in states and key not in self.prints:
+                    fp = fingerprint(order, self.suspicion.by)
+                    if fp is not None:
+                        self.prints[key] = fp
+            self._load_lookalikes()
         results: list[RouteResult] = []
         outbox_rows: list[dict[str, object]] = []
         for envelope, order in items:
@@ -257,16 +271,14 @@ class _BatchRouting:
         self._write(states, outbox_rows)
         return results
 
-    def _load_lookalikes(self, new_orders: list[CanonicalOrder]) -> None:
-        """Known orders that share a fingerprint with one of the batch's new ones.
+    def _load_lookalikes(self) -> None:
+        """Stored orders that share a fingerprint with one of the batch's new ones.
 
         On PostgreSQL each fingerprint is locked for the transaction first
         (an advisory lock, in sorted order): two routers taking the two halves
         of a duplicate pair at once see each other's order, not neither.
         """
-        prints = sorted(
-            {fp for o in new_orders if (fp := fingerprint(o, self.suspicion.by)) is not None}
-        )
+        prints = sorted(set(self.prints.values()))
         if not prints:
             return
         if self.conn.dialect.name == "postgresql":
@@ -288,19 +300,10 @@ class _BatchRouting:
             if placed is not None and placed.tzinfo is None:  # SQLite keeps no offset
                 placed = placed.replace(tzinfo=UTC)
             self.lookalikes.setdefault(row.fingerprint, []).append(
-                _State(
-                    id=None,
-                    number=row.order_number,
-                    status=OrderStatus.CREATED,
-                    precedence=(0, 0, ""),
-                    content_hash="",
-                    version=0,
-                    channel=row.channel,
-                    placed_at=placed,
-                )
+                _Lookalike(row.order_number, row.channel, placed)
             )
 
-    def _suspected(self, order: CanonicalOrder, fp: str | None) -> _State | None:
+    def _suspected(self, order: CanonicalOrder, fp: str | None) -> _Lookalike | None:
         """The order this new one seems to repeat, if any."""
         if fp is None:
             return None
@@ -330,7 +333,7 @@ class _BatchRouting:
         version = (state.version if state else 0) + (1 if changed else 0)
         hold_note = ""
         if state is None:
-            fp = fingerprint(order, self.suspicion.by) if self.suspicion.enabled else None
+            fp = self.prints.get(order.business_key)
             state = states[order.business_key] = _State(
                 id=None,
                 number=number,
@@ -339,7 +342,6 @@ class _BatchRouting:
                 content_hash=digest,
                 version=version,
                 is_new=True,
-                channel=order.channel,
                 fingerprint=fp,
                 placed_at=order.placed_at,
             )
@@ -361,7 +363,9 @@ class _BatchRouting:
                 }
                 hold_note = f"; held: {reason}"
             if fp is not None:
-                self.lookalikes.setdefault(fp, []).append(state)
+                self.lookalikes.setdefault(fp, []).append(
+                    _Lookalike(number, order.channel, order.placed_at)
+                )
         elif state.held:
             hold_note = f"; held ({state.hold_status}): not sent until a person releases it"
         targets: list[str] = []
