@@ -41,13 +41,16 @@ def unreadable(detail: str, reason: str = "schema_mismatch") -> ConnectorError:
 @dataclass(frozen=True)
 class ChannelConfig:
     """One configured channel: its name (the URL's ``{channel}``), its connector,
-    its secrets (current first, then the previous one while rotating) and the
-    shop its orders belong to (part of each order's business key)."""
+    its secrets (current first, then the previous one while rotating), the
+    shop its orders belong to (part of each order's business key), and our
+    app's id on the platform where its signature names it (Youzan's
+    ``client_id``, Douyin's ``app_key``)."""
 
     name: str
     connector: str = "generic-json"
     secrets: tuple[str, ...] = ()
     shop: str | None = None
+    app_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,5 +94,6 @@ class WebhookConnector(Protocol):
     def read(self, request: WebhookRequest, channel: ChannelConfig) -> WebhookResult:
         """The orders in an authenticated request, or ConnectorError(400/422, ...)."""
 
-    def sign(self, body: bytes, secret: str, now: float) -> dict[str, str]:
-        """The headers the platform would send with ``body`` (for tests and demos)."""
+    def sign(self, body: bytes, secret: str, now: float) -> tuple[dict[str, str], bytes]:
+        """The headers and body the platform would send for ``body`` (for tests
+        and demos): most platforms sign in a header; some (Youzan) in the body."""

@@ -54,9 +54,9 @@ class GenericJsonConnector:
             )
         return WebhookResult((Arrival(canonical_order(data)),))
 
-    def sign(self, body: bytes, secret: str, now: float) -> dict[str, str]:
+    def sign(self, body: bytes, secret: str, now: float) -> tuple[dict[str, str], bytes]:
         return {
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: str(int(now)),
             SIGNATURE_HEADER: sign(secret, int(now), body),
-        }
+        }, body

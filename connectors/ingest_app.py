@@ -83,6 +83,7 @@ def channel_config_of(settings: Settings, channel: str) -> ChannelConfig:
         connector=spec.connector if spec else "generic-json",
         secrets=tuple(settings.channel_secrets.get(channel, ())),
         shop=spec.shop if spec else None,
+        app_key=spec.app_key if spec else None,
     )
 
 

@@ -11,6 +11,7 @@ from connectors.base import WebhookConnector
 from connectors.generic_json import GenericJsonConnector
 from connectors.shopify import ShopifyConnector
 from connectors.woocommerce import WooCommerceConnector
+from connectors.youzan import YouzanConnector
 
 CONNECTORS: dict[str, WebhookConnector] = {
     connector.name: connector
@@ -18,6 +19,7 @@ CONNECTORS: dict[str, WebhookConnector] = {
         GenericJsonConnector(),
         ShopifyConnector(),
         WooCommerceConnector(),
+        YouzanConnector(),
     )
 }
 

@@ -82,14 +82,14 @@ class ShopifyConnector:
         order = canonical_order(to_canonical(data, channel.name, shop))
         return WebhookResult((Arrival(order, request.header(WEBHOOK_ID_HEADER)),))
 
-    def sign(self, body: bytes, secret: str, now: float) -> dict[str, str]:
+    def sign(self, body: bytes, secret: str, now: float) -> tuple[dict[str, str], bytes]:
         return {
             "Content-Type": "application/json",
             HMAC_HEADER: hmac_sha256_base64(secret, body),
             TOPIC_HEADER: "orders/create",
             SHOP_HEADER: "example.myshopify.com",
             WEBHOOK_ID_HEADER: "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
-        }
+        }, body
 
 
 def status_of(data: dict[str, Any]) -> str:

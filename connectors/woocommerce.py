@@ -96,14 +96,14 @@ class WooCommerceConnector:
         order = canonical_order(to_canonical(data, channel.name, shop))
         return WebhookResult((Arrival(order, request.header(DELIVERY_HEADER)),))
 
-    def sign(self, body: bytes, secret: str, now: float) -> dict[str, str]:
+    def sign(self, body: bytes, secret: str, now: float) -> tuple[dict[str, str], bytes]:
         return {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: hmac_sha256_base64(secret, body),
             TOPIC_HEADER: "order.created",
             SOURCE_HEADER: "https://example.com/",
             DELIVERY_HEADER: "6d0e6a3b1d3a1e5f0c0b4e2a9f8d7c6b",
-        }
+        }, body
 
 
 def _places(currency: str) -> int:

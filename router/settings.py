@@ -24,6 +24,9 @@ class ChannelSpec(BaseModel):
 
     connector: str = "generic-json"
     shop: str | None = Field(default=None, max_length=200)
+    # Our app's id on the platform, where its signature covers it (Youzan
+    # client_id, Douyin app_key); a request naming another app is refused.
+    app_key: str | None = Field(default=None, max_length=200)
 
 
 class _Mapped(BaseModel):

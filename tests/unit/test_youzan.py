@@ -1,0 +1,200 @@
+"""Youzan push messages: what the contract suite does not cover (test messages,
+non-trade and status-only events, the client id, resends, the version, and
+envelope fields outside the signature)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from canonical.order import CanonicalOrder
+from connectors.base import ChannelConfig, ConnectorError, WebhookRequest
+from connectors.ingest_app import IngestDeps, create_ingest_app
+from connectors.youzan import YouzanConnector, youzan_sign
+from router.settings import ChannelSpec, Settings
+from router.tables import rejected_requests
+from router.topology import build_topology
+from tests.factories import FakePublisher
+
+SECRET = "youzan-client-secret"
+CLIENT_ID = "d3ccc77bb8b5bf4e08"
+FIXTURES = Path(str(resources.files("connectors") / "fixtures" / "youzan"))
+# The trade_TradePaid sample's msg exactly as published (yuyan2077/youzanyunpay,
+# server/server.go): a status event with no order lines in it.
+STATUS_ONLY_MSG = (
+    "%7B%22full_order_info%22%3A%7B%22remark_info%22%3A%7B%22buyer_message%22%3A%22%22%7D%2C"
+    "%22pay_info%22%3A%7B%22outer_transactions%22%3A%5B%224200000168201810166190128957%22%5D%2C"
+    "%22post_fee%22%3A%220.00%22%2C%22total_fee%22%3A%220.01%22%2C%22payment%22%3A%220.01%22%2C"
+    "%22transaction%22%3A%5B%22181016214103000041%22%5D%7D%2C%22source_info%22%3A%7B"
+    "%22is_offline_order%22%3Afalse%2C%22source%22%3A%7B%22platform%22%3A%22wx%22%2C"
+    "%22wx_entrance%22%3A%22direct_buy%22%7D%7D%2C%22order_info%22%3A%7B%22consign_time%22%3A%7B%7D"
+    "%2C%22order_extra%22%3A%7B%22is_from_cart%22%3A%22false%22%7D%2C%22created%22%3A"
+    "%222018-10-16+21%3A41%3A01%22%2C%22status_str%22%3A%22%E5%B7%B2%E6%94%AF%E4%BB%98%22%2C"
+    "%22expired_time%22%3A%222018-10-16+22%3A11%3A01%22%2C%22success_time%22%3A%7B%7D%2C"
+    "%22type%22%3A6%2C%22tid%22%3A%22E20181016214101073500004%22%2C%22confirm_time%22%3A%7B%7D%2C"
+    "%22pay_time%22%3A%222018-10-16+21%3A41%3A10%22%2C%22update_time%22%3A"
+    "%222018-10-16+21%3A41%3A11%22%2C%22is_retail_order%22%3Afalse%2C%22pay_type%22%3A10%2C"
+    "%22team_type%22%3A1%2C%22refund_state%22%3A0%2C%22close_type%22%3A0%2C%22status%22%3A"
+    "%22TRADE_PAID%22%2C%22express_type%22%3A9%2C%22order_tags%22%3A%7B%22is_payed%22%3Atrue%2C"
+    "%22is_secured_transactions%22%3Atrue%7D%7D%7D%7D"
+)
+
+connector = YouzanConnector()
+channel = ChannelConfig("yz", "youzan", (SECRET,), app_key=CLIENT_ID)
+
+
+def paid_envelope() -> dict[str, Any]:
+    body = json.loads((FIXTURES / "trade-paid.json").read_text("utf-8"))["body"]
+    assert isinstance(body, dict)
+    return body
+
+
+def signed(envelope: dict[str, Any], secret: str = SECRET) -> bytes:
+    envelope = {**envelope, "sign": youzan_sign(envelope["client_id"], envelope["msg"], secret)}
+    return json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+
+
+def request(body: bytes) -> WebhookRequest:
+    return WebhookRequest({"content-type": "application/json"}, body, 0.0)
+
+
+def read(body: bytes) -> tuple[CanonicalOrder | None, str | None, str | None]:
+    connector.authenticate(request(body), channel, 300)
+    result = connector.read(request(body), channel)
+    if not result.arrivals:
+        return None, None, result.ignored
+    return result.arrivals[0].order, result.arrivals[0].delivery_id, None
+
+
+def test_the_paid_trade_is_read_exactly() -> None:
+    order, delivery, _ = read(signed(paid_envelope()))
+    assert order is not None
+    assert delivery == "59b2499c-59d7-4f94-8406-8b013318fac1"
+    assert order.version == 1539697271
+    assert order.placed_at.isoformat() == "2018-10-16T21:41:01+08:00"
+    assert [(i.sku, str(i.unit_price), str(i.discount)) for i in order.items] == [
+        ("spbm001", "1.00", "0.20"),
+        ("YZ-TEA-01", "5.50", "0.30"),
+    ]
+    assert (str(order.shipping_fee), str(order.order_discount), str(order.total)) == (
+        "6.00",
+        "0.00",
+        "14.00",
+    )
+    assert order.computed_total() == order.total
+    assert order.shipping_address.district == "西湖区"
+    assert order.customer.name == "赞宝"
+
+
+def test_a_resend_without_msg_id_has_the_same_delivery_id() -> None:
+    envelope = {k: v for k, v in paid_envelope().items() if k != "msg_id"}
+    _, first, _ = read(signed(envelope))
+    _, again, _ = read(signed({**envelope, "sendCount": 3}))
+    assert first == again == "E20181016214101073500004.trade_TradePaid.1539697271"
+
+
+def test_the_envelope_outside_the_signature_cannot_change_the_order() -> None:
+    # type, status and id are not signed: the order is read from msg alone.
+    envelope = {**paid_envelope(), "status": "TRADE_CLOSED", "id": "E-someone-else"}
+    order, _, _ = read(signed(envelope))
+    assert order is not None
+    assert order.external_id == "E20181016214101073500004"
+    assert order.status.value == "paid"
+
+
+def test_a_message_for_another_client_id_is_refused() -> None:
+    envelope = {**paid_envelope(), "client_id": "another-app"}
+    with pytest.raises(ConnectorError) as caught:
+        read(signed(envelope))
+    assert (caught.value.status, caught.value.reason) == (401, "wrong_app")
+
+
+def test_the_test_message_is_ignored_even_unsigned() -> None:
+    body = json.dumps({"test": True, "type": "TRADE_ORDER_STATE", "msg": "", "sign": ""}).encode()
+    order, _, ignored = read(body)
+    assert order is None
+    assert ignored is not None and "test message" in ignored
+
+
+def test_a_test_message_with_an_order_in_it_is_still_not_an_order() -> None:
+    order, _, ignored = read(signed({**paid_envelope(), "test": True}))
+    assert order is None and ignored is not None
+
+
+def test_a_refund_event_is_not_a_trade_and_is_ignored() -> None:
+    envelope = {**paid_envelope(), "type": "TRADE_ORDER_REFUND"}
+    order, _, ignored = read(signed(envelope))
+    assert order is None
+    assert ignored is not None and "TRADE_ORDER_REFUND" in ignored
+
+
+def test_the_documented_status_only_message_is_ignored_with_its_trade_named() -> None:
+    envelope = {**paid_envelope(), "msg": STATUS_ONLY_MSG, "status": "PAID"}
+    order, _, ignored = read(signed(envelope))
+    assert order is None
+    assert ignored is not None
+    assert "E20181016214101073500004" in ignored and "no order lines" in ignored
+
+
+def test_msg_that_is_not_utf8_is_refused_with_its_reason() -> None:
+    envelope = {**paid_envelope(), "msg": "%7B%22a%22%3A%22%B7%22%7D"}
+    with pytest.raises(ConnectorError) as caught:
+        read(signed(envelope))
+    assert (caught.value.status, caught.value.reason) == (422, "invalid_encoding")
+
+
+def test_an_unknown_trade_status_is_refused_naming_it() -> None:
+    envelope = paid_envelope()
+    envelope["msg"] = envelope["msg"].replace("WAIT_SELLER_SEND_GOODS", "SOMETHING_NEW")
+    with pytest.raises(ConnectorError) as caught:
+        read(signed(envelope))
+    assert caught.value.status == 422
+    assert "SOMETHING_NEW" in caught.value.detail
+
+
+@pytest.fixture
+def client(sqlite_engine: Engine, publisher: FakePublisher) -> Iterator[TestClient]:
+    settings = Settings(
+        channel_secrets={"yz": [SECRET]},
+        channels={"yz": ChannelSpec(connector="youzan", app_key=CLIENT_ID)},
+        namespace="t",
+    )
+    deps = IngestDeps(settings, sqlite_engine, publisher, build_topology(settings))  # type: ignore[arg-type]
+    with TestClient(create_ingest_app(deps)) as c:
+        yield c
+
+
+@pytest.fixture
+def publisher() -> FakePublisher:
+    return FakePublisher()
+
+
+def test_a_resent_push_is_published_under_one_message_id(
+    client: TestClient, publisher: FakePublisher
+) -> None:
+    body = signed(paid_envelope())
+    headers = {"Content-Type": "application/json"}
+    first = client.post("/ingest/yz", content=body, headers=headers)
+    again = client.post("/ingest/yz", content=body, headers=headers)
+    assert first.status_code == again.status_code == 202, first.text
+    ids = [m.message_id for m in publisher.published]
+    assert ids == ["yz.59b2499c-59d7-4f94-8406-8b013318fac1"] * 2
+
+
+def test_a_forged_push_is_401_and_recorded(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    body = signed(paid_envelope(), secret="not-ours")
+    answer = client.post("/ingest/yz", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 401
+    assert publisher.published == []
+    with sqlite_engine.connect() as conn:
+        rows = conn.execute(select(rejected_requests.c.status_code, rejected_requests.c.reason))
+        assert [tuple(r) for r in rows] == [(401, "bad_signature")]
