@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from canonical.order import CanonicalOrder
 
@@ -76,17 +76,33 @@ class Arrival:
 
 
 @dataclass(frozen=True)
+class OrderReference:
+    """An order a platform's push names but does not carry (Douyin sends ids;
+    the order is fetched from its API): ``external_id`` in ``shop``, and the
+    push message's id, the same on every redelivery."""
+
+    external_id: str
+    delivery_id: str
+    shop: str | None = None
+
+
+@dataclass(frozen=True)
 class WebhookResult:
-    """The orders in a request; or none, and why (a ping, an event that is not
-    about an order), which is recorded."""
+    """The orders in a request, or the references of orders to fetch; or
+    none, and why (a ping, an event that is not about an order), which is
+    recorded."""
 
     arrivals: tuple[Arrival, ...] = ()
     ignored: str | None = None
+    references: tuple[OrderReference, ...] = ()
 
 
 class WebhookConnector(Protocol):
     name: str
     media_types: frozenset[str]  # accepted Content-Type media types (charset must be UTF-8)
+    # The body a platform requires to count a push as received (answered 200),
+    # or None: orderbus answers 202 with its own body.
+    reply: dict[str, Any] | None
 
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
         """Raise ConnectorError(401, ...) unless the request is the platform's."""

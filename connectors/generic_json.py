@@ -7,6 +7,8 @@ The request is signed as :mod:`connectors.signature` describes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectors.base import Arrival, ChannelConfig, ConnectorError, WebhookRequest, WebhookResult
 from connectors.payload import canonical_order, load_json
 from connectors.signature import (
@@ -21,6 +23,7 @@ from connectors.signature import (
 class GenericJsonConnector:
     name = "generic-json"
     media_types = frozenset({"application/json"})
+    reply: dict[str, Any] | None = None
 
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
         try:

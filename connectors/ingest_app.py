@@ -2,11 +2,13 @@
 
 The channel's connector (``ORDERBUS_CHANNELS``; the generic signed JSON one by
 default) checks the signature and reads the platform's payload. The app answers
-202 only after the broker confirmed every
-order in the request; 503 with Retry-After when the broker is unavailable;
-400/401/404/413/415/422 with an ``application/problem+json`` body for bad input;
-200 for a request that carries no order (a ping, an event orderbus does not
-read). Every refused or ignored request is recorded in ``rejected_requests``.
+202 (or the platform's own success body, with 200, for platforms that require
+one) only after the broker confirmed every order in the request (or, for a
+push that only names orders, every fetch request); 503 with Retry-After
+when the broker is unavailable; 400/401/404/413/415/422 with an
+``application/problem+json`` body for bad input; 200 for a request that
+carries no order (a ping, an event orderbus does not read). Every refused or
+ignored request is recorded in ``rejected_requests``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy import Engine
 
 from canonical.errors import TransientError
 from connectors.base import Arrival, ChannelConfig, ConnectorError, WebhookRequest
-from connectors.publishing import order_message
+from connectors.publishing import fetch_message, order_message
 from connectors.registry import connector_for
 from connectors.rejections import record_rejection
 from router.bus import Publisher
@@ -202,20 +204,30 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
         except ConnectorError as exc:
             return await refuse(request, channel, body, size, exc)
 
-        if not result.arrivals:
+        if not result.arrivals and not result.references:
             # Not an order (a ping, an event orderbus does not read): answered
             # as the platform expects, and recorded, so nothing vanishes unseen.
             reason = result.ignored or "no orders in the request"
             await record(request, channel, body, size, 200, "ignored", reason)
             log.info("ingest %s: nothing to route (%s)", channel, reason)
+            if connector.reply is not None:
+                return JSONResponse(connector.reply, status_code=200)
             return JSONResponse({"status": "ignored", "reason": reason}, status_code=200)
 
         accepted: list[dict[str, str]] = []
-        for arrival in result.arrivals:
-            order = arrival.order
-            message = order_message(
-                deps.topology, channel, order, delivery_message_id(channel, arrival)
+        outgoing = [
+            (
+                order_message(deps.topology, channel, a.order, delivery_message_id(channel, a)),
+                a.order.external_id,
             )
+            for a in result.arrivals
+        ]
+        # Orders the push only names: a fetch request each, on the channel's
+        # fetch queue; the worker there gets the order from the platform's API.
+        outgoing += [
+            (fetch_message(deps.topology, channel, r), r.external_id) for r in result.references
+        ]
+        for message, external_id in outgoing:
             try:
                 await run_in_threadpool(deps.publisher.publish, message)
                 crash_point("ingest.after_confirm")
@@ -229,8 +241,13 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
                     size,
                     ConnectorError(503, exc.reason, f"the order was not accepted: {exc.detail}"),
                 )
-            log.info("ingest %s: accepted %s as %s", channel, order.external_id, message.message_id)
-            accepted.append({"message_id": message.message_id, "external_id": order.external_id})
+            log.info("ingest %s: accepted %s as %s", channel, external_id, message.message_id)
+            accepted.append({"message_id": message.message_id, "external_id": external_id})
+        if connector.reply is not None:
+            ids = ",".join(a["message_id"] for a in accepted)
+            return JSONResponse(
+                connector.reply, status_code=200, headers={"X-Orderbus-Message-Ids": ids}
+            )
         answer: dict[str, Any] = {"status": "accepted", "channel": channel, **accepted[0]}
         if len(accepted) > 1:
             answer["orders"] = accepted

@@ -4,15 +4,18 @@ batch of orders under given message ids, and record an input it cannot read."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 
 from sqlalchemy import Engine
 
 from canonical.envelope import Envelope
 from canonical.order import CanonicalOrder
+from connectors.base import OrderReference
 from connectors.rejections import record_rejection
 from router.bus import OutgoingMessage, Publisher
-from router.topology import Topology, ingest_routing_key
+from router.topology import Topology, fetch_routing_key, ingest_routing_key
 
 PublishMany = Callable[[list[CanonicalOrder], list[str]], list[Exception | None]]
 
@@ -27,6 +30,34 @@ def order_message(
         exchange=topology.exchange,
         routing_key=ingest_routing_key(channel),
         body=order.to_wire(),
+        message_id=envelope.message_id,
+        headers=envelope.headers(),
+        correlation_id=envelope.correlation_id,
+    )
+
+
+def scoped_id(channel: str, kind: str, key: str) -> str:
+    """``{channel}.{kind}.{key}``, the key hashed when it is too long or not printable."""
+    key = key.strip()
+    if len(channel) + len(kind) + len(key) + 2 > 100 or not key.isprintable():
+        key = hashlib.sha256(key.encode("utf-8")).hexdigest()[:40]
+    return f"{channel}.{kind}.{key}" if kind else f"{channel}.{key}"
+
+
+def fetch_message(topology: Topology, channel: str, reference: OrderReference) -> OutgoingMessage:
+    """The request to fetch the order ``reference`` names (for the channel's
+    fetch worker, connectors/order_fetch.py); the same message id on every
+    redelivery of the push."""
+    envelope = Envelope.new(channel, message_id=scoped_id(channel, "fetch", reference.delivery_id))
+    body = {
+        "external_id": reference.external_id,
+        "delivery_id": reference.delivery_id,
+        "shop": reference.shop,
+    }
+    return OutgoingMessage(
+        exchange=topology.exchange,
+        routing_key=fetch_routing_key(channel),
+        body=json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8"),
         message_id=envelope.message_id,
         headers=envelope.headers(),
         correlation_id=envelope.correlation_id,

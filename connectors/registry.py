@@ -8,6 +8,7 @@ channel whose configuration names no connector uses the generic signed JSON one.
 from __future__ import annotations
 
 from connectors.base import WebhookConnector
+from connectors.douyin import DouyinConnector
 from connectors.generic_json import GenericJsonConnector
 from connectors.shopify import ShopifyConnector
 from connectors.woocommerce import WooCommerceConnector
@@ -19,6 +20,7 @@ CONNECTORS: dict[str, WebhookConnector] = {
         GenericJsonConnector(),
         ShopifyConnector(),
         WooCommerceConnector(),
+        DouyinConnector(),
         YouzanConnector(),
     )
 }

@@ -67,6 +67,7 @@ ORDER_TOPICS = frozenset(
 class ShopifyConnector:
     name = "shopify"
     media_types = frozenset({"application/json"})
+    reply: dict[str, Any] | None = None
 
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
         require_hmac_base64(request, channel.secrets, HMAC_HEADER)

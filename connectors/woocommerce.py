@@ -74,6 +74,7 @@ class WooCommerceConnector:
     name = "woocommerce"
     # The ping is form-encoded (or sent without a content type).
     media_types = frozenset({"application/json", "application/x-www-form-urlencoded", ""})
+    reply: dict[str, Any] | None = None
 
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
         if is_ping(request):

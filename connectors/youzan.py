@@ -23,8 +23,9 @@ Cloud's "消息推送" guide; the field list below is the one its SDKs reproduce
   is: the same on every resend (``sendCount``), so a resend has no second effect.
 - ``test: true``: Youzan's periodic health check; answered and recorded, never
   read as an order, and accepted without a signature (it can do nothing).
-- The reply Youzan expects is HTTP 200 with ``{"code": 0, "msg": "success"}``;
-  orderbus answers 202 with its own body, and any 2xx counts as received.
+- Youzan counts a push as received when the answer is ``{"code": 0, "msg":
+  "success"}`` (and pushes again otherwise): orderbus answers that, with 200,
+  once the order is confirmed by the broker (or the push recorded as ignored).
 
 Mapping: ``order_info.tid`` is the external id; status ``WAIT_BUYER_PAY`` is
 created, ``TRADE_PAID``/``WAIT_CONFIRM``/``WAIT_SELLER_SEND_GOODS`` paid,
@@ -97,6 +98,8 @@ def _is_test(data: dict[str, Any]) -> bool:
 class YouzanConnector:
     name = "youzan"
     media_types = frozenset({"application/json"})
+    # Youzan counts a push as received on this answer (and pushes again otherwise).
+    reply: dict[str, Any] | None = {"code": 0, "msg": "success"}
 
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
         data = _envelope(request.body)

@@ -32,6 +32,7 @@ from router.topology import Topology, build_topology
 if TYPE_CHECKING:
     from connectors.legacy_amqp import LegacyInbound
     from connectors.mapping import FieldMapping
+    from connectors.order_fetch import FetchInbound
     from connectors.poller import RestPoller
 
 
@@ -101,6 +102,27 @@ class Orderbus:
         spec = self.settings.legacy_inbound[channel]
         mapping = self._mapping(f"legacy channel {channel!r}", spec.mapping, spec.mapping_file)
         return LegacyInbound(channel, mapping, self.topology, self.bus.publisher())
+
+    def order_fetch(
+        self, channel: str, transport: httpx.BaseTransport | None = None
+    ) -> FetchInbound:
+        """The fetch worker of a channel whose push only names its orders."""
+        from connectors.douyin import DoudianApi, DouyinOrders
+        from connectors.ingest_app import channel_config_of
+        from connectors.order_fetch import FetchInbound
+
+        config = channel_config_of(self.settings, channel)
+        spec = self.settings.channels[channel]
+        if spec.douyin is None or not config.app_key or not config.secrets:
+            raise ConfigurationError(
+                f"channel {channel!r} needs app_key, douyin.shop_id and its app_secret "
+                "in ORDERBUS_CHANNEL_SECRETS"
+            )
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        api = DoudianApi(
+            client, config.app_key, config.secrets[0], spec.douyin.shop_id, spec.douyin.endpoint
+        )
+        return FetchInbound(channel, DouyinOrders(api, config), self.topology, self.bus.publisher())
 
     def poller(self, channel: str) -> RestPoller:
         from connectors.poller import PollSpec, RestPoller

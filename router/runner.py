@@ -22,7 +22,7 @@ import uvicorn
 from router.bootstrap import ConfigurationError, Orderbus
 from router.bus import BatchHandler, one_at_a_time
 from router.settings import TARGETS
-from router.topology import legacy_role
+from router.topology import fetch_role, legacy_role
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ class Daemon:
                 inbound = app.legacy_inbound(channel)
                 queue = topo.queue_for(legacy_role(channel)).name
                 self._consume(f"legacy-{channel}", [queue], inbound.handle_batch)
+            for channel in settings.fetching_channels():
+                fetcher = app.order_fetch(channel)
+                queue = topo.queue_for(fetch_role(channel)).name
+                self._consume(f"fetch-{channel}", [queue], fetcher.handle_batch)
             for channel in sorted(settings.pollers):
                 self._thread(f"poll-{channel}", app.poller(channel).run, self.stop)
         if "admin" in self.components:

@@ -17,6 +17,20 @@ EMBEDDED_BROKER_URL = "sqla+sqlite:///orderbus-data/broker.db"
 TARGETS = ("warehouse", "finance", "notification")
 
 
+# Connectors whose push names orders without carrying them: the ingest queues
+# the references and fetches each order from the platform's API.
+FETCHING_CONNECTORS = frozenset({"douyin"})
+
+
+class DouyinSpec(BaseModel):
+    """The Doudian open API a Douyin channel's orders are fetched from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shop_id: str = Field(min_length=1, max_length=40)
+    endpoint: str = "https://openapi-fxg.jinritemai.com"
+
+
 class ChannelSpec(BaseModel):
     """How a channel's requests are read (its secrets are in ``channel_secrets``)."""
 
@@ -27,6 +41,13 @@ class ChannelSpec(BaseModel):
     # Our app's id on the platform, where its signature covers it (Youzan
     # client_id, Douyin app_key); a request naming another app is refused.
     app_key: str | None = Field(default=None, max_length=200)
+    douyin: DouyinSpec | None = None
+
+    @model_validator(mode="after")
+    def _connector_settings(self) -> ChannelSpec:
+        if self.connector == "douyin" and (self.douyin is None or not self.app_key):
+            raise ValueError("a douyin channel needs app_key and douyin.shop_id")
+        return self
 
 
 class _Mapped(BaseModel):
@@ -218,6 +239,12 @@ class Settings(BaseSettings):
                     f"(known: {', '.join(sorted(CONNECTORS))})"
                 )
         return self
+
+    def fetching_channels(self) -> list[str]:
+        """Channels whose orders are fetched from the platform's API after a push."""
+        return sorted(
+            n for n, spec in self.channels.items() if spec.connector in FETCHING_CONNECTORS
+        )
 
     def target_url(self, target: str) -> str | None:
         return {

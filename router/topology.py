@@ -7,6 +7,7 @@ objects; nothing else knows exchange or queue names.
       deliver.finance       -> {ns}.finance
       deliver.notification  -> {ns}.notification
       legacy.<channel>      -> {ns}.legacy.<channel> (an existing system's own JSON orders)
+      fetch.<channel>       -> {ns}.fetch.<channel>  (orders a push named, to fetch from its API)
     {ns}.dlx (direct)
       <queue name>          -> <queue name>.dlq     (one dead-letter queue per queue)
 """
@@ -139,6 +140,15 @@ def legacy_role(channel: str) -> str:
     return f"legacy:{channel}"
 
 
+def fetch_routing_key(channel: str) -> str:
+    """Where the ingest puts the references of orders to fetch for ``channel``."""
+    return f"fetch.{channel}"
+
+
+def fetch_role(channel: str) -> str:
+    return f"fetch:{channel}"
+
+
 def delivery_routing_key(target: str) -> str:
     return f"deliver.{target}"
 
@@ -157,6 +167,15 @@ def build_topology(settings: Settings) -> Topology:
             legacy_role(channel),
         )
         for channel in sorted(settings.legacy_inbound)
+    ]
+    queues += [
+        QueueSpec(
+            f"{ns}.fetch.{channel}",
+            (fetch_routing_key(channel),),
+            f"{ns}.fetch.{channel}.dlq",
+            fetch_role(channel),
+        )
+        for channel in settings.fetching_channels()
     ]
     return Topology(
         exchange=f"{ns}.orders",

@@ -1,0 +1,90 @@
+"""The fetch worker: orders a platform's push only named, fetched from its API.
+
+A push that names orders (Douyin's) is answered once a fetch request per order
+is confirmed on ``{ns}.fetch.{channel}`` (connectors/publishing.py). This
+worker consumes that queue: it asks the channel's :class:`OrderSource` for the
+order, publishes the canonical order to the router with confirms, and only
+then acknowledges the request.
+
+- The canonical order's message id is ``{channel}.{delivery_id}``: a push
+  redelivered, or a request redelivered after a crash, is recorded once by
+  the router.
+- The platform unavailable, rate-limiting or timing out is transient: the
+  bus retries with backoff, then dead-letters with the reason; the broker
+  unavailable likewise.
+- An answer that can never become an order (the order does not exist, a
+  payload the mapping cannot read, a request that is not JSON) is a dead
+  letter at once, with the platform's code or the field named.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from canonical.errors import MalformedMessage, TransientError
+from canonical.order import CanonicalOrder
+from connectors.base import ConnectorError, OrderReference
+from connectors.publishing import order_message, scoped_id
+from router.bus import Delivery, OutgoingMessage, Publisher, Results
+from router.topology import Topology
+
+
+class OrderSource(Protocol):
+    def fetch(self, reference: OrderReference) -> CanonicalOrder:
+        """The order, or ConnectorError (never an order) or TransientError (try again)."""
+
+
+def reference_of(delivery: Delivery) -> OrderReference:
+    try:
+        data = json.loads(delivery.body)
+        return OrderReference(
+            external_id=str(data["external_id"]),
+            delivery_id=str(data["delivery_id"]),
+            shop=data.get("shop"),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedMessage(f"not a fetch request: {exc!r}") from exc
+
+
+class FetchInbound:
+    def __init__(
+        self, channel: str, source: OrderSource, topology: Topology, publisher: Publisher
+    ) -> None:
+        self.channel = channel
+        self.source = source
+        self.topology = topology
+        self.publisher = publisher
+
+    def translate(self, delivery: Delivery) -> OutgoingMessage:
+        """The fetched order's message; MalformedMessage or TransientError."""
+        reference = reference_of(delivery)
+        try:
+            order = self.source.fetch(reference)
+        except ConnectorError as exc:
+            errors = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors[:10])
+            detail = f"{exc.detail} ({errors})" if errors else exc.detail
+            raise MalformedMessage(
+                f"order {reference.external_id}: {detail}", reason=exc.reason
+            ) from exc
+        message_id = scoped_id(self.channel, "", reference.delivery_id)
+        return order_message(self.topology, self.channel, order, message_id)
+
+    def handle_batch(self, deliveries: list[Delivery]) -> Results:
+        """Bus batch handler: each order fetched, then all published with
+        confirms; a request is acknowledged (None) only once its order is."""
+        results: Results = [None] * len(deliveries)
+        outgoing: list[tuple[int, OutgoingMessage]] = []
+        for index, delivery in enumerate(deliveries):
+            try:
+                outgoing.append((index, self.translate(delivery)))
+            except (MalformedMessage, TransientError) as exc:
+                results[index] = exc
+        if outgoing:
+            try:
+                confirmed = self.publisher.publish_many([m for _, m in outgoing])
+            except TransientError as exc:
+                confirmed = [exc] * len(outgoing)
+            for (index, _), error in zip(outgoing, confirmed, strict=True):
+                results[index] = error
+        return results

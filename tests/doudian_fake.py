@@ -1,0 +1,95 @@
+"""A fake Doudian open API (an httpx transport): ``/token/create`` and
+``/order/orderDetail``, checking each request's signature by the documented
+rule, with scripted trouble (down, rate-limited, token expired).
+
+The answers' shapes follow the official Go SDK's response types
+(``BaseDoudianOpApiResponse``: code, msg, sub_code, sub_msg, log_id; data);
+code 10000 is success. The error sub codes are ours: Doudian's list was not
+at hand, and the client classifies by their words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import httpx
+
+SUCCESS = 10000
+
+
+class FakeDoudian:
+    def __init__(self, app_key: str, app_secret: str, shop_id: str) -> None:
+        self.app_key = app_key
+        self.app_secret = app_secret
+        self.shop_id = shop_id
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.tokens_issued = 0
+        self.valid_tokens: set[str] = set()
+        self.down = 0  # answer this many requests with HTTP 503
+        self.rate_limited = 0  # answer this many with HTTP 429
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def expire_tokens(self) -> None:
+        self.valid_tokens.clear()
+
+    def _answer(self, code: int, data: Any = None, **extra: Any) -> httpx.Response:
+        body = {"code": code, "msg": "success" if code == SUCCESS else "fail", "log_id": "fake"}
+        body.update({"sub_code": "", "sub_msg": ""} | extra)
+        if data is not None:
+            body["data"] = data
+        return httpx.Response(200, json=body)
+
+    def _signed(self, request: httpx.Request) -> bool:
+        q = request.url.params
+        text = request.content.decode("utf-8")
+        pattern = (
+            f"app_key{q['app_key']}method{q['method']}param_json{text}timestamp{q['timestamp']}v2"
+        )
+        expected = hmac.new(
+            self.app_secret.encode(),
+            (self.app_secret + pattern + self.app_secret).encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        return (
+            q.get("v") == "2"
+            and q.get("sign_method") == "hmac-sha256"
+            and q.get("app_key") == self.app_key
+            and hmac.compare_digest(expected, q.get("sign", ""))
+        )
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        method = request.url.path.strip("/").replace("/", ".")
+        self.calls.append(method)
+        if self.down > 0:
+            self.down -= 1
+            return httpx.Response(503, text="upstream unavailable")
+        if self.rate_limited > 0:
+            self.rate_limited -= 1
+            return httpx.Response(429, text="too many requests")
+        if request.url.params.get("method") != method or not self._signed(request):
+            return self._answer(40004, sub_code="isv.sign-invalid", sub_msg="签名错误")
+        params = json.loads(request.content)
+        if method == "token.create":
+            if params != {"code": "", "grant_type": "authorization_self", "shop_id": self.shop_id}:
+                return self._answer(40004, sub_code="isv.invalid-param", sub_msg="参数错误")
+            self.tokens_issued += 1
+            token = f"token-{self.tokens_issued}"
+            self.valid_tokens.add(token)
+            data = {"access_token": token, "expires_in": 604800, "shop_id": self.shop_id}
+            return self._answer(SUCCESS, data)
+        if request.url.params.get("access_token") not in self.valid_tokens:
+            return self._answer(
+                40003, sub_code="isv.access-token-expired", sub_msg="access_token已过期"
+            )
+        if method == "order.orderDetail":
+            order = self.orders.get(str(params.get("shop_order_id")))
+            if order is None:
+                return self._answer(50002, sub_code="isv.business-failed", sub_msg="订单不存在")
+            return self._answer(SUCCESS, {"shop_order_detail": order})
+        return self._answer(40004, sub_code="isv.method-not-found", sub_msg="method not exist")
