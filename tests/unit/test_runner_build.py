@@ -75,3 +75,26 @@ def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
         PollerSpec(connector="amazon-sp-api")
     with pytest.raises(ValueError, match="needs url and items"):
         PollerSpec(mapping={"external_id": "$.id"})
+
+
+def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> None:
+    from router.settings import ChannelSpec, DouyinSpec
+
+    app = bootstrap(
+        Settings(
+            broker_url="memory://",
+            database_url=sqlite_url,
+            ingest_port=0,
+            channel_secrets={"dy": ["secret"], "web": ["s"]},
+            channels={
+                "dy": ChannelSpec(connector="douyin", app_key="k", douyin=DouyinSpec(shop_id="1")),
+                "web": ChannelSpec(),
+            },
+        )
+    )
+    assert [q.name for q in app.topology.queues if q.role == "fetch:dy"] == ["orderbus.fetch.dy"]
+    daemon = Daemon(app, ("ingest",))
+    daemon.build()
+    assert sorted(t.name for t in daemon.threads) == ["fetch-dy", "ingest"]
+    with pytest.raises(ValueError, match="needs app_key and douyin.shop_id"):
+        ChannelSpec(connector="douyin", app_key="k")
