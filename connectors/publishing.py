@@ -64,6 +64,17 @@ def fetch_message(topology: Topology, channel: str, reference: OrderReference) -
     )
 
 
+def fetch_publisher(
+    publisher: Publisher, topology: Topology, channel: str
+) -> Callable[[list[OrderReference]], list[Exception | None]]:
+    """Publish fetch requests; for each, None once the broker confirmed it, else the error."""
+
+    def publish_many(references: list[OrderReference]) -> list[Exception | None]:
+        return publisher.publish_many([fetch_message(topology, channel, r) for r in references])
+
+    return publish_many
+
+
 def order_publisher(publisher: Publisher, topology: Topology, channel: str) -> PublishMany:
     """Publish orders under the given message ids; for each, None once the
     broker confirmed it, else the error."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
     from connectors.poller import RestPoller
+    from connectors.taobao import TmcPuller, TopApi
 
 
 class ConfigurationError(Exception):
@@ -106,29 +107,68 @@ class Orderbus:
     def order_fetch(
         self, channel: str, transport: httpx.BaseTransport | None = None
     ) -> FetchInbound:
-        """The fetch worker of a channel whose push only names its orders."""
-        from connectors.douyin import DoudianApi, DouyinOrders
-        from connectors.ingest_app import channel_config_of
-        from connectors.order_fetch import FetchInbound
+        """The fetch worker of a channel whose push or messages only name its
+        orders (Douyin, Taobao)."""
+        from connectors.order_fetch import FetchInbound, OrderSource
 
-        config = channel_config_of(self.settings, channel)
-        spec = self.settings.channels[channel]
-        if spec.douyin is None or not config.app_key or not config.secrets:
-            raise ConfigurationError(
-                f"channel {channel!r} needs app_key, douyin.shop_id and its app_secret "
-                "in ORDERBUS_CHANNEL_SECRETS"
-            )
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
-        api = DoudianApi(
-            client, config.app_key, config.secrets[0], spec.douyin.shop_id, spec.douyin.endpoint
-        )
-        return FetchInbound(channel, DouyinOrders(api, config), self.topology, self.bus.publisher())
+        source: OrderSource
+        poll = self.settings.pollers.get(channel)
+        if poll is not None and poll.taobao is not None:
+            from connectors.taobao import TaobaoOrders
 
-    def poller(self, channel: str) -> RestPoller:
+            source = TaobaoOrders(self._top_api(channel, client), channel)
+        else:
+            from connectors.douyin import DoudianApi, DouyinOrders
+            from connectors.ingest_app import channel_config_of
+
+            config = channel_config_of(self.settings, channel)
+            spec = self.settings.channels[channel]
+            if spec.douyin is None or not config.app_key or not config.secrets:
+                raise ConfigurationError(
+                    f"channel {channel!r} needs app_key, douyin.shop_id and its app_secret "
+                    "in ORDERBUS_CHANNEL_SECRETS"
+                )
+            api = DoudianApi(
+                client,
+                config.app_key,
+                config.secrets[0],
+                spec.douyin.shop_id,
+                spec.douyin.endpoint,
+            )
+            source = DouyinOrders(api, config)
+        return FetchInbound(channel, source, self.topology, self.bus.publisher())
+
+    def _top_api(self, channel: str, client: httpx.Client) -> TopApi:
+        from connectors.taobao import TopApi
+
+        taobao = self.settings.pollers[channel].taobao
+        if taobao is None:
+            raise ConfigurationError(f"polled channel {channel!r} has no taobao settings")
+        return TopApi(client, taobao.app_key, taobao.app_secret, taobao.session, taobao.endpoint)
+
+    def poller(
+        self, channel: str, transport: httpx.BaseTransport | None = None
+    ) -> RestPoller | TmcPuller:
         from connectors.poller import PollSpec, RestPoller
-        from connectors.publishing import order_publisher, record_unreadable
+        from connectors.publishing import fetch_publisher, order_publisher, record_unreadable
 
         spec = self.settings.pollers[channel]
+        if spec.connector == "taobao-tmc" and spec.taobao is not None:
+            from connectors.taobao import TmcPuller
+
+            top = self._top_api(
+                channel, httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+            )
+            publish = fetch_publisher(self.bus.publisher(), self.topology, channel)
+            return TmcPuller(
+                channel,
+                top,
+                publish,
+                group_name=spec.taobao.group_name,
+                quantity=spec.taobao.quantity,
+                interval=spec.interval,
+            )
         publish_many = order_publisher(self.bus.publisher(), self.topology, channel)
         source = spec.url or spec.connector
 

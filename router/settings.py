@@ -85,12 +85,26 @@ class AmazonSpec(BaseModel):
     client_secret: str
 
 
+class TaobaoSpec(BaseModel):
+    """A Taobao/Tmall seller's TMC messages and trades (connectors/taobao.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    session: str = Field(min_length=1, description="the seller's authorization (sessionKey)")
+    group_name: str = "default"
+    quantity: int = Field(default=100, ge=1, le=200)
+    endpoint: str = "https://eco.taobao.com/router/rest"
+
+
 class PollerSpec(_Mapped):
     """A channel polled over REST (connectors/poller.py), and how to read it:
     with a field mapping, or with a platform's own module."""
 
-    connector: Literal["mapping", "amazon-sp-api"] = "mapping"
+    connector: Literal["mapping", "amazon-sp-api", "taobao-tmc"] = "mapping"
     amazon: AmazonSpec | None = None
+    taobao: TaobaoSpec | None = None
     url: str | None = None
     items: str | None = Field(
         default=None, description='where the orders are in a response, e.g. "$.data.orders"'
@@ -114,6 +128,8 @@ class PollerSpec(_Mapped):
             raise ValueError("a mapped poller needs url and items")
         if self.connector == "amazon-sp-api" and self.amazon is None:
             raise ValueError("the amazon-sp-api poller needs its amazon account settings")
+        if self.connector == "taobao-tmc" and self.taobao is None:
+            raise ValueError("the taobao-tmc poller needs its taobao settings")
         return self
 
 
@@ -241,10 +257,11 @@ class Settings(BaseSettings):
         return self
 
     def fetching_channels(self) -> list[str]:
-        """Channels whose orders are fetched from the platform's API after a push."""
-        return sorted(
-            n for n, spec in self.channels.items() if spec.connector in FETCHING_CONNECTORS
-        )
+        """Channels whose orders are fetched from the platform's API after a push
+        (Douyin) or a message (Taobao TMC) named them."""
+        pushed = [n for n, spec in self.channels.items() if spec.connector in FETCHING_CONNECTORS]
+        pulled = [n for n, spec in self.pollers.items() if spec.connector == "taobao-tmc"]
+        return sorted({*pushed, *pulled})
 
     def target_url(self, target: str) -> str | None:
         return {

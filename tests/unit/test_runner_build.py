@@ -96,5 +96,5 @@ def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> 
     daemon = Daemon(app, ("ingest",))
     daemon.build()
     assert sorted(t.name for t in daemon.threads) == ["fetch-dy", "ingest"]
-    with pytest.raises(ValueError, match="needs app_key and douyin.shop_id"):
+    with pytest.raises(ValueError, match=r"needs app_key and douyin\.shop_id"):
         ChannelSpec(connector="douyin", app_key="k")
