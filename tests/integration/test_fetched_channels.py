@@ -1,7 +1,11 @@
-"""Douyin pushes against the real RabbitMQ: the ingest queues a fetch request
-per order (confirmed before Doudian is answered), and the fetch worker gets
-each order from a fake Doudian API and hands it to the router, through the
-API's outage; an order Doudian does not have is a dead letter with its reason."""
+"""Channels whose messages only name their orders, against the real RabbitMQ.
+
+Douyin: the ingest queues a fetch request per order (confirmed before Doudian
+is answered), and the fetch worker gets each order from a fake Doudian API and
+hands it to the router, through the API's outage; an order Doudian does not
+have is a dead letter with its reason. Taobao: TMC messages pulled from a fake
+TOP router become fetch requests, confirmed to TMC only once queued, and the
+trade reaches the router under the TMC message's id, once per id."""
 
 from __future__ import annotations
 
@@ -143,3 +147,65 @@ def test_pushed_orders_are_fetched_through_an_outage_and_reach_the_router(
     assert "订单不存在" in str(dead[0].headers[H_DETAIL])
     assert doudian.down == 0 and doudian.tokens_issued == 1
     assert bus.queue_depth(fetch_queue.name) == 0
+
+
+def test_taobao_tmc_messages_become_orders_once_through_the_real_broker(
+    namespace: str, amqp_url: str
+) -> None:
+    from connectors.publishing import fetch_publisher
+    from connectors.taobao import TaobaoOrders, TmcPuller, TopApi
+    from router.settings import PollerSpec, TaobaoSpec
+    from tests.top_fake import FakeTop, message_text
+    from tests.unit.test_taobao import APP_KEY as TOP_KEY
+    from tests.unit.test_taobao import CONSUME, SESSION, TID, TRADE
+    from tests.unit.test_taobao import SECRET as TOP_SECRET
+
+    account = TaobaoSpec(app_key=TOP_KEY, app_secret=TOP_SECRET, session=SESSION)
+    settings = Settings(
+        namespace=namespace,
+        broker_url="amqp://x",
+        delivery_limit=3,
+        pollers={"tb": PollerSpec(connector="taobao-tmc", taobao=account)},
+    )
+    topology = build_topology(settings)
+    bus = Bus(amqp_url, topology, BusOptions(delivery_limit=3, confirm_timeout=5, heartbeat=10))
+    bus.check()
+    publisher = bus.publisher()
+    top = FakeTop(TOP_KEY, TOP_SECRET, SESSION)
+    top.trades[TID] = TRADE["response_text"]
+    trade_message = message_text(CONSUME["trade_buyer_pay"])
+    top.queue = [message_text(CONSUME["item_stock_changed"]), trade_message]
+    api = TopApi(httpx.Client(transport=top.transport()), TOP_KEY, TOP_SECRET, SESSION, "https://t")
+    puller = TmcPuller("tb", api, fetch_publisher(publisher, topology, "tb"))
+    try:
+        assert puller.poll_once() == 1
+        # TMC gives the trade message again (say, the confirm was lost): same request id.
+        top.queue = [trade_message]
+        assert puller.poll_once() == 1
+        fetch_queue = topology.queue_for(fetch_role("tb"))
+        wait_for(lambda: bus.queue_depth(fetch_queue.name) == 2)
+
+        worker = FetchInbound("tb", TaobaoOrders(api, "tb"), topology, publisher)
+        routed: list[Delivery] = []
+        halt, ready = threading.Event(), threading.Event()
+        fetching = threading.Thread(
+            target=bus.consume,
+            args=([fetch_queue.name], worker.handle_batch, halt),
+            kwargs={"ready": ready},
+            daemon=True,
+        )
+        with Consuming(bus, [topology.router_queue], routed.append):
+            fetching.start()
+            assert ready.wait(20), "the fetch worker did not start"
+            try:
+                wait_for(lambda: len(routed) == 2)
+            finally:
+                halt.set()
+                fetching.join(20)
+    finally:
+        publisher.close()
+    assert [d.message_id for d in routed] == ["tb.tmc-7104300007405429233"] * 2
+    order = CanonicalOrder.from_wire(routed[0].body)
+    assert (order.channel, order.external_id, str(order.total)) == ("tb", TID, "179.00")
+    # Each delivery of the trade message was confirmed once its request was queued.
+    assert top.confirmed == ["7104300007405429232", "7104300007405429233", "7104300007405429233"]
