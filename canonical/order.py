@@ -69,6 +69,13 @@ class Customer(_Model):
     name: ShortText | None = None
     phone: ShortText | None = Field(default=None, description="Mobile number, e.g. 13800138000")
     email: ShortText | None = None
+    masked_phone: ShortText | None = Field(
+        default=None,
+        description=(
+            "The phone as the platform shows it when it hides the number, e.g. 1387677****: "
+            "the buyer is reached through the platform."
+        ),
+    )
 
 
 class Address(_Model):
@@ -154,6 +161,8 @@ class CanonicalOrder(_Model):
         if not self.tax:
             # Orders from before the tax field hash as they did then.
             del data["tax"]
+        if self.customer.masked_phone is None:
+            del data["customer"]["masked_phone"]  # likewise for the masked phone
         canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -37,7 +37,8 @@ x ``item_num``; shipping is ``post_amount``; tax ``tax_amount``; the total is
 else ``douyin-{product_id}-{sku_id}``. Times are Unix seconds. The receiver's
 phone is read when Doudian returns it in the clear (``post_tel``); an
 encrypted one (``encrypt_post_tel``) needs Doudian's decryption API, which
-orderbus does not call: such an order carries no phone.
+orderbus does not call: such an order carries Doudian's masked number
+(``mask_post_tel``) as the customer's ``masked_phone``.
 """
 
 from __future__ import annotations
@@ -236,6 +237,7 @@ def to_canonical(detail: dict[str, Any], channel: str, shop: str) -> dict[str, A
         "customer": {
             "name": detail.get("post_receiver") or None,
             "phone": phone if PHONE.match(phone) else None,
+            "masked_phone": None if PHONE.match(phone) else detail.get("mask_post_tel") or None,
         },
         "shipping_address": address(
             country="CN",

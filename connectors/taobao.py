@@ -38,7 +38,8 @@ Amounts are yuan strings: each line (``orders.order``) is ``price`` x ``num``,
 shipping ``post_fee``, the total ``payment`` (what the buyer paid), and the
 difference is the order discount. SKU: ``outer_sku_id``, else ``outer_iid``,
 else ``taobao-{num_iid}[-{sku_id}]``. Times are Asia/Shanghai. The phone is
-``receiver_mobile`` when Taobao gives it in the clear (a masked one is left out).
+``receiver_mobile`` when Taobao gives it in the clear; a masked one is kept as
+the customer's ``masked_phone``.
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ def to_canonical(trade: dict[str, Any], channel: str, shop: str) -> dict[str, An
         "customer": {
             "name": trade.get("receiver_name") or None,
             "phone": mobile if PHONE.match(mobile) else None,
+            "masked_phone": mobile if mobile and not PHONE.match(mobile) else None,
         },
         "shipping_address": address(
             country="CN",

@@ -175,7 +175,27 @@ class Orderbus:
         def record_bad(reason: str, detail: str, item: str) -> None:
             record_unreadable(self.engine, channel, reason, f"polled from {source}: {detail}", item)
 
-        client = httpx.Client(timeout=self.settings.http_timeout)
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        if spec.connector == "pinduoduo" and spec.pinduoduo is not None:
+            from connectors.pinduoduo import PinduoduoPoller, pdd_spec
+
+            shop = spec.pinduoduo
+            pdd = pdd_spec(
+                shop.endpoint, interval=spec.interval, overlap=spec.overlap, start=spec.start
+            )
+            return PinduoduoPoller(
+                channel,
+                pdd,
+                None,
+                self.engine,
+                client,
+                publish_many,
+                record_bad,
+                client_id=shop.client_id,
+                client_secret=shop.client_secret,
+                access_token=shop.access_token,
+                shop=shop.shop,
+            )
         if spec.connector == "amazon-sp-api" and spec.amazon is not None:
             from connectors.amazon_sp import AmazonOrdersPoller, LwaToken, orders_spec
 

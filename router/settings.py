@@ -98,13 +98,26 @@ class TaobaoSpec(BaseModel):
     endpoint: str = "https://eco.taobao.com/router/rest"
 
 
+class PinduoduoSpec(BaseModel):
+    """A Pinduoduo shop's order API (connectors/pinduoduo.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    access_token: str = Field(min_length=1)
+    shop: str = Field(min_length=1, max_length=200, description="the mall id, the orders' shop")
+    endpoint: str = "https://gw-api.pinduoduo.com/api/router"
+
+
 class PollerSpec(_Mapped):
     """A channel polled over REST (connectors/poller.py), and how to read it:
     with a field mapping, or with a platform's own module."""
 
-    connector: Literal["mapping", "amazon-sp-api", "taobao-tmc"] = "mapping"
+    connector: Literal["mapping", "amazon-sp-api", "taobao-tmc", "pinduoduo"] = "mapping"
     amazon: AmazonSpec | None = None
     taobao: TaobaoSpec | None = None
+    pinduoduo: PinduoduoSpec | None = None
     url: str | None = None
     items: str | None = Field(
         default=None, description='where the orders are in a response, e.g. "$.data.orders"'
@@ -130,6 +143,8 @@ class PollerSpec(_Mapped):
             raise ValueError("the amazon-sp-api poller needs its amazon account settings")
         if self.connector == "taobao-tmc" and self.taobao is None:
             raise ValueError("the taobao-tmc poller needs its taobao settings")
+        if self.connector == "pinduoduo" and self.pinduoduo is None:
+            raise ValueError("the pinduoduo poller needs its pinduoduo settings")
         return self
 
 

@@ -24,6 +24,7 @@ from router.bus import Delivery
 from router.settings import ChannelSpec, DouyinSpec, Settings
 from router.tables import rejected_requests
 from router.topology import build_topology
+from router.validation import violations
 from tests.doudian_fake import FakeDoudian
 from tests.factories import FakePublisher
 
@@ -150,6 +151,9 @@ def test_an_encrypted_phone_is_left_out_not_sent_as_a_phone() -> None:
         detail(post_tel="", encrypt_post_tel="#R5mn#ENCRYPTED#"), REFERENCE, channel
     )
     assert order.customer.phone is None
+    # Doudian's masked number stands for the contact: the order still flows.
+    assert order.customer.masked_phone == "138****8000"
+    assert violations(order) == []
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,9 @@ def test_statuses(status: str, expected: str) -> None:
 
 def test_a_masked_phone_is_left_out_and_an_unknown_status_named() -> None:
     trade = trade_answer(receiver_mobile="*******3069")["trade"]
-    assert canonical_order(to_canonical(trade, "tb", "s")).customer.phone is None
+    masked = canonical_order(to_canonical(trade, "tb", "s"))
+    assert (masked.customer.phone, masked.customer.masked_phone) == (None, "*******3069")
+    assert violations(masked) == []
     with pytest.raises(ConnectorError, match="NEW_STATUS"):
         to_canonical(trade_answer(status="NEW_STATUS")["trade"], "tb", "s")
 

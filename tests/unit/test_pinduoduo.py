@@ -1,0 +1,216 @@
+"""Pinduoduo: the order increment list in signed 30-minute windows, the cursor
+(restart resumes, no gap, no repeat), errors, and the order mapping against
+the fixture (connectors/fixtures/pinduoduo)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from sqlalchemy import Engine
+
+from canonical.errors import EndpointUnavailable
+from canonical.order import CanonicalOrder, json_schema
+from connectors.base import ConnectorError
+from connectors.payload import SHANGHAI, canonical_order, load_json
+from connectors.pinduoduo import PinduoduoPoller, pdd_spec, to_canonical
+from router.validation import violations
+
+CLIENT_ID, SECRET, TOKEN = "pdd-client-id", "pdd-client-secret", "pdd-access-token"
+FIXTURE = json.loads(
+    (
+        Path(str(resources.files("connectors") / "fixtures" / "pinduoduo")) / "order-increment.json"
+    ).read_text("utf-8")
+)
+ORDERS: list[dict[str, Any]] = load_json(FIXTURE["response_text"], exact_numbers=True)[
+    "order_sn_increment_get_response"
+]["order_sn_list"]
+
+
+def test_the_fixture_orders_read_exactly() -> None:
+    for order, expect in zip(ORDERS, FIXTURE["expect"], strict=True):
+        canonical = canonical_order(to_canonical(order, "pdd", "mall-1"))
+        jsonschema.validate(json.loads(canonical.to_wire()), json_schema())
+        assert canonical.external_id == expect["external_id"]
+        assert str(canonical.total) == expect["total"]
+        assert canonical.status.value == expect["status"]
+        assert [[i.sku, i.quantity] for i in canonical.items] == expect["items"]
+        assert canonical.customer.phone == expect["phone"]
+        assert canonical.customer.masked_phone == expect.get("masked_phone")
+        assert canonical.shipping_address.city == expect["city"]
+        assert canonical.computed_total() == canonical.total
+        assert violations(canonical) == []
+    first = canonical_order(to_canonical(ORDERS[0], "pdd", "mall-1"))
+    assert (first.items[0].unit_price, first.order_discount) == (Decimal("49.90"), Decimal("10.50"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [
+        ({"order_status": 3}, "delivered"),
+        ({"refund_status": 4}, "refunded"),
+        ({"confirm_status": 2}, "cancelled"),
+        ({"group_status": 2}, "cancelled"),
+    ],
+)
+def test_statuses(changes: dict[str, Any], status: str) -> None:
+    assert canonical_order(to_canonical(ORDERS[0] | changes, "p", "s")).status.value == status
+
+
+def test_an_amount_with_three_decimals_is_refused_not_rounded() -> None:
+    with pytest.raises(ConnectorError, match="more than two decimals"):
+        to_canonical(ORDERS[0] | {"pay_amount": Decimal("89.305")}, "p", "s")
+
+
+class PinduoduoRouter:
+    """The fake API: checks the signature and the 30-minute rule, answers with
+    the orders whose updated_at falls in the window, two per page."""
+
+    def __init__(self, orders: list[dict[str, Any]]) -> None:
+        self.orders = orders
+        self.windows: list[tuple[int, int, int]] = []
+        self.fail_after = -1  # answer HTTP 502 after this many more requests
+        self.error: dict[str, Any] | None = None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        form = json.loads(request.content)
+        sign = form.pop("sign")
+        text = SECRET + "".join(f"{k}{form[k]}" for k in sorted(form)) + SECRET
+        assert sign == hashlib.md5(text.encode()).hexdigest().upper()
+        assert (form["client_id"], form["access_token"], form["version"]) == (
+            CLIENT_ID,
+            TOKEN,
+            "V1",
+        )
+        if self.fail_after == 0:
+            return httpx.Response(502)
+        self.fail_after -= 1
+        if self.error is not None:
+            return httpx.Response(200, json={"error_response": self.error})
+        start, end = int(form["start_updated_at"]), int(form["end_updated_at"])
+        assert 0 < end - start <= 1800, "Pinduoduo allows 30 minutes at most"
+        page = int(form["page"])
+        self.windows.append((start, end, page))
+        found = [o for o in self.orders if start <= _stamp(o["updated_at"]) <= end]
+        chunk = found[(page - 1) * 2 : page * 2]
+        body = {"order_sn_list": chunk, "has_next": len(found) > page * 2}
+        text_body = json.dumps({"order_sn_increment_get_response": body}, default=str)
+        return httpx.Response(200, content=text_body.encode())
+
+
+def _stamp(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=SHANGHAI).timestamp())
+
+
+NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+
+
+def many_orders() -> list[dict[str, Any]]:
+    """Five orders updated 10:00-10:50 Shanghai time, a few minutes apart."""
+    made = []
+    for index, minute in enumerate([0, 5, 20, 35, 50]):
+        made.append(
+            ORDERS[0]
+            | {
+                "order_sn": f"231125-00000000000000{index}",
+                "updated_at": f"2026-11-25 10:{minute:02d}:00",
+            }
+        )
+    return made
+
+
+def poller(
+    engine: Engine, api: PinduoduoRouter, published: list[tuple[str, CanonicalOrder]],
+    fail_publish: bool = False,
+) -> PinduoduoPoller:  # fmt: skip
+    def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
+        if fail_publish:
+            return [EndpointUnavailable("broker down")] * len(orders)
+        published.extend(zip(ids, orders, strict=True))
+        return [None] * len(orders)
+
+    spec = pdd_spec("https://pdd.example/api/router", start="2026-11-25T01:55:00Z", overlap=60)
+    return PinduoduoPoller(
+        "pdd",
+        spec,
+        None,
+        engine,
+        httpx.Client(transport=httpx.MockTransport(api)),
+        publish_many,
+        lambda reason, detail, item: None,
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        access_token=TOKEN,
+        shop="mall-1",
+        now=lambda: NOW.timestamp(),
+        sleep=lambda seconds: None,
+    )
+
+
+@pytest.fixture
+def engine(sqlite_engine: Engine) -> Engine:
+    return sqlite_engine  # migrated by the sqlite_url fixture
+
+
+def test_windows_pages_and_the_cursor(engine: Engine) -> None:
+    api = PinduoduoRouter(many_orders())
+    published: list[tuple[str, CanonicalOrder]] = []
+    report = poller(engine, api, published).poll_once()
+    # From 09:54 (the start less the overlap) to 10:57 (three minutes ago), in
+    # windows of at most 30 minutes, every page of each: three orders in the
+    # first window (two pages of two), two in the second, none in the last.
+    assert [(e - s, p) for s, e, p in api.windows] == [(1800, 1), (1800, 2), (1800, 1), (180, 1)]
+    assert sorted(o.external_id for _, o in published) == [o["order_sn"] for o in many_orders()]
+    assert report.cursor == (NOW - timedelta(minutes=3)).isoformat()
+
+    # A restart resumes from the stored cursor: the overlap re-reads the last
+    # minute only, and an order read twice carries the same message id.
+    api.windows.clear()
+    later = poller(engine, api, published)
+    later.now = lambda: (NOW + timedelta(minutes=10)).timestamp()
+    later.poll_once()
+    assert [(e - s) for s, e, _ in api.windows] == [660]
+    ids = [mid for mid, _ in published]
+    assert len(set(ids)) == 5
+
+
+def test_a_failed_window_keeps_the_cursor_where_it_was(engine: Engine) -> None:
+    api = PinduoduoRouter(many_orders())
+    api.fail_after = 2  # the first window's two pages, then Pinduoduo fails
+    published: list[tuple[str, CanonicalOrder]] = []
+    with pytest.raises(EndpointUnavailable):
+        poller(engine, api, published).poll_once()
+    first = poller(engine, api, published)
+    assert first.cursor() == datetime(2026, 11, 25, 2, 24, tzinfo=UTC)  # the first window's end
+    api.fail_after = -1
+    first.poll_once()
+    assert len({o.external_id for _, o in published}) == 5
+
+
+def test_an_unconfirmed_publish_stores_nothing(engine: Engine) -> None:
+    api = PinduoduoRouter(many_orders())
+    with pytest.raises(EndpointUnavailable):
+        poller(engine, api, [], fail_publish=True).poll_once()
+    assert poller(engine, api, []).cursor() == datetime(2026, 11, 25, 1, 55, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ({"error_code": 70031, "error_msg": "调用过于频繁"}, EndpointUnavailable),
+        ({"error_code": 10019, "error_msg": "access_token已过期"}, ConnectorError),
+    ],
+)
+def test_pinduoduo_errors(engine: Engine, error: dict[str, Any], kind: type[Exception]) -> None:
+    api = PinduoduoRouter([])
+    api.error = error
+    with pytest.raises(kind, match=str(error["error_code"])):
+        poller(engine, api, []).poll_once()
