@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -51,13 +49,10 @@ import httpx
 from canonical.errors import EndpointUnavailable
 from connectors.base import ConnectorError, unreadable
 from connectors.payload import SHANGHAI, address, amount, field, load_json, timestamp
-from connectors.poller import PollReport, PollSpec, RestPoller
+from connectors.poller import PollSpec, WindowPoller
 
 PDD_ENDPOINT = "https://gw-api.pinduoduo.com/api/router"
 LIST_API = "pdd.order.number.list.increment.get"
-WINDOW = timedelta(minutes=30)
-SETTLE = timedelta(minutes=3)
-HISTORY = timedelta(days=89)  # the list reaches back three months
 PAGE_SIZE = 100
 PHONE = re.compile(r"^\+?[0-9][0-9 -]{5,30}$")
 STATUSES = {1: "paid", 2: "shipped", 3: "delivered"}
@@ -145,7 +140,7 @@ def to_canonical(order: dict[str, Any], channel: str, shop: str) -> dict[str, An
     }
 
 
-class PinduoduoPoller(RestPoller):
+class PinduoduoPoller(WindowPoller):
     """The order increment list in 30-minute windows since the cursor."""
 
     def __init__(
@@ -155,7 +150,6 @@ class PinduoduoPoller(RestPoller):
         client_secret: str,
         access_token: str,
         shop: str,
-        now: Callable[[], float] = time.time,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -163,7 +157,6 @@ class PinduoduoPoller(RestPoller):
         self.client_secret = client_secret
         self.access_token = access_token
         self.shop = shop
-        self.now = now
 
     def call(self, api: str, params: dict[str, str]) -> dict[str, Any]:
         form = {
@@ -203,53 +196,22 @@ class PinduoduoPoller(RestPoller):
             raise unreadable("an order in order_sn_list is not an object")
         return to_canonical(item, self.channel, self.shop)
 
-    def _window(self, start: datetime, end: datetime, report: PollReport) -> None:
-        page = 1
-        while True:
-            params = {
-                "start_updated_at": str(int(start.timestamp())),
-                "end_updated_at": str(int(end.timestamp())),
-                "order_status": "5",
-                "refund_status": "5",
-                "is_lucky_flag": "0",
-                "page": str(page),
-                "page_size": str(PAGE_SIZE),
-                "use_has_next": "true",
-            }
-            data = field(self.call(LIST_API, params), "order_sn_increment_get_response")
-            report.pages += 1
-            items = data.get("order_sn_list") or []
-            orders = self._read(list(items), report)
-            if orders:
-                ids = [f"{self.channel}.poll.{o.content_hash()[:40]}" for o in orders]
-                failed = [r for r in self.publish_many(orders, ids) if r is not None]
-                if failed:
-                    raise failed[0]
-                report.published += len(orders)
-            more = data.get("has_next")
-            if more is None:
-                more = int(data.get("total_count") or 0) > page * PAGE_SIZE
-            if not more or not items or page >= self.spec.max_pages:
-                return
-            page += 1
-
-    def poll_once(self) -> PollReport:
-        """Every window from the cursor (less the overlap) to three minutes ago;
-        the cursor moves to each window's end once its orders are confirmed."""
-        cursor = self.cursor()
-        now = datetime.fromtimestamp(self.now(), UTC)
-        start = max(cursor - timedelta(seconds=self.spec.overlap), now - HISTORY)
-        report = PollReport(since=start.isoformat())
-        limit = now - SETTLE
-        while start < limit:
-            end = min(start + WINDOW, limit)
-            self._window(start, end, report)
-            if end > cursor:
-                self._store(end)
-                cursor = end
-                report.cursor = end.isoformat()
-            start = end
-        return report
+    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], bool]:
+        params = {
+            "start_updated_at": str(int(start.timestamp())),
+            "end_updated_at": str(int(end.timestamp())),
+            "order_status": "5",
+            "refund_status": "5",
+            "is_lucky_flag": "0",
+            "page": str(number),
+            "page_size": str(PAGE_SIZE),
+            "use_has_next": "true",
+        }
+        data = field(self.call(LIST_API, params), "order_sn_increment_get_response")
+        more = data.get("has_next")
+        if more is None:
+            more = int(data.get("total_count") or 0) > number * PAGE_SIZE
+        return list(data.get("order_sn_list") or []), bool(more)
 
 
 def pdd_spec(endpoint: str = PDD_ENDPOINT, **overrides: Any) -> PollSpec:

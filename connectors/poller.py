@@ -284,6 +284,63 @@ class RestPoller:
             stop.wait(self.spec.interval)
 
 
+class WindowPoller(RestPoller):
+    """A platform whose order list is asked for by time window (Pinduoduo, JD).
+
+    It reads windows of at most ``window`` from the cursor (less ``overlap``,
+    and no further back than ``history``) up to ``settle`` ago (orders the
+    platform indexes late are in), every page of each, and moves the cursor to
+    a window's end only once every order in it was confirmed; a failure ends
+    the poll and the next one reads the same window again. A platform module
+    says how to ask for one page (:meth:`page`) and how to read an order
+    (:meth:`fields`).
+    """
+
+    window = timedelta(minutes=30)
+    settle = timedelta(minutes=3)
+    history = timedelta(days=89)
+
+    def __init__(self, *args: Any, now: Callable[[], float] = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = now
+
+    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], bool]:
+        """The orders on page ``number`` of the window, and whether more pages follow."""
+        raise NotImplementedError
+
+    def _window(self, start: datetime, end: datetime, report: PollReport) -> None:
+        number = 1
+        while True:
+            items, more = self.page(start, end, number)
+            report.pages += 1
+            orders = self._read(items, report)
+            if orders:
+                ids = [f"{self.channel}.poll.{o.content_hash()[:40]}" for o in orders]
+                failed = [r for r in self.publish_many(orders, ids) if r is not None]
+                if failed:
+                    raise failed[0]
+                report.published += len(orders)
+            if not more or not items or number >= self.spec.max_pages:
+                return
+            number += 1
+
+    def poll_once(self) -> PollReport:
+        cursor = self.cursor()
+        now = datetime.fromtimestamp(self.now(), UTC)
+        start = max(cursor - timedelta(seconds=self.spec.overlap), now - self.history)
+        report = PollReport(since=start.isoformat())
+        limit = now - self.settle
+        while start < limit:
+            end = min(start + self.window, limit)
+            self._window(start, end, report)
+            if end > cursor:
+                self._store(end)
+                cursor = end
+                report.cursor = end.isoformat()
+            start = end
+        return report
+
+
 def _stamp(moment: datetime) -> str:
     """ISO 8601 in UTC with a Z, which every platform's API accepts."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
