@@ -196,6 +196,26 @@ class Orderbus:
                 access_token=shop.access_token,
                 shop=shop.shop,
             )
+        if spec.connector == "jd" and spec.jd is not None:
+            from connectors.jd import JdPoller, jd_spec
+
+            jd = spec.jd
+            poll = jd_spec(
+                jd.endpoint, interval=spec.interval, overlap=spec.overlap, start=spec.start
+            )
+            return JdPoller(
+                channel,
+                poll,
+                None,
+                self.engine,
+                client,
+                publish_many,
+                record_bad,
+                app_key=jd.app_key,
+                app_secret=jd.app_secret,
+                access_token=jd.access_token,
+                shop=jd.shop,
+            )
         if spec.connector == "amazon-sp-api" and spec.amazon is not None:
             from connectors.amazon_sp import AmazonOrdersPoller, LwaToken, orders_spec
 

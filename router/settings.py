@@ -110,14 +110,27 @@ class PinduoduoSpec(BaseModel):
     endpoint: str = "https://gw-api.pinduoduo.com/api/router"
 
 
+class JdSpec(BaseModel):
+    """A JD POP shop's order API (connectors/jd.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    access_token: str = Field(min_length=1)
+    shop: str = Field(min_length=1, max_length=200, description="the shop the orders belong to")
+    endpoint: str = "https://api.jd.com/routerjson"
+
+
 class PollerSpec(_Mapped):
     """A channel polled over REST (connectors/poller.py), and how to read it:
     with a field mapping, or with a platform's own module."""
 
-    connector: Literal["mapping", "amazon-sp-api", "taobao-tmc", "pinduoduo"] = "mapping"
+    connector: Literal["mapping", "amazon-sp-api", "taobao-tmc", "pinduoduo", "jd"] = "mapping"
     amazon: AmazonSpec | None = None
     taobao: TaobaoSpec | None = None
     pinduoduo: PinduoduoSpec | None = None
+    jd: JdSpec | None = None
     url: str | None = None
     items: str | None = Field(
         default=None, description='where the orders are in a response, e.g. "$.data.orders"'
@@ -145,6 +158,8 @@ class PollerSpec(_Mapped):
             raise ValueError("the taobao-tmc poller needs its taobao settings")
         if self.connector == "pinduoduo" and self.pinduoduo is None:
             raise ValueError("the pinduoduo poller needs its pinduoduo settings")
+        if self.connector == "jd" and self.jd is None:
+            raise ValueError("the jd poller needs its jd settings")
         return self
 
 

@@ -1,0 +1,190 @@
+"""JD POP: jingdong.pop.order.search in signed six-hour windows, the cursor,
+errors, and the order mapping against the fixture (connectors/fixtures/jd)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import jsonschema
+import pytest
+from sqlalchemy import Engine
+
+from canonical.errors import EndpointUnavailable
+from canonical.order import CanonicalOrder, json_schema
+from connectors.base import ConnectorError
+from connectors.jd import JdPoller, jd_spec, to_canonical
+from connectors.payload import SHANGHAI, canonical_order, load_json
+from router.bootstrap import bootstrap
+from router.settings import JdSpec, PollerSpec, Settings
+from router.validation import violations
+
+APP_KEY, SECRET, TOKEN = "jd-app-key", "jd-app-secret", "jd-access-token"
+FIXTURE = json.loads(
+    (Path(str(resources.files("connectors") / "fixtures" / "jd")) / "order-search.json").read_text(
+        "utf-8"
+    )
+)
+ORDERS: list[dict[str, Any]] = load_json(FIXTURE["response_text"])[
+    "jingdong_pop_order_search_responce"
+]["searchorderinfo_result"]["orderInfoList"]
+
+
+def test_the_fixture_orders_read_exactly() -> None:
+    for order, expect in zip(ORDERS, FIXTURE["expect"], strict=True):
+        canonical = canonical_order(to_canonical(order, "jd", "shop-1"))
+        jsonschema.validate(json.loads(canonical.to_wire()), json_schema())
+        assert canonical.external_id == expect["external_id"]
+        assert (str(canonical.total), canonical.status.value) == (expect["total"], expect["status"])
+        assert [[i.sku, i.quantity] for i in canonical.items] == expect["items"]
+        assert canonical.customer.phone == expect["phone"]
+        assert canonical.customer.masked_phone == expect.get("masked_phone")
+        assert canonical.shipping_address.city == expect["city"]
+        assert canonical.computed_total() == canonical.total
+        assert violations(canonical) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [("LOCKED", "paid"), ("FINISHED_L", "delivered"), ("TRADE_CANCELED", "cancelled")],
+)
+def test_statuses(state: str, status: str) -> None:
+    order = ORDERS[0] | {"orderState": state}
+    assert canonical_order(to_canonical(order, "jd", "s")).status.value == status
+
+
+def test_an_unknown_state_or_a_bad_count_is_named() -> None:
+    with pytest.raises(ConnectorError, match="NEW_STATE"):
+        to_canonical(ORDERS[0] | {"orderState": "NEW_STATE"}, "jd", "s")
+    line = ORDERS[0]["itemInfoList"][0] | {"itemTotal": "1.5"}
+    with pytest.raises(ConnectorError, match="itemTotal"):
+        to_canonical(ORDERS[0] | {"itemInfoList": [line]}, "jd", "s")
+
+
+class JdRouter:
+    """The fake API: the signature, the 360buy_param_json, one order per page."""
+
+    def __init__(self, orders: list[dict[str, Any]]) -> None:
+        self.orders = orders
+        self.windows: list[tuple[str, str, str]] = []
+        self.answer: dict[str, Any] | None = None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        form = dict(parse_qsl(request.content.decode()))
+        sign = form.pop("sign")
+        text = SECRET + "".join(k + form[k] for k in sorted(form)) + SECRET
+        assert sign == hashlib.md5(text.encode()).hexdigest().upper()
+        assert (form["method"], form["app_key"], form["access_token"], form["v"]) == (
+            "jingdong.pop.order.search",
+            APP_KEY,
+            TOKEN,
+            "2.0",
+        )
+        if self.answer is not None:
+            return httpx.Response(200, json=self.answer)
+        business = json.loads(form["360buy_param_json"])
+        start, end = business["start_date"], business["end_date"]
+        span = _local(end) - _local(start)
+        assert timedelta(0) < span <= timedelta(hours=6) and business["dateType"] == 0
+        self.windows.append((start, end, business["page"]))
+        found = [o for o in self.orders if start <= o["modified"] <= end]
+        page, size = int(business["page"]), int(business["page_size"])
+        result = {
+            "apiResult": {"success": True},
+            "orderTotal": len(found),
+            "orderInfoList": found[(page - 1) * size : page * size],
+        }
+        body = {"jingdong_pop_order_search_responce": {"searchorderinfo_result": result}}
+        return httpx.Response(200, json=body)
+
+
+def _local(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+
+
+def poller(engine: Engine, api: JdRouter, published: list[CanonicalOrder]) -> JdPoller:
+    def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
+        published.extend(orders)
+        return [None] * len(orders)
+
+    return JdPoller(
+        "jd",
+        jd_spec("https://jd.example/routerjson", start="2026-11-24T18:00:00+08:00", overlap=0),
+        None,
+        engine,
+        httpx.Client(transport=httpx.MockTransport(api)),
+        publish_many,
+        lambda reason, detail, item: None,
+        app_key=APP_KEY,
+        app_secret=SECRET,
+        access_token=TOKEN,
+        shop="shop-1",
+        now=lambda: NOW.timestamp(),
+        sleep=lambda seconds: None,
+    )
+
+
+def test_windows_pages_and_the_cursor(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("connectors.jd.PAGE_SIZE", 1)  # so two orders make two pages
+    api = JdRouter(ORDERS)
+    published: list[CanonicalOrder] = []
+    report = poller(sqlite_engine, api, published).poll_once()
+    # 18:00 yesterday to 09:57 today: windows of six hours; both orders were
+    # modified in the last one, one per page.
+    assert [(s[11:16], e[11:16], p) for s, e, p in api.windows] == [
+        ("18:00", "00:00", "1"),
+        ("00:00", "06:00", "1"),
+        ("06:00", "09:57", "1"),
+        ("06:00", "09:57", "2"),
+    ]
+    assert sorted(o.external_id for o in published) == ["300012345678", "300087654321"]
+    assert report.cursor == (NOW - timedelta(minutes=3)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        ({"error_response": {"code": "19", "zh_desc": "token已过期或者不存在"}}, ConnectorError),
+        ({"error_response": {"code": "67", "zh_desc": "调用过于频繁"}}, EndpointUnavailable),
+        (
+            {
+                "jingdong_pop_order_search_responce": {
+                    "searchorderinfo_result": {
+                        "apiResult": {"success": False, "chineseErrCode": "系统异常"}
+                    }
+                }
+            },
+            EndpointUnavailable,
+        ),
+    ],
+)
+def test_jd_errors(sqlite_engine: Engine, answer: dict[str, Any], kind: type[Exception]) -> None:
+    api = JdRouter([])
+    api.answer = answer
+    with pytest.raises(kind):
+        poller(sqlite_engine, api, []).poll_once()
+
+
+def test_bootstrap_builds_the_jd_poller(sqlite_url: str) -> None:
+    shop = JdSpec(app_key=APP_KEY, app_secret=SECRET, access_token=TOKEN, shop="shop-1")
+    app = bootstrap(
+        Settings(
+            broker_url="memory://",
+            database_url=sqlite_url,
+            pollers={"jd": PollerSpec(connector="jd", jd=shop)},
+        )
+    )
+    assert isinstance(app.poller("jd"), JdPoller)
+    with pytest.raises(ValueError, match="needs its jd settings"):
+        PollerSpec(connector="jd")
