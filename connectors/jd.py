@@ -196,7 +196,7 @@ class JdPoller(WindowPoller):
             raise unreadable("an order in orderInfoList is not an object")
         return to_canonical(item, self.channel, self.shop)
 
-    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], bool]:
+    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], int]:
         business = {
             "start_date": _local(start),
             "end_date": _local(end),
@@ -215,7 +215,7 @@ class JdPoller(WindowPoller):
                 f"JD {SEARCH_API} said: {api.get('chineseErrCode')} ({api.get('englishErrCode')})"
             )
         orders = list(result.get("orderInfoList") or [])
-        return orders, int(result.get("orderTotal") or 0) > number * PAGE_SIZE
+        return orders, -(-int(result.get("orderTotal") or 0) // PAGE_SIZE)
 
 
 def jd_spec(endpoint: str = JD_ENDPOINT, **overrides: Any) -> PollSpec:

@@ -6,9 +6,8 @@ As Pinduoduo's open platform documents it (its official POP SDKs:
 - The list gives whole orders (``order_sn_increment_get_response.order_sn_list``,
   each with its ``item_list``) changed between ``start_updated_at`` and
   ``end_updated_at``, Unix seconds, at most 30 minutes apart, a ``page`` of
-  ``page_size`` (at most 100) at a time; with ``use_has_next`` the answer says
-  ``has_next`` (else ``total_count``). ``order_status`` 5 and ``refund_status``
-  5 ask for every order.
+  ``page_size`` (at most 100) at a time, with the ``total_count``.
+  ``order_status`` 5 and ``refund_status`` 5 ask for every order.
 - Every request is a POST to ``https://gw-api.pinduoduo.com/api/router`` with
   ``type`` (the API), ``client_id``, ``access_token``, ``timestamp`` (Unix
   seconds), ``data_type=JSON``, ``version=V1`` and ``sign``: all parameters
@@ -17,8 +16,9 @@ As Pinduoduo's open platform documents it (its official POP SDKs:
 - An error is ``{"error_response": {error_code, error_msg, sub_code, sub_msg}}``.
 
 The poller keeps its cursor in ``poll_cursors`` like the REST poller: it reads
-30-minute windows from the cursor (less ``overlap``) up to three minutes ago
-(Pinduoduo's advice, so late-indexed orders are in), every page of each, and
+30-minute windows from the cursor (less ``overlap``) up to three minutes ago,
+every page of each, read from the last page back (Pinduoduo's advice against
+missed orders), and
 moves the cursor to a window's end only once every order in it was confirmed
 by the broker (the list reaches back three months: an older cursor or
 ``start`` begins there). A failure ends the poll; the next one reads the same window
@@ -196,7 +196,7 @@ class PinduoduoPoller(WindowPoller):
             raise unreadable("an order in order_sn_list is not an object")
         return to_canonical(item, self.channel, self.shop)
 
-    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], bool]:
+    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], int]:
         params = {
             "start_updated_at": str(int(start.timestamp())),
             "end_updated_at": str(int(end.timestamp())),
@@ -205,13 +205,10 @@ class PinduoduoPoller(WindowPoller):
             "is_lucky_flag": "0",
             "page": str(number),
             "page_size": str(PAGE_SIZE),
-            "use_has_next": "true",
         }
         data = field(self.call(LIST_API, params), "order_sn_increment_get_response")
-        more = data.get("has_next")
-        if more is None:
-            more = int(data.get("total_count") or 0) > number * PAGE_SIZE
-        return list(data.get("order_sn_list") or []), bool(more)
+        total = int(data.get("total_count") or 0)
+        return list(data.get("order_sn_list") or []), -(-total // PAGE_SIZE)
 
 
 def pdd_spec(endpoint: str = PDD_ENDPOINT, **overrides: Any) -> PollSpec:

@@ -291,8 +291,9 @@ class WindowPoller(RestPoller):
     and no further back than ``history``) up to ``settle`` ago (orders the
     platform indexes late are in), every page of each, and moves the cursor to
     a window's end only once every order in it was confirmed; a failure ends
-    the poll and the next one reads the same window again. A platform module
-    says how to ask for one page (:meth:`page`) and how to read an order
+    the poll and the next one reads the same window again. Pages are read
+    from the last to the first (see :meth:`_window`). A platform module says
+    how to ask for one page (:meth:`page`) and how to read an order
     (:meth:`fields`).
     """
 
@@ -304,25 +305,33 @@ class WindowPoller(RestPoller):
         super().__init__(*args, **kwargs)
         self.now = now
 
-    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], bool]:
-        """The orders on page ``number`` of the window, and whether more pages follow."""
+    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], int]:
+        """The orders on page ``number`` of the window, and how many pages it has."""
         raise NotImplementedError
 
     def _window(self, start: datetime, end: datetime, report: PollReport) -> None:
-        number = 1
-        while True:
-            items, more = self.page(start, end, number)
-            report.pages += 1
-            orders = self._read(items, report)
-            if orders:
-                ids = [f"{self.channel}.poll.{o.content_hash()[:40]}" for o in orders]
-                failed = [r for r in self.publish_many(orders, ids) if r is not None]
-                if failed:
-                    raise failed[0]
-                report.published += len(orders)
-            if not more or not items or number >= self.spec.max_pages:
-                return
-            number += 1
+        """Page 1 says how many pages there are; then the pages are read from
+        the last back to the first. An order updated meanwhile leaves the
+        window (it moves to a later one), and the orders after it move up a
+        place: read backwards, every one of them is still seen (at worst
+        twice, which the message ids absorb), where reading forwards would
+        miss the one that moved onto a page already read."""
+        items, pages = self.page(start, end, 1)
+        self._publish_page(items, report)
+        if pages > 1:
+            for number in range(min(pages, self.spec.max_pages), 0, -1):
+                items, _ = self.page(start, end, number)
+                self._publish_page(items, report)
+
+    def _publish_page(self, items: list[Any], report: PollReport) -> None:
+        report.pages += 1
+        orders = self._read(items, report)
+        if orders:
+            ids = [f"{self.channel}.poll.{o.content_hash()[:40]}" for o in orders]
+            failed = [r for r in self.publish_many(orders, ids) if r is not None]
+            if failed:
+                raise failed[0]
+            report.published += len(orders)
 
     def poll_once(self) -> PollReport:
         cursor = self.cursor()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -79,6 +80,7 @@ class PinduoduoRouter:
         self.windows: list[tuple[int, int, int]] = []
         self.fail_after = -1  # answer HTTP 502 after this many more requests
         self.error: dict[str, Any] | None = None
+        self.after_first_page: Callable[[], None] | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         form = json.loads(request.content)
@@ -97,11 +99,13 @@ class PinduoduoRouter:
             return httpx.Response(200, json={"error_response": self.error})
         start, end = int(form["start_updated_at"]), int(form["end_updated_at"])
         assert 0 < end - start <= 1800, "Pinduoduo allows 30 minutes at most"
-        page = int(form["page"])
+        page, size = int(form["page"]), int(form["page_size"])
         self.windows.append((start, end, page))
         found = [o for o in self.orders if start <= _stamp(o["updated_at"]) <= end]
-        chunk = found[(page - 1) * 2 : page * 2]
-        body = {"order_sn_list": chunk, "has_next": len(found) > page * 2}
+        chunk = found[(page - 1) * size : page * size]
+        body = {"order_sn_list": chunk, "total_count": len(found)}
+        if self.after_first_page is not None and len(self.windows) == 1:
+            self.after_first_page()
         text_body = json.dumps({"order_sn_increment_get_response": body}, default=str)
         return httpx.Response(200, content=text_body.encode())
 
@@ -160,15 +164,29 @@ def engine(sqlite_engine: Engine) -> Engine:
     return sqlite_engine  # migrated by the sqlite_url fixture
 
 
+@pytest.fixture(autouse=True)
+def two_per_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connectors.pinduoduo.PAGE_SIZE", 2)
+
+
 def test_windows_pages_and_the_cursor(engine: Engine) -> None:
     api = PinduoduoRouter(many_orders())
     published: list[tuple[str, CanonicalOrder]] = []
     report = poller(engine, api, published).poll_once()
     # From 09:54 (the start less the overlap) to 10:57 (three minutes ago), in
-    # windows of at most 30 minutes, every page of each: three orders in the
-    # first window (two pages of two), two in the second, none in the last.
-    assert [(e - s, p) for s, e, p in api.windows] == [(1800, 1), (1800, 2), (1800, 1), (180, 1)]
-    assert sorted(o.external_id for _, o in published) == [o["order_sn"] for o in many_orders()]
+    # windows of at most 30 minutes, every page of each, from the last back:
+    # three orders in the first window (pages 1, then 2 and 1), two in the
+    # second, none in the last.
+    assert [(e - s, p) for s, e, p in api.windows] == [
+        (1800, 1),
+        (1800, 2),
+        (1800, 1),
+        (1800, 1),
+        (180, 1),
+    ]
+    assert sorted({o.external_id for _, o in published}) == [o["order_sn"] for o in many_orders()]
+    # Page 1 of the first window is read twice: the same two message ids.
+    assert len(published) == 7 and len({mid for mid, _ in published}) == 5
     assert report.cursor == (NOW - timedelta(minutes=3)).isoformat()
 
     # A restart resumes from the stored cursor: the overlap re-reads the last
@@ -182,9 +200,23 @@ def test_windows_pages_and_the_cursor(engine: Engine) -> None:
     assert len(set(ids)) == 5
 
 
+def test_an_order_updated_while_paging_does_not_hide_the_next_one(engine: Engine) -> None:
+    orders = many_orders()
+    api = PinduoduoRouter(orders)
+
+    def first_order_changes() -> None:  # it leaves the window; the rest move up
+        orders[0]["updated_at"] = "2026-11-25 10:58:00"
+
+    api.after_first_page = first_order_changes
+    published: list[tuple[str, CanonicalOrder]] = []
+    poller(engine, api, published).poll_once()
+    # Read forwards, page 2 would now be empty and the third order missed.
+    assert {o.external_id for _, o in published} >= {o["order_sn"] for o in orders[1:]}
+
+
 def test_a_failed_window_keeps_the_cursor_where_it_was(engine: Engine) -> None:
     api = PinduoduoRouter(many_orders())
-    api.fail_after = 2  # the first window's two pages, then Pinduoduo fails
+    api.fail_after = 3  # the first window's three page reads, then Pinduoduo fails
     published: list[tuple[str, CanonicalOrder]] = []
     with pytest.raises(EndpointUnavailable):
         poller(engine, api, published).poll_once()
