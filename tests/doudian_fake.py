@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -93,3 +96,43 @@ class FakeDoudian:
                 return self._answer(50002, sub_code="isv.business-failed", sub_msg="订单不存在")
             return self._answer(SUCCESS, {"shop_order_detail": order})
         return self._answer(40004, sub_code="isv.method-not-found", sub_msg="method not exist")
+
+
+class Served:
+    """A fake served over real HTTP, for orderbus running as another process."""
+
+    def __init__(self, handle: Callable[[httpx.Request], httpx.Response]) -> None:
+        fake_handle = handle
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                request = httpx.Request(
+                    "POST",
+                    f"http://fake{self.path}",
+                    headers=dict(self.headers.items()),
+                    content=body,
+                )
+                answer = fake_handle(request)
+                content = answer.content
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
