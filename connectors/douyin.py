@@ -72,6 +72,7 @@ from connectors.payload import (
     load_json,
     matches_any,
     minor_units,
+    phone_fields,
     timestamp,
 )
 
@@ -85,7 +86,6 @@ TOKEN_MARGIN = 300.0  # renew the access token this many seconds before it expir
 STATUSES = {1: "created", 105: "paid", 2: "paid", 101: "paid", 3: "shipped", 5: "delivered"}
 CANCELLED = 4
 REFUNDED_MAIN = frozenset({21, 22, 39})
-PHONE = re.compile(r"^\+?[0-9][0-9 -]{5,30}$")
 # What Doudian's error texts say when the request itself can never succeed.
 PERMANENT = re.compile(r"not.?exist|不存在|invalid.?param|参数|no.?permission|无权限", re.I)
 TOKEN_TROUBLE = re.compile(r"access.?token|token", re.I)
@@ -236,8 +236,7 @@ def to_canonical(detail: dict[str, Any], channel: str, shop: str) -> dict[str, A
         "currency": "CNY",
         "customer": {
             "name": detail.get("post_receiver") or None,
-            "phone": phone if PHONE.match(phone) else None,
-            "masked_phone": None if PHONE.match(phone) else detail.get("mask_post_tel") or None,
+            **phone_fields(phone, detail.get("mask_post_tel")),
         },
         "shipping_address": address(
             country="CN",

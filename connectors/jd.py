@@ -35,9 +35,7 @@ becomes ``masked_phone``. Times are Asia/Shanghai.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -46,7 +44,17 @@ import httpx
 
 from canonical.errors import EndpointUnavailable
 from connectors.base import ConnectorError, unreadable
-from connectors.payload import SHANGHAI, address, amount, field, load_json, timestamp
+from connectors.payload import (
+    SHANGHAI,
+    TRY_LATER,
+    address,
+    amount,
+    field,
+    load_json,
+    phone_fields,
+    sorted_params_md5,
+    timestamp,
+)
 from connectors.poller import PollSpec, WindowPoller
 
 JD_ENDPOINT = "https://api.jd.com/routerjson"
@@ -70,14 +78,6 @@ STATUSES = {
     "FINISHED_L": "delivered",
     "TRADE_CANCELED": "cancelled",
 }
-PHONE = re.compile(r"^\+?[0-9][0-9 -]{5,30}$")
-TRANSIENT = re.compile(r"频繁|限流|繁忙|超时|系统|limit|busy|timeout|system", re.I)
-
-
-def jd_sign(params: dict[str, str], secret: str) -> str:
-    text = secret + "".join(f"{k}{params[k]}" for k in sorted(params)) + secret
-    # JD's documented scheme; md5 is what the platform signs with.
-    return hashlib.md5(text.encode("utf-8")).hexdigest().upper()  # noqa: S324
 
 
 def _local(moment: datetime) -> str:
@@ -120,8 +120,7 @@ def to_canonical(order: dict[str, Any], channel: str, shop: str) -> dict[str, An
         "currency": "CNY",
         "customer": {
             "name": consignee.get("fullname") or None,
-            "phone": mobile if PHONE.match(mobile) else None,
-            "masked_phone": mobile if mobile and not PHONE.match(mobile) else None,
+            **phone_fields(mobile),
         },
         "shipping_address": address(
             country="CN",
@@ -165,7 +164,7 @@ class JdPoller(WindowPoller):
             "v": "2.0",
             "360buy_param_json": json.dumps(business, ensure_ascii=False, separators=(",", ":")),
         }
-        form["sign"] = jd_sign(form, self.app_secret)
+        form["sign"] = sorted_params_md5(form, self.app_secret)
         self._wait_turn()
         try:
             response = self.client.post(self.spec.url, data=form)
@@ -187,7 +186,7 @@ class JdPoller(WindowPoller):
 
     @staticmethod
     def _failure(detail: str) -> Exception:
-        if TRANSIENT.search(detail):
+        if TRY_LATER.search(detail):
             return EndpointUnavailable(detail)
         return ConnectorError(422, "platform_refused", detail)
 

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
@@ -162,6 +163,30 @@ def require_hmac_base64(request: WebhookRequest, secrets: Iterable[str], header:
         raise unauthorized("missing_signature", f"{header} header is required")
     if not matches_any(offered.strip(), (hmac_sha256_base64(k, request.body) for k in keys)):
         raise unauthorized("bad_signature", f"{header} does not match the body")
+
+
+# A number as a platform gives it in the clear (a masked one has * in it).
+PLAIN_PHONE = re.compile(r"^\+?[0-9][0-9 -]{5,30}$")
+# Words of the Chinese platforms' error texts that mean "try again later".
+TRY_LATER = re.compile(r"频繁|限流|繁忙|超时|系统|limit|busy|timeout|system", re.IGNORECASE)
+
+
+def phone_fields(given: str | None, masked: str | None = None) -> dict[str, str | None]:
+    """``phone`` when the platform gave the number in the clear, else
+    ``masked_phone`` (the number as the platform shows it, or ``masked``)."""
+    text = (given or "").strip()
+    if PLAIN_PHONE.match(text):
+        return {"phone": text, "masked_phone": None}
+    return {"phone": None, "masked_phone": text or masked or None}
+
+
+def sorted_params_md5(params: Mapping[str, str], secret: str) -> str:
+    """The TOP-style request signature (Taobao, Pinduoduo, JD): the parameters
+    sorted by name, each name followed by its value, wrapped in the secret,
+    MD5, upper-case hex."""
+    text = secret + "".join(f"{k}{params[k]}" for k in sorted(params)) + secret
+    # The platforms' documented scheme; md5 is what they sign with.
+    return hashlib.md5(text.encode("utf-8")).hexdigest().upper()  # noqa: S324
 
 
 def address(

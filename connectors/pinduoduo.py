@@ -38,8 +38,6 @@ customer's ``masked_phone`` (the buyer is reached through Pinduoduo).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -48,22 +46,24 @@ import httpx
 
 from canonical.errors import EndpointUnavailable
 from connectors.base import ConnectorError, unreadable
-from connectors.payload import SHANGHAI, address, amount, field, load_json, timestamp
+from connectors.payload import (
+    SHANGHAI,
+    TRY_LATER,
+    address,
+    amount,
+    field,
+    load_json,
+    phone_fields,
+    sorted_params_md5,
+    timestamp,
+)
 from connectors.poller import PollSpec, WindowPoller
 
 PDD_ENDPOINT = "https://gw-api.pinduoduo.com/api/router"
 LIST_API = "pdd.order.number.list.increment.get"
 PAGE_SIZE = 100
-PHONE = re.compile(r"^\+?[0-9][0-9 -]{5,30}$")
 STATUSES = {1: "paid", 2: "shipped", 3: "delivered"}
 # Words of Pinduoduo's error messages that mean "try again later".
-TRANSIENT = re.compile(r"频繁|限流|繁忙|超时|系统|limit|busy|timeout|system", re.I)
-
-
-def pdd_sign(params: dict[str, str], secret: str) -> str:
-    text = secret + "".join(f"{k}{params[k]}" for k in sorted(params)) + secret
-    # Pinduoduo's documented scheme; md5 is what the platform signs with.
-    return hashlib.md5(text.encode("utf-8")).hexdigest().upper()  # noqa: S324
 
 
 def _yuan(value: Any, where: str) -> Decimal:
@@ -119,8 +119,7 @@ def to_canonical(order: dict[str, Any], channel: str, shop: str) -> dict[str, An
         "currency": "CNY",
         "customer": {
             "name": order.get("receiver_name") or None,
-            "phone": phone if PHONE.match(phone) else None,
-            "masked_phone": phone if phone and not PHONE.match(phone) else None,
+            **phone_fields(phone),
         },
         "shipping_address": address(
             country="CN",
@@ -168,7 +167,7 @@ class PinduoduoPoller(WindowPoller):
             "version": "V1",
             **params,
         }
-        form["sign"] = pdd_sign(form, self.client_secret)
+        form["sign"] = sorted_params_md5(form, self.client_secret)
         self._wait_turn()
         try:
             response = self.client.post(self.spec.url, json=form)
@@ -186,7 +185,7 @@ class PinduoduoPoller(WindowPoller):
                 f"({error.get('sub_code') or '-'}: {error.get('sub_msg') or '-'})"
             )
             words = f"{error.get('error_msg')} {error.get('sub_msg')} {error.get('sub_code')}"
-            if TRANSIENT.search(words):
+            if TRY_LATER.search(words):
                 raise EndpointUnavailable(detail)
             raise ConnectorError(422, "platform_refused", detail)
         return answer

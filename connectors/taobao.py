@@ -44,10 +44,8 @@ the customer's ``masked_phone``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -60,7 +58,16 @@ import httpx
 from canonical.errors import EndpointUnavailable, TransientError
 from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, OrderReference, unreadable
-from connectors.payload import SHANGHAI, address, amount, canonical_order, field, timestamp
+from connectors.payload import (
+    SHANGHAI,
+    address,
+    amount,
+    canonical_order,
+    field,
+    phone_fields,
+    sorted_params_md5,
+    timestamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +91,8 @@ STATUSES = {
     "TRADE_CLOSED": "refunded",
     "TRADE_CLOSED_BY_TAOBAO": "cancelled",
 }
-PHONE = re.compile(r"^\+?[0-9][0-9 -]{5,30}$")
 RATE_LIMITED = 7
 SESSION_CODES = frozenset({26, 27})
-
-
-def top_sign(params: dict[str, str], secret: str) -> str:
-    text = secret + "".join(f"{k}{params[k]}" for k in sorted(params)) + secret
-    # Taobao's documented scheme; md5 is what the platform signs with.
-    return hashlib.md5(text.encode("utf-8")).hexdigest().upper()  # noqa: S324
 
 
 class TopApi:
@@ -127,7 +127,7 @@ class TopApi:
             "sign_method": "md5",
             **params,
         }
-        form["sign"] = top_sign(form, self.app_secret)
+        form["sign"] = sorted_params_md5(form, self.app_secret)
         try:
             response = self.client.post(self.endpoint, data=form)
         except httpx.HTTPError as exc:
@@ -232,8 +232,7 @@ def to_canonical(trade: dict[str, Any], channel: str, shop: str) -> dict[str, An
         "currency": "CNY",
         "customer": {
             "name": trade.get("receiver_name") or None,
-            "phone": mobile if PHONE.match(mobile) else None,
-            "masked_phone": mobile if mobile and not PHONE.match(mobile) else None,
+            **phone_fields(mobile),
         },
         "shipping_address": address(
             country="CN",
