@@ -215,15 +215,7 @@ class RestPoller:
                 raise ConnectorError(422, "schema_mismatch", f"no list at {self.spec.items}")
             if not items:
                 break
-            orders = self._read(items, report)
-            if orders:
-                ids = [f"{self.channel}.poll.{o.content_hash()[:40]}" for o in orders]
-                results = self.publish_many(orders, ids)
-                failed = [r for r in results if r is not None]
-                if failed:
-                    raise failed[0]
-                report.published += len(orders)
-                newest = max([newest, *(_changed_at(o) for o in orders)])
+            newest = max(newest, self._publish_items(items, report))
             if self._next is not None:
                 following = value_at(data, self._next)
                 following = following if isinstance(following, str) and following else None
@@ -234,10 +226,38 @@ class RestPoller:
                     url = following
             else:
                 page += 1
+        if self._next is None and self.spec.page_param and page > 2:
+            # Numbered pages: an order updated during the poll moves to the end
+            # and the ones after it move up a place, so one may have moved onto
+            # a page already read. Reading the pages again from the last back
+            # to the first sees every one of them (twice at worst: the content
+            # ids absorb that).
+            for number in range(page - 1, 0, -1):
+                params = {**self.spec.params, self.spec.since_param: _stamp(since)}
+                params[self.spec.page_param] = str(number)
+                data = self._request(self.spec.url, params)
+                report.pages += 1
+                items = value_at(data, self._items)
+                if isinstance(items, list):
+                    newest = max(newest, self._publish_items(items, report))
         if newest > cursor:
             self._store(newest)
             report.cursor = newest.isoformat()
         return report
+
+    def _publish_items(self, items: list[Any], report: PollReport) -> datetime:
+        """Map and publish a page's orders (ConnectorError for one is recorded;
+        a publish not confirmed raises); the newest change among them."""
+        newest = datetime.min.replace(tzinfo=UTC)
+        orders = self._read(items, report)
+        if orders:
+            ids = [f"{self.channel}.poll.{o.content_hash()[:40]}" for o in orders]
+            failed = [r for r in self.publish_many(orders, ids) if r is not None]
+            if failed:
+                raise failed[0]
+            report.published += len(orders)
+            newest = max(_changed_at(o) for o in orders)
+        return newest
 
     def fields(self, item: Any) -> dict[str, Any]:
         """The canonical order's fields for one listed order (a platform module
@@ -317,21 +337,13 @@ class WindowPoller(RestPoller):
         twice, which the message ids absorb), where reading forwards would
         miss the one that moved onto a page already read."""
         items, pages = self.page(start, end, 1)
-        self._publish_page(items, report)
+        report.pages += 1
+        self._publish_items(items, report)
         if pages > 1:
             for number in range(min(pages, self.spec.max_pages), 0, -1):
                 items, _ = self.page(start, end, number)
-                self._publish_page(items, report)
-
-    def _publish_page(self, items: list[Any], report: PollReport) -> None:
-        report.pages += 1
-        orders = self._read(items, report)
-        if orders:
-            ids = [f"{self.channel}.poll.{o.content_hash()[:40]}" for o in orders]
-            failed = [r for r in self.publish_many(orders, ids) if r is not None]
-            if failed:
-                raise failed[0]
-            report.published += len(orders)
+                report.pages += 1
+                self._publish_items(items, report)
 
     def poll_once(self) -> PollReport:
         cursor = self.cursor()

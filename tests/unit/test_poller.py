@@ -129,11 +129,32 @@ def test_pages_are_published_and_the_cursor_moves_to_the_newest_change(engine: E
     platform = Platform([remote_order(i, f"2026-11-11T01:0{i}:00+00:00") for i in range(5)])
     broker, sleeps = Broker(), list[float]()
     report = poller(engine, platform, broker, sleeps=sleeps).poll_once()
-    assert [o.external_id for _, o in broker.published] == [f"R-{i}" for i in range(5)]
-    assert (report.pages, report.published, report.bad) == (4, 5, 0)  # 2 + 2 + 1, then empty
+    # Pages 1-3 (2 + 2 + 1), then an empty one; then 3, 2 and 1 again, from
+    # the last back (see the next test): each order twice, under one id.
+    pages = [r.url.params["page"] for r in platform.requests]
+    assert pages == ["1", "2", "3", "4", "3", "2", "1"]
+    assert [o.external_id for _, o in broker.published[:5]] == [f"R-{i}" for i in range(5)]
+    assert len({i for i, _ in broker.published}) == 5
+    assert (report.pages, report.published, report.bad) == (7, 10, 0)
     assert report.cursor == "2026-11-11T01:04:00+00:00"
     assert platform.requests[0].url.params["updated_after"] == "2026-11-10T23:59:00Z"
-    assert sleeps == [0.5, 0.5, 0.5]  # one request per min_request_interval
+    assert sleeps == [0.5] * 6  # one request per min_request_interval
+
+
+def test_an_order_updated_while_paging_does_not_hide_the_next_one(engine: Engine) -> None:
+    orders = [remote_order(i, f"2026-11-11T01:0{i}:00+00:00") for i in range(5)]
+    platform, broker = Platform(orders), Broker()
+
+    def changes_after_page_one(request: httpx.Request) -> httpx.Response:
+        # R-0 is updated after page 1 was read: it moves to the end, and R-2
+        # moves up onto page 1, which a forward read has already passed.
+        orders[0] = remote_order(0, "2026-11-11T02:00:00+00:00", status="SHIPPED")
+        platform.answers.clear()
+        return platform(request)
+
+    platform.answers = [None, changes_after_page_one]
+    poller(engine, platform, broker).poll_once()
+    assert {o.external_id for _, o in broker.published} == {f"R-{i}" for i in range(5)}
 
 
 def test_a_restart_resumes_from_the_stored_cursor_and_repeats_nothing_with_effect(
@@ -142,16 +163,21 @@ def test_a_restart_resumes_from_the_stored_cursor_and_repeats_nothing_with_effec
     orders = [remote_order(i, f"2026-11-11T01:0{i}:00+00:00") for i in range(3)]
     platform, broker = Platform(orders), Broker()
     poller(engine, platform, broker).poll_once()
+    first = {o.external_id: i for i, o in broker.published}
     orders.append(remote_order(3, "2026-11-11T01:30:00+00:00"))
     orders[0] = remote_order(0, "2026-11-11T01:31:00+00:00", status="SHIPPED")
     again = Platform(orders)
+    seen = len(broker.published)
     poller(engine, again, broker).poll_once()  # a new process: the cursor is in the database
     assert again.requests[0].url.params["updated_after"] == "2026-11-11T01:01:00Z"
-    ids = [i for i, _ in broker.published]
+    second = broker.published[seen:]
     # are inside the overlap and polled again: the same ids, recorded once.
-    assert ids[3:5] == ids[1:3]
-    assert [o.external_id for _, o in broker.published[5:]] == ["R-3", "R-0"]
-    assert broker.published[-1][1].status.value == "shipped"
+    assert {o.external_id: i for i, o in second if o.external_id in ("R-1", "R-2")} == {
+        "R-1": first["R-1"],
+        "R-2": first["R-2"],
+    }
+    assert {o.external_id for _, o in second} == {"R-0", "R-1", "R-2", "R-3"}
+    assert {o.status.value for _, o in second if o.external_id == "R-0"} == {"shipped"}
 
 
 def test_a_failed_publish_stores_no_cursor(engine: Engine) -> None:
