@@ -51,6 +51,7 @@ class ChannelConfig:
     secrets: tuple[str, ...] = ()
     shop: str | None = None
     app_key: str | None = None
+    fetch: bool = False  # orders the push only names are fetched (the channel has a fetch worker)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class OrderReference:
     external_id: str
     delivery_id: str
     shop: str | None = None
+    version: int | None = None  # the push's revision of the order, where it has one
 
 
 @dataclass(frozen=True)

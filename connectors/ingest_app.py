@@ -86,6 +86,7 @@ def channel_config_of(settings: Settings, channel: str) -> ChannelConfig:
         secrets=tuple(settings.channel_secrets.get(channel, ())),
         shop=spec.shop if spec else None,
         app_key=spec.app_key if spec else None,
+        fetch=channel in settings.fetching_channels(),
     )
 
 

@@ -42,6 +42,7 @@ def reference_of(delivery: Delivery) -> OrderReference:
             external_id=str(data["external_id"]),
             delivery_id=str(data["delivery_id"]),
             shop=data.get("shop"),
+            version=data.get("version"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedMessage(f"not a fetch request: {exc!r}") from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -49,11 +50,13 @@ def fetch_message(topology: Topology, channel: str, reference: OrderReference) -
     fetch worker, connectors/order_fetch.py); the same message id on every
     redelivery of the push."""
     envelope = Envelope.new(channel, message_id=scoped_id(channel, "fetch", reference.delivery_id))
-    body = {
+    body: dict[str, Any] = {
         "external_id": reference.external_id,
         "delivery_id": reference.delivery_id,
         "shop": reference.shop,
     }
+    if reference.version is not None:
+        body["version"] = reference.version
     return OutgoingMessage(
         exchange=topology.exchange,
         routing_key=fetch_routing_key(channel),

@@ -21,6 +21,11 @@ Cloud's "消息推送" guide; the field list below is the one its SDKs reproduce
   move an order backwards: the router ranks status first.
 - ``msg_id`` (V3 messages): the message's id; without it, ``{id}.{type}.{version}``
   is: the same on every resend (``sendCount``), so a resend has no second effect.
+- A trade event whose ``msg`` has no order lines (a status change only, as
+  in Youzan's published ``trade_TradePaid`` sample) names the trade: with the
+  channel's ``youzan`` API settings it becomes a fetch request, and the fetch
+  worker reads the trade with ``youzan.trade.get`` (:class:`YouzanApi`);
+  without them it is recorded as ignored, saying so.
 - ``test: true``: Youzan's periodic health check; answered and recorded, never
   read as an order, and accepted without a signature (it can do nothing).
 - Youzan counts a push as received when the answer is ``{"code": 0, "msg":
@@ -44,13 +49,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
+import httpx
+
+from canonical.errors import EndpointUnavailable
+from canonical.order import CanonicalOrder
 from connectors.base import (
     Arrival,
     ChannelConfig,
+    ConnectorError,
+    OrderReference,
     WebhookRequest,
     WebhookResult,
     unauthorized,
@@ -58,6 +71,7 @@ from connectors.base import (
 )
 from connectors.payload import (
     SHANGHAI,
+    TRY_LATER,
     address,
     amount,
     canonical_order,
@@ -132,17 +146,26 @@ class YouzanConnector:
         except UnicodeDecodeError as exc:
             raise unreadable(f"msg is not URL-encoded UTF-8: {exc}", "invalid_encoding") from exc
         info = message.get("full_order_info") if isinstance(message, dict) else None
-        if not isinstance(info, dict) or not info.get("orders"):
-            tid, status = data.get("id"), data.get("status")
-            return WebhookResult(
-                ignored=f"{kind} for trade {tid} carries no order lines (status {status})"
-            )
         version = data.get("version")
         if isinstance(version, str) and version.isdigit():
             version = int(version)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             version = 1
         shop = channel.shop or str(data.get("kdt_id") or "default")
+        if not isinstance(info, dict) or not info.get("orders"):
+            # A status event without the order's lines: the trade is fetched
+            # with youzan.trade.get when the channel has the API settings.
+            order_info = (info or {}).get("order_info") or {}
+            tid = order_info.get("tid") if isinstance(order_info, dict) else None
+            status = data.get("status")
+            if not channel.fetch or not tid:
+                return WebhookResult(
+                    ignored=f"{kind} for trade {tid or data.get('id')} carries no order lines "
+                    f"(status {status}); set the channel's youzan API settings to fetch it"
+                )
+            delivery = data.get("msg_id") or f"{tid}.{kind}.{version}"
+            reference = OrderReference(str(tid), str(delivery), shop, version)
+            return WebhookResult(references=(reference,))
         order = canonical_order(to_canonical(info, channel.name, shop, version))
         delivery = data.get("msg_id") or f"{order.external_id}.{kind}.{version}"
         return WebhookResult((Arrival(order, str(delivery)),))
@@ -225,3 +248,122 @@ def to_canonical(info: dict[str, Any], channel: str, shop: str, version: int) ->
         "updated_at": timestamp(updated, "order_info.update_time", SHANGHAI) if updated else None,
         "note": (info.get("remark_info") or {}).get("buyer_message") or None,
     }
+
+
+YOUZAN_API = "https://open.youzanyun.com"
+TOKEN_MARGIN = 300.0  # seconds before it expires that the access token is renewed
+
+
+class YouzanApi:
+    """The Youzan open API for one shop, with a self-used app's token.
+
+    The token: ``POST {endpoint}/auth/token`` with ``client_id``,
+    ``client_secret``, ``authorize_type: silent`` and ``grant_id`` (the shop's
+    kdt_id); the answer ``{success, code: 200, data: {access_token, expires}}``,
+    ``expires`` in milliseconds since the epoch. A trade: ``POST
+    {endpoint}/api/youzan.trade.get/4.0.0?access_token=...`` with ``{"tid": ...}``,
+    answered ``{success, code: 200, data: {full_order_info}}``. A refusal
+    naming the token renews it once; HTTP 5xx/429 and busy or rate-limit
+    answers are transient; any other refusal (no such trade, no permission) is
+    a ConnectorError with Youzan's code and message.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        client_id: str,
+        client_secret: str,
+        grant_id: str,
+        endpoint: str = YOUZAN_API,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.grant_id = grant_id
+        self.endpoint = endpoint.rstrip("/")
+        self.clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+
+    def _post(self, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        try:
+            response = self.client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise EndpointUnavailable(f"Youzan {what}: {exc!r}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise EndpointUnavailable(f"Youzan {what}: HTTP {response.status_code}")
+        answer = load_json(response.content, exact_numbers=True)
+        if not isinstance(answer, dict):
+            raise EndpointUnavailable(f"Youzan {what}: the answer is not a JSON object")
+        return answer
+
+    @staticmethod
+    def _refused(answer: dict[str, Any]) -> bool:
+        return answer.get("success") is not True or answer.get("code") not in (200, "200")
+
+    def _failure(self, what: str, answer: dict[str, Any]) -> Exception:
+        detail = f"Youzan {what} answered {answer.get('code')}: {answer.get('message')}"
+        if TRY_LATER.search(str(answer.get("message") or "")):
+            return EndpointUnavailable(detail)
+        return ConnectorError(422, "platform_refused", detail)
+
+    def token(self) -> str:
+        if self._token is None or self.clock() >= self._expires:
+            body = {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "authorize_type": "silent",
+                "grant_id": self.grant_id,
+                "refresh": False,
+            }
+            answer = self._post(f"{self.endpoint}/auth/token", body, "auth/token")
+            data = answer.get("data") or {}
+            if self._refused(answer) or not data.get("access_token"):
+                raise self._failure("auth/token", answer)
+            self._token = str(data["access_token"])
+            expires = float(data.get("expires") or 0) / 1000 or self.clock() + 3600
+            self._expires = max(expires - TOKEN_MARGIN, self.clock() + 60)
+        return self._token
+
+    def trade(self, tid: str) -> dict[str, Any]:
+        """``data.full_order_info`` of the trade."""
+        for attempt in (1, 2):
+            url = f"{self.endpoint}/api/youzan.trade.get/4.0.0"
+            try:
+                response = self.client.post(
+                    url, params={"access_token": self.token()}, json={"tid": tid}
+                )
+            except httpx.HTTPError as exc:
+                raise EndpointUnavailable(f"Youzan youzan.trade.get: {exc!r}") from exc
+            if response.status_code == 429 or response.status_code >= 500:
+                raise EndpointUnavailable(f"Youzan youzan.trade.get: HTTP {response.status_code}")
+            answer = load_json(response.content, exact_numbers=True)
+            if not isinstance(answer, dict):
+                raise EndpointUnavailable("Youzan youzan.trade.get: the answer is not an object")
+            if not self._refused(answer):
+                info = (answer.get("data") or {}).get("full_order_info")
+                if not isinstance(info, dict):
+                    raise unreadable("youzan.trade.get answered no data.full_order_info")
+                return info
+            if attempt == 1 and "token" in str(answer.get("message") or "").lower():
+                self._token = None  # expired or revoked: renew once
+                continue
+            raise self._failure("youzan.trade.get", answer)
+        raise AssertionError("unreachable")
+
+
+class YouzanOrders:
+    """The fetch worker's source for a Youzan channel: a trade by its tid."""
+
+    def __init__(self, api: YouzanApi, channel: ChannelConfig) -> None:
+        self.api = api
+        self.channel = channel
+
+    def fetch(self, reference: OrderReference) -> CanonicalOrder:
+        info = self.api.trade(reference.external_id)
+        shop = self.channel.shop or reference.shop or "default"
+        order = canonical_order(to_canonical(info, self.channel.name, shop, reference.version or 1))
+        if order.external_id != reference.external_id:
+            raise unreadable(f"asked for trade {reference.external_id}, got {order.external_id}")
+        return order

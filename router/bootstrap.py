@@ -114,17 +114,35 @@ class Orderbus:
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
         source: OrderSource
         poll = self.settings.pollers.get(channel)
+        spec = self.settings.channels.get(channel)
         if poll is not None and poll.taobao is not None:
             from connectors.taobao import TaobaoOrders
 
             source = TaobaoOrders(self._top_api(channel, client), channel)
+        elif spec is not None and spec.youzan is not None:
+            from connectors.ingest_app import channel_config_of
+            from connectors.youzan import YouzanApi, YouzanOrders
+
+            config = channel_config_of(self.settings, channel)
+            if not config.app_key or not config.secrets:
+                raise ConfigurationError(
+                    f"channel {channel!r} needs app_key (client_id) and its client secret "
+                    "in ORDERBUS_CHANNEL_SECRETS"
+                )
+            youzan = YouzanApi(
+                client,
+                config.app_key,
+                config.secrets[0],
+                spec.youzan.grant_id,
+                spec.youzan.endpoint,
+            )
+            source = YouzanOrders(youzan, config)
         else:
             from connectors.douyin import DoudianApi, DouyinOrders
             from connectors.ingest_app import channel_config_of
 
             config = channel_config_of(self.settings, channel)
-            spec = self.settings.channels[channel]
-            if spec.douyin is None or not config.app_key or not config.secrets:
+            if spec is None or spec.douyin is None or not config.app_key or not config.secrets:
                 raise ConfigurationError(
                     f"channel {channel!r} needs app_key, douyin.shop_id and its app_secret "
                     "in ORDERBUS_CHANNEL_SECRETS"

@@ -31,6 +31,16 @@ class DouyinSpec(BaseModel):
     endpoint: str = "https://openapi-fxg.jinritemai.com"
 
 
+class YouzanSpec(BaseModel):
+    """The Youzan open API a Youzan channel fetches a trade from when a push
+    carries only its new status (connectors/youzan.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grant_id: str = Field(min_length=1, max_length=40, description="the shop's kdt_id")
+    endpoint: str = "https://open.youzanyun.com"
+
+
 class ChannelSpec(BaseModel):
     """How a channel's requests are read (its secrets are in ``channel_secrets``)."""
 
@@ -42,11 +52,14 @@ class ChannelSpec(BaseModel):
     # client_id, Douyin app_key); a request naming another app is refused.
     app_key: str | None = Field(default=None, max_length=200)
     douyin: DouyinSpec | None = None
+    youzan: YouzanSpec | None = None
 
     @model_validator(mode="after")
     def _connector_settings(self) -> ChannelSpec:
         if self.connector == "douyin" and (self.douyin is None or not self.app_key):
             raise ValueError("a douyin channel needs app_key and douyin.shop_id")
+        if self.youzan is not None and (self.connector != "youzan" or not self.app_key):
+            raise ValueError("youzan API settings need a youzan channel with its app_key")
         return self
 
 
@@ -289,7 +302,11 @@ class Settings(BaseSettings):
     def fetching_channels(self) -> list[str]:
         """Channels whose orders are fetched from the platform's API after a push
         (Douyin) or a message (Taobao TMC) named them."""
-        pushed = [n for n, spec in self.channels.items() if spec.connector in FETCHING_CONNECTORS]
+        pushed = [
+            n
+            for n, spec in self.channels.items()
+            if spec.connector in FETCHING_CONNECTORS or spec.youzan is not None
+        ]
         pulled = [n for n, spec in self.pollers.items() if spec.connector == "taobao-tmc"]
         return sorted({*pushed, *pulled})
 

@@ -9,15 +9,18 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder
-from connectors.base import ChannelConfig, ConnectorError, WebhookRequest
+from connectors.base import ChannelConfig, ConnectorError, OrderReference, WebhookRequest
 from connectors.ingest_app import IngestDeps, create_ingest_app
-from connectors.youzan import YouzanConnector, youzan_sign
+from connectors.youzan import YouzanApi, YouzanConnector, YouzanOrders, youzan_sign
 from router.settings import ChannelSpec, Settings
 from router.tables import rejected_requests
 from router.topology import build_topology
@@ -200,3 +203,119 @@ def test_a_forged_push_is_401_and_recorded(
     with sqlite_engine.connect() as conn:
         rows = conn.execute(select(rejected_requests.c.status_code, rejected_requests.c.reason))
         assert [tuple(r) for r in rows] == [(401, "bad_signature")]
+
+
+# -- a status event without lines, fetched with youzan.trade.get --------------
+
+
+class YouzanCloud:
+    """A fake of Youzan's open API: /auth/token (silent, for the shop) and
+    youzan.trade.get 4.0.0. The answers' shapes ({success, code, message,
+    data}) are those public integrations read; the error codes are ours."""
+
+    def __init__(self, trades: dict[str, dict[str, Any]]) -> None:
+        self.trades = trades
+        self.calls: list[str] = []
+        self.valid: set[str] = set()
+        self.issued = 0
+        self.down = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request.url.path)
+        if self.down > 0:
+            self.down -= 1
+            return httpx.Response(503)
+        body = json.loads(request.content)
+        if request.url.path == "/auth/token":
+            assert body == {
+                "client_id": CLIENT_ID,
+                "client_secret": SECRET,
+                "authorize_type": "silent",
+                "grant_id": "41566520",
+                "refresh": False,
+            }
+            self.issued += 1
+            token = f"yz-token-{self.issued}"
+            self.valid.add(token)
+            data = {"access_token": token, "expires": 1_700_000_000_000 + 7 * 86_400_000}
+            return httpx.Response(200, json={"success": True, "code": 200, "data": data})
+        assert request.url.path == "/api/youzan.trade.get/4.0.0"
+        if request.url.params.get("access_token") not in self.valid:
+            return httpx.Response(
+                200, json={"success": False, "code": 4203, "message": "access_token 已过期"}
+            )
+        info = self.trades.get(body["tid"])
+        if info is None:
+            return httpx.Response(
+                200, json={"success": False, "code": 141, "message": "订单不存在"}
+            )
+        return httpx.Response(200, json={"success": True, "code": 200, "data": info})
+
+
+def paid_info() -> dict[str, Any]:
+    return json.loads(unquote_plus(paid_envelope()["msg"]))  # type: ignore[no-any-return]
+
+
+def youzan_api(cloud: YouzanCloud) -> YouzanApi:
+    client = httpx.Client(transport=httpx.MockTransport(cloud))
+    return YouzanApi(client, CLIENT_ID, SECRET, "41566520", clock=lambda: 1_700_000_000.0)
+
+
+def test_a_status_event_names_the_trade_to_fetch_when_the_api_is_configured() -> None:
+    envelope = {**paid_envelope(), "msg": STATUS_ONLY_MSG, "status": "PAID"}
+    body = signed(envelope)
+    fetching = ChannelConfig("yz", "youzan", (SECRET,), app_key=CLIENT_ID, fetch=True)
+    connector.authenticate(request(body), fetching, 300)
+    result = connector.read(request(body), fetching)
+    assert result.references == (
+        OrderReference(
+            "E20181016214101073500004",
+            "59b2499c-59d7-4f94-8406-8b013318fac1",
+            "41566520",
+            1539697271,
+        ),
+    )
+
+
+def test_the_trade_is_fetched_with_one_token_renewed_once_when_refused() -> None:
+    tid = "E20181016214101073500004"
+    cloud = YouzanCloud({tid: paid_info()})
+    source = YouzanOrders(youzan_api(cloud), ChannelConfig("yz", "youzan", app_key=CLIENT_ID))
+    order = source.fetch(OrderReference(tid, "m-1", "41566520", 1539697271))
+    assert (order.external_id, order.version, str(order.total)) == (tid, 1539697271, "14.00")
+    cloud.valid.clear()  # Youzan revokes the token
+    source.fetch(OrderReference(tid, "m-2", "41566520", 1539697280))
+    assert cloud.issued == 2
+    assert cloud.calls.count("/api/youzan.trade.get/4.0.0") == 3
+
+
+def test_youzan_refusals_and_outages_are_told_apart() -> None:
+    cloud = YouzanCloud({})
+    api = youzan_api(cloud)
+    with pytest.raises(ConnectorError, match="订单不存在"):
+        api.trade("E-none")
+    cloud.down = 1
+    with pytest.raises(EndpointUnavailable):
+        api.trade("E-none")
+
+
+def test_a_youzan_channel_with_api_settings_gets_a_fetch_worker(sqlite_url: str) -> None:
+    from router.bootstrap import bootstrap
+    from router.runner import Daemon
+    from router.settings import YouzanSpec
+
+    spec = ChannelSpec(connector="youzan", app_key=CLIENT_ID, youzan=YouzanSpec(grant_id="1"))
+    app = bootstrap(
+        Settings(
+            broker_url="memory://",
+            database_url=sqlite_url,
+            ingest_port=0,
+            channel_secrets={"yz": [SECRET]},
+            channels={"yz": spec},
+        )
+    )
+    daemon = Daemon(app, ("ingest",))
+    daemon.build()
+    assert sorted(t.name for t in daemon.threads) == ["fetch-yz", "ingest"]
+    with pytest.raises(ValueError, match="need a youzan channel"):
+        ChannelSpec(connector="shopify", youzan=YouzanSpec(grant_id="1"))
