@@ -1,6 +1,9 @@
 """JD (京东 POP): orders pulled with ``jingdong.pop.order.search``.
 
-As JD's open platform (JOS) has it, and its SDKs and integrators use it:
+As JD's open platform (JOS) documents it (help.jd.com/jos/question-569.html,
+"订单检索": the system parameters, the time format and its six-minute
+tolerance, the order states, start and end at most a month apart), and as its
+integrators use it:
 
 - Every request is a POST to ``https://api.jd.com/routerjson`` with
   ``method``, ``app_key``, ``access_token``, ``timestamp`` (``yyyy-MM-dd
@@ -11,7 +14,7 @@ As JD's open platform (JOS) has it, and its SDKs and integrators use it:
 - ``jingdong.pop.order.search`` takes ``start_date``/``end_date``
   (``yyyy-MM-dd HH:mm:ss``), ``dateType`` 0 (by modification time),
   ``order_state`` (a comma-separated list), ``optional_fields``, ``page`` and
-  ``page_size`` (at most 100); it answers
+  ``page_size`` (50 at most, as integrators document it); it answers
   ``jingdong_pop_order_search_responce.searchorderinfo_result`` with
   ``apiResult`` (``success``, ``chineseErrCode``), ``orderTotal`` and
   ``orderInfoList``. A refused call is ``{"error_response": {code, zh_desc,
@@ -59,7 +62,7 @@ from connectors.poller import PollSpec, WindowPoller
 
 JD_ENDPOINT = "https://api.jd.com/routerjson"
 SEARCH_API = "jingdong.pop.order.search"
-PAGE_SIZE = 100
+PAGE_SIZE = 50
 ORDER_STATES = (
     "WAIT_SELLER_STOCK_OUT,WAIT_SELLER_DELIVERY,WAIT_GOODS_RECEIVE_CONFIRM,FINISHED_L,"
     "TRADE_CANCELED,LOCKED,PAUSE,POP_ORDER_PAUSE"
