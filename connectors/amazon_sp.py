@@ -24,18 +24,25 @@ for pending orders: then the lines, shipping and tax). The currency is
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable
 from canonical.money import KNOWN_CURRENCIES
+from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, unreadable
-from connectors.payload import address, amount, field, timestamp
+from connectors.order_fetch import OrderSource
+from connectors.payload import address, amount, canonical_order, field, timestamp
 from connectors.poller import PollSpec, RestPoller
+from connectors.pull import PullDeps
 
 LWA_ENDPOINT = "https://api.amazon.com/auth/o2/token"  # Login with Amazon
 STATUSES = {
@@ -221,3 +228,58 @@ def to_canonical(
         if order.get("LastUpdateDate")
         else None,
     }
+
+
+class AmazonAccount(BaseModel):
+    """A selling partner's account (``ORDERBUS_POLLERS[channel].amazon``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = "https://sellingpartnerapi-na.amazon.com"
+    marketplace_ids: list[str] = Field(min_length=1)
+    refresh_token: str
+    client_id: str
+    client_secret: str
+
+
+class AmazonPull:
+    name = "amazon-sp-api"
+    settings_key = "amazon"
+    account = AmazonAccount
+    fetches = False
+
+    def poller(self, account: AmazonAccount, deps: PullDeps) -> AmazonOrdersPoller:
+        token = LwaToken(
+            deps.client, account.refresh_token, account.client_id, account.client_secret
+        )
+        spec = orders_spec(
+            account.endpoint,
+            account.marketplace_ids,
+            interval=deps.interval,
+            overlap=deps.overlap,
+            start=deps.start,
+        )
+        return AmazonOrdersPoller(
+            deps.channel,
+            spec,
+            None,
+            deps.engine,
+            deps.client,
+            deps.publish_orders,
+            deps.record_bad,
+            token=token,
+        )
+
+    def order_source(self, account: Any, channel: str, client: httpx.Client) -> OrderSource:
+        raise NotImplementedError("Amazon's orders are read whole from getOrders")
+
+    def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
+        payload = fixture["response"]["payload"]
+        if "Orders" not in payload:
+            return []  # getOrderItems: read with getOrders
+        items = json.loads((FIXTURES / "getOrderItems.json").read_text("utf-8"))
+        lines = items["response"]["payload"]["OrderItems"]
+        return [canonical_order(to_canonical(o, lines, "amazon")) for o in payload["Orders"]]
+
+
+FIXTURES = Path(str(resources.files("connectors") / "fixtures" / AmazonPull.name))

@@ -44,14 +44,18 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable
+from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, unreadable
+from connectors.order_fetch import OrderSource
 from connectors.payload import (
     SHANGHAI,
     TRY_LATER,
     address,
     amount,
+    canonical_order,
     field,
     load_json,
     phone_fields,
@@ -59,6 +63,7 @@ from connectors.payload import (
     timestamp,
 )
 from connectors.poller import PollSpec, WindowPoller
+from connectors.pull import PullDeps
 
 JD_ENDPOINT = "https://api.jd.com/routerjson"
 SEARCH_API = "jingdong.pop.order.search"
@@ -228,3 +233,48 @@ def jd_spec(endpoint: str = JD_ENDPOINT, **overrides: Any) -> PollSpec:
     }
     settings.update(overrides)
     return PollSpec(**settings)
+
+
+class JdAccount(BaseModel):
+    """A JD POP shop's API access (``ORDERBUS_POLLERS[channel].jd``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    access_token: str = Field(min_length=1)
+    shop: str = Field(min_length=1, max_length=200, description="the shop the orders belong to")
+    endpoint: str = JD_ENDPOINT
+
+
+class JdPull:
+    name = "jd"
+    settings_key = "jd"
+    account = JdAccount
+    fetches = False
+
+    def poller(self, account: JdAccount, deps: PullDeps) -> JdPoller:
+        spec = jd_spec(
+            account.endpoint, interval=deps.interval, overlap=deps.overlap, start=deps.start
+        )
+        return JdPoller(
+            deps.channel,
+            spec,
+            None,
+            deps.engine,
+            deps.client,
+            deps.publish_orders,
+            deps.record_bad,
+            app_key=account.app_key,
+            app_secret=account.app_secret,
+            access_token=account.access_token,
+            shop=account.shop,
+        )
+
+    def order_source(self, account: Any, channel: str, client: httpx.Client) -> OrderSource:
+        raise NotImplementedError("JD's search gives whole orders")
+
+    def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
+        answer = load_json(fixture["response_text"], exact_numbers=True)
+        result = answer["jingdong_pop_order_search_responce"]["searchorderinfo_result"]
+        return [canonical_order(to_canonical(o, "jd", "shop")) for o in result["orderInfoList"]]

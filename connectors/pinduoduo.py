@@ -43,14 +43,18 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable
+from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, unreadable
+from connectors.order_fetch import OrderSource
 from connectors.payload import (
     SHANGHAI,
     TRY_LATER,
     address,
     amount,
+    canonical_order,
     field,
     load_json,
     phone_fields,
@@ -58,6 +62,7 @@ from connectors.payload import (
     timestamp,
 )
 from connectors.poller import PollSpec, WindowPoller
+from connectors.pull import PullDeps
 
 PDD_ENDPOINT = "https://gw-api.pinduoduo.com/api/router"
 LIST_API = "pdd.order.number.list.increment.get"
@@ -218,3 +223,48 @@ def pdd_spec(endpoint: str = PDD_ENDPOINT, **overrides: Any) -> PollSpec:
     }
     settings.update(overrides)
     return PollSpec(**settings)
+
+
+class PinduoduoAccount(BaseModel):
+    """A Pinduoduo shop's API access (``ORDERBUS_POLLERS[channel].pinduoduo``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    access_token: str = Field(min_length=1)
+    shop: str = Field(min_length=1, max_length=200, description="the mall id, the orders' shop")
+    endpoint: str = PDD_ENDPOINT
+
+
+class PinduoduoPull:
+    name = "pinduoduo"
+    settings_key = "pinduoduo"
+    account = PinduoduoAccount
+    fetches = False
+
+    def poller(self, account: PinduoduoAccount, deps: PullDeps) -> PinduoduoPoller:
+        spec = pdd_spec(
+            account.endpoint, interval=deps.interval, overlap=deps.overlap, start=deps.start
+        )
+        return PinduoduoPoller(
+            deps.channel,
+            spec,
+            None,
+            deps.engine,
+            deps.client,
+            deps.publish_orders,
+            deps.record_bad,
+            client_id=account.client_id,
+            client_secret=account.client_secret,
+            access_token=account.access_token,
+            shop=account.shop,
+        )
+
+    def order_source(self, account: Any, channel: str, client: httpx.Client) -> OrderSource:
+        raise NotImplementedError("Pinduoduo's list gives whole orders")
+
+    def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
+        answer = load_json(fixture["response_text"], exact_numbers=True)
+        orders = answer["order_sn_increment_get_response"]["order_sn_list"]
+        return [canonical_order(to_canonical(o, "pinduoduo", "mall")) for o in orders]

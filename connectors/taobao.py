@@ -54,6 +54,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable, TransientError
 from canonical.order import CanonicalOrder
@@ -64,10 +65,12 @@ from connectors.payload import (
     amount,
     canonical_order,
     field,
+    load_json,
     phone_fields,
     sorted_params_md5,
     timestamp,
 )
+from connectors.pull import PullDeps
 
 log = logging.getLogger(__name__)
 
@@ -344,3 +347,52 @@ class TmcPuller:
                 log.warning("tmc %s: %s; waiting %.0fs", self.channel, exc, wait)
                 wait = min(max(wait * 2, 1.0), 60.0)
             stop.wait(wait)
+
+
+class TaobaoAccount(BaseModel):
+    """A seller's TOP access (``ORDERBUS_POLLERS[channel].taobao``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    session: str = Field(min_length=1, description="the seller's authorization (sessionKey)")
+    group_name: str = "default"
+    quantity: int = Field(default=100, ge=1, le=200)
+    endpoint: str = TOP_ENDPOINT
+
+
+class TaobaoPull:
+    name = "taobao-tmc"
+    settings_key = "taobao"
+    account = TaobaoAccount
+    fetches = True
+
+    @staticmethod
+    def api(account: TaobaoAccount, client: httpx.Client) -> TopApi:
+        return TopApi(
+            client, account.app_key, account.app_secret, account.session, account.endpoint
+        )
+
+    def poller(self, account: TaobaoAccount, deps: PullDeps) -> TmcPuller:
+        return TmcPuller(
+            deps.channel,
+            self.api(account, deps.client),
+            deps.publish_fetches,
+            group_name=account.group_name,
+            quantity=account.quantity,
+            interval=deps.interval,
+        )
+
+    def order_source(
+        self, account: TaobaoAccount, channel: str, client: httpx.Client
+    ) -> TaobaoOrders:
+        return TaobaoOrders(self.api(account, client), channel)
+
+    def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
+        if "response_text" not in fixture:
+            return []  # TMC messages: they name trades, they are not orders
+        answer = load_json(fixture["response_text"], exact_numbers=True)
+        trade = answer["trade_fullinfo_get_response"]
+        reference = OrderReference(str(trade["trade"]["tid"]), "tmc-fixture")
+        return [read_trade(trade, reference, "taobao")]

@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from connectors.legacy_amqp import LegacyInbound
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
-    from connectors.poller import RestPoller
-    from connectors.taobao import TmcPuller, TopApi
+    from connectors.pull import Polling
 
 
 class ConfigurationError(Exception):
@@ -115,10 +114,10 @@ class Orderbus:
         source: OrderSource
         poll = self.settings.pollers.get(channel)
         spec = self.settings.channels.get(channel)
-        if poll is not None and poll.taobao is not None:
-            from connectors.taobao import TaobaoOrders
+        if poll is not None and poll.connector != "mapping":
+            from connectors.registry import PULL_CONNECTORS
 
-            source = TaobaoOrders(self._top_api(channel, client), channel)
+            source = PULL_CONNECTORS[poll.connector].order_source(poll.account(), channel, client)
         elif spec is not None and spec.youzan is not None:
             from connectors.ingest_app import channel_config_of
             from connectors.youzan import YouzanApi, YouzanOrders
@@ -157,36 +156,13 @@ class Orderbus:
             source = DouyinOrders(api, config)
         return FetchInbound(channel, source, self.topology, self.bus.publisher())
 
-    def _top_api(self, channel: str, client: httpx.Client) -> TopApi:
-        from connectors.taobao import TopApi
-
-        taobao = self.settings.pollers[channel].taobao
-        if taobao is None:
-            raise ConfigurationError(f"polled channel {channel!r} has no taobao settings")
-        return TopApi(client, taobao.app_key, taobao.app_secret, taobao.session, taobao.endpoint)
-
-    def poller(
-        self, channel: str, transport: httpx.BaseTransport | None = None
-    ) -> RestPoller | TmcPuller:
+    def poller(self, channel: str, transport: httpx.BaseTransport | None = None) -> Polling:
         from connectors.poller import PollSpec, RestPoller
         from connectors.publishing import fetch_publisher, order_publisher, record_unreadable
+        from connectors.pull import PullDeps
+        from connectors.registry import PULL_CONNECTORS
 
         spec = self.settings.pollers[channel]
-        if spec.connector == "taobao-tmc" and spec.taobao is not None:
-            from connectors.taobao import TmcPuller
-
-            top = self._top_api(
-                channel, httpx.Client(timeout=self.settings.http_timeout, transport=transport)
-            )
-            publish = fetch_publisher(self.bus.publisher(), self.topology, channel)
-            return TmcPuller(
-                channel,
-                top,
-                publish,
-                group_name=spec.taobao.group_name,
-                quantity=spec.taobao.quantity,
-                interval=spec.interval,
-            )
         publish_many = order_publisher(self.bus.publisher(), self.topology, channel)
         source = spec.url or spec.connector
 
@@ -194,63 +170,19 @@ class Orderbus:
             record_unreadable(self.engine, channel, reason, f"polled from {source}: {detail}", item)
 
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
-        if spec.connector == "pinduoduo" and spec.pinduoduo is not None:
-            from connectors.pinduoduo import PinduoduoPoller, pdd_spec
-
-            shop = spec.pinduoduo
-            pdd = pdd_spec(
-                shop.endpoint, interval=spec.interval, overlap=spec.overlap, start=spec.start
-            )
-            return PinduoduoPoller(
-                channel,
-                pdd,
-                None,
-                self.engine,
-                client,
-                publish_many,
-                record_bad,
-                client_id=shop.client_id,
-                client_secret=shop.client_secret,
-                access_token=shop.access_token,
-                shop=shop.shop,
-            )
-        if spec.connector == "jd" and spec.jd is not None:
-            from connectors.jd import JdPoller, jd_spec
-
-            jd = spec.jd
-            poll = jd_spec(
-                jd.endpoint, interval=spec.interval, overlap=spec.overlap, start=spec.start
-            )
-            return JdPoller(
-                channel,
-                poll,
-                None,
-                self.engine,
-                client,
-                publish_many,
-                record_bad,
-                app_key=jd.app_key,
-                app_secret=jd.app_secret,
-                access_token=jd.access_token,
-                shop=jd.shop,
-            )
-        if spec.connector == "amazon-sp-api" and spec.amazon is not None:
-            from connectors.amazon_sp import AmazonOrdersPoller, LwaToken, orders_spec
-
-            account = spec.amazon
-            token = LwaToken(
-                client, account.refresh_token, account.client_id, account.client_secret
-            )
-            amazon = orders_spec(
-                account.endpoint,
-                account.marketplace_ids,
+        if spec.connector != "mapping":
+            deps = PullDeps(
+                channel=channel,
+                engine=self.engine,
+                client=client,
+                publish_orders=publish_many,
+                publish_fetches=fetch_publisher(self.bus.publisher(), self.topology, channel),
+                record_bad=record_bad,
                 interval=spec.interval,
                 overlap=spec.overlap,
                 start=spec.start,
             )
-            return AmazonOrdersPoller(
-                channel, amazon, None, self.engine, client, publish_many, record_bad, token=token
-            )
+            return PULL_CONNECTORS[spec.connector].poller(spec.account(), deps)
         mapping = self._mapping(f"polled channel {channel!r}", spec.mapping, spec.mapping_file)
         poll = PollSpec(
             url=spec.url or "",

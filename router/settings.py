@@ -86,64 +86,15 @@ class LegacySpec(_Mapped):
     """An existing system publishing its own JSON orders on AMQP, and how to read them."""
 
 
-class AmazonSpec(BaseModel):
-    """The Amazon SP-API Orders connector's account (connectors/amazon_sp.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    endpoint: str = "https://sellingpartnerapi-na.amazon.com"
-    marketplace_ids: list[str] = Field(min_length=1)
-    refresh_token: str
-    client_id: str
-    client_secret: str
-
-
-class TaobaoSpec(BaseModel):
-    """A Taobao/Tmall seller's TMC messages and trades (connectors/taobao.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    session: str = Field(min_length=1, description="the seller's authorization (sessionKey)")
-    group_name: str = "default"
-    quantity: int = Field(default=100, ge=1, le=200)
-    endpoint: str = "https://eco.taobao.com/router/rest"
-
-
-class PinduoduoSpec(BaseModel):
-    """A Pinduoduo shop's order API (connectors/pinduoduo.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    client_id: str = Field(min_length=1)
-    client_secret: str = Field(min_length=1)
-    access_token: str = Field(min_length=1)
-    shop: str = Field(min_length=1, max_length=200, description="the mall id, the orders' shop")
-    endpoint: str = "https://gw-api.pinduoduo.com/api/router"
-
-
-class JdSpec(BaseModel):
-    """A JD POP shop's order API (connectors/jd.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    access_token: str = Field(min_length=1)
-    shop: str = Field(min_length=1, max_length=200, description="the shop the orders belong to")
-    endpoint: str = "https://api.jd.com/routerjson"
-
-
 class PollerSpec(_Mapped):
     """A channel polled over REST (connectors/poller.py), and how to read it:
-    with a field mapping, or with a platform's own module."""
+    with a field mapping, or with a platform's own module (a pull connector in
+    connectors/registry.py), whose account settings sit under its key (e.g.
+    ``"amazon": {...}`` for ``"connector": "amazon-sp-api"``)."""
 
-    connector: Literal["mapping", "amazon-sp-api", "taobao-tmc", "pinduoduo", "jd"] = "mapping"
-    amazon: AmazonSpec | None = None
-    taobao: TaobaoSpec | None = None
-    pinduoduo: PinduoduoSpec | None = None
-    jd: JdSpec | None = None
+    model_config = ConfigDict(extra="allow")
+
+    connector: str = "mapping"
     url: str | None = None
     items: str | None = Field(
         default=None, description='where the orders are in a response, e.g. "$.data.orders"'
@@ -161,18 +112,33 @@ class PollerSpec(_Mapped):
     def _needs_mapping(self) -> bool:
         return self.connector == "mapping"
 
+    def account(self) -> Any:
+        """The pull connector's account settings, validated by its own model."""
+        from connectors.registry import PULL_CONNECTORS  # the settings module stays light
+
+        pull = PULL_CONNECTORS[self.connector]
+        return pull.account.model_validate((self.model_extra or {}).get(pull.settings_key))
+
     @model_validator(mode="after")
     def _connector_settings(self) -> PollerSpec:
-        if self.connector == "mapping" and not (self.url and self.items):
-            raise ValueError("a mapped poller needs url and items")
-        if self.connector == "amazon-sp-api" and self.amazon is None:
-            raise ValueError("the amazon-sp-api poller needs its amazon account settings")
-        if self.connector == "taobao-tmc" and self.taobao is None:
-            raise ValueError("the taobao-tmc poller needs its taobao settings")
-        if self.connector == "pinduoduo" and self.pinduoduo is None:
-            raise ValueError("the pinduoduo poller needs its pinduoduo settings")
-        if self.connector == "jd" and self.jd is None:
-            raise ValueError("the jd poller needs its jd settings")
+        from connectors.registry import PULL_CONNECTORS
+
+        extra = set(self.model_extra or {})
+        if self.connector == "mapping":
+            if not (self.url and self.items):
+                raise ValueError("a mapped poller needs url and items")
+            if extra:
+                raise ValueError(f"unknown settings {', '.join(sorted(extra))}")
+            return self
+        pull = PULL_CONNECTORS.get(self.connector)
+        if pull is None:
+            known = ", ".join(["mapping", *sorted(PULL_CONNECTORS)])
+            raise ValueError(f"no pull connector {self.connector!r} (known: {known})")
+        if pull.settings_key not in extra:
+            raise ValueError(f"the {pull.name} poller needs its {pull.settings_key} settings")
+        if extra - {pull.settings_key}:
+            raise ValueError(f"unknown settings {', '.join(sorted(extra - {pull.settings_key}))}")
+        self.account()  # raises, naming the field, if the account settings are wrong
         return self
 
 
@@ -307,7 +273,13 @@ class Settings(BaseSettings):
             for n, spec in self.channels.items()
             if spec.connector in FETCHING_CONNECTORS or spec.youzan is not None
         ]
-        pulled = [n for n, spec in self.pollers.items() if spec.connector == "taobao-tmc"]
+        from connectors.registry import PULL_CONNECTORS
+
+        pulled = [
+            n
+            for n, spec in self.pollers.items()
+            if spec.connector in PULL_CONNECTORS and PULL_CONNECTORS[spec.connector].fetches
+        ]
         return sorted({*pushed, *pulled})
 
     def target_url(self, target: str) -> str | None:

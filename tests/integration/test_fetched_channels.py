@@ -154,13 +154,13 @@ def test_taobao_tmc_messages_become_orders_once_through_the_real_broker(
 ) -> None:
     from connectors.publishing import fetch_publisher
     from connectors.taobao import TaobaoOrders, TmcPuller, TopApi
-    from router.settings import PollerSpec, TaobaoSpec
+    from router.settings import PollerSpec
     from tests.top_fake import FakeTop, message_text
     from tests.unit.test_taobao import APP_KEY as TOP_KEY
     from tests.unit.test_taobao import CONSUME, SESSION, TID, TRADE
     from tests.unit.test_taobao import SECRET as TOP_SECRET
 
-    account = TaobaoSpec(app_key=TOP_KEY, app_secret=TOP_SECRET, session=SESSION)
+    account = {"app_key": TOP_KEY, "app_secret": TOP_SECRET, "session": SESSION}
     settings = Settings(
         namespace=namespace,
         broker_url="amqp://x",

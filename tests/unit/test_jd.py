@@ -22,7 +22,7 @@ from connectors.base import ConnectorError
 from connectors.jd import JdPoller, jd_spec, to_canonical
 from connectors.payload import SHANGHAI, canonical_order, load_json
 from router.bootstrap import bootstrap
-from router.settings import JdSpec, PollerSpec, Settings
+from router.settings import PollerSpec, Settings
 from router.validation import violations
 
 APP_KEY, SECRET, TOKEN = "jd-app-key", "jd-app-secret", "jd-access-token"
@@ -178,7 +178,7 @@ def test_jd_errors(sqlite_engine: Engine, answer: dict[str, Any], kind: type[Exc
 
 
 def test_bootstrap_builds_the_jd_poller(sqlite_url: str) -> None:
-    shop = JdSpec(app_key=APP_KEY, app_secret=SECRET, access_token=TOKEN, shop="shop-1")
+    shop = {"app_key": APP_KEY, "app_secret": SECRET, "access_token": TOKEN, "shop": "shop-1"}
     app = bootstrap(
         Settings(
             broker_url="memory://",

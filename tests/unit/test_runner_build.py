@@ -56,11 +56,14 @@ def test_ingest_polls_each_polled_channel(sqlite_url: str) -> None:
 
 def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
     from connectors.amazon_sp import AmazonOrdersPoller
-    from router.settings import AmazonSpec, PollerSpec
+    from router.settings import PollerSpec
 
-    account = AmazonSpec(
-        marketplace_ids=["ATVPDKIKX0DER"], refresh_token="r", client_id="c", client_secret="s"
-    )
+    account = {
+        "marketplace_ids": ["ATVPDKIKX0DER"],
+        "refresh_token": "r",
+        "client_id": "c",
+        "client_secret": "s",
+    }
     app = bootstrap(
         Settings(
             broker_url="memory://",
@@ -71,7 +74,7 @@ def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
     poller = app.poller("amazon-us")
     assert isinstance(poller, AmazonOrdersPoller)
     assert poller.spec.url == "https://sellingpartnerapi-na.amazon.com/orders/v0/orders"
-    with pytest.raises(ValueError, match="needs its amazon account"):
+    with pytest.raises(ValueError, match="needs its amazon settings"):
         PollerSpec(connector="amazon-sp-api")
     with pytest.raises(ValueError, match="needs url and items"):
         PollerSpec(mapping={"external_id": "$.id"})
@@ -98,3 +101,16 @@ def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> 
     assert sorted(t.name for t in daemon.threads) == ["fetch-dy", "ingest"]
     with pytest.raises(ValueError, match=r"needs app_key and douyin\.shop_id"):
         ChannelSpec(connector="douyin", app_key="k")
+
+
+def test_a_poller_names_a_known_connector_and_only_its_own_settings() -> None:
+    from router.settings import PollerSpec
+
+    with pytest.raises(ValueError, match="no pull connector 'shopee'"):
+        PollerSpec(connector="shopee", shopee={})
+    with pytest.raises(ValueError, match="unknown settings taobao"):
+        PollerSpec(connector="jd", jd={}, taobao={})
+    with pytest.raises(ValueError, match="access_token"):  # the account model names the field
+        PollerSpec(connector="jd", jd={"app_key": "k", "app_secret": "s", "shop": "x"})
+    with pytest.raises(ValueError, match="unknown settings amazon"):
+        PollerSpec(url="http://x/orders", items="$.orders", mapping={"a": "$.b"}, amazon={})

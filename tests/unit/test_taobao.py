@@ -21,7 +21,7 @@ from connectors.publishing import fetch_publisher
 from connectors.taobao import TaobaoOrders, TmcPuller, TopApi, read_trade, to_canonical
 from router.bootstrap import bootstrap
 from router.runner import Daemon
-from router.settings import PollerSpec, Settings, TaobaoSpec
+from router.settings import PollerSpec, Settings
 from router.topology import build_topology
 from router.validation import violations
 from tests.factories import FakePublisher
@@ -163,7 +163,7 @@ def test_a_message_whose_request_was_not_confirmed_is_left_to_tmc(top: FakeTop) 
 
 
 def test_ingest_pulls_tmc_and_fetches_trades(sqlite_url: str) -> None:
-    account = TaobaoSpec(app_key=APP_KEY, app_secret=SECRET, session=SESSION)
+    account = {"app_key": APP_KEY, "app_secret": SECRET, "session": SESSION}
     app = bootstrap(
         Settings(
             broker_url="memory://",
