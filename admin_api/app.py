@@ -1,11 +1,13 @@
-"""The admin API: dead letters (list, show, retry, retry by filter, discard),
-orders held as suspected duplicates (list, release, reject), rejected requests
-and the audit log. OpenAPI at ``/docs``.
+"""The admin API: orders and their timelines, dead letters (list, show, retry,
+retry by filter, discard), orders held as suspected duplicates (list,
+release, reject), rejected requests, the audit log, API keys, health and
+readiness. OpenAPI at ``/docs``. Roles and masking: admin_api/auth.py.
 
 (No ``from __future__ import annotations`` here: FastAPI must see the
 ``Actor`` dependency alias defined inside :func:`create_admin_app`.)
 """
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,7 +15,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 
-from admin_api.auth import TokenAuth
+from admin_api import keys, lookup
+from admin_api.auth import KeyAuth, Principal, Role
+from admin_api.masking import mask_body, mask_text, mask_value
 from admin_api.schemas import (
     AuditEntry,
     DeadLetterDetail,
@@ -25,6 +29,11 @@ from admin_api.schemas import (
     HoldOut,
     HoldReleased,
     HoldStatus,
+    KeyCreated,
+    KeyOut,
+    KeyRequest,
+    OrderSearch,
+    OrderStory,
     Page,
     RejectedRequestOut,
     RetryManyRequest,
@@ -60,17 +69,28 @@ def _dead_letter_conditions(f: DeadLetterFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> FastAPI:
+def create_admin_app(
+    engine: Engine,
+    auth: KeyAuth,
+    topology: Topology,
+    checks: Mapping[str, Callable[[], None]] | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
         description=(
-            "Inspect and retry dead letters, release or reject orders held as suspected "
-            "duplicates, inspect rejected webhook requests and the audit log. "
-            "Authenticate with `Authorization: Bearer <token>`."
+            "Find an order and its timeline; inspect and retry dead letters; release or "
+            "reject orders held as suspected duplicates; inspect rejected webhook requests "
+            "and the audit log; manage API keys. Authenticate with "
+            "`Authorization: Bearer <key>`; roles: viewer (read, personal data masked), "
+            "operator (retry, discard, release, reject), admin (keys)."
         ),
         version="1",
     )
-    Actor = Annotated[str, Depends(auth)]  # noqa: N806 - a type alias
+    # Type aliases of the role dependencies.
+    Viewer = Annotated[Principal, Depends(auth.require(Role.viewer))]  # noqa: N806
+    Operator = Annotated[Principal, Depends(auth.require(Role.operator))]  # noqa: N806
+    Admin = Annotated[Principal, Depends(auth.require(Role.admin))]  # noqa: N806
+    readiness = dict(checks or {})
 
     @app.exception_handler(TransientError)
     def unavailable(_request: Request, exc: TransientError) -> JSONResponse:
@@ -92,7 +112,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
 
     @app.get("/dead-letters", response_model=Page[DeadLetterSummary], tags=["dead letters"])
     def list_dead_letters(
-        _actor: Actor,
+        _who: Viewer,
         queue: str | None = None,
         reason: str | None = None,
         channel: str | None = None,
@@ -112,7 +132,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
     @app.get(
         "/dead-letters/{dead_letter_id}", response_model=DeadLetterDetail, tags=["dead letters"]
     )
-    def show_dead_letter(dead_letter_id: int, _actor: Actor) -> Any:
+    def show_dead_letter(dead_letter_id: int, who: Viewer) -> Any:
         with translate_db_errors(), engine.connect() as conn:
             row = (
                 conn.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id))
@@ -121,7 +141,14 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
             )
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
-        return row
+        if who.sees_personal_data:
+            return row
+        masked = dict(row)
+        if masked["body_encoding"] == "utf-8":
+            masked["body"] = mask_body(masked["body"])
+        masked["detail"] = mask_text(masked["detail"] or "") or None
+        masked["headers"] = mask_value(masked["headers"])
+        return masked
 
     @app.post(
         "/dead-letters/{dead_letter_id}/retry",
@@ -130,8 +157,9 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
         tags=["dead letters"],
     )
     def retry_dead_letter(
-        dead_letter_id: int, actor: Actor, request: RetryRequest | None = None
+        dead_letter_id: int, who: Operator, request: RetryRequest | None = None
     ) -> dict[str, Any]:
+        actor = who.name
         try:
             with translate_db_errors(), engine.begin() as conn:
                 message_id = deadletters.retry(
@@ -144,11 +172,12 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
         return {"id": dead_letter_id, "message_id": message_id, "status": "retried"}
 
     @app.post("/dead-letters/retry", response_model=RetryManyResult, tags=["dead letters"])
-    def retry_many(request: RetryManyRequest, actor: Actor) -> dict[str, Any]:
+    def retry_many(request: RetryManyRequest, who: Operator) -> dict[str, Any]:
         """Retry every open dead letter matching the filter (at most ``limit``).
 
         With ``dry_run`` it only counts what it would retry.
         """
+        actor = who.name
         conditions = _dead_letter_conditions(request)
         with translate_db_errors(), engine.begin() as conn:
             matched = conn.execute(
@@ -180,10 +209,10 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
         return {"matched": matched, "retried": retried, "dry_run": request.dry_run}
 
     @app.post("/dead-letters/{dead_letter_id}/discard", status_code=204, tags=["dead letters"])
-    def discard_dead_letter(dead_letter_id: int, request: DiscardRequest, actor: Actor) -> None:
+    def discard_dead_letter(dead_letter_id: int, request: DiscardRequest, who: Operator) -> None:
         try:
             with translate_db_errors(), engine.begin() as conn:
-                deadletters.discard(conn, dead_letter_id, actor, request.note)
+                deadletters.discard(conn, dead_letter_id, who.name, request.note)
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter") from None
         except deadletters.DeadLetterStateError as exc:
@@ -191,7 +220,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
 
     @app.get("/holds", response_model=Page[HoldOut], tags=["holds"])
     def list_holds(
-        _actor: Actor,
+        _who: Viewer,
         status_: Annotated[HoldStatus | None, Query(alias="status")] = "open",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
@@ -202,10 +231,10 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     @app.post("/holds/{hold_id}/release", response_model=HoldReleased, tags=["holds"])
-    def release_hold(hold_id: int, decision: HoldDecision, actor: Actor) -> dict[str, Any]:
+    def release_hold(hold_id: int, decision: HoldDecision, who: Operator) -> dict[str, Any]:
         try:
             with translate_db_errors(), engine.begin() as conn:
-                sent = holds.release(conn, topology, hold_id, actor, decision.note)
+                sent = holds.release(conn, topology, hold_id, who.name, decision.note)
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None
         except holds.HoldStateError as exc:
@@ -213,10 +242,10 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
         return {"id": hold_id, "status": "released", "sent": sent}
 
     @app.post("/holds/{hold_id}/reject", status_code=204, tags=["holds"])
-    def reject_hold(hold_id: int, decision: HoldDecision, actor: Actor) -> None:
+    def reject_hold(hold_id: int, decision: HoldDecision, who: Operator) -> None:
         try:
             with translate_db_errors(), engine.begin() as conn:
-                holds.reject(conn, hold_id, actor, decision.note)
+                holds.reject(conn, hold_id, who.name, decision.note)
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None
         except holds.HoldStateError as exc:
@@ -226,7 +255,7 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
         "/rejected-requests", response_model=Page[RejectedRequestOut], tags=["rejected requests"]
     )
     def list_rejected(
-        _actor: Actor,
+        _who: Viewer,
         channel: str | None = None,
         reason: str | None = None,
         since: datetime | None = None,
@@ -243,11 +272,13 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
             conditions.append(c.received_at >= since)
         query = select(rejected_requests).where(*conditions)
         total, rows = page(query, c.id.desc(), limit, offset)
+        if not _who.sees_personal_data:
+            rows = [{**r, "body_excerpt": mask_body(r["body_excerpt"])} for r in rows]
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     @app.get("/audit", response_model=Page[AuditEntry], tags=["audit"])
     def list_audit(
-        _actor: Actor,
+        _who: Viewer,
         actor: str | None = None,
         action: str | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -261,5 +292,90 @@ def create_admin_app(engine: Engine, auth: TokenAuth, topology: Topology) -> Fas
         query = select(audit_log).where(*conditions)
         total, rows = page(query, audit_log.c.id.desc(), limit, offset)
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """200 when every dependency answers (the database, the broker), else 503
+        naming what does not."""
+        results: dict[str, str] = {}
+        for name, check in readiness.items():
+            try:
+                check()
+                results[name] = "ok"
+            except Exception as exc:  # a check's failure is the answer, not an error
+                results[name] = f"unavailable: {exc}"[:300]
+        ready = all(v == "ok" for v in results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/orders", response_model=OrderSearch, tags=["orders"])
+    def search_orders(
+        who: Viewer,
+        number: str | None = None,
+        channel: str | None = None,
+        external_id: str | None = None,
+        phone: Annotated[str | None, Query(min_length=7, max_length=32)] = None,
+    ) -> dict[str, Any]:
+        """Orders by orderbus number, by channel and external id, or by the
+        buyer's phone. An order the router refused has no number: looked up by
+        channel and external id, its dead letters come back as ``unrouted``."""
+        if not (number or phone or (channel and external_id)):
+            raise HTTPException(
+                422,
+                "give number, channel and external_id, or phone",
+            )
+        with translate_db_errors(), engine.connect() as conn:
+            found = lookup.find(
+                conn, number=number, channel=channel, external_id=external_id, phone=phone
+            )
+            unrouted = None
+            if not found and channel and external_id:
+                events = lookup.unrouted(conn, channel, external_id)
+                if events:
+                    unrouted = {"channel": channel, "external_id": external_id, "timeline": events}
+        if not who.sees_personal_data:
+            found = [{**o, "order": mask_value(o["order"])} for o in found]
+            if unrouted:
+                unrouted = mask_value(unrouted)
+        return {"orders": found, "unrouted": unrouted}
+
+    @app.get("/orders/{number}", response_model=OrderStory, tags=["orders"])
+    def order_story(number: str, who: Viewer) -> dict[str, Any]:
+        """The order as orderbus holds it, and its timeline: received, routed,
+        status changes, held and decided, sent and delivered to each system,
+        dead letters and what was done with them."""
+        with translate_db_errors(), engine.connect() as conn:
+            found = lookup.find(conn, number=number)
+            if not found:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, "no such order")
+            story = {**found[0], "timeline": lookup.timeline(conn, number)}
+        return story if who.sees_personal_data else mask_value(story)
+
+    @app.get("/keys", response_model=list[KeyOut], tags=["keys"])
+    def list_keys(_who: Admin) -> list[dict[str, Any]]:
+        with translate_db_errors(), engine.connect() as conn:
+            return keys.listing(conn)
+
+    @app.post("/keys", response_model=KeyCreated, status_code=201, tags=["keys"])
+    def create_key(request: KeyRequest, who: Admin) -> dict[str, Any]:
+        """A new API key with a role; the key is in this answer only."""
+        try:
+            with translate_db_errors(), engine.begin() as conn:
+                row, key = keys.create(conn, request.name, request.role, who.name)
+        except keys.KeyError_ as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return {**row, "key": key}
+
+    @app.delete("/keys/{key_id}", status_code=204, tags=["keys"])
+    def revoke_key(key_id: int, who: Admin) -> None:
+        try:
+            with translate_db_errors(), engine.begin() as conn:
+                keys.revoke(conn, key_id, who.name)
+        except LookupError:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such key") from None
+        except keys.KeyError_ as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
     return app

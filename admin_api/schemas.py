@@ -128,3 +128,59 @@ class HoldReleased(BaseModel):
     id: int
     status: Literal["released"]
     sent: list[str] = Field(description="message ids now on their way to the systems")
+
+
+class OrderMatch(BaseModel):
+    order_number: str
+    channel: str
+    shop: str
+    external_id: str
+    status: str
+    version: int
+    updated_at: str | None
+    order: dict[str, Any] = Field(description="the latest accepted canonical order")
+
+
+class TimelineEvent(BaseModel):
+    at: str | None
+    event: str
+    version: int | None = None
+    message_id: str | None = None
+    dead_letter_id: int | None = None
+    by: str | None = None
+    detail: str | None = None
+
+
+class OrderStory(OrderMatch):
+    timeline: list[TimelineEvent]
+
+
+class Unrouted(BaseModel):
+    channel: str
+    external_id: str
+    timeline: list[TimelineEvent] = Field(
+        description="dead letters of an order the router refused (it has no number)"
+    )
+
+
+class OrderSearch(BaseModel):
+    orders: list[OrderMatch]
+    unrouted: Unrouted | None = None
+
+
+class KeyRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: Literal["viewer", "operator", "admin"]
+
+
+class KeyOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="shown once; only its SHA-256 digest is kept")

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from router.bus import Bus, BusOptions, Publisher
 from router.consumers import DeliveryConsumer
-from router.database import make_engine
+from router.database import make_engine, translate_db_errors
 from router.deadletters import DeadLetterRecorder
 from router.delivery import (
     HttpDelivery,
@@ -215,9 +215,15 @@ class Orderbus:
 
     def admin_app(self) -> FastAPI:
         from admin_api.app import create_admin_app
-        from admin_api.auth import TokenAuth
+        from admin_api.auth import KeyAuth
 
-        return create_admin_app(self.engine, TokenAuth(self.settings.admin_tokens), self.topology)
+        def database() -> None:
+            with translate_db_errors(), self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        auth = KeyAuth(self.engine, self.settings.admin_tokens)
+        checks = {"database": database, "broker": self.bus.check}
+        return create_admin_app(self.engine, auth, self.topology, checks)
 
     def close(self) -> None:
         for client in self._transports:

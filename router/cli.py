@@ -128,6 +128,35 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from admin_api import keys
+    from router.database import make_engine, upgrade
+
+    settings = load_settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            if args.keys_command == "create":
+                row, key = keys.create(conn, args.name, args.role, args.by)
+                print(f"{row['name']} ({row['role']}): {key}")
+                print("the key is shown once; keep it somewhere safe", file=sys.stderr)
+            elif args.keys_command == "revoke":
+                keys.revoke(conn, args.id, args.by)
+                print(f"key {args.id} revoked")
+            else:
+                for k in keys.listing(conn):
+                    state = "revoked" if k["revoked_at"] else "active"
+                    print(f"{k['id']}\t{k['name']}\t{k['role']}\t{state}\t{k['created_by']}")
+    except (keys.KeyError_, LookupError) as exc:
+        print(f"orderbus keys: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orderbus",
@@ -174,6 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--sheet", help="XLSX sheet (default: the first)")
     imp.add_argument("--quiet", action="store_true", help="no progress line")
     imp.set_defaults(func=cmd_import)
+
+    keys = sub.add_parser("keys", help="admin API keys: create, list, revoke")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key (printed once)")
+    create.add_argument("--name", required=True, help="who or what uses it (the audit actor)")
+    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin"])
+    create.add_argument("--by", default="cli", help="who makes it (for the audit log)")
+    keys_sub.add_parser("list", help="the keys, without their secrets")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("id", type=int)
+    revoke.add_argument("--by", default="cli")
+    keys.set_defaults(func=cmd_keys)
 
     signer = sub.add_parser("sign", help="sign a webhook body as the generic connector expects")
     signer.add_argument("--secret", required=True)

@@ -95,7 +95,10 @@ class Daemon:
                 self._thread(f"poll-{channel}", app.poller(channel).run, self.stop)
         if "admin" in self.components:
             if not settings.admin_tokens:
-                log.warning("ORDERBUS_ADMIN_TOKENS is empty: the admin API will refuse every call")
+                log.warning(
+                    "ORDERBUS_ADMIN_TOKENS is empty: only keys made with `orderbus keys create` "
+                    "are accepted by the admin API"
+                )
             self._serve("admin", app.admin_app(), settings.admin_host, settings.admin_port)
 
     def start(self) -> None:

@@ -216,6 +216,19 @@ audit_log = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+# Admin API keys (admin_api/auth.py): only the SHA-256 digest of a key is kept.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(16), nullable=False, doc="viewer|operator|admin"),
+    Column("key_digest", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
 # Where each pull connector got to: the update time of the newest order it
 # published (advanced only after every order of a poll was confirmed).
 poll_cursors = Table(

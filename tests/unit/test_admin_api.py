@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from admin_api.app import create_admin_app
-from admin_api.auth import TokenAuth
+from admin_api.auth import KeyAuth
 from router.deadletters import DeadLetterRecorder
 from router.dedup import order_number
 from router.service import RouterService
@@ -22,7 +22,9 @@ OPERATOR = {"Authorization": "Bearer op-token"}
 @pytest.fixture
 def client(sqlite_engine: Engine) -> Iterator[TestClient]:
     app = create_admin_app(
-        sqlite_engine, TokenAuth({"alice": "op-token"}), build_topology(Settings(namespace="t"))
+        sqlite_engine,
+        KeyAuth(sqlite_engine, {"alice": "op-token"}),
+        build_topology(Settings(namespace="t")),
     )
     with TestClient(app) as c:
         yield c

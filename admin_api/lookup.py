@@ -1,0 +1,198 @@
+"""Finding an order and telling its story, for customer service.
+
+An order is found by its orderbus number, by channel and external id, or by
+the buyer's phone. Its timeline is read from the records the pipeline keeps
+anyway, so it cannot disagree with what happened:
+
+- ``arrivals``: each message that named the order: when it was received and
+  routed, and what the router made of it (new, update, duplicate, stale,
+  held), with the version it produced;
+- ``outbox``: each version's status, and when it was handed to RabbitMQ;
+- ``holds``: held as a suspected duplicate, and who released or rejected it;
+- ``inbox``: each delivery to the warehouse, finance and notification
+  systems: when, after how many attempts, with what answer;
+- ``dead_letters``: each failure that needed a person, its reason, and whether
+  it was retried or discarded, by whom.
+
+An order the router refused never got a number: looking it up by channel and
+external id finds its dead letters instead (reason ``validation_failed``...).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, or_, select
+
+from router.tables import arrivals, dead_letters, holds, inbox, orders, outbox
+
+
+def _at(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite keeps no offset; orderbus writes UTC
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def find(
+    conn: Connection,
+    *,
+    number: str | None = None,
+    channel: str | None = None,
+    external_id: str | None = None,
+    phone: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Orders matching every given key (at most ``limit``), newest first."""
+    c = orders.c
+    query = select(
+        c.order_number, c.channel, c.shop, c.external_id, c.status, c.version, c.updated_at, c.body
+    )
+    if number:
+        query = query.where(c.order_number == number)
+    if channel:
+        query = query.where(c.channel == channel)
+    if external_id:
+        query = query.where(c.external_id == external_id)
+    if phone:
+        # The phone is inside the stored order; a scan of orders, for a person
+        # at a screen, not for the pipeline.
+        digits = _digits(phone)
+        query = query.where(c.body.contains(f'"phone":"{phone}"') | c.body.contains(digits))
+    rows = conn.execute(query.order_by(c.updated_at.desc()).limit(limit)).mappings().all()
+    found = []
+    for row in rows:
+        order = json.loads(row["body"])
+        if phone and digits not in "".join(
+            ch for ch in str(order["customer"].get("phone")) if ch.isdigit()
+        ):
+            continue  # the digits were elsewhere in the order
+        found.append(
+            {
+                "order_number": row["order_number"],
+                "channel": row["channel"],
+                "shop": row["shop"],
+                "external_id": row["external_id"],
+                "status": row["status"],
+                "version": row["version"],
+                "updated_at": _at(row["updated_at"]),
+                "order": order,
+            }
+        )
+    return found
+
+
+def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
+    """Everything that happened to the order, oldest first."""
+    events: list[dict[str, Any]] = []
+    order_id = conn.scalar(select(orders.c.id).where(orders.c.order_number == number))
+    if order_id is not None:
+        for a in conn.execute(select(arrivals).where(arrivals.c.order_id == order_id)).mappings():
+            events.append(
+                {
+                    "at": _at(a["received_at"]),
+                    "event": "received",
+                    "message_id": a["message_id"],
+                    "detail": f"from {a['channel']}",
+                }
+            )
+            events.append(
+                {
+                    "at": _at(a["processed_at"]),
+                    "event": f"routed: {a['outcome']}",
+                    "message_id": a["message_id"],
+                    "version": a["order_version"],
+                    "detail": a["detail"],
+                }
+            )
+    seen_versions: set[int] = set()
+    for row in conn.execute(
+        select(outbox.c.message_id, outbox.c.body, outbox.c.created_at, outbox.c.published_at)
+        .where(outbox.c.message_id.like(f"{number}-v%"))
+        .order_by(outbox.c.id)
+    ).mappings():
+        version = int(row["message_id"].split("-v", 1)[1].split("-", 1)[0])
+        target = row["message_id"].rsplit("-", 1)[1]
+        if version not in seen_versions:
+            seen_versions.add(version)
+            status = json.loads(row["body"]).get("status")
+            events.append(
+                {"at": _at(row["created_at"]), "event": f"status {status}", "version": version}
+            )
+        sent = row["published_at"]
+        events.append(
+            {
+                "at": _at(sent or row["created_at"]),
+                "event": f"sent to {target}" if sent else f"not yet sent to {target}",
+                "version": version,
+                "message_id": row["message_id"],
+            }
+        )
+    for h in conn.execute(select(holds).where(holds.c.order_number == number)).mappings():
+        events.append({"at": _at(h["created_at"]), "event": "held", "detail": h["reason"]})
+        if h["decided_at"] is not None:
+            events.append(
+                {
+                    "at": _at(h["decided_at"]),
+                    "event": h["status"],
+                    "by": h["decided_by"],
+                    "detail": h["note"],
+                }
+            )
+    for d in conn.execute(
+        select(inbox).where(inbox.c.order_number == number).order_by(inbox.c.delivered_at)
+    ).mappings():
+        events.append(
+            {
+                "at": _at(d["delivered_at"]),
+                "event": f"delivered to {d['consumer']}",
+                "version": d["order_version"],
+                "message_id": d["message_id"],
+                "detail": f"HTTP {d['response_status']} after {d['attempts']} attempt(s)",
+            }
+        )
+    events += dead_letter_events(conn, dead_letters.c.order_number == number)
+    return sorted(events, key=lambda e: e["at"] or "")
+
+
+def dead_letter_events(conn: Connection, condition: Any) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for d in conn.execute(select(dead_letters).where(condition)).mappings():
+        events.append(
+            {
+                "at": _at(d["last_failed_at"]),
+                "event": f"dead letter in {d['queue']}: {d['reason']}",
+                "message_id": d["message_id"],
+                "dead_letter_id": d["id"],
+                "detail": f"{d['detail']} ({d['attempts']} attempt(s))",
+            }
+        )
+        if d["resolved_at"] is not None:
+            events.append(
+                {
+                    "at": _at(d["resolved_at"]),
+                    "event": f"dead letter {d['status']}",
+                    "dead_letter_id": d["id"],
+                    "by": d["resolved_by"],
+                }
+            )
+    return events
+
+
+def unrouted(conn: Connection, channel: str, external_id: str) -> list[dict[str, Any]]:
+    """Dead letters of an order the router refused (it has no number)."""
+    needle = json.dumps({"external_id": external_id}, ensure_ascii=False)[1:-1]
+    c = dead_letters.c
+    condition = (
+        (c.channel == channel)
+        & c.order_number.is_(None)
+        & or_(c.body.contains(needle.replace(": ", ":")), c.body.contains(needle))
+    )
+    return sorted(dead_letter_events(conn, condition), key=lambda e: e["at"] or "")

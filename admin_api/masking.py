@@ -1,0 +1,88 @@
+"""Personal data masked for viewers: phones, emails, people's names, street
+addresses. In a canonical order or a platform's payload (JSON), by field
+name; in any other text, phone numbers and emails wherever they appear."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+PHONE_KEYS = frozenset(
+    {
+        "phone",
+        "mobile",
+        "telephone",
+        "buyer_phone",
+        "receiver_phone",
+        "receiver_mobile",
+        "receiver_tel",
+        "post_tel",
+        "billing_phone",
+    }
+)
+EMAIL_KEYS = frozenset({"email", "buyer_email", "billing_email"})
+STREET_KEYS = frozenset(
+    {"street", "address", "address_1", "address_2", "receiver_address", "delivery_address"}
+)
+PERSON_KEYS = frozenset({"receiver_name", "post_receiver", "fullname", "first_name", "last_name"})
+PEOPLE = frozenset({"customer", "billing", "shipping", "consigneeInfo", "address_info"})
+
+MOBILE = re.compile(r"(?<!\d)(\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def mask_phone(value: str) -> str:
+    digits = re.sub(r"\D", "", value)
+    if len(digits) < 7:
+        return "****"
+    return f"{digits[:3]}****{digits[-4:]}"
+
+
+def mask_email(value: str) -> str:
+    user, _, domain = value.partition("@")
+    return f"{user[:1]}***@{domain}" if domain else "***"
+
+
+def mask_name(value: str) -> str:
+    return value[:1] + "*" * max(len(value) - 1, 1)
+
+
+def mask_street(value: str) -> str:
+    return value[:2] + "***" if value else value
+
+
+def mask_text(text: str) -> str:
+    """Phone numbers and emails in free text (a detail, a body that is not JSON)."""
+    text = MOBILE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", text)
+    return EMAIL.sub(lambda m: f"{m.group(1)}***{m.group(2)}", text)
+
+
+def mask_value(value: Any, key: str = "", parent: str = "") -> Any:
+    """``value`` with personal data masked (JSON-like data, recursively)."""
+    if isinstance(value, dict):
+        return {k: mask_value(v, k, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_value(v, key, parent) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    if key in PHONE_KEYS:
+        return mask_phone(value)
+    if key in EMAIL_KEYS:
+        return mask_email(value)
+    if key in STREET_KEYS:
+        return mask_street(value)
+    if key in PERSON_KEYS or (key == "name" and parent in PEOPLE):
+        return mask_name(value)
+    if key == "msg" or key == "data" or key == "response_text":
+        return mask_body(value)  # a payload inside a payload (Youzan, Douyin)
+    return mask_text(value)
+
+
+def mask_body(body: str) -> str:
+    """A message body (JSON or not) with personal data masked."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return mask_text(body)
+    return json.dumps(mask_value(data), ensure_ascii=False, separators=(",", ":"))
