@@ -7,15 +7,16 @@ readiness. OpenAPI at ``/docs``. Roles and masking: admin_api/auth.py.
 ``Actor`` dependency alias defined inside :func:`create_admin_app`.)
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 
-from admin_api import keys, lookup
+from admin_api import keys, lookup, metrics
 from admin_api.auth import KeyAuth, Principal, Role
 from admin_api.masking import mask_body, mask_text, mask_value
 from admin_api.schemas import (
@@ -74,6 +75,7 @@ def create_admin_app(
     auth: KeyAuth,
     topology: Topology,
     checks: Mapping[str, Callable[[], None]] | None = None,
+    queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
@@ -91,6 +93,7 @@ def create_admin_app(
     Operator = Annotated[Principal, Depends(auth.require(Role.operator))]  # noqa: N806
     Admin = Annotated[Principal, Depends(auth.require(Role.admin))]  # noqa: N806
     readiness = dict(checks or {})
+    collector = metrics.DatabaseCollector(engine, queue_depths)
 
     @app.exception_handler(TransientError)
     def unavailable(_request: Request, exc: TransientError) -> JSONResponse:
@@ -309,6 +312,17 @@ def create_admin_app(
             {"status": "ready" if ready else "not ready", "checks": results},
             status_code=200 if ready else 503,
         )
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def prometheus(_who: Viewer) -> PlainTextResponse:
+        """Prometheus metrics (admin_api/metrics.py); a viewer key as the
+        scraper's bearer token."""
+        return PlainTextResponse(metrics.render(collector), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/orders", response_model=OrderSearch, tags=["orders"])
     def search_orders(

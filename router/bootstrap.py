@@ -223,7 +223,7 @@ class Orderbus:
 
         auth = KeyAuth(self.engine, self.settings.admin_tokens)
         checks = {"database": database, "broker": self.bus.check}
-        return create_admin_app(self.engine, auth, self.topology, checks)
+        return create_admin_app(self.engine, auth, self.topology, checks, self.bus.queue_depths)
 
     def close(self) -> None:
         for client in self._transports:

@@ -216,10 +216,18 @@ class Bus:
         return Publisher(self)
 
     def queue_depth(self, name: str) -> int:
+        return self.queue_depths([name])[0][1]
+
+    def queue_depths(self, names: Iterable[str] | None = None) -> list[tuple[str, int]]:
+        """Messages waiting in each queue (every queue of the topology by
+        default), read on one connection."""
         conn = self.connect()
         try:
-            _, count, _ = self._queues[name](conn.default_channel).queue_declare(passive=True)
-            return int(count)
+            depths = []
+            for name in names if names is not None else list(self._queues):
+                _, count, _ = self._queues[name](conn.default_channel).queue_declare(passive=True)
+                depths.append((name, int(count)))
+            return depths
         finally:
             conn.release()
 

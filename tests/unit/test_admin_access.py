@@ -247,3 +247,34 @@ def test_keys_from_the_command_line(
         assert main(["keys", "revoke", "1"]) == 2  # already revoked: said so
     finally:
         engine.dispose()
+
+
+def test_metrics_count_what_the_tables_hold(sqlite_engine: Engine) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    number = route_and_deliver(sqlite_engine)
+    assert number
+    app = create_admin_app(
+        sqlite_engine,
+        KeyAuth(sqlite_engine, {"root": "root-token"}),
+        build_topology(Settings(namespace="t")),
+        queue_depths=lambda: [("t.router", 3), ("t.warehouse", 0)],
+    )
+    with TestClient(app) as c:
+        assert c.get("/metrics").status_code == 401
+        text = c.get("/metrics", headers=ROOT).text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("orderbus_arrivals_total", (("channel", "web-shop"), ("outcome", "new")))] == 1
+    key = (("queue", "t.finance"), ("reason", "delivery_rejected"), ("status", "open"))
+    assert samples[("orderbus_dead_letters", key)] == 1
+    assert samples[("orderbus_queue_depth", (("queue", "t.router"),))] == 3
+    # The order's three outbox rows, one per system, were never published (no relay here).
+    assert samples[("orderbus_outbox_unpublished", ())] == 3
+    assert samples[("orderbus_outbox_lag_seconds", ())] >= 0
+    inf = (("consumer", "warehouse"), ("le", "+Inf"))
+    assert samples[("orderbus_delivery_latency_seconds_bucket", inf)] == 1
+    assert samples[("orderbus_delivery_latency_seconds_count", (("consumer", "warehouse"),))] == 1

@@ -1,0 +1,162 @@
+"""Prometheus metrics, read from the database at each scrape (and the queue
+depths from the broker), so they are the same whichever process serves them
+and however many routers and consumers run.
+
+- ``orderbus_arrivals_total{channel,outcome}``: messages the router recorded:
+  received = the sum; accepted = ``new`` + ``update``; ``duplicate``,
+  ``stale``, ``held``.
+- ``orderbus_rejected_requests_total{channel,reason}``: inputs the ingest or
+  an importer refused (and requests it answered but ignored: reason ``ignored``).
+- ``orderbus_dead_letters{queue,reason,status}``: dead letters now.
+- ``orderbus_delivery_latency_seconds{consumer}``: histogram of the time from
+  a revision's arrival at the router to its delivery to each system.
+- ``orderbus_outbox_unpublished`` and ``orderbus_outbox_lag_seconds``: rows
+  the relay has not published yet, and the age of the oldest.
+- ``orderbus_queue_depth{queue}``: messages waiting in each queue.
+
+Each scrape reads whole tables (grouped in the database): fine for an order
+history in the millions; a busier deployment would keep counters instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
+
+from router.database import translate_db_errors
+from router.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
+
+log = logging.getLogger(__name__)
+
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def _seconds(engine: Engine, later: Any, earlier: Any) -> ColumnElement[float]:
+    """``later - earlier`` in seconds, in the database's own arithmetic."""
+    if engine.dialect.name == "sqlite":
+        seconds: Any = (func.julianday(later) - func.julianday(earlier)) * 86400.0
+    else:
+        seconds = func.extract("epoch", later - earlier)
+    return cast(ColumnElement[float], seconds)
+
+
+class DatabaseCollector:
+    def __init__(
+        self,
+        engine: Engine,
+        queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.queue_depths = queue_depths
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        with translate_db_errors(), self.engine.connect() as conn:
+            received = CounterMetricFamily(
+                "orderbus_arrivals", "Messages the router recorded", labels=["channel", "outcome"]
+            )
+            for row in conn.execute(
+                select(arrivals.c.channel, arrivals.c.outcome, func.count()).group_by(
+                    arrivals.c.channel, arrivals.c.outcome
+                )
+            ):
+                received.add_metric([row[0], row[1]], row[2])
+            yield received
+
+            refused = CounterMetricFamily(
+                "orderbus_rejected_requests",
+                "Inputs refused or ignored at the edge",
+                labels=["channel", "reason"],
+            )
+            c = rejected_requests.c
+            for row in conn.execute(
+                select(c.channel, c.reason, func.count()).group_by(c.channel, c.reason)
+            ):
+                refused.add_metric([row[0], row[1]], row[2])
+            yield refused
+
+            letters = GaugeMetricFamily(
+                "orderbus_dead_letters", "Dead letters", labels=["queue", "reason", "status"]
+            )
+            d = dead_letters.c
+            for row in conn.execute(
+                select(d.queue, d.reason, d.status, func.count()).group_by(
+                    d.queue, d.reason, d.status
+                )
+            ):
+                letters.add_metric([row[0], row[1], row[2]], row[3])
+            yield letters
+
+            yield self._latency(conn)
+
+            pending, oldest = conn.execute(
+                select(func.count(), func.min(outbox.c.created_at)).where(
+                    outbox.c.published_at.is_(None)
+                )
+            ).one()
+            yield GaugeMetricFamily(
+                "orderbus_outbox_unpublished", "Outbox rows not yet published", value=pending
+            )
+            lag = 0.0
+            if oldest is not None:
+                oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+                lag = max((self.clock() - oldest).total_seconds(), 0.0)
+            yield GaugeMetricFamily(
+                "orderbus_outbox_lag_seconds", "Age of the oldest unpublished outbox row", value=lag
+            )
+        if self.queue_depths is not None:
+            depth = GaugeMetricFamily(
+                "orderbus_queue_depth", "Messages waiting in a queue", labels=["queue"]
+            )
+            try:
+                for name, count in self.queue_depths():
+                    depth.add_metric([name], count)
+            except Exception as exc:  # the broker down: the other metrics still count
+                log.warning("metrics: queue depths unavailable: %s", exc)
+            yield depth
+
+    def _latency(self, conn: Connection) -> Metric:
+        i, a, o = inbox.c, arrivals.c, orders.c
+        seconds = _seconds(self.engine, i.delivered_at, a.received_at)
+        columns = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in BUCKETS]
+        query = (
+            select(i.consumer, func.count(), func.sum(seconds), *columns)
+            .select_from(inbox)
+            .join(orders, o.order_number == i.order_number)
+            .join(
+                arrivals,
+                (a.order_id == o.id)
+                & (a.order_version == i.order_version)
+                & a.outcome.in_(["new", "update"]),
+            )
+            .group_by(i.consumer)
+        )
+        histogram = HistogramMetricFamily(
+            "orderbus_delivery_latency_seconds",
+            "From a revision's arrival at the router to its delivery to a system",
+            labels=["consumer"],
+        )
+        for row in conn.execute(query):
+            consumer, count, total, *cumulative = row
+            buckets = [(str(b), int(n or 0)) for b, n in zip(BUCKETS, cumulative, strict=True)]
+            buckets.append(("+Inf", int(count)))
+            histogram.add_metric([consumer], buckets, float(total or 0.0))
+        return histogram
+
+
+def render(collector: DatabaseCollector) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)
