@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import ColumnElement, Engine, Select, func, select
@@ -50,6 +50,9 @@ from router.tables import holds as holds_table
 from router.topology import Topology
 
 MAX_PAGE = 500
+MAX_OFFSET = 10**9
+# A row id: what a BIGINT (and SQLite's INTEGER) holds; anything else is a 422.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _dead_letter_conditions(f: DeadLetterFilter) -> list[ColumnElement[bool]]:
@@ -123,7 +126,7 @@ def create_admin_app(
         since: datetime | None = None,
         until: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         f = DeadLetterFilter(
             queue=queue, reason=reason, channel=channel, status=status_, since=since, until=until
@@ -135,7 +138,7 @@ def create_admin_app(
     @app.get(
         "/dead-letters/{dead_letter_id}", response_model=DeadLetterDetail, tags=["dead letters"]
     )
-    def show_dead_letter(dead_letter_id: int, who: Viewer) -> Any:
+    def show_dead_letter(dead_letter_id: RowId, who: Viewer) -> Any:
         with translate_db_errors(), engine.connect() as conn:
             row = (
                 conn.execute(select(dead_letters).where(dead_letters.c.id == dead_letter_id))
@@ -160,7 +163,7 @@ def create_admin_app(
         tags=["dead letters"],
     )
     def retry_dead_letter(
-        dead_letter_id: int, who: Operator, request: RetryRequest | None = None
+        dead_letter_id: RowId, who: Operator, request: RetryRequest | None = None
     ) -> dict[str, Any]:
         actor = who.name
         try:
@@ -212,7 +215,7 @@ def create_admin_app(
         return {"matched": matched, "retried": retried, "dry_run": request.dry_run}
 
     @app.post("/dead-letters/{dead_letter_id}/discard", status_code=204, tags=["dead letters"])
-    def discard_dead_letter(dead_letter_id: int, request: DiscardRequest, who: Operator) -> None:
+    def discard_dead_letter(dead_letter_id: RowId, request: DiscardRequest, who: Operator) -> None:
         try:
             with translate_db_errors(), engine.begin() as conn:
                 deadletters.discard(conn, dead_letter_id, who.name, request.note)
@@ -226,7 +229,7 @@ def create_admin_app(
         _who: Viewer,
         status_: Annotated[HoldStatus | None, Query(alias="status")] = "open",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         c = holds_table.c
         query = select(holds_table).where(*([c.status == status_] if status_ else []))
@@ -234,7 +237,7 @@ def create_admin_app(
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     @app.post("/holds/{hold_id}/release", response_model=HoldReleased, tags=["holds"])
-    def release_hold(hold_id: int, decision: HoldDecision, who: Operator) -> dict[str, Any]:
+    def release_hold(hold_id: RowId, decision: HoldDecision, who: Operator) -> dict[str, Any]:
         try:
             with translate_db_errors(), engine.begin() as conn:
                 sent = holds.release(conn, topology, hold_id, who.name, decision.note)
@@ -245,7 +248,7 @@ def create_admin_app(
         return {"id": hold_id, "status": "released", "sent": sent}
 
     @app.post("/holds/{hold_id}/reject", status_code=204, tags=["holds"])
-    def reject_hold(hold_id: int, decision: HoldDecision, who: Operator) -> None:
+    def reject_hold(hold_id: RowId, decision: HoldDecision, who: Operator) -> None:
         try:
             with translate_db_errors(), engine.begin() as conn:
                 holds.reject(conn, hold_id, who.name, decision.note)
@@ -263,7 +266,7 @@ def create_admin_app(
         reason: str | None = None,
         since: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         c = rejected_requests.c
         conditions: list[ColumnElement[bool]] = []
@@ -285,7 +288,7 @@ def create_admin_app(
         actor: str | None = None,
         action: str | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         conditions: list[ColumnElement[bool]] = []
         if actor:
@@ -383,7 +386,7 @@ def create_admin_app(
         return {**row, "key": key}
 
     @app.delete("/keys/{key_id}", status_code=204, tags=["keys"])
-    def revoke_key(key_id: int, who: Admin) -> None:
+    def revoke_key(key_id: RowId, who: Admin) -> None:
         try:
             with translate_db_errors(), engine.begin() as conn:
                 keys.revoke(conn, key_id, who.name)
