@@ -8,15 +8,15 @@ readiness. OpenAPI at ``/docs``. Roles and masking: admin_api/auth.py.
 """
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 
-from admin_api import keys, lookup, metrics
+from admin_api import keys, lookup, metrics, reconcile
 from admin_api.auth import KeyAuth, Principal, Role
 from admin_api.masking import mask_body, mask_text, mask_value
 from admin_api.schemas import (
@@ -326,6 +326,82 @@ def create_admin_app(
         """Prometheus metrics (admin_api/metrics.py); a viewer key as the
         scraper's bearer token."""
         return PlainTextResponse(metrics.render(collector), media_type=CONTENT_TYPE_LATEST)
+
+    def day_report(day: date, channel: str | None, timezone: str, grace: int) -> Any:
+        try:
+            with translate_db_errors(), engine.connect() as conn:
+                return reconcile.reconcile(
+                    conn,
+                    day,
+                    channel=channel,
+                    timezone=timezone,
+                    router_queue=topology.router_queue,
+                    grace=timedelta(minutes=grace),
+                )
+        except (ValueError, LookupError, OverflowError) as exc:  # a bad zone or day
+            raise HTTPException(422, str(exc)) from None
+
+    @app.get(
+        "/reconciliation",
+        tags=["reconciliation"],
+        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    )
+    def reconciliation(
+        _who: Viewer,
+        day: date,
+        channel: str | None = None,
+        timezone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
+        grace_minutes: Annotated[int, Query(ge=0, le=10080)] = 15,
+        format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+    ) -> Any:
+        """Where every order received on ``day`` is: received = delivered + rejected
+        + held + dead-lettered + in flight + unexplained (there should be none);
+        ``format=csv`` gives one row per order."""
+        report = day_report(day, channel, timezone, grace_minutes)
+        if format_ == "csv":
+            name = f"reconciliation-{day.isoformat()}-{channel or 'all'}.csv"
+            return PlainTextResponse(
+                report.as_csv(),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+        return report.as_dict()
+
+    @app.post(
+        "/reconciliation/compare",
+        tags=["reconciliation"],
+        openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    )
+    async def compare_export(
+        request: Request,
+        _who: Viewer,
+        day: date,
+        channel: Annotated[str, Query(min_length=1, max_length=64)],
+        column: Annotated[str, Query(min_length=1, max_length=100)] = "external_id",
+        timezone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
+    ) -> dict[str, Any]:
+        """The channel's own export for ``day`` (CSV, UTF-8 or GBK, the order
+        ids in ``column``) against what orderbus received: orders the channel
+        has and orderbus never received, and the reverse."""
+        body = await request.body()
+        if len(body) > 20 * 1024 * 1024:
+            raise HTTPException(413, "the export is over 20 MiB")
+        try:
+            ids = reconcile.export_ids(body, column)
+        except Exception as exc:  # the file cannot be read: say why
+            raise HTTPException(422, f"cannot read the export: {exc}") from None
+        try:
+            with translate_db_errors(), engine.connect() as conn:
+                report = reconcile.reconcile(
+                    conn,
+                    day,
+                    channel=channel,
+                    timezone=timezone,
+                    router_queue=topology.router_queue,
+                )
+                return reconcile.compare(report, conn, channel, ids)
+        except (ValueError, LookupError, OverflowError) as exc:
+            raise HTTPException(422, str(exc)) from None
 
     @app.get("/orders", response_model=OrderSearch, tags=["orders"])
     def search_orders(

@@ -30,3 +30,18 @@ def test_timeline_and_metrics(engine: Engine) -> None:
     count = samples[("orderbus_delivery_latency_seconds_count", (("consumer", "warehouse"),))]
     total = samples[("orderbus_delivery_latency_seconds_sum", (("consumer", "warehouse"),))]
     assert count == 1 and 0 <= total < 60
+
+
+def test_reconciliation(engine: Engine) -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from admin_api.reconcile import reconcile
+
+    route_and_deliver(engine)  # warehouse delivered, finance dead-lettered
+    day = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    with engine.connect() as conn:
+        summary = reconcile(conn, day, channel="web-shop", router_queue="t.router").as_dict()
+    assert summary["counts"]["received"] == 1
+    assert summary["counts"]["dead_lettered"] == 1
+    assert summary["unexplained"] == []

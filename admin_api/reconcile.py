@@ -1,0 +1,259 @@
+"""Reconciliation: where every order of a channel's day is, and whether that
+adds up.
+
+For the orders orderbus received on a day (by their first arrival, in the
+given time zone), each is in exactly one state, taken in this order:
+
+- ``rejected``: refused by the router (its dead letter, with the reason, in
+  the router's queue), or held as a duplicate and rejected by a person;
+- ``held``: waiting for a person;
+- ``dead_lettered``: one of its deliveries failed and waits for a person;
+- ``delivered``: every message the router made for it is in the systems'
+  inboxes;
+- ``in_flight``: a message not delivered yet, made less than ``grace`` ago;
+- ``unexplained``: anything else: a message older than ``grace`` that no
+  system received and that is not a dead letter, or an accepted order that
+  produced no message at all. There should never be one.
+
+``received = delivered + rejected + held + dead_lettered + in_flight +
+unexplained``. Requests the ingest refused (a forged signature, an unreadable
+body) are counted apart: they are not orders. :func:`compare` sets a
+channel's own export against what orderbus received.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, func, select
+
+from router.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
+
+STATES = ("delivered", "rejected", "held", "dead_lettered", "in_flight", "unexplained")
+REFUSED_BY_ROUTER = frozenset({"validation_failed", "malformed_message", "schema_mismatch"})
+
+
+@dataclass
+class Entry:
+    channel: str
+    external_id: str | None
+    order_number: str | None
+    state: str
+    detail: str
+
+
+@dataclass
+class Report:
+    day: date
+    timezone: str
+    channel: str | None
+    entries: list[Entry] = field(default_factory=list)
+    refused_requests: int = 0
+
+    def counts(self) -> dict[str, int]:
+        found = Counter(e.state for e in self.entries)
+        return {"received": len(self.entries), **{s: found.get(s, 0) for s in STATES}}
+
+    def as_dict(self) -> dict[str, Any]:
+        counts = self.counts()
+        return {
+            "day": self.day.isoformat(),
+            "timezone": self.timezone,
+            "channel": self.channel,
+            "counts": counts,
+            "balanced": counts["received"] == sum(counts[s] for s in STATES)
+            and counts["unexplained"] == 0,
+            "unexplained": [e.__dict__ for e in self.entries if e.state == "unexplained"],
+            "refused_requests": self.refused_requests,
+        }
+
+    def as_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["channel", "external_id", "order_number", "state", "detail"])
+        for e in self.entries:
+            writer.writerow([e.channel, e.external_id, e.order_number, e.state, e.detail])
+        return out.getvalue()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # SQLite keeps no offset; orderbus writes UTC
+    return value
+
+
+def window(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+
+def reconcile(
+    conn: Connection,
+    day: date,
+    *,
+    channel: str | None = None,
+    timezone: str = "Asia/Shanghai",
+    router_queue: str | None = None,
+    grace: timedelta = timedelta(minutes=15),
+    now: datetime | None = None,
+) -> Report:
+    zone = ZoneInfo(timezone)
+    start, end = window(day, zone)
+    now = now or datetime.now(UTC)
+    report = Report(day, timezone, channel)
+
+    first = func.min(arrivals.c.received_at)
+    query = (
+        select(
+            orders.c.order_number,
+            orders.c.channel,
+            orders.c.external_id,
+            orders.c.hold_status,
+            first.label("first"),
+        )
+        .join(arrivals, arrivals.c.order_id == orders.c.id)
+        .group_by(
+            orders.c.id,
+            orders.c.order_number,
+            orders.c.channel,
+            orders.c.external_id,
+            orders.c.hold_status,
+        )
+        .having((first >= start) & (first < end))
+    )
+    if channel:
+        query = query.where(orders.c.channel == channel)
+    routed = list(conn.execute(query).mappings())
+    numbers = {r["order_number"] for r in routed}
+
+    sent: dict[str, list[tuple[str, datetime | None, datetime | None]]] = {}
+    for row in conn.execute(
+        select(outbox.c.message_id, outbox.c.created_at, outbox.c.published_at).where(
+            outbox.c.created_at >= start
+        )
+    ):
+        number = row.message_id.split("-v", 1)[0]
+        if number in numbers:
+            sent.setdefault(number, []).append(
+                (row.message_id, _utc(row.created_at), _utc(row.published_at))
+            )
+    delivered = set(conn.scalars(select(inbox.c.message_id).where(inbox.c.delivered_at >= start)))
+    letters: dict[str, str] = {}
+    for row in conn.execute(
+        select(dead_letters.c.order_number, dead_letters.c.queue, dead_letters.c.reason).where(
+            dead_letters.c.status == "open", dead_letters.c.order_number.is_not(None)
+        )
+    ):
+        if row.order_number in numbers:
+            letters.setdefault(row.order_number, f"{row.queue}: {row.reason}")
+
+    for r in routed:
+        number = r["order_number"]
+        messages = sent.get(number, [])
+        pending = [m for m in messages if m[0] not in delivered]
+        if r["hold_status"] == "rejected":
+            state, detail = "rejected", "held as a duplicate, rejected by a person"
+        elif r["hold_status"] == "open":
+            state, detail = "held", "waiting for a person (GET /holds)"
+        elif number in letters:
+            state, detail = "dead_lettered", letters[number]
+        elif messages and not pending:
+            state, detail = "delivered", f"{len(messages)} message(s) delivered"
+        elif not messages:
+            state, detail = "unexplained", "accepted, but no message was made for any system"
+        else:
+            oldest = min((m[2] or m[1] or now) for m in pending)
+            late = now - oldest > grace
+            names = ", ".join(m[0] for m in pending)
+            if late:
+                state, detail = "unexplained", f"not delivered after {grace}: {names}"
+            else:
+                state, detail = "in_flight", f"on its way: {names}"
+        report.entries.append(Entry(r["channel"], r["external_id"], number, state, detail))
+
+    refused = select(dead_letters).where(
+        dead_letters.c.order_number.is_(None),
+        dead_letters.c.first_failed_at >= start,
+        dead_letters.c.first_failed_at < end,
+        dead_letters.c.status != "retried",
+    )
+    if router_queue:
+        refused = refused.where(dead_letters.c.queue == router_queue)
+    if channel:
+        refused = refused.where(dead_letters.c.channel == channel)
+    for d in conn.execute(refused).mappings():
+        external = _external_id(d["body"])
+        if d["reason"] in REFUSED_BY_ROUTER or d["status"] == "discarded":
+            state = "rejected"
+        else:
+            state = "dead_lettered"
+        report.entries.append(
+            Entry(d["channel"] or "?", external, None, state, f"{d['reason']}: {d['detail']}")
+        )
+
+    requests = select(func.count()).where(
+        rejected_requests.c.received_at >= start,
+        rejected_requests.c.received_at < end,
+        rejected_requests.c.reason != "ignored",
+    )
+    if channel:
+        requests = requests.where(rejected_requests.c.channel == channel)
+    report.refused_requests = int(conn.scalar(requests.select_from(rejected_requests)) or 0)
+    return report
+
+
+def _external_id(body: str) -> str | None:
+    try:
+        value = json.loads(body).get("external_id")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value is not None else None
+
+
+def compare(report: Report, conn: Connection, channel: str, export_ids: set[str]) -> dict[str, Any]:
+    """Orders in the channel's export that orderbus never received (not even as
+    a refused one), and orders orderbus received that day the export lacks."""
+    ours = {e.external_id for e in report.entries if e.channel == channel and e.external_id}
+    missing = sorted(export_ids - ours)
+    if missing:  # received on another day is still received
+        known = set(
+            conn.scalars(
+                select(orders.c.external_id).where(
+                    orders.c.channel == channel, orders.c.external_id.in_(missing)
+                )
+            )
+        )
+        missing = [m for m in missing if m not in known]
+    return {
+        "channel": channel,
+        "day": report.day.isoformat(),
+        "in_export_not_received": missing,
+        "received_not_in_export": sorted(ours - export_ids),
+        "export_orders": len(export_ids),
+        "received_orders": len(ours),
+    }
+
+
+def export_ids(data: bytes, column: str) -> set[str]:
+    """The external ids in a channel's CSV export (UTF-8, BOM or GBK/GB18030)."""
+    from connectors.file_import import read_csv
+
+    table = read_csv(data)
+    try:
+        index = [h.strip().lower() for h in table.header].index(column.strip().lower())
+    except ValueError:
+        raise ValueError(
+            f"the export has no column {column!r} (columns: {', '.join(table.header)})"
+        ) from None
+    return {
+        cells[index].strip()
+        for _, cells in table.rows
+        if len(cells) > index and cells[index].strip()
+    }
