@@ -157,6 +157,62 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from datetime import date
+    from pathlib import Path
+
+    from admin_api import reconcile
+    from router.database import make_engine
+    from router.topology import build_topology
+
+    settings = load_settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            report = reconcile.reconcile(
+                conn,
+                date.fromisoformat(args.day),
+                channel=args.channel,
+                timezone=args.timezone,
+                router_queue=build_topology(settings).router_queue,
+            )
+            summary = report.as_dict()
+            if args.csv:
+                Path(args.csv).write_text(report.as_csv(), encoding="utf-8")
+            compared = None
+            if args.compare:
+                if not args.channel:
+                    print("orderbus reconcile: --compare needs --channel", file=sys.stderr)
+                    return 2
+                ids = reconcile.export_ids(Path(args.compare).read_bytes(), args.column)
+                compared = reconcile.compare(report, conn, args.channel, ids)
+    except (ValueError, LookupError, OverflowError, OSError) as exc:
+        print(f"orderbus reconcile: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    counts = summary["counts"]
+    print(
+        f"{args.day} {args.channel or 'all channels'}: received {counts['received']} = "
+        f"delivered {counts['delivered']} + rejected {counts['rejected']} + held "
+        f"{counts['held']} + dead-lettered {counts['dead_lettered']} + in flight "
+        f"{counts['in_flight']} + unexplained {counts['unexplained']}; "
+        f"{summary['refused_requests']} request(s) refused at the ingest"
+    )
+    for entry in summary["unexplained"]:
+        print(f"  unexplained: {entry['channel']} {entry['external_id']} {entry['order_number']}: "
+              f"{entry['detail']}")  # fmt: skip
+    if compared is not None:
+        missing = ", ".join(compared["in_export_not_received"]) or "none"
+        extra = ", ".join(compared["received_not_in_export"]) or "none"
+        print(f"  in the export, never received: {missing}")
+        print(f"  received, not in the export: {extra}")
+    unbalanced = bool(summary["unexplained"]) or bool(
+        compared and compared["in_export_not_received"]
+    )
+    return 1 if unbalanced else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orderbus",
@@ -215,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     revoke.add_argument("--by", default="cli")
     keys.set_defaults(func=cmd_keys)
+
+    rec = sub.add_parser(
+        "reconcile",
+        help="where every order of a day is; exit 1 when something is unexplained",
+    )
+    rec.add_argument("--day", required=True, help="YYYY-MM-DD")
+    rec.add_argument("--channel")
+    rec.add_argument("--timezone", default="Asia/Shanghai")
+    rec.add_argument("--csv", help="write one row per order to this file")
+    rec.add_argument("--compare", help="the channel's own export (CSV) to compare with")
+    rec.add_argument("--column", default="external_id", help="the order id column of --compare")
+    rec.set_defaults(func=cmd_reconcile)
 
     signer = sub.add_parser("sign", help="sign a webhook body as the generic connector expects")
     signer.add_argument("--secret", required=True)

@@ -4,6 +4,7 @@ and anything unexplained is listed; the CSV; a channel's export compared."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -178,3 +179,28 @@ def test_a_day_at_the_edge_of_the_calendar_is_a_422(sqlite_engine: Engine) -> No
     with TestClient(app) as client:
         answer = client.get("/reconciliation", params={"day": "0001-01-01"}, headers=ROOT)
     assert answer.status_code == 422
+
+
+def test_reconcile_from_the_command_line(
+    sqlite_url: str,
+    day_of_orders: datetime,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from router.cli import main
+
+    monkeypatch.setenv("ORDERBUS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("ORDERBUS_NAMESPACE", "t")
+    day = day_of_orders.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    export = tmp_path / "export.csv"
+    export.write_text("external_id\nOK-1\nLOST-9\n", encoding="utf-8")
+    code = main(
+        ["reconcile", "--day", day, "--channel", "web-shop", "--compare", str(export),
+         "--csv", str(tmp_path / "day.csv")]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1  # LATE-1 is unexplained and LOST-9 never arrived
+    assert "received 6 = delivered 1 + rejected 1 + held 1 + dead-lettered 1" in out
+    assert "unexplained: web-shop LATE-1" in out and "never received: LOST-9" in out
+    assert len((tmp_path / "day.csv").read_text().splitlines()) == 7
