@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,12 +13,9 @@ from router.settings import load_settings
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(threadName)-12s %(name)s: %(message)s",
-    )
-    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from router.logs import configure
+
+    configure(level, os.environ.get("ORDERBUS_LOG_FORMAT", "text").strip().lower())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -242,6 +242,8 @@ class Settings(BaseSettings):
     admin_tokens: dict[str, str] = Field(
         default_factory=dict, description='JSON: {"operator-name": "token"}'
     )
+    # Read by the command before the settings (router/logs.py); here to be validated.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("channel_secrets", mode="before")
     @classmethod
