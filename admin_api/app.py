@@ -7,6 +7,7 @@ readiness. OpenAPI at ``/docs``. Roles and masking: admin_api/auth.py.
 ``Actor`` dependency alias defined inside :func:`create_admin_app`.)
 """
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -45,6 +46,7 @@ from admin_api.schemas import (
 from canonical.errors import TransientError
 from router import deadletters, holds
 from router.database import translate_db_errors
+from router.tables import alerts as alerts_table
 from router.tables import audit_log, dead_letters, rejected_requests
 from router.tables import holds as holds_table
 from router.topology import Topology
@@ -359,7 +361,9 @@ def create_admin_app(
         ``format=csv`` gives one row per order."""
         report = day_report(day, channel, timezone, grace_minutes)
         if format_ == "csv":
-            name = f"reconciliation-{day.isoformat()}-{channel or 'all'}.csv"
+            # A header is Latin-1: the channel's name goes in only as safe ASCII.
+            label = re.sub(r"[^A-Za-z0-9_-]", "_", channel or "all")
+            name = f"reconciliation-{day.isoformat()}-{label}.csv"
             return PlainTextResponse(
                 report.as_csv(),
                 media_type="text/csv; charset=utf-8",
@@ -402,6 +406,19 @@ def create_admin_app(
                 return reconcile.compare(report, conn, channel, ids)
         except (ValueError, LookupError, OverflowError) as exc:
             raise HTTPException(422, str(exc)) from None
+
+    @app.get("/alerts", tags=["alerts"])
+    def list_alerts(
+        _who: Viewer,
+        status_: Annotated[Literal["open", "resolved"] | None, Query(alias="status")] = "open",
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    ) -> dict[str, Any]:
+        """Incidents the alert rules found (ORDERBUS_ALERTS), open ones by default."""
+        c = alerts_table.c
+        query = select(alerts_table).where(*([c.status == status_] if status_ else []))
+        total, rows = page(query, c.id.desc(), limit, offset)
+        return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     @app.get("/orders", response_model=OrderSearch, tags=["orders"])
     def search_orders(

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
     from connectors.pull import Polling
+    from router.alerts import AlertEvaluator
 
 
 class ConfigurationError(Exception):
@@ -198,6 +199,16 @@ class Orderbus:
             start=spec.start,
         )
         return RestPoller(channel, poll, mapping, self.engine, client, publish_many, record_bad)
+
+    def alert_evaluator(self, transport: httpx.BaseTransport | None = None) -> AlertEvaluator:
+        from router.alerts import AlertEvaluator, webhook
+
+        if self.settings.alerts is None:
+            raise ConfigurationError("ORDERBUS_ALERTS is not set")
+        url = self.settings.alerts.webhook_url
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        notify = webhook(client, url) if url else None
+        return AlertEvaluator(self.engine, self.settings.alerts, notify)
 
     def recorder(self) -> DeadLetterRecorder:
         return DeadLetterRecorder(self.engine)

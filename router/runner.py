@@ -100,6 +100,8 @@ class Daemon:
                     "are accepted by the admin API"
                 )
             self._serve("admin", app.admin_app(), settings.admin_host, settings.admin_port)
+            if settings.alerts is not None:
+                self._thread("alerts", app.alert_evaluator().run, self.stop)
 
     def start(self) -> None:
         if not self.threads:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from router.alerts import AlertSettings
+
 EMBEDDED_DATABASE_URL = "sqlite:///orderbus-data/orderbus.db"
 EMBEDDED_BROKER_URL = "sqla+sqlite:///orderbus-data/broker.db"
 TARGETS = ("warehouse", "finance", "notification")
@@ -241,6 +243,9 @@ class Settings(BaseSettings):
     admin_port: int = 8081
     admin_tokens: dict[str, str] = Field(
         default_factory=dict, description='JSON: {"operator-name": "token"}'
+    )
+    alerts: AlertSettings | None = Field(
+        default=None, description="alert rules and their webhook (router/alerts.py)"
     )
     # Read by the command before the settings (router/logs.py); here to be validated.
     log_format: Literal["text", "json"] = "text"

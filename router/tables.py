@@ -229,6 +229,22 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
+# Incidents the alert rules found (router/alerts.py): one open row per rule and
+# subject until the condition clears; ``notified`` says what the webhook was told.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("rule", String(32), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("status", String(16), nullable=False, doc="open|resolved"),
+    Column("summary", Text, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("notified", String(16), nullable=True, doc="None|firing|resolved"),
+    Index("ix_alerts_status", "status", "rule", "subject"),
+)
+
 # Where each pull connector got to: the update time of the newest order it
 # published (advanced only after every order of a poll was confirmed).
 poll_cursors = Table(

@@ -204,3 +204,17 @@ def test_reconcile_from_the_command_line(
     assert "received 6 = delivered 1 + rejected 1 + held 1 + dead-lettered 1" in out
     assert "unexplained: web-shop LATE-1" in out and "never received: LOST-9" in out
     assert len((tmp_path / "day.csv").read_text().splitlines()) == 7
+
+
+def test_a_channel_name_outside_latin_1_still_gets_its_csv(sqlite_engine: Engine) -> None:
+    # Found by the schemathesis fuzzing: the file name is in a Latin-1 header.
+    auth = KeyAuth(sqlite_engine, {"root": "root-token"})
+    app = create_admin_app(sqlite_engine, auth, build_topology(Settings(namespace="t")))
+    with TestClient(app) as client:
+        answer = client.get(
+            "/reconciliation",
+            params={"day": "2026-11-25", "channel": "门店一", "format": "csv"},
+            headers=ROOT,
+        )
+    assert answer.status_code == 200
+    assert "reconciliation-2026-11-25-___.csv" in answer.headers["content-disposition"]

@@ -114,3 +114,15 @@ def test_a_poller_names_a_known_connector_and_only_its_own_settings() -> None:
         PollerSpec(connector="jd", jd={"app_key": "k", "app_secret": "s", "shop": "x"})
     with pytest.raises(ValueError, match="unknown settings amazon"):
         PollerSpec(url="http://x/orders", items="$.orders", mapping={"a": "$.b"}, amazon={})
+
+
+def test_the_admin_component_runs_the_alert_rules_when_configured(sqlite_url: str) -> None:
+    from router.alerts import AlertSettings
+
+    rules = AlertSettings.model_validate({"silence": {"channels": {"web-shop": 3600}}})
+    app = bootstrap(
+        Settings(broker_url="memory://", database_url=sqlite_url, admin_port=0, alerts=rules)
+    )
+    daemon = Daemon(app, ("admin",))
+    daemon.build()
+    assert sorted(t.name for t in daemon.threads) == ["admin", "alerts"]
