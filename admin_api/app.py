@@ -243,11 +243,15 @@ def create_admin_app(
         try:
             with translate_db_errors(), engine.begin() as conn:
                 sent = holds.release(conn, topology, hold_id, who.name, decision.note)
+                decided = conn.scalar(
+                    select(holds_table.c.status).where(holds_table.c.id == hold_id)
+                )
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None
         except holds.HoldStateError as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        return {"id": hold_id, "status": "released", "sent": sent}
+        state = "released" if decided == "released" else "awaiting second approval"
+        return {"id": hold_id, "status": state, "sent": sent}
 
     @app.post("/holds/{hold_id}/reject", status_code=204, tags=["holds"])
     def reject_hold(hold_id: RowId, decision: HoldDecision, who: Operator) -> None:

@@ -111,13 +111,15 @@ class HoldOut(BaseModel):
     id: int
     order_id: int
     order_number: str
-    suspected_of: str
+    suspected_of: str | None
     reason: str
     status: HoldStatus
     created_at: datetime
     decided_by: str | None
     decided_at: datetime | None
     note: str | None
+    approvals_needed: int
+    approved_by: str | None = Field(description="the first approver, when two are needed")
 
 
 class HoldDecision(BaseModel):
@@ -126,7 +128,7 @@ class HoldDecision(BaseModel):
 
 class HoldReleased(BaseModel):
     id: int
-    status: Literal["released"]
+    status: Literal["released", "awaiting second approval"]
     sent: list[str] = Field(description="message ids now on their way to the systems")
 
 

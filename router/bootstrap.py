@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
 
+from router.approval import HoldRules
 from router.bus import Bus, BusOptions, Publisher
 from router.consumers import DeliveryConsumer
 from router.database import make_engine, translate_db_errors
@@ -57,7 +58,13 @@ class Orderbus:
             window=timedelta(hours=rule.window_hours),
             across_channels_only=rule.across_channels_only,
         )
-        return RouterService(self.engine, self.topology, on_commit, suspicion)
+        rules = self.settings.hold_rules
+        hold_rules = HoldRules(
+            amount_above=dict(rules.amount_above),
+            second_approval_above=dict(rules.second_approval_above),
+            incomplete_address=rules.incomplete_address,
+        )
+        return RouterService(self.engine, self.topology, on_commit, suspicion, hold_rules)
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)

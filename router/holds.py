@@ -1,9 +1,11 @@
-"""A person's decision on an order held as a suspected duplicate.
+"""A person's decision on a held order (a suspected duplicate, or an order
+the approval rules hold: router/approval.py).
 
-``release``: not a duplicate after all. The order's current revision goes to
-the systems now, as any accepted change does: one outbox row per target, in
-the same transaction as the decision (the relay publishes them).
-``reject``: it is a duplicate. Nothing of it is ever sent; later changes to it
+``release``: approved. The order's current revision goes to the systems now,
+as any accepted change does: one outbox row per target, in the same
+transaction as the decision (the relay publishes them). A hold that needs two
+approvals records the first approver and waits for a second, different person.
+``reject``: not to be sent. Nothing of it is ever sent; later changes to it
 are recorded and held too.
 """
 
@@ -23,7 +25,8 @@ from router.topology import Topology, delivery_routing_key
 
 
 class HoldStateError(Exception):
-    """The hold is not open (already released or rejected)."""
+    """The hold is not open (already released or rejected), or the same person
+    approves it twice."""
 
 
 def _lock_open(conn: Connection, hold_id: int) -> Row[Any]:
@@ -48,8 +51,30 @@ def _decide(conn: Connection, hold: Row[Any], status: str, actor: str, note: str
 def release(
     conn: Connection, topology: Topology, hold_id: int, actor: str, note: str | None
 ) -> list[str]:
-    """Release a held order; returns the message ids now in the outbox."""
+    """Release a held order; returns the message ids now in the outbox (none
+    when this was the first of two approvals)."""
     hold = _lock_open(conn, hold_id)
+    if hold.approvals_needed >= 2:
+        if hold.approved_by is None:
+            conn.execute(update(holds).where(holds.c.id == hold.id).values(approved_by=actor))
+            audit(
+                conn,
+                actor,
+                "hold.approve",
+                "hold",
+                str(hold_id),
+                {
+                    "order_number": hold.order_number,
+                    "note": note,
+                    "before": {"approvals": 0},
+                    "after": {"approvals": 1, "needed": hold.approvals_needed},
+                },
+            )
+            return []
+        if hold.approved_by == actor:
+            raise HoldStateError(
+                f"hold {hold_id} was approved by {actor} already: a second person must approve"
+            )
     order = conn.execute(select(orders).where(orders.c.id == hold.order_id).with_for_update()).one()
     _decide(conn, hold, "released", actor, note)
     cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
@@ -81,7 +106,14 @@ def release(
         "hold.release",
         "hold",
         str(hold_id),
-        {"order_number": order.order_number, "note": note, "sent": [r["message_id"] for r in rows]},
+        {
+            "order_number": order.order_number,
+            "note": note,
+            "first_approval": hold.approved_by,
+            "before": {"status": "open"},
+            "after": {"status": "released"},
+            "sent": [r["message_id"] for r in rows],
+        },
     )
     return [str(r["message_id"]) for r in rows]
 
@@ -96,5 +128,11 @@ def reject(conn: Connection, hold_id: int, actor: str, note: str | None) -> None
         "hold.reject",
         "hold",
         str(hold_id),
-        {"order_number": hold.order_number, "suspected_of": hold.suspected_of, "note": note},
+        {
+            "order_number": hold.order_number,
+            "suspected_of": hold.suspected_of,
+            "note": note,
+            "before": {"status": "open"},
+            "after": {"status": "rejected"},
+        },
     )

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from canonical.envelope import Envelope, EnvelopeError, utcnow
 from canonical.errors import MalformedMessage, TransientError
 from canonical.order import CanonicalOrder, OrderStatus
+from router.approval import HoldRules
 from router.bus import Delivery
 from router.crashpoints import crash_point
 from router.database import prefer_key_lookups, translate_db_errors
@@ -90,11 +91,13 @@ class RouterService:
         topology: Topology,
         on_commit: Callable[[], None] | None = None,
         suspicion: Suspicion | None = None,
+        hold_rules: HoldRules | None = None,
     ) -> None:
         self.engine = engine
         self.topology = topology
         self.on_commit = on_commit  # e.g. wake the outbox relay
         self.suspicion = suspicion or Suspicion()
+        self.hold_rules = hold_rules or HoldRules()
 
     def handle(self, delivery: Delivery) -> None:
         """Handle one delivery. Raises PermanentError (dead letter) or a transient error."""
@@ -154,7 +157,8 @@ class RouterService:
         for attempt in range(3):
             try:
                 with translate_db_errors(), self.engine.begin() as conn:
-                    return _BatchRouting(conn, self.topology, self.suspicion).route(items)
+                    routing = _BatchRouting(conn, self.topology, self.suspicion, self.hold_rules)
+                    return routing.route(items)
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -218,10 +222,17 @@ class _BatchRouting:
     (read arrivals, lock orders, write orders, outbox and arrivals), with the
     arrivals classified in order in between, as if one at a time."""
 
-    def __init__(self, conn: Connection, topology: Topology, suspicion: Suspicion) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        topology: Topology,
+        suspicion: Suspicion,
+        hold_rules: HoldRules | None = None,
+    ) -> None:
         self.conn = conn
         self.topology = topology
         self.suspicion = suspicion
+        self.hold_rules = hold_rules or HoldRules()
         self.now = utcnow()
         self.lookalikes: dict[str, list[_Lookalike]] = {}  # fingerprint -> orders having it
         self.prints: dict[tuple[str, str, str], str] = {}  # a new order's fingerprint
@@ -346,20 +357,25 @@ class _BatchRouting:
                 placed_at=order.placed_at,
             )
             twin = self._suspected(order, fp)
+            reasons, approvals = self.hold_rules.check(order)
             if twin is not None:
                 gap = order.placed_at - (twin.placed_at or order.placed_at)
                 minutes = abs(gap.total_seconds()) / 60
-                reason = (
+                reasons.insert(
+                    0,
                     f"suspected duplicate of {twin.number} from channel {twin.channel}: same "
-                    f"{self.suspicion.describe()}, placed {minutes:.0f} min apart"
+                    f"{self.suspicion.describe()}, placed {minutes:.0f} min apart",
                 )
+            if reasons:
+                reason = "; ".join(reasons)
                 state.hold_status = "open"
                 state.new_hold = {
                     "order_number": number,
-                    "suspected_of": twin.number,
+                    "suspected_of": twin.number if twin is not None else None,
                     "reason": reason,
                     "status": "open",
                     "created_at": self.now,
+                    "approvals_needed": max(approvals, 1),
                 }
                 hold_note = f"; held: {reason}"
             if fp is not None:

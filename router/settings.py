@@ -7,6 +7,7 @@ root and pass the object down.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -161,6 +162,28 @@ class DuplicateSuspicion(BaseModel):
     across_channels_only: bool = True
 
 
+class HoldRulesSpec(BaseModel):
+    """``ORDERBUS_HOLD_RULES``: which new orders wait for approval (router/approval.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_above: dict[str, Decimal] = Field(
+        default_factory=dict, description='currency -> threshold, e.g. {"CNY": "5000.00"}'
+    )
+    second_approval_above: dict[str, Decimal] = Field(default_factory=dict)
+    incomplete_address: bool = False
+
+    @model_validator(mode="after")
+    def _second_above_first(self) -> HoldRulesSpec:
+        for currency, second in self.second_approval_above.items():
+            first = self.amount_above.get(currency)
+            if first is None or second < first:
+                raise ValueError(
+                    f"second_approval_above {currency} needs an amount_above at or below it"
+                )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERBUS_", extra="ignore")
 
@@ -244,6 +267,7 @@ class Settings(BaseSettings):
     admin_tokens: dict[str, str] = Field(
         default_factory=dict, description='JSON: {"operator-name": "token"}'
     )
+    hold_rules: HoldRulesSpec = Field(default_factory=HoldRulesSpec)
     alerts: AlertSettings | None = Field(
         default=None, description="alert rules and their webhook (router/alerts.py)"
     )

@@ -1,0 +1,125 @@
+"""Holds for approval: big orders and incomplete addresses wait for a person;
+above the second threshold two different people must approve; approval sends
+the order once; rejection sends nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+
+from admin_api.app import create_admin_app
+from admin_api.auth import KeyAuth
+from canonical.order import CanonicalOrder
+from router.approval import HoldRules
+from router.service import RouterService, parse_delivery
+from router.settings import HoldRulesSpec, Settings
+from router.tables import outbox
+from router.topology import build_topology
+from tests.factories import delivery_for, order
+
+RULES = HoldRules(
+    amount_above={"CNY": Decimal("1000.00")},
+    second_approval_above={"CNY": Decimal("5000.00")},
+    incomplete_address=True,
+)
+ALICE = {"Authorization": "Bearer alice-token"}
+BOB = {"Authorization": "Bearer bob-token"}
+
+
+def priced(total: str, **changes: object) -> dict[str, object]:
+    """An order whose one line makes ``total`` (no shipping, no discount)."""
+    line = {"sku": "BIG", "name": "big", "quantity": 1, "unit_price": total}
+    return {"items": [line], "shipping_fee": "0", "order_discount": "0", "total": total, **changes}
+
+
+def test_the_rules() -> None:
+    assert RULES.check(order(**priced("999.99"))) == ([], 0)
+    assert RULES.check(order(**priced("1000.01")))[1] == 1
+    reasons, needed = RULES.check(order(**priced("5000.01")))
+    assert needed == 2 and "two approvals needed" in reasons[0]
+    reasons, needed = RULES.check(order(shipping_address={"city": None, "street": None}))
+    assert needed == 1 and reasons == ["shipping address without city, street"]
+
+
+def test_the_second_threshold_cannot_be_below_the_first() -> None:
+    with pytest.raises(ValueError, match="needs an amount_above"):
+        HoldRulesSpec(amount_above={"CNY": "100"}, second_approval_above={"CNY": "50"})
+
+
+@pytest.fixture
+def router(sqlite_engine: Engine) -> RouterService:
+    topology = build_topology(Settings(namespace="t"))
+    return RouterService(sqlite_engine, topology, hold_rules=RULES)
+
+
+@pytest.fixture
+def client(sqlite_engine: Engine) -> Iterator[TestClient]:
+    auth = KeyAuth(sqlite_engine, {"alice": "alice-token", "bob": "bob-token"})
+    app = create_admin_app(sqlite_engine, auth, build_topology(Settings(namespace="t")))
+    with TestClient(app) as c:
+        yield c
+
+
+def route(router: RouterService, o: CanonicalOrder, message_id: str) -> str:
+    result = router.route_many([parse_delivery(delivery_for(o, message_id=message_id))])[0]
+    assert result.order_number is not None
+    return result.order_number
+
+
+def sent(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(outbox)) or 0)
+
+
+def hold_of(client: TestClient, number: str) -> dict[str, object]:
+    items = client.get("/holds", headers=ALICE).json()["items"]
+    found: dict[str, object] = next(h for h in items if h["order_number"] == number)
+    return found
+
+
+def test_small_orders_pass_and_big_ones_wait_for_one_approval(
+    router: RouterService, client: TestClient, sqlite_engine: Engine
+) -> None:
+    router.handle(delivery_for(order(external_id="S-1", **priced("500.00")), message_id="m-s1"))
+    assert sent(sqlite_engine) == 3  # warehouse, finance, notification: no hold
+    number = route(router, order(external_id="B-1", **priced("2000.00")), "m-b1")
+    assert sent(sqlite_engine) == 3  # held: nothing sent
+    hold = hold_of(client, number)
+    assert (hold["approvals_needed"], hold["suspected_of"]) == (1, None)
+    assert "above 1000.00" in str(hold["reason"])
+    released = client.post(f"/holds/{hold['id']}/release", json={"note": "ok"}, headers=ALICE)
+    assert released.json()["status"] == "released" and len(released.json()["sent"]) == 3
+    assert sent(sqlite_engine) == 6
+    again = client.post(f"/holds/{hold['id']}/release", json={}, headers=BOB)
+    assert again.status_code == 409  # released once, and only once
+
+
+def test_very_big_orders_need_two_different_people(
+    router: RouterService, client: TestClient, sqlite_engine: Engine
+) -> None:
+    hold = hold_of(client, route(router, order(external_id="V-1", **priced("9000.00")), "m-v1"))
+    first = client.post(f"/holds/{hold['id']}/release", json={"note": "checked"}, headers=ALICE)
+    assert first.json() == {"id": hold["id"], "status": "awaiting second approval", "sent": []}
+    assert sent(sqlite_engine) == 0
+    same = client.post(f"/holds/{hold['id']}/release", json={}, headers=ALICE)
+    assert same.status_code == 409 and "a second person" in same.json()["detail"]
+    second = client.post(f"/holds/{hold['id']}/release", json={}, headers=BOB)
+    assert second.json()["status"] == "released" and sent(sqlite_engine) == 3
+    audit = [e["action"] for e in client.get("/audit", headers=ALICE).json()["items"]]
+    assert audit[:2] == ["hold.release", "hold.approve"]
+
+
+def test_an_order_without_a_city_is_held_and_a_rejection_sends_nothing(
+    router: RouterService, client: TestClient, sqlite_engine: Engine
+) -> None:
+    incomplete = order(external_id="A-1", shipping_address={"city": None})
+    hold = hold_of(client, route(router, incomplete, "m-a1"))
+    assert hold["reason"] == "shipping address without city"
+    rejected = client.post(
+        f"/holds/{hold['id']}/reject", json={"note": "no such address"}, headers=ALICE
+    )
+    assert rejected.status_code == 204 and sent(sqlite_engine) == 0
