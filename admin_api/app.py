@@ -7,6 +7,7 @@ readiness. OpenAPI at ``/docs``. Roles and masking: admin_api/auth.py.
 ``Actor`` dependency alias defined inside :func:`create_admin_app`.)
 """
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
@@ -15,22 +16,26 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 
-from admin_api import keys, lookup, metrics, reconcile
+from admin_api import causes, keys, lookup, metrics, reconcile
 from admin_api.auth import KeyAuth, Principal, Role
 from admin_api.masking import mask_body, mask_text, mask_value
 from admin_api.schemas import (
     AuditEntry,
+    CauseRetry,
     DeadLetterDetail,
     DeadLetterFilter,
     DeadLetterStatus,
     DeadLetterSummary,
     DiscardRequest,
+    EditRetry,
     HoldDecision,
     HoldOut,
     HoldReleased,
     HoldStatus,
+    Investigation,
     KeyCreated,
     KeyOut,
     KeyRequest,
@@ -44,14 +49,18 @@ from admin_api.schemas import (
     RetryResult,
 )
 from canonical.errors import TransientError
+from canonical.order import CanonicalOrder
 from router import deadletters, holds
 from router.database import translate_db_errors
 from router.tables import alerts as alerts_table
 from router.tables import audit_log, dead_letters, rejected_requests
 from router.tables import holds as holds_table
 from router.topology import Topology
+from router.validation import violations
 
 MAX_PAGE = 500
+TEXT_SEARCH = "text in the body, detail or exception"
+BY_CAUSE = "a business cause (GET /dead-letter-causes)"
 MAX_OFFSET = 10**9
 # A row id: what a BIGINT (and SQLite's INTEGER) holds; anything else is a 422.
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -73,6 +82,27 @@ def _dead_letter_conditions(f: DeadLetterFilter) -> list[ColumnElement[bool]]:
     if f.until:
         conditions.append(c.last_failed_at < f.until)
     return conditions
+
+
+def edit_problems(routing_key: str, body: str) -> list[dict[str, str]]:
+    """What is wrong with an edited body (empty: nothing)."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        return [{"field": "body", "message": f"not JSON: {exc}"}]
+    if routing_key.startswith("fetch."):
+        missing = [
+            k for k in ("external_id", "delivery_id") if not isinstance(data, dict) or k not in data
+        ]
+        return [{"field": k, "message": "a fetch request names the order"} for k in missing]
+    try:
+        order = CanonicalOrder.model_validate(data)
+    except ValidationError as exc:
+        return [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors()[:50]
+        ]
+    return [{"field": v.field, "message": v.message} for v in violations(order)]
 
 
 def create_admin_app(
@@ -127,15 +157,124 @@ def create_admin_app(
         status_: Annotated[DeadLetterStatus | None, Query(alias="status")] = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        q: Annotated[
+            str | None, Query(max_length=200, description="text in body, detail or exception")
+        ] = None,
+        order_number: Annotated[str | None, Query(max_length=32)] = None,
+        min_attempts: Annotated[int | None, Query(ge=1, le=10**6)] = None,
+        cause: Annotated[
+            str | None, Query(description="a business cause (GET /dead-letter-causes)")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         f = DeadLetterFilter(
             queue=queue, reason=reason, channel=channel, status=status_, since=since, until=until
         )
-        query = select(dead_letters).where(*_dead_letter_conditions(f))
-        total, rows = page(query, dead_letters.c.id.desc(), limit, offset)
+        c = dead_letters.c
+        conditions = _dead_letter_conditions(f)
+        if q:
+            conditions.append(c.body.contains(q) | c.detail.contains(q) | c.exception.contains(q))
+        if order_number:
+            conditions.append(c.order_number == order_number)
+        if min_attempts:
+            conditions.append(c.attempts >= min_attempts)
+        query = select(dead_letters).where(*conditions)
+        if cause is None:
+            total, rows = page(query, c.id.desc(), limit, offset)
+        else:  # the cause is read from reason and detail: filtered here
+            with translate_db_errors(), engine.connect() as conn:
+                found = [
+                    r
+                    for r in conn.execute(query.order_by(c.id.desc())).mappings()
+                    if causes.cause_of(r["reason"], r["detail"]) == cause
+                ]
+            total, rows = len(found), found[offset : offset + limit]
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
+
+    @app.get("/dead-letter-causes", tags=["dead letters"])
+    def dead_letter_causes(
+        _who: Viewer,
+        status_: Annotated[DeadLetterStatus | None, Query(alias="status")] = "open",
+    ) -> list[dict[str, Any]]:
+        """Dead letters grouped by business cause (a SKU not mapped, a bad address,
+        the ERP refusing, an expired token, an endpoint down...), with who is
+        looking into each."""
+        with translate_db_errors(), engine.connect() as conn:
+            return causes.groups(conn, status_)
+
+    @app.post(
+        "/dead-letter-causes/{cause}/retry", response_model=RetryManyResult, tags=["dead letters"]
+    )
+    def retry_cause(cause: str, request: CauseRetry, who: Operator) -> dict[str, Any]:
+        """Once a cause is fixed, retry its open dead letters (at most ``limit``);
+        ``dry_run`` only counts them."""
+        if cause not in causes.CAUSES:
+            raise HTTPException(404, f"no cause {cause!r} (known: {', '.join(causes.CAUSES)})")
+        with translate_db_errors(), engine.begin() as conn:
+            ids = causes.open_ids_by_cause(conn, cause)
+            retried = []
+            if not request.dry_run:
+                for dl_id in ids[: request.limit]:
+                    mid = deadletters.retry(conn, dl_id, who.name, request.note)
+                    retried.append({"id": dl_id, "message_id": mid, "status": "retried"})
+                deadletters.audit(
+                    conn,
+                    who.name,
+                    "dead_letter.retry_cause",
+                    "dead_letter_cause",
+                    cause,
+                    {"matched": len(ids), "retried": len(retried), "note": request.note},
+                )
+        return {"matched": len(ids), "retried": retried, "dry_run": request.dry_run}
+
+    @app.put("/dead-letter-causes/{cause}/investigation", status_code=204, tags=["dead letters"])
+    def investigate_cause(cause: str, request: Investigation, who: Operator) -> None:
+        """Mark a cause as being looked into, by ``owner``."""
+        if cause not in causes.CAUSES:
+            raise HTTPException(404, f"no cause {cause!r}")
+        with translate_db_errors(), engine.begin() as conn:
+            causes.investigate(conn, cause, request.owner, request.note, who.name)
+
+    @app.delete("/dead-letter-causes/{cause}/investigation", status_code=204, tags=["dead letters"])
+    def close_investigation(cause: str, who: Operator) -> None:
+        with translate_db_errors(), engine.begin() as conn:
+            if not causes.close_investigation(conn, cause, who.name):
+                raise HTTPException(404, f"nobody is investigating {cause!r}")
+
+    @app.post(
+        "/dead-letters/{dead_letter_id}/edit-and-retry",
+        response_model=RetryResult,
+        status_code=status.HTTP_202_ACCEPTED,
+        tags=["dead letters"],
+    )
+    def edit_and_retry(dead_letter_id: RowId, request: EditRetry, who: Operator) -> dict[str, Any]:
+        """Retry with a corrected body: it must be a valid canonical order (or,
+        for a fetch request, name the order), the reason is required, and the
+        audit log keeps the original, the edit and their difference."""
+        with translate_db_errors(), engine.connect() as conn:
+            row = conn.execute(
+                select(dead_letters.c.routing_key).where(dead_letters.c.id == dead_letter_id)
+            ).first()
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
+        problems = edit_problems(row.routing_key, request.body)
+        if problems:
+            raise HTTPException(
+                422, {"message": "the edited body is not valid", "errors": problems}
+            )
+        try:
+            with translate_db_errors(), engine.begin() as conn:
+                message_id = deadletters.retry(
+                    conn,
+                    dead_letter_id,
+                    who.name,
+                    request.reason,
+                    edited=request.body.encode("utf-8"),
+                )
+        except deadletters.DeadLetterStateError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return {"id": dead_letter_id, "message_id": message_id, "status": "retried"}
 
     @app.get(
         "/dead-letters/{dead_letter_id}", response_model=DeadLetterDetail, tags=["dead letters"]

@@ -186,3 +186,19 @@ class KeyOut(BaseModel):
 
 class KeyCreated(KeyOut):
     key: str = Field(description="shown once; only its SHA-256 digest is kept")
+
+
+class CauseRetry(BaseModel):
+    limit: int = Field(default=100, ge=1, le=1000)
+    dry_run: bool = False
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Investigation(BaseModel):
+    owner: str = Field(min_length=1, max_length=100, description="who is looking into it")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class EditRetry(BaseModel):
+    body: str = Field(min_length=1, max_length=1_000_000, description="the corrected body")
+    reason: str = Field(min_length=1, max_length=2000, description="why it was edited")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -241,11 +243,20 @@ def _lock_open(conn: Connection, dead_letter_id: int) -> Row[Any]:
     return row
 
 
-def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = None) -> str:
+def retry(
+    conn: Connection,
+    dead_letter_id: int,
+    actor: str,
+    note: str | None = None,
+    *,
+    edited: bytes | None = None,
+) -> str:
     """Send a dead letter back through its normal path (via the outbox).
 
     The same message id is kept, so the router's tracking record and the
-    consumers' inbox still deduplicate it. Returns the message id.
+    consumers' inbox still deduplicate it. With ``edited``, that body is sent
+    instead of the original, which stays in the dead letter; the audit entry
+    keeps both and their difference. Returns the message id.
     """
     row = _lock_open(conn, dead_letter_id)
     correlation_id = dict(row.headers).get(H_CORRELATION)
@@ -258,7 +269,8 @@ def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = 
     exchange, routing_key = row.exchange, row.routing_key
     if not exchange and not routing_key:
         routing_key = row.queue  # via the default exchange, straight to its queue
-    body = decode_body(row.body, row.body_encoding)
+    original = decode_body(row.body, row.body_encoding)
+    body = edited if edited is not None else original
     enqueue(
         conn,
         OutgoingMessage(
@@ -276,22 +288,36 @@ def retry(conn: Connection, dead_letter_id: int, actor: str, note: str | None = 
         .where(dead_letters.c.id == dead_letter_id)
         .values(status="retried", resolved_at=now, resolved_by=actor)
     )
-    audit(
-        conn,
-        actor,
-        "dead_letter.retry",
-        "dead_letter",
-        str(dead_letter_id),
-        {
-            "before": {"status": row.status, "attempts": row.attempts},
-            "after": {"status": "retried", "attempt": attempt},
-            "message_id": row.message_id,
-            "queue": row.queue,
-            "reason": row.reason,
-            "note": note,
-        },
-    )
+    detail: dict[str, Any] = {
+        "before": {"status": row.status, "attempts": row.attempts},
+        "after": {"status": "retried", "attempt": attempt},
+        "message_id": row.message_id,
+        "queue": row.queue,
+        "reason": row.reason,
+        "note": note,
+    }
+    if edited is not None:
+        old_text = original.decode("utf-8", errors="replace")
+        new_text = edited.decode("utf-8", errors="replace")
+        detail["before"]["body"] = old_text
+        detail["after"]["body"] = new_text
+        detail["diff"] = "".join(
+            difflib.unified_diff(
+                _lines(old_text), _lines(new_text), "original", "edited", lineterm="\n"
+            )
+        )
+    action = "dead_letter.edit_and_retry" if edited is not None else "dead_letter.retry"
+    audit(conn, actor, action, "dead_letter", str(dead_letter_id), detail)
     return str(row.message_id)
+
+
+def _lines(text: str) -> list[str]:
+    """A JSON body one member per line, so a diff shows what changed."""
+    try:
+        text = json.dumps(json.loads(text), ensure_ascii=False, indent=1, sort_keys=True)
+    except ValueError:
+        pass
+    return [line + "\n" for line in text.splitlines()]
 
 
 def discard(conn: Connection, dead_letter_id: int, actor: str, note: str) -> None:

@@ -245,6 +245,17 @@ alerts = Table(
     Index("ix_alerts_status", "status", "rule", "subject"),
 )
 
+# A business cause of dead letters (admin_api/causes.py) someone is looking into.
+dead_letter_investigations = Table(
+    "dead_letter_investigations",
+    metadata,
+    Column("cause", String(64), primary_key=True),
+    Column("owner", String(100), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("set_by", String(100), nullable=False),
+)
+
 # Where each pull connector got to: the update time of the newest order it
 # published (advanced only after every order of a poll was confirmed).
 poll_cursors = Table(

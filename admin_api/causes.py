@@ -1,0 +1,136 @@
+"""Dead letters grouped by business cause, so a person fixes a cause once and
+retries its whole group: a SKU the ERP does not know, a bad address, the ERP
+refusing the order, an expired token, an endpoint that is down...
+
+The cause is read from what each dead letter already records (its reason and
+detail), so it needs no new column and applies to old dead letters as well.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from router.deadletters import audit
+from router.tables import dead_letter_investigations, dead_letters
+
+CAUSES = {
+    "sku_not_mapped": "a SKU the receiving system does not know",
+    "bad_address": "an address that is missing or wrong",
+    "token_expired": "credentials refused or expired",
+    "endpoint_down": "the receiving system or the platform did not answer",
+    "erp_rejected": "the receiving system refused the order",
+    "invalid_order": "the order broke a business rule (total, phone, currency...)",
+    "unreadable_input": "a message that is not a readable order",
+    "platform_refused": "the platform refused the request (no such order, no permission)",
+    "other": "anything else",
+}
+SKU = re.compile(r"\bsku\b|商品编码|物料", re.I)
+ADDRESS = re.compile(r"address|province|city|street|district|postal|地址", re.I)
+TOKEN = re.compile(r"token|unauthori[sz]ed|\b401\b|expired|过期", re.I)
+
+
+def cause_of(reason: str, detail: str | None) -> str:
+    text = detail or ""
+    if reason in ("endpoint_unavailable", "broker_unavailable", "database_unavailable"):
+        return "endpoint_down"
+    if TOKEN.search(text):
+        return "token_expired"
+    if SKU.search(text):
+        return "sku_not_mapped"
+    if ADDRESS.search(text):
+        return "bad_address"
+    if reason == "delivery_rejected":
+        return "erp_rejected"
+    if reason == "validation_failed":
+        return "invalid_order"
+    if reason in ("malformed_message", "malformed_json", "schema_mismatch", "invalid_encoding"):
+        return "unreadable_input"
+    if reason == "platform_refused":
+        return "platform_refused"
+    return "other"
+
+
+def open_ids_by_cause(conn: Connection, cause: str) -> list[int]:
+    c = dead_letters.c
+    rows = conn.execute(select(c.id, c.reason, c.detail).where(c.status == "open").order_by(c.id))
+    return [r.id for r in rows if cause_of(r.reason, r.detail) == cause]
+
+
+def groups(conn: Connection, status: str | None = "open") -> list[dict[str, Any]]:
+    c = dead_letters.c
+    query = select(c.reason, c.detail, c.last_failed_at)
+    if status:
+        query = query.where(c.status == status)
+    counts: Counter[str] = Counter()
+    newest: dict[str, datetime] = {}
+    for row in conn.execute(query):
+        cause = cause_of(row.reason, row.detail)
+        counts[cause] += 1
+        at = (
+            row.last_failed_at
+            if row.last_failed_at.tzinfo
+            else row.last_failed_at.replace(tzinfo=UTC)
+        )
+        newest[cause] = max(newest.get(cause, at), at)
+    watched = {r.cause: r for r in conn.execute(select(dead_letter_investigations))}
+    result = []
+    for cause, count in counts.most_common():
+        look = watched.get(cause)
+        result.append(
+            {
+                "cause": cause,
+                "meaning": CAUSES[cause],
+                "count": count,
+                "last_failed_at": newest[cause].isoformat(),
+                "investigating": None
+                if look is None
+                else {"owner": look.owner, "note": look.note, "since": look.since.isoformat()},
+            }
+        )
+    return result
+
+
+def investigate(conn: Connection, cause: str, owner: str, note: str | None, by: str) -> None:
+    before = conn.execute(
+        select(dead_letter_investigations).where(dead_letter_investigations.c.cause == cause)
+    ).first()
+    conn.execute(
+        delete(dead_letter_investigations).where(dead_letter_investigations.c.cause == cause)
+    )
+    conn.execute(
+        insert(dead_letter_investigations).values(
+            cause=cause, owner=owner, note=note, since=datetime.now(UTC), set_by=by
+        )
+    )
+    audit(
+        conn,
+        by,
+        "dead_letter_cause.investigate",
+        "dead_letter_cause",
+        cause,
+        {
+            "before": None if before is None else {"owner": before.owner},
+            "after": {"owner": owner, "note": note},
+        },
+    )
+
+
+def close_investigation(conn: Connection, cause: str, by: str) -> bool:
+    gone = conn.execute(
+        delete(dead_letter_investigations).where(dead_letter_investigations.c.cause == cause)
+    ).rowcount
+    if gone:
+        audit(
+            conn,
+            by,
+            "dead_letter_cause.close",
+            "dead_letter_cause",
+            cause,
+            {"before": {"investigating": True}, "after": {"investigating": False}},
+        )
+    return bool(gone)
