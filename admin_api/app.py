@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 
-from admin_api import causes, keys, lookup, metrics, reconcile
+from admin_api import causes, keys, lookup, metrics, reconcile, retry_jobs
 from admin_api.auth import KeyAuth, Principal, Role
 from admin_api.masking import mask_body, mask_text, mask_value
 from admin_api.schemas import (
@@ -43,6 +43,7 @@ from admin_api.schemas import (
     OrderStory,
     Page,
     RejectedRequestOut,
+    RetryJobRequest,
     RetryManyRequest,
     RetryManyResult,
     RetryRequest,
@@ -241,6 +242,36 @@ def create_admin_app(
         with translate_db_errors(), engine.begin() as conn:
             if not causes.close_investigation(conn, cause, who.name):
                 raise HTTPException(404, f"nobody is investigating {cause!r}")
+
+    @app.post("/retry-jobs", tags=["dead letters"])
+    def start_retry_job(request: RetryJobRequest, who: Operator) -> JSONResponse:
+        """Retry every open dead letter matching the filter in the background, at
+        most ``rate`` a second. With ``dry_run`` it only says how many it would
+        touch; otherwise 202 with the job to follow (``GET /retry-jobs/{id}``)."""
+        f = request.model_dump(include={"queue", "reason", "channel", "cause"}, exclude_none=True)
+        if f.get("cause") and f["cause"] not in causes.CAUSES:
+            raise HTTPException(422, f"no cause {f['cause']!r} (known: {', '.join(causes.CAUSES)})")
+        with translate_db_errors(), engine.begin() as conn:
+            if request.dry_run:
+                count = len(retry_jobs.matching_open(conn, f))
+                return JSONResponse({"would_retry": count, "filter": f})
+            job_id = retry_jobs.start(conn, f, request.rate, request.note, who.name)
+            return JSONResponse(retry_jobs.progress(conn, job_id), status_code=202)
+
+    @app.get("/retry-jobs/{job_id}", tags=["dead letters"])
+    def retry_job(job_id: RowId, _who: Viewer) -> dict[str, Any]:
+        """Progress, and a warning when dead letters of the same filter keep arriving."""
+        with translate_db_errors(), engine.connect() as conn:
+            found = retry_jobs.progress(conn, job_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such job")
+        return found
+
+    @app.post("/retry-jobs/{job_id}/cancel", status_code=204, tags=["dead letters"])
+    def cancel_retry_job(job_id: RowId, who: Operator) -> None:
+        with translate_db_errors(), engine.begin() as conn:
+            if not retry_jobs.cancel(conn, job_id, who.name):
+                raise HTTPException(status.HTTP_409_CONFLICT, "no running job with that id")
 
     @app.post(
         "/dead-letters/{dead_letter_id}/edit-and-retry",

@@ -202,3 +202,13 @@ class Investigation(BaseModel):
 class EditRetry(BaseModel):
     body: str = Field(min_length=1, max_length=1_000_000, description="the corrected body")
     reason: str = Field(min_length=1, max_length=2000, description="why it was edited")
+
+
+class RetryJobRequest(BaseModel):
+    queue: str | None = Field(default=None, max_length=200)
+    reason: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=64)
+    cause: str | None = Field(default=None, max_length=64)
+    rate: float = Field(default=5.0, gt=0, le=100, description="retries per second at most")
+    dry_run: bool = Field(default=False, description="only count what it would touch")
+    note: str | None = Field(default=None, max_length=2000)

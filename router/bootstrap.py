@@ -31,6 +31,7 @@ from router.suspicion import Suspicion
 from router.topology import Topology, build_topology
 
 if TYPE_CHECKING:
+    from admin_api.retry_jobs import RetryJobWorker
     from connectors.legacy_amqp import LegacyInbound
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
@@ -216,6 +217,11 @@ class Orderbus:
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
         notify = webhook(client, url) if url else None
         return AlertEvaluator(self.engine, self.settings.alerts, notify)
+
+    def retry_job_worker(self) -> RetryJobWorker:
+        from admin_api.retry_jobs import RetryJobWorker
+
+        return RetryJobWorker(self.engine)
 
     def recorder(self) -> DeadLetterRecorder:
         return DeadLetterRecorder(self.engine)

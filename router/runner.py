@@ -102,6 +102,7 @@ class Daemon:
             self._serve("admin", app.admin_app(), settings.admin_host, settings.admin_port)
             if settings.alerts is not None:
                 self._thread("alerts", app.alert_evaluator().run, self.stop)
+            self._thread("retry-jobs", app.retry_job_worker().run, self.stop)
 
     def start(self) -> None:
         if not self.threads:

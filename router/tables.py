@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -254,6 +255,23 @@ dead_letter_investigations = Table(
     Column("note", Text, nullable=True),
     Column("since", DateTime(timezone=True), nullable=False),
     Column("set_by", String(100), nullable=False),
+)
+
+# Dead letters retried in the background at a set pace (admin_api/retry_jobs.py).
+retry_jobs = Table(
+    "retry_jobs",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("filter", JSON, nullable=False),
+    Column("ids", JSON, nullable=False, doc="the dead letters it will touch, counted at the start"),
+    Column("rate", Float, nullable=False, doc="retries per second at most"),
+    Column("status", String(16), nullable=False, doc="running|done|cancelled"),
+    Column("done", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False, doc="no longer open when their turn came"),
+    Column("note", Text, nullable=True),
+    Column("created_by", String(100), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
 )
 
 # Where each pull connector got to: the update time of the newest order it

@@ -45,3 +45,25 @@ def test_reconciliation(engine: Engine) -> None:
     assert summary["counts"]["received"] == 1
     assert summary["counts"]["dead_lettered"] == 1
     assert summary["unexplained"] == []
+
+
+def test_a_retry_job_on_every_backend(engine: Engine) -> None:
+    from admin_api import retry_jobs
+    from admin_api.retry_jobs import RetryJobWorker
+    from router.deadletters import DeadLetterRecorder
+    from tests.factories import failure_delivery
+
+    for i in range(2):
+        DeadLetterRecorder(engine).handle(failure_delivery(message_id=f"job-{i}"))
+    with engine.begin() as conn:
+        job_id = retry_jobs.start(conn, {"reason": "delivery_rejected"}, 50.0, None, "ops")
+    worker = RetryJobWorker(engine)
+    assert [worker.step(), worker.step(), worker.step()] == [0.02, 0.02, None]
+    with engine.connect() as conn:
+        progress = retry_jobs.progress(conn, job_id)
+    assert progress is not None
+    assert (progress["status"], progress["done"], progress["new_failures_since_start"]) == (
+        "done",
+        2,
+        0,
+    )
