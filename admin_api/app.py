@@ -427,7 +427,7 @@ def create_admin_app(
     def reject_hold(hold_id: RowId, decision: HoldDecision, who: Operator) -> None:
         try:
             with translate_db_errors(), engine.begin() as conn:
-                holds.reject(conn, hold_id, who.name, decision.note)
+                holds.reject(conn, topology, hold_id, who.name, decision.note)
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None
         except holds.HoldStateError as exc:

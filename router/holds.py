@@ -5,8 +5,9 @@ the approval rules hold: router/approval.py).
 as any accepted change does: one outbox row per target, in the same
 transaction as the decision (the relay publishes them). A hold that needs two
 approvals records the first approver and waits for a second, different person.
-``reject``: not to be sent. Nothing of it is ever sent; later changes to it
-are recorded and held too.
+``reject``: not to be sent. The order is cancelled: no warehouse or finance
+system ever hears of it, and the notification system is told, once; later
+changes from the channel are older than the cancellation and go nowhere.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from canonical.envelope import Envelope, utcnow
-from canonical.order import OrderStatus
+from canonical.order import CanonicalOrder, OrderStatus
 from router.database import insert_all_absent
 from router.deadletters import audit
 from router.fanout import targets_for
+from router.service import state_values
 from router.tables import holds, orders, outbox
 from router.topology import Topology, delivery_routing_key
 
@@ -118,10 +120,46 @@ def release(
     return [str(r["message_id"]) for r in rows]
 
 
-def reject(conn: Connection, hold_id: int, actor: str, note: str | None) -> None:
-    """Confirm a held order as a duplicate: it is never sent."""
+def reject(
+    conn: Connection, topology: Topology, hold_id: int, actor: str, note: str | None
+) -> list[str]:
+    """Refuse a held order: it is cancelled, no warehouse or finance system ever
+    hears of it, and the notification system is told (the customer learns the
+    order will not ship); the note is the reason. The message ids sent."""
     hold = _lock_open(conn, hold_id)
+    row = conn.execute(select(orders).where(orders.c.id == hold.order_id).with_for_update()).one()
     _decide(conn, hold, "rejected", actor, note)
+    cancelled = CanonicalOrder.from_wire(row.body.encode("utf-8")).model_copy(
+        update={"status": OrderStatus.CANCELLED}
+    )
+    version = row.version + 1
+    body = cancelled.to_wire().decode("utf-8")
+    now = utcnow()
+    conn.execute(
+        update(orders)
+        .where(orders.c.id == row.id)
+        .values(**state_values(cancelled, body, cancelled.content_hash(), version, now))
+    )
+    cause = Envelope.new(row.channel, message_id=f"hold-{hold.id}-reject")
+    rows = []
+    for target in targets_for(OrderStatus.CANCELLED, None):  # the notification system
+        message_id = f"{row.order_number}-v{version}-{target}"
+        child = cause.caused(
+            message_id, order_number=row.order_number, order_version=version, target=target
+        )
+        rows.append(
+            {
+                "message_id": message_id,
+                "exchange": topology.exchange,
+                "routing_key": delivery_routing_key(target),
+                "headers": child.headers(),
+                "correlation_id": child.correlation_id,
+                "body": body,
+                "created_at": now,
+                "attempts": 0,
+            }
+        )
+    insert_all_absent(conn, outbox, rows)
     audit(
         conn,
         actor,
@@ -132,7 +170,9 @@ def reject(conn: Connection, hold_id: int, actor: str, note: str | None) -> None
             "order_number": hold.order_number,
             "suspected_of": hold.suspected_of,
             "note": note,
-            "before": {"status": "open"},
-            "after": {"status": "rejected"},
+            "before": {"status": "open", "order_status": row.status},
+            "after": {"status": "rejected", "order_status": "cancelled"},
+            "sent": [r["message_id"] for r in rows],
         },
     )
+    return [str(r["message_id"]) for r in rows]

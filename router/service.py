@@ -391,7 +391,7 @@ class _BatchRouting:
             state.precedence = accepted.precedence()
             state.content_hash = digest
             state.version = version
-            state.values = _state_values(accepted, body, digest, version, self.now)
+            state.values = state_values(accepted, body, digest, version, self.now)
             targets = [] if state.held else targets_for(accepted.status, previous)
             for target in targets:
                 # Deterministic id: the same change to the same target always
@@ -481,7 +481,7 @@ class _BatchRouting:
             conn.execute(insert(arrivals), arrival_rows)
 
 
-def _state_values(
+def state_values(
     order: CanonicalOrder, body: str, digest: str, version: int, now: datetime
 ) -> dict[str, object]:
     rank, source_version, stamp = order.precedence()

@@ -804,15 +804,23 @@ def test_a_held_order_sends_nothing_until_released_then_its_current_state(
     assert outbox_ids(engine)[-2:] == [f"{number}-v3-finance", f"{number}-v3-notification"]
 
 
-def test_a_rejected_duplicate_is_never_sent(router: RouterService, engine: Engine) -> None:
+def test_a_rejected_duplicate_is_cancelled_and_only_the_notification_hears(
+    router: RouterService, engine: Engine
+) -> None:
     router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
     router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9")))
     [hold] = held_rows(engine)
     with engine.begin() as conn:
-        reject(conn, hold.id, "alice", "keyed twice by the store")
+        sent = reject(conn, TOPOLOGY, hold.id, "alice", "keyed twice by the store")
+    number = order_number("store-hz01", "main", "POS-9")
+    assert sent == [f"{number}-v2-notification"]  # cancelled: no warehouse, no finance
+    # A later change from the channel is older than the cancellation: it goes nowhere.
     router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9", status="shipped")))
-    assert len(outbox_ids(engine)) == 3
+    assert outbox_ids(engine)[3:] == sent
     assert held_rows(engine)[0].status == "rejected"
+    with engine.connect() as conn:
+        status = conn.scalar(select(orders.c.status).where(orders.c.order_number == number))
+    assert status == "cancelled"
 
 
 def test_suspicion_can_be_switched_off(engine: Engine) -> None:
