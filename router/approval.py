@@ -5,7 +5,9 @@ hears of it (``ORDERBUS_HOLD_RULES``).
   (``{"CNY": "5000.00"}``); above ``second_approval_above`` it needs two
   different people to approve it;
 - ``incomplete_address``: a shipping address without its province, city or
-  street.
+  street;
+- ``first_order``: the first order of a customer orderbus has not seen before
+  (by phone, else email; an order with neither is not held by this rule).
 
 An order under every threshold with a whole address passes by itself. A held
 order is recorded like any other; ``POST /holds/{id}/release`` sends its
@@ -16,6 +18,8 @@ Cross-channel duplicate suspicion (router/suspicion.py) holds orders the same wa
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,6 +32,7 @@ class HoldRules:
     amount_above: Mapping[str, Decimal] = field(default_factory=dict)
     second_approval_above: Mapping[str, Decimal] = field(default_factory=dict)
     incomplete_address: bool = False
+    first_order: bool = False
 
     def check(self, order: CanonicalOrder) -> tuple[list[str], int]:
         """Why the order must be approved, and by how many people (0: it need not)."""
@@ -51,3 +56,15 @@ class HoldRules:
                 needed = max(needed, 1)
                 reasons.append(f"shipping address without {', '.join(missing)}")
         return reasons, needed
+
+
+def customer_key(order: CanonicalOrder) -> str | None:
+    """Who the customer is, hashed: their phone (digits, without +86), else
+    their email (lower-case); None with neither."""
+    digits = re.sub(r"\D", "", order.customer.phone or "")
+    if digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    if digits:
+        return hashlib.sha256(f"phone:{digits}".encode()).hexdigest()
+    email = (order.customer.email or "").strip().lower()
+    return hashlib.sha256(f"email:{email}".encode()).hexdigest() if email else None

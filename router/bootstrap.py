@@ -64,6 +64,7 @@ class Orderbus:
             amount_above=dict(rules.amount_above),
             second_approval_above=dict(rules.second_approval_above),
             incomplete_address=rules.incomplete_address,
+            first_order=rules.first_order,
         )
         return RouterService(self.engine, self.topology, on_commit, suspicion, hold_rules)
 

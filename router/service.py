@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from canonical.envelope import Envelope, EnvelopeError, utcnow
 from canonical.errors import MalformedMessage, TransientError
 from canonical.order import CanonicalOrder, OrderStatus
-from router.approval import HoldRules
+from router.approval import HoldRules, customer_key
 from router.bus import Delivery
 from router.crashpoints import crash_point
 from router.database import prefer_key_lookups, translate_db_errors
@@ -209,6 +209,7 @@ class _State:
     arrival_rows: list[dict[str, object]] = field(default_factory=list)
     hold_status: str | None = None  # open or rejected: nothing of it goes out
     new_hold: dict[str, object] | None = None  # to write: the hold this batch opened
+    customer_key: str | None = None  # a new order's customer (router/approval.py)
     fingerprint: str | None = None
     placed_at: datetime | None = None
 
@@ -236,6 +237,7 @@ class _BatchRouting:
         self.now = utcnow()
         self.lookalikes: dict[str, list[_Lookalike]] = {}  # fingerprint -> orders having it
         self.prints: dict[tuple[str, str, str], str] = {}  # a new order's fingerprint
+        self.known_customers: set[str] = set()  # customer keys with an order already
 
     def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
         conn = self.conn
@@ -270,6 +272,15 @@ class _BatchRouting:
                     if fp is not None:
                         self.prints[key] = fp
             self._load_lookalikes()
+        if self.hold_rules.first_order:
+            wanted = {customer_key(o) for _, o in items if o.business_key not in states}
+            wanted.discard(None)
+            if wanted:
+                self.known_customers = set(
+                    conn.scalars(
+                        select(orders.c.customer_key).where(orders.c.customer_key.in_(wanted))
+                    )
+                )
         results: list[RouteResult] = []
         outbox_rows: list[dict[str, object]] = []
         for envelope, order in items:
@@ -358,6 +369,13 @@ class _BatchRouting:
             )
             twin = self._suspected(order, fp)
             reasons, approvals = self.hold_rules.check(order)
+            customer = customer_key(order)
+            state.customer_key = customer
+            if self.hold_rules.first_order and customer and customer not in self.known_customers:
+                reasons.append("first order from a new customer")
+                approvals = max(approvals, 1)
+            if customer:
+                self.known_customers.add(customer)  # their next order in this batch is not
             if twin is not None:
                 gap = order.placed_at - (twin.placed_at or order.placed_at)
                 minutes = abs(gap.total_seconds()) / 60
@@ -456,6 +474,7 @@ class _BatchRouting:
                         "fingerprint": s.fingerprint,
                         "placed_at": s.placed_at,
                         "hold_status": s.hold_status,
+                        "customer_key": s.customer_key,
                         **(s.values or {}),
                     }
                     for key, s in new

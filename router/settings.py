@@ -172,6 +172,7 @@ class HoldRulesSpec(BaseModel):
     )
     second_approval_above: dict[str, Decimal] = Field(default_factory=dict)
     incomplete_address: bool = False
+    first_order: bool = False
 
     @model_validator(mode="after")
     def _second_above_first(self) -> HoldRulesSpec:

@@ -84,6 +84,7 @@ orders = Table(
         doc="what a duplicate from another channel would share (router/suspicion.py)",
     ),
     Column("placed_at", DateTime(timezone=True), nullable=True),
+    Column("customer_key", String(64), nullable=True, doc="hashed phone, else email"),
     Column(
         "hold_status",
         String(16),
@@ -92,6 +93,7 @@ orders = Table(
     ),
     UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
     Index("ix_orders_fingerprint", "fingerprint"),
+    Index("ix_orders_customer_key", "customer_key"),
 )
 
 # One row per input message the router processed: its tracking record, written

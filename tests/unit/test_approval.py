@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
@@ -127,3 +128,51 @@ def test_an_order_without_a_city_is_held_and_a_rejection_only_notifies(
         rows = conn.execute(select(outbox.c.message_id, outbox.c.body)).all()
     assert [r.message_id.rsplit("-", 1)[1] for r in rows] == ["notification"]
     assert '"status":"cancelled"' in rows[0].body
+
+
+def test_a_first_order_from_a_new_customer_waits_and_the_next_passes(
+    sqlite_engine: Engine, client: TestClient
+) -> None:
+    topology = build_topology(Settings(namespace="t"))
+    router = RouterService(sqlite_engine, topology, hold_rules=HoldRules(first_order=True))
+    phone = {"customer": {"name": "新客", "phone": "13800001111"}}
+    first = route(router, order(external_id="N-1", **phone), "m-n1")
+    hold = hold_of(client, first)
+    assert hold["reason"] == "first order from a new customer"
+    assert sent(sqlite_engine) == 0
+    # The same customer again, the phone written another way: known now.
+    again = {"customer": {"name": "新客", "phone": "+86 138 0000 1111"}}
+    route(router, order(external_id="N-2", **again), "m-n2")
+    assert sent(sqlite_engine) == 3
+    by_email = {"customer": {"name": "Li", "email": "li@example.com"}}
+    assert "first order" in str(
+        hold_of(client, route(router, order(external_id="N-3", **by_email), "m-n3"))["reason"]
+    )
+
+
+def test_the_migration_gives_existing_orders_their_customer(tmp_path: Path) -> None:
+    from router.approval import customer_key
+    from router.database import make_engine, upgrade
+    from router.tables import orders
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    upgrade(url, "0010")
+    old = order(external_id="OLD-1")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO orders (order_number, channel, shop, external_id, status, "
+                    "status_rank, source_version, source_updated_at, content_hash, version, "
+                    "body, created_at, updated_at) VALUES ('OB1', 'web-shop', 'main', 'OLD-1', "
+                    "'paid', 1, 1, '', 'h', 1, :body, '2026-01-01', '2026-01-01')"
+                ),
+                {"body": old.to_wire().decode()},
+            )
+        upgrade(url)
+        with engine.connect() as conn:
+            key = conn.scalar(select(orders.c.customer_key))
+        assert key == customer_key(old) and key is not None
+    finally:
+        engine.dispose()
