@@ -13,6 +13,8 @@ Rules (each optional):
   seconds after the router sent it;
 - ``dead_letters``: more than ``open_above`` dead letters open;
 - ``outbox_lag``: the oldest unpublished outbox row older than ``seconds``;
+- ``queue_depth``: more than ``above`` messages waiting in a queue (the consumers
+  are not keeping up, or are stopped);
 - ``credentials``: a channel's credentials expiring within ``warn_days``
   (``{"expires": {"pdd": "2026-12-31T00:00:00+08:00"}}``).
 
@@ -75,6 +77,11 @@ class OutboxLag(BaseModel):
     seconds: float = Field(default=300, gt=0)
 
 
+class QueueDepth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    above: int = Field(default=10000, ge=0, description="messages waiting in one queue")
+
+
 class Credentials(BaseModel):
     model_config = ConfigDict(extra="forbid")
     expires: dict[str, datetime]
@@ -93,6 +100,7 @@ class AlertSettings(BaseModel):
     undelivered_paid: UndeliveredPaid | None = None
     dead_letters: DeadLetterGrowth | None = None
     outbox_lag: OutboxLag | None = None
+    queue_depth: QueueDepth | None = None
     credentials: Credentials | None = None
 
 
@@ -110,9 +118,15 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 class AlertRules:
-    def __init__(self, settings: AlertSettings, started: datetime) -> None:
+    def __init__(
+        self,
+        settings: AlertSettings,
+        started: datetime,
+        queue_depths: Callable[[], list[tuple[str, int]]] | None = None,
+    ) -> None:
         self.settings = settings
         self.started = started  # a channel never heard from is silent since then
+        self.queue_depths = queue_depths
 
     def findings(self, conn: Connection, now: datetime) -> list[Finding]:
         s = self.settings
@@ -150,6 +164,17 @@ class AlertRules:
                         "outbox_lag", "outbox", f"the oldest unpublished message is {age} s old"
                     )
                 )
+        if s.queue_depth and self.queue_depths is not None:
+            try:
+                depths = self.queue_depths()
+            except Exception as exc:  # the broker down is the readiness check's news
+                log.warning("alerts: queue depths unavailable: %s", exc)
+                depths = []
+            limit = s.queue_depth.above
+            for queue, count in depths:
+                if count > limit:
+                    summary = f"{count} messages waiting in {queue} (more than {limit})"
+                    found.append(Finding("queue_depth", queue, summary))
         if s.credentials:
             for channel, expires in sorted(s.credentials.expires.items()):
                 left = (_utc(expires) or now) - now
@@ -296,12 +321,13 @@ class AlertEvaluator:
         settings: AlertSettings,
         notify: Notify | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        queue_depths: Callable[[], list[tuple[str, int]]] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.notify = notify
         self.clock = clock
-        self.rules = AlertRules(settings, clock())
+        self.rules = AlertRules(settings, clock(), queue_depths)
 
     def check(self) -> list[dict[str, Any]]:
         """One pass: open new incidents, resolve cleared ones, send what the

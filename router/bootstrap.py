@@ -217,7 +217,9 @@ class Orderbus:
         url = self.settings.alerts.webhook_url
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
         notify = webhook(client, url) if url else None
-        return AlertEvaluator(self.engine, self.settings.alerts, notify)
+        return AlertEvaluator(
+            self.engine, self.settings.alerts, notify, queue_depths=self.bus.queue_depths
+        )
 
     def retry_job_worker(self) -> RetryJobWorker:
         from admin_api.retry_jobs import RetryJobWorker

@@ -127,6 +127,8 @@ def test_roles(client: TestClient, sqlite_engine: Engine) -> None:
     assert "科技园" not in json.dumps(story)
     refused = client.post(f"/dead-letters/{letter['id']}/retry", headers=bearer(viewer))
     assert refused.status_code == 403 and "needs operator" in refused.json()["detail"]
+    approve = client.post("/holds/1/release", json={}, headers=bearer(viewer))
+    assert approve.status_code == 403  # a viewer cannot approve (whether or not it exists)
     assert (
         client.post(
             "/keys", json={"name": "x", "role": "admin"}, headers=bearer(viewer)

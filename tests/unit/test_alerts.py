@@ -139,3 +139,12 @@ def test_reject_rate_outbox_lag_and_expiring_credentials(sqlite_engine: Engine) 
     assert set(fired) == {"reject_rate", "outbox_lag", "credentials"}
     assert fired["reject_rate"].startswith("3 of 4 inputs from web-shop refused")
     assert "2.0 days" in fired["credentials"]
+
+
+def test_a_queue_that_is_not_drained(sqlite_engine: Engine) -> None:
+    depths = [("t.warehouse", 12), ("t.finance", 0)]
+    settings = AlertSettings.model_validate({"queue_depth": {"above": 10}})
+    alerts = AlertEvaluator(sqlite_engine, settings, None, queue_depths=lambda: depths)
+    assert [(m["rule"], m["subject"]) for m in alerts.check()] == [("queue_depth", "t.warehouse")]
+    depths[0] = ("t.warehouse", 3)
+    assert [m["status"] for m in alerts.check()] == ["resolved"]
