@@ -90,7 +90,17 @@ class Orderbus:
             initial_wait=self.settings.retry_initial_wait,
             max_wait=self.settings.retry_max_wait,
         )
-        return DeliveryConsumer(target, self.engine, HttpDelivery(target, url, client, policy))
+        adapter = None
+        options = self.settings.targets.get(target)
+        if options is not None:
+            from router.adapters.registry import adapter_for
+
+            try:
+                adapter = adapter_for(options)
+            except (ValueError, OSError) as exc:
+                raise ConfigurationError(f"ORDERBUS_TARGETS[{target!r}]: {exc}") from exc
+        delivery = HttpDelivery(target, url, client, policy, adapter)
+        return DeliveryConsumer(target, self.engine, delivery)
 
     def _mapping(self, what: str, inline: dict[str, Any] | None, path: str | None) -> FieldMapping:
         import json

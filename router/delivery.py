@@ -14,12 +14,13 @@ is also the seam for tests (``httpx.MockTransport``).
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,6 +34,9 @@ from tenacity import (
 )
 
 from canonical.errors import DeliveryRejected, EndpointUnavailable, PermanentError
+
+if TYPE_CHECKING:
+    from router.adapters.base import TargetAdapter
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,10 @@ class Transport(Protocol):
         """POST; raise EndpointUnavailable when no answer came back."""
         ...
 
+    def get(self, url: str, headers: dict[str, str]) -> Answer:
+        """GET (token and result endpoints of target systems); as :meth:`post`."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -81,6 +89,13 @@ class HttpxTransport:
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         try:
             response = self.client.post(url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise EndpointUnavailable(f"{url}: {exc!r}") from exc
+        return Answer(response.status_code, response.text)
+
+    def get(self, url: str, headers: dict[str, str]) -> Answer:
+        try:
+            response = self.client.get(url, headers=headers)
         except httpx.HTTPError as exc:
             raise EndpointUnavailable(f"{url}: {exc!r}") from exc
         return Answer(response.status_code, response.text)
@@ -123,6 +138,14 @@ class KeepAliveTransport:
             conn.close()
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
+        return self._request("POST", url, body, headers)
+
+    def get(self, url: str, headers: dict[str, str]) -> Answer:
+        return self._request("GET", url, None, headers)
+
+    def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> Answer:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise EndpointUnavailable(f"{url}: not an http(s) URL")
@@ -130,7 +153,7 @@ class KeepAliveTransport:
         for _ in range(2):
             conn, reused = self._connection(parts.scheme, parts.netloc)
             try:
-                conn.request("POST", path, body=body, headers=headers)
+                conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
@@ -155,19 +178,26 @@ class KeepAliveTransport:
 
 
 class HttpDelivery:
+    """Deliver an order: POST its canonical JSON to ``url``, or, with an
+    ``adapter`` (router/adapters/), the request that system's API wants."""
+
     def __init__(
         self,
         target: str,
         url: str,
         transport: Transport,
         policy: RetryPolicy = RetryPolicy(),
+        adapter: TargetAdapter | None = None,
     ) -> None:
         self.target = target
         self.url = url
         self.transport = transport
         self.policy = policy
+        self.adapter = adapter
 
     def _send_once(self, body: bytes, headers: dict[str, str]) -> int:
+        if self.adapter is not None:
+            return self._send_adapted(body, headers)
         try:
             response = self.transport.post(self.url, body, headers)
         except EndpointUnavailable as exc:
@@ -184,6 +214,26 @@ class HttpDelivery:
                 response_body=response.text[:4000],
             )
         return response.status_code
+
+    def _send_adapted(self, body: bytes, headers: dict[str, str]) -> int:
+        adapter = self.adapter
+        assert adapter is not None
+        try:
+            order = json.loads(body)
+        except ValueError as exc:
+            raise DeliveryRejected(
+                f"{self.target}: not JSON: {exc}", status_code=0, response_body=""
+            ) from exc
+        try:
+            return adapter.deliver(order, headers.get("Idempotency-Key", ""), self.transport)
+        except (DeliveryRejected, EndpointUnavailable):
+            raise
+        except (ValueError, KeyError, TypeError) as exc:  # the mapping cannot be applied
+            raise DeliveryRejected(
+                f"{self.target}: the order cannot be put into {adapter.name}: {exc}",
+                status_code=0,
+                response_body="",
+            ) from exc
 
     def send(self, body: bytes, headers: dict[str, str]) -> Sent:
         """Deliver; DeliveryRejected on a 4xx, GaveUp once transient retries run out."""

@@ -253,6 +253,10 @@ class Settings(BaseSettings):
     warehouse_url: str | None = None
     finance_url: str | None = None
     notification_url: str | None = None
+    targets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: {"finance": {"adapter": "jiandaoyun", ...}} (router/adapters/)',
+    )
     http_timeout: float = 5.0
     delivery_attempts: int = Field(default=4, ge=1, le=10)
     retry_initial_wait: float = 0.5
@@ -315,6 +319,9 @@ class Settings(BaseSettings):
         return sorted({*pushed, *pulled})
 
     def target_url(self, target: str) -> str | None:
+        adapted = self.targets.get(target)
+        if adapted is not None:
+            return str(adapted.get("url") or adapted.get("endpoint") or adapted.get("adapter"))
         return {
             "warehouse": self.warehouse_url,
             "finance": self.finance_url,

@@ -1,0 +1,343 @@
+"""Fakes of the ERP systems orderbus delivers into, as httpx handlers (used
+with ``httpx.MockTransport``, or served over HTTP by tests/erp_server.py).
+
+Each keeps its records, counts its calls, and can be told to expire its
+token or session, answer a burst of requests with 429, or refuse an unknown
+SKU the way the system does. Where each shape comes from:
+
+- Kingdee Cloud Galaxy WebAPI: the service names, the login answer
+  (``LoginResultType``, ``KDSVCSessionId``) and the save answer
+  (``Result.ResponseStatus`` with ``IsSuccess``, ``ErrorCode``, ``MsgCode``,
+  ``Errors[{FieldName, Message, DIndex}]``, ``Id``, ``Number``) follow the
+  structs of the public Go SDK yrzs/k3cloud (``response/login.go``,
+  ``response/k3cloud.go``, ``kernel/api_path.go``) and Kingdee's sales-order
+  save guide (formid + data.Model). The lost-session message
+  "会话信息已丢失..." is the one that SDK matches; ``MsgCode`` 1 for it
+  and the duplicate-number wording are our assumption.
+- Yonyou U8 OpenAPI: ``/system/token`` -> ``{"token": {"id", "expiresIn"}}``
+  and ``/system/tradeid`` -> ``{"trade": {"id"}}`` as Yonyou's openapi4j SDK
+  reads them (TokenManager, TradeManager); ``/api/saleorder/add?...&tradeid=``
+  with ``{"saleorder": {...}}`` answering ``{"errcode": "0", "url"}`` and the
+  result at ``/result?requestid=`` as public integrations call them. The
+  token-expired errcode (20002) and the pending result shape are assumptions.
+- Chanjet open platform: ``/tplus/api/v2/saleOrder/Create`` with headers
+  appKey/appSecret/openToken and ``{"dto": {...}}``, and
+  ``/auth/refreshToken?grantType=refresh_token`` -> ``{"code": "200",
+  "result": {"access_token", "refresh_token"}}``, as public integrations call
+  them. The error body ``{"code", "message", "data"}`` and the codes used
+  here are assumptions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+LOST_SESSION = "会话信息已丢失\uff0c请重新登录"  # with its full-width comma
+
+
+class FakeSystem:
+    """What the three fakes share: records, counters, switches."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.limited = 0  # answer this many calls with 429
+        self.known_skus = {"SKU-A", "SKU-B"}
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.calls.append(request.url.path)
+            if self.limited > 0:
+                self.limited -= 1
+                return httpx.Response(429, text="Too Many Requests")
+            return self.handle(request)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        raise NotImplementedError
+
+    def count(self, suffix: str) -> int:
+        return sum(1 for path in self.calls if path.endswith(suffix))
+
+
+class FakeKingdee(FakeSystem):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions: set[str] = set()
+        self.logins = 0
+
+    def expire_sessions(self) -> None:
+        self.sessions.clear()
+
+    def _status(self, ok: bool, errors: list[dict[str, Any]], msg_code: int = 0) -> dict[str, Any]:
+        return {
+            "IsSuccess": ok,
+            "ErrorCode": 0 if ok else 500,
+            "MsgCode": msg_code,
+            "Errors": errors,
+            "SuccessEntitys": [],
+            "SuccessMessages": [],
+        }
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        body = json.loads(request.content)
+        if path.endswith("AuthService.LoginByAppSecret.common.kdsvc"):
+            acct, _user, app_id, secret, lcid = body["parameters"]
+            if (acct, app_id, secret) != ("acct-1", "app-1", "kd-secret"):
+                return httpx.Response(
+                    200, json={"LoginResultType": 0, "Message": "用户名或密码错误"}
+                )
+            self.logins += 1
+            session = f"sess-{self.logins}"
+            self.sessions.add(session)
+            return httpx.Response(
+                200, json={"LoginResultType": 1, "KDSVCSessionId": session, "Lcid": lcid}
+            )
+        cookie = request.headers.get("cookie", "")
+        session = cookie.removeprefix("kdservice-sessionid=")
+        if session not in self.sessions:
+            lost = [{"FieldName": None, "Message": LOST_SESSION, "DIndex": 0}]
+            return httpx.Response(
+                200, json={"Result": {"ResponseStatus": self._status(False, lost, 1)}}
+            )
+        if path.endswith("DynamicFormService.ExecuteBillQuery.common.kdsvc"):
+            wanted = body["data"]["FilterString"].split("'")[1]
+            rows = [[r["Id"], n] for n, r in self.records.items() if n == wanted]
+            return httpx.Response(200, json=rows)
+        assert path.endswith("DynamicFormService.Save.common.kdsvc"), path
+        assert body["formid"] == "SAL_SaleOrder"
+        model = body["data"]["Model"]
+        number = model["FBillNo"]
+        for index, line in enumerate(model.get("FSaleOrderEntry", [])):
+            sku = line["FMaterialId"]["FNumber"]
+            if sku not in self.known_skus:
+                error = {
+                    "FieldName": "FMaterialId",
+                    "Message": f"字段“物料编码”是必填项\uff0c或值“{sku}”在系统中不存在",
+                    "DIndex": index,
+                }
+                return httpx.Response(
+                    200, json={"Result": {"ResponseStatus": self._status(False, [error])}}
+                )
+        if number in self.records:
+            error = {
+                "FieldName": "FBillNo",
+                "Message": f"单据编号“{number}”已存在\uff0c违反唯一性约束",
+                "DIndex": 0,
+            }
+            return httpx.Response(
+                200, json={"Result": {"ResponseStatus": self._status(False, [error])}}
+            )
+        record = {"Id": 100000 + len(self.records), **model}
+        self.records[number] = record
+        status = self._status(True, [])
+        status["SuccessEntitys"] = [{"Id": record["Id"], "Number": number, "DIndex": 0}]
+        return httpx.Response(
+            200, json={"Result": {"ResponseStatus": status, "Id": record["Id"], "Number": number}}
+        )
+
+
+class FakeU8(FakeSystem):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: set[str] = set()
+        self.issued = 0
+        self.trades: dict[str, str] = {}  # trade id -> request id
+        self.results: dict[str, dict[str, Any]] = {}  # request id -> result
+        self.pending_looks = 0  # answer each result this many times as not yet done
+        self._looks: dict[str, int] = {}
+
+    def expire_tokens(self) -> None:
+        self.tokens.clear()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        query = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
+        if path == "/system/token":
+            if (query.get("app_key"), query.get("app_secret")) != ("u8-key", "u8-secret"):
+                return httpx.Response(200, json={"errcode": "20001", "errmsg": "app_key无效"})
+            self.issued += 1
+            token = f"tok-{self.issued}"
+            self.tokens.add(token)
+            return httpx.Response(
+                200,
+                json={
+                    "errcode": "0",
+                    "token": {"id": token, "appKey": "u8-key", "expiresIn": 7200000},
+                },
+            )
+        if path == "/result":
+            requestid = query["requestid"]
+            looks = self._looks.get(requestid, 0)
+            self._looks[requestid] = looks + 1
+            if looks < self.pending_looks:
+                return httpx.Response(200, json={"errcode": "0", "errmsg": "处理中"})
+            return httpx.Response(200, json=self.results[requestid])
+        if query.get("token") not in self.tokens:
+            return httpx.Response(200, json={"errcode": "20002", "errmsg": "token无效或已过期"})
+        if path == "/system/tradeid":
+            trade = f"trade-{len(self.trades) + 1}"
+            self.trades[trade] = ""
+            return httpx.Response(200, json={"errcode": "0", "trade": {"id": trade}})
+        if path == "/api/saleorder/get":
+            found = self.records.get(query["id"])
+            if found is None:
+                return httpx.Response(200, json={"errcode": "40003", "errmsg": "单据不存在"})
+            return httpx.Response(200, json={"errcode": "0", "saleorder": found})
+        assert path == "/api/saleorder/add", path
+        trade = query["tradeid"]
+        if trade not in self.trades:
+            return httpx.Response(200, json={"errcode": "30001", "errmsg": "tradeid无效"})
+        requestid = self.trades[trade]
+        if not requestid:  # a trade id is processed once; the same one again: the same result
+            requestid = f"req-{len(self.results) + 1}"
+            self.trades[trade] = requestid
+            self.results[requestid] = self._add(json.loads(request.content)["saleorder"])
+        url = f"{request.url.scheme}://{request.url.host}/result?requestid={requestid}"
+        return httpx.Response(200, json={"errcode": "0", "tradeid": trade, "url": url})
+
+    def _add(self, saleorder: dict[str, Any]) -> dict[str, Any]:
+        for line in saleorder.get("entry", []):
+            if line["inventorycode"] not in self.known_skus:
+                code = line["inventorycode"]
+                return {"errcode": "40001", "errmsg": f"存货编码inventorycode[{code}]不存在"}
+        if saleorder["code"] in self.records:
+            return {"errcode": "40002", "errmsg": f"单据号{saleorder['code']}重复"}
+        self.records[saleorder["code"]] = saleorder
+        return {"errcode": "0", "id": saleorder["code"]}
+
+
+class FakeChanjet(FakeSystem):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = {"open-1"}
+        self.refresh_tokens = {"refresh-1"}
+        self.renewals = 0
+
+    def expire_tokens(self) -> None:
+        self.tokens.clear()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/auth/refreshToken":
+            query = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
+            if query.get("refreshToken") not in self.refresh_tokens:
+                return httpx.Response(200, json={"code": "401", "message": "refreshToken无效"})
+            self.refresh_tokens.discard(query["refreshToken"])  # rotated
+            self.renewals += 1
+            token, refresh = f"open-{self.renewals + 1}", f"refresh-{self.renewals + 1}"
+            self.tokens.add(token)
+            self.refresh_tokens.add(refresh)
+            result = {"access_token": token, "refresh_token": refresh, "expires_in": 518400}
+            return httpx.Response(200, json={"code": "200", "message": "success", "result": result})
+        assert path == "/tplus/api/v2/saleOrder/Create", path
+        if (
+            request.headers.get("appkey") != "tp-key"
+            or request.headers.get("appsecret") != "tp-secret"
+        ):
+            return httpx.Response(
+                400, json={"code": "EXSM0001", "message": "appKey或appSecret错误"}
+            )
+        if request.headers.get("opentoken") not in self.tokens:
+            return httpx.Response(
+                401, json={"code": "EXSM0004", "message": "openToken无效或已过期"}
+            )
+        dto = json.loads(request.content)["dto"]
+        for line in dto.get("SaleOrderDetails", []):
+            code = line["Inventory"]["Code"]
+            if code not in self.known_skus:
+                message = f"存货Inventory编码{code}不存在"
+                return httpx.Response(
+                    400, json={"code": "EXSM0010", "message": message, "data": None}
+                )
+        external = dto["ExternalCode"]
+        if external in self.records:
+            message = f"外部单据号ExternalCode[{external}]已存在"
+            return httpx.Response(400, json={"code": "EXSM0011", "message": message, "data": None})
+        self.records[external] = dto
+        return httpx.Response(200, json=f"XSDD-{len(self.records):04d}")
+
+
+KINGDEE = {
+    "adapter": "kingdee",
+    "endpoint": "https://kd.test/k3cloud",
+    "acct_id": "acct-1",
+    "username": "api",
+    "app_id": "app-1",
+    "app_secret": "kd-secret",
+    "rate": 0,
+    "model": {
+        "FBillTypeID": {"FNUMBER": "XSDD01_SYS"},
+        "FBillNo": "{{order_number}}",
+        "FDate": "{{placed_at}}",
+        "FSaleOrgId": {"FNumber": "100"},
+        "FCustId": {"FNumber": "CUST-{{channel}}"},
+        "FNote": "{{channel}} {{external_id}}",
+        "FSaleOrderFinance": {"FSettleCurrId": {"FNumber": "PRE001"}},
+        "FSaleOrderEntry": {
+            "$each": "items",
+            "$item": {
+                "FMaterialId": {"FNumber": "{{sku}}"},
+                "FQty": "{{quantity}}",
+                "FTaxPrice": "{{unit_price|number}}",
+                "FEntryNote": "{{order.external_id}}",
+            },
+        },
+    },
+}
+U8 = {
+    "adapter": "u8",
+    "endpoint": "https://u8.test",
+    "from_account": "orderbus",
+    "to_account": "acme",
+    "app_key": "u8-key",
+    "app_secret": "u8-secret",
+    "result_wait": 0,
+    "rate": 0,
+    "saleorder": {
+        "code": "{{order_number}}",
+        "date": "{{placed_at}}",
+        "typecode": "1",
+        "custcode": "C-{{channel}}",
+        "deptcode": "01",
+        "sum": "{{total|number}}",
+        "entry": {
+            "$each": "items",
+            "$item": {
+                "inventorycode": "{{sku}}",
+                "quantity": "{{quantity}}",
+                "taxprice": "{{unit_price|number}}",
+            },
+        },
+    },
+}
+CHANJET = {
+    "adapter": "chanjet",
+    "endpoint": "https://tplus.test",
+    "app_key": "tp-key",
+    "app_secret": "tp-secret",
+    "open_token": "open-1",
+    "refresh_token": "refresh-1",
+    "rate": 0,
+    "dto": {
+        "ExternalCode": "{{order_number}}",
+        "VoucherDate": "{{placed_at}}",
+        "Customer": {"Code": "C-{{channel}}"},
+        "Memo": "{{channel}} {{external_id}}",
+        "SaleOrderDetails": {
+            "$each": "items",
+            "$item": {
+                "Inventory": {"Code": "{{sku}}"},
+                "Unit": {"Name": "个"},
+                "Quantity": "{{quantity}}",
+                "OrigTaxPrice": "{{unit_price|number}}",
+            },
+        },
+    },
+}
