@@ -99,6 +99,17 @@ class LineItem(_Model):
         return self.unit_price * self.quantity - self.discount
 
 
+class Shipment(_Model):
+    """What the warehouse reported when it sent the order out."""
+
+    carrier: ShortText = Field(description="The carrier's name or code, e.g. SF (顺丰), ZTO, UPS")
+    tracking_number: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{4,40}$")]
+    shipped_at: AwareDatetime
+    carrier_code: ShortText | None = Field(
+        default=None, description="The carrier's code in the channel's list, where it has one"
+    )
+
+
 class CanonicalOrder(_Model):
     """One order as orderbus understands it, whatever channel it came from."""
 
@@ -132,6 +143,9 @@ class CanonicalOrder(_Model):
     placed_at: AwareDatetime
     updated_at: AwareDatetime | None = None
     note: Text | None = None
+    shipment: Shipment | None = Field(
+        default=None, description="Set when a warehouse reported the order shipped."
+    )
 
     @property
     def business_key(self) -> tuple[str, str, str]:
@@ -163,6 +177,8 @@ class CanonicalOrder(_Model):
             del data["tax"]
         if self.customer.masked_phone is None:
             del data["customer"]["masked_phone"]  # likewise for the masked phone
+        if self.shipment is None:
+            del data["shipment"]  # and for the shipment
         canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -18,22 +18,31 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from canonical.errors import TransientError
+from canonical.errors import MalformedMessage, OrderbusError, TransientError
 from connectors.base import Arrival, ChannelConfig, ConnectorError, WebhookRequest
 from connectors.publishing import fetch_message, order_message
 from connectors.registry import connector_for
 from connectors.rejections import record_rejection
+from connectors.signature import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    verify,
+)
 from router.bus import Publisher
 from router.crashpoints import crash_point
 from router.settings import Settings
 from router.topology import Topology
+
+if TYPE_CHECKING:
+    from router.shipments import ShipmentIntake
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,11 @@ class IngestDeps:
     publisher: Publisher
     topology: Topology
     clock: Callable[[], float] = time.time
+
+    def shipments(self) -> ShipmentIntake:
+        from router.shipments import ShipmentIntake
+
+        return ShipmentIntake(self.engine, self.publisher, self.topology)
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
@@ -99,6 +113,10 @@ def delivery_message_id(channel: str, arrival: Arrival) -> str | None:
     if len(channel) + len(delivery) + 1 > 100 or not delivery.isprintable():
         delivery = hashlib.sha256(delivery.encode("utf-8")).hexdigest()[:40]
     return f"{channel}.{delivery}"
+
+
+def _as_error(status: int, exc: SignatureError | OrderbusError) -> ConnectorError:
+    return ConnectorError(status, exc.reason, exc.detail)
 
 
 def create_ingest_app(deps: IngestDeps) -> FastAPI:
@@ -253,5 +271,51 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
         if len(accepted) > 1:
             answer["orders"] = accepted
         return JSONResponse(answer, status_code=202)
+
+    @app.post(
+        "/shipments",
+        status_code=202,
+        responses={
+            401: {"description": "Missing, stale or wrong signature"},
+            404: {"description": "No such order"},
+            409: {"description": "The order is cancelled or refunded"},
+            413: {"description": "Body larger than ORDERBUS_MAX_BODY_BYTES"},
+            422: {"description": "Not a shipment report"},
+            503: {"description": "Broker or database unavailable; send it again later"},
+        },
+    )
+    async def shipment(request: Request) -> JSONResponse:
+        """A warehouse reports a shipment (router/shipments.py), signed like a
+        channel's webhook with one of ORDERBUS_SHIPMENT_SECRETS."""
+        from router.shipments import OrderClosed, UnknownOrder, read_report
+
+        where = "shipments"
+        body, size, too_large = await _read_limited(request, settings.max_body_bytes)
+        if too_large:
+            error = ConnectorError(413, "payload_too_large", f"body over {settings.max_body_bytes}")
+            return await refuse(request, where, body, size, error)
+        try:
+            verify(
+                settings.shipment_secrets,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                body,
+                deps.clock(),
+                settings.signature_tolerance,
+            )
+        except SignatureError as exc:
+            return await refuse(request, where, body, size, _as_error(401, exc))
+        try:
+            report = read_report(body)
+            message_id = await run_in_threadpool(deps.shipments().accept, report)
+        except UnknownOrder as exc:
+            return await refuse(request, where, body, size, _as_error(404, exc))
+        except OrderClosed as exc:
+            return await refuse(request, where, body, size, _as_error(409, exc))
+        except MalformedMessage as exc:
+            return await refuse(request, where, body, size, _as_error(422, exc))
+        except TransientError as exc:
+            return await refuse(request, where, body, size, _as_error(503, exc))
+        return JSONResponse({"status": "accepted", "message_id": message_id}, status_code=202)
 
     return app

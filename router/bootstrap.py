@@ -24,9 +24,10 @@ from router.delivery import (
     RetryPolicy,
     Transport,
 )
+from router.fanout import Fanout
 from router.outbox import OutboxRelay
 from router.service import RouterService
-from router.settings import Settings, load_settings
+from router.settings import CUSTOMER_TARGET, WRITEBACK_TARGET, Settings, load_settings
 from router.suspicion import Suspicion
 from router.topology import Topology, build_topology
 
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
     from connectors.pull import Polling
+    from router.adapters.base import TargetAdapter
     from router.alerts import AlertEvaluator
+    from router.notify.delays import DelayWatch
+    from router.shipments import ShipmentIntake
 
 
 class ConfigurationError(Exception):
@@ -66,7 +70,12 @@ class Orderbus:
             incomplete_address=rules.incomplete_address,
             first_order=rules.first_order,
         )
-        return RouterService(self.engine, self.topology, on_commit, suspicion, hold_rules)
+        notify = self.settings.notify
+        fanout = Fanout.configured(
+            frozenset(self.settings.writeback),
+            frozenset(notify.events) if notify is not None else None,
+        )
+        return RouterService(self.engine, self.topology, on_commit, suspicion, hold_rules, fanout)
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)
@@ -90,17 +99,47 @@ class Orderbus:
             initial_wait=self.settings.retry_initial_wait,
             max_wait=self.settings.retry_max_wait,
         )
-        adapter = None
-        options = self.settings.targets.get(target)
-        if options is not None:
-            from router.adapters.registry import adapter_for
-
-            try:
-                adapter = adapter_for(options)
-            except (ValueError, OSError) as exc:
-                raise ConfigurationError(f"ORDERBUS_TARGETS[{target!r}]: {exc}") from exc
+        try:
+            adapter = self._adapter(target)
+        except (ValueError, OSError) as exc:
+            raise ConfigurationError(f"{target}: {exc}") from exc
         delivery = HttpDelivery(target, url, client, policy, adapter)
         return DeliveryConsumer(target, self.engine, delivery)
+
+    def _adapter(self, target: str) -> TargetAdapter | None:
+        """The adapter that puts orders into ``target``'s system, if not plain JSON."""
+        if target == WRITEBACK_TARGET:
+            from router.writeback import ChannelWriteback
+
+            return ChannelWriteback(self.settings.writeback)
+        if target == CUSTOMER_TARGET and self.settings.notify is not None:
+            from router.notify.notifier import CustomerNotifier
+
+            return CustomerNotifier(self.settings.notify, self.engine)
+        options = self.settings.targets.get(target)
+        if options is None:
+            return None
+        from router.adapters.registry import adapter_for
+
+        try:
+            return adapter_for(options)
+        except ValueError as exc:
+            raise ValueError(f"ORDERBUS_TARGETS[{target!r}]: {exc}") from exc
+
+    def delay_watch(self, on_commit: Callable[[], None] | None = None) -> DelayWatch | None:
+        """The watch for paid orders not shipped in time, when customers are told of delays."""
+        notify = self.settings.notify
+        if notify is None or "delay" not in notify.events:
+            return None
+        from router.notify.delays import DelayWatch
+
+        return DelayWatch(
+            self.engine,
+            self.topology,
+            timedelta(hours=notify.delay_after_hours),
+            notify.delay_check_interval,
+            on_commit=on_commit,
+        )
 
     def _mapping(self, what: str, inline: dict[str, Any] | None, path: str | None) -> FieldMapping:
         import json
@@ -238,6 +277,11 @@ class Orderbus:
 
     def recorder(self) -> DeadLetterRecorder:
         return DeadLetterRecorder(self.engine)
+
+    def shipment_intake(self, publisher: Publisher | None = None) -> ShipmentIntake:
+        from router.shipments import ShipmentIntake
+
+        return ShipmentIntake(self.engine, publisher or self.bus.publisher(), self.topology)
 
     def ingest_app(self, publisher: Publisher | None = None) -> FastAPI:
         from connectors.ingest_app import IngestDeps, create_ingest_app

@@ -47,3 +47,34 @@ def targets_for(status: S, previous: S | None, routes: tuple[Route, ...] = ROUTE
             if route.target not in targets:
                 targets.append(route.target)
     return targets
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """The routes in force: the three systems', and the optional targets'.
+
+    - ``channel`` (write-back, ORDERBUS_WRITEBACK) hears of a shipment the
+      warehouse reported, for channels that have write-back configured;
+    - ``customer`` (ORDERBUS_NOTIFY) hears of the statuses it has events for.
+    """
+
+    routes: tuple[Route, ...] = ROUTES
+    writeback_channels: frozenset[str] = frozenset()
+
+    @classmethod
+    def configured(
+        cls, writeback_channels: frozenset[str], notify_events: frozenset[str] | None
+    ) -> Fanout:
+        routes = list(ROUTES)
+        if writeback_channels:
+            routes.append(Route("channel", statuses=frozenset({S.SHIPPED})))
+        if notify_events is not None:
+            statuses = frozenset(s for s in S if s.value in notify_events)
+            routes.append(Route("customer", statuses=statuses))
+        return cls(tuple(routes), writeback_channels)
+
+    def targets(self, status: S, previous: S | None, channel: str, shipped: bool) -> list[str]:
+        targets = targets_for(status, previous, self.routes)
+        if "channel" in targets and not (shipped and channel in self.writeback_channels):
+            targets.remove("channel")
+        return targets

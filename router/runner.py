@@ -21,8 +21,7 @@ import uvicorn
 
 from router.bootstrap import ConfigurationError, Orderbus
 from router.bus import BatchHandler, one_at_a_time
-from router.settings import TARGETS
-from router.topology import fetch_role, legacy_role
+from router.topology import SHIPMENTS_ROLE, fetch_role, legacy_role
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +73,11 @@ class Daemon:
             router = app.router(on_commit=relay.wake)
             self._consume("router", [topo.router_queue], router.handle_batch)
             self._thread("relay", relay.run, self.stop, settings.relay_interval)
+            delays = app.delay_watch(on_commit=relay.wake)
+            if delays is not None:
+                self._thread("delay-watch", delays.run, self.stop)
         if "consumers" in self.components:
-            for target in TARGETS:
+            for target in settings.active_targets():
                 consumer = app.delivery_consumer(target)
                 self._consume(target, [topo.queue_for(target).name], consumer.handle_batch)
             self._consume(
@@ -93,6 +95,8 @@ class Daemon:
                 self._consume(f"fetch-{channel}", [queue], fetcher.handle_batch)
             for channel in sorted(settings.pollers):
                 self._thread(f"poll-{channel}", app.poller(channel).run, self.stop)
+            shipments = topo.queue_for(SHIPMENTS_ROLE).name
+            self._consume("shipments", [shipments], app.shipment_intake().handle_batch)
         if "admin" in self.components:
             if not settings.admin_tokens:
                 log.warning(

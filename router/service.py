@@ -28,7 +28,7 @@ from router.bus import Delivery
 from router.crashpoints import crash_point
 from router.database import prefer_key_lookups, translate_db_errors
 from router.dedup import Known, Outcome, classify, order_number
-from router.fanout import targets_for
+from router.fanout import Fanout
 from router.suspicion import Suspicion, fingerprint, within
 from router.tables import arrivals, holds, orders, outbox
 from router.topology import Topology, delivery_routing_key
@@ -92,12 +92,14 @@ class RouterService:
         on_commit: Callable[[], None] | None = None,
         suspicion: Suspicion | None = None,
         hold_rules: HoldRules | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.engine = engine
         self.topology = topology
         self.on_commit = on_commit  # e.g. wake the outbox relay
         self.suspicion = suspicion or Suspicion()
         self.hold_rules = hold_rules or HoldRules()
+        self.fanout = fanout or Fanout()
 
     def handle(self, delivery: Delivery) -> None:
         """Handle one delivery. Raises PermanentError (dead letter) or a transient error."""
@@ -157,7 +159,9 @@ class RouterService:
         for attempt in range(3):
             try:
                 with translate_db_errors(), self.engine.begin() as conn:
-                    routing = _BatchRouting(conn, self.topology, self.suspicion, self.hold_rules)
+                    routing = _BatchRouting(
+                        conn, self.topology, self.suspicion, self.hold_rules, self.fanout
+                    )
                     return routing.route(items)
             except IntegrityError:
                 if attempt == 2:
@@ -229,11 +233,13 @@ class _BatchRouting:
         topology: Topology,
         suspicion: Suspicion,
         hold_rules: HoldRules | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.conn = conn
         self.topology = topology
         self.suspicion = suspicion
         self.hold_rules = hold_rules or HoldRules()
+        self.fanout = fanout or Fanout()
         self.now = utcnow()
         self.lookalikes: dict[str, list[_Lookalike]] = {}  # fingerprint -> orders having it
         self.prints: dict[tuple[str, str, str], str] = {}  # a new order's fingerprint
@@ -410,7 +416,13 @@ class _BatchRouting:
             state.content_hash = digest
             state.version = version
             state.values = state_values(accepted, body, digest, version, self.now)
-            targets = [] if state.held else targets_for(accepted.status, previous)
+            targets = (
+                []
+                if state.held
+                else self.fanout.targets(
+                    accepted.status, previous, accepted.channel, accepted.shipment is not None
+                )
+            )
             for target in targets:
                 # Deterministic id: the same change to the same target always
                 # has the same id, which is the consumers' inbox key.

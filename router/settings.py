@@ -18,6 +18,10 @@ from router.alerts import AlertSettings
 EMBEDDED_DATABASE_URL = "sqlite:///orderbus-data/orderbus.db"
 EMBEDDED_BROKER_URL = "sqla+sqlite:///orderbus-data/broker.db"
 TARGETS = ("warehouse", "finance", "notification")
+# Targets that exist only when configured: write-back of shipments to the
+# channel (ORDERBUS_WRITEBACK) and notifications to the customer (ORDERBUS_NOTIFY).
+WRITEBACK_TARGET = "channel"
+CUSTOMER_TARGET = "customer"
 
 
 # Connectors whose push names orders without carrying them: the ingest queues
@@ -185,6 +189,64 @@ class HoldRulesSpec(BaseModel):
         return self
 
 
+class EmailSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    port: int = 25
+    sender: str = Field(description="From:, e.g. 'Acme 客服 <service@acme.cn>'")
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    ssl: bool = False
+    timeout: float = 10.0
+
+
+class WebhookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class NotifySpec(BaseModel):
+    """Customer notifications (router/notify/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[str] = Field(
+        default_factory=lambda: ["paid", "shipped", "cancelled", "refunded", "delay"],
+        description="order statuses, and 'delay', that the customer is told of",
+    )
+    language: Literal["auto", "zh", "en"] = Field(
+        default="auto", description="auto: Chinese for addresses in CN, else English"
+    )
+    templates_dir: str | None = Field(
+        default=None, description="a directory of <event>.<language>.txt templates to use first"
+    )
+    shop_name: str = "orderbus"
+    email: EmailSpec | None = None
+    wechat_work: WebhookSpec | None = Field(
+        default=None, description="a WeChat Work group robot (qyapi.weixin.qq.com .../send?key=)"
+    )
+    sms: WebhookSpec | None = Field(
+        default=None, description="a generic SMS gateway: POST {phone, text, event, order_number}"
+    )
+    delay_after_hours: float = Field(
+        default=48, gt=0, description="a paid order not shipped after this long: tell the customer"
+    )
+    delay_check_interval: float = Field(default=60.0, gt=0, description="seconds")
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        known = {"created", "paid", "shipped", "delivered", "cancelled", "refunded", "delay"}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown events {sorted(unknown)}; known: {sorted(known)}")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERBUS_", extra="ignore")
 
@@ -246,6 +308,10 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: {"channel": {"url": "...", "items": "$.orders", "mapping_file": "..."}}',
     )
+    shipment_secrets: list[str] = Field(
+        default_factory=list,
+        description="secrets the warehouse signs POST /shipments with (as a channel's webhook)",
+    )
     signature_tolerance: int = Field(default=300, ge=1, description="seconds")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
@@ -256,6 +322,14 @@ class Settings(BaseSettings):
     targets: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description='JSON: {"finance": {"adapter": "jiandaoyun", ...}} (router/adapters/)',
+    )
+    writeback: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"kind": "shopify", ...}}: shipments written back '
+        "to the channel (router/writeback.py)",
+    )
+    notify: NotifySpec | None = Field(
+        default=None, description="customer notifications (router/notify/)"
     )
     http_timeout: float = 5.0
     delivery_attempts: int = Field(default=4, ge=1, le=10)
@@ -279,6 +353,11 @@ class Settings(BaseSettings):
     # Read by the command before the settings (router/logs.py); here to be validated.
     log_format: Literal["text", "json"] = "text"
 
+    @field_validator("shipment_secrets", mode="before")
+    @classmethod
+    def _secret_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) and not value.startswith("[") else value
+
     @field_validator("channel_secrets", mode="before")
     @classmethod
     def _secrets_as_lists(cls, value: object) -> object:
@@ -293,6 +372,9 @@ class Settings(BaseSettings):
         for name in [*self.legacy_inbound, *self.pollers]:
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", name):
                 raise ValueError(f"channel {name!r}: lower-case letters, digits, - and _")
+        for target in self.targets:
+            if target not in TARGETS:
+                raise ValueError(f"ORDERBUS_TARGETS: {target!r} is not one of {', '.join(TARGETS)}")
         for name, spec in self.channels.items():
             if spec.connector not in CONNECTORS:
                 raise ValueError(
@@ -318,7 +400,20 @@ class Settings(BaseSettings):
         ]
         return sorted({*pushed, *pulled})
 
+    def active_targets(self) -> tuple[str, ...]:
+        """The systems orders go to: the three, and those configured."""
+        optional = []
+        if self.writeback:
+            optional.append(WRITEBACK_TARGET)
+        if self.notify is not None:
+            optional.append(CUSTOMER_TARGET)
+        return (*TARGETS, *optional)
+
     def target_url(self, target: str) -> str | None:
+        if target == WRITEBACK_TARGET:
+            return "writeback" if self.writeback else None
+        if target == CUSTOMER_TARGET:
+            return "notify" if self.notify is not None else None
         adapted = self.targets.get(target)
         if adapted is not None:
             return str(adapted.get("url") or adapted.get("endpoint") or adapted.get("adapter"))

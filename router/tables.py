@@ -305,3 +305,23 @@ holds = Table(
     Column("approved_by", String(100), nullable=True, doc="the first of two approvers"),
     Index("ix_holds_status", "status", "id"),
 )
+
+# What was sent to a customer (router/notify/): one row per message and
+# medium, written right after that medium took it, so a redelivery of the
+# message sends only what was not sent yet.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(100), nullable=False, doc="the customer target's message"),
+    Column("medium", String(16), nullable=False, doc="email|sms|wechat_work|none"),
+    Column("order_number", String(32), nullable=False),
+    Column("event", String(16), nullable=False, doc="an order status, or delay"),
+    Column("language", String(8), nullable=False),
+    Column("recipient", String(200), nullable=True, doc="masked"),
+    Column("subject", Text, nullable=True),
+    Column("body", Text, nullable=False, doc="as sent; 'none': why nothing was sent"),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("message_id", "medium", name="uq_notifications_message_medium"),
+    Index("ix_notifications_order", "order_number"),
+)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.settings import TARGETS, Settings
+from router.settings import Settings
 
 BROKER_LIMIT_FACTOR = 4
 
@@ -149,6 +149,10 @@ def fetch_role(channel: str) -> str:
     return f"fetch:{channel}"
 
 
+SHIPMENT_ROUTING_KEY = "shipment.report"
+SHIPMENTS_ROLE = "shipments"
+
+
 def delivery_routing_key(target: str) -> str:
     return f"deliver.{target}"
 
@@ -157,8 +161,13 @@ def build_topology(settings: Settings) -> Topology:
     ns = settings.namespace
     queues = [QueueSpec(f"{ns}.router", ("ingest.#",), f"{ns}.router.dlq", "router")]
     queues += [
-        QueueSpec(f"{ns}.{t}", (delivery_routing_key(t),), f"{ns}.{t}.dlq", t) for t in TARGETS
+        QueueSpec(f"{ns}.{t}", (delivery_routing_key(t),), f"{ns}.{t}.dlq", t)
+        for t in settings.active_targets()
     ]
+    # Where a warehouse system may publish its shipment reports (router/shipments.py).
+    queues.append(
+        QueueSpec(f"{ns}.shipments", (SHIPMENT_ROUTING_KEY,), f"{ns}.shipments.dlq", SHIPMENTS_ROLE)
+    )
     queues += [
         QueueSpec(
             f"{ns}.legacy.{channel}",

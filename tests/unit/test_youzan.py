@@ -316,6 +316,6 @@ def test_a_youzan_channel_with_api_settings_gets_a_fetch_worker(sqlite_url: str)
     )
     daemon = Daemon(app, ("ingest",))
     daemon.build()
-    assert sorted(t.name for t in daemon.threads) == ["fetch-yz", "ingest"]
+    assert sorted(t.name for t in daemon.threads) == ["fetch-yz", "ingest", "shipments"]
     with pytest.raises(ValueError, match="need a youzan channel"):
         ChannelSpec(connector="shopify", youzan=YouzanSpec(grant_id="1"))

@@ -1,0 +1,256 @@
+"""Shipment write-back: tell the channel an order was shipped, with its carrier
+and tracking number, through the channel's own API (the ``channel`` target).
+
+``ORDERBUS_WRITEBACK`` names, per channel, how:
+
+- ``{"kind": "shopify", "shop_url": "https://acme.myshopify.com",
+  "access_token": "shpat_...", "api_version": "2025-01"}``: the order's open
+  fulfillment orders (``GET /admin/api/{v}/orders/{id}/fulfillment_orders.json``)
+  are fulfilled with one fulfillment carrying the tracking info (``POST
+  /admin/api/{v}/fulfillments.json``, ``X-Shopify-Access-Token``), as Shopify's
+  REST Admin reference documents. When none is open and one is closed, the
+  order was fulfilled already (an earlier delivery): nothing is sent again.
+- ``{"kind": "woocommerce", "url": "https://shop.example.com", "consumer_key":
+  "ck_...", "consumer_secret": "cs_..."}``: the order is updated to
+  ``completed`` with the carrier and tracking number in its meta data
+  (``POST /wp-json/wc/v3/orders/{id}``, basic auth, as the WooCommerce REST
+  docs document "Update an order"); sending it twice changes nothing more.
+- ``{"kind": "taobao", "app_key", "app_secret", "session", "endpoint"}``:
+  ``taobao.logistics.offline.send`` (tid, out_sid = tracking number,
+  company_code = the shipment's ``carrier_code``, else its carrier), signed
+  as every TOP call (connectors/payload.py). An answer saying the trade was
+  already shipped counts as done.
+- ``{"kind": "template", "url": ..., "template": ...}``: any other channel, by a
+  JSON template (router/adapters/template.py), e.g. to a bridge of your own
+  for Youzan, Pinduoduo, JD or Douyin, whose ship APIs are not built in.
+
+429 and 5xx are tried again with backoff; other refusals are dead letters
+with the channel's reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from canonical.errors import DeliveryRejected, EndpointUnavailable
+from connectors.payload import sorted_params_md5
+from router.adapters.base import TargetAdapter, answer_json, http_problem, refused
+from router.adapters.template import TemplateAdapter, TemplateOptions
+from router.delivery import Transport
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+class ShopifyWriteback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "shopify"
+    shop_url: str
+    access_token: str = Field(min_length=1)
+    api_version: str = "2025-01"
+    notify_customer: bool = False
+
+
+class WooCommerceWriteback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "woocommerce"
+    url: str
+    consumer_key: str = Field(min_length=1)
+    consumer_secret: str = Field(min_length=1)
+    status: str = "completed"
+
+
+class TaobaoWriteback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "taobao"
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    session: str = Field(min_length=1)
+    endpoint: str = "https://eco.taobao.com/router/rest"
+
+
+def _shipment(order: dict[str, Any]) -> dict[str, Any]:
+    shipment = order.get("shipment")
+    if not isinstance(shipment, dict):
+        raise DeliveryRejected(
+            "no shipment on this revision: nothing to write back", status_code=0, response_body=""
+        )
+    return shipment
+
+
+class ShopifyFulfillment:
+    name = "shopify write-back"
+
+    def __init__(self, options: ShopifyWriteback) -> None:
+        self.options = options
+        self.base = f"{options.shop_url.rstrip('/')}/admin/api/{options.api_version}"
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        shipment = _shipment(order)
+        headers = {
+            "X-Shopify-Access-Token": self.options.access_token,
+            "Content-Type": "application/json",
+        }
+        order_id = quote(str(order["external_id"]), safe="")
+        listed = http.get(f"{self.base}/orders/{order_id}/fulfillment_orders.json", headers)
+        if listed.status_code >= 300:
+            raise http_problem("Shopify", listed, listed.text[:500])
+        said = answer_json(listed)
+        fulfillment_orders = said.get("fulfillment_orders") if isinstance(said, dict) else None
+        if not isinstance(fulfillment_orders, list):
+            raise refused("Shopify", "no fulfillment_orders in the answer", listed)
+        open_ones = [
+            f for f in fulfillment_orders if f.get("status") in ("open", "in_progress", "scheduled")
+        ]
+        if not open_ones:
+            if any(f.get("status") == "closed" for f in fulfillment_orders):
+                return 200  # fulfilled already, by an earlier delivery of this shipment
+            states = sorted({str(f.get("status")) for f in fulfillment_orders}) or ["none"]
+            raise refused("Shopify", f"no open fulfillment order to fulfil ({', '.join(states)})")
+        body = {
+            "fulfillment": {
+                "line_items_by_fulfillment_order": [
+                    {"fulfillment_order_id": f["id"]} for f in open_ones
+                ],
+                "tracking_info": {
+                    "company": shipment["carrier"],
+                    "number": shipment["tracking_number"],
+                },
+                "notify_customer": self.options.notify_customer,
+            }
+        }
+        answer = http.post(
+            f"{self.base}/fulfillments.json", json.dumps(body).encode("utf-8"), headers
+        )
+        if answer.status_code >= 300:
+            raise http_problem("Shopify", answer, answer.text[:500])
+        return answer.status_code
+
+
+class WooCommerceCompletion:
+    name = "woocommerce write-back"
+
+    def __init__(self, options: WooCommerceWriteback) -> None:
+        self.options = options
+        pair = f"{options.consumer_key}:{options.consumer_secret}".encode()
+        self.auth = "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        shipment = _shipment(order)
+        order_id = quote(str(order["external_id"]), safe="")
+        body = {
+            "status": self.options.status,
+            "meta_data": [
+                {"key": "_orderbus_carrier", "value": shipment["carrier"]},
+                {"key": "_orderbus_tracking_number", "value": shipment["tracking_number"]},
+                {"key": "_orderbus_shipped_at", "value": shipment["shipped_at"]},
+            ],
+        }
+        answer = http.post(
+            f"{self.options.url.rstrip('/')}/wp-json/wc/v3/orders/{order_id}",
+            json.dumps(body, ensure_ascii=False).encode("utf-8"),
+            {"Authorization": self.auth, "Content-Type": "application/json"},
+        )
+        if answer.status_code >= 300:
+            said = answer_json(answer)
+            detail = said.get("message") if isinstance(said, dict) else answer.text[:500]
+            raise http_problem("WooCommerce", answer, str(detail))
+        return answer.status_code
+
+
+class TaobaoOfflineSend:
+    name = "taobao write-back"
+    ALREADY = ("已发货", "已经发货", "不能重复发货")
+
+    def __init__(
+        self, options: TaobaoWriteback, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        self.options = options
+        self.clock = clock or (lambda: datetime.now(SHANGHAI))
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        shipment = _shipment(order)
+        o = self.options
+        form = {
+            "method": "taobao.logistics.offline.send",
+            "app_key": o.app_key,
+            "session": o.session,
+            "timestamp": self.clock().astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+            "format": "json",
+            "v": "2.0",
+            "sign_method": "md5",
+            "tid": str(order["external_id"]),
+            "out_sid": shipment["tracking_number"],
+            "company_code": shipment.get("carrier_code") or shipment["carrier"],
+        }
+        form["sign"] = sorted_params_md5(form, o.app_secret)
+        answer = http.post(
+            o.endpoint,
+            urlencode(form).encode("utf-8"),
+            {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
+        )
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise http_problem("Taobao", answer, answer.text[:300])
+        said = answer_json(answer)
+        if not isinstance(said, dict):
+            raise http_problem("Taobao", answer, f"not JSON: {answer.text[:200]}")
+        error = said.get("error_response")
+        if isinstance(error, dict):
+            words = f"{error.get('msg', '')} {error.get('sub_msg', '')}"
+            if any(w in words for w in self.ALREADY):
+                return 200  # shipped already: an earlier delivery of this shipment
+            if error.get("code") == 7 or str(error.get("sub_code", "")).startswith("isp."):
+                raise EndpointUnavailable(f"Taobao logistics.offline.send: {words.strip()}")
+            raise refused("Taobao", f"code {error.get('code')}: {words.strip()}", answer)
+        shipping = (said.get("logistics_offline_send_response") or {}).get("shipping") or {}
+        if shipping.get("is_success") is not True:
+            raise refused("Taobao", f"not confirmed: {answer.text[:300]}", answer)
+        return answer.status_code
+
+
+WRITEBACKS: dict[str, Callable[[dict[str, Any]], TargetAdapter]] = {
+    "shopify": lambda o: ShopifyFulfillment(ShopifyWriteback.model_validate(o)),
+    "woocommerce": lambda o: WooCommerceCompletion(WooCommerceWriteback.model_validate(o)),
+    "taobao": lambda o: TaobaoOfflineSend(TaobaoWriteback.model_validate(o)),
+    "template": lambda o: TemplateAdapter(
+        TemplateOptions.model_validate({**{k: v for k, v in o.items() if k != "kind"}})
+    ),
+}
+
+
+class ChannelWriteback:
+    """The ``channel`` target's adapter: the write-back of the order's channel."""
+
+    name = "channel write-back"
+
+    def __init__(self, per_channel: dict[str, dict[str, Any]]) -> None:
+        self.adapters: dict[str, TargetAdapter] = {}
+        for channel, options in per_channel.items():
+            kind = options.get("kind")
+            if kind not in WRITEBACKS:
+                raise ValueError(
+                    f"channel {channel!r}: no write-back {kind!r} "
+                    f"(known: {', '.join(sorted(WRITEBACKS))})"
+                )
+            self.adapters[channel] = WRITEBACKS[str(kind)](options)
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        adapter = self.adapters.get(str(order.get("channel")))
+        if adapter is None:
+            raise DeliveryRejected(
+                f"channel {order.get('channel')!r} has no write-back configured "
+                "(ORDERBUS_WRITEBACK)",
+                status_code=0,
+                response_body="",
+            )
+        return adapter.deliver(order, message_id, http)

@@ -1,0 +1,111 @@
+"""Fakes of the channels' APIs a shipment is written back to, as httpx
+handlers. Shapes, from the channels' own documentation:
+
+- Shopify REST Admin (shopify.dev, "Fulfillment" and "FulfillmentOrder",
+  2025-01): ``GET /admin/api/2025-01/orders/{id}/fulfillment_orders.json`` ->
+  ``{"fulfillment_orders": [{"id", "status": "open"|"closed", ...}]}``;
+  ``POST /admin/api/2025-01/fulfillments.json`` with ``{"fulfillment":
+  {"line_items_by_fulfillment_order": [{"fulfillment_order_id"}],
+  "tracking_info": {"company", "number"}, "notify_customer"}}`` -> 201.
+  The fake closes the fulfillment orders a fulfillment covers.
+- WooCommerce REST v3 ("Update an order", woocommerce-rest-api-docs
+  ``_orders.md``): ``PUT|POST /wp-json/wc/v3/orders/{id}`` with basic auth ->
+  200 and the order.
+- Taobao TOP ``taobao.logistics.offline.send`` (tid, out_sid, company_code)
+  -> ``{"logistics_offline_send_response": {"shipping": {"is_success": true}}}``;
+  the "already shipped" refusal's wording is our assumption.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+
+class FakeShopify:
+    def __init__(self, token: str = "shpat-test") -> None:
+        self.token = token
+        self.fulfillment_orders: dict[str, list[dict[str, Any]]] = {}
+        self.fulfillments: list[dict[str, Any]] = []
+        self.limited = 0
+        self.calls = 0
+
+    def add_order(self, order_id: str) -> None:
+        self.fulfillment_orders[order_id] = [{"id": 1046000778, "status": "open"}]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if request.headers.get("x-shopify-access-token") != self.token:
+            return httpx.Response(401, json={"errors": "[API] Invalid API key or access token"})
+        if self.limited > 0:
+            self.limited -= 1
+            return httpx.Response(429, json={"errors": "Exceeded 2 calls per second"})
+        path = request.url.path
+        if request.method == "GET" and path.endswith("/fulfillment_orders.json"):
+            order_id = path.split("/orders/")[1].split("/")[0]
+            if order_id not in self.fulfillment_orders:
+                return httpx.Response(404, json={"errors": "Not Found"})
+            return httpx.Response(
+                200, json={"fulfillment_orders": self.fulfillment_orders[order_id]}
+            )
+        assert request.method == "POST" and path.endswith("/fulfillments.json"), path
+        body = json.loads(request.content)["fulfillment"]
+        wanted = {x["fulfillment_order_id"] for x in body["line_items_by_fulfillment_order"]}
+        for orders in self.fulfillment_orders.values():
+            for fo in orders:
+                if fo["id"] in wanted:
+                    if fo["status"] != "open":
+                        return httpx.Response(422, json={"errors": ["already fulfilled"]})
+                    fo["status"] = "closed"
+        self.fulfillments.append(body)
+        return httpx.Response(201, json={"fulfillment": {"id": 255858046, **body}})
+
+
+class FakeWooCommerce:
+    def __init__(self) -> None:
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.updates = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        auth = request.headers.get("authorization", "")
+        if auth != "Basic " + base64.b64encode(b"ck_test:cs_test").decode():
+            return httpx.Response(401, json={"code": "woocommerce_rest_cannot_edit"})
+        order_id = request.url.path.rsplit("/", 1)[1]
+        if order_id not in self.orders:
+            return httpx.Response(
+                404,
+                json={"code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID."},
+            )
+        self.updates += 1
+        change = json.loads(request.content)
+        order = self.orders[order_id]
+        order["status"] = change["status"]
+        meta = {m["key"]: m["value"] for m in order.get("meta_data", [])}
+        meta.update({m["key"]: m["value"] for m in change.get("meta_data", [])})
+        order["meta_data"] = [{"key": k, "value": v} for k, v in meta.items()]
+        return httpx.Response(200, json=order)
+
+
+class FakeTaobaoLogistics:
+    def __init__(self) -> None:
+        self.sent: dict[str, dict[str, str]] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        assert form["method"] == "taobao.logistics.offline.send"
+        if form["tid"] in self.sent:
+            error = {
+                "code": 15,
+                "msg": "Remote service error",
+                "sub_code": "isv.logistics-offline-service-error",
+                "sub_msg": "该订单已发货",
+            }
+            return httpx.Response(200, json={"error_response": error})
+        self.sent[form["tid"]] = form
+        return httpx.Response(
+            200, json={"logistics_offline_send_response": {"shipping": {"is_success": True}}}
+        )
