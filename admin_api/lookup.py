@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from router.tables import arrivals, dead_letters, holds, inbox, orders, outbox
+from router.tables import arrivals, dead_letters, holds, inbox, notifications, orders, outbox
 
 
 def _at(value: datetime | None) -> str | None:
@@ -122,10 +122,17 @@ def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
         target = row["message_id"].rsplit("-", 1)[1]
         if version not in seen_versions:
             seen_versions.add(version)
-            status = json.loads(row["body"]).get("status")
-            events.append(
-                {"at": _at(row["created_at"]), "event": f"status {status}", "version": version}
-            )
+            body = json.loads(row["body"])
+            status = body.get("status")
+            change: dict[str, Any] = {
+                "at": _at(row["created_at"]),
+                "event": f"status {status}",
+                "version": version,
+            }
+            shipment = body.get("shipment")
+            if isinstance(shipment, dict):
+                change["detail"] = f"{shipment.get('carrier')} {shipment.get('tracking_number')}"
+            events.append(change)
         sent = row["published_at"]
         events.append(
             {
@@ -156,6 +163,25 @@ def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
                 "version": d["order_version"],
                 "message_id": d["message_id"],
                 "detail": f"HTTP {d['response_status']} after {d['attempts']} attempt(s)",
+            }
+        )
+    for n in conn.execute(
+        select(notifications)
+        .where(notifications.c.order_number == number)
+        .order_by(notifications.c.id)
+    ).mappings():
+        told = "not told" if n["medium"] == "none" else f"told by {n['medium']}"
+        events.append(
+            {
+                "at": _at(n["sent_at"]),
+                "event": f"customer {told}: {n['event']}",
+                "message_id": n["message_id"],
+                # the recipient as recorded (masked); never the body, which names the buyer
+                "detail": (
+                    f"to {n['recipient']}" + (f": {n['subject']}" if n["subject"] else "")
+                    if n["medium"] != "none"
+                    else n["body"]
+                ),
             }
         )
     events += dead_letter_events(conn, dead_letters.c.order_number == number)

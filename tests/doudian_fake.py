@@ -105,12 +105,13 @@ class Served:
         fake_handle = handle
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def _answer(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                host = self.headers.get("Host") or "fake"
                 request = httpx.Request(
-                    "POST",
-                    f"http://fake{self.path}",
+                    method,
+                    f"http://{host}{self.path}",
                     headers=dict(self.headers.items()),
                     content=body,
                 )
@@ -121,6 +122,12 @@ class Served:
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)
+
+            def do_POST(self) -> None:
+                self._answer("POST")
+
+            def do_GET(self) -> None:
+                self._answer("GET")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -5,6 +5,11 @@ Each keeps its records, counts its calls, and can be told to expire its
 token or session, answer a burst of requests with 429, or refuse an unknown
 SKU the way the system does. Where each shape comes from:
 
+- Jiandaoyun open API v5 as public integrations use it: ``POST
+  /api/v5/app/entry/data/create``, Bearer API key, ``{"app_id", "entry_id",
+  "data": {"_widget_…": {"value": …}}, "transaction_id"}`` -> ``{"data":
+  {"_id": …}}``. Its error body ``{"code", "msg"}`` and its treating a
+  repeated ``transaction_id`` as the same submission are assumptions.
 - Kingdee Cloud Galaxy WebAPI: the service names, the login answer
   (``LoginResultType``, ``KDSVCSessionId``) and the save answer
   (``Result.ResponseStatus`` with ``IsSuccess``, ``ErrorCode``, ``MsgCode``,
@@ -63,6 +68,33 @@ class FakeSystem:
 
     def count(self, suffix: str) -> int:
         return sum(1 for path in self.calls if path.endswith(suffix))
+
+
+class FakeJiandaoyun:
+    """(Counted and switched on its own: one endpoint, one key.)"""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}  # transaction_id -> record
+        self.requests = 0
+        self.limited = 0  # answer this many with 429
+        self.refuse: str | None = None  # a widget to refuse as required-but-empty
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        assert request.url.path == "/api/v5/app/entry/data/create"
+        if request.headers.get("authorization") != "Bearer jdy-key":
+            return httpx.Response(401, json={"code": 8301, "msg": "invalid api key"})
+        if self.limited > 0:
+            self.limited -= 1
+            return httpx.Response(429, json={"code": 8303, "msg": "请求频率超过限制"})
+        body = json.loads(request.content)
+        assert (body["app_id"], body["entry_id"]) == ("app-1", "entry-orders")
+        if self.refuse:
+            return httpx.Response(400, json={"code": 4001, "msg": f"字段 {self.refuse} 必填"})
+        record = self.records.setdefault(
+            body["transaction_id"], {"_id": f"rec-{len(self.records) + 1}", **body["data"]}
+        )
+        return httpx.Response(200, json={"data": record})
 
 
 class FakeKingdee(FakeSystem):
@@ -199,7 +231,7 @@ class FakeU8(FakeSystem):
             requestid = f"req-{len(self.results) + 1}"
             self.trades[trade] = requestid
             self.results[requestid] = self._add(json.loads(request.content)["saleorder"])
-        url = f"{request.url.scheme}://{request.url.host}/result?requestid={requestid}"
+        url = f"{request.url.scheme}://{request.url.netloc.decode()}/result?requestid={requestid}"
         return httpx.Response(200, json={"errcode": "0", "tradeid": trade, "url": url})
 
     def _add(self, saleorder: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,7 @@
-"""Target adapters against fakes of the systems: a paid order lands once in
-Jiandaoyun with its fields mapped; a replay leaves one record; a rate-limit
-burst is waited out; a form's refusal is a dead letter naming our field; the
-generic template target fills its body exactly.
-
-The fake Jiandaoyun follows the v5 create request and answer shapes as public
-integrations use them (``POST /api/v5/app/entry/data/create``, Bearer API key,
-``{"app_id", "entry_id", "data": {"_widget_…": {"value": …}}, "transaction_id"}``
--> ``{"data": {"_id": …}}``). Its error body ``{"code", "msg"}`` and its
-treating a repeated ``transaction_id`` as the same submission are assumptions
-written here, not verified against Jiandaoyun.
-"""
+"""Target adapters against fakes of the systems (tests/erp_fakes.py): a paid
+order lands once in Jiandaoyun with its fields mapped; a replay leaves one
+record; a rate-limit burst is waited out; a form's refusal is a dead letter
+naming our field; the generic template target fills its body exactly."""
 
 from __future__ import annotations
 
@@ -30,6 +22,7 @@ from router.service import RouterService
 from router.settings import Settings
 from router.tables import inbox, outbox
 from router.topology import build_topology
+from tests.erp_fakes import FakeJiandaoyun
 from tests.factories import delivery_for, order
 
 MAPPING = {
@@ -51,31 +44,6 @@ JDY = {
     "mapping": MAPPING,
     "rate": 20,
 }
-
-
-class FakeJiandaoyun:
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, Any]] = {}  # transaction_id -> record
-        self.requests = 0
-        self.limited = 0  # answer this many with 429
-        self.refuse: str | None = None  # a widget to refuse as required-but-empty
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        assert request.url.path == "/api/v5/app/entry/data/create"
-        if request.headers.get("authorization") != "Bearer jdy-key":
-            return httpx.Response(401, json={"code": 8301, "msg": "invalid api key"})
-        if self.limited > 0:
-            self.limited -= 1
-            return httpx.Response(429, json={"code": 8303, "msg": "请求频率超过限制"})
-        body = json.loads(request.content)
-        assert (body["app_id"], body["entry_id"]) == ("app-1", "entry-orders")
-        if self.refuse:
-            return httpx.Response(400, json={"code": 4001, "msg": f"字段 {self.refuse} 必填"})
-        record = self.records.setdefault(
-            body["transaction_id"], {"_id": f"rec-{len(self.records) + 1}", **body["data"]}
-        )
-        return httpx.Response(200, json={"data": record})
 
 
 def app_with(sqlite_url: str, targets: dict[str, Any]) -> Orderbus:
