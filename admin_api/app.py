@@ -53,6 +53,7 @@ from canonical.errors import TransientError
 from canonical.order import CanonicalOrder
 from router import deadletters, holds
 from router.database import translate_db_errors
+from router.fanout import Fanout
 from router.tables import alerts as alerts_table
 from router.tables import audit_log, dead_letters, rejected_requests
 from router.tables import holds as holds_table
@@ -112,6 +113,7 @@ def create_admin_app(
     topology: Topology,
     checks: Mapping[str, Callable[[], None]] | None = None,
     queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
+    fanout: Fanout | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
@@ -412,7 +414,7 @@ def create_admin_app(
     def release_hold(hold_id: RowId, decision: HoldDecision, who: Operator) -> dict[str, Any]:
         try:
             with translate_db_errors(), engine.begin() as conn:
-                sent = holds.release(conn, topology, hold_id, who.name, decision.note)
+                sent = holds.release(conn, topology, hold_id, who.name, decision.note, fanout)
                 decided = conn.scalar(
                     select(holds_table.c.status).where(holds_table.c.id == hold_id)
                 )
@@ -427,7 +429,7 @@ def create_admin_app(
     def reject_hold(hold_id: RowId, decision: HoldDecision, who: Operator) -> None:
         try:
             with translate_db_errors(), engine.begin() as conn:
-                holds.reject(conn, topology, hold_id, who.name, decision.note)
+                holds.reject(conn, topology, hold_id, who.name, decision.note, fanout)
         except KeyError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None
         except holds.HoldStateError as exc:

@@ -70,12 +70,17 @@ class Orderbus:
             incomplete_address=rules.incomplete_address,
             first_order=rules.first_order,
         )
+        return RouterService(
+            self.engine, self.topology, on_commit, suspicion, hold_rules, self.fanout()
+        )
+
+    def fanout(self) -> Fanout:
+        """The routes in force: the three systems, write-back and customers as configured."""
         notify = self.settings.notify
-        fanout = Fanout.configured(
+        return Fanout.configured(
             frozenset(self.settings.writeback),
             frozenset(notify.events) if notify is not None else None,
         )
-        return RouterService(self.engine, self.topology, on_commit, suspicion, hold_rules, fanout)
 
     def relay(self) -> OutboxRelay:
         return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)
@@ -304,7 +309,9 @@ class Orderbus:
 
         auth = KeyAuth(self.engine, self.settings.admin_tokens)
         checks = {"database": database, "broker": self.bus.check}
-        return create_admin_app(self.engine, auth, self.topology, checks, self.bus.queue_depths)
+        return create_admin_app(
+            self.engine, auth, self.topology, checks, self.bus.queue_depths, self.fanout()
+        )
 
     def close(self) -> None:
         for client in self._transports:

@@ -20,7 +20,7 @@ from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
 from router.database import insert_all_absent
 from router.deadletters import audit
-from router.fanout import targets_for
+from router.fanout import Fanout
 from router.service import state_values
 from router.tables import holds, orders, outbox
 from router.topology import Topology, delivery_routing_key
@@ -51,7 +51,12 @@ def _decide(conn: Connection, hold: Row[Any], status: str, actor: str, note: str
 
 
 def release(
-    conn: Connection, topology: Topology, hold_id: int, actor: str, note: str | None
+    conn: Connection,
+    topology: Topology,
+    hold_id: int,
+    actor: str,
+    note: str | None,
+    fanout: Fanout | None = None,
 ) -> list[str]:
     """Release a held order; returns the message ids now in the outbox (none
     when this was the first of two approvals)."""
@@ -81,7 +86,8 @@ def release(
     _decide(conn, hold, "released", actor, note)
     cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
     rows = []
-    for target in targets_for(OrderStatus(order.status), None):
+    routes = fanout or Fanout()
+    for target in routes.targets(OrderStatus(order.status), None, order.channel, shipped=False):
         message_id = f"{order.order_number}-v{order.version}-{target}"
         child = cause.caused(
             message_id,
@@ -121,7 +127,12 @@ def release(
 
 
 def reject(
-    conn: Connection, topology: Topology, hold_id: int, actor: str, note: str | None
+    conn: Connection,
+    topology: Topology,
+    hold_id: int,
+    actor: str,
+    note: str | None,
+    fanout: Fanout | None = None,
 ) -> list[str]:
     """Refuse a held order: it is cancelled, no warehouse or finance system ever
     hears of it, and the notification system is told (the customer learns the
@@ -142,7 +153,9 @@ def reject(
     )
     cause = Envelope.new(row.channel, message_id=f"hold-{hold.id}-reject")
     rows = []
-    for target in targets_for(OrderStatus.CANCELLED, None):  # the notification system
+    routes = fanout or Fanout()
+    # the notification system (and the customer, when told of cancellations)
+    for target in routes.targets(OrderStatus.CANCELLED, None, row.channel, shipped=False):
         message_id = f"{row.order_number}-v{version}-{target}"
         child = cause.caused(
             message_id, order_number=row.order_number, order_version=version, target=target

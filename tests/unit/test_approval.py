@@ -176,3 +176,30 @@ def test_the_migration_gives_existing_orders_their_customer(tmp_path: Path) -> N
         assert key == customer_key(old) and key is not None
     finally:
         engine.dispose()
+
+
+def test_with_customer_notifications_release_and_rejection_tell_the_customer(
+    sqlite_engine: Engine,
+) -> None:
+    from router.fanout import Fanout
+
+    fanout = Fanout.configured(frozenset(), frozenset({"paid", "cancelled"}))
+    topology = build_topology(Settings(namespace="t", notify={"events": ["paid", "cancelled"]}))
+    router = RouterService(sqlite_engine, topology, hold_rules=RULES, fanout=fanout)
+    auth = KeyAuth(sqlite_engine, {"alice": "alice-token"})
+    app = create_admin_app(sqlite_engine, auth, topology, fanout=fanout)
+    with TestClient(app) as client:
+        big = hold_of(client, route(router, order(external_id="C-1", **priced("2000.00")), "m1"))
+        released = client.post(f"/holds/{big['id']}/release", json={}, headers=ALICE).json()
+        assert [m.rsplit("-", 1)[1] for m in released["sent"]] == [
+            "warehouse",
+            "finance",
+            "notification",
+            "customer",
+        ]
+        bad = order(external_id="C-2", shipping_address={"city": None})
+        hold = hold_of(client, route(router, bad, "m2"))
+        client.post(f"/holds/{hold['id']}/reject", json={"note": "no address"}, headers=ALICE)
+    with sqlite_engine.connect() as conn:
+        ids = list(conn.scalars(select(outbox.c.message_id).where(outbox.c.id > 4)))
+    assert [m.rsplit("-", 1)[1] for m in ids] == ["notification", "customer"]
