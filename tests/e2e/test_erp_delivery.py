@@ -69,6 +69,16 @@ def env_for(namespace: str, amqp_url: str, postgres_url: str, **targets: Any) ->
     )
 
 
+def start_core_and_ingest(env: dict[str, str], tmp_path: Path) -> list[OrderbusProcess]:
+    """orderbus as two processes: router and consumers; the ingest (ready)."""
+    procs = [
+        OrderbusProcess(env, ["router", "consumers"], tmp_path / "core.log").start(),
+        OrderbusProcess(env, ["ingest"], tmp_path / "ingest.log").start(),
+    ]
+    procs[1].wait_http(f"http://127.0.0.1:{env['ORDERBUS_INGEST_PORT']}/healthz")
+    return procs
+
+
 def test_orders_land_once_in_kingdee_u8_and_chanjet(
     amqp_url: str, postgres_url: str, namespace: str, tmp_path: Path
 ) -> None:
@@ -87,12 +97,8 @@ def test_orders_land_once_in_kingdee_u8_and_chanjet(
         },
     )
     ingest = f"http://127.0.0.1:{env['ORDERBUS_INGEST_PORT']}/ingest/shop-us"
-    procs = [
-        OrderbusProcess(env, ["router", "consumers"], tmp_path / "core.log").start(),
-        OrderbusProcess(env, ["ingest"], tmp_path / "ingest.log").start(),
-    ]
+    procs = start_core_and_ingest(env, tmp_path)
     try:
-        procs[1].wait_http(ingest.rsplit("/ingest", 1)[0] + "/healthz")
         with httpx.Client(timeout=30) as client:
             for _ in range(3):  # Shopify retries the same webhook
                 shopify_push(client, ingest, 450789469, "wh-1")
@@ -171,12 +177,8 @@ def test_orders_land_once_in_jiandaoyun_and_a_template_target(
         notification_url=downstream.sink.url("notification"),
     )
     ingest = f"http://127.0.0.1:{env['ORDERBUS_INGEST_PORT']}/ingest/shop-us"
-    procs = [
-        OrderbusProcess(env, ["router", "consumers"], tmp_path / "core.log").start(),
-        OrderbusProcess(env, ["ingest"], tmp_path / "ingest.log").start(),
-    ]
+    procs = start_core_and_ingest(env, tmp_path)
     try:
-        procs[1].wait_http(ingest.rsplit("/ingest", 1)[0] + "/healthz")
         with httpx.Client(timeout=30) as client:
             shopify_push(client, ingest, 450789469, "wh-1")
             shopify_push(client, ingest, 450789469, "wh-1")

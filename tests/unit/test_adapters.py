@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from canonical.errors import DeliveryRejected
 from router.adapters.base import as_number
 from router.adapters.base import render as fill
-from router.bootstrap import ConfigurationError, Orderbus, bootstrap
+from router.bootstrap import ConfigurationError, Orderbus
 from router.bus import Delivery
 from router.consumers import DeliveryConsumer
 from router.service import RouterService
@@ -24,6 +24,7 @@ from router.tables import inbox, outbox
 from router.topology import build_topology
 from tests.erp_fakes import FakeJiandaoyun
 from tests.factories import delivery_for, order
+from tests.outbox_messages import outbox_deliveries, quick_app
 
 MAPPING = {
     "_widget_1001": "order_number",
@@ -47,37 +48,15 @@ JDY = {
 
 
 def app_with(sqlite_url: str, targets: dict[str, Any]) -> Orderbus:
-    return bootstrap(
-        Settings(
-            broker_url="memory://",
-            database_url=sqlite_url,
-            namespace="t",
-            targets=targets,
-            delivery_attempts=4,
-            retry_initial_wait=0.001,
-            retry_max_wait=0.002,
-        )
-    )
+    return quick_app(sqlite_url, targets=targets)
 
 
 def finance_message(engine: Engine) -> Delivery:
     """The router's message for the finance system, for a paid order."""
     router = RouterService(engine, build_topology(Settings(namespace="t")))
     router.handle(delivery_for(order(external_id="JDY-1"), message_id="m-jdy-1"))
-    with engine.connect() as conn:
-        row = conn.execute(select(outbox).where(outbox.c.message_id.like("%-finance"))).one()
-    return Delivery(
-        queue="t.finance",
-        body=row.body.encode(),
-        message_id=row.message_id,
-        correlation_id=row.correlation_id,
-        headers=dict(row.headers),
-        exchange="t.orders",
-        routing_key=row.routing_key,
-        redelivered=False,
-        content_type="application/json",
-        deliveries=1,
-    )
+    [message] = outbox_deliveries(engine, outbox.c.message_id.like("%-finance"))
+    return message
 
 
 def consumer(sqlite_url: str, fake: FakeJiandaoyun) -> DeliveryConsumer:

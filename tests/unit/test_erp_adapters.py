@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from canonical.errors import DeliveryRejected
-from router.bootstrap import ConfigurationError, Orderbus, bootstrap
+from router.bootstrap import ConfigurationError, Orderbus
 from router.bus import Delivery
 from router.consumers import DeliveryConsumer
 from router.service import RouterService
@@ -28,20 +28,11 @@ from router.tables import inbox, outbox
 from router.topology import build_topology
 from tests.erp_fakes import CHANJET, KINGDEE, U8, FakeChanjet, FakeKingdee, FakeSystem, FakeU8
 from tests.factories import delivery_for, order
+from tests.outbox_messages import outbox_deliveries, quick_app
 
 
 def app_with(sqlite_url: str, targets: dict[str, Any]) -> Orderbus:
-    return bootstrap(
-        Settings(
-            broker_url="memory://",
-            database_url=sqlite_url,
-            namespace="t",
-            targets=targets,
-            delivery_attempts=4,
-            retry_initial_wait=0.001,
-            retry_max_wait=0.002,
-        )
-    )
+    return quick_app(sqlite_url, targets=targets)
 
 
 def finance_messages(engine: Engine, *external_ids: str, **changes: Any) -> list[Delivery]:
@@ -51,25 +42,7 @@ def finance_messages(engine: Engine, *external_ids: str, **changes: Any) -> list
         router.handle(
             delivery_for(order(external_id=external_id, **changes), message_id=f"m-{external_id}")
         )
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(outbox).where(outbox.c.message_id.like("%-finance")).order_by(outbox.c.id)
-        ).all()
-    return [
-        Delivery(
-            queue="t.finance",
-            body=row.body.encode(),
-            message_id=row.message_id,
-            correlation_id=row.correlation_id,
-            headers=dict(row.headers),
-            exchange="t.orders",
-            routing_key=row.routing_key,
-            redelivered=False,
-            content_type="application/json",
-            deliveries=1,
-        )
-        for row in rows
-    ]
+    return outbox_deliveries(engine, outbox.c.message_id.like("%-finance"))
 
 
 Case = tuple[dict[str, Any], Callable[[], FakeSystem]]

@@ -16,17 +16,17 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from canonical.errors import DeliveryRejected
-from router.bootstrap import Orderbus, bootstrap
+from router.bootstrap import Orderbus
 from router.bus import Delivery
 from router.fanout import Fanout
 from router.notify.delays import DelayWatch
 from router.service import RouterService
-from router.settings import Settings
 from router.shipments import ShipmentIntake, ShipmentReport
 from router.tables import inbox, notifications, orders, outbox
 from router.topology import build_topology
 from tests.channel_fakes import FakeShopify, FakeTaobaoLogistics, FakeWooCommerce
 from tests.factories import FakePublisher, delivery_for, order
+from tests.outbox_messages import outbox_deliveries, quick_app
 from tests.smtp_server import SmtpServer
 from tests.unit.test_shipments import as_delivery
 
@@ -64,18 +64,9 @@ class World:
         }
         if smtp_port is not None:
             notify["email"] = {"host": "127.0.0.1", "port": smtp_port, "sender": "Acme <s@acme.cn>"}
-        self.settings = Settings(
-            broker_url="memory://",
-            database_url=sqlite_url,
-            namespace="t",
-            writeback=WRITEBACK,
-            notify=notify,
-            delivery_attempts=4,
-            retry_initial_wait=0.001,
-            retry_max_wait=0.002,
-        )
+        self.app: Orderbus = quick_app(sqlite_url, writeback=WRITEBACK, notify=notify)
+        self.settings = self.app.settings
         self.engine = engine
-        self.app: Orderbus = bootstrap(self.settings)
         topology = build_topology(self.settings)
         fanout = Fanout.configured(frozenset(WRITEBACK), frozenset(self.settings.notify.events))  # type: ignore[union-attr]
         self.router = RouterService(engine, topology, fanout=fanout)
@@ -133,20 +124,8 @@ class World:
         self.router.handle(as_delivery(self.publisher.published[-1]))
 
     def message(self, message_id: str) -> Delivery:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(outbox).where(outbox.c.message_id == message_id)).one()
-        return Delivery(
-            queue="t.x",
-            body=row.body.encode(),
-            message_id=row.message_id,
-            correlation_id=row.correlation_id,
-            headers=dict(row.headers),
-            exchange="t.orders",
-            routing_key=row.routing_key,
-            redelivered=False,
-            content_type="application/json",
-            deliveries=1,
-        )
+        [message] = outbox_deliveries(self.engine, outbox.c.message_id == message_id)
+        return message
 
 
 @pytest.fixture
