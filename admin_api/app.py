@@ -10,7 +10,7 @@ readiness. OpenAPI at ``/docs``. Roles and masking: admin_api/auth.py.
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
@@ -35,6 +35,7 @@ from admin_api.schemas import (
     HoldOut,
     HoldReleased,
     HoldStatus,
+    Instant,
     Investigation,
     KeyCreated,
     KeyOut,
@@ -158,8 +159,8 @@ def create_admin_app(
         reason: str | None = None,
         channel: str | None = None,
         status_: Annotated[DeadLetterStatus | None, Query(alias="status")] = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Instant | None = None,
+        until: Instant | None = None,
         q: Annotated[
             str | None, Query(max_length=200, description="text in body, detail or exception")
         ] = None,
@@ -442,7 +443,7 @@ def create_admin_app(
         _who: Viewer,
         channel: str | None = None,
         reason: str | None = None,
-        since: datetime | None = None,
+        since: Instant | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 DeadLetterStatus = Literal["open", "retried", "discarded"]
+
+
+def _storable(value: datetime) -> datetime:
+    """A time the database can hold: in UTC (a time without a zone is taken as
+    UTC) and within years 1 to 9999 once there; else a 422, not a 500."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once in UTC (years 1 to 9999)") from None
+
+
+# A time to filter by, in a query or a body.
+Instant = Annotated[datetime, AfterValidator(_storable)]
 
 
 class DeadLetterSummary(BaseModel):
@@ -50,8 +65,8 @@ class DeadLetterFilter(BaseModel):
     reason: str | None = None
     channel: str | None = None
     status: DeadLetterStatus | None = "open"
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
 
 
 class RetryRequest(BaseModel):

@@ -218,3 +218,21 @@ def test_a_channel_name_outside_latin_1_still_gets_its_csv(sqlite_engine: Engine
         )
     assert answer.status_code == 200
     assert "reconciliation-2026-11-25-___.csv" in answer.headers["content-disposition"]
+
+
+def test_a_time_filter_beyond_the_calendar_is_a_422(sqlite_engine: Engine) -> None:
+    # Found by the schemathesis fuzzing: 0001-01-01T00:00+01:00 is before year 1 in UTC.
+    auth = KeyAuth(sqlite_engine, {"root": "root-token"})
+    app = create_admin_app(sqlite_engine, auth, build_topology(Settings(namespace="t")))
+    edge = {"since": "0001-01-01T00:00:00+01:00"}
+    with TestClient(app) as client:
+        for path in ("/dead-letters", "/rejected-requests"):
+            answer = client.get(path, params=edge, headers=ROOT)
+            assert answer.status_code == 422, (path, answer.text)
+            assert "years 1 to 9999" in answer.text
+        naive = client.get("/dead-letters", params={"since": "2026-01-01T00:00:00"}, headers=ROOT)
+        assert naive.status_code == 200  # taken as UTC
+        retry = client.post(
+            "/dead-letters/retry", json={"until": "0001-01-01T00:00:00+01:00"}, headers=ROOT
+        )
+        assert retry.status_code == 422
