@@ -20,9 +20,17 @@ and tracking number, through the channel's own API (the ``channel`` target).
   company_code = the shipment's ``carrier_code``, else its carrier), signed
   as every TOP call (connectors/payload.py). An answer saying the trade was
   already shipped counts as done.
+- ``{"kind": "pinduoduo", "client_id", "client_secret", "access_token"}``:
+  ``pdd.logistics.online.send`` (order_sn, logistics_id = the shipment's
+  ``carrier_code``, Pinduoduo's numeric id of the carrier, tracking_number),
+  signed as the Pinduoduo poller signs (connectors/pinduoduo.py).
+- ``{"kind": "jd", "app_key", "app_secret", "access_token"}``:
+  ``jingdong.pop.order.shipment`` (orderId, logiCoprId = ``carrier_code``,
+  JD's numeric id of the carrier, logiNo), signed as the JD poller signs;
+  the answer's ``sopjosshipment_result.success`` as JD's Java SDK reads it.
 - ``{"kind": "template", "url": ..., "template": ...}``: any other channel, by a
   JSON template (router/adapters/template.py), e.g. to a bridge of your own
-  for Youzan, Pinduoduo, JD or Douyin, whose ship APIs are not built in.
+  for Youzan or Douyin, whose ship APIs are not built in.
 
 429 and 5xx are tried again with backoff; other refusals are dead letters
 with the channel's reason.
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -41,10 +50,10 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import DeliveryRejected, EndpointUnavailable
-from connectors.payload import sorted_params_md5
+from connectors.payload import TRY_LATER, sorted_params_md5
 from router.adapters.base import TargetAdapter, answer_json, http_problem, refused
 from router.adapters.template import TemplateAdapter, TemplateOptions
-from router.delivery import Transport
+from router.delivery import Answer, Transport
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -170,7 +179,6 @@ class WooCommerceCompletion:
 
 class TaobaoOfflineSend:
     name = "taobao write-back"
-    ALREADY = ("已发货", "已经发货", "不能重复发货")
 
     def __init__(
         self, options: TaobaoWriteback, clock: Callable[[], datetime] | None = None
@@ -199,29 +207,170 @@ class TaobaoOfflineSend:
             urlencode(form).encode("utf-8"),
             {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
         )
-        if answer.status_code == 429 or answer.status_code >= 500:
-            raise http_problem("Taobao", answer, answer.text[:300])
-        said = answer_json(answer)
-        if not isinstance(said, dict):
-            raise http_problem("Taobao", answer, f"not JSON: {answer.text[:200]}")
+        said = _signed_answer("Taobao", answer)
         error = said.get("error_response")
         if isinstance(error, dict):
-            words = f"{error.get('msg', '')} {error.get('sub_msg', '')}"
-            if any(w in words for w in self.ALREADY):
-                return 200  # shipped already: an earlier delivery of this shipment
+            words = f"{error.get('code')} {error.get('msg', '')} {error.get('sub_msg', '')}"
             if error.get("code") == 7 or str(error.get("sub_code", "")).startswith("isp."):
                 raise EndpointUnavailable(f"Taobao logistics.offline.send: {words.strip()}")
-            raise refused("Taobao", f"code {error.get('code')}: {words.strip()}", answer)
+            problem = _platform_error("Taobao", words, answer)
+            if problem is None:
+                return 200  # shipped already: an earlier delivery of this shipment
+            raise problem
         shipping = (said.get("logistics_offline_send_response") or {}).get("shipping") or {}
         if shipping.get("is_success") is not True:
             raise refused("Taobao", f"not confirmed: {answer.text[:300]}", answer)
         return answer.status_code
 
 
+class PinduoduoWriteback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "pinduoduo"
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    access_token: str = Field(min_length=1)
+    endpoint: str = "https://gw-api.pinduoduo.com/api/router"
+
+
+class JdWriteback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "jd"
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    access_token: str = Field(min_length=1)
+    endpoint: str = "https://api.jd.com/routerjson"
+
+
+ALREADY_SHIPPED = ("已发货", "已经发货", "不能重复发货", "已出库")
+
+
+def _carrier_id(shipment: dict[str, Any], platform: str) -> str:
+    code = str(shipment.get("carrier_code") or "")
+    if not code.isdigit():
+        raise DeliveryRejected(
+            f"shipment.carrier_code must be {platform}'s numeric id of the carrier "
+            f"({shipment.get('carrier')!r} came with {code or 'none'})",
+            status_code=0,
+            response_body="",
+        )
+    return code
+
+
+def _signed_answer(platform: str, answer: Answer) -> dict[str, Any]:
+    """A signed platform call's answer as a dict; 429/5xx and a non-JSON answer
+    are tried again."""
+    if answer.status_code == 429 or answer.status_code >= 500:
+        raise http_problem(platform, answer, answer.text[:300])
+    said = answer_json(answer)
+    if not isinstance(said, dict):
+        raise http_problem(platform, answer, f"not JSON: {answer.text[:200]}")
+    return said
+
+
+def _platform_error(platform: str, words: str, answer: Answer) -> Exception | None:
+    """None when the refusal says the order was shipped already (done)."""
+    if any(w in words for w in ALREADY_SHIPPED):
+        return None
+    if TRY_LATER.search(words):
+        return EndpointUnavailable(f"{platform}: {words.strip()}")
+    return refused(platform, words.strip(), answer)
+
+
+class PinduoduoOnlineSend:
+    name = "pinduoduo write-back"
+
+    def __init__(self, options: PinduoduoWriteback, clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self.clock = clock
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        shipment = _shipment(order)
+        o = self.options
+        form = {
+            "type": "pdd.logistics.online.send",
+            "client_id": o.client_id,
+            "access_token": o.access_token,
+            "timestamp": str(int(self.clock())),
+            "data_type": "JSON",
+            "version": "V1",
+            "order_sn": str(order["external_id"]),
+            "logistics_id": _carrier_id(shipment, "Pinduoduo"),
+            "tracking_number": shipment["tracking_number"],
+        }
+        form["sign"] = sorted_params_md5(form, o.client_secret)
+        answer = http.post(
+            o.endpoint, json.dumps(form).encode("utf-8"), {"Content-Type": "application/json"}
+        )
+        said = _signed_answer("Pinduoduo", answer)
+        error = said.get("error_response")
+        if isinstance(error, dict):
+            words = f"{error.get('error_code')} {error.get('error_msg')} {error.get('sub_msg')}"
+            problem = _platform_error("Pinduoduo", words, answer)
+            if problem is None:
+                return 200
+            raise problem
+        result = said.get("logistics_online_send_response") or {}
+        if result.get("is_success") is not True:
+            raise refused("Pinduoduo", f"not confirmed: {answer.text[:300]}", answer)
+        return answer.status_code
+
+
+class JdShipment:
+    name = "jd write-back"
+
+    def __init__(self, options: JdWriteback, clock: Callable[[], datetime] | None = None) -> None:
+        self.options = options
+        self.clock = clock or (lambda: datetime.now(SHANGHAI))
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        shipment = _shipment(order)
+        o = self.options
+        business = {
+            "orderId": str(order["external_id"]),
+            "logiCoprId": _carrier_id(shipment, "JD"),
+            "logiNo": shipment["tracking_number"],
+        }
+        form = {
+            "method": "jingdong.pop.order.shipment",
+            "app_key": o.app_key,
+            "access_token": o.access_token,
+            "timestamp": self.clock().astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+            "v": "2.0",
+            "360buy_param_json": json.dumps(business, ensure_ascii=False, separators=(",", ":")),
+        }
+        form["sign"] = sorted_params_md5(form, o.app_secret)
+        answer = http.post(
+            o.endpoint,
+            urlencode(form).encode("utf-8"),
+            {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
+        )
+        said = _signed_answer("JD", answer)
+        error = said.get("error_response")
+        if isinstance(error, dict):
+            words = f"{error.get('code')} {error.get('zh_desc')} {error.get('en_desc')}"
+            problem = _platform_error("JD", words, answer)
+            if problem is None:
+                return 200
+            raise problem
+        wrapper = said.get("jingdong_pop_order_shipment_responce") or {}
+        result = wrapper.get("sopjosshipment_result") or {}
+        if result.get("success") is True:
+            return answer.status_code
+        words = f"{result.get('errorCode')} {result.get('chineseErrCode')}"
+        problem = _platform_error("JD", words, answer)
+        if problem is None:
+            return 200
+        raise problem
+
+
 WRITEBACKS: dict[str, Callable[[dict[str, Any]], TargetAdapter]] = {
     "shopify": lambda o: ShopifyFulfillment(ShopifyWriteback.model_validate(o)),
     "woocommerce": lambda o: WooCommerceCompletion(WooCommerceWriteback.model_validate(o)),
     "taobao": lambda o: TaobaoOfflineSend(TaobaoWriteback.model_validate(o)),
+    "pinduoduo": lambda o: PinduoduoOnlineSend(PinduoduoWriteback.model_validate(o)),
+    "jd": lambda o: JdShipment(JdWriteback.model_validate(o)),
     "template": lambda o: TemplateAdapter(
         TemplateOptions.model_validate({**{k: v for k, v in o.items() if k != "kind"}})
     ),

@@ -14,11 +14,24 @@ handlers. Shapes, from the channels' own documentation:
 - Taobao TOP ``taobao.logistics.offline.send`` (tid, out_sid, company_code)
   -> ``{"logistics_offline_send_response": {"shipping": {"is_success": true}}}``;
   the "already shipped" refusal's wording is our assumption.
+- Pinduoduo ``pdd.logistics.online.send`` (order_sn, logistics_id,
+  tracking_number; JSON body) -> ``{"logistics_online_send_response":
+  {"is_success": true}}``, the parameter and answer names as Pinduoduo's
+  POP SDKs declare them.
+- JD ``jingdong.pop.order.shipment`` (orderId, logiCoprId, logiNo in
+  ``360buy_param_json``) -> ``{"jingdong_pop_order_shipment_responce":
+  {"sopjosshipment_result": {"success": true}}}`` as JD's Java SDK reads it
+  (``PopOrderShipmentResponse``, ``OperatorResult``).
+
+Each checks the request's signature by the platforms' documented rule,
+written here again on its own: MD5 over secret + sorted name/value pairs +
+secret, upper-case hex.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -90,13 +103,23 @@ class FakeWooCommerce:
         return httpx.Response(200, json=order)
 
 
+def signed_by(form: dict[str, str], secret: str) -> bool:
+    given = form.pop("sign", "")
+    text = secret + "".join(k + form[k] for k in sorted(form)) + secret
+    return given == hashlib.md5(text.encode()).hexdigest().upper()
+
+
 class FakeTaobaoLogistics:
-    def __init__(self) -> None:
+    def __init__(self, secret: str = "top-secret") -> None:
+        self.secret = secret
         self.sent: dict[str, dict[str, str]] = {}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
         assert form["method"] == "taobao.logistics.offline.send"
+        if not signed_by(dict(form), self.secret):
+            error = {"code": 25, "msg": "Invalid signature"}
+            return httpx.Response(200, json={"error_response": error})
         if form["tid"] in self.sent:
             error = {
                 "code": 15,
@@ -109,3 +132,48 @@ class FakeTaobaoLogistics:
         return httpx.Response(
             200, json={"logistics_offline_send_response": {"shipping": {"is_success": True}}}
         )
+
+
+class FakePinduoduoLogistics:
+    def __init__(self, secret: str = "pdd-secret") -> None:
+        self.secret = secret
+        self.sent: dict[str, dict[str, str]] = {}
+        self.busy = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        form = json.loads(request.content)
+        assert form["type"] == "pdd.logistics.online.send"
+        if not signed_by(dict(form), self.secret):
+            return httpx.Response(
+                200, json={"error_response": {"error_code": 10019, "error_msg": "签名错误"}}
+            )
+        if self.busy > 0:
+            self.busy -= 1
+            error = {"error_code": 70031, "error_msg": "调用过于频繁,请调整调用频率"}
+            return httpx.Response(200, json={"error_response": error})
+        if form["order_sn"] in self.sent:
+            error = {"error_code": 50000, "error_msg": "业务服务错误", "sub_msg": "订单已发货"}
+            return httpx.Response(200, json={"error_response": error})
+        self.sent[form["order_sn"]] = form
+        return httpx.Response(200, json={"logistics_online_send_response": {"is_success": True}})
+
+
+class FakeJdShipment:
+    def __init__(self, secret: str = "jd-secret") -> None:
+        self.secret = secret
+        self.sent: dict[str, dict[str, str]] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+        assert form["method"] == "jingdong.pop.order.shipment"
+        if not signed_by(dict(form), self.secret):
+            error = {"code": "19", "zh_desc": "签名无效", "en_desc": "Invalid signature"}
+            return httpx.Response(200, json={"error_response": error})
+        business = json.loads(form["360buy_param_json"])
+        if business["orderId"] in self.sent:
+            result = {"success": False, "errorCode": "10400001", "chineseErrCode": "订单已出库"}
+        else:
+            self.sent[business["orderId"]] = business
+            result = {"success": True, "errorCode": "", "chineseErrCode": "成功"}
+        wrapper = {"code": "0", "sopjosshipment_result": result}
+        return httpx.Response(200, json={"jingdong_pop_order_shipment_responce": wrapper})

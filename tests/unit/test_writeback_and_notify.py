@@ -24,7 +24,13 @@ from router.service import RouterService
 from router.shipments import ShipmentIntake, ShipmentReport
 from router.tables import inbox, notifications, orders, outbox
 from router.topology import build_topology
-from tests.channel_fakes import FakeShopify, FakeTaobaoLogistics, FakeWooCommerce
+from tests.channel_fakes import (
+    FakeJdShipment,
+    FakePinduoduoLogistics,
+    FakeShopify,
+    FakeTaobaoLogistics,
+    FakeWooCommerce,
+)
 from tests.factories import FakePublisher, delivery_for, order
 from tests.outbox_messages import outbox_deliveries, quick_app
 from tests.smtp_server import SmtpServer
@@ -41,6 +47,20 @@ WRITEBACK = {
         "url": "https://woo.test",
         "consumer_key": "ck_test",
         "consumer_secret": "cs_test",
+    },
+    "pdd": {
+        "kind": "pinduoduo",
+        "client_id": "pdd-client",
+        "client_secret": "pdd-secret",
+        "access_token": "pdd-token",
+        "endpoint": "https://pdd.test/api/router",
+    },
+    "jd": {
+        "kind": "jd",
+        "app_key": "jd-app",
+        "app_secret": "jd-secret",
+        "access_token": "jd-token",
+        "endpoint": "https://jd.test/routerjson",
     },
     "tmall": {
         "kind": "taobao",
@@ -77,6 +97,7 @@ class World:
             FakeWooCommerce(),
             FakeTaobaoLogistics(),
         )
+        self.pdd, self.jd = FakePinduoduoLogistics(), FakeJdShipment()
         self.sms: list[dict[str, Any]] = []
         self.robot: list[str] = []
         self.robot_busy = 0
@@ -89,6 +110,10 @@ class World:
             return self.woo(request)
         if host == "top.test":
             return self.taobao(request)
+        if host == "pdd.test":
+            return self.pdd(request)
+        if host == "jd.test":
+            return self.jd(request)
         if host == "sms.test":
             self.sms.append(json.loads(request.content))
             return httpx.Response(200, json={"ok": True})
@@ -111,12 +136,12 @@ class World:
             )
         return str(number)
 
-    def ship(self, number: str, tracking: str = "SF1234567890") -> None:
+    def ship(self, number: str, tracking: str = "SF1234567890", code: str = "SF") -> None:
         self.intake.accept(
             ShipmentReport(
                 order_number=number,
                 carrier="顺丰速运",
-                carrier_code="SF",
+                carrier_code=code,
                 tracking_number=tracking,
                 shipped_at="2026-11-12T10:00:00+08:00",
             )
@@ -178,6 +203,40 @@ def test_a_taobao_trade_is_sent_once(world: World) -> None:
     # sent again (a crash before the inbox commit): Taobao says shipped already
     assert world.consumer("channel").delivery.send(message.body, {}).status_code == 200
     assert len(world.taobao.sent) == 1
+
+
+def test_a_pinduoduo_order_is_sent_once_through_its_rate_limit(world: World) -> None:
+    number = world.place(channel="pdd", external_id="231125-123456789")
+    world.ship(number, code="44")  # Pinduoduo's logistics_id of the carrier
+    world.pdd.busy = 1  # "调用过于频繁": tried again
+    message = world.message(f"{number}-v2-channel")
+    world.consumer("channel").handle(message)
+    sent = world.pdd.sent["231125-123456789"]
+    assert (sent["logistics_id"], sent["tracking_number"]) == ("44", "SF1234567890")
+    assert world.consumer("channel").delivery.send(message.body, {}).status_code == 200
+    assert len(world.pdd.sent) == 1
+
+
+def test_a_jd_order_is_sent_once(world: World) -> None:
+    number = world.place(channel="jd", external_id="300123456789")
+    world.ship(number, code="467")  # JD's logiCoprId of 顺丰
+    message = world.message(f"{number}-v2-channel")
+    world.consumer("channel").handle(message)
+    assert world.jd.sent["300123456789"] == {
+        "orderId": "300123456789",
+        "logiCoprId": "467",
+        "logiNo": "SF1234567890",
+    }
+    assert world.consumer("channel").delivery.send(message.body, {}).status_code == 200
+    assert len(world.jd.sent) == 1
+
+
+def test_a_carrier_without_the_platforms_id_is_a_dead_letter_saying_so(world: World) -> None:
+    number = world.place(channel="jd", external_id="300123456790")
+    world.ship(number, code="SF")
+    with pytest.raises(DeliveryRejected, match="JD's numeric id of the carrier"):
+        world.consumer("channel").handle(world.message(f"{number}-v2-channel"))
+    assert world.jd.sent == {}
 
 
 def test_an_unknown_order_at_the_channel_is_a_dead_letter(world: World) -> None:
