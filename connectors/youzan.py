@@ -326,31 +326,35 @@ class YouzanApi:
             self._expires = max(expires - TOKEN_MARGIN, self.clock() + 60)
         return self._token
 
-    def trade(self, tid: str) -> dict[str, Any]:
-        """``data.full_order_info`` of the trade."""
+    def call(self, api: str, version: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST {endpoint}/api/{api}/{version}?access_token=``: the answer's
+        ``data``, the token renewed once when Youzan refuses it."""
         for attempt in (1, 2):
-            url = f"{self.endpoint}/api/youzan.trade.get/4.0.0"
+            url = f"{self.endpoint}/api/{api}/{version}"
             try:
-                response = self.client.post(
-                    url, params={"access_token": self.token()}, json={"tid": tid}
-                )
+                response = self.client.post(url, params={"access_token": self.token()}, json=body)
             except httpx.HTTPError as exc:
-                raise EndpointUnavailable(f"Youzan youzan.trade.get: {exc!r}") from exc
+                raise EndpointUnavailable(f"Youzan {api}: {exc!r}") from exc
             if response.status_code == 429 or response.status_code >= 500:
-                raise EndpointUnavailable(f"Youzan youzan.trade.get: HTTP {response.status_code}")
+                raise EndpointUnavailable(f"Youzan {api}: HTTP {response.status_code}")
             answer = load_json(response.content, exact_numbers=True)
             if not isinstance(answer, dict):
-                raise EndpointUnavailable("Youzan youzan.trade.get: the answer is not an object")
+                raise EndpointUnavailable(f"Youzan {api}: the answer is not an object")
             if not self._refused(answer):
-                info = (answer.get("data") or {}).get("full_order_info")
-                if not isinstance(info, dict):
-                    raise unreadable("youzan.trade.get answered no data.full_order_info")
-                return info
+                data = answer.get("data")
+                return data if isinstance(data, dict) else {"value": data}
             if attempt == 1 and "token" in str(answer.get("message") or "").lower():
                 self._token = None  # expired or revoked: renew once
                 continue
-            raise self._failure("youzan.trade.get", answer)
+            raise self._failure(api, answer)
         raise AssertionError("unreachable")
+
+    def trade(self, tid: str) -> dict[str, Any]:
+        """``data.full_order_info`` of the trade."""
+        info = self.call("youzan.trade.get", "4.0.0", {"tid": tid}).get("full_order_info")
+        if not isinstance(info, dict):
+            raise unreadable("youzan.trade.get answered no data.full_order_info")
+        return info
 
 
 class YouzanOrders:

@@ -28,9 +28,16 @@ and tracking number, through the channel's own API (the ``channel`` target).
   ``jingdong.pop.order.shipment`` (orderId, logiCoprId = ``carrier_code``,
   JD's numeric id of the carrier, logiNo), signed as the JD poller signs;
   the answer's ``sopjosshipment_result.success`` as JD's Java SDK reads it.
+- ``{"kind": "youzan", "client_id", "client_secret", "grant_id"}``:
+  ``youzan.logistics.online.confirm`` 3.0.0 (tid, out_stype = ``carrier_code``,
+  Youzan's express company id, out_sid), through the Youzan connector's API
+  client and its token (connectors/youzan.py).
+- ``{"kind": "douyin", "app_key", "app_secret", "shop_id"}``: Doudian
+  ``order.logisticsAdd`` (order_id, company_code = ``carrier_code``,
+  logistics_code), through the Douyin connector's signed client and token
+  (connectors/douyin.py).
 - ``{"kind": "template", "url": ..., "template": ...}``: any other channel, by a
-  JSON template (router/adapters/template.py), e.g. to a bridge of your own
-  for Youzan or Douyin, whose ship APIs are not built in.
+  JSON template (router/adapters/template.py), e.g. to a bridge of your own.
 
 429 and 5xx are tried again with backoff; other refusals are dead letters
 with the channel's reason.
@@ -47,10 +54,15 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import DeliveryRejected, EndpointUnavailable
+from connectors.base import ConnectorError
+from connectors.douyin import API_ENDPOINT as DOUDIAN_ENDPOINT
+from connectors.douyin import DoudianApi
 from connectors.payload import TRY_LATER, sorted_params_md5
+from connectors.youzan import YouzanApi
 from router.adapters.base import TargetAdapter, answer_json, http_problem, refused
 from router.adapters.template import TemplateAdapter, TemplateOptions
 from router.delivery import Answer, Transport
@@ -365,12 +377,126 @@ class JdShipment:
         raise problem
 
 
+class _Bridge(httpx.BaseTransport):
+    """Our delivery transport as an httpx transport, so the connectors' API
+    clients (Youzan, Doudian) write back through the consumer's transport."""
+
+    def __init__(self) -> None:
+        self.http: Transport | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert self.http is not None
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        if request.method == "GET":
+            answer = self.http.get(str(request.url), headers)
+        else:
+            answer = self.http.post(str(request.url), request.read(), headers)
+        return httpx.Response(answer.status_code, content=answer.text.encode("utf-8"))
+
+
+def _as_delivery_error(
+    platform: str, exc: ConnectorError | EndpointUnavailable
+) -> Exception | None:
+    """A connector's error as the consumer's: None when it says shipped already;
+    a transient one as it is (tried again); a refusal as a dead letter."""
+    if any(w in exc.detail for w in ALREADY_SHIPPED):
+        return None
+    if isinstance(exc, EndpointUnavailable):
+        return exc
+    return DeliveryRejected(f"{platform} refused: {exc.detail}", status_code=0, response_body="")
+
+
+class YouzanWriteback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "youzan"
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    grant_id: str = Field(min_length=1, description="the shop's kdt_id")
+    endpoint: str = "https://open.youzanyun.com"
+
+
+class YouzanConfirm:
+    name = "youzan write-back"
+
+    def __init__(self, options: YouzanWriteback) -> None:
+        self.bridge = _Bridge()
+        client = httpx.Client(transport=self.bridge, timeout=30)
+        self.api = YouzanApi(
+            client, options.client_id, options.client_secret, options.grant_id, options.endpoint
+        )
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        shipment = _shipment(order)
+        self.bridge.http = http
+        body = {
+            "tid": str(order["external_id"]),
+            "out_stype": _carrier_id(shipment, "Youzan"),
+            "out_sid": shipment["tracking_number"],
+            "is_no_express": 0,
+        }
+        try:
+            data = self.api.call("youzan.logistics.online.confirm", "3.0.0", body)
+        except (ConnectorError, EndpointUnavailable) as exc:
+            problem = _as_delivery_error("Youzan", exc)
+            if problem is None:
+                return 200  # shipped already: an earlier delivery of this shipment
+            raise problem from exc
+        if data.get("is_success") is False:
+            raise DeliveryRejected(
+                f"Youzan did not confirm the shipment: {data}", status_code=0, response_body=""
+            )
+        return 200
+
+
+class DouyinWriteback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "douyin"
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    shop_id: str = Field(min_length=1)
+    endpoint: str = DOUDIAN_ENDPOINT
+
+
+class DouyinLogisticsAdd:
+    name = "douyin write-back"
+
+    def __init__(self, options: DouyinWriteback) -> None:
+        self.bridge = _Bridge()
+        client = httpx.Client(transport=self.bridge, timeout=30)
+        self.api = DoudianApi(
+            client, options.app_key, options.app_secret, options.shop_id, options.endpoint
+        )
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        shipment = _shipment(order)
+        self.bridge.http = http
+        params = {
+            "order_id": str(order["external_id"]),
+            "company_code": shipment.get("carrier_code") or shipment["carrier"],
+            "logistics_code": shipment["tracking_number"],
+        }
+        try:
+            self.api.call("order.logisticsAdd", params)
+        except (ConnectorError, EndpointUnavailable) as exc:
+            problem = _as_delivery_error("Doudian", exc)
+            if problem is None:
+                return 200  # shipped already: an earlier delivery of this shipment
+            raise problem from exc
+        return 200
+
+
 WRITEBACKS: dict[str, Callable[[dict[str, Any]], TargetAdapter]] = {
     "shopify": lambda o: ShopifyFulfillment(ShopifyWriteback.model_validate(o)),
     "woocommerce": lambda o: WooCommerceCompletion(WooCommerceWriteback.model_validate(o)),
     "taobao": lambda o: TaobaoOfflineSend(TaobaoWriteback.model_validate(o)),
     "pinduoduo": lambda o: PinduoduoOnlineSend(PinduoduoWriteback.model_validate(o)),
     "jd": lambda o: JdShipment(JdWriteback.model_validate(o)),
+    "youzan": lambda o: YouzanConfirm(YouzanWriteback.model_validate(o)),
+    "douyin": lambda o: DouyinLogisticsAdd(DouyinWriteback.model_validate(o)),
     "template": lambda o: TemplateAdapter(
         TemplateOptions.model_validate({**{k: v for k, v in o.items() if k != "kind"}})
     ),

@@ -177,3 +177,38 @@ class FakeJdShipment:
             result = {"success": True, "errorCode": "", "chineseErrCode": "成功"}
         wrapper = {"code": "0", "sopjosshipment_result": result}
         return httpx.Response(200, json={"jingdong_pop_order_shipment_responce": wrapper})
+
+
+class FakeYouzanLogistics:
+    """Youzan's /auth/token (silent) and youzan.logistics.online.confirm 3.0.0
+    (tid, out_stype, out_sid), in the {success, code, message, data} shape
+    public integrations read; the codes and the "shipped already" wording are
+    ours."""
+
+    def __init__(self) -> None:
+        self.valid: set[str] = set()
+        self.issued = 0
+        self.confirmed: dict[str, dict[str, Any]] = {}
+
+    def expire_tokens(self) -> None:
+        self.valid.clear()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/auth/token":
+            self.issued += 1
+            token = f"yz-{self.issued}"
+            self.valid.add(token)
+            data = {"access_token": token, "expires": 4_102_444_800_000}
+            return httpx.Response(200, json={"success": True, "code": 200, "data": data})
+        assert request.url.path == "/api/youzan.logistics.online.confirm/3.0.0"
+        if request.url.params.get("access_token") not in self.valid:
+            answer = {"success": False, "code": 4203, "message": "access_token 已过期"}
+            return httpx.Response(200, json=answer)
+        if body["tid"] in self.confirmed:
+            answer = {"success": False, "code": 101300011, "message": "订单已发货"}
+            return httpx.Response(200, json=answer)
+        self.confirmed[body["tid"]] = body
+        return httpx.Response(
+            200, json={"success": True, "code": 200, "data": {"is_success": True}}
+        )

@@ -24,6 +24,10 @@ SUCCESS = 10000
 
 
 class FakeDoudian:
+    """Doudian's open API: token.create, order.orderDetail, order.logisticsAdd
+    (order_id, company_code, logistics_code; the "shipped already" refusal is
+    our assumption), each request's signature checked."""
+
     def __init__(self, app_key: str, app_secret: str, shop_id: str) -> None:
         self.app_key = app_key
         self.app_secret = app_secret
@@ -34,6 +38,7 @@ class FakeDoudian:
         self.valid_tokens: set[str] = set()
         self.down = 0  # answer this many requests with HTTP 503
         self.rate_limited = 0  # answer this many with HTTP 429
+        self.shipped: dict[str, dict[str, Any]] = {}  # order.logisticsAdd, by order_id
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -95,6 +100,12 @@ class FakeDoudian:
             if order is None:
                 return self._answer(50002, sub_code="isv.business-failed", sub_msg="订单不存在")
             return self._answer(SUCCESS, {"shop_order_detail": order})
+        if method == "order.logisticsAdd":
+            order_id = str(params.get("order_id"))
+            if order_id in self.shipped:
+                return self._answer(50002, sub_code="isv.business-failed", sub_msg="订单已发货")
+            self.shipped[order_id] = params
+            return self._answer(SUCCESS, {})
         return self._answer(40004, sub_code="isv.method-not-found", sub_msg="method not exist")
 
 

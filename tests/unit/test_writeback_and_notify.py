@@ -30,7 +30,9 @@ from tests.channel_fakes import (
     FakeShopify,
     FakeTaobaoLogistics,
     FakeWooCommerce,
+    FakeYouzanLogistics,
 )
+from tests.doudian_fake import FakeDoudian
 from tests.factories import FakePublisher, delivery_for, order
 from tests.outbox_messages import outbox_deliveries, quick_app
 from tests.smtp_server import SmtpServer
@@ -61,6 +63,20 @@ WRITEBACK = {
         "app_secret": "jd-secret",
         "access_token": "jd-token",
         "endpoint": "https://jd.test/routerjson",
+    },
+    "yz": {
+        "kind": "youzan",
+        "client_id": "yz-client",
+        "client_secret": "yz-secret",
+        "grant_id": "41566520",
+        "endpoint": "https://yz.test",
+    },
+    "dy": {
+        "kind": "douyin",
+        "app_key": "dd-app",
+        "app_secret": "dd-secret",
+        "shop_id": "77001",
+        "endpoint": "https://dd.test",
     },
     "tmall": {
         "kind": "taobao",
@@ -98,6 +114,8 @@ class World:
             FakeTaobaoLogistics(),
         )
         self.pdd, self.jd = FakePinduoduoLogistics(), FakeJdShipment()
+        self.youzan = FakeYouzanLogistics()
+        self.doudian = FakeDoudian("dd-app", "dd-secret", "77001")
         self.sms: list[dict[str, Any]] = []
         self.robot: list[str] = []
         self.robot_busy = 0
@@ -114,6 +132,10 @@ class World:
             return self.pdd(request)
         if host == "jd.test":
             return self.jd(request)
+        if host == "yz.test":
+            return self.youzan(request)
+        if host == "dd.test":
+            return self.doudian.handle(request)
         if host == "sms.test":
             self.sms.append(json.loads(request.content))
             return httpx.Response(200, json={"ok": True})
@@ -229,6 +251,41 @@ def test_a_jd_order_is_sent_once(world: World) -> None:
     }
     assert world.consumer("channel").delivery.send(message.body, {}).status_code == 200
     assert len(world.jd.sent) == 1
+
+
+def test_a_youzan_trade_is_confirmed_once_through_a_token_expiry(world: World) -> None:
+    first = world.place(channel="yz", external_id="E20261125000001")
+    second = world.place(channel="yz", external_id="E20261125000002")
+    for number in (first, second):
+        world.ship(number, code="1")  # Youzan's express company id
+    channel = world.consumer("channel")
+    channel.handle(world.message(f"{first}-v2-channel"))
+    world.youzan.expire_tokens()
+    message = world.message(f"{second}-v2-channel")
+    channel.handle(message)
+    assert world.youzan.confirmed["E20261125000002"] == {
+        "tid": "E20261125000002",
+        "out_stype": "1",
+        "out_sid": "SF1234567890",
+        "is_no_express": 0,
+    }
+    assert world.youzan.issued == 2  # renewed once
+    assert world.consumer("channel").delivery.send(message.body, {}).status_code == 200
+    assert len(world.youzan.confirmed) == 2
+
+
+def test_a_douyin_order_gets_its_logistics_once(world: World) -> None:
+    number = world.place(channel="dy", external_id="6921234567890123456")
+    world.ship(number, code="shunfeng")  # Doudian's company code
+    message = world.message(f"{number}-v2-channel")
+    world.consumer("channel").handle(message)
+    assert world.doudian.shipped["6921234567890123456"] == {
+        "order_id": "6921234567890123456",
+        "company_code": "shunfeng",
+        "logistics_code": "SF1234567890",
+    }
+    assert world.consumer("channel").delivery.send(message.body, {}).status_code == 200
+    assert len(world.doudian.shipped) == 1
 
 
 def test_a_carrier_without_the_platforms_id_is_a_dead_letter_saying_so(world: World) -> None:
