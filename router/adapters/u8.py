@@ -35,6 +35,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -81,7 +82,6 @@ class U8Adapter:
         self.pacer = Pacer(options.rate)
         self._http: Transport | None = None
         self.token = TokenCache(self._fetch_token)
-        self._code = ""
         self._trades: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -135,12 +135,13 @@ class U8Adapter:
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
         self._http = http
         saleorder = render(self.options.saleorder, order)
-        self._code = str(saleorder.get("code") or "") if isinstance(saleorder, dict) else ""
-        body = json.dumps({"saleorder": saleorder}, ensure_ascii=False)
+        code = str(saleorder.get("code") or "") if isinstance(saleorder, dict) else ""
+        body = json.dumps({"saleorder": saleorder}, ensure_ascii=False).encode("utf-8")
+        submission = _Submission(body, message_id, code)
         for attempt in range(2):
             token = self.token.get()
             try:
-                return self._add(body.encode("utf-8"), message_id, token)
+                return self._add(submission, token)
             except _TokenRefused as exc:
                 if attempt == 1:
                     raise refused(
@@ -150,24 +151,24 @@ class U8Adapter:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _exists(self) -> bool:
-        """Whether U8 has a sales order with this order's code (its ``get``)."""
+    def _exists(self, code: str) -> bool:
+        """Whether U8 has a sales order with this ``code`` (its ``get``)."""
         o = self.options
-        if not self._code:
+        if not code:
             return False
         query = {
             "from_account": o.from_account,
             "to_account": o.to_account,
             "app_key": o.app_key,
             "token": self.token.get(),
-            "id": self._code,
+            "id": code,
         }
         _, said = self._get("/api/saleorder/get", query)
         return str(said.get("errcode")) == "0" and isinstance(said.get("saleorder"), dict)
 
-    def _add(self, body: bytes, message_id: str, token: str) -> int:
+    def _add(self, submission: _Submission, token: str) -> int:
         o = self.options
-        trade_id = self._trade_id(message_id, token)
+        trade_id = self._trade_id(submission.message_id, token)
         query = {
             "from_account": o.from_account,
             "to_account": o.to_account,
@@ -179,21 +180,21 @@ class U8Adapter:
         self.pacer.wait()
         answer = self._http.post(
             f"{self.base}/api/saleorder/add?{urlencode(query)}",
-            body,
+            submission.body,
             {"Content-Type": "application/json"},
         )
         said = self._read(answer)
         if str(said.get("errcode")) != "0":
             self._token_problem(said, token, answer)
-            return self._refusal(said, answer)
+            return self._refusal(said, answer, submission.code)
         if said.get("id"):  # done at once (a synchronous answer)
             return answer.status_code
         url = said.get("url")
         if not url:
             raise refused("U8 OpenAPI", f"no result address in {answer.text[:200]}", answer)
-        return self._await_result(str(url))
+        return self._await_result(str(url), submission.code)
 
-    def _await_result(self, url: str) -> int:
+    def _await_result(self, url: str, code: str) -> int:
         assert self._http is not None
         for poll in range(self.options.result_polls):
             if poll:
@@ -201,22 +202,29 @@ class U8Adapter:
             answer = self._http.get(url, {})
             said = self._read(answer)
             if str(said.get("errcode")) != "0":
-                return self._refusal(said, answer)
+                return self._refusal(said, answer, code)
             if said.get("id"):
                 return answer.status_code
         raise EndpointUnavailable(
             f"U8 OpenAPI had not finished after {self.options.result_polls} looks at {url}"
         )
 
-    def _refusal(self, said: dict[str, Any], answer: Answer) -> int:
-        code, message = str(said.get("errcode")), str(said.get("errmsg") or "")
-        duplicate = code in self.options.duplicate_errcodes or any(
+    def _refusal(self, said: dict[str, Any], answer: Answer, code: str) -> int:
+        errcode, message = str(said.get("errcode")), str(said.get("errmsg") or "")
+        duplicate = errcode in self.options.duplicate_errcodes or any(
             w in message for w in ("重复", "已存在")
         )
-        if duplicate and self._exists():
+        if duplicate and self._exists(code):
             return answer.status_code  # the voucher is there from an earlier delivery
         where = fields_named(self.names, message, "U8")
-        raise refused("U8 OpenAPI", f"errcode {code}: {message}{where}", answer)
+        raise refused("U8 OpenAPI", f"errcode {errcode}: {message}{where}", answer)
+
+
+@dataclass(frozen=True)
+class _Submission:
+    body: bytes
+    message_id: str
+    code: str  # the voucher's code, to find it after a duplicate refusal
 
 
 class _TokenRefused(Exception):
