@@ -40,6 +40,7 @@ from admin_api.schemas import (
     KeyCreated,
     KeyOut,
     KeyRequest,
+    NotificationOut,
     OrderSearch,
     OrderStory,
     Page,
@@ -56,7 +57,7 @@ from router import deadletters, holds
 from router.database import translate_db_errors
 from router.fanout import Fanout
 from router.tables import alerts as alerts_table
-from router.tables import audit_log, dead_letters, rejected_requests
+from router.tables import audit_log, dead_letters, notifications, rejected_requests
 from router.tables import holds as holds_table
 from router.topology import Topology
 from router.validation import violations
@@ -459,6 +460,35 @@ def create_admin_app(
         total, rows = page(query, c.id.desc(), limit, offset)
         if not _who.sees_personal_data:
             rows = [{**r, "body_excerpt": mask_body(r["body_excerpt"])} for r in rows]
+        return {"total": total, "limit": limit, "offset": offset, "items": rows}
+
+    @app.get(
+        "/notifications", response_model=Page[NotificationOut], tags=["customer notifications"]
+    )
+    def list_notifications(
+        who: Viewer,
+        order_number: Annotated[str | None, Query(max_length=32)] = None,
+        event: Annotated[str | None, Query(max_length=16)] = None,
+        medium: Annotated[str | None, Query(max_length=16)] = None,
+        since: Instant | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    ) -> dict[str, Any]:
+        """What customers were told (ORDERBUS_NOTIFY), newest first."""
+        c = notifications.c
+        conditions: list[ColumnElement[bool]] = []
+        if order_number:
+            conditions.append(c.order_number == order_number)
+        if event:
+            conditions.append(c.event == event)
+        if medium:
+            conditions.append(c.medium == medium)
+        if since:
+            conditions.append(c.sent_at >= since)
+        query = select(notifications).where(*conditions)
+        total, rows = page(query, c.id.desc(), limit, offset)
+        if not who.sees_personal_data:
+            rows = [{**r, "body": None} for r in rows]
         return {"total": total, "limit": limit, "offset": offset, "items": rows}
 
     @app.get("/audit", response_model=Page[AuditEntry], tags=["audit"])

@@ -109,6 +109,19 @@ class RejectedRequestOut(BaseModel):
     received_at: datetime
 
 
+class NotificationOut(BaseModel):
+    id: int
+    message_id: str
+    medium: str = Field(description="email, sms, wechat_work, or none (nothing applied: why)")
+    order_number: str
+    event: str
+    language: str
+    recipient: str | None = Field(description="masked")
+    subject: str | None
+    body: str | None = Field(description="as sent; left out for viewers (it names the buyer)")
+    sent_at: datetime
+
+
 class AuditEntry(BaseModel):
     id: int
     actor: str

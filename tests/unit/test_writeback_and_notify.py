@@ -413,3 +413,30 @@ def test_a_delay_notice_after_the_order_moved_on_is_passed_over(
     customer.handle(world.message(f"{number}-v2-customer"))  # shipped, told first
     customer.handle(delay)  # older version: superseded, not sent
     assert [m["Subject"] for m in smtp.messages] == ["Acme 商城：订单 733 已发货"]
+
+
+def test_customer_service_reads_what_was_sent(world: World, smtp: SmtpServer) -> None:
+    from fastapi.testclient import TestClient
+
+    from admin_api.app import create_admin_app
+    from admin_api.auth import KeyAuth
+
+    number = world.place(channel="woo", external_id="740")
+    world.consumer("customer").handle(world.message(f"{number}-v1-customer"))
+    auth = KeyAuth(world.engine, {"root": "root-token"})
+    app = create_admin_app(world.engine, auth, build_topology(world.settings))
+    root = {"Authorization": "Bearer root-token"}
+    with TestClient(app) as client:
+        made = client.post("/keys", json={"name": "cs", "role": "viewer"}, headers=root)
+        viewer = {"Authorization": f"Bearer {made.json()['key']}"}
+        full = client.get("/notifications", params={"order_number": number}, headers=root)
+        shown = client.get(
+            "/notifications", params={"order_number": number, "medium": "email"}, headers=viewer
+        )
+    assert full.json()["total"] == 3  # email, sms, robot
+    [email] = shown.json()["items"]
+    assert (email["event"], email["recipient"]) == ("paid", "l***@example.com")
+    assert email["subject"] == "Acme 商城：订单 740 付款成功"
+    assert email["body"] is None  # a viewer does not see the text, which names the buyer
+    bodies = {i["medium"]: i["body"] for i in full.json()["items"]}
+    assert "李四" in bodies["email"]
