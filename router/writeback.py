@@ -408,6 +408,18 @@ def _as_delivery_error(
     return DeliveryRejected(f"{platform} refused: {exc.detail}", status_code=0, response_body="")
 
 
+def _through_connector(platform: str, call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """A connector client's call; None when the platform says the order was
+    shipped already (an earlier delivery of this shipment: done)."""
+    try:
+        return call()
+    except (ConnectorError, EndpointUnavailable) as exc:
+        problem = _as_delivery_error(platform, exc)
+        if problem is None:
+            return None
+        raise problem from exc
+
+
 class YouzanWriteback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -437,14 +449,10 @@ class YouzanConfirm:
             "out_sid": shipment["tracking_number"],
             "is_no_express": 0,
         }
-        try:
-            data = self.api.call("youzan.logistics.online.confirm", "3.0.0", body)
-        except (ConnectorError, EndpointUnavailable) as exc:
-            problem = _as_delivery_error("Youzan", exc)
-            if problem is None:
-                return 200  # shipped already: an earlier delivery of this shipment
-            raise problem from exc
-        if data.get("is_success") is False:
+        data = _through_connector(
+            "Youzan", lambda: self.api.call("youzan.logistics.online.confirm", "3.0.0", body)
+        )
+        if data is not None and data.get("is_success") is False:
             raise DeliveryRejected(
                 f"Youzan did not confirm the shipment: {data}", status_code=0, response_body=""
             )
@@ -479,13 +487,7 @@ class DouyinLogisticsAdd:
             "company_code": shipment.get("carrier_code") or shipment["carrier"],
             "logistics_code": shipment["tracking_number"],
         }
-        try:
-            self.api.call("order.logisticsAdd", params)
-        except (ConnectorError, EndpointUnavailable) as exc:
-            problem = _as_delivery_error("Doudian", exc)
-            if problem is None:
-                return 200  # shipped already: an earlier delivery of this shipment
-            raise problem from exc
+        _through_connector("Doudian", lambda: self.api.call("order.logisticsAdd", params))
         return 200
 
 
