@@ -417,6 +417,8 @@ def _through_connector(platform: str, call: Callable[[], dict[str, Any]]) -> dic
         problem = _as_delivery_error(platform, exc)
         if problem is None:
             return None
+        if problem is exc:
+            raise  # transient: tried again
         raise problem from exc
 
 

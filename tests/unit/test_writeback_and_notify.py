@@ -278,7 +278,10 @@ def test_a_douyin_order_gets_its_logistics_once(world: World) -> None:
     number = world.place(channel="dy", external_id="6921234567890123456")
     world.ship(number, code="shunfeng")  # Doudian's company code
     message = world.message(f"{number}-v2-channel")
+    world.doudian.down = 2  # Doudian answers 503 twice: tried again
     world.consumer("channel").handle(message)
+    with world.engine.connect() as conn:
+        assert conn.scalar(select(inbox.c.attempts).where(inbox.c.consumer == "channel")) == 3
     assert world.doudian.shipped["6921234567890123456"] == {
         "order_id": "6921234567890123456",
         "company_code": "shunfeng",
