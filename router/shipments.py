@@ -9,8 +9,8 @@ and its ``updated_at`` the time it was shipped, and publishes it, with
 publisher confirms, as an input message of the order's channel. From there
 the router treats it as any other revision:
 
-- a report sent again has the same message id (the event id, else the order
-  number and tracking number): recorded once, no second effect;
+- a report sent again has the same message id (the order number with the
+  event id, else with the tracking number): recorded once, no second effect;
 - the status never goes backwards: an order already delivered keeps its
   status, and the report is recorded as stale;
 - the fan-out sends it to the finance and notification systems, to the
@@ -143,7 +143,10 @@ class ShipmentIntake:
                 "updated_at": max(shipped_at, current.updated_at or shipped_at),
             }
         )
-        key = report.event_id or f"{number}|{report.tracking_number}"
+        # The order number is always part of it: a warehouse whose event ids
+        # repeat across orders must not have one order's report taken for
+        # a copy of another's.
+        key = f"{number}|{report.event_id or report.tracking_number}"
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
         return CanonicalOrder.model_validate(revised.model_dump()), f"shipment.{digest}"
 

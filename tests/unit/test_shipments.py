@@ -198,3 +198,12 @@ def test_the_shipment_api(
         ).all()
     assert [tuple(r) for r in recorded] == [(401, "bad_signature"), (404, "unknown_order")]
     assert len(publisher.published) == 1
+
+
+def test_event_ids_repeated_across_orders_ship_each_order(pipeline: Pipeline) -> None:
+    first = pipeline.place(external_id="W-8")
+    second = pipeline.place(external_id="W-9")
+    pipeline.ship(order_number=first, event_id="1")  # a warehouse counting per day
+    pipeline.ship(order_number=second, event_id="1")
+    assert pipeline.order(first).status == "shipped"
+    assert pipeline.order(second).status == "shipped"
