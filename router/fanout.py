@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from canonical.order import CanonicalOrder
 from canonical.order import OrderStatus as S
 
 
@@ -73,8 +74,10 @@ class Fanout:
             routes.append(Route("customer", statuses=statuses))
         return cls(tuple(routes), writeback_channels)
 
-    def targets(self, status: S, previous: S | None, channel: str, shipped: bool) -> list[str]:
-        targets = targets_for(status, previous, self.routes)
-        if "channel" in targets and not (shipped and channel in self.writeback_channels):
+    def targets(self, order: CanonicalOrder, previous: S | None) -> list[str]:
+        """Who hears of this revision of ``order`` (its status, after ``previous``)."""
+        targets = targets_for(order.status, previous, self.routes)
+        writes_back = order.shipment is not None and order.channel in self.writeback_channels
+        if "channel" in targets and not writes_back:
             targets.remove("channel")
         return targets

@@ -87,7 +87,9 @@ def release(
     cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
     rows = []
     routes = fanout or Fanout()
-    for target in routes.targets(OrderStatus(order.status), None, order.channel, shipped=False):
+    # The revision held, as it is now (a shipment reported meanwhile goes back too).
+    held = CanonicalOrder.from_wire(order.body.encode("utf-8"))
+    for target in routes.targets(held, None):
         message_id = f"{order.order_number}-v{order.version}-{target}"
         child = cause.caused(
             message_id,
@@ -155,7 +157,7 @@ def reject(
     rows = []
     routes = fanout or Fanout()
     # the notification system (and the customer, when told of cancellations)
-    for target in routes.targets(OrderStatus.CANCELLED, None, row.channel, shipped=False):
+    for target in routes.targets(cancelled, None):
         message_id = f"{row.order_number}-v{version}-{target}"
         child = cause.caused(
             message_id, order_number=row.order_number, order_version=version, target=target

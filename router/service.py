@@ -416,13 +416,7 @@ class _BatchRouting:
             state.content_hash = digest
             state.version = version
             state.values = state_values(accepted, body, digest, version, self.now)
-            targets = (
-                []
-                if state.held
-                else self.fanout.targets(
-                    accepted.status, previous, accepted.channel, accepted.shipment is not None
-                )
-            )
+            targets = [] if state.held else self.fanout.targets(accepted, previous)
             for target in targets:
                 # Deterministic id: the same change to the same target always
                 # has the same id, which is the consumers' inbox key.

@@ -203,3 +203,34 @@ def test_with_customer_notifications_release_and_rejection_tell_the_customer(
     with sqlite_engine.connect() as conn:
         ids = list(conn.scalars(select(outbox.c.message_id).where(outbox.c.id > 4)))
     assert [m.rsplit("-", 1)[1] for m in ids] == ["notification", "customer"]
+
+
+def test_a_held_order_shipped_meanwhile_is_written_back_when_released(
+    sqlite_engine: Engine,
+) -> None:
+    from router.fanout import Fanout
+    from router.shipments import ShipmentIntake, ShipmentReport
+    from tests.factories import FakePublisher
+    from tests.unit.test_shipments import as_delivery
+
+    fanout = Fanout.configured(frozenset({"web-shop"}), None)
+    settings = Settings(namespace="t", writeback={"web-shop": {"kind": "woocommerce"}})
+    topology = build_topology(settings)
+    router = RouterService(sqlite_engine, topology, hold_rules=RULES, fanout=fanout)
+    number = route(router, order(external_id="H-1", **priced("2000.00")), "m-h1")
+    publisher = FakePublisher()
+    intake = ShipmentIntake(sqlite_engine, publisher, topology)  # type: ignore[arg-type]
+    intake.accept(ShipmentReport(order_number=number, carrier="SF", tracking_number="SF12345"))
+    router.handle(as_delivery(publisher.published[0]))
+    assert sent(sqlite_engine) == 0  # still held
+    app = create_admin_app(
+        sqlite_engine, KeyAuth(sqlite_engine, {"alice": "alice-token"}), topology, fanout=fanout
+    )
+    with TestClient(app) as client:
+        hold = hold_of(client, number)
+        released = client.post(f"/holds/{hold['id']}/release", json={}, headers=ALICE).json()
+    assert [m.rsplit("-", 1)[1] for m in released["sent"]] == [
+        "finance",
+        "notification",
+        "channel",
+    ]
