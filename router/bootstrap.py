@@ -143,6 +143,7 @@ class Orderbus:
             self.topology,
             timedelta(hours=notify.delay_after_hours),
             notify.delay_check_interval,
+            timedelta(days=notify.delay_horizon_days),
             on_commit=on_commit,
         )
 

@@ -236,6 +236,11 @@ class NotifySpec(BaseModel):
         default=48, gt=0, description="a paid order not shipped after this long: tell the customer"
     )
     delay_check_interval: float = Field(default=60.0, gt=0, description="seconds")
+    delay_horizon_days: float = Field(
+        default=7,
+        gt=0,
+        description="only orders that became late within this many days get a delay notice",
+    )
 
     @field_validator("events")
     @classmethod

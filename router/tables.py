@@ -91,9 +91,23 @@ orders = Table(
         nullable=True,
         doc="open|released|rejected when held as a suspected duplicate (holds)",
     ),
+    Column(
+        "delay_noticed_at",
+        DateTime(timezone=True),
+        nullable=True,
+        doc="when the delay watch told the customer a paid order is late (router/notify/)",
+    ),
     UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
     Index("ix_orders_fingerprint", "fingerprint"),
     Index("ix_orders_customer_key", "customer_key"),
+    # Only paid orders the customer was not yet told are late about: the
+    # delay watch reads just those, however many orders there are.
+    Index(
+        "ix_orders_paid_unnoticed",
+        "updated_at",
+        postgresql_where=text("status = 'paid' AND delay_noticed_at IS NULL"),
+        sqlite_where=text("status = 'paid' AND delay_noticed_at IS NULL"),
+    ),
 )
 
 # One row per input message the router processed: its tracking record, written

@@ -2,8 +2,13 @@
 ``ORDERBUS_NOTIFY.delay_after_hours`` gets one ``delay`` message to the
 customer target, written to the outbox like any fan-out message.
 
-Its message id is ``{order number}-delay-customer``: the same however often
-the watch looks, so the customer consumer's inbox lets one through. It
+The order is marked (``orders.delay_noticed_at``) in the transaction that
+writes the message, so each order is told once, and the watch reads only
+paid orders not yet marked (a partial index), and only those that became
+late within ``horizon`` (7 days): turning notifications on, or upgrading,
+does not write to every customer of an old order never reported shipped.
+Its message id is ``{order number}-delay-customer``, so even two watches
+racing give the customer consumer's inbox one message to let through. It
 carries the order's current version, so once the order has moved on (shipped,
 cancelled) and the customer was told that, the consumer passes it over as
 superseded. Held orders are left alone until a person decides.
@@ -16,7 +21,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, exists, insert, or_, select
+from sqlalchemy import Engine, insert, or_, select, update
 
 from canonical.envelope import Envelope
 from router.database import translate_db_errors
@@ -34,6 +39,7 @@ class DelayWatch:
         topology: Topology,
         after: timedelta,
         interval: float = 60.0,
+        horizon: timedelta = timedelta(days=7),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_commit: Callable[[], None] | None = None,
     ) -> None:
@@ -41,27 +47,37 @@ class DelayWatch:
         self.topology = topology
         self.after = after
         self.interval = interval
+        self.horizon = horizon
         self.clock = clock
         self.on_commit = on_commit
 
     def check_once(self, limit: int = 500) -> int:
         """Queue the delay messages due; how many."""
         now = self.clock()
-        delay_id = orders.c.order_number + DELAY_SUFFIX
+        late = now - self.after
         due = (
-            select(orders.c.order_number, orders.c.channel, orders.c.version, orders.c.body)
+            select(orders.c.id, orders.c.order_number, orders.c.channel, orders.c.version)
             .where(
                 orders.c.status == "paid",
-                orders.c.updated_at < now - self.after,
+                orders.c.delay_noticed_at.is_(None),
+                orders.c.updated_at < late,
+                orders.c.updated_at >= late - self.horizon,
                 or_(orders.c.hold_status.is_(None), orders.c.hold_status == "released"),
-                ~exists().where(and_(outbox.c.message_id == delay_id)),
             )
             .order_by(orders.c.updated_at)
             .limit(limit)
         )
+        told = 0
         with translate_db_errors(), self.engine.begin() as conn:
-            rows = conn.execute(due).all()
-            for number, channel, version, body in rows:
+            for order_id, number, channel, version in conn.execute(due).all():
+                marked = conn.execute(
+                    update(orders)
+                    .where(orders.c.id == order_id, orders.c.delay_noticed_at.is_(None))
+                    .values(delay_noticed_at=now)
+                    .returning(orders.c.body)
+                ).scalar_one_or_none()
+                if marked is None:
+                    continue  # another router's watch took it
                 message_id = f"{number}{DELAY_SUFFIX}"
                 envelope = Envelope.new(channel, message_id).caused(
                     message_id, order_number=number, order_version=version, target="customer"
@@ -73,16 +89,17 @@ class DelayWatch:
                         routing_key=delivery_routing_key("customer"),
                         headers=envelope.headers(),
                         correlation_id=envelope.correlation_id,
-                        body=body,
+                        body=marked,
                         created_at=now,
                         attempts=0,
                     )
                 )
-        if rows:
-            log.info("delay watch: %d paid orders not shipped in time; customers told", len(rows))
+                told += 1
+        if told:
+            log.info("delay watch: %d paid orders not shipped in time; customers told", told)
             if self.on_commit is not None:
                 self.on_commit()
-        return len(rows)
+        return told
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -828,3 +828,30 @@ def test_suspicion_can_be_switched_off(engine: Engine) -> None:
     router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
     router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9")))
     assert held_rows(engine) == [] and len(outbox_ids(engine)) == 6
+
+
+def test_the_delay_watch_tells_each_late_paid_order_once(
+    router: RouterService, engine: Engine
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from router.notify.delays import DelayWatch
+
+    router.handle(delivery_for(order(external_id="LATE-1"), message_id="m-late-1"))
+    router.handle(delivery_for(order(external_id="SOON-1"), message_id="m-soon-1"))
+    with engine.begin() as conn:
+        conn.execute(
+            update(orders)
+            .where(orders.c.external_id == "LATE-1")
+            .values(updated_at=utcnow() - timedelta(hours=50))
+        )
+    watch = DelayWatch(engine, TOPOLOGY, timedelta(hours=48))
+    assert (watch.check_once(), watch.check_once()) == (1, 0)
+    with engine.connect() as conn:
+        ids = list(
+            conn.scalars(select(outbox.c.message_id).where(outbox.c.message_id.like("%delay%")))
+        )
+        late = conn.scalar(select(orders.c.order_number).where(orders.c.external_id == "LATE-1"))
+    assert ids == [f"{late}-delay-customer"]

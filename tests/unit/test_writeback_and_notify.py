@@ -443,3 +443,15 @@ def test_customer_service_reads_what_was_sent(world: World, smtp: SmtpServer) ->
     assert email["body"] is None  # a viewer does not see the text, which names the buyer
     bodies = {i["medium"]: i["body"] for i in full.json()["items"]}
     assert "李四" in bodies["email"]
+
+
+def test_orders_late_for_longer_than_the_horizon_are_left_alone(world: World) -> None:
+    old = world.place(channel="woo", external_id="750")
+    with world.engine.begin() as conn:
+        conn.execute(
+            update(orders)
+            .where(orders.c.order_number == old)
+            .values(updated_at=datetime.now(UTC) - timedelta(days=30))
+        )
+    watch = DelayWatch(world.engine, build_topology(world.settings), timedelta(hours=48))
+    assert watch.check_once() == 0  # notifications turned on long after it was paid
