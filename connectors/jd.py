@@ -148,6 +148,51 @@ def to_canonical(order: dict[str, Any], channel: str, shop: str) -> dict[str, An
     }
 
 
+def signed_form(
+    method: str,
+    business: dict[str, Any],
+    app_key: str,
+    app_secret: str,
+    access_token: str,
+    moment: datetime,
+) -> dict[str, str]:
+    """A JD API call's form: the system parameters, the business parameters
+    as ``360buy_param_json``, and the TOP-style signature over them."""
+    form = {
+        "method": method,
+        "app_key": app_key,
+        "access_token": access_token,
+        "timestamp": _local(moment),
+        "v": "2.0",
+        "360buy_param_json": json.dumps(business, ensure_ascii=False, separators=(",", ":")),
+    }
+    form["sign"] = sorted_params_md5(form, app_secret)
+    return form
+
+
+def failure(detail: str) -> EndpointUnavailable | ConnectorError:
+    """A JD refusal: try again when it reads as busy or rate-limited."""
+    if TRY_LATER.search(detail):
+        return EndpointUnavailable(detail)
+    return ConnectorError(422, "platform_refused", detail)
+
+
+def read_answer(method: str, content: bytes) -> dict[str, Any]:
+    """The answer as a dict; a refusal is EndpointUnavailable when it reads as
+    busy or rate-limited, else a ConnectorError naming JD's code."""
+    answer = load_json(content, exact_numbers=True)
+    if not isinstance(answer, dict):
+        raise EndpointUnavailable(f"JD {method}: the answer is not a JSON object")
+    error = answer.get("error_response")
+    if isinstance(error, dict):
+        detail = (
+            f"JD {method} answered {error.get('code')}: "
+            f"{error.get('zh_desc')} ({error.get('en_desc')})"
+        )
+        raise failure(detail)
+    return answer
+
+
 class JdPoller(WindowPoller):
     """``jingdong.pop.order.search`` by modification time, six hours at a time."""
 
@@ -163,16 +208,10 @@ class JdPoller(WindowPoller):
         self.shop = shop
 
     def call(self, method: str, business: dict[str, Any]) -> dict[str, Any]:
-        stamp = _local(datetime.fromtimestamp(self.now(), SHANGHAI))
-        form = {
-            "method": method,
-            "app_key": self.app_key,
-            "access_token": self.access_token,
-            "timestamp": stamp,
-            "v": "2.0",
-            "360buy_param_json": json.dumps(business, ensure_ascii=False, separators=(",", ":")),
-        }
-        form["sign"] = sorted_params_md5(form, self.app_secret)
+        moment = datetime.fromtimestamp(self.now(), SHANGHAI)
+        form = signed_form(
+            method, business, self.app_key, self.app_secret, self.access_token, moment
+        )
         self._wait_turn()
         try:
             response = self.client.post(self.spec.url, data=form)
@@ -180,23 +219,7 @@ class JdPoller(WindowPoller):
             raise EndpointUnavailable(f"JD {method}: {exc!r}") from exc
         if response.status_code == 429 or response.status_code >= 500:
             raise EndpointUnavailable(f"JD {method}: HTTP {response.status_code}")
-        answer = load_json(response.content, exact_numbers=True)
-        if not isinstance(answer, dict):
-            raise EndpointUnavailable(f"JD {method}: the answer is not a JSON object")
-        error = answer.get("error_response")
-        if isinstance(error, dict):
-            detail = (
-                f"JD {method} answered {error.get('code')}: "
-                f"{error.get('zh_desc')} ({error.get('en_desc')})"
-            )
-            raise self._failure(detail)
-        return answer
-
-    @staticmethod
-    def _failure(detail: str) -> Exception:
-        if TRY_LATER.search(detail):
-            return EndpointUnavailable(detail)
-        return ConnectorError(422, "platform_refused", detail)
+        return read_answer(method, response.content)
 
     def fields(self, item: Any) -> dict[str, Any]:
         if not isinstance(item, dict):
@@ -218,7 +241,7 @@ class JdPoller(WindowPoller):
         result = field(answer, "jingdong_pop_order_search_responce", "searchorderinfo_result")
         api = result.get("apiResult") or {}
         if api.get("success") is False:
-            raise self._failure(
+            raise failure(
                 f"JD {SEARCH_API} said: {api.get('chineseErrCode')} ({api.get('englishErrCode')})"
             )
         orders = list(result.get("orderInfoList") or [])

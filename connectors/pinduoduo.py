@@ -144,6 +144,48 @@ def to_canonical(order: dict[str, Any], channel: str, shop: str) -> dict[str, An
     }
 
 
+def signed_form(
+    api: str,
+    params: dict[str, str],
+    client_id: str,
+    client_secret: str,
+    access_token: str,
+    now: float,
+) -> dict[str, str]:
+    """A Pinduoduo API call's body: the system parameters, ``params``, and
+    the TOP-style signature over all of them."""
+    form = {
+        "type": api,
+        "client_id": client_id,
+        "access_token": access_token,
+        "timestamp": str(int(now)),
+        "data_type": "JSON",
+        "version": "V1",
+        **params,
+    }
+    form["sign"] = sorted_params_md5(form, client_secret)
+    return form
+
+
+def read_answer(api: str, content: bytes) -> dict[str, Any]:
+    """The answer as a dict; a busy or rate-limit refusal is EndpointUnavailable,
+    any other ConnectorError naming Pinduoduo's code and message."""
+    answer = load_json(content, exact_numbers=True)
+    if not isinstance(answer, dict):
+        raise EndpointUnavailable(f"Pinduoduo {api}: the answer is not a JSON object")
+    error = answer.get("error_response")
+    if isinstance(error, dict):
+        detail = (
+            f"Pinduoduo {api} answered {error.get('error_code')}: {error.get('error_msg')} "
+            f"({error.get('sub_code') or '-'}: {error.get('sub_msg') or '-'})"
+        )
+        words = f"{error.get('error_msg')} {error.get('sub_msg')} {error.get('sub_code')}"
+        if TRY_LATER.search(words):
+            raise EndpointUnavailable(detail)
+        raise ConnectorError(422, "platform_refused", detail)
+    return answer
+
+
 class PinduoduoPoller(WindowPoller):
     """The order increment list in 30-minute windows since the cursor."""
 
@@ -163,16 +205,9 @@ class PinduoduoPoller(WindowPoller):
         self.shop = shop
 
     def call(self, api: str, params: dict[str, str]) -> dict[str, Any]:
-        form = {
-            "type": api,
-            "client_id": self.client_id,
-            "access_token": self.access_token,
-            "timestamp": str(int(self.now())),
-            "data_type": "JSON",
-            "version": "V1",
-            **params,
-        }
-        form["sign"] = sorted_params_md5(form, self.client_secret)
+        form = signed_form(
+            api, params, self.client_id, self.client_secret, self.access_token, self.now()
+        )
         self._wait_turn()
         try:
             response = self.client.post(self.spec.url, json=form)
@@ -180,20 +215,7 @@ class PinduoduoPoller(WindowPoller):
             raise EndpointUnavailable(f"Pinduoduo {api}: {exc!r}") from exc
         if response.status_code == 429 or response.status_code >= 500:
             raise EndpointUnavailable(f"Pinduoduo {api}: HTTP {response.status_code}")
-        answer = load_json(response.content, exact_numbers=True)
-        if not isinstance(answer, dict):
-            raise EndpointUnavailable(f"Pinduoduo {api}: the answer is not a JSON object")
-        error = answer.get("error_response")
-        if isinstance(error, dict):
-            detail = (
-                f"Pinduoduo {api} answered {error.get('error_code')}: {error.get('error_msg')} "
-                f"({error.get('sub_code') or '-'}: {error.get('sub_msg') or '-'})"
-            )
-            words = f"{error.get('error_msg')} {error.get('sub_msg')} {error.get('sub_code')}"
-            if TRY_LATER.search(words):
-                raise EndpointUnavailable(detail)
-            raise ConnectorError(422, "platform_refused", detail)
-        return answer
+        return read_answer(api, response.content)
 
     def fields(self, item: Any) -> dict[str, Any]:
         if not isinstance(item, dict):

@@ -58,14 +58,16 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import DeliveryRejected, EndpointUnavailable
+from connectors import jd
+from connectors import pinduoduo as pdd
 from connectors.base import ConnectorError
 from connectors.douyin import API_ENDPOINT as DOUDIAN_ENDPOINT
 from connectors.douyin import DoudianApi
-from connectors.payload import TRY_LATER, sorted_params_md5
-from connectors.youzan import YouzanApi
+from connectors.taobao import TOP_ENDPOINT, TopApi
+from connectors.youzan import YOUZAN_API, YouzanApi
 from router.adapters.base import TargetAdapter, answer_json, http_problem, refused
 from router.adapters.template import TemplateAdapter, TemplateOptions
-from router.delivery import Answer, Transport
+from router.delivery import Transport
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -97,7 +99,7 @@ class TaobaoWriteback(BaseModel):
     app_key: str = Field(min_length=1)
     app_secret: str = Field(min_length=1)
     session: str = Field(min_length=1)
-    endpoint: str = "https://eco.taobao.com/router/rest"
+    endpoint: str = TOP_ENDPOINT
 
 
 def _shipment(order: dict[str, Any]) -> dict[str, Any]:
@@ -190,49 +192,35 @@ class WooCommerceCompletion:
 
 
 class TaobaoOfflineSend:
+    """Through the Taobao connector's TOP client (connectors/taobao.py), which
+    signs the call and sorts TOP's errors into try-again and refused."""
+
     name = "taobao write-back"
 
-    def __init__(
-        self, options: TaobaoWriteback, clock: Callable[[], datetime] | None = None
-    ) -> None:
-        self.options = options
-        self.clock = clock or (lambda: datetime.now(SHANGHAI))
+    def __init__(self, options: TaobaoWriteback) -> None:
+        self.bridge, client = _bridged()
+        self.api = TopApi(
+            client, options.app_key, options.app_secret, options.session, options.endpoint
+        )
 
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
         shipment = _shipment(order)
-        o = self.options
-        form = {
-            "method": "taobao.logistics.offline.send",
-            "app_key": o.app_key,
-            "session": o.session,
-            "timestamp": self.clock().astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
-            "format": "json",
-            "v": "2.0",
-            "sign_method": "md5",
+        self.bridge.http = http
+        params = {
             "tid": str(order["external_id"]),
             "out_sid": shipment["tracking_number"],
             "company_code": shipment.get("carrier_code") or shipment["carrier"],
         }
-        form["sign"] = sorted_params_md5(form, o.app_secret)
-        answer = http.post(
-            o.endpoint,
-            urlencode(form).encode("utf-8"),
-            {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
+        result = _through_connector(
+            "Taobao", lambda: self.api.call("taobao.logistics.offline.send", params)
         )
-        said = _signed_answer("Taobao", answer)
-        error = said.get("error_response")
-        if isinstance(error, dict):
-            words = f"{error.get('code')} {error.get('msg', '')} {error.get('sub_msg', '')}"
-            if error.get("code") == 7 or str(error.get("sub_code", "")).startswith("isp."):
-                raise EndpointUnavailable(f"Taobao logistics.offline.send: {words.strip()}")
-            problem = _platform_error("Taobao", words, answer)
-            if problem is None:
-                return 200  # shipped already: an earlier delivery of this shipment
-            raise problem
-        shipping = (said.get("logistics_offline_send_response") or {}).get("shipping") or {}
-        if shipping.get("is_success") is not True:
-            raise refused("Taobao", f"not confirmed: {answer.text[:300]}", answer)
-        return answer.status_code
+        if result is None:
+            return 200  # shipped already: an earlier delivery of this shipment
+        if (result.get("shipping") or {}).get("is_success") is not True:
+            raise DeliveryRejected(
+                f"Taobao did not confirm the shipment: {result}", status_code=0, response_body=""
+            )
+        return 200
 
 
 class PinduoduoWriteback(BaseModel):
@@ -242,7 +230,7 @@ class PinduoduoWriteback(BaseModel):
     client_id: str = Field(min_length=1)
     client_secret: str = Field(min_length=1)
     access_token: str = Field(min_length=1)
-    endpoint: str = "https://gw-api.pinduoduo.com/api/router"
+    endpoint: str = pdd.PDD_ENDPOINT
 
 
 class JdWriteback(BaseModel):
@@ -252,7 +240,7 @@ class JdWriteback(BaseModel):
     app_key: str = Field(min_length=1)
     app_secret: str = Field(min_length=1)
     access_token: str = Field(min_length=1)
-    endpoint: str = "https://api.jd.com/routerjson"
+    endpoint: str = jd.JD_ENDPOINT
 
 
 ALREADY_SHIPPED = ("已发货", "已经发货", "不能重复发货", "已出库")
@@ -270,27 +258,9 @@ def _carrier_id(shipment: dict[str, Any], platform: str) -> str:
     return code
 
 
-def _signed_answer(platform: str, answer: Answer) -> dict[str, Any]:
-    """A signed platform call's answer as a dict; 429/5xx and a non-JSON answer
-    are tried again."""
-    if answer.status_code == 429 or answer.status_code >= 500:
-        raise http_problem(platform, answer, answer.text[:300])
-    said = answer_json(answer)
-    if not isinstance(said, dict):
-        raise http_problem(platform, answer, f"not JSON: {answer.text[:200]}")
-    return said
-
-
-def _platform_error(platform: str, words: str, answer: Answer) -> Exception | None:
-    """None when the refusal says the order was shipped already (done)."""
-    if any(w in words for w in ALREADY_SHIPPED):
-        return None
-    if TRY_LATER.search(words):
-        return EndpointUnavailable(f"{platform}: {words.strip()}")
-    return refused(platform, words.strip(), answer)
-
-
 class PinduoduoOnlineSend:
+    """Signed and read as the Pinduoduo poller signs and reads (connectors/pinduoduo.py)."""
+
     name = "pinduoduo write-back"
 
     def __init__(self, options: PinduoduoWriteback, clock: Callable[[], float] = time.time) -> None:
@@ -300,36 +270,31 @@ class PinduoduoOnlineSend:
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
         shipment = _shipment(order)
         o = self.options
-        form = {
-            "type": "pdd.logistics.online.send",
-            "client_id": o.client_id,
-            "access_token": o.access_token,
-            "timestamp": str(int(self.clock())),
-            "data_type": "JSON",
-            "version": "V1",
+        api = "pdd.logistics.online.send"
+        params = {
             "order_sn": str(order["external_id"]),
             "logistics_id": _carrier_id(shipment, "Pinduoduo"),
             "tracking_number": shipment["tracking_number"],
         }
-        form["sign"] = sorted_params_md5(form, o.client_secret)
+        form = pdd.signed_form(
+            api, params, o.client_id, o.client_secret, o.access_token, self.clock()
+        )
         answer = http.post(
             o.endpoint, json.dumps(form).encode("utf-8"), {"Content-Type": "application/json"}
         )
-        said = _signed_answer("Pinduoduo", answer)
-        error = said.get("error_response")
-        if isinstance(error, dict):
-            words = f"{error.get('error_code')} {error.get('error_msg')} {error.get('sub_msg')}"
-            problem = _platform_error("Pinduoduo", words, answer)
-            if problem is None:
-                return 200
-            raise problem
-        result = said.get("logistics_online_send_response") or {}
-        if result.get("is_success") is not True:
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise http_problem("Pinduoduo", answer, answer.text[:300])
+        said = _through_connector("Pinduoduo", lambda: pdd.read_answer(api, answer.text.encode()))
+        if said is None:
+            return 200  # shipped already: an earlier delivery of this shipment
+        if (said.get("logistics_online_send_response") or {}).get("is_success") is not True:
             raise refused("Pinduoduo", f"not confirmed: {answer.text[:300]}", answer)
         return answer.status_code
 
 
 class JdShipment:
+    """Signed and read as the JD poller signs and reads (connectors/jd.py)."""
+
     name = "jd write-back"
 
     def __init__(self, options: JdWriteback, clock: Callable[[], datetime] | None = None) -> None:
@@ -339,41 +304,35 @@ class JdShipment:
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
         shipment = _shipment(order)
         o = self.options
+        method = "jingdong.pop.order.shipment"
         business = {
             "orderId": str(order["external_id"]),
             "logiCoprId": _carrier_id(shipment, "JD"),
             "logiNo": shipment["tracking_number"],
         }
-        form = {
-            "method": "jingdong.pop.order.shipment",
-            "app_key": o.app_key,
-            "access_token": o.access_token,
-            "timestamp": self.clock().astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
-            "v": "2.0",
-            "360buy_param_json": json.dumps(business, ensure_ascii=False, separators=(",", ":")),
-        }
-        form["sign"] = sorted_params_md5(form, o.app_secret)
+        form = jd.signed_form(
+            method, business, o.app_key, o.app_secret, o.access_token, self.clock()
+        )
         answer = http.post(
             o.endpoint,
             urlencode(form).encode("utf-8"),
             {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
         )
-        said = _signed_answer("JD", answer)
-        error = said.get("error_response")
-        if isinstance(error, dict):
-            words = f"{error.get('code')} {error.get('zh_desc')} {error.get('en_desc')}"
-            problem = _platform_error("JD", words, answer)
-            if problem is None:
-                return 200
-            raise problem
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise http_problem("JD", answer, answer.text[:300])
+        said = _through_connector("JD", lambda: jd.read_answer(method, answer.text.encode()))
+        if said is None:
+            return 200  # shipped already: an earlier delivery of this shipment
         wrapper = said.get("jingdong_pop_order_shipment_responce") or {}
         result = wrapper.get("sopjosshipment_result") or {}
         if result.get("success") is True:
             return answer.status_code
-        words = f"{result.get('errorCode')} {result.get('chineseErrCode')}"
-        problem = _platform_error("JD", words, answer)
+        problem = _as_delivery_error(
+            "JD",
+            jd.failure(f"JD {method}: {result.get('errorCode')} {result.get('chineseErrCode')}"),
+        )
         if problem is None:
-            return 200
+            return 200  # shipped already: an earlier delivery of this shipment
         raise problem
 
 
@@ -394,6 +353,13 @@ class _Bridge(httpx.BaseTransport):
         else:
             answer = self.http.post(str(request.url), request.read(), headers)
         return httpx.Response(answer.status_code, content=answer.text.encode("utf-8"))
+
+
+def _bridged() -> tuple[_Bridge, httpx.Client]:
+    """An httpx client for a connector's API client, sending through the
+    consumer's transport once :meth:`_Bridge.http` is set."""
+    bridge = _Bridge()
+    return bridge, httpx.Client(transport=bridge, timeout=30)
 
 
 def _as_delivery_error(
@@ -429,15 +395,14 @@ class YouzanWriteback(BaseModel):
     client_id: str = Field(min_length=1)
     client_secret: str = Field(min_length=1)
     grant_id: str = Field(min_length=1, description="the shop's kdt_id")
-    endpoint: str = "https://open.youzanyun.com"
+    endpoint: str = YOUZAN_API
 
 
 class YouzanConfirm:
     name = "youzan write-back"
 
     def __init__(self, options: YouzanWriteback) -> None:
-        self.bridge = _Bridge()
-        client = httpx.Client(transport=self.bridge, timeout=30)
+        self.bridge, client = _bridged()
         self.api = YouzanApi(
             client, options.client_id, options.client_secret, options.grant_id, options.endpoint
         )
@@ -475,8 +440,7 @@ class DouyinLogisticsAdd:
     name = "douyin write-back"
 
     def __init__(self, options: DouyinWriteback) -> None:
-        self.bridge = _Bridge()
-        client = httpx.Client(transport=self.bridge, timeout=30)
+        self.bridge, client = _bridged()
         self.api = DoudianApi(
             client, options.app_key, options.app_secret, options.shop_id, options.endpoint
         )
