@@ -17,9 +17,9 @@ and tracking number, through the channel's own API (the ``channel`` target).
   docs document "Update an order"); sending it twice changes nothing more.
 - ``{"kind": "taobao", "app_key", "app_secret", "session", "endpoint"}``:
   ``taobao.logistics.offline.send`` (tid, out_sid = tracking number,
-  company_code = the shipment's ``carrier_code``, else its carrier), signed
-  as every TOP call (connectors/payload.py). An answer saying the trade was
-  already shipped counts as done.
+  company_code = the shipment's ``carrier_code``, else its carrier), through
+  the Taobao connector's TOP client (connectors/taobao.py). An answer saying
+  the trade was already shipped counts as done.
 - ``{"kind": "pinduoduo", "client_id", "client_secret", "access_token"}``:
   ``pdd.logistics.online.send`` (order_sn, logistics_id = the shipment's
   ``carrier_code``, Pinduoduo's numeric id of the carrier, tracking_number),
