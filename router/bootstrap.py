@@ -88,7 +88,12 @@ class Orderbus:
     def delivery_consumer(
         self, target: str, transport: httpx.BaseTransport | None = None
     ) -> DeliveryConsumer:
-        url = self.settings.target_url(target)
+        try:
+            adapter = self._adapter(target)
+        except (ValueError, OSError) as exc:
+            raise ConfigurationError(f"{target}: {exc}") from exc
+        # With an adapter the system's API says where; else the target's URL.
+        url = adapter.name if adapter is not None else self.settings.target_url(target)
         if not url:
             raise ConfigurationError(
                 f"ORDERBUS_{target.upper()}_URL is not set: where should {target} orders go?"
@@ -104,16 +109,12 @@ class Orderbus:
             initial_wait=self.settings.retry_initial_wait,
             max_wait=self.settings.retry_max_wait,
         )
-        try:
-            adapter = self._adapter(target)
-        except (ValueError, OSError) as exc:
-            raise ConfigurationError(f"{target}: {exc}") from exc
         delivery = HttpDelivery(target, url, client, policy, adapter)
         return DeliveryConsumer(target, self.engine, delivery)
 
     def _adapter(self, target: str) -> TargetAdapter | None:
         """The adapter that puts orders into ``target``'s system, if not plain JSON."""
-        if target == WRITEBACK_TARGET:
+        if target == WRITEBACK_TARGET and self.settings.writeback:
             from router.writeback import ChannelWriteback
 
             return ChannelWriteback(self.settings.writeback)

@@ -415,18 +415,12 @@ class Settings(BaseSettings):
         return (*TARGETS, *optional)
 
     def target_url(self, target: str) -> str | None:
-        if target == WRITEBACK_TARGET:
-            return "writeback" if self.writeback else None
-        if target == CUSTOMER_TARGET:
-            return "notify" if self.notify is not None else None
-        adapted = self.targets.get(target)
-        if adapted is not None:
-            return str(adapted.get("url") or adapted.get("endpoint") or adapted.get("adapter"))
+        """The endpoint a target's canonical JSON is POSTed to (without an adapter)."""
         return {
             "warehouse": self.warehouse_url,
             "finance": self.finance_url,
             "notification": self.notification_url,
-        }[target]
+        }.get(target)
 
     @property
     def embedded_broker(self) -> bool:
