@@ -19,9 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Engine, Select, func, select
 
-from admin_api import causes, keys, lookup, metrics, reconcile, retry_jobs
+from admin_api import causes, deadletters, keys, lookup, metrics, reconcile, retry_jobs
 from admin_api.auth import KeyAuth, Principal, Role
-from admin_api.masking import mask_body, mask_text, mask_value
 from admin_api.schemas import (
     AuditEntry,
     CauseRetry,
@@ -53,14 +52,16 @@ from admin_api.schemas import (
 )
 from canonical.errors import TransientError
 from canonical.order import CanonicalOrder
-from router import deadletters, holds
-from router.database import translate_db_errors
+from canonical.validation import violations
+from infra.audit import audit
+from infra.database import translate_db_errors
+from infra.masking import mask_body, mask_text, mask_value
+from infra.tables import alerts as alerts_table
+from infra.tables import audit_log, dead_letters, notifications, rejected_requests
+from infra.tables import holds as holds_table
+from infra.topology import Topology
+from router import holds
 from router.fanout import Fanout
-from router.tables import alerts as alerts_table
-from router.tables import audit_log, dead_letters, notifications, rejected_requests
-from router.tables import holds as holds_table
-from router.topology import Topology
-from router.validation import violations
 
 MAX_PAGE = 500
 TEXT_SEARCH = "text in the body, detail or exception"
@@ -223,7 +224,7 @@ def create_admin_app(
                 for dl_id in ids[: request.limit]:
                     mid = deadletters.retry(conn, dl_id, who.name, request.note)
                     retried.append({"id": dl_id, "message_id": mid, "status": "retried"})
-                deadletters.audit(
+                audit(
                     conn,
                     who.name,
                     "dead_letter.retry_cause",
@@ -380,7 +381,7 @@ def create_admin_app(
                 for dl_id in ids:
                     mid = deadletters.retry(conn, dl_id, actor, request.note)
                     retried.append({"id": dl_id, "message_id": mid, "status": "retried"})
-                deadletters.audit(
+                audit(
                     conn,
                     actor,
                     "dead_letter.retry_many",

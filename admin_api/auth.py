@@ -30,8 +30,8 @@ from enum import IntEnum
 from fastapi import HTTPException, Request, status
 from sqlalchemy import Engine, select
 
-from router.database import translate_db_errors
-from router.tables import api_keys
+from infra.database import translate_db_errors
+from infra.tables import api_keys
 
 KEY_PREFIX = "obk_"
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from router.deadletters import audit
-from router.tables import dead_letter_investigations, dead_letters
+from infra.audit import audit
+from infra.tables import dead_letter_investigations, dead_letters
 
 CAUSES = {
     "sku_not_mapped": "a SKU the receiving system does not know",

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from admin_api.auth import Role, digest, new_key
-from router import deadletters
-from router.tables import api_keys
+from infra.audit import audit
+from infra.tables import api_keys
 
 
 class KeyError_(Exception):  # noqa: N801 - not the builtin KeyError
@@ -34,7 +34,7 @@ def create(conn: Connection, name: str, role: str, by: str) -> tuple[dict[str, A
     }
     inserted = conn.execute(insert(api_keys).values(**row)).inserted_primary_key
     key_id = int(inserted[0]) if inserted else 0
-    deadletters.audit(
+    audit(
         conn,
         by,
         "key.create",
@@ -55,7 +55,7 @@ def revoke(conn: Connection, key_id: int, by: str) -> None:
     conn.execute(
         update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=datetime.now(UTC))
     )
-    deadletters.audit(
+    audit(
         conn,
         by,
         "key.revoke",

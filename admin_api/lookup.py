@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
-from router.tables import arrivals, dead_letters, holds, inbox, notifications, orders, outbox
+from infra.tables import arrivals, dead_letters, holds, inbox, notifications, orders, outbox
 
 
 def _at(value: datetime | None) -> str | None:

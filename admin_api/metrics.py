@@ -34,8 +34,8 @@ from prometheus_client.core import (
 )
 from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
 
-from router.database import translate_db_errors
-from router.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
+from infra.database import translate_db_errors
+from infra.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
-from router.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
+from infra.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
 
 STATES = ("delivered", "rejected", "held", "dead_lettered", "in_flight", "unexplained")
 REFUSED_BY_ROUTER = frozenset({"validation_failed", "malformed_message", "schema_mismatch"})
@@ -243,7 +243,7 @@ def compare(report: Report, conn: Connection, channel: str, export_ids: set[str]
 
 def export_ids(data: bytes, column: str) -> set[str]:
     """The external ids in a channel's CSV export (UTF-8, BOM or GBK/GB18030)."""
-    from connectors.file_import import read_csv
+    from infra.spreadsheets import read_csv
 
     table = read_csv(data)
     try:

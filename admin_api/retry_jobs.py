@@ -22,10 +22,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from admin_api import causes
-from router import deadletters
-from router.database import translate_db_errors
-from router.tables import dead_letters, retry_jobs
+from admin_api import causes, deadletters
+from infra.audit import audit
+from infra.database import translate_db_errors
+from infra.tables import dead_letters, retry_jobs
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ def start(conn: Connection, f: dict[str, Any], rate: float, note: str | None, by
         )
     ).inserted_primary_key
     job_id = int(inserted[0]) if inserted else 0
-    deadletters.audit(
-        conn, by, "retry_job.start", "retry_job", str(job_id), {"filter": f, "count": len(ids)}
-    )
+    audit(conn, by, "retry_job.start", "retry_job", str(job_id), {"filter": f, "count": len(ids)})
     return job_id
 
 
@@ -111,7 +109,7 @@ def cancel(conn: Connection, job_id: int, by: str) -> bool:
         .values(status="cancelled", finished_at=datetime.now(UTC))
     ).rowcount
     if changed:
-        deadletters.audit(
+        audit(
             conn,
             by,
             "retry_job.cancel",

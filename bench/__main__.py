@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.amqp import broker_limit
 from bench.pipeline import PipelineResult, run_pipeline
 from bench.workload import Workload
-from router.settings import TARGETS
+from infra.settings import TARGETS
 
 AMQP = os.environ.get("ORDERBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 DATABASE = os.environ.get(

@@ -25,9 +25,9 @@ from sqlalchemy import Engine, create_engine, text
 from bench.amqp import Outgoing, StreamingPublisher
 from bench.workload import Workload
 from canonical.envelope import H_RECEIVED_AT
-from router.database import upgrade
-from router.settings import TARGETS, Settings
-from router.topology import build_topology, ingest_routing_key
+from infra.database import upgrade
+from infra.settings import TARGETS, Settings
+from infra.topology import build_topology, ingest_routing_key
 
 NAMESPACE = "bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -215,7 +215,7 @@ def run_pipeline(
             **{f"ORDERBUS_{t.upper()}_URL": f"http://127.0.0.1:{sink_port}/{t}" for t in TARGETS},
         )
         env.update(settings or {})  # e.g. ORDERBUS_BATCH_SIZE for an experiment
-        cli = [sys.executable, "-m", "router.cli", "--log-level", "WARNING", "run"]
+        cli = [sys.executable, "-m", "orderbus.cli", "--log-level", "WARNING", "run"]
         try:
             processes.start("consumers", [*cli, "consumers"], env)
             for n in range(routers):

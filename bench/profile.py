@@ -21,14 +21,14 @@ from sqlalchemy import select
 from bench.pipeline import _free_port, private_schema
 from bench.workload import Workload
 from canonical.envelope import Envelope
-from router.bus import Delivery
-from router.consumers import DeliveryConsumer
-from router.database import make_engine
-from router.delivery import HttpDelivery, KeepAliveTransport, RetryPolicy
+from infra.bus import Delivery
+from infra.database import make_engine
+from infra.settings import Settings
+from infra.tables import outbox
+from infra.topology import build_topology
 from router.service import RouterService
-from router.settings import Settings
-from router.tables import outbox
-from router.topology import build_topology
+from targets.consumers import DeliveryConsumer
+from targets.delivery import HttpDelivery, KeepAliveTransport, RetryPolicy
 
 DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -4,7 +4,9 @@ OrderbusError
 ├── PermanentError        bad data: retrying cannot help -> dead letter with its reason
 │   ├── MalformedMessage  not JSON, wrong schema, missing envelope
 │   ├── ValidationFailed  business rules (carries machine-readable reasons)
-│   └── DeliveryRejected  the target system answered 4xx
+│   ├── DeliveryRejected  the target system answered 4xx
+│   ├── UnknownOrder      a report (a shipment) names no order orderbus has
+│   └── OrderClosed       ... or one that is cancelled or refunded
 └── TransientError        something is down: retry with backoff, then dead letter
     ├── BrokerUnavailable
     ├── PublishNotConfirmed   nacked, unroutable, or confirm timed out
@@ -67,6 +69,14 @@ class DeliveryRejected(PermanentError):
         super().__init__(detail)
         self.status_code = status_code
         self.response_body = response_body
+
+
+class UnknownOrder(PermanentError):
+    reason = "unknown_order"
+
+
+class OrderClosed(PermanentError):
+    reason = "order_closed"
 
 
 class BrokerUnavailable(TransientError):

@@ -12,7 +12,7 @@
 - **Every bad row is reported** with its row number (the header is row 1, as
   in a spreadsheet) and a reason a person can act on. An order with a bad row
   is not imported at all (its other rows say so): half an order must not
-  reach the warehouse. Business rules are the router's (:mod:`router.validation`),
+  reach the warehouse. Business rules are the router's (:mod:`canonical.validation`),
   checked here too so that the report names the row.
 - **Importing the same file again has no second effect**: each order's message
   id is derived from its content, so the router records it once, and an
@@ -21,9 +21,6 @@
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import json
 import re
 from collections.abc import Callable
@@ -36,9 +33,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from canonical.order import CanonicalOrder
+from canonical.validation import violations
 from connectors.payload import SHANGHAI
 from connectors.publishing import PublishMany
-from router.validation import violations
+from infra.spreadsheets import Table, UnreadableFile, read_table
 
 # Recognised headers for each field, compared without case, spaces, underscores,
 # hyphens, colons or brackets. The first matching column wins.
@@ -125,7 +123,7 @@ DATE_FORMATS = (
 MONEY_MARKS = re.compile("[\u00a5\uffe5$,\uff0c\\s]|^(?:CNY|RMB|USD)", re.IGNORECASE)
 
 
-class FileImportError(Exception):
+class FileImportError(UnreadableFile):
     """The file as a whole cannot be read (format, encoding, no header)."""
 
 
@@ -182,103 +180,11 @@ def _zone(name: str | None) -> tzinfo:
 
 
 @dataclass
-class Table:
-    header: list[str]
-    rows: list[tuple[int, list[Any]]]  # (row number, cells)
-    encoding: str
-
-
-@dataclass
 class ParsedFile:
     orders: list[tuple[CanonicalOrder, list[int]]]  # each good order and its rows
     errors: list[RowError]
     rows: int
     encoding: str
-
-
-# -- reading ------------------------------------------------------------------
-def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
-    """The text and the encoding it was in."""
-    if encoding:
-        try:
-            return data.decode(encoding), encoding
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise FileImportError(f"the file is not {encoding}: {exc}") from exc
-    if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="strict"), "utf-8-sig"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16"), "utf-16"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030"), "gb18030"  # GBK is a subset
-    except UnicodeDecodeError as exc:
-        raise FileImportError(
-            f"the file is neither UTF-8 nor GBK/GB18030 (byte {exc.start}); "
-            "save it as UTF-8 or name the encoding"
-        ) from exc
-
-
-def read_csv(data: bytes, encoding: str | None = None) -> Table:
-    text, used = decode(data, encoding)
-    sample = text[:4096]
-    try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    header: list[str] | None = None
-    rows: list[tuple[int, list[Any]]] = []
-    for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue
-        if header is None:
-            header = [c.strip() for c in cells]
-            continue
-        rows.append((reader.line_num, cells))
-    if header is None:
-        raise FileImportError("the file is empty: no header row")
-    return Table(header, rows, used)
-
-
-def read_xlsx(data: bytes, sheet: str | None = None) -> Table:
-    from openpyxl import load_workbook
-
-    try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:
-        raise FileImportError(f"not a readable XLSX workbook: {exc}") from exc
-    try:
-        if sheet is not None and sheet not in book.sheetnames:
-            raise FileImportError(f"no sheet {sheet!r}; the workbook has {book.sheetnames}")
-        ws = book[sheet] if sheet else book.worksheets[0]
-        header: list[str] | None = None
-        rows: list[tuple[int, list[Any]]] = []
-        for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = ["" if v is None else v for v in values]
-            if not any(str(c).strip() for c in cells):
-                continue
-            if header is None:
-                header = [str(c).strip() for c in cells]
-                continue
-            rows.append((number, cells))
-    finally:
-        book.close()
-    if header is None:
-        raise FileImportError("the sheet is empty: no header row")
-    return Table(header, rows, "xlsx")
-
-
-def read_table(path: Path, encoding: str | None = None, sheet: str | None = None) -> Table:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise FileImportError(f"cannot read {path}: {exc}") from exc
-    if data.startswith(b"PK\x03\x04") or path.suffix.lower() in (".xlsx", ".xlsm"):
-        return read_xlsx(data, sheet)
-    return read_csv(data, encoding)
 
 
 # -- columns ------------------------------------------------------------------

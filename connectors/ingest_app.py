@@ -18,17 +18,23 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from canonical.errors import MalformedMessage, OrderbusError, TransientError
+from canonical.errors import (
+    MalformedMessage,
+    OrderbusError,
+    OrderClosed,
+    TransientError,
+    UnknownOrder,
+)
 from connectors.base import Arrival, ChannelConfig, ConnectorError, WebhookRequest
 from connectors.publishing import fetch_message, order_message
-from connectors.registry import connector_for
+from connectors.registry import connector_for, fetching_channels
 from connectors.rejections import record_rejection
 from connectors.signature import (
     SIGNATURE_HEADER,
@@ -36,13 +42,10 @@ from connectors.signature import (
     SignatureError,
     verify,
 )
-from router.bus import Publisher
-from router.crashpoints import crash_point
-from router.settings import Settings
-from router.topology import Topology
-
-if TYPE_CHECKING:
-    from router.shipments import ShipmentIntake
+from infra.bus import Publisher
+from infra.crashpoints import crash_point
+from infra.settings import Settings
+from infra.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +58,12 @@ class IngestDeps:
     engine: Engine
     publisher: Publisher
     topology: Topology
+    # A warehouse's shipment report (its body) becomes the order's shipped
+    # revision; the router's ShipmentIntake.accept_body, passed in by the
+    # composition root. Returns the message id; raises UnknownOrder,
+    # OrderClosed, MalformedMessage or TransientError.
+    accept_shipment: Callable[[bytes], str] | None = None
     clock: Callable[[], float] = time.time
-
-    def shipments(self) -> ShipmentIntake:
-        from router.shipments import ShipmentIntake
-
-        return ShipmentIntake(self.engine, self.publisher, self.topology)
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
@@ -100,7 +103,7 @@ def channel_config_of(settings: Settings, channel: str) -> ChannelConfig:
         secrets=tuple(settings.channel_secrets.get(channel, ())),
         shop=spec.shop if spec else None,
         app_key=spec.app_key if spec else None,
-        fetch=channel in settings.fetching_channels(),
+        fetch=channel in fetching_channels(settings),
     )
 
 
@@ -287,8 +290,6 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
     async def shipment(request: Request) -> JSONResponse:
         """A warehouse reports a shipment (router/shipments.py), signed like a
         channel's webhook with one of ORDERBUS_SHIPMENT_SECRETS."""
-        from router.shipments import OrderClosed, UnknownOrder, read_report
-
         where = "shipments"
         body, size, too_large = await _read_limited(request, settings.max_body_bytes)
         if too_large:
@@ -306,8 +307,9 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
         except SignatureError as exc:
             return await refuse(request, where, body, size, _as_error(401, exc))
         try:
-            report = read_report(body)
-            message_id = await run_in_threadpool(deps.shipments().accept, report)
+            if deps.accept_shipment is None:
+                raise UnknownOrder("this ingest takes no shipment reports")
+            message_id = await run_in_threadpool(deps.accept_shipment, body)
         except UnknownOrder as exc:
             return await refuse(request, where, body, size, _as_error(404, exc))
         except OrderClosed as exc:

@@ -24,8 +24,8 @@ from connectors.base import ConnectorError
 from connectors.mapping import FieldMapping
 from connectors.payload import canonical_order, load_json
 from connectors.publishing import order_message
-from router.bus import Delivery, OutgoingMessage, Publisher, Results
-from router.topology import Topology
+from infra.bus import Delivery, OutgoingMessage, Publisher, Results
+from infra.topology import Topology
 
 
 class LegacyInbound:

@@ -26,8 +26,8 @@ from canonical.errors import MalformedMessage, TransientError
 from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, OrderReference
 from connectors.publishing import order_message, scoped_id
-from router.bus import Delivery, OutgoingMessage, Publisher, Results
-from router.topology import Topology
+from infra.bus import Delivery, OutgoingMessage, Publisher, Results
+from infra.topology import Topology
 
 
 class OrderSource(Protocol):

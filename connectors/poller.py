@@ -47,8 +47,8 @@ from connectors.base import ConnectorError
 from connectors.mapping import FieldMapping, path_steps, value_at
 from connectors.payload import canonical_order, load_json
 from connectors.publishing import PublishMany
-from router.database import dialect_insert
-from router.tables import poll_cursors
+from infra.database import dialect_insert
+from infra.tables import poll_cursors
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ names no connector uses the generic signed JSON one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from connectors.amazon_sp import AmazonPull
 from connectors.base import WebhookConnector
 from connectors.douyin import DouyinConnector
@@ -20,6 +22,8 @@ from connectors.shopify import ShopifyConnector
 from connectors.taobao import TaobaoPull
 from connectors.woocommerce import WooCommerceConnector
 from connectors.youzan import YouzanConnector
+from infra.setting_specs import PollerSpec
+from infra.settings import Settings
 
 CONNECTORS: dict[str, WebhookConnector] = {
     connector.name: connector
@@ -46,3 +50,63 @@ PULL_CONNECTORS: dict[str, PullConnector] = {
 
 def connector_for(kind: str | None) -> WebhookConnector:
     return CONNECTORS[kind or GenericJsonConnector.name]
+
+
+# Connectors whose push names orders without carrying them: the ingest queues
+# the references and fetches each order from the platform's API.
+FETCHING_CONNECTORS = frozenset({"douyin"})
+
+
+def pull_account(spec: PollerSpec) -> Any:
+    """A pull connector's account settings, validated by its own model."""
+    pull = PULL_CONNECTORS[spec.connector]
+    return pull.account.model_validate((spec.model_extra or {}).get(pull.settings_key))
+
+
+def check_poller(spec: PollerSpec) -> None:
+    """ValueError, naming the setting, when a poller names no known connector or
+    its account settings are wrong (a mapped poller checks itself)."""
+    if spec.connector == "mapping":
+        return
+    pull = PULL_CONNECTORS.get(spec.connector)
+    if pull is None:
+        known = ", ".join(["mapping", *sorted(PULL_CONNECTORS)])
+        raise ValueError(f"no pull connector {spec.connector!r} (known: {known})")
+    extra = set(spec.model_extra or {})
+    if pull.settings_key not in extra:
+        raise ValueError(f"the {pull.name} poller needs its {pull.settings_key} settings")
+    if extra - {pull.settings_key}:
+        raise ValueError(f"unknown settings {', '.join(sorted(extra - {pull.settings_key}))}")
+    pull_account(spec)  # raises, naming the field, if the account settings are wrong
+
+
+def check_settings(settings: Settings) -> None:
+    """ValueError naming the channel when its connector is unknown or its
+    connector's own settings are wrong; the composition root calls it."""
+    for name, spec in settings.channels.items():
+        if spec.connector not in CONNECTORS:
+            raise ValueError(
+                f"channel {name!r}: no connector {spec.connector!r} "
+                f"(known: {', '.join(sorted(CONNECTORS))})"
+            )
+    for name, poller in settings.pollers.items():
+        try:
+            check_poller(poller)
+        except ValueError as exc:
+            raise ValueError(f"ORDERBUS_POLLERS[{name!r}]: {exc}") from exc
+
+
+def fetching_channels(settings: Settings) -> list[str]:
+    """Channels whose orders are fetched from the platform's API after a push
+    (Douyin, Youzan with API settings) or a message (Taobao TMC) named them."""
+    pushed = [
+        n
+        for n, spec in settings.channels.items()
+        if spec.connector in FETCHING_CONNECTORS or spec.youzan is not None
+    ]
+    pulled = [
+        n
+        for n, spec in settings.pollers.items()
+        if spec.connector in PULL_CONNECTORS and PULL_CONNECTORS[spec.connector].fetches
+    ]
+    return sorted({*pushed, *pulled})

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from sqlalchemy import Engine, insert
 
 from canonical.envelope import utcnow
-from router.deadletters import encode_body
-from router.tables import rejected_requests
+from infra.stored_bodies import encode_body
+from infra.tables import rejected_requests
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from sqlalchemy import Connection, Row, select, update
 
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
-from router.database import insert_all_absent
-from router.deadletters import audit
+from infra.audit import audit
+from infra.database import insert_all_absent
+from infra.tables import holds, orders, outbox
+from infra.topology import Topology, delivery_routing_key
 from router.fanout import Fanout
 from router.service import state_values
-from router.tables import holds, orders, outbox
-from router.topology import Topology, delivery_routing_key
 
 
 class HoldStateError(Exception):

@@ -16,23 +16,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, Select, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from canonical.envelope import Envelope, EnvelopeError, utcnow
-from canonical.errors import MalformedMessage, TransientError
+from canonical.envelope import Envelope, utcnow
+from canonical.errors import TransientError
 from canonical.order import CanonicalOrder, OrderStatus
+from canonical.validation import validate
+from infra.bus import Delivery
+from infra.crashpoints import crash_point
+from infra.database import prefer_key_lookups, translate_db_errors
+from infra.messages import parse_delivery
+from infra.tables import arrivals, holds, orders, outbox
+from infra.topology import Topology, delivery_routing_key
 from router.approval import HoldRules, customer_key
-from router.bus import Delivery
-from router.crashpoints import crash_point
-from router.database import prefer_key_lookups, translate_db_errors
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import Fanout
 from router.suspicion import Suspicion, fingerprint, within
-from router.tables import arrivals, holds, orders, outbox
-from router.topology import Topology, delivery_routing_key
-from router.validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -42,46 +42,6 @@ class RouteResult:
     outcome: Outcome | None  # None: this message was processed before
     order_number: str | None
     targets: tuple[str, ...] = ()
-
-
-def envelope_of(delivery: Delivery) -> Envelope:
-    """A JSON delivery's envelope, or MalformedMessage saying what is wrong."""
-    if delivery.content_type and delivery.content_type.split(";")[0].strip() != "application/json":
-        raise MalformedMessage(f"content type {delivery.content_type!r} is not application/json")
-    try:
-        return Envelope.from_message(delivery.message_id, delivery.correlation_id, delivery.headers)
-    except EnvelopeError as exc:
-        raise MalformedMessage(str(exc), reason="missing_envelope") from exc
-
-
-def parse_delivery(delivery: Delivery) -> tuple[Envelope, CanonicalOrder]:
-    """Envelope and order of a delivery, or MalformedMessage saying what is wrong."""
-    envelope = envelope_of(delivery)
-    try:
-        text = delivery.body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedMessage(f"body is not UTF-8: {exc}", reason="invalid_encoding") from exc
-    try:
-        order = CanonicalOrder.model_validate_json(text)
-    except ValidationError as exc:
-        reason = (
-            "malformed_json" if exc.errors()[0]["type"] == "json_invalid" else "schema_mismatch"
-        )
-        raise MalformedMessage(_summarise(exc), reason=reason) from exc
-    if order.channel != envelope.channel:
-        raise MalformedMessage(
-            f"order channel {order.channel!r} differs from envelope channel {envelope.channel!r}",
-            reason="schema_mismatch",
-        )
-    return envelope, order
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:10]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    return "; ".join(parts)
 
 
 class RouterService:

@@ -14,8 +14,8 @@ the router treats it as any other revision:
 - the status never goes backwards: an order already delivered keeps its
   status, and the report is recorded as stale;
 - the fan-out sends it to the finance and notification systems, to the
-  channel (write-back, router/writeback.py) and to the customer
-  (router/notify/), as configured.
+  channel (write-back, targets/writeback.py) and to the customer
+  (targets/notify/), as configured.
 
 An unknown order, or one cancelled or refunded, is refused with a reason a
 person can act on (404 / 409 by API; a dead letter by queue).
@@ -32,12 +32,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy import Engine, select
 
 from canonical.envelope import Envelope
-from canonical.errors import MalformedMessage, PermanentError
+from canonical.errors import MalformedMessage, OrderClosed, PermanentError, UnknownOrder
 from canonical.order import CanonicalOrder, OrderStatus, Shipment
-from router.bus import Delivery, OutgoingMessage, Publisher
-from router.database import translate_db_errors
-from router.tables import orders
-from router.topology import SHIPMENT_ROUTING_KEY, Topology, ingest_routing_key
+from infra.bus import Delivery, OutgoingMessage, Publisher
+from infra.database import translate_db_errors
+from infra.tables import orders
+from infra.topology import SHIPMENT_ROUTING_KEY, Topology, ingest_routing_key
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,6 @@ class ShipmentReport(BaseModel):
         if not self.order_number and not (self.channel and self.external_id):
             raise ValueError("name the order: order_number, or channel and external_id")
         return self
-
-
-class UnknownOrder(PermanentError):
-    reason = "unknown_order"
-
-
-class OrderClosed(PermanentError):
-    reason = "order_closed"
 
 
 def read_report(body: bytes) -> ShipmentReport:
@@ -149,6 +141,10 @@ class ShipmentIntake:
         key = f"{number}|{report.event_id or report.tracking_number}"
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
         return CanonicalOrder.model_validate(revised.model_dump()), f"shipment.{digest}"
+
+    def accept_body(self, body: bytes) -> str:
+        """A report as the warehouse sent it: read, then :meth:`accept`."""
+        return self.accept(read_report(body))
 
     def accept(self, report: ShipmentReport) -> str:
         """Publish the shipped revision (confirmed by the broker); its message id."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from router.database import make_engine, upgrade
+from infra.database import make_engine, upgrade
 from tests import services
 
 

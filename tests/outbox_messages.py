@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, select
 
-from router.bootstrap import Orderbus, bootstrap
-from router.bus import Delivery
-from router.settings import Settings
-from router.tables import outbox
+from infra.bus import Delivery
+from infra.settings import Settings
+from infra.tables import outbox
+from orderbus.bootstrap import Orderbus, bootstrap
 
 
 def quick_app(sqlite_url: str, **settings: Any) -> Orderbus:

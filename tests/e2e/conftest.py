@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from router.sinks import RecordingSink
+from orderbus.receiver import RecordingSink
 
 
 class Downstream:

@@ -32,7 +32,7 @@ def orderbus(
     *args: str, env: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "router.cli", *args],
+        [sys.executable, "-m", "orderbus.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -51,7 +51,7 @@ class OrderbusProcess:
     def start(self) -> OrderbusProcess:
         self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router.cli", "run", *self.components],
+            [sys.executable, "-m", "orderbus.cli", "run", *self.components],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from sqlalchemy import Engine, func, select
 
-from router.bus import Bus
-from router.database import make_engine
-from router.settings import TARGETS, Settings
-from router.sinks import RecordingSink
-from router.tables import arrivals, dead_letters, inbox, outbox
-from router.topology import build_topology
+from infra.bus import Bus
+from infra.database import make_engine
+from infra.settings import TARGETS, Settings
+from infra.tables import arrivals, dead_letters, inbox, outbox
+from infra.topology import build_topology
+from orderbus.receiver import RecordingSink
 from tests.e2e.process import OrderbusProcess, free_port, orderbus_env
 from tests.factories import body_of, order_dict, signed_headers
 from tests.faults.proxy import TcpProxy

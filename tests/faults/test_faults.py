@@ -244,7 +244,7 @@ def test_poison_messages(run: Run, amqp_url: str, namespace: str) -> None:
     with cluster.engine.connect() as conn:
         from sqlalchemy import select
 
-        from router.tables import dead_letters
+        from infra.tables import dead_letters
 
         letters = {r.message_id: r for r in conn.execute(select(dead_letters))}
     for i, (_body, _headers, reason) in enumerate(POISON):
@@ -298,7 +298,7 @@ def test_sigterm_during_load(run: Run) -> None:
     ended = time.monotonic()
     load.join()
     run.finish(
-        checker.report("SIGTERM router/consumers x4 under load", checker.wait_quiescent(ended))
+        checker.report("SIGTERM targets/consumers x4 under load", checker.wait_quiescent(ended))
     )
     assert all(code == 0 for code, _ in exits), exits
     assert max(seconds for _, seconds in exits) < 35, exits

@@ -49,8 +49,8 @@ def test_reconciliation(engine: Engine) -> None:
 
 def test_a_retry_job_on_every_backend(engine: Engine) -> None:
     from admin_api import retry_jobs
+    from admin_api.deadletters import DeadLetterRecorder
     from admin_api.retry_jobs import RetryJobWorker
-    from router.deadletters import DeadLetterRecorder
     from tests.factories import failure_delivery
 
     for i in range(2):

@@ -12,17 +12,17 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from sqlalchemy import Engine, select
 
+from admin_api.deadletters import DeadLetterRecorder
 from canonical.errors import (
     BrokerUnavailable,
     DatabaseUnavailable,
     MalformedMessage,
     PublishNotConfirmed,
 )
-from router.bus import Bus, BusOptions, Delivery, OutgoingMessage, Publisher, one_at_a_time
-from router.deadletters import DeadLetterRecorder
-from router.settings import Settings
-from router.tables import dead_letters
-from router.topology import Topology, build_topology
+from infra.bus import Bus, BusOptions, Delivery, OutgoingMessage, Publisher, one_at_a_time
+from infra.settings import Settings
+from infra.tables import dead_letters
+from infra.topology import Topology, build_topology
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,10 @@ from connectors.base import ChannelConfig
 from connectors.douyin import DoudianApi, DouyinOrders, event_sign
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.order_fetch import FetchInbound
-from router.bus import Bus, BusOptions, Delivery, Publisher
-from router.settings import ChannelSpec, DouyinSpec, Settings
-from router.topology import Topology, build_topology, fetch_role
+from infra.bus import Bus, BusOptions, Delivery, Publisher
+from infra.setting_specs import ChannelSpec, DouyinSpec
+from infra.settings import Settings
+from infra.topology import Topology, build_topology, fetch_role
 from tests.doudian_fake import FakeDoudian
 from tests.integration.test_bus_rabbitmq import Consuming, wait_for
 from tests.unit.test_douyin import APP_KEY, DETAIL, ORDER_ID, SECRET, SHOP
@@ -154,7 +155,7 @@ def test_taobao_tmc_messages_become_orders_once_through_the_real_broker(
 ) -> None:
     from connectors.publishing import fetch_publisher
     from connectors.taobao import TaobaoOrders, TmcPuller, TopApi
-    from router.settings import PollerSpec
+    from infra.setting_specs import PollerSpec
     from tests.top_fake import FakeTop, message_text
     from tests.unit.test_taobao import APP_KEY as TOP_KEY
     from tests.unit.test_taobao import CONSUME, SESSION, TID, TRADE

@@ -14,9 +14,10 @@ from canonical.envelope import H_DETAIL, H_REASON
 from canonical.order import CanonicalOrder
 from connectors.legacy_amqp import LegacyInbound
 from connectors.mapping import FieldMapping
-from router.bus import Bus, BusOptions, Delivery, Publisher
-from router.settings import LegacySpec, Settings
-from router.topology import Topology, build_topology, legacy_role, legacy_routing_key
+from infra.bus import Bus, BusOptions, Delivery, Publisher
+from infra.setting_specs import LegacySpec
+from infra.settings import Settings
+from infra.topology import Topology, build_topology, legacy_role, legacy_routing_key
 from tests.integration.test_bus_rabbitmq import Consuming, wait_for
 from tests.unit.test_mapping import ERP_MAPPING, ERP_ORDER
 

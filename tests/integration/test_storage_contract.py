@@ -12,19 +12,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, func, insert, select, text
 
+from admin_api import deadletters
 from canonical.envelope import H_ATTEMPT, H_REASON, Envelope, utcnow
 from canonical.errors import MalformedMessage, TransientError, ValidationFailed
-from router import deadletters
-from router.bus import Delivery, OutgoingMessage
-from router.consumers import DeliveryConsumer
-from router.dedup import Outcome, order_number
-from router.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
-from router.holds import HoldStateError, reject, release
-from router.outbox import OutboxRelay, next_batch, prefer_index_order
-from router.service import RouterService, lock_known_orders
-from router.settings import Settings
-from router.suspicion import Suspicion
-from router.tables import (
+from infra.bus import Delivery, OutgoingMessage
+from infra.settings import Settings
+from infra.stored_bodies import decode_body
+from infra.tables import (
     arrivals,
     audit_log,
     dead_letters,
@@ -34,7 +28,14 @@ from router.tables import (
     orders,
     outbox,
 )
-from router.topology import build_topology
+from infra.topology import build_topology
+from router.dedup import Outcome, order_number
+from router.holds import HoldStateError, reject, release
+from router.outbox import OutboxRelay, next_batch, prefer_index_order
+from router.service import RouterService, lock_known_orders
+from router.suspicion import Suspicion
+from targets.consumers import DeliveryConsumer
+from targets.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
 from tests.factories import FakePublisher, delivery_for, failure_delivery, order
 
 pytestmark = pytest.mark.integration
@@ -287,7 +288,7 @@ def test_recorder_keeps_undecodable_bodies_as_base64(engine: Engine) -> None:
     with engine.connect() as conn:
         row = conn.execute(select(dead_letters)).one()
     assert row.body_encoding == "base64"
-    assert deadletters.decode_body(row.body, row.body_encoding) == b"\xff\x00\xfe"
+    assert decode_body(row.body, row.body_encoding) == b"\xff\x00\xfe"
 
 
 def test_broker_dead_letters_are_explained_from_x_death(engine: Engine) -> None:
@@ -837,7 +838,7 @@ def test_the_delay_watch_tells_each_late_paid_order_once(
 
     from sqlalchemy import update
 
-    from router.notify.delays import DelayWatch
+    from targets.notify.delays import DelayWatch
 
     router.handle(delivery_for(order(external_id="LATE-1"), message_id="m-late-1"))
     router.handle(delivery_for(order(external_id="SOON-1"), message_id="m-soon-1"))

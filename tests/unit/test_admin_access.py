@@ -15,15 +15,15 @@ from sqlalchemy import Engine, select
 
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
+from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
-from router.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
-from router.consumers import DeliveryConsumer
-from router.deadletters import DeadLetterRecorder
-from router.delivery import HttpDelivery, HttpxTransport, RetryPolicy
+from infra.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
+from infra.settings import Settings
+from infra.tables import api_keys, outbox
+from infra.topology import build_topology
 from router.service import RouterService
-from router.settings import Settings
-from router.tables import api_keys, outbox
-from router.topology import build_topology
+from targets.consumers import DeliveryConsumer
+from targets.delivery import HttpDelivery, HttpxTransport, RetryPolicy
 from tests.factories import delivery_for, order
 
 ROOT = {"Authorization": "Bearer root-token"}
@@ -233,8 +233,8 @@ def test_a_search_needs_a_key_to_search_by(client: TestClient) -> None:
 def test_keys_from_the_command_line(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from router.cli import main
-    from router.database import make_engine
+    from infra.database import make_engine
+    from orderbus.cli import main
 
     url = f"sqlite:///{tmp_path}/keys.db"
     monkeypatch.setenv("ORDERBUS_DATABASE_URL", url)

@@ -8,12 +8,12 @@ from sqlalchemy import Engine, select
 
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
-from router.deadletters import DeadLetterRecorder
+from admin_api.deadletters import DeadLetterRecorder
+from infra.settings import Settings
+from infra.tables import holds, outbox
+from infra.topology import build_topology
 from router.dedup import order_number
 from router.service import RouterService
-from router.settings import Settings
-from router.tables import holds, outbox
-from router.topology import build_topology
 from tests.factories import delivery_for, failure_delivery, order
 
 OPERATOR = {"Authorization": "Bearer op-token"}

@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
-from router.deadletters import DeadLetterRecorder
-from router.settings import Settings
-from router.topology import build_topology
+from admin_api.deadletters import DeadLetterRecorder
+from infra.settings import Settings
+from infra.topology import build_topology
 from tests.factories import failure_delivery
 
 ADMIN = {"Authorization": "Bearer fuzz-admin-token"}

@@ -10,13 +10,14 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, insert, update
 
+from admin_api.alerts import AlertEvaluator, webhook
+from admin_api.deadletters import DeadLetterRecorder
 from connectors.rejections import record_rejection
-from router.alerts import AlertEvaluator, AlertSettings, webhook
-from router.deadletters import DeadLetterRecorder
+from infra.setting_specs import AlertSettings
+from infra.settings import Settings
+from infra.tables import dead_letters, inbox, outbox
+from infra.topology import build_topology
 from router.service import RouterService
-from router.settings import Settings
-from router.tables import dead_letters, inbox, outbox
-from router.topology import build_topology
 from tests.factories import delivery_for, failure_delivery, order
 
 

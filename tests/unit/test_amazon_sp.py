@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import Engine
 
 from canonical.order import CanonicalOrder
+from canonical.validation import violations
 from connectors.amazon_sp import AmazonOrdersPoller, LwaToken, orders_spec, to_canonical
 from connectors.payload import canonical_order
-from router.database import upgrade
-from router.validation import violations
+from infra.database import upgrade
 
 FIXTURES = Path(str(resources.files("connectors") / "fixtures" / "amazon-sp-api"))
 ENDPOINT = "https://sellingpartnerapi-na.amazon.com"

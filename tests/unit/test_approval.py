@@ -15,11 +15,13 @@ from sqlalchemy import Engine, func, select, text
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
 from canonical.order import CanonicalOrder
+from infra.messages import parse_delivery
+from infra.setting_specs import HoldRulesSpec
+from infra.settings import Settings
+from infra.tables import outbox
+from infra.topology import build_topology
 from router.approval import HoldRules
-from router.service import RouterService, parse_delivery
-from router.settings import HoldRulesSpec, Settings
-from router.tables import outbox
-from router.topology import build_topology
+from router.service import RouterService
 from tests.factories import delivery_for, order
 
 RULES = HoldRules(
@@ -151,9 +153,9 @@ def test_a_first_order_from_a_new_customer_waits_and_the_next_passes(
 
 
 def test_the_migration_gives_existing_orders_their_customer(tmp_path: Path) -> None:
+    from infra.database import make_engine, upgrade
+    from infra.tables import orders
     from router.approval import customer_key
-    from router.database import make_engine, upgrade
-    from router.tables import orders
 
     url = f"sqlite:///{tmp_path}/old.db"
     upgrade(url, "0010")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.workload import CHANNELS, Workload
 from canonical.errors import ValidationFailed
 from canonical.order import CanonicalOrder
-from router.validation import validate
+from canonical.validation import validate
 
 
 def test_same_seed_same_workload_and_another_seed_another() -> None:

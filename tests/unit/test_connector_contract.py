@@ -24,9 +24,9 @@ import jsonschema
 import pytest
 
 from canonical.order import CanonicalOrder, json_schema
+from canonical.validation import violations
 from connectors.base import ChannelConfig, ConnectorError, WebhookRequest
 from connectors.registry import CONNECTORS
-from router.validation import violations
 
 SECRET = "contract-test-secret"
 NOW = 1_764_000_000.0

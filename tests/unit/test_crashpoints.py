@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from router import crashpoints
+from infra import crashpoints
 
 
 def test_inert_without_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,7 +25,7 @@ def test_parses_points_and_probabilities(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_a_certain_crash_point_exits_like_kill_9() -> None:
-    code = "from router.crashpoints import crash_point; crash_point('x'); print('survived')"
+    code = "from infra.crashpoints import crash_point; crash_point('x'); print('survived')"
     result = subprocess.run(
         [sys.executable, "-c", code],
         env={"ORDERBUS_CRASH_POINTS": "x:1"},

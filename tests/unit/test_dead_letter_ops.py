@@ -14,11 +14,11 @@ from sqlalchemy import Engine, select
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
 from admin_api.causes import cause_of
+from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_DETAIL, H_REASON
-from router.deadletters import DeadLetterRecorder
-from router.settings import Settings
-from router.tables import dead_letters, outbox
-from router.topology import build_topology
+from infra.settings import Settings
+from infra.tables import dead_letters, outbox
+from infra.topology import build_topology
 from tests.factories import body_of, failure_delivery, order_dict
 
 OPS = {"Authorization": "Bearer ops-token"}

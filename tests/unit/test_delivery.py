@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from canonical.errors import DeliveryRejected
-from router.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
+from targets.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
 
 FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.002)
 

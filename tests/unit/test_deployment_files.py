@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from router.settings import Settings
+from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

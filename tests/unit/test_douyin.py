@@ -16,15 +16,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from canonical.errors import EndpointUnavailable, MalformedMessage, TransientError
+from canonical.validation import violations
 from connectors.base import ChannelConfig, ConnectorError, OrderReference, WebhookRequest
 from connectors.douyin import DoudianApi, DouyinConnector, DouyinOrders, event_sign, param_json
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.order_fetch import FetchInbound
-from router.bus import Delivery
-from router.settings import ChannelSpec, DouyinSpec, Settings
-from router.tables import rejected_requests
-from router.topology import build_topology
-from router.validation import violations
+from infra.bus import Delivery
+from infra.setting_specs import ChannelSpec, DouyinSpec
+from infra.settings import Settings
+from infra.tables import rejected_requests
+from infra.topology import build_topology
 from tests.doudian_fake import FakeDoudian
 from tests.factories import FakePublisher
 

@@ -19,13 +19,13 @@ import pytest
 from sqlalchemy import Engine, select
 
 from canonical.errors import DeliveryRejected
-from router.bootstrap import ConfigurationError, Orderbus
-from router.bus import Delivery
-from router.consumers import DeliveryConsumer
+from infra.bus import Delivery
+from infra.settings import Settings
+from infra.tables import inbox, outbox
+from infra.topology import build_topology
+from orderbus.bootstrap import ConfigurationError, Orderbus
 from router.service import RouterService
-from router.settings import Settings
-from router.tables import inbox, outbox
-from router.topology import build_topology
+from targets.consumers import DeliveryConsumer
 from tests.erp_fakes import CHANJET, KINGDEE, U8, FakeChanjet, FakeKingdee, FakeSystem, FakeU8
 from tests.factories import delivery_for, order
 from tests.outbox_messages import outbox_deliveries, quick_app

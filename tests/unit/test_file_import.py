@@ -22,10 +22,10 @@ from connectors.file_import import (
     run_import,
 )
 from connectors.publishing import order_message
+from infra.settings import Settings
+from infra.tables import arrivals, outbox
+from infra.topology import build_topology
 from router.service import RouterService
-from router.settings import Settings
-from router.tables import arrivals, outbox
-from router.topology import build_topology
 from tests.factories import delivery_for
 
 HEADER = "订单号,下单时间,手机号,收货人,省份,城市,区县,详细地址,商品编码,商品名称,数量,单价,运费,实付金额,订单状态"
@@ -97,7 +97,7 @@ def test_a_gbk_file_with_chinese_headers_imports_the_good_rows_and_reports_the_b
     run_import(path, "store-hz01", again, lambda e, row: None)
     assert [i for i, _ in again.orders] == [i for i, _ in published.orders]
 
-    from router.database import upgrade
+    from infra.database import upgrade
 
     upgrade(str(sqlite_engine.url))
     router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, select
 from canonical.envelope import H_CHANNEL
 from canonical.order import CanonicalOrder
 from connectors.ingest_app import IngestDeps, create_ingest_app
-from router.settings import Settings
-from router.tables import rejected_requests
-from router.topology import build_topology
+from infra.settings import Settings
+from infra.tables import rejected_requests
+from infra.topology import build_topology
 from tests.factories import FakePublisher, body_of, order_dict, signed_headers
 
 SECRET = "s3cret"

@@ -18,12 +18,13 @@ from sqlalchemy import Engine
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder, json_schema
+from canonical.validation import violations
 from connectors.base import ConnectorError
 from connectors.jd import JdPoller, jd_spec, to_canonical
 from connectors.payload import SHANGHAI, canonical_order, load_json
-from router.bootstrap import bootstrap
-from router.settings import PollerSpec, Settings
-from router.validation import violations
+from infra.setting_specs import PollerSpec
+from infra.settings import Settings
+from orderbus.bootstrap import bootstrap
 
 APP_KEY, SECRET, TOKEN = "jd-app-key", "jd-app-secret", "jd-access-token"
 FIXTURE = json.loads(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from router.logs import JsonFormatter, MaskingFormatter
+from infra.logs import JsonFormatter, MaskingFormatter
 
 
 def record(message: str, *args: object) -> logging.LogRecord:

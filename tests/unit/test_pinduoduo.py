@@ -20,10 +20,10 @@ from sqlalchemy import Engine
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder, json_schema
+from canonical.validation import violations
 from connectors.base import ConnectorError
 from connectors.payload import SHANGHAI, canonical_order, load_json
 from connectors.pinduoduo import PinduoduoPoller, pdd_spec, to_canonical
-from router.validation import violations
 
 CLIENT_ID, SECRET, TOKEN = "pdd-client-id", "pdd-client-secret", "pdd-access-token"
 FIXTURE = json.loads(

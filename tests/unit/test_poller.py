@@ -15,7 +15,7 @@ from canonical.errors import BrokerUnavailable, EndpointUnavailable
 from canonical.order import CanonicalOrder
 from connectors.mapping import FieldMapping
 from connectors.poller import PollSpec, RestPoller
-from router.database import upgrade
+from infra.database import upgrade
 
 MAPPING = FieldMapping(
     {

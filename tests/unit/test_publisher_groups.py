@@ -6,9 +6,9 @@ import threading
 import time
 
 from canonical.errors import PublishNotConfirmed
-from router.bus import Bus, OutgoingMessage, Publisher
-from router.settings import Settings
-from router.topology import build_topology
+from infra.bus import Bus, OutgoingMessage, Publisher
+from infra.settings import Settings
+from infra.topology import build_topology
 
 
 class SlowBroker(Publisher):

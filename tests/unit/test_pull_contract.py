@@ -18,8 +18,8 @@ import jsonschema
 import pytest
 
 from canonical.order import CanonicalOrder, json_schema
+from canonical.validation import violations
 from connectors.registry import CONNECTORS, PULL_CONNECTORS
-from router.validation import violations
 
 FIXTURES = Path(str(resources.files("connectors") / "fixtures"))
 

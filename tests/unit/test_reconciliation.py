@@ -14,13 +14,13 @@ from sqlalchemy import Engine, insert, update
 from admin_api import reconcile
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
+from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
-from router.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
-from router.deadletters import DeadLetterRecorder
+from infra.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
+from infra.settings import Settings
+from infra.tables import holds, inbox, orders, outbox
+from infra.topology import build_topology
 from router.service import RouterService
-from router.settings import Settings
-from router.tables import holds, inbox, orders, outbox
-from router.topology import build_topology
 from tests.factories import delivery_for, order
 from tests.unit.test_admin_access import route_and_deliver
 
@@ -188,7 +188,7 @@ def test_reconcile_from_the_command_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from router.cli import main
+    from orderbus.cli import main
 
     monkeypatch.setenv("ORDERBUS_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("ORDERBUS_NAMESPACE", "t")

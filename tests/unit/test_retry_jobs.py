@@ -12,12 +12,12 @@ from sqlalchemy import Engine, select
 
 from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
+from admin_api.deadletters import DeadLetterRecorder
 from admin_api.retry_jobs import RetryJobWorker
 from canonical.envelope import H_DETAIL, H_REASON
-from router.deadletters import DeadLetterRecorder
-from router.settings import Settings
-from router.tables import outbox
-from router.topology import build_topology
+from infra.settings import Settings
+from infra.tables import outbox
+from infra.topology import build_topology
 from tests.factories import failure_delivery
 
 OPS = {"Authorization": "Bearer ops-token"}

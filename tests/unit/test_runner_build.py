@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from router.bootstrap import ConfigurationError, bootstrap
-from router.runner import Daemon
-from router.settings import LegacySpec, Settings
+from infra.setting_specs import LegacySpec
+from infra.settings import Settings
+from orderbus.bootstrap import ConfigurationError, bootstrap
+from orderbus.runner import Daemon
 from tests.unit.test_mapping import ERP_MAPPING
 
 
@@ -37,7 +38,7 @@ def test_a_legacy_channel_needs_exactly_one_mapping() -> None:
 
 
 def test_ingest_polls_each_polled_channel(sqlite_url: str) -> None:
-    from router.settings import PollerSpec
+    from infra.setting_specs import PollerSpec
 
     mapping = {k: v for k, v in ERP_MAPPING.items()}
     app = bootstrap(
@@ -56,7 +57,7 @@ def test_ingest_polls_each_polled_channel(sqlite_url: str) -> None:
 
 def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
     from connectors.amazon_sp import AmazonOrdersPoller
-    from router.settings import PollerSpec
+    from infra.setting_specs import PollerSpec
 
     account = {
         "marketplace_ids": ["ATVPDKIKX0DER"],
@@ -81,7 +82,7 @@ def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
 
 
 def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> None:
-    from router.settings import ChannelSpec, DouyinSpec
+    from infra.setting_specs import ChannelSpec, DouyinSpec
 
     app = bootstrap(
         Settings(
@@ -104,20 +105,36 @@ def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> 
 
 
 def test_a_poller_names_a_known_connector_and_only_its_own_settings() -> None:
-    from router.settings import PollerSpec
+    from connectors.registry import check_poller
+    from infra.setting_specs import PollerSpec
 
     with pytest.raises(ValueError, match="no pull connector 'shopee'"):
-        PollerSpec(connector="shopee", shopee={})
+        check_poller(PollerSpec(connector="shopee", shopee={}))
     with pytest.raises(ValueError, match="unknown settings taobao"):
-        PollerSpec(connector="jd", jd={}, taobao={})
+        check_poller(PollerSpec(connector="jd", jd={}, taobao={}))
     with pytest.raises(ValueError, match="access_token"):  # the account model names the field
-        PollerSpec(connector="jd", jd={"app_key": "k", "app_secret": "s", "shop": "x"})
+        check_poller(
+            PollerSpec(connector="jd", jd={"app_key": "k", "app_secret": "s", "shop": "x"})
+        )
     with pytest.raises(ValueError, match="unknown settings amazon"):
         PollerSpec(url="http://x/orders", items="$.orders", mapping={"a": "$.b"}, amazon={})
 
 
+def test_bootstrap_refuses_a_poller_its_connector_does_not_accept(sqlite_url: str) -> None:
+    from infra.setting_specs import PollerSpec
+
+    with pytest.raises(ConfigurationError, match=r"ORDERBUS_POLLERS\['jd-1'\].*access_token"):
+        bootstrap(
+            Settings(
+                broker_url="memory://",
+                database_url=sqlite_url,
+                pollers={"jd-1": PollerSpec(connector="jd", jd={"app_key": "k"})},
+            )
+        )
+
+
 def test_the_admin_component_runs_the_alert_rules_when_configured(sqlite_url: str) -> None:
-    from router.alerts import AlertSettings
+    from infra.setting_specs import AlertSettings
 
     rules = AlertSettings.model_validate({"silence": {"channels": {"web-shop": 3600}}})
     app = bootstrap(

@@ -12,16 +12,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from canonical.errors import MalformedMessage
+from canonical.errors import MalformedMessage, OrderClosed, UnknownOrder
 from canonical.order import CanonicalOrder
 from connectors.ingest_app import IngestDeps, create_ingest_app
-from router.bus import Delivery, OutgoingMessage
+from infra.bus import Delivery, OutgoingMessage
+from infra.setting_specs import NotifySpec
+from infra.settings import Settings
+from infra.tables import arrivals, orders, outbox, rejected_requests
+from infra.topology import build_topology
 from router.fanout import Fanout
 from router.service import RouterService
-from router.settings import NotifySpec, Settings
-from router.shipments import OrderClosed, ShipmentIntake, ShipmentReport, UnknownOrder, read_report
-from router.tables import arrivals, orders, outbox, rejected_requests
-from router.topology import build_topology
+from router.shipments import ShipmentIntake, ShipmentReport, read_report
 from tests.factories import FakePublisher, delivery_for, order, signed_headers
 
 SECRET = "wms-secret"
@@ -168,7 +169,9 @@ def test_the_queue_dead_letters_what_it_cannot_take(pipeline: Pipeline) -> None:
 @pytest.fixture
 def client(sqlite_engine: Engine) -> Iterator[tuple[TestClient, FakePublisher]]:
     publisher = FakePublisher()
-    deps = IngestDeps(SETTINGS, sqlite_engine, publisher, build_topology(SETTINGS))  # type: ignore[arg-type]
+    topology = build_topology(SETTINGS)
+    intake = ShipmentIntake(sqlite_engine, publisher, topology)  # type: ignore[arg-type]
+    deps = IngestDeps(SETTINGS, sqlite_engine, publisher, topology, intake.accept_body)  # type: ignore[arg-type]
     with TestClient(create_ingest_app(deps)) as c:
         yield c, publisher
 

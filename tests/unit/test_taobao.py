@@ -15,15 +15,16 @@ import pytest
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import json_schema
+from canonical.validation import violations
 from connectors.base import ConnectorError, OrderReference
 from connectors.payload import canonical_order
 from connectors.publishing import fetch_publisher
 from connectors.taobao import TaobaoOrders, TmcPuller, TopApi, read_trade, to_canonical
-from router.bootstrap import bootstrap
-from router.runner import Daemon
-from router.settings import PollerSpec, Settings
-from router.topology import build_topology
-from router.validation import violations
+from infra.setting_specs import PollerSpec
+from infra.settings import Settings
+from infra.topology import build_topology
+from orderbus.bootstrap import bootstrap
+from orderbus.runner import Daemon
 from tests.factories import FakePublisher
 from tests.top_fake import FakeTop, message_text
 

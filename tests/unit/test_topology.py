@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from router.settings import Settings
-from router.topology import build_topology, topic_matches
+from infra.settings import Settings
+from infra.topology import build_topology, topic_matches
 
 TOPO = build_topology(Settings(namespace="t", broker_url="amqp://x", quorum_queues=True))
 

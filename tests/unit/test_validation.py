@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from canonical.errors import ValidationFailed
-from router.validation import validate, violations
+from canonical.validation import validate, violations
 from tests.factories import order
 
 

@@ -1,5 +1,5 @@
-"""Shipment write-back to the channel (router/writeback.py) and customer
-notifications (router/notify/), through the delivery consumer, against fakes
+"""Shipment write-back to the channel (targets/writeback.py) and customer
+notifications (targets/notify/), through the delivery consumer, against fakes
 of Shopify, WooCommerce and Taobao (tests/channel_fakes.py), a real SMTP
 server on 127.0.0.1 (aiosmtpd), and fakes of a WeChat Work robot and an SMS
 gateway."""
@@ -16,14 +16,14 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from canonical.errors import DeliveryRejected
-from router.bootstrap import Orderbus
-from router.bus import Delivery
+from infra.bus import Delivery
+from infra.tables import inbox, notifications, orders, outbox
+from infra.topology import build_topology
+from orderbus.bootstrap import Orderbus
 from router.fanout import Fanout
-from router.notify.delays import DelayWatch
 from router.service import RouterService
 from router.shipments import ShipmentIntake, ShipmentReport
-from router.tables import inbox, notifications, orders, outbox
-from router.topology import build_topology
+from targets.notify.delays import DelayWatch
 from tests.channel_fakes import (
     FakeJdShipment,
     FakePinduoduoLogistics,

@@ -21,9 +21,10 @@ from canonical.order import CanonicalOrder
 from connectors.base import ChannelConfig, ConnectorError, OrderReference, WebhookRequest
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.youzan import YouzanApi, YouzanConnector, YouzanOrders, youzan_sign
-from router.settings import ChannelSpec, Settings
-from router.tables import rejected_requests
-from router.topology import build_topology
+from infra.setting_specs import ChannelSpec
+from infra.settings import Settings
+from infra.tables import rejected_requests
+from infra.topology import build_topology
 from tests.factories import FakePublisher
 
 SECRET = "youzan-client-secret"
@@ -300,9 +301,9 @@ def test_youzan_refusals_and_outages_are_told_apart() -> None:
 
 
 def test_a_youzan_channel_with_api_settings_gets_a_fetch_worker(sqlite_url: str) -> None:
-    from router.bootstrap import bootstrap
-    from router.runner import Daemon
-    from router.settings import YouzanSpec
+    from infra.setting_specs import YouzanSpec
+    from orderbus.bootstrap import bootstrap
+    from orderbus.runner import Daemon
 
     spec = ChannelSpec(connector="youzan", app_key=CLIENT_ID, youzan=YouzanSpec(grant_id="1"))
     app = bootstrap(

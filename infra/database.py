@@ -1,0 +1,119 @@
+"""Engines, migrations and the few dialect-specific statements orderbus needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql.dml import Insert
+
+from canonical.errors import DatabaseUnavailable
+from infra.tables import metadata
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event below issue BEGIN IMMEDIATE: with
+            # deferred transactions two writers deadlock on the lock upgrade.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def prefer_key_lookups(conn: Connection) -> None:
+    """Make PostgreSQL answer this transaction's key lookups from their indexes.
+
+    The router and the consumers look rows up by key, a batch at a time. A
+    plan made while a table was small is a sequential scan, and PostgreSQL
+    keeps it as the table grows: psycopg prepares a statement after five runs
+    and its generic plan stays until ANALYZE, which may never come (autovacuum
+    off, or a table growing faster than autoanalyze). The router then read the
+    whole arrivals table for each batch, and PostgreSQL's CPU tripled at
+    100,000 orders. Here a sequential scan is only ever the planner's last resort.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+
+
+def dialect_insert(conn: Connection, table: Any) -> Insert:
+    """INSERT that knows ON CONFLICT, for PostgreSQL and SQLite alike."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    return insert(table)
+
+
+def insert_all_absent(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows in one statement, skipping those whose unique key exists."""
+    if rows:
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(), rows)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def translate_db_errors() -> Iterator[None]:
+    """Turn "the database is down" into DatabaseUnavailable (a transient error)."""
+    try:
+        yield
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc.orig or exc}") from exc
+    except sa_exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(f"database connection lost: {exc.orig or exc}") from exc
+        raise
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply the Alembic migrations (``orderbus db upgrade``)."""
+    from alembic import command
+
+    engine = make_engine(url)  # creates the SQLite folder when needed
+    engine.dispose()
+    command.upgrade(alembic_config(url), revision)
+
+
+__all__ = [
+    "dialect_insert",
+    "insert_all_absent",
+    "make_engine",
+    "metadata",
+    "translate_db_errors",
+    "upgrade",
+]

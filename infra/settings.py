@@ -1,0 +1,187 @@
+"""Configuration, read from the environment (prefix ``ORDERBUS_``) when asked for.
+
+Nothing here runs at import time: call :func:`load_settings` in the composition
+root and pass the object down.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.setting_specs import (
+    AlertSettings,
+    ChannelSpec,
+    DuplicateSuspicion,
+    HoldRulesSpec,
+    LegacySpec,
+    NotifySpec,
+    PollerSpec,
+)
+
+EMBEDDED_DATABASE_URL = "sqlite:///orderbus-data/orderbus.db"
+EMBEDDED_BROKER_URL = "sqla+sqlite:///orderbus-data/broker.db"
+TARGETS = ("warehouse", "finance", "notification")
+# Targets that exist only when configured: write-back of shipments to the
+# channel (ORDERBUS_WRITEBACK) and notifications to the customer (ORDERBUS_NOTIFY).
+WRITEBACK_TARGET = "channel"
+CUSTOMER_TARGET = "customer"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERBUS_", extra="ignore")
+
+    # Where things live. The defaults are the embedded mode: one SQLite file for
+    # orderbus's tables and one for kombu's SQL transport. Production uses
+    # amqp://... and postgresql+psycopg://...
+    broker_url: str = EMBEDDED_BROKER_URL
+    database_url: str = EMBEDDED_DATABASE_URL
+    namespace: str = Field(
+        default="orderbus",
+        pattern=r"^[a-z][a-z0-9_.-]{0,40}$",
+        description="Prefix of every exchange and queue name.",
+    )
+
+    # Broker behaviour.
+    quorum_queues: bool = True
+    delivery_limit: int = Field(default=5, ge=1, description="Broker redeliveries before DLX")
+    transient_retry_window: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds a delivery is retried in place while the database is down",
+    )
+    prefetch: int = Field(default=100, ge=1, le=1000)
+    batch_size: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="messages a component takes at once (one transaction); at most prefetch",
+    )
+    batch_linger_ms: float = Field(
+        default=5.0,
+        ge=0,
+        le=100,
+        description="ms to wait for the next message of a batch (up to 4x in all); "
+        "bigger batches cost less CPU per message at moderate rates",
+    )
+    heartbeat: int = Field(default=30, ge=0)
+    connect_timeout: float = 5.0
+    confirm_timeout: float = 10.0
+
+    duplicate_suspicion: DuplicateSuspicion = Field(default_factory=DuplicateSuspicion)
+
+    # Ingest (webhook connectors).
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    channel_secrets: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": ["current-secret", "previous-secret"]}',
+    )
+    channels: dict[str, ChannelSpec] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"connector": "shopify", "shop": "acme.myshopify.com"}}',
+    )
+    legacy_inbound: dict[str, LegacySpec] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"mapping_file": "/etc/orderbus/erp.json"}}',
+    )
+    pollers: dict[str, PollerSpec] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"url": "...", "items": "$.orders", "mapping_file": "..."}}',
+    )
+    shipment_secrets: list[str] = Field(
+        default_factory=list,
+        description="secrets the warehouse signs POST /shipments with (as a channel's webhook)",
+    )
+    signature_tolerance: int = Field(default=300, ge=1, description="seconds")
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+    # Consumers: the existing systems' endpoints.
+    warehouse_url: str | None = None
+    finance_url: str | None = None
+    notification_url: str | None = None
+    targets: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: {"finance": {"adapter": "jiandaoyun", ...}} (targets/adapters/)',
+    )
+    writeback: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='JSON: {"channel": {"kind": "shopify", ...}}: shipments written back '
+        "to the channel (targets/writeback.py)",
+    )
+    notify: NotifySpec | None = Field(
+        default=None, description="customer notifications (targets/notify/)"
+    )
+    http_timeout: float = 5.0
+    delivery_attempts: int = Field(default=4, ge=1, le=10)
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 4.0
+
+    # Router's outbox relay.
+    relay_batch: int = Field(default=100, ge=1)
+    relay_interval: float = Field(default=0.2, gt=0)
+
+    # Admin API.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8081
+    admin_tokens: dict[str, str] = Field(
+        default_factory=dict, description='JSON: {"operator-name": "token"}'
+    )
+    hold_rules: HoldRulesSpec = Field(default_factory=HoldRulesSpec)
+    alerts: AlertSettings | None = Field(
+        default=None, description="alert rules and their webhook (admin_api/alerts.py)"
+    )
+    # Read by the command before the settings (infra/logs.py); here to be validated.
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("shipment_secrets", mode="before")
+    @classmethod
+    def _secret_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) and not value.startswith("[") else value
+
+    @field_validator("channel_secrets", mode="before")
+    @classmethod
+    def _secrets_as_lists(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _names_are_valid(self) -> Settings:
+        # Which connectors exist is the connectors' business: the composition
+        # root checks the channels against their registry (connectors/registry.py).
+        for name in [*self.legacy_inbound, *self.pollers]:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,40}", name):
+                raise ValueError(f"channel {name!r}: lower-case letters, digits, - and _")
+        for target in self.targets:
+            if target not in TARGETS:
+                raise ValueError(f"ORDERBUS_TARGETS: {target!r} is not one of {', '.join(TARGETS)}")
+        return self
+
+    def active_targets(self) -> tuple[str, ...]:
+        """The systems orders go to: the three, and those configured."""
+        optional = []
+        if self.writeback:
+            optional.append(WRITEBACK_TARGET)
+        if self.notify is not None:
+            optional.append(CUSTOMER_TARGET)
+        return (*TARGETS, *optional)
+
+    def target_url(self, target: str) -> str | None:
+        """The endpoint a target's canonical JSON is POSTed to (without an adapter)."""
+        return {
+            "warehouse": self.warehouse_url,
+            "finance": self.finance_url,
+            "notification": self.notification_url,
+        }.get(target)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,341 @@
+"""orderbus's tables. Every idempotency rule is a unique constraint here, so it
+holds with any number of processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import DateTime as _DateTime
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored in UTC and always read back timezone-aware (SQLite too)."""
+
+    impl = _DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("orderbus stores timezone-aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        stamp: datetime = value
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def DateTime(timezone: bool = True) -> UTCDateTime:  # noqa: N802 - reads like a type
+    return UTCDateTime()
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+# One row per business order: the dedup record and the order's state.
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("order_number", String(32), nullable=False, unique=True),
+    Column("channel", String(64), nullable=False),
+    Column("shop", String(200), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_rank", Integer, nullable=False),
+    Column("source_version", Integer, nullable=False),
+    Column("source_updated_at", String(40), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False, doc="orderbus's own revision counter"),
+    Column("body", Text, nullable=False, doc="latest accepted canonical order (JSON)"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "fingerprint",
+        String(64),
+        nullable=True,
+        doc="what a duplicate from another channel would share (router/suspicion.py)",
+    ),
+    Column("placed_at", DateTime(timezone=True), nullable=True),
+    Column("customer_key", String(64), nullable=True, doc="hashed phone, else email"),
+    Column(
+        "hold_status",
+        String(16),
+        nullable=True,
+        doc="open|released|rejected when held as a suspected duplicate (holds)",
+    ),
+    Column(
+        "delay_noticed_at",
+        DateTime(timezone=True),
+        nullable=True,
+        doc="when the delay watch told the customer a paid order is late (targets/notify/)",
+    ),
+    UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
+    Index("ix_orders_fingerprint", "fingerprint"),
+    Index("ix_orders_customer_key", "customer_key"),
+    # Only paid orders the customer was not yet told are late about: the
+    # delay watch reads just those, however many orders there are.
+    Index(
+        "ix_orders_paid_unnoticed",
+        "updated_at",
+        postgresql_where=text("status = 'paid' AND delay_noticed_at IS NULL"),
+        sqlite_where=text("status = 'paid' AND delay_noticed_at IS NULL"),
+    ),
+)
+
+# One row per input message the router processed: its tracking record, written
+# in the same transaction as the order state and the outbox rows.
+arrivals = Table(
+    "arrivals",
+    metadata,
+    Column("message_id", String(100), primary_key=True),
+    Column("order_id", ID, nullable=True),
+    Column("channel", String(64), nullable=False),
+    Column("external_id", String(200), nullable=True),
+    Column("outcome", String(16), nullable=False, doc="new|update|duplicate|stale|held"),
+    Column("detail", Text, nullable=True),
+    Column("order_version", Integer, nullable=True),
+    Column("correlation_id", String(100), nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_arrivals_order_id", "order_id"),
+)
+
+# Transactional outbox: messages to publish, committed with the state that caused them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    # Not unique: an admin retry publishes the same message id again, and the
+    # consumers' inbox, keyed by it, keeps the second copy from having an effect.
+    Column("message_id", String(100), nullable=False),
+    Column("exchange", String(200), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("correlation_id", String(100), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    # Only the unpublished rows, in id order: the relay's "next batch" reads
+    # just that many entries however large the outbox grows (migration 0003).
+    Index(
+        "ix_outbox_unpublished",
+        "id",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
+)
+
+# Consumer inbox: (consumer, message id) delivered once.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("message_id", String(100), primary_key=True),
+    Column("order_number", String(32), nullable=True),
+    Column("order_version", Integer, nullable=True),
+    Column(
+        "outcome",
+        String(16),
+        nullable=False,
+        server_default="delivered",
+        doc="delivered, or superseded: a newer version of the order was delivered first",
+    ),
+    Column("response_status", Integer, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+    Index("ix_inbox_consumer_order", "consumer", "order_number"),
+)
+
+# Dead letters: one row per (queue, message id); a repeated failure updates it.
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(100), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("exchange", String(200), nullable=False),
+    Column("routing_key", String(200), nullable=False),
+    Column("channel", String(64), nullable=True),
+    Column("order_number", String(32), nullable=True),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=True),
+    Column("exception", Text, nullable=True),
+    Column("headers", JSON, nullable=False),
+    Column("body", Text, nullable=False, doc="original body; base64 when not UTF-8"),
+    Column("body_encoding", String(16), nullable=False, default="utf-8"),
+    Column("attempts", Integer, nullable=False),
+    Column("status", String(16), nullable=False, doc="open|retried|discarded"),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_by", String(100), nullable=True),
+    UniqueConstraint("queue", "message_id", name="uq_dead_letters_queue_message"),
+    Index("ix_dead_letters_status_last", "status", "last_failed_at"),
+)
+
+# Requests a connector refused (bad signature, bad body...), kept for inspection.
+rejected_requests = Table(
+    "rejected_requests",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("remote_addr", String(64), nullable=True),
+    Column("headers", JSON, nullable=False),
+    Column("body_excerpt", Text, nullable=False, doc="first 4 KiB, base64 when not UTF-8"),
+    Column("body_size", Integer, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_rejected_requests_received_at", "received_at"),
+)
+
+# Who did what through the admin API.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(100), nullable=True),
+    Column("detail", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Admin API keys (admin_api/auth.py): only the SHA-256 digest of a key is kept.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(16), nullable=False, doc="viewer|operator|admin"),
+    Column("key_digest", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Incidents the alert rules found (admin_api/alerts.py): one open row per rule and
+# subject until the condition clears; ``notified`` says what the webhook was told.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("rule", String(32), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("status", String(16), nullable=False, doc="open|resolved"),
+    Column("summary", Text, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("notified", String(16), nullable=True, doc="None|firing|resolved"),
+    Index("ix_alerts_status", "status", "rule", "subject"),
+)
+
+# A business cause of dead letters (admin_api/causes.py) someone is looking into.
+dead_letter_investigations = Table(
+    "dead_letter_investigations",
+    metadata,
+    Column("cause", String(64), primary_key=True),
+    Column("owner", String(100), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("set_by", String(100), nullable=False),
+)
+
+# Dead letters retried in the background at a set pace (admin_api/retry_jobs.py).
+retry_jobs = Table(
+    "retry_jobs",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("filter", JSON, nullable=False),
+    Column("ids", JSON, nullable=False, doc="the dead letters it will touch, counted at the start"),
+    Column("rate", Float, nullable=False, doc="retries per second at most"),
+    Column("status", String(16), nullable=False, doc="running|done|cancelled"),
+    Column("done", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False, doc="no longer open when their turn came"),
+    Column("note", Text, nullable=True),
+    Column("created_by", String(100), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+# Where each pull connector got to: the update time of the newest order it
+# published (advanced only after every order of a poll was confirmed).
+poll_cursors = Table(
+    "poll_cursors",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("position", String(64), nullable=False, doc="ISO 8601 UTC update time"),
+    Column("polled_at", DateTime(timezone=True), nullable=False),
+)
+
+# Orders held for a person: suspected duplicates of an order from another
+# channel. Nothing of a held order reaches the systems until it is released.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("order_id", ID, nullable=False, unique=True),
+    Column("order_number", String(32), nullable=False),
+    Column("suspected_of", String(32), nullable=True, doc="the order it seems to repeat"),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False, doc="open|released|rejected"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("approvals_needed", Integer, nullable=False, server_default="1"),
+    Column("approved_by", String(100), nullable=True, doc="the first of two approvers"),
+    Index("ix_holds_status", "status", "id"),
+)
+
+# What was sent to a customer (targets/notify/): one row per message and
+# medium, written right after that medium took it, so a redelivery of the
+# message sends only what was not sent yet.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("message_id", String(100), nullable=False, doc="the customer target's message"),
+    Column("medium", String(16), nullable=False, doc="email|sms|wechat_work|none"),
+    Column("order_number", String(32), nullable=False),
+    Column("event", String(16), nullable=False, doc="an order status, or delay"),
+    Column("language", String(8), nullable=False),
+    Column("recipient", String(200), nullable=True, doc="masked"),
+    Column("subject", Text, nullable=True),
+    Column("body", Text, nullable=False, doc="as sent; 'none': why nothing was sent"),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("message_id", "medium", name="uq_notifications_message_medium"),
+    Index("ix_notifications_order", "order_number"),
+)

@@ -1,0 +1,350 @@
+"""The composition root: the one place where settings become engines, buses,
+services and apps. Everything else receives what it needs as arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+
+from admin_api.deadletters import DeadLetterRecorder
+from connectors.registry import check_settings, fetching_channels
+from infra.bus import Bus, BusOptions, Publisher
+from infra.database import make_engine, translate_db_errors
+from infra.settings import CUSTOMER_TARGET, WRITEBACK_TARGET, Settings, load_settings
+from infra.topology import Topology, build_topology
+from router.approval import HoldRules
+from router.fanout import Fanout
+from router.outbox import OutboxRelay
+from router.service import RouterService
+from router.suspicion import Suspicion
+from targets.consumers import DeliveryConsumer
+from targets.delivery import (
+    HttpDelivery,
+    HttpxTransport,
+    KeepAliveTransport,
+    RetryPolicy,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from admin_api.alerts import AlertEvaluator
+    from admin_api.retry_jobs import RetryJobWorker
+    from connectors.legacy_amqp import LegacyInbound
+    from connectors.mapping import FieldMapping
+    from connectors.order_fetch import FetchInbound
+    from connectors.pull import Polling
+    from router.shipments import ShipmentIntake
+    from targets.adapters.base import TargetAdapter
+    from targets.notify.delays import DelayWatch
+
+
+class ConfigurationError(ValueError):
+    """A setting a component needs is missing or wrong; the message says which."""
+
+
+@dataclass
+class Orderbus:
+    settings: Settings
+    engine: Engine
+    topology: Topology
+    bus: Bus
+    _transports: list[Transport] = field(default_factory=list)
+
+    def router(self, on_commit: Callable[[], None] | None = None) -> RouterService:
+        rule = self.settings.duplicate_suspicion
+        suspicion = Suspicion(
+            enabled=rule.enabled,
+            by=tuple(rule.by),
+            window=timedelta(hours=rule.window_hours),
+            across_channels_only=rule.across_channels_only,
+        )
+        rules = self.settings.hold_rules
+        hold_rules = HoldRules(
+            amount_above=dict(rules.amount_above),
+            second_approval_above=dict(rules.second_approval_above),
+            incomplete_address=rules.incomplete_address,
+            first_order=rules.first_order,
+        )
+        return RouterService(
+            self.engine, self.topology, on_commit, suspicion, hold_rules, self.fanout()
+        )
+
+    def fanout(self) -> Fanout:
+        """The routes in force: the three systems, write-back and customers as configured."""
+        notify = self.settings.notify
+        return Fanout.configured(
+            frozenset(self.settings.writeback),
+            frozenset(notify.events) if notify is not None else None,
+        )
+
+    def relay(self) -> OutboxRelay:
+        return OutboxRelay(self.engine, self.bus.publisher(), batch=self.settings.relay_batch)
+
+    def delivery_consumer(
+        self, target: str, transport: httpx.BaseTransport | None = None
+    ) -> DeliveryConsumer:
+        try:
+            adapter = self._adapter(target)
+        except (ValueError, OSError) as exc:
+            raise ConfigurationError(f"{target}: {exc}") from exc
+        # With an adapter the system's API says where; else the target's URL.
+        url = adapter.name if adapter is not None else self.settings.target_url(target)
+        if not url:
+            raise ConfigurationError(
+                f"ORDERBUS_{target.upper()}_URL is not set: where should {target} orders go?"
+            )
+        client: Transport = (
+            HttpxTransport(httpx.Client(timeout=self.settings.http_timeout, transport=transport))
+            if transport is not None
+            else KeepAliveTransport(timeout=self.settings.http_timeout)
+        )
+        self._transports.append(client)
+        policy = RetryPolicy(
+            attempts=self.settings.delivery_attempts,
+            initial_wait=self.settings.retry_initial_wait,
+            max_wait=self.settings.retry_max_wait,
+        )
+        delivery = HttpDelivery(target, url, client, policy, adapter)
+        return DeliveryConsumer(target, self.engine, delivery)
+
+    def _adapter(self, target: str) -> TargetAdapter | None:
+        """The adapter that puts orders into ``target``'s system, if not plain JSON."""
+        if target == WRITEBACK_TARGET and self.settings.writeback:
+            from targets.writeback import ChannelWriteback
+
+            return ChannelWriteback(self.settings.writeback)
+        if target == CUSTOMER_TARGET and self.settings.notify is not None:
+            from targets.notify.notifier import CustomerNotifier
+
+            return CustomerNotifier(self.settings.notify, self.engine)
+        options = self.settings.targets.get(target)
+        if options is None:
+            return None
+        from targets.adapters.registry import adapter_for
+
+        try:
+            return adapter_for(options)
+        except ValueError as exc:
+            raise ValueError(f"ORDERBUS_TARGETS[{target!r}]: {exc}") from exc
+
+    def delay_watch(self, on_commit: Callable[[], None] | None = None) -> DelayWatch | None:
+        """The watch for paid orders not shipped in time, when customers are told of delays."""
+        notify = self.settings.notify
+        if notify is None or "delay" not in notify.events:
+            return None
+        from targets.notify.delays import DelayWatch
+
+        return DelayWatch(
+            self.engine,
+            self.topology,
+            timedelta(hours=notify.delay_after_hours),
+            notify.delay_check_interval,
+            timedelta(days=notify.delay_horizon_days),
+            on_commit=on_commit,
+        )
+
+    def _mapping(self, what: str, inline: dict[str, Any] | None, path: str | None) -> FieldMapping:
+        import json
+        from pathlib import Path
+
+        from connectors.mapping import FieldMapping, MappingError
+
+        try:
+            raw = inline
+            if raw is None and path is not None:
+                raw = json.loads(Path(path).read_text("utf-8"))
+            return FieldMapping(raw or {})
+        except (OSError, ValueError, MappingError) as exc:
+            raise ConfigurationError(f"{what}: mapping: {exc}") from exc
+
+    def legacy_inbound(self, channel: str) -> LegacyInbound:
+        from connectors.legacy_amqp import LegacyInbound
+
+        spec = self.settings.legacy_inbound[channel]
+        mapping = self._mapping(f"legacy channel {channel!r}", spec.mapping, spec.mapping_file)
+        return LegacyInbound(channel, mapping, self.topology, self.bus.publisher())
+
+    def order_fetch(
+        self, channel: str, transport: httpx.BaseTransport | None = None
+    ) -> FetchInbound:
+        """The fetch worker of a channel whose push or messages only name its
+        orders (Douyin, Taobao)."""
+        from connectors.order_fetch import FetchInbound, OrderSource
+
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        source: OrderSource
+        poll = self.settings.pollers.get(channel)
+        spec = self.settings.channels.get(channel)
+        if poll is not None and poll.connector != "mapping":
+            from connectors.registry import PULL_CONNECTORS, pull_account
+
+            source = PULL_CONNECTORS[poll.connector].order_source(
+                pull_account(poll), channel, client
+            )
+        elif spec is not None and spec.youzan is not None:
+            from connectors.ingest_app import channel_config_of
+            from connectors.youzan import YouzanApi, YouzanOrders
+
+            config = channel_config_of(self.settings, channel)
+            if not config.app_key or not config.secrets:
+                raise ConfigurationError(
+                    f"channel {channel!r} needs app_key (client_id) and its client secret "
+                    "in ORDERBUS_CHANNEL_SECRETS"
+                )
+            youzan = YouzanApi(
+                client,
+                config.app_key,
+                config.secrets[0],
+                spec.youzan.grant_id,
+                spec.youzan.endpoint,
+            )
+            source = YouzanOrders(youzan, config)
+        else:
+            from connectors.douyin import DoudianApi, DouyinOrders
+            from connectors.ingest_app import channel_config_of
+
+            config = channel_config_of(self.settings, channel)
+            if spec is None or spec.douyin is None or not config.app_key or not config.secrets:
+                raise ConfigurationError(
+                    f"channel {channel!r} needs app_key, douyin.shop_id and its app_secret "
+                    "in ORDERBUS_CHANNEL_SECRETS"
+                )
+            api = DoudianApi(
+                client,
+                config.app_key,
+                config.secrets[0],
+                spec.douyin.shop_id,
+                spec.douyin.endpoint,
+            )
+            source = DouyinOrders(api, config)
+        return FetchInbound(channel, source, self.topology, self.bus.publisher())
+
+    def poller(self, channel: str, transport: httpx.BaseTransport | None = None) -> Polling:
+        from connectors.poller import PollSpec, RestPoller
+        from connectors.publishing import fetch_publisher, order_publisher, record_unreadable
+        from connectors.pull import PullDeps
+        from connectors.registry import PULL_CONNECTORS, pull_account
+
+        spec = self.settings.pollers[channel]
+        publish_many = order_publisher(self.bus.publisher(), self.topology, channel)
+        source = spec.url or spec.connector
+
+        def record_bad(reason: str, detail: str, item: str) -> None:
+            record_unreadable(self.engine, channel, reason, f"polled from {source}: {detail}", item)
+
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        if spec.connector != "mapping":
+            deps = PullDeps(
+                channel=channel,
+                engine=self.engine,
+                client=client,
+                publish_orders=publish_many,
+                publish_fetches=fetch_publisher(self.bus.publisher(), self.topology, channel),
+                record_bad=record_bad,
+                interval=spec.interval,
+                overlap=spec.overlap,
+                start=spec.start,
+            )
+            return PULL_CONNECTORS[spec.connector].poller(pull_account(spec), deps)
+        mapping = self._mapping(f"polled channel {channel!r}", spec.mapping, spec.mapping_file)
+        poll = PollSpec(
+            url=spec.url or "",
+            items=spec.items or "",
+            since_param=spec.since_param,
+            page_param=spec.page_param,
+            next_path=spec.next_path,
+            params=dict(spec.params),
+            headers=dict(spec.headers),
+            interval=spec.interval,
+            min_request_interval=spec.min_request_interval,
+            overlap=spec.overlap,
+            start=spec.start,
+        )
+        return RestPoller(channel, poll, mapping, self.engine, client, publish_many, record_bad)
+
+    def alert_evaluator(self, transport: httpx.BaseTransport | None = None) -> AlertEvaluator:
+        from admin_api.alerts import AlertEvaluator, webhook
+
+        if self.settings.alerts is None:
+            raise ConfigurationError("ORDERBUS_ALERTS is not set")
+        url = self.settings.alerts.webhook_url
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        notify = webhook(client, url) if url else None
+        return AlertEvaluator(
+            self.engine, self.settings.alerts, notify, queue_depths=self.bus.queue_depths
+        )
+
+    def retry_job_worker(self) -> RetryJobWorker:
+        from admin_api.retry_jobs import RetryJobWorker
+
+        return RetryJobWorker(self.engine)
+
+    def recorder(self) -> DeadLetterRecorder:
+        return DeadLetterRecorder(self.engine)
+
+    def shipment_intake(self, publisher: Publisher | None = None) -> ShipmentIntake:
+        from router.shipments import ShipmentIntake
+
+        return ShipmentIntake(self.engine, publisher or self.bus.publisher(), self.topology)
+
+    def ingest_app(self, publisher: Publisher | None = None) -> FastAPI:
+        from connectors.ingest_app import IngestDeps, create_ingest_app
+
+        publisher = publisher or self.bus.publisher()
+        deps = IngestDeps(
+            settings=self.settings,
+            engine=self.engine,
+            publisher=publisher,
+            topology=self.topology,
+            accept_shipment=self.shipment_intake(publisher).accept_body,
+        )
+        return create_ingest_app(deps)
+
+    def admin_app(self) -> FastAPI:
+        from admin_api.app import create_admin_app
+        from admin_api.auth import KeyAuth
+
+        def database() -> None:
+            with translate_db_errors(), self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        auth = KeyAuth(self.engine, self.settings.admin_tokens)
+        checks = {"database": database, "broker": self.bus.check}
+        return create_admin_app(
+            self.engine, auth, self.topology, checks, self.bus.queue_depths, self.fanout()
+        )
+
+    def close(self) -> None:
+        for client in self._transports:
+            client.close()
+        self.engine.dispose()
+
+
+def bootstrap(settings: Settings | None = None) -> Orderbus:
+    settings = settings or load_settings()
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    topology = build_topology(settings, fetching_channels(settings))
+    bus = Bus(
+        settings.broker_url,
+        topology,
+        BusOptions(
+            heartbeat=settings.heartbeat,
+            connect_timeout=settings.connect_timeout,
+            confirm_timeout=settings.confirm_timeout,
+            prefetch=settings.prefetch,
+            batch_size=settings.batch_size,
+            batch_linger=settings.batch_linger_ms / 1000,
+            delivery_limit=settings.delivery_limit,
+            transient_retry_window=settings.transient_retry_window,
+        ),
+    )
+    return Orderbus(settings, make_engine(settings.database_url), topology, bus)

@@ -1,0 +1,155 @@
+"""Run orderbus components as threads of one daemon process.
+
+``orderbus run`` runs them all; ``orderbus run router consumers`` a subset, so
+a deployment can scale each part as its own process. SIGTERM or SIGINT stops
+taking new work, lets each component finish the message in hand, and exits
+within ``shutdown_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from connectors.registry import fetching_channels
+from infra.bus import BatchHandler, one_at_a_time
+from infra.topology import SHIPMENTS_ROLE, fetch_role, legacy_role
+from orderbus.bootstrap import ConfigurationError, Orderbus
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("router", "consumers", "ingest", "admin")
+
+
+@dataclass
+class Daemon:
+    app: Orderbus
+    components: tuple[str, ...] = COMPONENTS
+    stop: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    servers: list[uvicorn.Server] = field(default_factory=list)
+    ready: dict[str, threading.Event] = field(default_factory=dict)
+    crashed: list[str] = field(default_factory=list)
+
+    def _thread(self, name: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        def run() -> None:
+            try:
+                target(*args, **kwargs)
+            except Exception:
+                log.exception("component %s crashed; stopping the daemon", name)
+                self.crashed.append(name)
+                self.stop.set()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        self.threads.append(thread)
+
+    def _serve(self, name: str, asgi: Any, host: str, port: int) -> None:
+        config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        self.servers.append(server)
+        self._thread(name, server.run)
+
+    def _consume(self, name: str, queues: list[str], handler: BatchHandler) -> None:
+        ready = self.ready.setdefault(name, threading.Event())
+        self._thread(name, self.app.bus.consume, queues, handler, self.stop, ready=ready)
+
+    def build(self) -> None:
+        unknown = set(self.components) - set(COMPONENTS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown component(s) {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(COMPONENTS)}"
+            )
+        app, topo, settings = self.app, self.app.topology, self.app.settings
+        if "router" in self.components:
+            relay = app.relay()
+            router = app.router(on_commit=relay.wake)
+            self._consume("router", [topo.router_queue], router.handle_batch)
+            self._thread("relay", relay.run, self.stop, settings.relay_interval)
+            delays = app.delay_watch(on_commit=relay.wake)
+            if delays is not None:
+                self._thread("delay-watch", delays.run, self.stop)
+        if "consumers" in self.components:
+            for target in settings.active_targets():
+                consumer = app.delivery_consumer(target)
+                self._consume(target, [topo.queue_for(target).name], consumer.handle_batch)
+            self._consume(
+                "dead-letters", list(topo.dead_letter_queues), one_at_a_time(app.recorder().handle)
+            )
+        if "ingest" in self.components:
+            self._serve("ingest", app.ingest_app(), settings.ingest_host, settings.ingest_port)
+            for channel in sorted(settings.legacy_inbound):
+                inbound = app.legacy_inbound(channel)
+                queue = topo.queue_for(legacy_role(channel)).name
+                self._consume(f"legacy-{channel}", [queue], inbound.handle_batch)
+            for channel in fetching_channels(settings):
+                fetcher = app.order_fetch(channel)
+                queue = topo.queue_for(fetch_role(channel)).name
+                self._consume(f"fetch-{channel}", [queue], fetcher.handle_batch)
+            for channel in sorted(settings.pollers):
+                self._thread(f"poll-{channel}", app.poller(channel).run, self.stop)
+            shipments = topo.queue_for(SHIPMENTS_ROLE).name
+            self._consume("shipments", [shipments], app.shipment_intake().handle_batch)
+        if "admin" in self.components:
+            if not settings.admin_tokens:
+                log.warning(
+                    "ORDERBUS_ADMIN_TOKENS is empty: only keys made with `orderbus keys create` "
+                    "are accepted by the admin API"
+                )
+            self._serve("admin", app.admin_app(), settings.admin_host, settings.admin_port)
+            if settings.alerts is not None:
+                self._thread("alerts", app.alert_evaluator().run, self.stop)
+            self._thread("retry-jobs", app.retry_job_worker().run, self.stop)
+
+    def start(self) -> None:
+        if not self.threads:
+            self.build()
+        for thread in self.threads:
+            thread.start()
+        log.info("orderbus started: %s", ", ".join(self.components))
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        for event in self.ready.values():
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        while any(not s.started for s in self.servers):
+            if time.monotonic() > deadline or self.stop.is_set():
+                return False
+            time.sleep(0.05)
+        return True
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Stop every component; True when all finished within ``timeout``."""
+        self.stop.set()
+        for server in self.servers:
+            server.should_exit = True
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self.threads if t.is_alive()]
+        if alive:
+            log.error("still running after %.0fs: %s", timeout, ", ".join(alive))
+        self.app.close()
+        return not alive
+
+    def run_forever(self, shutdown_timeout: float = 30.0) -> int:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self.stop.wait(0.5):
+            pass
+        clean = self.shutdown(shutdown_timeout)
+        return 0 if clean and not self.crashed else 1

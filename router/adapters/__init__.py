@@ -1,2 +1,0 @@
-"""Target adapters: how an order is put into an existing system (an ERP, a
-CRM, a form). One module per system; registered in :mod:`router.adapters.registry`."""

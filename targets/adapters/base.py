@@ -1,0 +1,198 @@
+"""What a target adapter is: it puts a canonical order into one system with
+the calls that system's API documents (a login or token, the create, a result
+to wait for), and reads the system's answers.
+
+The delivery consumer (targets/consumers.py) does the rest alike for every
+target: the inbox, retries with backoff for what an adapter calls transient
+(:class:`~canonical.errors.EndpointUnavailable`: down, rate-limited), a dead
+letter for what it calls a business refusal
+(:class:`~canonical.errors.DeliveryRejected`, its detail naming our field when
+the system names its own).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Protocol
+
+from canonical.errors import DeliveryRejected, EndpointUnavailable
+from targets.delivery import Answer, Transport
+
+
+class TargetAdapter(Protocol):
+    name: str
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        """Put ``order`` (its canonical JSON, with its number) into the system,
+        with as many calls as its API needs (a login, a token, the create, a
+        result); return the HTTP status of the answer that took it. Raise
+        EndpointUnavailable to be tried again, DeliveryRejected for a person."""
+        ...
+
+
+def value_at(order: Mapping[str, Any], path: str) -> Any:
+    """``order["a"]["b"]`` for ``"a.b"``; list indexes as numbers (``items.0.sku``)."""
+    value: Any = order
+    for step in path.split("."):
+        if isinstance(value, list) and step.isdigit():
+            index = int(step)
+            value = value[index] if index < len(value) else None
+        elif isinstance(value, Mapping):
+            value = value.get(step)
+        else:
+            return None
+    return value
+
+
+def as_number(value: Any, where: str) -> int | float:
+    """A money string as a JSON number, only when the number says exactly the
+    same (money is exact; a system that wants numbers gets exact ones)."""
+    amount = Decimal(str(value))
+    number: int | float = int(amount) if amount == amount.to_integral_value() else float(amount)
+    if Decimal(repr(number)) != amount:
+        raise DeliveryRejected(
+            f"{where}: {value} cannot be sent as an exact number", status_code=0, response_body=""
+        )
+    return number
+
+
+class Pacer:
+    """At most ``rate`` requests a second from this process (0: no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if delay > 0:
+            time.sleep(delay)
+
+
+def http_problem(system: str, answer: Answer, detail: str) -> Exception:
+    """The usual reading of an HTTP status: 429 and 5xx try again, other 4xx refuse."""
+    if answer.status_code == 429 or answer.status_code >= 500 or answer.status_code == 408:
+        return EndpointUnavailable(f"{system} answered {answer.status_code}: {detail}")
+    return DeliveryRejected(
+        f"{system} refused the order with {answer.status_code}: {detail}",
+        status_code=answer.status_code,
+        response_body=answer.text[:4000],
+    )
+
+
+def answer_json(answer: Answer) -> Any:
+    """The answer's JSON, or None when it is not JSON (a proxy's error page)."""
+    try:
+        return json.loads(answer.text)
+    except ValueError:
+        return None
+
+
+def refused(system: str, detail: str, answer: Answer | None = None) -> DeliveryRejected:
+    return DeliveryRejected(
+        f"{system} refused the order: {detail}",
+        status_code=answer.status_code if answer else 0,
+        response_body=answer.text[:4000] if answer else "",
+    )
+
+
+class TokenCache:
+    """One credential (a token, a session) shared by a consumer's threads:
+    fetched when first needed, dropped when the system says it expired, so
+    the next :meth:`get` fetches a new one. The adapters try a request again
+    once with a new token; a token refused twice is the credentials' fault."""
+
+    def __init__(self, fetch: Callable[[], tuple[str, float | None]]) -> None:
+        self._fetch = fetch  # -> (token, seconds it lives, or None)
+        self._token: str | None = None
+        self._until = 0.0
+        self._lock = threading.Lock()
+        self.fetched = 0
+
+    def get(self) -> str:
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._until:
+                token, lifetime = self._fetch()
+                self.fetched += 1
+                self._token = token
+                # renewed a minute early, so a request never leaves with a dying token
+                now = time.monotonic()
+                self._until = now + max(0.0, lifetime - 60) if lifetime else float("inf")
+            return self._token
+
+    def expired(self, token: str) -> None:
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)(\|number)?\s*\}\}")
+
+
+def render(template: Any, order: Mapping[str, Any]) -> Any:
+    """A JSON template with the order's values put in.
+
+    ``"{{path}}"`` as the whole string is the value as it is (a list, an
+    object, a money string); inside a longer string it is written out
+    (``"SO-{{external_id}}"``); ``"{{total|number}}"`` is money as an exact
+    JSON number. ``{"$each": "items", "$item": {...}}`` is a list, one
+    rendered ``$item`` per element, where paths name the element's fields
+    and ``order.`` reaches the order's."""
+    if isinstance(template, dict):
+        if "$each" in template:
+            rows = value_at(order, str(template["$each"])) or []
+            if not isinstance(rows, list):
+                raise ValueError(f"{template['$each']} is not a list")
+            return [render(template.get("$item", {}), {**row, "order": order}) for row in rows]
+        return {k: render(v, order) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render(v, order) for v in template]
+    if not isinstance(template, str):
+        return template
+    whole = PLACEHOLDER.fullmatch(template.strip())
+    if whole:
+        value = value_at(order, whole.group(1))
+        return as_number(value, whole.group(1)) if whole.group(2) and value is not None else value
+    return PLACEHOLDER.sub(lambda m: str(value_at(order, m.group(1)) or ""), template)
+
+
+def template_fields(template: Any, prefix: str = "", each: str = "") -> dict[str, str]:
+    """The system's field name -> the order field it is filled from, for
+    saying which of our fields a refusal is about. A field nested in another
+    (``{"FCustId": {"FNumber": "{{customer.code}}"}}``) is known by both names."""
+    names: dict[str, str] = {}
+    if isinstance(template, dict):
+        if "$each" in template:
+            return template_fields(template.get("$item", {}), prefix, f"{template['$each']}[].")
+        for key, value in template.items():
+            for name, field in template_fields(value, key, each).items():
+                names.setdefault(name, field)
+                names.setdefault(key, field)
+    elif isinstance(template, str):
+        found = PLACEHOLDER.search(template)
+        if found and prefix:
+            path = found.group(1)
+            names[prefix] = path[len("order.") :] if path.startswith("order.") else each + path
+    return names
+
+
+def fields_named(names: Mapping[str, str], message: str, system: str) -> str:
+    """``"; field items[].sku (U8 inventorycode)"`` for each of the system's
+    field names that ``message`` mentions as a word, or ``""``."""
+    found = [
+        f"{ours} ({system} {name})"
+        for name, ours in names.items()
+        if re.search(rf"(?<![A-Za-z_]){re.escape(name)}(?![A-Za-z_])", message)
+    ]
+    return f"; field {', '.join(found)}" if found else ""

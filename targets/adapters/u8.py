@@ -1,0 +1,233 @@
+"""Yonyou U8 (用友U8) through the U8 OpenAPI (api.yonyouup.com): each order
+becomes a sales order (销售订单).
+
+As the OpenAPI is called (the shapes Yonyou's own openapi4j Java SDK uses):
+
+- Token: ``GET {endpoint}/system/token?from_account=&app_key=&app_secret=``
+  -> ``{"errcode": "0", "token": {"id", "expiresIn"}}`` (milliseconds). It is
+  kept until a minute before it expires, and fetched again once when U8
+  answers that it is invalid (``token_errcodes``).
+- Trade id, U8's token for one submission: ``GET {endpoint}/system/tradeid?
+  from_account=&app_key=&token=`` -> ``{"errcode": "0", "trade": {"id"}}``.
+  A submission sent again with the same trade id is not processed twice; the
+  adapter keeps each message's trade id while the process lives, so its
+  retries reuse it.
+- Add: ``POST {endpoint}/api/saleorder/add?from_account=&to_account=&app_key=
+  &token=&tradeid=`` with ``{"saleorder": {...}}``. U8 answers at once with
+  ``{"errcode": "0", "tradeid", "url"}`` and does the work asynchronously; the
+  ``url`` (``/result?requestid=``) gives the outcome: ``{"errcode": "0",
+  "id": <voucher code>}`` when saved, another errcode with ``errmsg`` when
+  refused, no ``id`` yet while U8 is still working. The adapter asks up to
+  ``result_polls`` times, ``result_wait`` seconds apart; an outcome still
+  unknown then is tried again later (with the same trade id).
+
+After a crash between U8's answer and our inbox record, the trade id is gone
+with the process. So put the orderbus order number in the voucher's ``code``:
+U8 refuses a second voucher with the same code (``duplicate_errcodes`` or the
+words 重复/已存在); the adapter then reads that voucher
+(``/api/saleorder/get?id=<code>``) and, when it is there, counts the order as
+delivered. Other refusals are dead letters naming the field when U8 does.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from canonical.errors import EndpointUnavailable
+from targets.adapters.base import (
+    Pacer,
+    TokenCache,
+    answer_json,
+    fields_named,
+    http_problem,
+    refused,
+    render,
+    template_fields,
+)
+from targets.delivery import Answer, Transport
+
+
+class U8Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    adapter: str = "u8"
+    endpoint: str = "https://api.yonyouup.com"
+    from_account: str = Field(min_length=1)
+    to_account: str = Field(min_length=1)
+    app_key: str = Field(min_length=1)
+    app_secret: str = Field(min_length=1)
+    saleorder: dict[str, Any]
+    result_polls: int = Field(default=10, ge=1, le=100)
+    result_wait: float = Field(default=1.0, ge=0)
+    token_errcodes: list[str] = Field(default_factory=lambda: ["20002", "20003"])
+    duplicate_errcodes: list[str] = Field(default_factory=list)
+    rate: float = Field(default=5.0, ge=0)
+
+
+class U8Adapter:
+    name = "u8"
+
+    def __init__(self, options: U8Options) -> None:
+        self.options = options
+        self.base = options.endpoint.rstrip("/")
+        self.names = template_fields(options.saleorder)
+        self.pacer = Pacer(options.rate)
+        self._http: Transport | None = None
+        self.token = TokenCache(self._fetch_token)
+        self._trades: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _get(self, path: str, query: dict[str, str]) -> tuple[Answer, dict[str, Any]]:
+        assert self._http is not None
+        self.pacer.wait()
+        answer = self._http.get(f"{self.base}{path}?{urlencode(query)}", {})
+        return answer, self._read(answer)
+
+    def _read(self, answer: Answer) -> dict[str, Any]:
+        if answer.status_code == 429 or answer.status_code >= 500:
+            raise http_problem("U8 OpenAPI", answer, answer.text[:500])
+        said = answer_json(answer)
+        if not isinstance(said, dict):
+            raise http_problem("U8 OpenAPI", answer, f"not JSON: {answer.text[:200]}")
+        return said
+
+    def _fetch_token(self) -> tuple[str, float | None]:
+        o = self.options
+        query = {"from_account": o.from_account, "app_key": o.app_key, "app_secret": o.app_secret}
+        answer, said = self._get("/system/token", query)
+        token = said.get("token")
+        if str(said.get("errcode")) != "0" or not isinstance(token, dict) or not token.get("id"):
+            raise refused("U8 OpenAPI", f"no token: {said.get('errmsg')}", answer)
+        lifetime = token.get("expiresIn")
+        return str(token["id"]), float(lifetime) / 1000 if lifetime else None
+
+    def _trade_id(self, message_id: str, token: str) -> str:
+        with self._lock:
+            known = self._trades.get(message_id)
+        if known:
+            return known
+        o = self.options
+        query = {"from_account": o.from_account, "app_key": o.app_key, "token": token}
+        answer, said = self._get("/system/tradeid", query)
+        trade = said.get("trade")
+        if str(said.get("errcode")) != "0" or not isinstance(trade, dict) or not trade.get("id"):
+            self._token_problem(said, token, answer)
+            raise refused("U8 OpenAPI", f"no trade id: {said.get('errmsg')}", answer)
+        with self._lock:
+            self._trades[message_id] = str(trade["id"])
+            while len(self._trades) > 10_000:
+                self._trades.popitem(last=False)
+        return str(trade["id"])
+
+    def _token_problem(self, said: dict[str, Any], token: str, answer: Answer) -> None:
+        if str(said.get("errcode")) in self.options.token_errcodes:
+            self.token.expired(token)
+            raise _TokenRefused(answer)
+
+    def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        self._http = http
+        saleorder = render(self.options.saleorder, order)
+        code = str(saleorder.get("code") or "") if isinstance(saleorder, dict) else ""
+        body = json.dumps({"saleorder": saleorder}, ensure_ascii=False).encode("utf-8")
+        submission = _Submission(body, message_id, code)
+        for attempt in range(2):
+            token = self.token.get()
+            try:
+                return self._add(submission, token)
+            except _TokenRefused as exc:
+                if attempt == 1:
+                    raise refused(
+                        "U8 OpenAPI",
+                        "a new token was refused too; check the credentials",
+                        exc.answer,
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _exists(self, code: str) -> bool:
+        """Whether U8 has a sales order with this ``code`` (its ``get``)."""
+        o = self.options
+        if not code:
+            return False
+        query = {
+            "from_account": o.from_account,
+            "to_account": o.to_account,
+            "app_key": o.app_key,
+            "token": self.token.get(),
+            "id": code,
+        }
+        _, said = self._get("/api/saleorder/get", query)
+        return str(said.get("errcode")) == "0" and isinstance(said.get("saleorder"), dict)
+
+    def _add(self, submission: _Submission, token: str) -> int:
+        o = self.options
+        trade_id = self._trade_id(submission.message_id, token)
+        query = {
+            "from_account": o.from_account,
+            "to_account": o.to_account,
+            "app_key": o.app_key,
+            "token": token,
+            "tradeid": trade_id,
+        }
+        assert self._http is not None
+        self.pacer.wait()
+        answer = self._http.post(
+            f"{self.base}/api/saleorder/add?{urlencode(query)}",
+            submission.body,
+            {"Content-Type": "application/json"},
+        )
+        said = self._read(answer)
+        if str(said.get("errcode")) != "0":
+            self._token_problem(said, token, answer)
+            return self._refusal(said, answer, submission.code)
+        if said.get("id"):  # done at once (a synchronous answer)
+            return answer.status_code
+        url = said.get("url")
+        if not url:
+            raise refused("U8 OpenAPI", f"no result address in {answer.text[:200]}", answer)
+        return self._await_result(str(url), submission.code)
+
+    def _await_result(self, url: str, code: str) -> int:
+        assert self._http is not None
+        for poll in range(self.options.result_polls):
+            if poll:
+                time.sleep(self.options.result_wait)
+            answer = self._http.get(url, {})
+            said = self._read(answer)
+            if str(said.get("errcode")) != "0":
+                return self._refusal(said, answer, code)
+            if said.get("id"):
+                return answer.status_code
+        raise EndpointUnavailable(
+            f"U8 OpenAPI had not finished after {self.options.result_polls} looks at {url}"
+        )
+
+    def _refusal(self, said: dict[str, Any], answer: Answer, code: str) -> int:
+        errcode, message = str(said.get("errcode")), str(said.get("errmsg") or "")
+        duplicate = errcode in self.options.duplicate_errcodes or any(
+            w in message for w in ("重复", "已存在")
+        )
+        if duplicate and self._exists(code):
+            return answer.status_code  # the voucher is there from an earlier delivery
+        where = fields_named(self.names, message, "U8")
+        raise refused("U8 OpenAPI", f"errcode {errcode}: {message}{where}", answer)
+
+
+@dataclass(frozen=True)
+class _Submission:
+    body: bytes
+    message_id: str
+    code: str  # the voucher's code, to find it after a duplicate refusal
+
+
+class _TokenRefused(Exception):
+    def __init__(self, answer: Answer) -> None:
+        super().__init__("token refused")
+        self.answer = answer

@@ -1,0 +1,197 @@
+"""Delivery consumers (warehouse, finance, notification) with an idempotent inbox.
+
+For each message: if ``(consumer, message id)`` is in the inbox, it was
+delivered before: ack, no second effect. Otherwise deliver (retrying transient
+failures), record the inbox row, and only then let the bus ack. A batch of
+messages shares one read of the inbox and one transaction for its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlalchemy import Engine, select
+
+from canonical.envelope import Envelope, utcnow
+from canonical.errors import EndpointUnavailable, MalformedMessage, TransientError
+from infra.bus import Delivery
+from infra.crashpoints import crash_point
+from infra.database import insert_all_absent, prefer_key_lookups, translate_db_errors
+from infra.messages import envelope_of
+from infra.tables import inbox
+from targets.delivery import GaveUp, HttpDelivery
+
+log = logging.getLogger(__name__)
+
+
+def parse_outgoing(message: Delivery) -> Envelope:
+    """The envelope of a message the router sent, checked cheaply.
+
+    The router validated the order before it wrote the outbox row, so a
+    consumer does not validate it again; it checks that this is such a
+    message: JSON, with an envelope, and the order number the envelope names.
+    """
+    envelope = envelope_of(message)
+    try:
+        body = json.loads(message.body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedMessage(f"body is not JSON: {exc}", reason="malformed_json") from exc
+    if not envelope.order_number or not isinstance(body, dict):
+        raise MalformedMessage(
+            "not a message from the router: no order number in its envelope",
+            reason="schema_mismatch",
+        )
+    if body.get("order_number") != envelope.order_number:
+        raise MalformedMessage(
+            f"the body's order number {body.get('order_number')!r} is not the envelope's "
+            f"{envelope.order_number!r}",
+            reason="schema_mismatch",
+        )
+    return envelope
+
+
+class DeliveryConsumer:
+    def __init__(self, target: str, engine: Engine, delivery: HttpDelivery) -> None:
+        self.target = target
+        self.engine = engine
+        self.delivery = delivery
+
+    def handle(self, message: Delivery) -> None:
+        """Handle one delivery; raises what :meth:`handle_batch` would report."""
+        error = self.handle_batch([message])[0]
+        if error is not None:
+            raise error
+
+    def handle_batch(self, messages: list[Delivery]) -> list[BaseException | None]:
+        """Bus batch handler: deliver each message in turn, then record the
+        batch's inbox rows in one transaction before the bus acks them.
+
+        A crash between a delivery and that commit makes the broker redeliver:
+        the system gets the request again with the same ``Idempotency-Key``,
+        which it uses to ignore the copy. After a transient failure (the
+        endpoint is down) the rest of the batch is not tried; the bus retries
+        those messages.
+        """
+        results: list[BaseException | None] = [None] * len(messages)
+        parsed: list[tuple[int, Envelope, str | None]] = []
+        for index, message in enumerate(messages):
+            try:
+                envelope = parse_outgoing(message)
+            except Exception as exc:
+                results[index] = exc
+                continue
+            parsed.append((index, envelope, envelope.order_number))
+        if not parsed:
+            return results
+        handled, newest = self._seen([envelope for _, envelope, _ in parsed])
+        records: list[dict[str, object]] = []
+        failed: BaseException | None = None
+        for index, envelope, number in parsed:
+            if failed is not None:
+                results[index] = failed
+                continue
+            if envelope.message_id in handled:
+                log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
+                continue
+            handled.add(envelope.message_id)
+            latest = newest.get(number) if number else None
+            if (
+                latest is not None
+                and envelope.order_version is not None
+                and envelope.order_version < latest
+            ):
+                # A newer version reached this system first (a retry, a
+                # redelivery): sending this one now would move the order
+                # backwards there.
+                records.append(self._record(envelope, number, "superseded", None, 0))
+                log.info(
+                    "%s: %s superseded by version %d already delivered",
+                    self.target,
+                    envelope.message_id,
+                    latest,
+                )
+                continue
+            try:
+                sent = self.delivery.send(messages[index].body, self._headers(envelope))
+            except TransientError as exc:
+                results[index] = failed = exc
+                continue
+            except GaveUp as exc:
+                # The endpoint stayed down through this message's retries: it
+                # becomes a dead letter; the rest of the batch waits for the
+                # endpoint (the bus retries them) instead of each giving up too.
+                results[index] = exc
+                failed = EndpointUnavailable(f"not tried, the endpoint is down: {exc.detail}")
+                continue
+            except Exception as exc:
+                results[index] = exc
+                continue
+            crash_point("consumer.after_delivery")
+            records.append(
+                self._record(envelope, number, "delivered", sent.status_code, sent.attempts)
+            )
+            if number and envelope.order_version is not None:
+                newest[number] = max(newest.get(number, 0), envelope.order_version)
+            log.info(
+                "%s: delivered %s (%s) in %d attempt(s)",
+                self.target,
+                number,
+                envelope.message_id,
+                sent.attempts,
+            )
+        if records:
+            with translate_db_errors(), self.engine.begin() as conn:
+                insert_all_absent(conn, inbox, records)
+        return results
+
+    def _seen(self, envelopes: list[Envelope]) -> tuple[set[str], dict[str, int]]:
+        """The messages handled before, and per order the newest version
+        already delivered to this system."""
+        c = inbox.c
+        # Every message from the router names its order, and an inbox row
+        # carries its message's order number: one lookup by order finds both.
+        numbers = sorted({e.order_number for e in envelopes if e.order_number})
+        with translate_db_errors(), self.engine.connect() as conn:
+            prefer_key_lookups(conn)
+            rows = conn.execute(
+                select(c.message_id, c.order_number, c.order_version, c.outcome).where(
+                    c.consumer == self.target, c.order_number.in_(numbers)
+                )
+            ).all()
+        handled = {r.message_id for r in rows}
+        newest: dict[str, int] = {}
+        for r in rows:
+            if r.outcome == "delivered" and r.order_version and r.order_number:
+                newest[r.order_number] = max(newest.get(r.order_number, 0), r.order_version)
+        return handled, newest
+
+    def _record(
+        self,
+        envelope: Envelope,
+        order_number: str | None,
+        outcome: str,
+        status: int | None,
+        attempts: int,
+    ) -> dict[str, object]:
+        return {
+            "consumer": self.target,
+            "message_id": envelope.message_id,
+            "order_number": order_number,
+            "order_version": envelope.order_version,
+            "outcome": outcome,
+            "response_status": status,
+            "attempts": attempts,
+            "delivered_at": utcnow(),
+        }
+
+    def _headers(self, envelope: Envelope) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json; charset=utf-8",
+            "Idempotency-Key": envelope.message_id,
+            "X-Orderbus-Message-Id": envelope.message_id,
+            "X-Orderbus-Correlation-Id": envelope.correlation_id,
+            "X-Orderbus-Order-Number": envelope.order_number or "",
+            "X-Orderbus-Target": self.target,
+            "X-Orderbus-Attempt": str(envelope.attempt),
+        }

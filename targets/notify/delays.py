@@ -1,0 +1,110 @@
+"""The delay watch: a paid order the warehouse has not shipped within
+``ORDERBUS_NOTIFY.delay_after_hours`` gets one ``delay`` message to the
+customer target, written to the outbox like any fan-out message.
+
+The order is marked (``orders.delay_noticed_at``) in the transaction that
+writes the message, so each order is told once, and the watch reads only
+paid orders not yet marked (a partial index), and only those that became
+late within ``horizon`` (7 days): turning notifications on, or upgrading,
+does not write to every customer of an old order never reported shipped.
+Its message id is ``{order number}-delay-customer``, so even two watches
+racing give the customer consumer's inbox one message to let through. It
+carries the order's current version, so once the order has moved on (shipped,
+cancelled) and the customer was told that, the consumer passes it over as
+superseded. Held orders are left alone until a person decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, insert, or_, select, update
+
+from canonical.envelope import Envelope
+from infra.database import translate_db_errors
+from infra.tables import orders, outbox
+from infra.topology import Topology, delivery_routing_key
+from targets.notify.notifier import DELAY_SUFFIX
+
+log = logging.getLogger(__name__)
+
+
+class DelayWatch:
+    def __init__(
+        self,
+        engine: Engine,
+        topology: Topology,
+        after: timedelta,
+        interval: float = 60.0,
+        horizon: timedelta = timedelta(days=7),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.topology = topology
+        self.after = after
+        self.interval = interval
+        self.horizon = horizon
+        self.clock = clock
+        self.on_commit = on_commit
+
+    def check_once(self, limit: int = 500) -> int:
+        """Queue the delay messages due; how many."""
+        now = self.clock()
+        late = now - self.after
+        due = (
+            select(orders.c.id, orders.c.order_number, orders.c.channel, orders.c.version)
+            .where(
+                orders.c.status == "paid",
+                orders.c.delay_noticed_at.is_(None),
+                orders.c.updated_at < late,
+                orders.c.updated_at >= late - self.horizon,
+                or_(orders.c.hold_status.is_(None), orders.c.hold_status == "released"),
+            )
+            .order_by(orders.c.updated_at)
+            .limit(limit)
+        )
+        told = 0
+        with translate_db_errors(), self.engine.begin() as conn:
+            for order_id, number, channel, version in conn.execute(due).all():
+                marked = conn.execute(
+                    update(orders)
+                    .where(orders.c.id == order_id, orders.c.delay_noticed_at.is_(None))
+                    .values(delay_noticed_at=now)
+                    .returning(orders.c.body)
+                ).scalar_one_or_none()
+                if marked is None:
+                    continue  # another router's watch took it
+                message_id = f"{number}{DELAY_SUFFIX}"
+                envelope = Envelope.new(channel, message_id).caused(
+                    message_id, order_number=number, order_version=version, target="customer"
+                )
+                conn.execute(
+                    insert(outbox).values(
+                        message_id=message_id,
+                        exchange=self.topology.exchange,
+                        routing_key=delivery_routing_key("customer"),
+                        headers=envelope.headers(),
+                        correlation_id=envelope.correlation_id,
+                        body=marked,
+                        created_at=now,
+                        attempts=0,
+                    )
+                )
+                told += 1
+        if told:
+            log.info("delay watch: %d paid orders not shipped in time; customers told", told)
+            if self.on_commit is not None:
+                self.on_commit()
+        return told
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.check_once()
+            except Exception:  # logged; the next look tries again
+                log.exception("delay watch: the check failed")
+            stop.wait(self.interval)
