@@ -26,9 +26,10 @@ from infra.database import make_engine
 from infra.settings import Settings
 from infra.tables import outbox
 from infra.topology import build_topology
+from infra.transports import KeepAliveTransport
 from router.service import RouterService
 from targets.consumers import DeliveryConsumer
-from targets.delivery import HttpDelivery, KeepAliveTransport, RetryPolicy
+from targets.delivery import HttpDelivery, RetryPolicy
 
 DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -18,19 +18,14 @@ from infra.bus import Bus, BusOptions, Publisher
 from infra.database import make_engine, translate_db_errors
 from infra.settings import CUSTOMER_TARGET, WRITEBACK_TARGET, Settings, load_settings
 from infra.topology import Topology, build_topology
+from infra.transports import HttpxTransport, KeepAliveTransport, Transport
 from router.approval import HoldRules
 from router.fanout import Fanout
 from router.outbox import OutboxRelay
 from router.service import RouterService
 from router.suspicion import Suspicion
 from targets.consumers import DeliveryConsumer
-from targets.delivery import (
-    HttpDelivery,
-    HttpxTransport,
-    KeepAliveTransport,
-    RetryPolicy,
-    Transport,
-)
+from targets.delivery import HttpDelivery, RetryPolicy
 
 if TYPE_CHECKING:
     from admin_api.alerts import AlertEvaluator
@@ -55,6 +50,7 @@ class Orderbus:
     topology: Topology
     bus: Bus
     _transports: list[Transport] = field(default_factory=list)
+    _clients: list[httpx.Client] = field(default_factory=list)
 
     def router(self, on_commit: Callable[[], None] | None = None) -> RouterService:
         rule = self.settings.duplicate_suspicion
@@ -90,7 +86,7 @@ class Orderbus:
         self, target: str, transport: httpx.BaseTransport | None = None
     ) -> DeliveryConsumer:
         try:
-            adapter = self._adapter(target)
+            adapter = self._adapter(target, transport)
         except (ValueError, OSError) as exc:
             raise ConfigurationError(f"{target}: {exc}") from exc
         # With an adapter the system's API says where; else the target's URL.
@@ -113,12 +109,20 @@ class Orderbus:
         delivery = HttpDelivery(target, url, client, policy, adapter)
         return DeliveryConsumer(target, self.engine, delivery)
 
-    def _adapter(self, target: str) -> TargetAdapter | None:
+    def _adapter(
+        self, target: str, transport: httpx.BaseTransport | None = None
+    ) -> TargetAdapter | None:
         """The adapter that puts orders into ``target``'s system, if not plain JSON."""
         if target == WRITEBACK_TARGET and self.settings.writeback:
+            from connectors.writeback import writers_for
             from targets.writeback import ChannelWriteback
 
-            return ChannelWriteback(self.settings.writeback)
+            # The connectors' own API clients (TOP, Youzan, Doudian) write back
+            # through this client; the others through the consumer's transport.
+            client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+            self._clients.append(client)
+            writers = writers_for(self.settings.writeback, client)
+            return ChannelWriteback(writers, self.settings.writeback)
         if target == CUSTOMER_TARGET and self.settings.notify is not None:
             from targets.notify.notifier import CustomerNotifier
 
@@ -323,6 +327,8 @@ class Orderbus:
     def close(self) -> None:
         for client in self._transports:
             client.close()
+        for http_client in self._clients:
+            http_client.close()
         self.engine.dispose()
 
 

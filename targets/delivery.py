@@ -4,26 +4,18 @@ The request carries ``Idempotency-Key: <message id>``: orderbus delivers at
 least once and the key lets the target drop a copy (e.g. after a crash between
 its 200 and our inbox commit).
 
-A :class:`Transport` sends one POST. :class:`KeepAliveTransport` (the default)
-keeps one HTTP/1.1 connection per thread and host on the standard library's
-``http.client``, about a third of httpx's CPU per request (measured by
-``python -m bench``); :class:`HttpxTransport` wraps an ``httpx.Client``, which
-is also the seam for tests (``httpx.MockTransport``).
+The request goes out through a :class:`~infra.transports.Transport`.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import random
-import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
-import httpx
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -34,6 +26,7 @@ from tenacity import (
 )
 
 from canonical.errors import DeliveryRejected, EndpointUnavailable, PermanentError
+from infra.transports import Transport
 
 if TYPE_CHECKING:
     from targets.adapters.base import TargetAdapter
@@ -62,119 +55,6 @@ class RetryPolicy:
     attempts: int = 4
     initial_wait: float = 0.5
     max_wait: float = 4.0
-
-
-@dataclass(frozen=True)
-class Answer:
-    status_code: int
-    text: str
-
-
-class Transport(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
-        """POST; raise EndpointUnavailable when no answer came back."""
-        ...
-
-    def get(self, url: str, headers: dict[str, str]) -> Answer:
-        """GET (token and result endpoints of target systems); as :meth:`post`."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class HttpxTransport:
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
-
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
-        try:
-            response = self.client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise EndpointUnavailable(f"{url}: {exc!r}") from exc
-        return Answer(response.status_code, response.text)
-
-    def get(self, url: str, headers: dict[str, str]) -> Answer:
-        try:
-            response = self.client.get(url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise EndpointUnavailable(f"{url}: {exc!r}") from exc
-        return Answer(response.status_code, response.text)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class KeepAliveTransport:
-    """One persistent connection per thread and origin, on ``http.client``.
-
-    A request on a reused connection that the server had closed meanwhile
-    (an idle keep-alive timeout) is sent once more on a new connection; any
-    other failure closes the connection and raises EndpointUnavailable.
-    """
-
-    def __init__(self, timeout: float = 5.0) -> None:
-        self.timeout = timeout
-        self._local = threading.local()
-        self._all: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-
-    def _connection(self, scheme: str, netloc: str) -> tuple[http.client.HTTPConnection, bool]:
-        pool: dict[tuple[str, str], http.client.HTTPConnection] = self._local.__dict__.setdefault(
-            "pool", {}
-        )
-        conn = pool.get((scheme, netloc))
-        if conn is not None:
-            return conn, True
-        cls = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-        conn = cls(netloc, timeout=self.timeout)
-        pool[(scheme, netloc)] = conn
-        with self._lock:
-            self._all.append(conn)
-        return conn, False
-
-    def _drop(self, scheme: str, netloc: str) -> None:
-        conn = self._local.__dict__.get("pool", {}).pop((scheme, netloc), None)
-        if conn is not None:
-            conn.close()
-
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
-        return self._request("POST", url, body, headers)
-
-    def get(self, url: str, headers: dict[str, str]) -> Answer:
-        return self._request("GET", url, None, headers)
-
-    def _request(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
-    ) -> Answer:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise EndpointUnavailable(f"{url}: not an http(s) URL")
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        for _ in range(2):
-            conn, reused = self._connection(parts.scheme, parts.netloc)
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._drop(parts.scheme, parts.netloc)
-                if reused:
-                    continue  # the server closed an idle connection: once more
-                raise EndpointUnavailable(f"{url}: {exc!r}") from exc
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop(parts.scheme, parts.netloc)
-                raise EndpointUnavailable(f"{url}: {exc!r}") from exc
-            if response.will_close:
-                self._drop(parts.scheme, parts.netloc)
-            charset = response.headers.get_content_charset() or "utf-8"
-            return Answer(response.status, data.decode(charset, errors="replace"))
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
 
 
 class HttpDelivery:

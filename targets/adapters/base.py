@@ -12,7 +12,6 @@ the system names its own).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -20,8 +19,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
-from canonical.errors import DeliveryRejected, EndpointUnavailable
-from targets.delivery import Answer, Transport
+from canonical.errors import DeliveryRejected
+from infra.transports import Transport
 
 
 class TargetAdapter(Protocol):
@@ -78,33 +77,6 @@ class Pacer:
             self._next = max(now, self._next) + self.interval
         if delay > 0:
             time.sleep(delay)
-
-
-def http_problem(system: str, answer: Answer, detail: str) -> Exception:
-    """The usual reading of an HTTP status: 429 and 5xx try again, other 4xx refuse."""
-    if answer.status_code == 429 or answer.status_code >= 500 or answer.status_code == 408:
-        return EndpointUnavailable(f"{system} answered {answer.status_code}: {detail}")
-    return DeliveryRejected(
-        f"{system} refused the order with {answer.status_code}: {detail}",
-        status_code=answer.status_code,
-        response_body=answer.text[:4000],
-    )
-
-
-def answer_json(answer: Answer) -> Any:
-    """The answer's JSON, or None when it is not JSON (a proxy's error page)."""
-    try:
-        return json.loads(answer.text)
-    except ValueError:
-        return None
-
-
-def refused(system: str, detail: str, answer: Answer | None = None) -> DeliveryRejected:
-    return DeliveryRejected(
-        f"{system} refused the order: {detail}",
-        status_code=answer.status_code if answer else 0,
-        response_body=answer.text[:4000] if answer else "",
-    )
 
 
 class TokenCache:

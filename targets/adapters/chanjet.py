@@ -34,16 +34,8 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from targets.adapters.base import (
-    Pacer,
-    answer_json,
-    fields_named,
-    http_problem,
-    refused,
-    render,
-    template_fields,
-)
-from targets.delivery import Transport
+from infra.transports import Transport, answer_json, http_problem, refused
+from targets.adapters.base import Pacer, fields_named, render, template_fields
 
 
 class ChanjetOptions(BaseModel):

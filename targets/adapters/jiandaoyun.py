@@ -32,8 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from targets.adapters.base import Pacer, as_number, http_problem, value_at
-from targets.delivery import Answer, Transport
+from infra.transports import Answer, Transport, http_problem
+from targets.adapters.base import Pacer, as_number, value_at
 
 NAMESPACE = uuid.UUID("6f2c3a1e-2d4b-4c8e-9a7f-0b1d2e3f4a5b")  # orderbus's, for transaction ids
 WIDGET = re.compile(r"_widget_\d+")

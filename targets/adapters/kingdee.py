@@ -37,17 +37,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from targets.adapters.base import (
-    Pacer,
-    TokenCache,
-    answer_json,
-    http_problem,
-    refused,
-    render,
-    template_fields,
-    value_at,
-)
-from targets.delivery import Answer, Transport
+from infra.transports import Answer, Transport, answer_json, http_problem, refused
+from targets.adapters.base import Pacer, TokenCache, render, template_fields, value_at
 
 STUB = "Kingdee.BOS.WebApi.ServicesStub"
 LOGIN = f"{STUB}.AuthService.LoginByAppSecret.common.kdsvc"

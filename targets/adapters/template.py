@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from targets.adapters.base import Pacer, http_problem, render
-from targets.delivery import Transport
+from infra.transports import Transport, http_problem
+from targets.adapters.base import Pacer, render
 
 
 class TemplateOptions(BaseModel):

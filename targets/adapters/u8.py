@@ -42,17 +42,8 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable
-from targets.adapters.base import (
-    Pacer,
-    TokenCache,
-    answer_json,
-    fields_named,
-    http_problem,
-    refused,
-    render,
-    template_fields,
-)
-from targets.delivery import Answer, Transport
+from infra.transports import Answer, Transport, answer_json, http_problem, refused
+from targets.adapters.base import Pacer, TokenCache, fields_named, render, template_fields
 
 
 class U8Options(BaseModel):

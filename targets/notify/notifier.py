@@ -25,7 +25,7 @@ from infra.database import translate_db_errors
 from infra.masking import mask_email, mask_phone
 from infra.setting_specs import NotifySpec
 from infra.tables import notifications
-from targets.delivery import Transport
+from infra.transports import Transport
 from targets.notify.senders import SmsGateway, SmtpSender, WeChatWorkRobot
 from targets.notify.templates import Templates
 

@@ -14,8 +14,7 @@ from email.utils import formatdate, make_msgid, parseaddr
 
 from canonical.errors import DeliveryRejected, EndpointUnavailable
 from infra.setting_specs import EmailSpec, WebhookSpec
-from targets.adapters.base import answer_json, http_problem
-from targets.delivery import Transport
+from infra.transports import Transport, answer_json, http_problem
 
 # WeChat Work robot errcodes that mean "later": 45009 the robot's rate limit
 # (20 messages a minute), -1 system busy.

@@ -29,13 +29,14 @@ from infra.tables import (
     outbox,
 )
 from infra.topology import build_topology
+from infra.transports import HttpxTransport
 from router.dedup import Outcome, order_number
 from router.holds import HoldStateError, reject, release
 from router.outbox import OutboxRelay, next_batch, prefer_index_order
 from router.service import RouterService, lock_known_orders
 from router.suspicion import Suspicion
 from targets.consumers import DeliveryConsumer
-from targets.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
+from targets.delivery import GaveUp, HttpDelivery, RetryPolicy
 from tests.factories import FakePublisher, delivery_for, failure_delivery, order
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,10 @@ from infra.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
 from infra.settings import Settings
 from infra.tables import api_keys, outbox
 from infra.topology import build_topology
+from infra.transports import HttpxTransport
 from router.service import RouterService
 from targets.consumers import DeliveryConsumer
-from targets.delivery import HttpDelivery, HttpxTransport, RetryPolicy
+from targets.delivery import HttpDelivery, RetryPolicy
 from tests.factories import delivery_for, order
 
 ROOT = {"Authorization": "Bearer root-token"}

@@ -4,7 +4,8 @@ import httpx
 import pytest
 
 from canonical.errors import DeliveryRejected
-from targets.delivery import GaveUp, HttpDelivery, HttpxTransport, RetryPolicy
+from infra.transports import HttpxTransport
+from targets.delivery import GaveUp, HttpDelivery, RetryPolicy
 
 FAST = RetryPolicy(attempts=3, initial_wait=0.001, max_wait=0.002)
 

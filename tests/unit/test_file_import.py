@@ -18,11 +18,11 @@ from connectors.file_import import (
     RowError,
     import_message_id,
     parse_table,
-    read_table,
     run_import,
 )
 from connectors.publishing import order_message
 from infra.settings import Settings
+from infra.spreadsheets import read_table
 from infra.tables import arrivals, outbox
 from infra.topology import build_topology
 from router.service import RouterService

@@ -22,6 +22,7 @@ from canonical.validation import violations
 from connectors.base import ConnectorError
 from connectors.jd import JdPoller, jd_spec, to_canonical
 from connectors.payload import SHANGHAI, canonical_order, load_json
+from connectors.registry import check_poller
 from infra.setting_specs import PollerSpec
 from infra.settings import Settings
 from orderbus.bootstrap import bootstrap
@@ -189,4 +190,4 @@ def test_bootstrap_builds_the_jd_poller(sqlite_url: str) -> None:
     )
     assert isinstance(app.poller("jd"), JdPoller)
     with pytest.raises(ValueError, match="needs its jd settings"):
-        PollerSpec(connector="jd")
+        check_poller(PollerSpec(connector="jd"))

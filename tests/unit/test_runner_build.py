@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.registry import check_poller
 from infra.setting_specs import LegacySpec
 from infra.settings import Settings
 from orderbus.bootstrap import ConfigurationError, bootstrap
@@ -76,7 +77,7 @@ def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
     assert isinstance(poller, AmazonOrdersPoller)
     assert poller.spec.url == "https://sellingpartnerapi-na.amazon.com/orders/v0/orders"
     with pytest.raises(ValueError, match="needs its amazon settings"):
-        PollerSpec(connector="amazon-sp-api")
+        check_poller(PollerSpec(connector="amazon-sp-api"))
     with pytest.raises(ValueError, match="needs url and items"):
         PollerSpec(mapping={"external_id": "$.id"})
 

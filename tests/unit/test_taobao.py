@@ -19,6 +19,7 @@ from canonical.validation import violations
 from connectors.base import ConnectorError, OrderReference
 from connectors.payload import canonical_order
 from connectors.publishing import fetch_publisher
+from connectors.registry import check_poller
 from connectors.taobao import TaobaoOrders, TmcPuller, TopApi, read_trade, to_canonical
 from infra.setting_specs import PollerSpec
 from infra.settings import Settings
@@ -178,4 +179,4 @@ def test_ingest_pulls_tmc_and_fetches_trades(sqlite_url: str) -> None:
     daemon.build()
     assert sorted(t.name for t in daemon.threads) == ["fetch-tb", "ingest", "poll-tb", "shipments"]
     with pytest.raises(ValueError, match="needs its taobao settings"):
-        PollerSpec(connector="taobao-tmc")
+        check_poller(PollerSpec(connector="taobao-tmc"))

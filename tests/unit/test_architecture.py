@@ -1,0 +1,75 @@
+"""The layers hold: import-linter's contracts (pyproject.toml, docs/architecture.md)
+pass, they say what the architecture says, and the distribution installs only
+the product's packages (no bench, no tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCT = {"orderbus", "admin_api", "connectors", "router", "targets", "infra", "canonical"}
+
+
+def contracts() -> dict[str, dict[str, object]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return {c["id"]: c for c in config["tool"]["importlinter"]["contracts"]}
+
+
+def test_the_import_contracts_hold() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout, result.stdout[-4000:]
+
+
+def test_the_contracts_say_what_the_architecture_says() -> None:
+    """Weakening a contract (a layer dropped, a part allowed to see another)
+    fails here, not silently."""
+    found = contracts()
+    assert found["layers"]["layers"] == [
+        "orderbus",
+        "admin_api",
+        "connectors | router | targets",  # independent of one another
+        "infra",
+        "canonical",
+    ]
+    assert set(found["admin-api-reaches-no-part-but-the-router"]["forbidden_modules"]) == {  # type: ignore[arg-type]
+        "connectors",
+        "targets",
+    }
+    assert {"sqlalchemy", "httpx", "fastapi", "kombu"} <= set(
+        found["canonical-is-pure"]["forbidden_modules"]  # type: ignore[arg-type]
+    )
+    only_bus = found["only-the-bus-imports-kombu"]
+    assert set(only_bus["source_modules"]) == PRODUCT  # type: ignore[arg-type]
+    assert only_bus["ignore_imports"] == ["infra.bus -> kombu"]
+
+
+def test_every_product_package_is_under_a_contract() -> None:
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    assert packages == PRODUCT
+
+
+def test_the_wheel_installs_only_the_product_packages(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = tmp_path.glob("orderbus-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == PRODUCT
+    assert "infra/migrations/versions/0001_initial_schema.py" in names
