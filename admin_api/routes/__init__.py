@@ -1,0 +1,2 @@
+"""The admin API's routes, one module per resource, each an ``APIRouter``
+that :func:`admin_api.app.create_admin_app` includes."""

@@ -1,0 +1,61 @@
+"""What every admin route needs: the admin context (engine, topology, ...)
+put on the app by :func:`admin_api.app.create_admin_app`, the callers' roles,
+and paging.
+
+(No ``from __future__ import annotations``: FastAPI reads these aliases.)
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from sqlalchemy import Engine, Select, func, select
+
+from admin_api.auth import KeyAuth, Principal, Role
+from admin_api.metrics import DatabaseCollector
+from infra.database import translate_db_errors
+from infra.topology import Topology
+from router.fanout import Fanout
+
+MAX_PAGE = 500
+MAX_OFFSET = 10**9
+# A row id: what a BIGINT (and SQLite's INTEGER) holds; anything else is a 422.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@dataclass(frozen=True)
+class AdminContext:
+    engine: Engine
+    auth: KeyAuth
+    topology: Topology
+    readiness: Mapping[str, Callable[[], None]]
+    collector: DatabaseCollector
+    fanout: Fanout | None
+    queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None
+
+
+def admin_context(request: Request) -> AdminContext:
+    context: AdminContext = request.app.state.admin
+    return context
+
+
+def _role(role: Role) -> Callable[[Request], Principal]:
+    def dependency(request: Request) -> Principal:
+        return admin_context(request).auth.require(role)(request)
+
+    return dependency
+
+
+Context = Annotated[AdminContext, Depends(admin_context)]
+Viewer = Annotated[Principal, Depends(_role(Role.viewer))]
+Operator = Annotated[Principal, Depends(_role(Role.operator))]
+Admin = Annotated[Principal, Depends(_role(Role.admin))]
+
+
+def page(engine: Engine, query: Select[Any], order: Any, limit: int, offset: int) -> dict[str, Any]:
+    """One page of ``query``'s rows with the total, as every list answers."""
+    with translate_db_errors(), engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = conn.execute(query.order_by(order).limit(limit).offset(offset)).mappings().all()
+    return {"total": int(total), "limit": limit, "offset": offset, "items": list(rows)}

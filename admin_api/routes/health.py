@@ -1,0 +1,47 @@
+"""Liveness, readiness (every dependency answers) and Prometheus metrics.
+
+(No ``from __future__ import annotations``: FastAPI reads the annotations.)
+"""
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from admin_api import metrics
+from admin_api.routes.deps import Context, Viewer
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(ctx: Context) -> JSONResponse:
+    """200 when every dependency answers (the database, the broker), else 503
+    naming what does not."""
+    results: dict[str, str] = {}
+    for name, check in ctx.readiness.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:  # a check's failure is the answer, not an error
+            results[name] = f"unavailable: {exc}"[:300]
+    ready = all(v == "ok" for v in results.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": results},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def prometheus(ctx: Context, _who: Viewer) -> PlainTextResponse:
+    """Prometheus metrics (admin_api/metrics.py); a viewer key as the
+    scraper's bearer token."""
+    return PlainTextResponse(metrics.render(ctx.collector), media_type=CONTENT_TYPE_LATEST)

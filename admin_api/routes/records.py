@@ -1,0 +1,93 @@
+"""The records people read: refused webhook requests, what customers were
+told, and the audit log.
+
+(No ``from __future__ import annotations``: FastAPI reads the annotations.)
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import ColumnElement, select
+
+from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer, page
+from admin_api.schemas import AuditEntry, Instant, NotificationOut, Page, RejectedRequestOut
+from infra.masking import mask_body
+from infra.tables import audit_log, notifications, rejected_requests
+
+router = APIRouter()
+
+
+@router.get(
+    "/rejected-requests", response_model=Page[RejectedRequestOut], tags=["rejected requests"]
+)
+def list_rejected(
+    ctx: Context,
+    who: Viewer,
+    channel: str | None = None,
+    reason: str | None = None,
+    since: Instant | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> dict[str, Any]:
+    c = rejected_requests.c
+    conditions: list[ColumnElement[bool]] = []
+    if channel:
+        conditions.append(c.channel == channel)
+    if reason:
+        conditions.append(c.reason == reason)
+    if since:
+        conditions.append(c.received_at >= since)
+    query = select(rejected_requests).where(*conditions)
+    found = page(ctx.engine, query, c.id.desc(), limit, offset)
+    if not who.sees_personal_data:
+        found["items"] = [
+            {**r, "body_excerpt": mask_body(r["body_excerpt"])} for r in found["items"]
+        ]
+    return found
+
+
+@router.get("/notifications", response_model=Page[NotificationOut], tags=["customer notifications"])
+def list_notifications(
+    ctx: Context,
+    who: Viewer,
+    order_number: Annotated[str | None, Query(max_length=32)] = None,
+    event: Annotated[str | None, Query(max_length=16)] = None,
+    medium: Annotated[str | None, Query(max_length=16)] = None,
+    since: Instant | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> dict[str, Any]:
+    """What customers were told (ORDERBUS_NOTIFY), newest first."""
+    c = notifications.c
+    conditions: list[ColumnElement[bool]] = []
+    if order_number:
+        conditions.append(c.order_number == order_number)
+    if event:
+        conditions.append(c.event == event)
+    if medium:
+        conditions.append(c.medium == medium)
+    if since:
+        conditions.append(c.sent_at >= since)
+    query = select(notifications).where(*conditions)
+    found = page(ctx.engine, query, c.id.desc(), limit, offset)
+    if not who.sees_personal_data:
+        found["items"] = [{**r, "body": None} for r in found["items"]]
+    return found
+
+
+@router.get("/audit", response_model=Page[AuditEntry], tags=["audit"])
+def list_audit(
+    ctx: Context,
+    _who: Viewer,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> dict[str, Any]:
+    conditions: list[ColumnElement[bool]] = []
+    if actor:
+        conditions.append(audit_log.c.actor == actor)
+    if action:
+        conditions.append(audit_log.c.action == action)
+    query = select(audit_log).where(*conditions)
+    return page(ctx.engine, query, audit_log.c.id.desc(), limit, offset)
