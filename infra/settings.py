@@ -37,8 +37,19 @@ class Settings(BaseSettings):
     # Where things live. The defaults are the embedded mode: one SQLite file for
     # orderbus's tables and one for kombu's SQL transport. Production uses
     # amqp://... and postgresql+psycopg://...
-    broker_url: str = EMBEDDED_BROKER_URL
-    database_url: str = EMBEDDED_DATABASE_URL
+    broker_url: str = Field(
+        default=EMBEDDED_BROKER_URL,
+        description=(
+            "`amqp://...` in production; kombu's SQL transport (the embedded default) or "
+            "`memory://` otherwise"
+        ),
+    )
+    database_url: str = Field(
+        default=EMBEDDED_DATABASE_URL,
+        description=(
+            "`postgresql+psycopg://...` in production; SQLite (the embedded default) otherwise"
+        ),
+    )
     namespace: str = Field(
         default="orderbus",
         pattern=r"^[a-z][a-z0-9_.-]{0,40}$",
@@ -46,14 +57,19 @@ class Settings(BaseSettings):
     )
 
     # Broker behaviour.
-    quorum_queues: bool = True
+    quorum_queues: bool = Field(
+        default=True,
+        description="quorum queues on RabbitMQ (classic queues on the embedded broker)",
+    )
     delivery_limit: int = Field(default=5, ge=1, description="Broker redeliveries before DLX")
     transient_retry_window: float = Field(
         default=60.0,
         ge=0,
         description="seconds a delivery is retried in place while the database is down",
     )
-    prefetch: int = Field(default=100, ge=1, le=1000)
+    prefetch: int = Field(
+        default=100, ge=1, le=1000, description="unacknowledged messages per consumer"
+    )
     batch_size: int = Field(
         default=50,
         ge=1,
@@ -67,15 +83,27 @@ class Settings(BaseSettings):
         description="ms to wait for the next message of a batch (up to 4x in all); "
         "bigger batches cost less CPU per message at moderate rates",
     )
-    heartbeat: int = Field(default=30, ge=0)
-    connect_timeout: float = 5.0
-    confirm_timeout: float = 10.0
+    heartbeat: int = Field(default=30, ge=0, description="AMQP heartbeat, seconds")
+    connect_timeout: float = Field(
+        default=5.0, description="seconds to wait for the broker when connecting"
+    )
+    confirm_timeout: float = Field(
+        default=10.0, description="seconds to wait for the broker to confirm a publish"
+    )
 
-    duplicate_suspicion: DuplicateSuspicion = Field(default_factory=DuplicateSuspicion)
+    duplicate_suspicion: DuplicateSuspicion = Field(
+        default_factory=DuplicateSuspicion,
+        description=(
+            "when a new order is held as a suspected duplicate (on by default: phone, items, "
+            "total; 24 h; across channels)"
+        ),
+    )
 
     # Ingest (webhook connectors).
-    ingest_host: str = "127.0.0.1"
-    ingest_port: int = 8080
+    ingest_host: str = Field(
+        default="127.0.0.1", description="address the webhook endpoint listens on"
+    )
+    ingest_port: int = Field(default=8080, description="port the webhook endpoint listens on")
     channel_secrets: dict[str, list[str]] = Field(
         default_factory=dict,
         description='JSON: {"channel": ["current-secret", "previous-secret"]}',
@@ -97,12 +125,32 @@ class Settings(BaseSettings):
         description="secrets the warehouse signs POST /shipments with (as a channel's webhook)",
     )
     signature_tolerance: int = Field(default=300, ge=1, description="seconds")
-    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="largest webhook body, bytes"
+    )
 
     # Consumers: the existing systems' endpoints.
-    warehouse_url: str | None = None
-    finance_url: str | None = None
-    notification_url: str | None = None
+    warehouse_url: str | None = Field(
+        default=None,
+        description=(
+            "the warehouse system's endpoint (required by `run consumers` unless the target "
+            "has an adapter)"
+        ),
+    )
+    finance_url: str | None = Field(
+        default=None,
+        description=(
+            "the finance system's endpoint (required by `run consumers` unless the target has"
+            " an adapter)"
+        ),
+    )
+    notification_url: str | None = Field(
+        default=None,
+        description=(
+            "the notification system's endpoint (required by `run consumers` unless the "
+            "target has an adapter)"
+        ),
+    )
     targets: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description='JSON: {"finance": {"adapter": "jiandaoyun", ...}} (targets/adapters/)',
@@ -115,27 +163,49 @@ class Settings(BaseSettings):
     notify: NotifySpec | None = Field(
         default=None, description="customer notifications (targets/notify/)"
     )
-    http_timeout: float = 5.0
-    delivery_attempts: int = Field(default=4, ge=1, le=10)
-    retry_initial_wait: float = 0.5
-    retry_max_wait: float = 4.0
+    http_timeout: float = Field(default=5.0, description="seconds per delivery request")
+    delivery_attempts: int = Field(
+        default=4, ge=1, le=10, description="tries per delivery before dead-lettering"
+    )
+    retry_initial_wait: float = Field(
+        default=0.5, description="first wait between delivery tries, seconds (doubling)"
+    )
+    retry_max_wait: float = Field(
+        default=4.0, description="longest wait between delivery tries, seconds"
+    )
 
     # Router's outbox relay.
-    relay_batch: int = Field(default=100, ge=1)
-    relay_interval: float = Field(default=0.2, gt=0)
+    relay_batch: int = Field(
+        default=100, ge=1, description="outbox rows the relay publishes per pass"
+    )
+    relay_interval: float = Field(
+        default=0.2, gt=0, description="seconds between the relay's idle passes"
+    )
 
     # Admin API.
-    admin_host: str = "127.0.0.1"
-    admin_port: int = 8081
+    admin_host: str = Field(default="127.0.0.1", description="address the admin API listens on")
+    admin_port: int = Field(default=8081, description="port the admin API listens on")
     admin_tokens: dict[str, str] = Field(
         default_factory=dict, description='JSON: {"operator-name": "token"}'
     )
-    hold_rules: HoldRulesSpec = Field(default_factory=HoldRulesSpec)
+    hold_rules: HoldRulesSpec = Field(
+        default_factory=HoldRulesSpec,
+        description=(
+            "which new orders wait for approval: `amount_above`, `second_approval_above` (by "
+            "currency), `incomplete_address`, `first_order`"
+        ),
+    )
     alerts: AlertSettings | None = Field(
         default=None, description="alert rules and their webhook (admin_api/alerts.py)"
     )
     # Read by the command before the settings (infra/logs.py); here to be validated.
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "`text`, or `json`: one JSON object per line; either way phone numbers and "
+            "e-mails are masked"
+        ),
+    )
 
     @field_validator("shipment_secrets", mode="before")
     @classmethod

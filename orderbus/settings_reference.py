@@ -1,0 +1,102 @@
+"""The settings reference page (docs/reference/settings.md), made from the
+Settings model itself so it cannot drift: every setting, its environment
+variable, type, default and description, and the fields of each setting
+that is a JSON object. ``python -m orderbus.settings_reference`` prints it;
+tests/unit/test_docs.py fails when the committed page differs."""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from infra.settings import Settings
+
+HEADER = """# Settings reference
+
+<!-- Made by `python -m orderbus.settings_reference > docs/reference/settings.md`;
+     a test fails when this page and the Settings model differ. -->
+
+Every setting comes from the environment, prefix `ORDERBUS_`. A setting that is
+a list or an object is given as JSON, for example
+`ORDERBUS_CHANNEL_SECRETS='{"web-shop": ["s3cret"]}'`.
+
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is typing.Literal:
+        return " | ".join(json.dumps(a) for a in typing.get_args(annotation))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(annotation))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        value: Any = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if isinstance(value, BaseModel):
+        return "(see below)"
+    if value is None:
+        return "none"
+    return f"`{json.dumps(value, default=str, ensure_ascii=False)}`"
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in typing.get_args(annotation) for m in _models_in(a)]
+
+
+def _table(fields: dict[str, FieldInfo], name_of: Any) -> list[str]:
+    rows = ["| setting | type | default | meaning |", "|---|---|---|---|"]
+    for name, field in fields.items():
+        rows.append(
+            f"| `{name_of(name)}` | {_cell(_type_name(field.annotation))} | "
+            f"{_cell(_default(field))} | {_cell(field.description or '')} |"
+        )
+    return rows
+
+
+def render() -> str:
+    lines = [HEADER.rstrip("\n"), ""]
+    lines += _table(Settings.model_fields, lambda n: f"ORDERBUS_{n.upper()}")
+    seen: set[type[BaseModel]] = set()
+    for name, field in Settings.model_fields.items():
+        for model in _models_in(field.annotation):
+            if model in seen:
+                continue
+            seen.add(model)
+            lines += ["", f"## `ORDERBUS_{name.upper()}`: {model.__name__}", ""]
+            doc = (model.__doc__ or "").strip()
+            if doc:
+                lines += [" ".join(doc.split()), ""]
+            lines += _table(model.model_fields, lambda n: n)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    print(render(), end="")
+
+
+if __name__ == "__main__":
+    main()
