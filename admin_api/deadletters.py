@@ -26,7 +26,8 @@ from canonical.envelope import (
     utcnow,
 )
 from infra.audit import audit, jsonable
-from infra.bus import (
+from infra.database import dialect_insert, translate_db_errors
+from infra.messages import (
     H_CORRELATION,
     H_DELIVERIES,
     H_EXCEPTION,
@@ -35,7 +36,6 @@ from infra.bus import (
     Delivery,
     OutgoingMessage,
 )
-from infra.database import dialect_insert, translate_db_errors
 from infra.stored_bodies import decode_body, encode_body
 from infra.tables import dead_letters
 from router.outbox import enqueue

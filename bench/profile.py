@@ -21,8 +21,8 @@ from sqlalchemy import select
 from bench.pipeline import _free_port, private_schema
 from bench.workload import Workload
 from canonical.envelope import Envelope
-from infra.bus import Delivery
 from infra.database import make_engine
+from infra.messages import Delivery
 from infra.settings import Settings
 from infra.tables import outbox
 from infra.topology import build_topology

@@ -24,7 +24,8 @@ from connectors.base import ConnectorError
 from connectors.mapping import FieldMapping
 from connectors.payload import canonical_order, load_json
 from connectors.publishing import order_message
-from infra.bus import Delivery, OutgoingMessage, Publisher, Results
+from infra.bus import Publisher
+from infra.messages import Delivery, OutgoingMessage, Results
 from infra.topology import Topology
 
 

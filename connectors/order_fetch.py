@@ -26,7 +26,8 @@ from canonical.errors import MalformedMessage, TransientError
 from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, OrderReference
 from connectors.publishing import order_message, scoped_id
-from infra.bus import Delivery, OutgoingMessage, Publisher, Results
+from infra.bus import Publisher
+from infra.messages import Delivery, OutgoingMessage, Results
 from infra.topology import Topology
 
 

@@ -15,7 +15,8 @@ from canonical.envelope import Envelope
 from canonical.order import CanonicalOrder
 from connectors.base import OrderReference
 from connectors.rejections import record_rejection
-from infra.bus import OutgoingMessage, Publisher
+from infra.bus import Publisher
+from infra.messages import OutgoingMessage
 from infra.topology import Topology, fetch_routing_key, ingest_routing_key
 
 PublishMany = Callable[[list[CanonicalOrder], list[str]], list[Exception | None]]

@@ -20,7 +20,7 @@ from typing import Any
 import uvicorn
 
 from connectors.registry import fetching_channels
-from infra.bus import BatchHandler, one_at_a_time
+from infra.messages import BatchHandler, one_at_a_time
 from infra.topology import SHIPMENTS_ROLE, fetch_role, legacy_role
 from orderbus.bootstrap import ConfigurationError, Orderbus
 

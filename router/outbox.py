@@ -19,9 +19,10 @@ from sqlalchemy import Connection, Engine, Row, Select, func, insert, select, up
 
 from canonical.envelope import H_CHANNEL, H_ORDER_NUMBER, utcnow
 from canonical.errors import PublishNotConfirmed
-from infra.bus import OutgoingMessage, Publisher
+from infra.bus import Publisher
 from infra.crashpoints import crash_point
 from infra.database import dialect_insert, translate_db_errors
+from infra.messages import OutgoingMessage
 from infra.tables import dead_letters, outbox
 
 # The queue name a dead letter gets when the relay itself gave up on a row.

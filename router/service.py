@@ -23,10 +23,9 @@ from canonical.envelope import Envelope, utcnow
 from canonical.errors import TransientError
 from canonical.order import CanonicalOrder, OrderStatus
 from canonical.validation import validate
-from infra.bus import Delivery
 from infra.crashpoints import crash_point
 from infra.database import prefer_key_lookups, translate_db_errors
-from infra.messages import parse_delivery
+from infra.messages import Delivery, parse_delivery
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology, delivery_routing_key
 from router.approval import HoldRules, customer_key

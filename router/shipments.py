@@ -34,8 +34,9 @@ from sqlalchemy import Engine, select
 from canonical.envelope import Envelope
 from canonical.errors import MalformedMessage, OrderClosed, PermanentError, UnknownOrder
 from canonical.order import CanonicalOrder, OrderStatus, Shipment
-from infra.bus import Delivery, OutgoingMessage, Publisher
+from infra.bus import Publisher
 from infra.database import translate_db_errors
+from infra.messages import Delivery, OutgoingMessage
 from infra.tables import orders
 from infra.topology import SHIPMENT_ROUTING_KEY, Topology, ingest_routing_key
 

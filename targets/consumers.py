@@ -15,10 +15,9 @@ from sqlalchemy import Engine, select
 
 from canonical.envelope import Envelope, utcnow
 from canonical.errors import EndpointUnavailable, MalformedMessage, TransientError
-from infra.bus import Delivery
 from infra.crashpoints import crash_point
 from infra.database import insert_all_absent, prefer_key_lookups, translate_db_errors
-from infra.messages import envelope_of
+from infra.messages import Delivery, envelope_of
 from infra.tables import inbox
 from targets.delivery import GaveUp, HttpDelivery
 

@@ -12,7 +12,7 @@ from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE, En
 from canonical.errors import BrokerUnavailable
 from canonical.order import CanonicalOrder
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from infra.bus import (
+from infra.messages import (
     H_CORRELATION,
     H_ORIGINAL_EXCHANGE,
     H_ORIGINAL_ROUTING_KEY,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, select
 
-from infra.bus import Delivery
+from infra.messages import Delivery
 from infra.settings import Settings
 from infra.tables import outbox
 from orderbus.bootstrap import Orderbus, bootstrap

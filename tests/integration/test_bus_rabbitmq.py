@@ -19,7 +19,8 @@ from canonical.errors import (
     MalformedMessage,
     PublishNotConfirmed,
 )
-from infra.bus import Bus, BusOptions, Delivery, OutgoingMessage, Publisher, one_at_a_time
+from infra.bus import Bus, BusOptions, Publisher
+from infra.messages import Delivery, OutgoingMessage, one_at_a_time
 from infra.settings import Settings
 from infra.tables import dead_letters
 from infra.topology import Topology, build_topology

@@ -25,7 +25,9 @@ from connectors.base import ChannelConfig
 from connectors.douyin import DoudianApi, DouyinOrders, event_sign
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.order_fetch import FetchInbound
-from infra.bus import Bus, BusOptions, Delivery, Publisher
+from connectors.registry import fetching_channels
+from infra.bus import Bus, BusOptions, Publisher
+from infra.messages import Delivery
 from infra.setting_specs import ChannelSpec, DouyinSpec
 from infra.settings import Settings
 from infra.topology import Topology, build_topology, fetch_role
@@ -52,7 +54,7 @@ def settings(namespace: str) -> Settings:
 
 @pytest.fixture
 def topology(settings: Settings) -> Topology:
-    return build_topology(settings)
+    return build_topology(settings, fetching_channels(settings))
 
 
 @pytest.fixture
@@ -168,7 +170,7 @@ def test_taobao_tmc_messages_become_orders_once_through_the_real_broker(
         delivery_limit=3,
         pollers={"tb": PollerSpec(connector="taobao-tmc", taobao=account)},
     )
-    topology = build_topology(settings)
+    topology = build_topology(settings, fetching_channels(settings))
     bus = Bus(amqp_url, topology, BusOptions(delivery_limit=3, confirm_timeout=5, heartbeat=10))
     bus.check()
     publisher = bus.publisher()

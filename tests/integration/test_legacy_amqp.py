@@ -14,7 +14,8 @@ from canonical.envelope import H_DETAIL, H_REASON
 from canonical.order import CanonicalOrder
 from connectors.legacy_amqp import LegacyInbound
 from connectors.mapping import FieldMapping
-from infra.bus import Bus, BusOptions, Delivery, Publisher
+from infra.bus import Bus, BusOptions, Publisher
+from infra.messages import Delivery
 from infra.setting_specs import LegacySpec
 from infra.settings import Settings
 from infra.topology import Topology, build_topology, legacy_role, legacy_routing_key

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from admin_api import deadletters
 from canonical.envelope import H_ATTEMPT, H_REASON, Envelope, utcnow
 from canonical.errors import MalformedMessage, TransientError, ValidationFailed
-from infra.bus import Delivery, OutgoingMessage
+from infra.messages import Delivery, OutgoingMessage
 from infra.settings import Settings
 from infra.stored_bodies import decode_body
 from infra.tables import (

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from canonical.errors import DeliveryRejected
-from infra.bus import Delivery
+from infra.messages import Delivery
 from infra.settings import Settings
 from infra.tables import inbox, outbox
 from infra.topology import build_topology

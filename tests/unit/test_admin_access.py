@@ -17,7 +17,7 @@ from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
 from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
-from infra.bus import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
+from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
 from infra.settings import Settings
 from infra.tables import api_keys, outbox
 from infra.topology import build_topology

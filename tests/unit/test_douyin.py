@@ -21,7 +21,8 @@ from connectors.base import ChannelConfig, ConnectorError, OrderReference, Webho
 from connectors.douyin import DoudianApi, DouyinConnector, DouyinOrders, event_sign, param_json
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.order_fetch import FetchInbound
-from infra.bus import Delivery
+from connectors.registry import fetching_channels
+from infra.messages import Delivery
 from infra.setting_specs import ChannelSpec, DouyinSpec
 from infra.settings import Settings
 from infra.tables import rejected_requests
@@ -269,7 +270,8 @@ def test_the_fetch_worker_publishes_the_order_under_the_push_id(doudian: FakeDou
     )
     publisher = FakePublisher()
     source = DouyinOrders(api_for(doudian), channel)
-    worker = FetchInbound("dy", source, build_topology(settings), publisher)  # type: ignore[arg-type]
+    topology = build_topology(settings, fetching_channels(settings))
+    worker = FetchInbound("dy", source, topology, publisher)  # type: ignore[arg-type]
     results = worker.handle_batch(
         [
             fetch_delivery(ORDER_ID, "m-1"),
@@ -300,7 +302,8 @@ def client(sqlite_engine: Engine, publisher: FakePublisher) -> Iterator[TestClie
         },
         namespace="t",
     )
-    deps = IngestDeps(settings, sqlite_engine, publisher, build_topology(settings))  # type: ignore[arg-type]
+    topology = build_topology(settings, fetching_channels(settings))
+    deps = IngestDeps(settings, sqlite_engine, publisher, topology)  # type: ignore[arg-type]
     with TestClient(create_ingest_app(deps)) as c:
         yield c
 

@@ -6,7 +6,8 @@ import threading
 import time
 
 from canonical.errors import PublishNotConfirmed
-from infra.bus import Bus, OutgoingMessage, Publisher
+from infra.bus import Bus, Publisher
+from infra.messages import OutgoingMessage
 from infra.settings import Settings
 from infra.topology import build_topology
 

@@ -124,7 +124,7 @@ def test_a_poller_names_a_known_connector_and_only_its_own_settings() -> None:
 def test_bootstrap_refuses_a_poller_its_connector_does_not_accept(sqlite_url: str) -> None:
     from infra.setting_specs import PollerSpec
 
-    with pytest.raises(ConfigurationError, match=r"ORDERBUS_POLLERS\['jd-1'\].*access_token"):
+    with pytest.raises(ConfigurationError, match=r"(?s)ORDERBUS_POLLERS\['jd-1'\].*access_token"):
         bootstrap(
             Settings(
                 broker_url="memory://",

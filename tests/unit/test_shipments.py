@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from canonical.errors import MalformedMessage, OrderClosed, UnknownOrder
 from canonical.order import CanonicalOrder
 from connectors.ingest_app import IngestDeps, create_ingest_app
-from infra.bus import Delivery, OutgoingMessage
+from infra.messages import Delivery, OutgoingMessage
 from infra.setting_specs import NotifySpec
 from infra.settings import Settings
 from infra.tables import arrivals, orders, outbox, rejected_requests

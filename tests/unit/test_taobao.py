@@ -19,7 +19,7 @@ from canonical.validation import violations
 from connectors.base import ConnectorError, OrderReference
 from connectors.payload import canonical_order
 from connectors.publishing import fetch_publisher
-from connectors.registry import check_poller
+from connectors.registry import check_poller, fetching_channels
 from connectors.taobao import TaobaoOrders, TmcPuller, TopApi, read_trade, to_canonical
 from infra.setting_specs import PollerSpec
 from infra.settings import Settings
@@ -123,7 +123,8 @@ def test_taobao_refusals_and_outages_are_told_apart(top: FakeTop) -> None:
 
 def puller(top: FakeTop, publisher: FakePublisher) -> TmcPuller:
     settings = Settings(namespace="t")
-    publish = fetch_publisher(publisher, build_topology(settings), "tb")  # type: ignore[arg-type]
+    topology = build_topology(settings, fetching_channels(settings))
+    publish = fetch_publisher(publisher, topology, "tb")  # type: ignore[arg-type]
     return TmcPuller("tb", api_for(top), publish, group_name="orderbus")
 
 

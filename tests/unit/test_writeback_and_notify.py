@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from canonical.errors import DeliveryRejected
-from infra.bus import Delivery
+from infra.messages import Delivery
 from infra.tables import inbox, notifications, orders, outbox
 from infra.topology import build_topology
 from orderbus.bootstrap import Orderbus

@@ -20,6 +20,7 @@ from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder
 from connectors.base import ChannelConfig, ConnectorError, OrderReference, WebhookRequest
 from connectors.ingest_app import IngestDeps, create_ingest_app
+from connectors.registry import fetching_channels
 from connectors.youzan import YouzanApi, YouzanConnector, YouzanOrders, youzan_sign
 from infra.setting_specs import ChannelSpec
 from infra.settings import Settings
@@ -170,7 +171,8 @@ def client(sqlite_engine: Engine, publisher: FakePublisher) -> Iterator[TestClie
         channels={"yz": ChannelSpec(connector="youzan", app_key=CLIENT_ID)},
         namespace="t",
     )
-    deps = IngestDeps(settings, sqlite_engine, publisher, build_topology(settings))  # type: ignore[arg-type]
+    topology = build_topology(settings, fetching_channels(settings))
+    deps = IngestDeps(settings, sqlite_engine, publisher, topology)  # type: ignore[arg-type]
     with TestClient(create_ingest_app(deps)) as c:
         yield c
 

@@ -1,0 +1,306 @@
+"""Consuming: manual acks, batches handed to a worker thread while the
+connection's thread keeps the heartbeats, outcomes mapped to ack, requeue
+or dead letter (see infra/bus/__init__.py)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kombu.connection import Connection
+from kombu.message import Message
+from kombu.messaging import Consumer
+
+from canonical.envelope import H_DETAIL, H_REASON, H_SOURCE_QUEUE
+from canonical.errors import (
+    PermanentError,
+    TransientError,
+)
+from infra.messages import (
+    CONTENT_TYPE,
+    H_CORRELATION,
+    H_DELIVERIES,
+    H_EXCEPTION,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_ROUTING_KEY,
+    BatchHandler,
+    Delivery,
+    OutgoingMessage,
+    Results,
+    message_key,
+)
+
+if TYPE_CHECKING:
+    from infra.bus import Bus
+
+log = logging.getLogger(__name__)
+
+
+class ConsumerLoop:
+    def __init__(
+        self, bus: Bus, queues: list[str], handler: BatchHandler, prefetch: int, batch: int
+    ) -> None:
+        self.bus = bus
+        self.queues = queues
+        self.handler = handler
+        self.prefetch = prefetch
+        self.batch = batch
+        self.dead_letters = bus.publisher()
+        # Deliveries seen by this process, for transports without x-delivery-count.
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._worker = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"handler-{queues[0]}"
+        )
+        self._conn: Connection | None = None
+        self._waiting: list[tuple[Message, Delivery]] = []
+
+    def close(self) -> None:
+        self.dead_letters.close()
+        self._worker.shutdown(wait=True)
+
+    # -- running the handler ----------------------------------------------
+    def _call_with_retries(self, deliveries: list[Delivery]) -> Results:
+        """Run the handler; retry transient failures in place, holding the
+        deliveries, for up to ``transient_retry_window`` seconds (capped
+        backoff, heartbeats still sent). A database that is down for 30 s then
+        costs time, not a delivery attempt: nothing is requeued or
+        dead-lettered. Only the deliveries that failed transiently are retried.
+        """
+        deadline = time.monotonic() + self.bus.options.transient_retry_window
+        wait = 0.25
+        results: Results = [None] * len(deliveries)
+        todo = list(range(len(deliveries)))
+        while True:
+            batch = [deliveries[i] for i in todo]
+            try:
+                outcome = self._call_handler(batch)
+                if len(outcome) != len(batch):
+                    raise RuntimeError(
+                        f"handler returned {len(outcome)} results for {len(batch)} deliveries"
+                    )
+            except Exception as exc:
+                outcome = [exc] * len(batch)
+            for index, result in zip(todo, outcome, strict=True):
+                results[index] = result
+            todo = [i for i in todo if isinstance(results[i], TransientError)]
+            if not todo or time.monotonic() + wait > deadline:
+                return results
+            log.warning(
+                "%s: %d message(s) failed transiently (%s); retrying in %.1fs",
+                deliveries[todo[0]].queue,
+                len(todo),
+                results[todo[0]],
+                wait,
+            )
+            self._pause(wait)
+            wait = min(wait * 2, 5.0)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep while keeping the connection's heartbeats going."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 1.0))
+            if self._conn is not None and self.bus.is_amqp and self.bus.options.heartbeat:
+                self._conn.connection.send_heartbeat()
+
+    def _call_handler(self, deliveries: list[Delivery]) -> Results:
+        """Run the handler on the worker thread; keep the connection alive meanwhile.
+
+        py-amqp is not thread-safe, so only this (the connection's) thread
+        touches the connection: it sends a heartbeat frame every third of the
+        heartbeat interval until the handler is done.
+        """
+        future = self._worker.submit(self.handler, deliveries)
+        heartbeat = self.bus.options.heartbeat if self.bus.is_amqp else 0
+        interval = max(0.5, heartbeat / 3) if heartbeat else None
+        while True:
+            done, _ = concurrent.futures.wait([future], timeout=interval)
+            if done:
+                return future.result()  # re-raises the handler's exception
+            if self._conn is not None:
+                self._conn.connection.send_heartbeat()
+
+    # -- the connection's loop ---------------------------------------------
+    def run(self, stop: threading.Event, ready: threading.Event | None) -> None:
+        conn = self.bus.connect()
+        self._conn = conn
+        self._waiting = []
+        try:
+            channel = conn.channel()
+            consumers = []
+            for name in self.queues:
+                consumer = Consumer(
+                    channel,
+                    queues=[self.bus._queues[name]],
+                    on_message=self._make_callback(name),
+                    accept=[CONTENT_TYPE],
+                    auto_declare=False,
+                    tag_prefix=f"orderbus-{name}-",
+                )
+                consumer.qos(prefetch_count=self.prefetch, apply_global=False)
+                consumer.consume()
+                consumers.append(consumer)
+            if ready is not None:
+                ready.set()
+            log.info("consuming %s", ", ".join(self.queues))
+            last_check = time.monotonic()
+            while not stop.is_set():
+                try:
+                    conn.drain_events(timeout=1)
+                except TimeoutError:
+                    pass
+                if self._waiting:
+                    self._gather(conn)
+                    self._process(self._waiting)
+                    self._waiting = []
+                if time.monotonic() - last_check >= 1.0:
+                    conn.heartbeat_check()
+                    last_check = time.monotonic()
+            # Graceful stop: cancel, so nothing more arrives; whatever the
+            # broker sent and we did not take returns to the queue on close.
+            for consumer in consumers:
+                try:
+                    consumer.cancel()
+                except Exception:  # noqa: S110 - closing anyway
+                    pass
+        finally:
+            if ready is not None:
+                ready.clear()
+            self._conn = None
+            self._waiting = []
+            conn.release()
+
+    def _gather(self, conn: Connection) -> None:
+        """Take what else has arrived, up to a batch, lingering briefly."""
+        deadline = time.monotonic() + self.bus.options.batch_linger * 4
+        while len(self._waiting) < self.batch and time.monotonic() < deadline:
+            try:
+                conn.drain_events(timeout=self.bus.options.batch_linger)
+            except TimeoutError:
+                break
+
+    def _make_callback(self, queue: str) -> Callable[[Message], None]:
+        def on_message(message: Message) -> None:
+            self._waiting.append((message, self._delivery(queue, message)))
+
+        return on_message
+
+    def _deliveries(self, key: str, headers: dict[str, Any]) -> int:
+        """How many times this message has been delivered, this time included."""
+        count = self._seen.get(key, 0) + 1
+        self._seen[key] = count
+        self._seen.move_to_end(key)
+        while len(self._seen) > 50_000:
+            self._seen.popitem(last=False)
+        broker_count = headers.get("x-delivery-count")
+        if isinstance(broker_count, int):
+            count = max(count, broker_count + 1)
+        return count
+
+    def _delivery(self, queue: str, message: Message) -> Delivery:
+        props = message.properties or {}
+        info = message.delivery_info or {}
+        body = message.body
+        if isinstance(body, str):
+            body = body.encode("utf-8", errors="surrogateescape")
+        headers = dict(message.headers or {})
+        key = message_key(props.get("message_id"), body)
+        return Delivery(
+            queue=queue,
+            body=body,
+            message_id=props.get("message_id"),
+            correlation_id=props.get("correlation_id"),
+            headers=headers,
+            exchange=info.get("exchange") or "",
+            routing_key=info.get("routing_key") or "",
+            redelivered=bool(info.get("redelivered")),
+            content_type=props.get("content_type") or message.content_type,
+            deliveries=self._deliveries(key, headers),
+        )
+
+    def _process(self, batch: list[tuple[Message, Delivery]]) -> None:
+        """Handle a batch, then settle each message: ack, dead-letter or requeue."""
+        results = self._call_with_retries([delivery for _, delivery in batch])
+        requeue: list[tuple[Message, Delivery, BaseException]] = []
+        for (message, delivery), result in zip(batch, results, strict=True):
+            if result is None:
+                self._seen.pop(delivery.body_key(), None)
+                message.ack()
+            elif isinstance(result, PermanentError):
+                self._dead_letter(message, delivery, result.reason, result.detail, result)
+            else:
+                reason = getattr(result, "reason", "handler_error")
+                dead_letter_queue = delivery.queue in self.bus.topology.dead_letter_queues
+                if delivery.deliveries >= self.bus.options.delivery_limit and not dead_letter_queue:
+                    detail = f"gave up after {delivery.deliveries} deliveries: {result}"
+                    self._dead_letter(message, delivery, reason, detail, result)
+                else:
+                    requeue.append((message, delivery, result))
+        if not requeue:
+            return
+        # A dead-letter queue has nowhere further to go: it waits for the
+        # database with a capped backoff instead of dropping anything.
+        fewest = min(delivery.deliveries for _, delivery, _ in requeue)
+        wait = min(10.0, 0.25 * 2 ** min(fewest, 8))
+        for _, delivery, error in requeue:
+            log.warning(
+                "%s: message %s failed (%s), delivery %d/%d; requeue in %.1fs",
+                delivery.queue,
+                delivery.message_id,
+                error,
+                delivery.deliveries,
+                self.bus.options.delivery_limit,
+                wait,
+            )
+        self._pause(wait)
+        for message, _, _ in requeue:
+            message.requeue()
+
+    def _dead_letter(
+        self, message: Message, delivery: Delivery, reason: str, detail: str, exc: BaseException
+    ) -> None:
+        headers = dict(delivery.headers)
+        headers.update(
+            {
+                H_REASON: reason,
+                H_DETAIL: detail[:4000],
+                H_EXCEPTION: "".join(traceback.format_exception_only(exc)).strip()[:4000],
+                H_SOURCE_QUEUE: delivery.queue,
+                H_ORIGINAL_EXCHANGE: delivery.exchange,
+                H_ORIGINAL_ROUTING_KEY: delivery.routing_key,
+                H_DELIVERIES: delivery.deliveries,
+                H_CORRELATION: delivery.correlation_id or delivery.body_key(),
+            }
+        )
+        spec = self.bus.topology.queue_named(delivery.queue)
+        outgoing = OutgoingMessage(
+            exchange=self.bus.topology.dead_letter_exchange,
+            routing_key=spec.name,
+            body=delivery.body,
+            message_id=delivery.body_key(),
+            headers=headers,
+            correlation_id=delivery.correlation_id,
+        )
+        try:
+            self.dead_letters.publish(outgoing)
+        except Exception as pub_exc:
+            log.error(
+                "%s: could not dead-letter %s (%s); requeueing it",
+                delivery.queue,
+                delivery.message_id,
+                pub_exc,
+            )
+            time.sleep(1.0)
+            message.requeue()
+            return
+        log.warning(
+            "%s: dead-lettered %s: %s: %s", delivery.queue, delivery.message_id, reason, detail
+        )
+        self._seen.pop(delivery.body_key(), None)
+        message.ack()
