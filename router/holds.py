@@ -23,7 +23,7 @@ from infra.database import insert_all_absent
 from infra.tables import holds, orders, outbox
 from infra.topology import Topology, delivery_routing_key
 from router.fanout import Fanout
-from router.service import state_values
+from router.order_state import state_values
 
 
 class HoldStateError(Exception):

@@ -32,8 +32,9 @@ from infra.topology import build_topology
 from infra.transports import HttpxTransport
 from router.dedup import Outcome, order_number
 from router.holds import HoldStateError, reject, release
+from router.order_state import lock_known_orders
 from router.outbox import OutboxRelay, next_batch, prefer_index_order
-from router.service import RouterService, lock_known_orders
+from router.service import RouterService
 from router.suspicion import Suspicion
 from targets.consumers import DeliveryConsumer
 from targets.delivery import GaveUp, HttpDelivery, RetryPolicy

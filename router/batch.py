@@ -1,0 +1,352 @@
+"""One transaction's worth of routing (:class:`BatchRouting`): a few statements
+for the whole batch (read arrivals, lock orders, write orders, holds, outbox
+and arrivals), with the arrivals decided in order in between, as if one at a
+time.
+
+Deciding and writing are apart: :meth:`BatchRouting._decide` only reads and
+changes the in-memory :class:`OrderState` of each order (what it becomes,
+whether it is held, which targets hear of it); :meth:`BatchRouting._write`
+then writes every state, outbox row and arrival of the batch at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC
+
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+
+from canonical.envelope import Envelope, utcnow
+from canonical.order import CanonicalOrder, OrderStatus
+from infra.database import prefer_key_lookups
+from infra.tables import arrivals, holds, orders, outbox
+from infra.topology import Topology, delivery_routing_key
+from router.approval import HoldRules, customer_key
+from router.dedup import Known, Outcome, classify, order_number
+from router.fanout import Fanout
+from router.order_state import (
+    BusinessKey,
+    HoldDecision,
+    Lookalike,
+    OrderState,
+    RouteResult,
+    lock_known_orders,
+    state_values,
+)
+from router.suspicion import Suspicion, fingerprint, within
+
+log = logging.getLogger(__name__)
+
+
+class BatchRouting:
+    def __init__(
+        self,
+        conn: Connection,
+        topology: Topology,
+        suspicion: Suspicion,
+        hold_rules: HoldRules | None = None,
+        fanout: Fanout | None = None,
+    ) -> None:
+        self.conn = conn
+        self.topology = topology
+        self.suspicion = suspicion
+        self.hold_rules = hold_rules or HoldRules()
+        self.fanout = fanout or Fanout()
+        self.now = utcnow()
+        self.lookalikes: dict[str, list[Lookalike]] = {}  # fingerprint -> orders having it
+        self.prints: dict[BusinessKey, str] = {}  # a new order's fingerprint
+        self.known_customers: set[str] = set()  # customer keys with an order already
+        self.states: dict[BusinessKey, OrderState] = {}
+        self.outbox_rows: list[dict[str, object]] = []
+
+    def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
+        prefer_key_lookups(self.conn)
+        ids = [envelope.message_id for envelope, _ in items]
+        seen = set(
+            self.conn.scalars(select(arrivals.c.message_id).where(arrivals.c.message_id.in_(ids)))
+        )
+        self._load_states({order.business_key for _, order in items})
+        orders_in_batch = [order for _, order in items]
+        if self.suspicion.enabled:
+            self._load_lookalikes(orders_in_batch)
+        if self.hold_rules.first_order:
+            self._load_known_customers(orders_in_batch)
+        results: list[RouteResult] = []
+        for envelope, order in items:
+            if envelope.message_id in seen:
+                log.info("router: message %s was processed before", envelope.message_id)
+                results.append(RouteResult(None, None))
+                continue
+            seen.add(envelope.message_id)
+            results.append(self._decide(envelope, order))
+        self._write()
+        return results
+
+    # -- reading what the batch needs -------------------------------------
+    def _load_states(self, keys: set[BusinessKey]) -> None:
+        for row in self.conn.execute(lock_known_orders(keys)):
+            key = (row.channel, row.shop, row.external_id)
+            if key in keys:  # the number is the key's hash
+                self.states[key] = OrderState.loaded(row)
+
+    def _load_known_customers(self, batch: list[CanonicalOrder]) -> None:
+        wanted = {customer_key(o) for o in batch if o.business_key not in self.states}
+        wanted.discard(None)
+        if wanted:
+            self.known_customers = set(
+                self.conn.scalars(
+                    select(orders.c.customer_key).where(orders.c.customer_key.in_(wanted))
+                )
+            )
+
+    def _load_lookalikes(self, batch: list[CanonicalOrder]) -> None:
+        """Stored orders that share a fingerprint with one of the batch's new ones.
+
+        On PostgreSQL each fingerprint is locked for the transaction first
+        (an advisory lock, in sorted order): two routers taking the two halves
+        of a duplicate pair at once see each other's order, not neither.
+        """
+        for order in batch:  # each new order's first arrival in the batch
+            key = order.business_key
+            if key not in self.states and key not in self.prints:
+                fp = fingerprint(order, self.suspicion.by)
+                if fp is not None:
+                    self.prints[key] = fp
+        prints = sorted(set(self.prints.values()))
+        if not prints:
+            return
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(hashtextextended(f, 20261125))) "
+                    "FROM unnest(CAST(:prints AS text[])) AS f"
+                ),
+                {"prints": prints},
+            )
+        c = orders.c
+        rows = self.conn.execute(
+            select(c.order_number, c.channel, c.fingerprint, c.placed_at).where(
+                c.fingerprint.in_(prints)
+            )
+        )
+        for row in rows:
+            placed = row.placed_at
+            if placed is not None and placed.tzinfo is None:  # SQLite keeps no offset
+                placed = placed.replace(tzinfo=UTC)
+            self.lookalikes.setdefault(row.fingerprint, []).append(
+                Lookalike(row.order_number, row.channel, placed)
+            )
+
+    # -- deciding, one arrival at a time ----------------------------------
+    def _decide(self, envelope: Envelope, order: CanonicalOrder) -> RouteResult:
+        """What this arrival does to its order: recorded in ``self.states`` and
+        ``self.outbox_rows`` only; nothing is written here."""
+        state = self.states.get(order.business_key)
+        known = Known(state.precedence, state.content_hash) if state else None
+        # The hash ignores the order number, so the accepted copy has the same.
+        digest = order.content_hash()
+        outcome, detail = classify(known, order, digest)
+        number = state.number if state else order_number(*order.business_key)
+        accepted = order.model_copy(update={"order_number": number})
+        previous = state.status if state else None
+        changed = outcome in (Outcome.NEW, Outcome.UPDATE)
+        version = (state.version if state else 0) + (1 if changed else 0)
+        if state is None:
+            state = self._new_state(order, accepted, digest, version)
+            hold_note = f"; held: {state.new_hold['reason']}" if state.new_hold else ""
+        elif state.held:
+            hold_note = f"; held ({state.hold_status}): not sent until a person releases it"
+        else:
+            hold_note = ""
+        targets: list[str] = []
+        if changed:
+            targets = self._accept(state, envelope, accepted, previous, digest, version)
+            if state.held:
+                outcome = Outcome.HELD
+        state.arrival_rows.append(
+            self._arrival_row(envelope, order, outcome, detail + hold_note, version)
+        )
+        log.info(
+            "router: %s %s/%s -> %s (%s) targets=%s",
+            outcome.value,
+            order.channel,
+            order.external_id,
+            number,
+            detail,
+            ",".join(targets) or "-",
+        )
+        return RouteResult(outcome, number, tuple(targets))
+
+    def _new_state(
+        self, order: CanonicalOrder, accepted: CanonicalOrder, digest: str, version: int
+    ) -> OrderState:
+        """A new order's state, held when a hold rule says so."""
+        fp = self.prints.get(order.business_key)
+        state = self.states[order.business_key] = OrderState(
+            id=None,
+            number=str(accepted.order_number),
+            status=accepted.status,
+            precedence=accepted.precedence(),
+            content_hash=digest,
+            version=version,
+            is_new=True,
+            fingerprint=fp,
+            placed_at=order.placed_at,
+            customer_key=customer_key(order),
+        )
+        decision = self._hold_decision(order, fp, state.customer_key)
+        if decision.reasons:
+            state.hold_status = "open"
+            state.new_hold = {
+                "order_number": state.number,
+                "suspected_of": decision.twin.number if decision.twin is not None else None,
+                "reason": "; ".join(decision.reasons),
+                "status": "open",
+                "created_at": self.now,
+                "approvals_needed": max(decision.approvals, 1),
+            }
+        if fp is not None:
+            self.lookalikes.setdefault(fp, []).append(
+                Lookalike(state.number, order.channel, order.placed_at)
+            )
+        return state
+
+    def _hold_decision(
+        self, order: CanonicalOrder, fp: str | None, customer: str | None
+    ) -> HoldDecision:
+        """The hold rules (amounts, address), a new customer's first order, and
+        a suspected duplicate, which goes first among the reasons."""
+        twin = self._suspected(order, fp)
+        reasons, approvals = self.hold_rules.check(order)
+        if self.hold_rules.first_order and customer and customer not in self.known_customers:
+            reasons.append("first order from a new customer")
+            approvals = max(approvals, 1)
+        if customer:
+            self.known_customers.add(customer)  # their next order in this batch is not
+        if twin is not None:
+            gap = order.placed_at - (twin.placed_at or order.placed_at)
+            minutes = abs(gap.total_seconds()) / 60
+            reasons.insert(
+                0,
+                f"suspected duplicate of {twin.number} from channel {twin.channel}: same "
+                f"{self.suspicion.describe()}, placed {minutes:.0f} min apart",
+            )
+        return HoldDecision(reasons, approvals, twin)
+
+    def _suspected(self, order: CanonicalOrder, fp: str | None) -> Lookalike | None:
+        """The order this new one seems to repeat, if any."""
+        if fp is None:
+            return None
+        for other in self.lookalikes.get(fp, []):
+            if self.suspicion.across_channels_only and other.channel == order.channel:
+                continue
+            if within(self.suspicion.window, other.placed_at, order.placed_at):
+                return other
+        return None
+
+    def _accept(
+        self,
+        state: OrderState,
+        envelope: Envelope,
+        accepted: CanonicalOrder,
+        previous: OrderStatus | None,
+        digest: str,
+        version: int,
+    ) -> list[str]:
+        """The accepted revision becomes the order's state, and one outbox row
+        goes to each target that must hear of it (none while held)."""
+        body = accepted.to_wire().decode("utf-8")
+        state.status = accepted.status
+        state.precedence = accepted.precedence()
+        state.content_hash = digest
+        state.version = version
+        state.values = state_values(accepted, body, digest, version, self.now)
+        targets = [] if state.held else self.fanout.targets(accepted, previous)
+        for target in targets:
+            self.outbox_rows.append(self._outbox_row(envelope, state, target, body))
+        return targets
+
+    def _outbox_row(
+        self, envelope: Envelope, state: OrderState, target: str, body: str
+    ) -> dict[str, object]:
+        # Deterministic id: the same change to the same target always has the
+        # same id, which is the consumers' inbox key.
+        message_id = f"{state.number}-v{state.version}-{target}"
+        child = envelope.caused(
+            message_id, order_number=state.number, order_version=state.version, target=target
+        )
+        return {
+            "message_id": message_id,
+            "exchange": self.topology.exchange,
+            "routing_key": delivery_routing_key(target),
+            "headers": child.headers(),
+            "correlation_id": child.correlation_id,
+            "body": body,
+            "created_at": self.now,
+            "attempts": 0,
+        }
+
+    def _arrival_row(
+        self,
+        envelope: Envelope,
+        order: CanonicalOrder,
+        outcome: Outcome,
+        detail: str,
+        version: int,
+    ) -> dict[str, object]:
+        return {
+            "message_id": envelope.message_id,
+            "channel": order.channel,
+            "external_id": order.external_id,
+            "outcome": outcome.value,
+            "detail": detail,
+            "order_version": version,
+            "correlation_id": envelope.correlation_id,
+            "received_at": envelope.received_at,
+            "processed_at": self.now,
+        }
+
+    # -- writing the whole batch ------------------------------------------
+    def _write(self) -> None:
+        self._insert_new_orders()
+        changed = [s for s in self.states.values() if not s.is_new and s.values]
+        if changed:
+            self.conn.execute(
+                update(orders).where(orders.c.id == bindparam("order_id")),
+                [{"order_id": s.id, **(s.values or {})} for s in changed],
+            )
+        if self.outbox_rows:
+            self.conn.execute(insert(outbox), self.outbox_rows)
+        arrival_rows = [
+            {"order_id": s.id, **row} for s in self.states.values() for row in s.arrival_rows
+        ]
+        if arrival_rows:
+            self.conn.execute(insert(arrivals), arrival_rows)
+
+    def _insert_new_orders(self) -> None:
+        new = [(key, s) for key, s in sorted(self.states.items()) if s.is_new and s.values]
+        if not new:
+            return
+        inserted = self.conn.execute(
+            insert(orders).returning(orders.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "order_number": s.number,
+                    "channel": key[0],
+                    "shop": key[1],
+                    "external_id": key[2],
+                    "created_at": self.now,
+                    "fingerprint": s.fingerprint,
+                    "placed_at": s.placed_at,
+                    "hold_status": s.hold_status,
+                    "customer_key": s.customer_key,
+                    **(s.values or {}),
+                }
+                for key, s in new
+            ],
+        ).all()
+        for (_, s), row in zip(new, inserted, strict=True):
+            s.id = row.id
+        held = [{"order_id": s.id, **s.new_hold} for _, s in new if s.new_hold]
+        if held:
+            self.conn.execute(insert(holds), held)
