@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.amazon_sp import AmazonPull
-from connectors.base import WebhookConnector
+from connectors.base import ChannelConfig, WebhookConnector
 from connectors.douyin import DouyinConnector
 from connectors.generic_json import GenericJsonConnector
 from connectors.jd import JdPull
@@ -110,3 +110,15 @@ def fetching_channels(settings: Settings) -> list[str]:
         if spec.connector in PULL_CONNECTORS and PULL_CONNECTORS[spec.connector].fetches
     ]
     return sorted({*pushed, *pulled})
+
+
+def channel_config_of(settings: Settings, channel: str) -> ChannelConfig:
+    spec = settings.channels.get(channel)
+    return ChannelConfig(
+        name=channel,
+        connector=spec.connector if spec else "generic-json",
+        secrets=tuple(settings.channel_secrets.get(channel, ())),
+        shop=spec.shop if spec else None,
+        app_key=spec.app_key if spec else None,
+        fetch=channel in fetching_channels(settings),
+    )

@@ -192,7 +192,7 @@ class Orderbus:
                 pull_account(poll), channel, client
             )
         elif spec is not None and spec.youzan is not None:
-            from connectors.ingest_app import channel_config_of
+            from connectors.registry import channel_config_of
             from connectors.youzan import YouzanApi, YouzanOrders
 
             config = channel_config_of(self.settings, channel)
@@ -211,7 +211,7 @@ class Orderbus:
             source = YouzanOrders(youzan, config)
         else:
             from connectors.douyin import DoudianApi, DouyinOrders
-            from connectors.ingest_app import channel_config_of
+            from connectors.registry import channel_config_of
 
             config = channel_config_of(self.settings, channel)
             if spec is None or spec.douyin is None or not config.app_key or not config.secrets:
