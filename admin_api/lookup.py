@@ -89,29 +89,53 @@ def find(
     return found
 
 
-def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
+Event = dict[str, Any]
+
+
+def timeline(conn: Connection, number: str) -> list[Event]:
     """Everything that happened to the order, oldest first."""
-    events: list[dict[str, Any]] = []
+    events = [
+        *_arrival_events(conn, number),
+        *_outbox_events(conn, number),
+        *_hold_events(conn, number),
+        *_delivery_events(conn, number),
+        *_notification_events(conn, number),
+        *dead_letter_events(conn, dead_letters.c.order_number == number),
+    ]
+    return sorted(events, key=lambda e: e["at"] or "")
+
+
+def _arrival_events(conn: Connection, number: str) -> list[Event]:
+    """Each arrival: received from its channel, then what the router did."""
     order_id = conn.scalar(select(orders.c.id).where(orders.c.order_number == number))
-    if order_id is not None:
-        for a in conn.execute(select(arrivals).where(arrivals.c.order_id == order_id)).mappings():
-            events.append(
-                {
-                    "at": _at(a["received_at"]),
-                    "event": "received",
-                    "message_id": a["message_id"],
-                    "detail": f"from {a['channel']}",
-                }
-            )
-            events.append(
-                {
-                    "at": _at(a["processed_at"]),
-                    "event": f"routed: {a['outcome']}",
-                    "message_id": a["message_id"],
-                    "version": a["order_version"],
-                    "detail": a["detail"],
-                }
-            )
+    if order_id is None:
+        return []
+    events: list[Event] = []
+    for a in conn.execute(select(arrivals).where(arrivals.c.order_id == order_id)).mappings():
+        events.append(
+            {
+                "at": _at(a["received_at"]),
+                "event": "received",
+                "message_id": a["message_id"],
+                "detail": f"from {a['channel']}",
+            }
+        )
+        events.append(
+            {
+                "at": _at(a["processed_at"]),
+                "event": f"routed: {a['outcome']}",
+                "message_id": a["message_id"],
+                "version": a["order_version"],
+                "detail": a["detail"],
+            }
+        )
+    return events
+
+
+def _outbox_events(conn: Connection, number: str) -> list[Event]:
+    """Each version's status change (with its shipment), and each message to a
+    target: sent, or not yet."""
+    events: list[Event] = []
     seen_versions: set[int] = set()
     for row in conn.execute(
         select(outbox.c.message_id, outbox.c.body, outbox.c.created_at, outbox.c.published_at)
@@ -122,17 +146,7 @@ def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
         target = row["message_id"].rsplit("-", 1)[1]
         if version not in seen_versions:
             seen_versions.add(version)
-            body = json.loads(row["body"])
-            status = body.get("status")
-            change: dict[str, Any] = {
-                "at": _at(row["created_at"]),
-                "event": f"status {status}",
-                "version": version,
-            }
-            shipment = body.get("shipment")
-            if isinstance(shipment, dict):
-                change["detail"] = f"{shipment.get('carrier')} {shipment.get('tracking_number')}"
-            events.append(change)
+            events.append(_status_change(row["body"], row["created_at"], version))
         sent = row["published_at"]
         events.append(
             {
@@ -142,6 +156,20 @@ def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
                 "message_id": row["message_id"],
             }
         )
+    return events
+
+
+def _status_change(body_text: str, at: Any, version: int) -> Event:
+    body = json.loads(body_text)
+    change: Event = {"at": _at(at), "event": f"status {body.get('status')}", "version": version}
+    shipment = body.get("shipment")
+    if isinstance(shipment, dict):
+        change["detail"] = f"{shipment.get('carrier')} {shipment.get('tracking_number')}"
+    return change
+
+
+def _hold_events(conn: Connection, number: str) -> list[Event]:
+    events: list[Event] = []
     for h in conn.execute(select(holds).where(holds.c.order_number == number)).mappings():
         events.append({"at": _at(h["created_at"]), "event": "held", "detail": h["reason"]})
         if h["decided_at"] is not None:
@@ -153,18 +181,26 @@ def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
                     "detail": h["note"],
                 }
             )
-    for d in conn.execute(
-        select(inbox).where(inbox.c.order_number == number).order_by(inbox.c.delivered_at)
-    ).mappings():
-        events.append(
-            {
-                "at": _at(d["delivered_at"]),
-                "event": f"delivered to {d['consumer']}",
-                "version": d["order_version"],
-                "message_id": d["message_id"],
-                "detail": f"HTTP {d['response_status']} after {d['attempts']} attempt(s)",
-            }
-        )
+    return events
+
+
+def _delivery_events(conn: Connection, number: str) -> list[Event]:
+    return [
+        {
+            "at": _at(d["delivered_at"]),
+            "event": f"delivered to {d['consumer']}",
+            "version": d["order_version"],
+            "message_id": d["message_id"],
+            "detail": f"HTTP {d['response_status']} after {d['attempts']} attempt(s)",
+        }
+        for d in conn.execute(
+            select(inbox).where(inbox.c.order_number == number).order_by(inbox.c.delivered_at)
+        ).mappings()
+    ]
+
+
+def _notification_events(conn: Connection, number: str) -> list[Event]:
+    events: list[Event] = []
     for n in conn.execute(
         select(notifications)
         .where(notifications.c.order_number == number)
@@ -184,8 +220,7 @@ def timeline(conn: Connection, number: str) -> list[dict[str, Any]]:
                 ),
             }
         )
-    events += dead_letter_events(conn, dead_letters.c.order_number == number)
-    return sorted(events, key=lambda e: e["at"] or "")
+    return events
 
 
 def dead_letter_events(conn: Connection, condition: Any) -> list[dict[str, Any]]:

@@ -94,6 +94,9 @@ def window(day: date, zone: tzinfo) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
 
 
+Sent = tuple[str, datetime | None, datetime | None]  # message id, created, published
+
+
 def reconcile(
     conn: Connection,
     day: date,
@@ -108,7 +111,29 @@ def reconcile(
     start, end = window(day, zone)
     now = now or datetime.now(UTC)
     report = Report(day, timezone, channel)
+    routed = _routed_orders(conn, start, end, channel)
+    numbers = {r["order_number"] for r in routed}
+    sent = _messages_by_order(conn, start, numbers)
+    delivered = set(conn.scalars(select(inbox.c.message_id).where(inbox.c.delivered_at >= start)))
+    letters = _open_letters(conn, numbers)
+    for r in routed:
+        number = r["order_number"]
+        messages = sent.get(number, [])
+        pending = [m for m in messages if m[0] not in delivered]
+        if number in letters and r["hold_status"] not in ("rejected", "open"):
+            state, detail = "dead_lettered", letters[number]
+        else:
+            state, detail = _state_of(r["hold_status"], messages, pending, now, grace)
+        report.entries.append(Entry(r["channel"], r["external_id"], number, state, detail))
+    report.entries += _refused_by_router(conn, start, end, router_queue, channel)
+    report.refused_requests = _refused_requests(conn, start, end, channel)
+    return report
 
+
+def _routed_orders(
+    conn: Connection, start: datetime, end: datetime, channel: str | None
+) -> list[Any]:
+    """The orders whose first arrival was in the window."""
     first = func.min(arrivals.c.received_at)
     query = (
         select(
@@ -130,10 +155,13 @@ def reconcile(
     )
     if channel:
         query = query.where(orders.c.channel == channel)
-    routed = list(conn.execute(query).mappings())
-    numbers = {r["order_number"] for r in routed}
+    return list(conn.execute(query).mappings())
 
-    sent: dict[str, list[tuple[str, datetime | None, datetime | None]]] = {}
+
+def _messages_by_order(
+    conn: Connection, start: datetime, numbers: set[str]
+) -> dict[str, list[Sent]]:
+    sent: dict[str, list[Sent]] = {}
     for row in conn.execute(
         select(outbox.c.message_id, outbox.c.created_at, outbox.c.published_at).where(
             outbox.c.created_at >= start
@@ -144,7 +172,11 @@ def reconcile(
             sent.setdefault(number, []).append(
                 (row.message_id, _utc(row.created_at), _utc(row.published_at))
             )
-    delivered = set(conn.scalars(select(inbox.c.message_id).where(inbox.c.delivered_at >= start)))
+    return sent
+
+
+def _open_letters(conn: Connection, numbers: set[str]) -> dict[str, str]:
+    """Each order's first open dead letter, as "queue: reason"."""
     letters: dict[str, str] = {}
     for row in conn.execute(
         select(dead_letters.c.order_number, dead_letters.c.queue, dead_letters.c.reason).where(
@@ -153,31 +185,40 @@ def reconcile(
     ):
         if row.order_number in numbers:
             letters.setdefault(row.order_number, f"{row.queue}: {row.reason}")
+    return letters
 
-    for r in routed:
-        number = r["order_number"]
-        messages = sent.get(number, [])
-        pending = [m for m in messages if m[0] not in delivered]
-        if r["hold_status"] == "rejected":
-            state, detail = "rejected", "held as a duplicate, rejected by a person"
-        elif r["hold_status"] == "open":
-            state, detail = "held", "waiting for a person (GET /holds)"
-        elif number in letters:
-            state, detail = "dead_lettered", letters[number]
-        elif messages and not pending:
-            state, detail = "delivered", f"{len(messages)} message(s) delivered"
-        elif not messages:
-            state, detail = "unexplained", "accepted, but no message was made for any system"
-        else:
-            oldest = min((m[2] or m[1] or now) for m in pending)
-            late = now - oldest > grace
-            names = ", ".join(m[0] for m in pending)
-            if late:
-                state, detail = "unexplained", f"not delivered after {grace}: {names}"
-            else:
-                state, detail = "in_flight", f"on its way: {names}"
-        report.entries.append(Entry(r["channel"], r["external_id"], number, state, detail))
 
+def _state_of(
+    hold_status: str | None,
+    messages: list[Sent],
+    pending: list[Sent],
+    now: datetime,
+    grace: timedelta,
+) -> tuple[str, str]:
+    """Where a routed order with no open dead letter is, and why."""
+    if hold_status == "rejected":
+        return "rejected", "held as a duplicate, rejected by a person"
+    if hold_status == "open":
+        return "held", "waiting for a person (GET /holds)"
+    if messages and not pending:
+        return "delivered", f"{len(messages)} message(s) delivered"
+    if not messages:
+        return "unexplained", "accepted, but no message was made for any system"
+    oldest = min((m[2] or m[1] or now) for m in pending)
+    names = ", ".join(m[0] for m in pending)
+    if now - oldest > grace:
+        return "unexplained", f"not delivered after {grace}: {names}"
+    return "in_flight", f"on its way: {names}"
+
+
+def _refused_by_router(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    router_queue: str | None,
+    channel: str | None,
+) -> list[Entry]:
+    """Arrivals the router refused (no order number): rejected or dead-lettered."""
     refused = select(dead_letters).where(
         dead_letters.c.order_number.is_(None),
         dead_letters.c.first_failed_at >= start,
@@ -188,16 +229,20 @@ def reconcile(
         refused = refused.where(dead_letters.c.queue == router_queue)
     if channel:
         refused = refused.where(dead_letters.c.channel == channel)
+    entries = []
     for d in conn.execute(refused).mappings():
         external = _external_id(d["body"])
         if d["reason"] in REFUSED_BY_ROUTER or d["status"] == "discarded":
             state = "rejected"
         else:
             state = "dead_lettered"
-        report.entries.append(
+        entries.append(
             Entry(d["channel"] or "?", external, None, state, f"{d['reason']}: {d['detail']}")
         )
+    return entries
 
+
+def _refused_requests(conn: Connection, start: datetime, end: datetime, channel: str | None) -> int:
     requests = select(func.count()).where(
         rejected_requests.c.received_at >= start,
         rejected_requests.c.received_at < end,
@@ -205,8 +250,7 @@ def reconcile(
     )
     if channel:
         requests = requests.where(rejected_requests.c.channel == channel)
-    report.refused_requests = int(conn.scalar(requests.select_from(rejected_requests)) or 0)
-    return report
+    return int(conn.scalar(requests.select_from(rejected_requests)) or 0)
 
 
 def _external_id(body: str) -> str | None:
