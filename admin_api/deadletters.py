@@ -204,34 +204,12 @@ def retry(
     keeps both and their difference. Returns the message id.
     """
     row = _lock_open(conn, dead_letter_id)
-    correlation_id = dict(row.headers).get(H_CORRELATION)
-    headers = {k: v for k, v in dict(row.headers).items() if k not in _FAILURE_HEADERS}
-    try:
-        attempt = int(headers.get(H_ATTEMPT, 1)) + 1
-    except (TypeError, ValueError):
-        attempt = 2
-    headers[H_ATTEMPT] = attempt
-    exchange, routing_key = row.exchange, row.routing_key
-    if not exchange and not routing_key:
-        routing_key = row.queue  # via the default exchange, straight to its queue
-    original = decode_body(row.body, row.body_encoding)
-    body = edited if edited is not None else original
-    enqueue(
-        conn,
-        OutgoingMessage(
-            exchange=exchange,
-            routing_key=routing_key,
-            body=body,
-            message_id=row.message_id,
-            headers=headers,
-            correlation_id=correlation_id if isinstance(correlation_id, str) else None,
-        ),
-    )
-    now = utcnow()
+    message, attempt = _resent(row, edited)
+    enqueue(conn, message)
     conn.execute(
         update(dead_letters)
         .where(dead_letters.c.id == dead_letter_id)
-        .values(status="retried", resolved_at=now, resolved_by=actor)
+        .values(status="retried", resolved_at=utcnow(), resolved_by=actor)
     )
     detail: dict[str, Any] = {
         "before": {"status": row.status, "attempts": row.attempts},
@@ -242,18 +220,47 @@ def retry(
         "note": note,
     }
     if edited is not None:
-        old_text = original.decode("utf-8", errors="replace")
-        new_text = edited.decode("utf-8", errors="replace")
-        detail["before"]["body"] = old_text
-        detail["after"]["body"] = new_text
-        detail["diff"] = "".join(
-            difflib.unified_diff(
-                _lines(old_text), _lines(new_text), "original", "edited", lineterm="\n"
-            )
-        )
+        _add_edit(detail, decode_body(row.body, row.body_encoding), edited)
     action = "dead_letter.edit_and_retry" if edited is not None else "dead_letter.retry"
     audit(conn, actor, action, "dead_letter", str(dead_letter_id), detail)
     return str(row.message_id)
+
+
+def _resent(row: Row[Any], edited: bytes | None) -> tuple[OutgoingMessage, int]:
+    """The message as it is sent again: its original headers (ours of the
+    failure left out), the next attempt number, the same id; and that number."""
+    correlation_id = dict(row.headers).get(H_CORRELATION)
+    headers = {k: v for k, v in dict(row.headers).items() if k not in _FAILURE_HEADERS}
+    try:
+        attempt = int(headers.get(H_ATTEMPT, 1)) + 1
+    except (TypeError, ValueError):
+        attempt = 2
+    headers[H_ATTEMPT] = attempt
+    exchange, routing_key = row.exchange, row.routing_key
+    if not exchange and not routing_key:
+        routing_key = row.queue  # via the default exchange, straight to its queue
+    message = OutgoingMessage(
+        exchange=exchange,
+        routing_key=routing_key,
+        body=edited if edited is not None else decode_body(row.body, row.body_encoding),
+        message_id=row.message_id,
+        headers=headers,
+        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
+    )
+    return message, attempt
+
+
+def _add_edit(detail: dict[str, Any], original: bytes, edited: bytes) -> None:
+    """The audit keeps the original, the edit and their difference."""
+    old_text = original.decode("utf-8", errors="replace")
+    new_text = edited.decode("utf-8", errors="replace")
+    detail["before"]["body"] = old_text
+    detail["after"]["body"] = new_text
+    detail["diff"] = "".join(
+        difflib.unified_diff(
+            _lines(old_text), _lines(new_text), "original", "edited", lineterm="\n"
+        )
+    )
 
 
 def _lines(text: str) -> list[str]:

@@ -20,7 +20,7 @@ from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
 from infra.database import prefer_key_lookups
 from infra.tables import arrivals, holds, orders, outbox
-from infra.topology import Topology, delivery_routing_key
+from infra.topology import Topology
 from router.approval import HoldRules, customer_key
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import Fanout
@@ -33,6 +33,7 @@ from router.order_state import (
     lock_known_orders,
     state_values,
 )
+from router.outbox import delivery_row
 from router.suspicion import Suspicion, fingerprint, within
 
 log = logging.getLogger(__name__)
@@ -263,28 +264,10 @@ class BatchRouting:
         state.values = state_values(accepted, body, digest, version, self.now)
         targets = [] if state.held else self.fanout.targets(accepted, previous)
         for target in targets:
-            self.outbox_rows.append(self._outbox_row(envelope, state, target, body))
+            self.outbox_rows.append(
+                delivery_row(self.topology, envelope, state.number, version, target, body, self.now)
+            )
         return targets
-
-    def _outbox_row(
-        self, envelope: Envelope, state: OrderState, target: str, body: str
-    ) -> dict[str, object]:
-        # Deterministic id: the same change to the same target always has the
-        # same id, which is the consumers' inbox key.
-        message_id = f"{state.number}-v{state.version}-{target}"
-        child = envelope.caused(
-            message_id, order_number=state.number, order_version=state.version, target=target
-        )
-        return {
-            "message_id": message_id,
-            "exchange": self.topology.exchange,
-            "routing_key": delivery_routing_key(target),
-            "headers": child.headers(),
-            "correlation_id": child.correlation_id,
-            "body": body,
-            "created_at": self.now,
-            "attempts": 0,
-        }
 
     def _arrival_row(
         self,

@@ -21,9 +21,10 @@ from canonical.order import CanonicalOrder, OrderStatus
 from infra.audit import audit
 from infra.database import insert_all_absent
 from infra.tables import holds, orders, outbox
-from infra.topology import Topology, delivery_routing_key
+from infra.topology import Topology
 from router.fanout import Fanout
 from router.order_state import state_values
+from router.outbox import delivery_row
 
 
 class HoldStateError(Exception):
@@ -50,6 +51,33 @@ def _decide(conn: Connection, hold: Row[Any], status: str, actor: str, note: str
     conn.execute(update(orders).where(orders.c.id == hold.order_id).values(hold_status=status))
 
 
+def _first_of_two(conn: Connection, hold: Row[Any], actor: str, note: str | None) -> bool:
+    """For a hold that needs two approvals: True when this is the first one
+    (recorded, nothing sent yet); HoldStateError when the same person
+    approves twice."""
+    if hold.approved_by is None:
+        conn.execute(update(holds).where(holds.c.id == hold.id).values(approved_by=actor))
+        audit(
+            conn,
+            actor,
+            "hold.approve",
+            "hold",
+            str(hold.id),
+            {
+                "order_number": hold.order_number,
+                "note": note,
+                "before": {"approvals": 0},
+                "after": {"approvals": 1, "needed": hold.approvals_needed},
+            },
+        )
+        return True
+    if hold.approved_by == actor:
+        raise HoldStateError(
+            f"hold {hold.id} was approved by {actor} already: a second person must approve"
+        )
+    return False
+
+
 def release(
     conn: Connection,
     topology: Topology,
@@ -61,54 +89,18 @@ def release(
     """Release a held order; returns the message ids now in the outbox (none
     when this was the first of two approvals)."""
     hold = _lock_open(conn, hold_id)
-    if hold.approvals_needed >= 2:
-        if hold.approved_by is None:
-            conn.execute(update(holds).where(holds.c.id == hold.id).values(approved_by=actor))
-            audit(
-                conn,
-                actor,
-                "hold.approve",
-                "hold",
-                str(hold_id),
-                {
-                    "order_number": hold.order_number,
-                    "note": note,
-                    "before": {"approvals": 0},
-                    "after": {"approvals": 1, "needed": hold.approvals_needed},
-                },
-            )
-            return []
-        if hold.approved_by == actor:
-            raise HoldStateError(
-                f"hold {hold_id} was approved by {actor} already: a second person must approve"
-            )
+    if hold.approvals_needed >= 2 and _first_of_two(conn, hold, actor, note):
+        return []
     order = conn.execute(select(orders).where(orders.c.id == hold.order_id).with_for_update()).one()
     _decide(conn, hold, "released", actor, note)
     cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
-    rows = []
-    routes = fanout or Fanout()
     # The revision held, as it is now (a shipment reported meanwhile goes back too).
     held = CanonicalOrder.from_wire(order.body.encode("utf-8"))
-    for target in routes.targets(held, None):
-        message_id = f"{order.order_number}-v{order.version}-{target}"
-        child = cause.caused(
-            message_id,
-            order_number=order.order_number,
-            order_version=order.version,
-            target=target,
-        )
-        rows.append(
-            {
-                "message_id": message_id,
-                "exchange": topology.exchange,
-                "routing_key": delivery_routing_key(target),
-                "headers": child.headers(),
-                "correlation_id": child.correlation_id,
-                "body": order.body,
-                "created_at": utcnow(),
-                "attempts": 0,
-            }
-        )
+    now = utcnow()
+    rows = [
+        delivery_row(topology, cause, order.order_number, order.version, t, order.body, now)
+        for t in (fanout or Fanout()).targets(held, None)
+    ]
     insert_all_absent(conn, outbox, rows)
     audit(
         conn,
@@ -154,26 +146,11 @@ def reject(
         .values(**state_values(cancelled, body, cancelled.content_hash(), version, now))
     )
     cause = Envelope.new(row.channel, message_id=f"hold-{hold.id}-reject")
-    rows = []
-    routes = fanout or Fanout()
     # the notification system (and the customer, when told of cancellations)
-    for target in routes.targets(cancelled, None):
-        message_id = f"{row.order_number}-v{version}-{target}"
-        child = cause.caused(
-            message_id, order_number=row.order_number, order_version=version, target=target
-        )
-        rows.append(
-            {
-                "message_id": message_id,
-                "exchange": topology.exchange,
-                "routing_key": delivery_routing_key(target),
-                "headers": child.headers(),
-                "correlation_id": child.correlation_id,
-                "body": body,
-                "created_at": now,
-                "attempts": 0,
-            }
-        )
+    rows = [
+        delivery_row(topology, cause, row.order_number, version, t, body, now)
+        for t in (fanout or Fanout()).targets(cancelled, None)
+    ]
     insert_all_absent(conn, outbox, rows)
     audit(
         conn,

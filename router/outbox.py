@@ -17,13 +17,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, func, insert, select, update
 
-from canonical.envelope import H_CHANNEL, H_ORDER_NUMBER, utcnow
+from canonical.envelope import H_CHANNEL, H_ORDER_NUMBER, Envelope, utcnow
 from canonical.errors import PublishNotConfirmed
 from infra.bus import Publisher
 from infra.crashpoints import crash_point
 from infra.database import dialect_insert, translate_db_errors
 from infra.messages import OutgoingMessage
 from infra.tables import dead_letters, outbox
+from infra.topology import Topology, delivery_routing_key
 
 # The queue name a dead letter gets when the relay itself gave up on a row.
 OUTBOX_QUEUE = "outbox"
@@ -45,6 +46,35 @@ def enqueue(conn: Connection, message: OutgoingMessage, now: datetime | None = N
             attempts=0,
         )
     )
+
+
+def delivery_row(
+    topology: Topology,
+    cause: Envelope,
+    number: str,
+    version: int,
+    target: str,
+    body: str,
+    now: datetime,
+) -> dict[str, object]:
+    """The outbox row that tells ``target`` of version ``version`` of the order.
+
+    Its id is deterministic: the same change to the same target always has the
+    same id, which is the consumers' inbox key, so it is applied once however
+    often it is sent.
+    """
+    message_id = f"{number}-v{version}-{target}"
+    child = cause.caused(message_id, order_number=number, order_version=version, target=target)
+    return {
+        "message_id": message_id,
+        "exchange": topology.exchange,
+        "routing_key": delivery_routing_key(target),
+        "headers": child.headers(),
+        "correlation_id": child.correlation_id,
+        "body": body,
+        "created_at": now,
+        "attempts": 0,
+    }
 
 
 def _outgoing(row: Row[Any]) -> OutgoingMessage:
