@@ -73,19 +73,12 @@ class DeliveryConsumer:
         those messages.
         """
         results: list[BaseException | None] = [None] * len(messages)
-        parsed: list[tuple[int, Envelope, str | None]] = []
-        for index, message in enumerate(messages):
-            try:
-                envelope = parse_outgoing(message)
-            except Exception as exc:
-                results[index] = exc
-                continue
-            parsed.append((index, envelope, envelope.order_number))
+        parsed = self._parse(messages, results)
         if not parsed:
             return results
         handled, newest = self._seen([envelope for _, envelope, _ in parsed])
         records: list[dict[str, object]] = []
-        failed: BaseException | None = None
+        failed: BaseException | None = None  # the endpoint is down: the rest waits
         for index, envelope, number in parsed:
             if failed is not None:
                 results[index] = failed
@@ -94,55 +87,78 @@ class DeliveryConsumer:
                 log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
                 continue
             handled.add(envelope.message_id)
-            latest = newest.get(number) if number else None
-            if (
-                latest is not None
-                and envelope.order_version is not None
-                and envelope.order_version < latest
-            ):
-                # A newer version reached this system first (a retry, a
-                # redelivery): sending this one now would move the order
-                # backwards there.
+            if self._superseded(envelope, number, newest):
                 records.append(self._record(envelope, number, "superseded", None, 0))
-                log.info(
-                    "%s: %s superseded by version %d already delivered",
-                    self.target,
-                    envelope.message_id,
-                    latest,
-                )
                 continue
-            try:
-                sent = self.delivery.send(messages[index].body, self._headers(envelope))
-            except TransientError as exc:
-                results[index] = failed = exc
-                continue
-            except GaveUp as exc:
-                # The endpoint stayed down through this message's retries: it
-                # becomes a dead letter; the rest of the batch waits for the
-                # endpoint (the bus retries them) instead of each giving up too.
-                results[index] = exc
-                failed = EndpointUnavailable(f"not tried, the endpoint is down: {exc.detail}")
-                continue
-            except Exception as exc:
-                results[index] = exc
-                continue
-            crash_point("consumer.after_delivery")
-            records.append(
-                self._record(envelope, number, "delivered", sent.status_code, sent.attempts)
-            )
-            if number and envelope.order_version is not None:
-                newest[number] = max(newest.get(number, 0), envelope.order_version)
-            log.info(
-                "%s: delivered %s (%s) in %d attempt(s)",
-                self.target,
-                number,
-                envelope.message_id,
-                sent.attempts,
-            )
+            outcome = self._deliver(messages[index], envelope, number, newest)
+            results[index], failed, record = outcome
+            if record is not None:
+                records.append(record)
         if records:
             with translate_db_errors(), self.engine.begin() as conn:
                 insert_all_absent(conn, inbox, records)
         return results
+
+    @staticmethod
+    def _parse(
+        messages: list[Delivery], results: list[BaseException | None]
+    ) -> list[tuple[int, Envelope, str | None]]:
+        """Each readable message's envelope; what cannot be read is its result."""
+        parsed: list[tuple[int, Envelope, str | None]] = []
+        for index, message in enumerate(messages):
+            try:
+                envelope = parse_outgoing(message)
+            except Exception as exc:
+                results[index] = exc
+                continue
+            parsed.append((index, envelope, envelope.order_number))
+        return parsed
+
+    def _superseded(self, envelope: Envelope, number: str | None, newest: dict[str, int]) -> bool:
+        """A newer version reached this system first (a retry, a redelivery):
+        sending this one now would move the order backwards there."""
+        latest = newest.get(number) if number else None
+        if latest is None or envelope.order_version is None or envelope.order_version >= latest:
+            return False
+        log.info(
+            "%s: %s superseded by version %d already delivered",
+            self.target,
+            envelope.message_id,
+            latest,
+        )
+        return True
+
+    def _deliver(
+        self, message: Delivery, envelope: Envelope, number: str | None, newest: dict[str, int]
+    ) -> tuple[BaseException | None, BaseException | None, dict[str, object] | None]:
+        """Send one message: (its result, what the rest of the batch gets when
+        the endpoint is down, its inbox row when delivered)."""
+        try:
+            sent = self.delivery.send(message.body, self._headers(envelope))
+        except TransientError as exc:
+            return exc, exc, None
+        except GaveUp as exc:
+            # The endpoint stayed down through this message's retries: it
+            # becomes a dead letter; the rest of the batch waits for the
+            # endpoint (the bus retries them) instead of each giving up too.
+            return exc, EndpointUnavailable(f"not tried, the endpoint is down: {exc.detail}"), None
+        except Exception as exc:
+            return exc, None, None
+        crash_point("consumer.after_delivery")
+        if number and envelope.order_version is not None:
+            newest[number] = max(newest.get(number, 0), envelope.order_version)
+        log.info(
+            "%s: delivered %s (%s) in %d attempt(s)",
+            self.target,
+            number,
+            envelope.message_id,
+            sent.attempts,
+        )
+        return (
+            None,
+            None,
+            self._record(envelope, number, "delivered", sent.status_code, sent.attempts),
+        )
 
     def _seen(self, envelopes: list[Envelope]) -> tuple[set[str], dict[str, int]]:
         """The messages handled before, and per order the newest version
