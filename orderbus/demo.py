@@ -79,9 +79,50 @@ def run_demo(
         return 200
 
     sink = RecordingSink(respond).start()
-    secret = secrets.token_hex(16)
-    admin_token = secrets.token_hex(16)
-    settings = Settings(
+    secret, admin_token = secrets.token_hex(16), secrets.token_hex(16)
+    settings = _demo_settings(workdir, sink, secret, admin_token, broker_url, database_url)
+    print(f"orderbus demo in {workdir}")
+    print(f"  database: {settings.database_url}\n  broker:   {settings.broker_url}\n")
+    upgrade(settings.database_url)
+    daemon = Daemon(bootstrap(settings))
+    daemon.start()
+    try:
+        if not daemon.wait_ready(60):
+            print("orderbus did not start; see the log above")
+            return 1
+        ingest = f"http://127.0.0.1:{settings.ingest_port}/ingest/{CHANNEL}"
+        admin = f"http://127.0.0.1:{settings.admin_port}"
+        with httpx.Client(timeout=30) as client:
+            _send_orders(client, ingest, secret)
+            # 3 orders reach notification (2 paid + 1 created + 1 update = 4),
+            # warehouse 3 paid, finance 2 (one refused), dead letters 2.
+            expected = {"warehouse": 3, "finance": 2, "notification": 4}
+            _wait(lambda: _settled(daemon, sink, expected, 2), timeout)
+            print(
+                "\nThe finance system now knows the customer; an operator retries its dead letter:"
+            )
+            finance_knows_customer["value"] = True
+            _retry_finance(client, admin, {"Authorization": f"Bearer {admin_token}"})
+            expected["finance"] = 3
+            _wait(lambda: _settled(daemon, sink, expected, 1), timeout)
+        _report(daemon, sink)
+        return 0
+    finally:
+        daemon.shutdown(15)
+        sink.stop()
+
+
+def _demo_settings(
+    workdir: Path,
+    sink: RecordingSink,
+    secret: str,
+    admin_token: str,
+    broker_url: str | None,
+    database_url: str | None,
+) -> Settings:
+    """Everything in ``workdir`` (unless real services are named), the three
+    systems played by the local receiver, quick retries."""
+    return Settings(
         database_url=database_url or f"sqlite:///{workdir}/orderbus.db",
         broker_url=broker_url or f"sqla+sqlite:///{workdir}/broker.db",
         namespace="demo",
@@ -96,74 +137,40 @@ def run_demo(
         retry_initial_wait=0.1,
         retry_max_wait=0.2,
     )
-    print(f"orderbus demo in {workdir}")
-    print(f"  database: {settings.database_url}\n  broker:   {settings.broker_url}\n")
-    upgrade(settings.database_url)
-    daemon = Daemon(bootstrap(settings))
-    daemon.start()
-    try:
-        if not daemon.wait_ready(60):
-            print("orderbus did not start; see the log above")
-            return 1
-        ingest = f"http://127.0.0.1:{settings.ingest_port}/ingest/{CHANNEL}"
-        with httpx.Client(timeout=30) as client:
-            for label, order in scenario():
-                body = json.dumps(order, ensure_ascii=False).encode("utf-8")
-                ts = int(time.time())
-                response = client.post(
-                    ingest,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        TIMESTAMP_HEADER: str(ts),
-                        SIGNATURE_HEADER: sign(secret, ts, body),
-                    },
-                )
-                print(
-                    f"-> {label}: {order['external_id']} {order['status']}: "
-                    f"HTTP {response.status_code}"
-                )
-            forged = json.dumps(sample_order()).encode()
-            response = client.post(
-                ingest,
-                content=forged,
-                headers={
-                    "Content-Type": "application/json",
-                    TIMESTAMP_HEADER: str(int(time.time())),
-                    SIGNATURE_HEADER: sign("not-the-secret", int(time.time()), forged),
-                },
-            )
-            print(f"-> a forged signature: HTTP {response.status_code} {response.json()['title']}")
 
-            # 3 orders reach notification (2 paid + 1 created + 1 update = 4),
-            # warehouse 3 paid, finance 2 (one refused), dead letters 2.
-            expected = {"warehouse": 3, "finance": 2, "notification": 4}
-            _wait(lambda: _settled(daemon, sink, expected, 2), timeout)
 
-            print(
-                "\nThe finance system now knows the customer; an operator retries its dead letter:"
-            )
-            finance_knows_customer["value"] = True
-            admin = f"http://127.0.0.1:{settings.admin_port}"
-            auth = {"Authorization": f"Bearer {admin_token}"}
-            listing = client.get(
-                f"{admin}/dead-letters", params={"queue": "demo.finance"}, headers=auth
-            )
-            listing.raise_for_status()
-            for item in listing.json()["items"]:
-                r = client.post(
-                    f"{admin}/dead-letters/{item['id']}/retry",
-                    headers=auth,
-                    json={"note": "customer opened in ERP"},
-                )
-                print(f"   POST /dead-letters/{item['id']}/retry -> {r.status_code}")
-            expected["finance"] = 3
-            _wait(lambda: _settled(daemon, sink, expected, 1), timeout)
-        _report(daemon, sink)
-        return 0
-    finally:
-        daemon.shutdown(15)
-        sink.stop()
+def _signed_post(client: httpx.Client, url: str, secret: str, body: bytes) -> httpx.Response:
+    ts = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(ts),
+        SIGNATURE_HEADER: sign(secret, ts, body),
+    }
+    return client.post(url, content=body, headers=headers)
+
+
+def _send_orders(client: httpx.Client, ingest: str, secret: str) -> None:
+    """The scenario's orders, signed as the channel signs them, then a forgery."""
+    for label, order in scenario():
+        body = json.dumps(order, ensure_ascii=False).encode("utf-8")
+        response = _signed_post(client, ingest, secret, body)
+        print(f"-> {label}: {order['external_id']} {order['status']}: HTTP {response.status_code}")
+    forged = json.dumps(sample_order()).encode()
+    response = _signed_post(client, ingest, "not-the-secret", forged)
+    print(f"-> a forged signature: HTTP {response.status_code} {response.json()['title']}")
+
+
+def _retry_finance(client: httpx.Client, admin: str, auth: dict[str, str]) -> None:
+    """What an operator does: list the finance dead letters, retry each."""
+    listing = client.get(f"{admin}/dead-letters", params={"queue": "demo.finance"}, headers=auth)
+    listing.raise_for_status()
+    for item in listing.json()["items"]:
+        r = client.post(
+            f"{admin}/dead-letters/{item['id']}/retry",
+            headers=auth,
+            json={"note": "customer opened in ERP"},
+        )
+        print(f"   POST /dead-letters/{item['id']}/retry -> {r.status_code}")
 
 
 def _wait(condition: Any, timeout: float) -> None:
