@@ -21,24 +21,39 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def violations(order: CanonicalOrder) -> list[Violation]:
+    """Every broken rule of the order, each group of rules in its own function."""
+    return [
+        *_currency(order),
+        *_contact(order),
+        *_address(order),
+        *_lines(order),
+        *_amounts(order),
+        *_total(order),
+    ]
+
+
+def _currency(order: CanonicalOrder) -> list[Violation]:
+    if order.currency in KNOWN_CURRENCIES:
+        return []
+    return [
+        Violation("unknown_currency", "currency", f"currency {order.currency} is not supported")
+    ]
+
+
+def _contact(order: CanonicalOrder) -> list[Violation]:
     found: list[Violation] = []
-    add = found.append
-
-    if order.currency not in KNOWN_CURRENCIES:
-        add(
-            Violation("unknown_currency", "currency", f"currency {order.currency} is not supported")
-        )
-
     customer = order.customer
     if not customer.phone and not customer.email and not customer.masked_phone:
         # A platform that hides the buyer's number (masked_phone) keeps the
         # contact itself: the order is reached through it.
-        add(Violation("missing_contact", "customer", "the customer needs a phone number or email"))
+        found.append(
+            Violation("missing_contact", "customer", "the customer needs a phone number or email")
+        )
     if customer.phone:
         phone = customer.phone.replace(" ", "")
         pattern = CN_MOBILE if order.shipping_address.country == "CN" else INTERNATIONAL_PHONE
         if not pattern.match(phone):
-            add(
+            found.append(
                 Violation(
                     "invalid_phone",
                     "customer.phone",
@@ -47,82 +62,91 @@ def violations(order: CanonicalOrder) -> list[Violation]:
                 )
             )
     if customer.email and not EMAIL.match(customer.email):
-        add(
+        found.append(
             Violation(
                 "invalid_email", "customer.email", f"{customer.email!r} is not an email address"
             )
         )
+    return found
 
+
+def _address(order: CanonicalOrder) -> list[Violation]:
     address = order.shipping_address
     required = (
         ("province", "city", "district", "street")
         if address.country == "CN"
         else ("city", "street")
     )
-    for part in required:
-        if not getattr(address, part):
-            add(
-                Violation(
-                    "incomplete_address",
-                    f"shipping_address.{part}",
-                    f"the shipping address has no {part}",
-                )
-            )
+    return [
+        Violation(
+            "incomplete_address", f"shipping_address.{part}", f"the shipping address has no {part}"
+        )
+        for part in required
+        if not getattr(address, part)
+    ]
 
+
+def _lines(order: CanonicalOrder) -> list[Violation]:
+    found: list[Violation] = []
     places = KNOWN_CURRENCIES.get(order.currency, 2)
     for index, item in enumerate(order.items):
         where = f"items[{index}]"
         if item.quantity <= 0:
-            add(
+            found.append(
                 Violation(
                     "non_positive_quantity",
                     f"{where}.quantity",
                     f"SKU {item.sku}: quantity must be > 0",
                 )
             )
-        if item.unit_price < 0:
-            add(
-                Violation(
-                    "negative_amount", f"{where}.unit_price", f"SKU {item.sku}: negative unit price"
+        for name, label in (("unit_price", "unit price"), ("discount", "discount")):
+            amount: Decimal = getattr(item, name)
+            if amount < 0:
+                found.append(
+                    Violation(
+                        "negative_amount", f"{where}.{name}", f"SKU {item.sku}: negative {label}"
+                    )
                 )
-            )
-        if item.discount < 0:
-            add(
-                Violation(
-                    "negative_amount", f"{where}.discount", f"SKU {item.sku}: negative discount"
-                )
-            )
         for name in ("unit_price", "discount"):
             if _decimals(getattr(item, name)) > places:
-                add(
+                found.append(
                     Violation(
                         "too_many_decimals",
                         f"{where}.{name}",
                         f"{order.currency} has {places} decimal places",
                     )
                 )
+    return found
+
+
+def _amounts(order: CanonicalOrder) -> list[Violation]:
+    found: list[Violation] = []
+    places = KNOWN_CURRENCIES.get(order.currency, 2)
     for name in ("shipping_fee", "order_discount", "tax", "total"):
         amount: Decimal = getattr(order, name)
         if amount < 0:
-            add(Violation("negative_amount", name, f"{name} must not be negative"))
+            found.append(Violation("negative_amount", name, f"{name} must not be negative"))
         if _decimals(amount) > places:
-            add(
+            found.append(
                 Violation(
                     "too_many_decimals", name, f"{order.currency} has {places} decimal places"
                 )
             )
-
-    expected = quantize(order.computed_total(), order.currency)
-    if quantize(order.total, order.currency) != expected:
-        add(
-            Violation(
-                "total_mismatch",
-                "total",
-                f"line totals + shipping + tax - discount = {expected}, "
-                f"but the order says {order.total}",
-            )
-        )
     return found
+
+
+def _total(order: CanonicalOrder) -> list[Violation]:
+    expected = quantize(order.computed_total(), order.currency)
+    if quantize(order.total, order.currency) == expected:
+        return []
+    return [
+        Violation(
+            "total_mismatch",
+            "total",
+            f"line totals + shipping + tax - discount = {expected}, "
+            f"but the order says {order.total}",
+        )
+    ]
 
 
 def validate(order: CanonicalOrder) -> None:
