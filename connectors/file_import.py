@@ -21,12 +21,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,149 +32,21 @@ from pydantic import ValidationError
 
 from canonical.order import CanonicalOrder
 from canonical.validation import violations
-from connectors.payload import SHANGHAI
+from connectors.file_columns import (
+    ORDER_LEVEL,
+    BadCell,
+    ColumnMapping,
+    Columns,
+    FileImportError,
+    RowError,
+    cell_text,
+    money,
+    quantity,
+    status_of,
+    timestamp,
+)
 from connectors.publishing import PublishMany
-from infra.spreadsheets import Table, UnreadableFile, read_table
-
-# Recognised headers for each field, compared without case, spaces, underscores,
-# hyphens, colons or brackets. The first matching column wins.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "external_id": (
-        "订单号",
-        "订单编号",
-        "单号",
-        "小票号",
-        "流水号",
-        "order id",
-        "order no",
-        "order number",
-        "external id",
-    ),
-    "shop": ("门店", "店铺", "门店编号", "store", "shop"),
-    "status": ("订单状态", "状态", "status"),
-    "sku": ("商品编码", "商品编号", "sku", "货号", "条码", "product code", "item code"),
-    "name": ("商品名称", "品名", "product name", "item name", "product", "item"),
-    "quantity": ("数量", "qty", "quantity"),
-    "unit_price": ("单价", "售价", "unit price", "price"),
-    "discount": ("优惠", "优惠金额", "折扣金额", "商品优惠", "discount", "line discount"),
-    "shipping_fee": ("运费", "shipping", "shipping fee"),
-    "order_discount": ("整单优惠", "订单优惠", "order discount"),
-    "tax": ("税额", "税费", "tax"),
-    "total": (
-        "订单金额",
-        "实付金额",
-        "应付金额",
-        "实收金额",
-        "合计",
-        "总金额",
-        "total",
-        "order total",
-    ),
-    "currency": ("币种", "货币", "currency"),
-    "customer_name": ("收货人", "客户姓名", "顾客", "姓名", "customer", "customer name"),
-    "phone": ("手机", "手机号", "手机号码", "联系电话", "电话", "phone", "mobile"),
-    "email": ("邮箱", "电子邮件", "email", "e-mail"),
-    "country": ("国家", "country"),
-    "province": ("省", "省份", "province", "state"),
-    "city": ("市", "城市", "city"),
-    "district": ("区", "区县", "district"),
-    "street": ("详细地址", "地址", "街道", "street", "address"),
-    "postal_code": ("邮编", "邮政编码", "postal code", "postcode", "zip"),
-    "placed_at": (
-        "下单时间",
-        "订单时间",
-        "销售时间",
-        "交易时间",
-        "日期",
-        "时间",
-        "order date",
-        "date",
-        "time",
-        "placed at",
-        "created at",
-    ),
-    "note": ("备注", "note", "remark"),
-}
-REQUIRED = ("external_id", "sku", "quantity", "unit_price")
-ORDER_LEVEL = (
-    "shop", "status", "shipping_fee", "order_discount", "tax", "total", "currency",
-    "customer_name", "phone", "email", "country", "province", "city", "district", "street",
-    "postal_code", "placed_at", "note",
-)  # fmt: skip
-
-STATUS_WORDS: dict[str, str] = {
-    **dict.fromkeys(("待付款", "未付款", "新建", "created", "pending", "unpaid"), "created"),
-    **dict.fromkeys(("已付款", "已支付", "付款", "已收款", "paid"), "paid"),
-    **dict.fromkeys(("已发货", "发货", "shipped"), "shipped"),
-    **dict.fromkeys(
-        ("已完成", "已签收", "交易成功", "完成", "delivered", "completed", "done"), "delivered"
-    ),
-    **dict.fromkeys(("已取消", "取消", "作废", "cancelled", "canceled", "void"), "cancelled"),
-    **dict.fromkeys(("已退款", "退款", "退货", "refunded", "returned"), "refunded"),
-}
-DATE_FORMATS = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
-    "%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d %H:%M:%S", "%Y.%m.%d", "%Y年%m月%d日 %H:%M:%S",
-    "%Y年%m月%d日 %H:%M", "%Y年%m月%d日",
-)  # fmt: skip
-# currency signs, thousands separators (ASCII and full-width) and spaces
-MONEY_MARKS = re.compile("[\u00a5\uffe5$,\uff0c\\s]|^(?:CNY|RMB|USD)", re.IGNORECASE)
-
-
-class FileImportError(UnreadableFile):
-    """The file as a whole cannot be read (format, encoding, no header)."""
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int
-    reason: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"row {self.row}: {self.reason}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class ColumnMapping:
-    """Which column holds which field, what the file lacks, and its time zone."""
-
-    columns: dict[str, str] = field(default_factory=dict)
-    defaults: dict[str, str] = field(default_factory=dict)
-    timezone: tzinfo = SHANGHAI
-
-    @classmethod
-    def load(cls, path: Path | None) -> ColumnMapping:
-        if path is None:
-            return cls()
-        try:
-            data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise FileImportError(f"mapping file {path}: {exc}") from exc
-        unknown = set(data) - {"columns", "defaults", "timezone"}
-        unknown |= {k for k in data.get("columns", {}) if k not in ALIASES}
-        unknown |= {k for k in data.get("defaults", {}) if k not in ALIASES}
-        if unknown:
-            raise FileImportError(
-                f"mapping file {path}: unknown keys {sorted(unknown)}; fields are "
-                f"{', '.join(ALIASES)}"
-            )
-        return cls(
-            columns=dict(data.get("columns", {})),
-            defaults={k: str(v) for k, v in data.get("defaults", {}).items()},
-            timezone=_zone(data.get("timezone")),
-        )
-
-
-def _zone(name: str | None) -> tzinfo:
-    if not name or name in ("Asia/Shanghai", "+08:00"):
-        return SHANGHAI
-    try:
-        from zoneinfo import ZoneInfo
-
-        return ZoneInfo(name)
-    except Exception as exc:
-        raise FileImportError(f"unknown time zone {name!r}") from exc
+from infra.spreadsheets import Table, read_table
 
 
 @dataclass
@@ -185,112 +55,6 @@ class ParsedFile:
     errors: list[RowError]
     rows: int
     encoding: str
-
-
-# -- columns ------------------------------------------------------------------
-def _norm(text: str) -> str:
-    # spaces, _ - : ( ) and their full-width forms
-    return re.sub("[\\s_\\-:\uff1a()\uff08\uff09]", "", text.lower())
-
-
-def locate_columns(header: list[str], mapping: ColumnMapping) -> dict[str, int]:
-    """Field -> column index; FileImportError if a required field has no column."""
-    normalised = [_norm(h) for h in header]
-    found: dict[str, int] = {}
-    for name, column in mapping.columns.items():
-        if _norm(column) not in normalised:
-            raise FileImportError(
-                f"the mapping names column {column!r} for {name}, but the header is {header}"
-            )
-        found[name] = normalised.index(_norm(column))
-    taken = set(found.values())
-    for name, aliases in ALIASES.items():
-        if name in found:
-            continue
-        for alias in aliases:
-            key = _norm(alias)
-            if key in normalised and normalised.index(key) not in taken:
-                found[name] = normalised.index(key)
-                taken.add(found[name])
-                break
-    missing = [f for f in REQUIRED if f not in found and f not in mapping.defaults]
-    if missing:
-        raise FileImportError(
-            f"no column for {', '.join(missing)} in the header {header}; name them in a "
-            'mapping file: {"columns": {"sku": "your column"}}'
-        )
-    return found
-
-
-# -- cells --------------------------------------------------------------------
-class _Bad(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # a spreadsheet's 1001.0 is the id 1001
-    return str(value).strip()
-
-
-def _money(value: Any, label: str) -> Decimal:
-    if isinstance(value, int | Decimal) and not isinstance(value, bool):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))  # the shortest text of the float: what the cell shows
-    text = MONEY_MARKS.sub("", str(value))
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise _Bad("invalid_amount", f"{label} {value!r} is not an amount") from None
-    if not amount.is_finite():
-        raise _Bad("invalid_amount", f"{label} {value!r} is not an amount")
-    return amount
-
-
-def _quantity(value: Any, label: str) -> int:
-    if isinstance(value, bool):
-        raise _Bad("invalid_quantity", f"{label} {value!r} is not a whole number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    text = str(value).strip()
-    if re.fullmatch(r"[+-]?\d{1,9}", text):
-        return int(text)
-    raise _Bad("invalid_quantity", f"{label} {value!r} is not a whole number")
-
-
-def _timestamp(value: Any, label: str, zone: tzinfo) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=zone)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=zone)
-    text = str(value).strip()
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
-    except ValueError:
-        pass
-    for fmt in DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=zone)
-        except ValueError:
-            continue
-    raise _Bad("invalid_date", f"{label} {value!r} is not a date and time (2026-11-11 10:30)")
-
-
-def _status(value: str) -> str:
-    status = STATUS_WORDS.get(value.strip().lower()) or STATUS_WORDS.get(value.strip())
-    if status is None:
-        raise _Bad(
-            "unknown_status",
-            f"status {value!r} is not one orderbus knows ({', '.join(sorted(set(STATUS_WORDS)))})",
-        )
-    return status
 
 
 # -- rows into orders ----------------------------------------------------------
@@ -306,23 +70,26 @@ class _Group:
 def parse_table(
     table: Table, mapping: ColumnMapping, channel: str, shop: str | None = None
 ) -> ParsedFile:
-    columns = locate_columns(table.header, mapping)
+    """The file's good orders and a reason for each bad row (sorted by row)."""
+    columns = Columns(table.header, mapping)
+    groups, errors = _group_rows(table, columns)
+    orders: list[tuple[CanonicalOrder, list[int]]] = []
+    for group in groups.values():
+        order, problems = _order_of(group, columns, channel, shop)
+        errors += problems
+        if order is not None:
+            orders.append((order, sorted(n for n, _ in group.items)))
+    errors.sort(key=lambda e: e.row)
+    return ParsedFile(orders, errors, len(table.rows), table.encoding)
+
+
+def _group_rows(table: Table, columns: Columns) -> tuple[dict[str, _Group], list[RowError]]:
+    """Rows grouped by order id, each row's line item read (or its reason)."""
     errors: list[RowError] = []
     groups: dict[str, _Group] = {}
-
-    def cell(cells: list[Any], name: str) -> str | Any:
-        index = columns.get(name)
-        value = cells[index] if index is not None and index < len(cells) else ""
-        if (value is None or str(value).strip() == "") and name in mapping.defaults:
-            return mapping.defaults[name]
-        return value
-
-    def label(name: str) -> str:
-        index = columns.get(name)
-        return f"{table.header[index]!r}" if index is not None else name
-
+    cell, label = columns.cell, columns.label
     for number, cells in table.rows:
-        external_id = _text(cell(cells, "external_id"))
+        external_id = cell_text(cell(cells, "external_id"))
         if not external_id:
             errors.append(RowError(number, "missing_order_id", f"{label('external_id')} is empty"))
             continue
@@ -332,53 +99,47 @@ def parse_table(
                 external_id, number, {n: cell(cells, n) for n in ORDER_LEVEL}
             )
         try:
-            sku = _text(cell(cells, "sku"))
+            sku = cell_text(cell(cells, "sku"))
             if not sku:
-                raise _Bad("missing_sku", f"{label('sku')} is empty")
+                raise BadCell("missing_sku", f"{label('sku')} is empty")
             item = {
                 "sku": sku,
-                "name": _text(cell(cells, "name")) or None,
-                "quantity": _quantity(cell(cells, "quantity"), label("quantity")),
-                "unit_price": _money(cell(cells, "unit_price"), label("unit_price")),
-                "discount": _money(cell(cells, "discount") or "0", label("discount")),
+                "name": cell_text(cell(cells, "name")) or None,
+                "quantity": quantity(cell(cells, "quantity"), label("quantity")),
+                "unit_price": money(cell(cells, "unit_price"), label("unit_price")),
+                "discount": money(cell(cells, "discount") or "0", label("discount")),
             }
-        except _Bad as bad:
+        except BadCell as bad:
             errors.append(RowError(number, bad.reason, bad.detail))
             group.bad_rows.append(number)
             continue
         group.items.append((number, item))
+    return groups, errors
 
-    orders: list[tuple[CanonicalOrder, list[int]]] = []
-    for group in groups.values():
-        rows = sorted([n for n, _ in group.items] + group.bad_rows)
-        if group.bad_rows:
-            for number, _ in group.items:
-                errors.append(
-                    RowError(
-                        number,
-                        "order_incomplete",
-                        f"order {group.external_id} is not imported: row "
-                        f"{', '.join(map(str, group.bad_rows))} of it is bad",
-                    )
-                )
-            continue
-        try:
-            order = _order(group, mapping, channel, shop, label)
-        except _Bad as bad:
-            errors.extend(RowError(n, bad.reason, bad.detail) for n in rows)
-            continue
-        problems = violations(order)
-        if problems:
-            for v in problems:
-                at = group.first_row
-                match = re.match(r"items\[(\d+)\]", v.field)
-                if match and int(match.group(1)) < len(group.items):
-                    at = group.items[int(match.group(1))][0]
-                errors.append(RowError(at, v.code, f"{v.field}: {v.message}"))
-            continue
-        orders.append((order, rows))
-    errors.sort(key=lambda e: e.row)
-    return ParsedFile(orders, errors, len(table.rows), table.encoding)
+
+def _order_of(
+    group: _Group, columns: Columns, channel: str, shop: str | None
+) -> tuple[CanonicalOrder | None, list[RowError]]:
+    """The group's order, or why each of its rows is not imported: an order
+    with a bad row is not imported at all; a broken business rule names the
+    row of the line it concerns."""
+    rows = sorted([n for n, _ in group.items] + group.bad_rows)
+    if group.bad_rows:
+        bad = ", ".join(map(str, group.bad_rows))
+        detail = f"order {group.external_id} is not imported: row {bad} of it is bad"
+        return None, [RowError(n, "order_incomplete", detail) for n, _ in group.items]
+    try:
+        order = _order(group, columns.mapping, channel, shop, columns.label)
+    except BadCell as bad:
+        return None, [RowError(n, bad.reason, bad.detail) for n in rows]
+    errors = []
+    for v in violations(order):
+        at = group.first_row
+        match = re.match(r"items\[(\d+)\]", v.field)
+        if match and int(match.group(1)) < len(group.items):
+            at = group.items[int(match.group(1))][0]
+        errors.append(RowError(at, v.code, f"{v.field}: {v.message}"))
+    return (None, errors) if errors else (order, [])
 
 
 def _order(
@@ -388,19 +149,19 @@ def _order(
     shop: str | None,
     label: Callable[[str], str],
 ) -> CanonicalOrder:
-    v = {k: _text(x) for k, x in group.values.items() if k != "placed_at"}
+    v = {k: cell_text(x) for k, x in group.values.items() if k != "placed_at"}
     items = [item for _, item in group.items]
-    shipping_fee = _money(v["shipping_fee"] or "0", label("shipping_fee"))
-    order_discount = _money(v["order_discount"] or "0", label("order_discount"))
-    tax = _money(v["tax"] or "0", label("tax"))
+    shipping_fee = money(v["shipping_fee"] or "0", label("shipping_fee"))
+    order_discount = money(v["order_discount"] or "0", label("order_discount"))
+    tax = money(v["tax"] or "0", label("tax"))
     if v["total"]:
-        total = _money(v["total"], label("total"))
+        total = money(v["total"], label("total"))
     else:  # a file without totals: the lines are the order
         total = sum(
             (i["unit_price"] * i["quantity"] - i["discount"] for i in items), Decimal("0")
         ) + (shipping_fee + tax - order_discount)
-    if not _text(group.values["placed_at"]):
-        raise _Bad("missing_date", f"{label('placed_at')} is empty (when was it sold?)")
+    if not cell_text(group.values["placed_at"]):
+        raise BadCell("missing_date", f"{label('placed_at')} is empty (when was it sold?)")
     address = {k: v[k] or None for k in ("province", "city", "district", "street", "postal_code")}
     if v["country"]:
         address["country"] = v["country"]
@@ -408,7 +169,7 @@ def _order(
         "channel": channel,
         "shop": shop or v["shop"] or "default",
         "external_id": group.external_id,
-        "status": _status(v["status"] or "paid"),
+        "status": status_of(v["status"] or "paid"),
         "currency": (v["currency"] or "CNY").upper(),
         "customer": {
             "name": v["customer_name"] or None,
@@ -421,7 +182,7 @@ def _order(
         "order_discount": order_discount,
         "tax": tax,
         "total": total,
-        "placed_at": _timestamp(group.values["placed_at"], label("placed_at"), mapping.timezone),
+        "placed_at": timestamp(group.values["placed_at"], label("placed_at"), mapping.timezone),
         "note": v["note"] or None,
     }
     try:
@@ -429,14 +190,14 @@ def _order(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise _Bad("schema_mismatch", f"{where}: {first['msg']}") from None
+        raise BadCell("schema_mismatch", f"{where}: {first['msg']}") from None
 
 
 def row_text(table: Table, number: int) -> str:
     """A row as comma-separated text, for the record of a bad row."""
     for n, cells in table.rows:
         if n == number:
-            return ",".join(_text(c) for c in cells)
+            return ",".join(cell_text(c) for c in cells)
     return ""
 
 

@@ -74,7 +74,8 @@ def cmd_sign(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from connectors.file_import import ColumnMapping, RowError, run_import
+    from connectors.file_columns import ColumnMapping, RowError
+    from connectors.file_import import run_import
     from connectors.publishing import order_publisher, record_unreadable
     from infra.database import upgrade
     from infra.spreadsheets import UnreadableFile

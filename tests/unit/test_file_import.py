@@ -12,10 +12,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from canonical.order import CanonicalOrder
+from connectors.file_columns import ColumnMapping, FileImportError, RowError
 from connectors.file_import import (
-    ColumnMapping,
-    FileImportError,
-    RowError,
     import_message_id,
     parse_table,
     run_import,
