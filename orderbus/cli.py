@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from infra.settings import load_settings
 
@@ -212,6 +213,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 1 if unbalanced else 0
 
 
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orderbus",
@@ -219,7 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", help="default: INFO, and WARNING for the demo")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_run,
+        _add_db,
+        _add_schema_and_demo,
+        _add_import,
+        _add_keys,
+        _add_reconcile,
+        _add_sign,
+    ):
+        add(sub)
+    return parser
 
+
+def _add_run(sub: Subcommands) -> None:
     run = sub.add_parser("run", help="run the daemon (all components, or the ones named)")
     run.add_argument(
         "components", nargs="*", choices=["router", "consumers", "ingest", "admin", []]
@@ -227,15 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shutdown-timeout", type=float, default=30.0)
     run.set_defaults(func=cmd_run)
 
+
+def _add_db(sub: Subcommands) -> None:
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="apply migrations up to REVISION (default head)")
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db)
 
+
+def _add_schema_and_demo(sub: Subcommands) -> None:
     schema = sub.add_parser("schema", help="print the canonical order's JSON Schema")
     schema.set_defaults(func=cmd_schema)
-
     demo = sub.add_parser("demo", help="send sample orders through an embedded orderbus")
     demo.add_argument(
         "--broker-url", help="default: kombu's SQL transport on a temporary SQLite file"
@@ -243,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database-url", help="default: a temporary SQLite file")
     demo.set_defaults(func=cmd_demo)
 
+
+def _add_import(sub: Subcommands) -> None:
     imp = sub.add_parser(
         "import",
         help="import orders from a CSV or XLSX file (an offline store's POS export)",
@@ -253,12 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--channel", required=True, help="e.g. store-sh01")
     imp.add_argument("--shop", help="the store (default: a store column, else 'default')")
-    imp.add_argument("--mapping", help="JSON: columns, defaults and time zone (README)")
+    imp.add_argument("--mapping", help="JSON: columns, defaults and time zone (docs)")
     imp.add_argument("--encoding", help="default: detected (UTF-8, BOM, GBK/GB18030)")
     imp.add_argument("--sheet", help="XLSX sheet (default: the first)")
     imp.add_argument("--quiet", action="store_true", help="no progress line")
     imp.set_defaults(func=cmd_import)
 
+
+def _add_keys(sub: Subcommands) -> None:
     keys = sub.add_parser("keys", help="admin API keys: create, list, revoke")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="make a key (printed once)")
@@ -271,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("--by", default="cli")
     keys.set_defaults(func=cmd_keys)
 
+
+def _add_reconcile(sub: Subcommands) -> None:
     rec = sub.add_parser(
         "reconcile",
         help="where every order of a day is; exit 1 when something is unexplained",
@@ -283,13 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--column", default="external_id", help="the order id column of --compare")
     rec.set_defaults(func=cmd_reconcile)
 
+
+def _add_sign(sub: Subcommands) -> None:
     signer = sub.add_parser("sign", help="sign a webhook body as the generic connector expects")
     signer.add_argument("--secret", required=True)
     signer.add_argument("--timestamp", type=int)
     signer.add_argument("--headers", action="store_true", help="print both header lines")
     signer.add_argument("file", nargs="?", default="-")
     signer.set_defaults(func=cmd_sign)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
