@@ -64,68 +64,77 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         with translate_db_errors(), self.engine.connect() as conn:
-            received = CounterMetricFamily(
-                "orderbus_arrivals", "Messages the router recorded", labels=["channel", "outcome"]
-            )
-            for row in conn.execute(
-                select(arrivals.c.channel, arrivals.c.outcome, func.count()).group_by(
-                    arrivals.c.channel, arrivals.c.outcome
-                )
-            ):
-                received.add_metric([row[0], row[1]], row[2])
-            yield received
-
-            refused = CounterMetricFamily(
-                "orderbus_rejected_requests",
-                "Inputs refused or ignored at the edge",
-                labels=["channel", "reason"],
+            yield self._counted(
+                conn,
+                CounterMetricFamily(
+                    "orderbus_arrivals",
+                    "Messages the router recorded",
+                    labels=["channel", "outcome"],
+                ),
+                (arrivals.c.channel, arrivals.c.outcome),
             )
             c = rejected_requests.c
-            for row in conn.execute(
-                select(c.channel, c.reason, func.count()).group_by(c.channel, c.reason)
-            ):
-                refused.add_metric([row[0], row[1]], row[2])
-            yield refused
-
-            letters = GaugeMetricFamily(
-                "orderbus_dead_letters", "Dead letters", labels=["queue", "reason", "status"]
+            yield self._counted(
+                conn,
+                CounterMetricFamily(
+                    "orderbus_rejected_requests",
+                    "Inputs refused or ignored at the edge",
+                    labels=["channel", "reason"],
+                ),
+                (c.channel, c.reason),
             )
             d = dead_letters.c
-            for row in conn.execute(
-                select(d.queue, d.reason, d.status, func.count()).group_by(
-                    d.queue, d.reason, d.status
-                )
-            ):
-                letters.add_metric([row[0], row[1], row[2]], row[3])
-            yield letters
-
+            yield self._counted(
+                conn,
+                GaugeMetricFamily(
+                    "orderbus_dead_letters", "Dead letters", labels=["queue", "reason", "status"]
+                ),
+                (d.queue, d.reason, d.status),
+            )
             yield self._latency(conn)
-
-            pending, oldest = conn.execute(
-                select(func.count(), func.min(outbox.c.created_at)).where(
-                    outbox.c.published_at.is_(None)
-                )
-            ).one()
-            yield GaugeMetricFamily(
-                "orderbus_outbox_unpublished", "Outbox rows not yet published", value=pending
-            )
-            lag = 0.0
-            if oldest is not None:
-                oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
-                lag = max((self.clock() - oldest).total_seconds(), 0.0)
-            yield GaugeMetricFamily(
-                "orderbus_outbox_lag_seconds", "Age of the oldest unpublished outbox row", value=lag
-            )
+            yield from self._outbox(conn)
         if self.queue_depths is not None:
-            depth = GaugeMetricFamily(
-                "orderbus_queue_depth", "Messages waiting in a queue", labels=["queue"]
+            yield self._queue_depths(self.queue_depths)
+
+    @staticmethod
+    def _counted(
+        conn: Connection,
+        family: CounterMetricFamily | GaugeMetricFamily,
+        by: tuple[ColumnElement[Any], ...],
+    ) -> Metric:
+        """``family`` with one sample per group of ``by`` and its count of rows."""
+        for row in conn.execute(select(*by, func.count()).group_by(*by)):
+            family.add_metric([str(v) for v in row[:-1]], row[-1])
+        return family
+
+    def _outbox(self, conn: Connection) -> Iterator[Metric]:
+        pending, oldest = conn.execute(
+            select(func.count(), func.min(outbox.c.created_at)).where(
+                outbox.c.published_at.is_(None)
             )
-            try:
-                for name, count in self.queue_depths():
-                    depth.add_metric([name], count)
-            except Exception as exc:  # the broker down: the other metrics still count
-                log.warning("metrics: queue depths unavailable: %s", exc)
-            yield depth
+        ).one()
+        yield GaugeMetricFamily(
+            "orderbus_outbox_unpublished", "Outbox rows not yet published", value=pending
+        )
+        lag = 0.0
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            lag = max((self.clock() - oldest).total_seconds(), 0.0)
+        yield GaugeMetricFamily(
+            "orderbus_outbox_lag_seconds", "Age of the oldest unpublished outbox row", value=lag
+        )
+
+    @staticmethod
+    def _queue_depths(depths: Callable[[], Iterable[tuple[str, int]]]) -> Metric:
+        depth = GaugeMetricFamily(
+            "orderbus_queue_depth", "Messages waiting in a queue", labels=["queue"]
+        )
+        try:
+            for name, count in depths():
+                depth.add_metric([name], count)
+        except Exception as exc:  # the broker down: the other metrics still count
+            log.warning("metrics: queue depths unavailable: %s", exc)
+        return depth
 
     def _latency(self, conn: Connection) -> Metric:
         i, a, o = inbox.c, arrivals.c, orders.c

@@ -167,6 +167,41 @@ def to_canonical(
     if status not in STATUSES:
         raise unreadable(f"OrderStatus {status!r} is not one orderbus knows")
     total, currency = _money(order.get("OrderTotal"), "OrderTotal")
+    items, currency, shipping, tax = _lines(lines, currency)
+    if not order.get("OrderTotal"):
+        total = sum(
+            (i["unit_price"] * i["quantity"] - i["discount"] for i in items), Decimal("0")
+        ) + (shipping + tax)
+    ship_to = order.get("ShippingAddress") or {}
+    buyer = order.get("BuyerInfo") or {}
+    return {
+        "channel": channel,
+        "shop": str(order.get("MarketplaceId") or "default"),
+        "external_id": str(field(order, "AmazonOrderId")),
+        "status": STATUSES[status],
+        "currency": currency,
+        "customer": {
+            "name": buyer.get("BuyerName") or ship_to.get("Name"),
+            "phone": ship_to.get("Phone"),
+            "email": buyer.get("BuyerEmail"),
+        },
+        "shipping_address": _ship_to(ship_to),
+        "items": items,
+        "shipping_fee": shipping,
+        "tax": tax,
+        "total": total,
+        "placed_at": timestamp(field(order, "PurchaseDate"), "PurchaseDate"),
+        "updated_at": timestamp(order["LastUpdateDate"], "LastUpdateDate")
+        if order.get("LastUpdateDate")
+        else None,
+    }
+
+
+def _lines(
+    lines: list[dict[str, Any]], currency: str | None
+) -> tuple[list[dict[str, Any]], str | None, Decimal, Decimal]:
+    """The line items, the currency (the order's, else the lines'), and the
+    shipping and tax the lines carry."""
     items = []
     shipping = tax = Decimal("0")
     for index, line in enumerate(lines):
@@ -190,44 +225,22 @@ def to_canonical(
         shipping -= _money(line.get("ShippingDiscount"), f"{where}.ShippingDiscount")[0]
         tax += _money(line.get("ItemTax"), f"{where}.ItemTax")[0]
         tax += _money(line.get("ShippingTax"), f"{where}.ShippingTax")[0]
-    if not order.get("OrderTotal"):
-        total = sum(
-            (i["unit_price"] * i["quantity"] - i["discount"] for i in items), Decimal("0")
-        ) + (shipping + tax)
-    ship_to = order.get("ShippingAddress") or {}
-    buyer = order.get("BuyerInfo") or {}
-    return {
-        "channel": channel,
-        "shop": str(order.get("MarketplaceId") or "default"),
-        "external_id": str(field(order, "AmazonOrderId")),
-        "status": STATUSES[status],
-        "currency": currency,
-        "customer": {
-            "name": buyer.get("BuyerName") or ship_to.get("Name"),
-            "phone": ship_to.get("Phone"),
-            "email": buyer.get("BuyerEmail"),
-        },
-        "shipping_address": address(
-            country=ship_to.get("CountryCode"),
-            province=ship_to.get("StateOrRegion"),
-            city=ship_to.get("City"),
-            district=ship_to.get("District") or ship_to.get("County"),
-            lines=(
-                ship_to.get("AddressLine1"),
-                ship_to.get("AddressLine2"),
-                ship_to.get("AddressLine3"),
-            ),
-            postal_code=ship_to.get("PostalCode"),
+    return items, currency, shipping, tax
+
+
+def _ship_to(ship_to: dict[str, Any]) -> dict[str, Any]:
+    return address(
+        country=ship_to.get("CountryCode"),
+        province=ship_to.get("StateOrRegion"),
+        city=ship_to.get("City"),
+        district=ship_to.get("District") or ship_to.get("County"),
+        lines=(
+            ship_to.get("AddressLine1"),
+            ship_to.get("AddressLine2"),
+            ship_to.get("AddressLine3"),
         ),
-        "items": items,
-        "shipping_fee": shipping,
-        "tax": tax,
-        "total": total,
-        "placed_at": timestamp(field(order, "PurchaseDate"), "PurchaseDate"),
-        "updated_at": timestamp(order["LastUpdateDate"], "LastUpdateDate")
-        if order.get("LastUpdateDate")
-        else None,
-    }
+        postal_code=ship_to.get("PostalCode"),
+    )
 
 
 class AmazonAccount(BaseModel):
