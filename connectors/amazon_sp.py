@@ -39,10 +39,9 @@ from canonical.errors import EndpointUnavailable
 from canonical.money import KNOWN_CURRENCIES
 from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, unreadable
-from connectors.order_fetch import OrderSource
 from connectors.payload import address, amount, canonical_order, field, timestamp
 from connectors.poller import PollSpec, RestPoller
-from connectors.pull import PullDeps
+from connectors.pull import PullDeps, WholeOrdersPull
 
 LWA_ENDPOINT = "https://api.amazon.com/auth/o2/token"  # Login with Amazon
 STATUSES = {
@@ -255,36 +254,17 @@ class AmazonAccount(BaseModel):
     client_secret: str
 
 
-class AmazonPull:
+class AmazonPull(WholeOrdersPull):
     name = "amazon-sp-api"
     settings_key = "amazon"
     account = AmazonAccount
-    fetches = False
 
     def poller(self, account: AmazonAccount, deps: PullDeps) -> AmazonOrdersPoller:
         token = LwaToken(
             deps.client, account.refresh_token, account.client_id, account.client_secret
         )
-        spec = orders_spec(
-            account.endpoint,
-            account.marketplace_ids,
-            interval=deps.interval,
-            overlap=deps.overlap,
-            start=deps.start,
-        )
-        return AmazonOrdersPoller(
-            deps.channel,
-            spec,
-            None,
-            deps.engine,
-            deps.client,
-            deps.publish_orders,
-            deps.record_bad,
-            token=token,
-        )
-
-    def order_source(self, account: Any, channel: str, client: httpx.Client) -> OrderSource:
-        raise NotImplementedError("Amazon's orders are read whole from getOrders")
+        spec = orders_spec(account.endpoint, account.marketplace_ids, **deps.poll_settings())
+        return AmazonOrdersPoller(*deps.poller_args(spec), token=token)
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
         payload = fixture["response"]["payload"]

@@ -43,13 +43,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, unreadable
-from connectors.order_fetch import OrderSource
 from connectors.payload import (
     SHANGHAI,
     TRY_LATER,
@@ -62,11 +60,12 @@ from connectors.payload import (
     sorted_params_md5,
     timestamp,
 )
-from connectors.poller import PollSpec, WindowPoller
-from connectors.pull import PullDeps
+from connectors.poller import PollSpec, WindowPoller, window_spec
+from connectors.pull import PullDeps, WholeOrdersPull
 
 JD_ENDPOINT = "https://api.jd.com/routerjson"
 SEARCH_API = "jingdong.pop.order.search"
+JD_ITEMS = "$.jingdong_pop_order_search_responce.searchorderinfo_result.orderInfoList"
 PAGE_SIZE = 50
 ORDER_STATES = (
     "WAIT_SELLER_STOCK_OUT,WAIT_SELLER_DELIVERY,WAIT_GOODS_RECEIVE_CONFIRM,FINISHED_L,"
@@ -212,14 +211,7 @@ class JdPoller(WindowPoller):
         form = signed_form(
             method, business, self.app_key, self.app_secret, self.access_token, moment
         )
-        self._wait_turn()
-        try:
-            response = self.client.post(self.spec.url, data=form)
-        except httpx.HTTPError as exc:
-            raise EndpointUnavailable(f"JD {method}: {exc!r}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise EndpointUnavailable(f"JD {method}: HTTP {response.status_code}")
-        return read_answer(method, response.content)
+        return self.post_signed("JD", method, read_answer, data=form)
 
     def fields(self, item: Any) -> dict[str, Any]:
         if not isinstance(item, dict):
@@ -249,13 +241,7 @@ class JdPoller(WindowPoller):
 
 
 def jd_spec(endpoint: str = JD_ENDPOINT, **overrides: Any) -> PollSpec:
-    settings: dict[str, Any] = {
-        "url": endpoint,
-        "items": "$.jingdong_pop_order_search_responce.searchorderinfo_result.orderInfoList",
-        "min_request_interval": 0.2,
-    }
-    settings.update(overrides)
-    return PollSpec(**settings)
+    return window_spec(endpoint, JD_ITEMS, **overrides)
 
 
 class JdAccount(BaseModel):
@@ -270,32 +256,20 @@ class JdAccount(BaseModel):
     endpoint: str = JD_ENDPOINT
 
 
-class JdPull:
+class JdPull(WholeOrdersPull):
     name = "jd"
     settings_key = "jd"
     account = JdAccount
-    fetches = False
 
     def poller(self, account: JdAccount, deps: PullDeps) -> JdPoller:
-        spec = jd_spec(
-            account.endpoint, interval=deps.interval, overlap=deps.overlap, start=deps.start
-        )
+        spec = jd_spec(account.endpoint, **deps.poll_settings())
         return JdPoller(
-            deps.channel,
-            spec,
-            None,
-            deps.engine,
-            deps.client,
-            deps.publish_orders,
-            deps.record_bad,
+            *deps.poller_args(spec),
             app_key=account.app_key,
             app_secret=account.app_secret,
             access_token=account.access_token,
             shop=account.shop,
         )
-
-    def order_source(self, account: Any, channel: str, client: httpx.Client) -> OrderSource:
-        raise NotImplementedError("JD's search gives whole orders")
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
         answer = load_json(fixture["response_text"], exact_numbers=True)

@@ -42,13 +42,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, unreadable
-from connectors.order_fetch import OrderSource
 from connectors.payload import (
     SHANGHAI,
     TRY_LATER,
@@ -61,10 +59,11 @@ from connectors.payload import (
     sorted_params_md5,
     timestamp,
 )
-from connectors.poller import PollSpec, WindowPoller
-from connectors.pull import PullDeps
+from connectors.poller import PollSpec, WindowPoller, window_spec
+from connectors.pull import PullDeps, WholeOrdersPull
 
 PDD_ENDPOINT = "https://gw-api.pinduoduo.com/api/router"
+PDD_ITEMS = "$.order_sn_increment_get_response.order_sn_list"
 LIST_API = "pdd.order.number.list.increment.get"
 PAGE_SIZE = 100
 STATUSES = {1: "paid", 2: "shipped", 3: "delivered"}
@@ -208,14 +207,7 @@ class PinduoduoPoller(WindowPoller):
         form = signed_form(
             api, params, self.client_id, self.client_secret, self.access_token, self.now()
         )
-        self._wait_turn()
-        try:
-            response = self.client.post(self.spec.url, json=form)
-        except httpx.HTTPError as exc:
-            raise EndpointUnavailable(f"Pinduoduo {api}: {exc!r}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise EndpointUnavailable(f"Pinduoduo {api}: HTTP {response.status_code}")
-        return read_answer(api, response.content)
+        return self.post_signed("Pinduoduo", api, read_answer, json=form)
 
     def fields(self, item: Any) -> dict[str, Any]:
         if not isinstance(item, dict):
@@ -238,13 +230,7 @@ class PinduoduoPoller(WindowPoller):
 
 
 def pdd_spec(endpoint: str = PDD_ENDPOINT, **overrides: Any) -> PollSpec:
-    settings: dict[str, Any] = {
-        "url": endpoint,
-        "items": "$.order_sn_increment_get_response.order_sn_list",
-        "min_request_interval": 0.2,
-    }
-    settings.update(overrides)
-    return PollSpec(**settings)
+    return window_spec(endpoint, PDD_ITEMS, **overrides)
 
 
 class PinduoduoAccount(BaseModel):
@@ -259,32 +245,20 @@ class PinduoduoAccount(BaseModel):
     endpoint: str = PDD_ENDPOINT
 
 
-class PinduoduoPull:
+class PinduoduoPull(WholeOrdersPull):
     name = "pinduoduo"
     settings_key = "pinduoduo"
     account = PinduoduoAccount
-    fetches = False
 
     def poller(self, account: PinduoduoAccount, deps: PullDeps) -> PinduoduoPoller:
-        spec = pdd_spec(
-            account.endpoint, interval=deps.interval, overlap=deps.overlap, start=deps.start
-        )
+        spec = pdd_spec(account.endpoint, **deps.poll_settings())
         return PinduoduoPoller(
-            deps.channel,
-            spec,
-            None,
-            deps.engine,
-            deps.client,
-            deps.publish_orders,
-            deps.record_bad,
+            *deps.poller_args(spec),
             client_id=account.client_id,
             client_secret=account.client_secret,
             access_token=account.access_token,
             shop=account.shop,
         )
-
-    def order_source(self, account: Any, channel: str, client: httpx.Client) -> OrderSource:
-        raise NotImplementedError("Pinduoduo's list gives whole orders")
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
         answer = load_json(fixture["response_text"], exact_numbers=True)

@@ -304,6 +304,14 @@ class RestPoller:
             stop.wait(self.spec.interval)
 
 
+def window_spec(endpoint: str, items: str, **overrides: Any) -> PollSpec:
+    """A window poller's settings: the platform's one endpoint, where its
+    answer lists the orders, and five calls a second at most."""
+    settings: dict[str, Any] = {"url": endpoint, "items": items, "min_request_interval": 0.2}
+    settings.update(overrides)
+    return PollSpec(**settings)
+
+
 class WindowPoller(RestPoller):
     """A platform whose order list is asked for by time window (Pinduoduo, JD).
 
@@ -328,6 +336,24 @@ class WindowPoller(RestPoller):
     def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], int]:
         """The orders on page ``number`` of the window, and how many pages it has."""
         raise NotImplementedError
+
+    def post_signed(
+        self,
+        platform: str,
+        api: str,
+        read: Callable[[str, bytes], dict[str, Any]],
+        **request: Any,
+    ) -> dict[str, Any]:
+        """POST a signed call, paced; down, 429 or 5xx is EndpointUnavailable
+        (the poll is tried again); the answer as the platform module reads it."""
+        self._wait_turn()
+        try:
+            response = self.client.post(self.spec.url, **request)
+        except httpx.HTTPError as exc:
+            raise EndpointUnavailable(f"{platform} {api}: {exc!r}") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise EndpointUnavailable(f"{platform} {api}: HTTP {response.status_code}")
+        return read(api, response.content)
 
     def _window(self, start: datetime, end: datetime, report: PollReport) -> None:
         """Page 1 says how many pages there are; then the pages are read from

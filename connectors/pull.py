@@ -46,6 +46,32 @@ class PullDeps:
     overlap: float
     start: str
 
+    def poll_settings(self) -> dict[str, Any]:
+        """The settings every poller of this channel shares, for its PollSpec."""
+        return {"interval": self.interval, "overlap": self.overlap, "start": self.start}
+
+    def poller_args(self, spec: Any) -> tuple[Any, ...]:
+        """A RestPoller's positional arguments (no field mapping: the module reads)."""
+        return (
+            self.channel,
+            spec,
+            None,
+            self.engine,
+            self.client,
+            self.publish_orders,
+            self.record_bad,
+        )
+
+
+class WholeOrdersPull:
+    """A pull connector whose lists carry whole orders: nothing to fetch."""
+
+    name: str
+    fetches = False
+
+    def order_source(self, account: Any, channel: str, client: httpx.Client) -> OrderSource:
+        raise NotImplementedError(f"{self.name}: its order lists carry whole orders")
+
 
 class Polling(Protocol):
     def run(self, stop: threading.Event) -> None:
