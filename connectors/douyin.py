@@ -70,9 +70,10 @@ from connectors.payload import (
     address,
     canonical_order,
     load_json,
-    matches_any,
     minor_units,
     phone_fields,
+    require_app,
+    require_signature,
     timestamp,
 )
 
@@ -124,15 +125,15 @@ class DouyinConnector:
     def authenticate(self, request: WebhookRequest, channel: ChannelConfig, tolerance: int) -> None:
         if not channel.secrets or not channel.app_key:
             raise unauthorized("no_secret", "the channel needs its app_key and app_secret")
-        app = request.header(APP_HEADER)
-        if app is not None and app.strip() != channel.app_key:
-            raise unauthorized("wrong_app", f"the push is for app {app.strip()!r}")
-        offered = request.header(SIGN_HEADER)
-        if not offered:
-            raise unauthorized("missing_signature", f"{SIGN_HEADER} header is required")
-        expected = (event_sign(channel.app_key, request.body, s) for s in channel.secrets)
-        if not matches_any(offered.strip().lower(), expected):
-            raise unauthorized("bad_signature", f"{SIGN_HEADER} does not match the body")
+        app_key = channel.app_key
+        require_app(request.header(APP_HEADER), app_key)
+        require_signature(
+            channel.secrets,
+            request.header(SIGN_HEADER),
+            lambda secret: event_sign(app_key, request.body, secret),
+            what=f"{SIGN_HEADER} header",
+            lower=True,
+        )
 
     def read(self, request: WebhookRequest, channel: ChannelConfig) -> WebhookResult:
         references: list[OrderReference] = []

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -152,17 +152,44 @@ def matches_any(offered: str, expected: Iterable[str]) -> bool:
     return matched
 
 
-def require_hmac_base64(request: WebhookRequest, secrets: Iterable[str], header: str) -> None:
-    """ConnectorError(401) unless ``header`` is the base64 HMAC-SHA256 of the raw
-    body under one of ``secrets`` (Shopify's and WooCommerce's scheme)."""
+def require_signature(
+    secrets: Iterable[str],
+    offered: str | None,
+    sign: Callable[[str], str],
+    *,
+    what: str,
+    lower: bool = False,
+) -> None:
+    """ConnectorError(401) unless ``offered`` is ``sign(secret)`` for one of
+    ``secrets``, every one compared in constant time; ``what`` names the
+    signature in the answer (a header, a field). Every connector's webhook
+    authentication ends here."""
     keys = list(secrets)
     if not keys:
         raise unauthorized("no_secret", "no signing secret is configured for this channel")
-    offered = request.header(header)
-    if not offered:
-        raise unauthorized("missing_signature", f"{header} header is required")
-    if not matches_any(offered.strip(), (hmac_sha256_base64(k, request.body) for k in keys)):
-        raise unauthorized("bad_signature", f"{header} does not match the body")
+    if not offered or not isinstance(offered, str):
+        raise unauthorized("missing_signature", f"{what} is required")
+    given = offered.strip().lower() if lower else offered.strip()
+    if not matches_any(given, (sign(k) for k in keys)):
+        raise unauthorized("bad_signature", f"{what} does not match the body")
+
+
+def require_app(named: str | None, configured: str | None) -> None:
+    """ConnectorError(401) when the request names another app than ours (when
+    the platform's signature covers the app's id)."""
+    if named is not None and configured and named.strip() != configured:
+        raise unauthorized("wrong_app", f"the request is for app {named.strip()!r}")
+
+
+def require_hmac_base64(request: WebhookRequest, secrets: Iterable[str], header: str) -> None:
+    """ConnectorError(401) unless ``header`` is the base64 HMAC-SHA256 of the raw
+    body under one of ``secrets`` (Shopify's and WooCommerce's scheme)."""
+    require_signature(
+        secrets,
+        request.header(header),
+        lambda key: hmac_sha256_base64(key, request.body),
+        what=f"{header} header",
+    )
 
 
 # A number as a platform gives it in the clear (a masked one has * in it).

@@ -77,7 +77,8 @@ from connectors.payload import (
     canonical_order,
     field,
     load_json,
-    matches_any,
+    require_app,
+    require_signature,
     timestamp,
 )
 
@@ -119,18 +120,17 @@ class YouzanConnector:
         data = _envelope(request.body)
         if _is_test(data):
             return  # Youzan's health check: read as nothing whatever it says
-        if not channel.secrets:
-            raise unauthorized("no_secret", "no client_secret is configured for this channel")
         offered, client_id, msg = data.get("sign"), data.get("client_id"), data.get("msg")
-        if not offered or not isinstance(offered, str):
-            raise unauthorized("missing_signature", "the message has no sign")
-        if not isinstance(client_id, str) or not isinstance(msg, str):
+        if offered and (not isinstance(client_id, str) or not isinstance(msg, str)):
             raise unauthorized("bad_signature", "client_id and msg must be strings")
-        if channel.app_key and client_id != channel.app_key:
-            raise unauthorized("wrong_app", f"the message is for client_id {client_id!r}")
-        expected = (youzan_sign(client_id, msg, secret) for secret in channel.secrets)
-        if not matches_any(offered.strip().lower(), expected):
-            raise unauthorized("bad_signature", "sign is not md5(client_id + msg + client_secret)")
+        require_app(client_id if isinstance(client_id, str) else None, channel.app_key)
+        require_signature(
+            channel.secrets,
+            offered,
+            lambda secret: youzan_sign(str(client_id), str(msg), secret),
+            what="sign (md5 of client_id + msg + client_secret)",
+            lower=True,
+        )
 
     def read(self, request: WebhookRequest, channel: ChannelConfig) -> WebhookResult:
         data = _envelope(request.body)
