@@ -76,6 +76,7 @@ from connectors.payload import (
     require_signature,
     timestamp,
 )
+from infra.tokens import TokenCache
 
 SIGN_HEADER = "event-sign"
 APP_HEADER = "app-id"
@@ -289,8 +290,7 @@ class DoudianApi:
         self.shop_id = shop_id
         self.endpoint = endpoint.rstrip("/")
         self.clock = clock
-        self._token: str | None = None
-        self._expires = 0.0
+        self.tokens = TokenCache(self._fetch_token, margin=TOKEN_MARGIN, floor=60.0, clock=clock)
 
     def _post(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
         body = param_json(params)
@@ -335,25 +335,26 @@ class DoudianApi:
             return ConnectorError(422, "platform_refused", detail)
         return EndpointUnavailable(detail)
 
+    def _fetch_token(self) -> tuple[str, float]:
+        """A self-used app's token (``token.create``, ``authorization_self``)."""
+        params = {"code": "", "grant_type": "authorization_self", "shop_id": self.shop_id}
+        answer = self._post("token.create", params, None)
+        data = answer.get("data") or {}
+        if answer.get("code") != API_SUCCESS or not data.get("access_token"):
+            raise self._failure("token.create", answer)
+        return str(data["access_token"]), float(data.get("expires_in") or 3600)
+
     def token(self) -> str:
-        if self._token is None or self.clock() >= self._expires:
-            params = {"code": "", "grant_type": "authorization_self", "shop_id": self.shop_id}
-            answer = self._post("token.create", params, None)
-            data = answer.get("data") or {}
-            if answer.get("code") != API_SUCCESS or not data.get("access_token"):
-                raise self._failure("token.create", answer)
-            self._token = str(data["access_token"])
-            lifetime = float(data.get("expires_in") or 3600)
-            self._expires = self.clock() + max(lifetime - TOKEN_MARGIN, 60.0)
-        return self._token
+        return self.tokens.get()
 
     def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """The answer to ``method`` (code 10000), the token renewed once if refused."""
-        answer = self._post(method, params, self.token())
+        token = self.token()
+        answer = self._post(method, params, token)
         if answer.get("code") != API_SUCCESS and TOKEN_TROUBLE.search(
             f"{answer.get('sub_code') or ''} {answer.get('sub_msg') or ''}"
         ):
-            self._token = None
+            self.tokens.expired(token)  # renewed once
             answer = self._post(method, params, self.token())
         if answer.get("code") != API_SUCCESS:
             raise self._failure(method, answer)

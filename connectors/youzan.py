@@ -81,6 +81,7 @@ from connectors.payload import (
     require_signature,
     timestamp,
 )
+from infra.tokens import TokenCache
 
 STATUSES = {
     "WAIT_BUYER_PAY": "created",
@@ -283,8 +284,7 @@ class YouzanApi:
         self.grant_id = grant_id
         self.endpoint = endpoint.rstrip("/")
         self.clock = clock
-        self._token: str | None = None
-        self._expires = 0.0
+        self.tokens = TokenCache(self._fetch_token, margin=TOKEN_MARGIN, floor=60.0, clock=clock)
 
     def _post(self, url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         try:
@@ -308,31 +308,35 @@ class YouzanApi:
             return EndpointUnavailable(detail)
         return ConnectorError(422, "platform_refused", detail)
 
+    def _fetch_token(self) -> tuple[str, float]:
+        """A self-used app's token (``auth/token``, ``silent``); Youzan says
+        when it expires in milliseconds since the epoch."""
+        body = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "authorize_type": "silent",
+            "grant_id": self.grant_id,
+            "refresh": False,
+        }
+        answer = self._post(f"{self.endpoint}/auth/token", body, "auth/token")
+        data = answer.get("data") or {}
+        if self._refused(answer) or not data.get("access_token"):
+            raise self._failure("auth/token", answer)
+        expires = float(data.get("expires") or 0) / 1000
+        lifetime = max(expires - self.clock(), 0.001) if expires else 3600.0
+        return str(data["access_token"]), lifetime
+
     def token(self) -> str:
-        if self._token is None or self.clock() >= self._expires:
-            body = {
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-                "authorize_type": "silent",
-                "grant_id": self.grant_id,
-                "refresh": False,
-            }
-            answer = self._post(f"{self.endpoint}/auth/token", body, "auth/token")
-            data = answer.get("data") or {}
-            if self._refused(answer) or not data.get("access_token"):
-                raise self._failure("auth/token", answer)
-            self._token = str(data["access_token"])
-            expires = float(data.get("expires") or 0) / 1000 or self.clock() + 3600
-            self._expires = max(expires - TOKEN_MARGIN, self.clock() + 60)
-        return self._token
+        return self.tokens.get()
 
     def call(self, api: str, version: str, body: dict[str, Any]) -> dict[str, Any]:
         """``POST {endpoint}/api/{api}/{version}?access_token=``: the answer's
         ``data``, the token renewed once when Youzan refuses it."""
         for attempt in (1, 2):
             url = f"{self.endpoint}/api/{api}/{version}"
+            token = self.token()
             try:
-                response = self.client.post(url, params={"access_token": self.token()}, json=body)
+                response = self.client.post(url, params={"access_token": token}, json=body)
             except httpx.HTTPError as exc:
                 raise EndpointUnavailable(f"Youzan {api}: {exc!r}") from exc
             if response.status_code == 429 or response.status_code >= 500:
@@ -344,7 +348,7 @@ class YouzanApi:
                 data = answer.get("data")
                 return data if isinstance(data, dict) else {"value": data}
             if attempt == 1 and "token" in str(answer.get("message") or "").lower():
-                self._token = None  # expired or revoked: renew once
+                self.tokens.expired(token)  # expired or revoked: renew once
                 continue
             raise self._failure(api, answer)
         raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -77,36 +77,6 @@ class Pacer:
             self._next = max(now, self._next) + self.interval
         if delay > 0:
             time.sleep(delay)
-
-
-class TokenCache:
-    """One credential (a token, a session) shared by a consumer's threads:
-    fetched when first needed, dropped when the system says it expired, so
-    the next :meth:`get` fetches a new one. The adapters try a request again
-    once with a new token; a token refused twice is the credentials' fault."""
-
-    def __init__(self, fetch: Callable[[], tuple[str, float | None]]) -> None:
-        self._fetch = fetch  # -> (token, seconds it lives, or None)
-        self._token: str | None = None
-        self._until = 0.0
-        self._lock = threading.Lock()
-        self.fetched = 0
-
-    def get(self) -> str:
-        with self._lock:
-            if self._token is None or time.monotonic() >= self._until:
-                token, lifetime = self._fetch()
-                self.fetched += 1
-                self._token = token
-                # renewed a minute early, so a request never leaves with a dying token
-                now = time.monotonic()
-                self._until = now + max(0.0, lifetime - 60) if lifetime else float("inf")
-            return self._token
-
-    def expired(self, token: str) -> None:
-        with self._lock:
-            if self._token == token:
-                self._token = None
 
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)(\|number)?\s*\}\}")

@@ -37,8 +37,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.tokens import TokenCache
 from infra.transports import Answer, Transport, answer_json, http_problem, refused
-from targets.adapters.base import Pacer, TokenCache, render, template_fields, value_at
+from targets.adapters.base import Pacer, render, template_fields, value_at
 
 STUB = "Kingdee.BOS.WebApi.ServicesStub"
 LOGIN = f"{STUB}.AuthService.LoginByAppSecret.common.kdsvc"

@@ -42,8 +42,9 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field
 
 from canonical.errors import EndpointUnavailable
+from infra.tokens import TokenCache
 from infra.transports import Answer, Transport, answer_json, http_problem, refused
-from targets.adapters.base import Pacer, TokenCache, fields_named, render, template_fields
+from targets.adapters.base import Pacer, fields_named, render, template_fields
 
 
 class U8Options(BaseModel):
