@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import hashlib
 
-from canonical.errors import MalformedMessage, TransientError
 from connectors.base import ConnectorError
 from connectors.mapping import FieldMapping
 from connectors.payload import canonical_order, load_json
-from connectors.publishing import order_message
+from connectors.publishing import as_malformed, order_message, translate_and_publish
 from infra.bus import Publisher
 from infra.messages import Delivery, OutgoingMessage, Results
 from infra.topology import Topology
@@ -50,26 +49,10 @@ class LegacyInbound:
             data = load_json(delivery.body, exact_numbers=True)
             order = canonical_order(self.mapping.apply(data, self.channel))
         except ConnectorError as exc:
-            errors = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors[:10])
-            detail = f"{exc.detail} ({errors})" if errors else exc.detail
-            raise MalformedMessage(detail, reason=exc.reason) from exc
+            raise as_malformed(exc) from exc
         return order_message(self.topology, self.channel, order, self.message_id(delivery))
 
     def handle_batch(self, deliveries: list[Delivery]) -> Results:
         """Bus batch handler: each message mapped, then all published with
         confirms; a message is acknowledged (None) only once its order is."""
-        results: Results = [None] * len(deliveries)
-        outgoing: list[tuple[int, OutgoingMessage]] = []
-        for index, delivery in enumerate(deliveries):
-            try:
-                outgoing.append((index, self.translate(delivery)))
-            except MalformedMessage as exc:
-                results[index] = exc
-        if outgoing:
-            try:
-                confirmed = self.publisher.publish_many([m for _, m in outgoing])
-            except TransientError as exc:
-                confirmed = [exc] * len(outgoing)
-            for (index, _), error in zip(outgoing, confirmed, strict=True):
-                results[index] = error
-        return results
+        return translate_and_publish(deliveries, self.translate, self.publisher)

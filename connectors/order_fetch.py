@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
-from canonical.errors import MalformedMessage, TransientError
+from canonical.errors import MalformedMessage
 from canonical.order import CanonicalOrder
 from connectors.base import ConnectorError, OrderReference
-from connectors.publishing import order_message, scoped_id
+from connectors.publishing import as_malformed, order_message, scoped_id, translate_and_publish
 from infra.bus import Publisher
 from infra.messages import Delivery, OutgoingMessage, Results
 from infra.topology import Topology
@@ -64,29 +64,11 @@ class FetchInbound:
         try:
             order = self.source.fetch(reference)
         except ConnectorError as exc:
-            errors = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors[:10])
-            detail = f"{exc.detail} ({errors})" if errors else exc.detail
-            raise MalformedMessage(
-                f"order {reference.external_id}: {detail}", reason=exc.reason
-            ) from exc
+            raise as_malformed(exc, f"order {reference.external_id}: ") from exc
         message_id = scoped_id(self.channel, "", reference.delivery_id)
         return order_message(self.topology, self.channel, order, message_id)
 
     def handle_batch(self, deliveries: list[Delivery]) -> Results:
         """Bus batch handler: each order fetched, then all published with
         confirms; a request is acknowledged (None) only once its order is."""
-        results: Results = [None] * len(deliveries)
-        outgoing: list[tuple[int, OutgoingMessage]] = []
-        for index, delivery in enumerate(deliveries):
-            try:
-                outgoing.append((index, self.translate(delivery)))
-            except (MalformedMessage, TransientError) as exc:
-                results[index] = exc
-        if outgoing:
-            try:
-                confirmed = self.publisher.publish_many([m for _, m in outgoing])
-            except TransientError as exc:
-                confirmed = [exc] * len(outgoing)
-            for (index, _), error in zip(outgoing, confirmed, strict=True):
-                results[index] = error
-        return results
+        return translate_and_publish(deliveries, self.translate, self.publisher)

@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from canonical.envelope import Envelope
+from canonical.errors import MalformedMessage, TransientError
 from canonical.order import CanonicalOrder
-from connectors.base import OrderReference
+from connectors.base import ConnectorError, OrderReference
 from connectors.rejections import record_rejection
 from infra.bus import Publisher
-from infra.messages import OutgoingMessage
+from infra.messages import Delivery, OutgoingMessage, Results
 from infra.topology import Topology, fetch_routing_key, ingest_routing_key
 
 PublishMany = Callable[[list[CanonicalOrder], list[str]], list[Exception | None]]
@@ -113,3 +114,38 @@ def record_unreadable(
         body_size=len(body),
         remote_addr=None,
     )
+
+
+def as_malformed(exc: ConnectorError, about: str = "") -> MalformedMessage:
+    """A connector's refusal of an input as the bus's permanent error: a dead
+    letter whose detail lists the fields at fault."""
+    errors = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors[:10])
+    detail = f"{exc.detail} ({errors})" if errors else exc.detail
+    return MalformedMessage(f"{about}{detail}", reason=exc.reason)
+
+
+def translate_and_publish(
+    deliveries: list[Delivery],
+    translate: Callable[[Delivery], OutgoingMessage],
+    publisher: Publisher,
+) -> Results:
+    """A bus batch handler's work for an inbound queue (legacy AMQP, fetch
+    requests): each delivery translated into its order's message, then all
+    published with confirms; a delivery is acknowledged (None) only once its
+    order is. What cannot be translated is its result (permanent: a dead
+    letter; transient: tried again)."""
+    results: Results = [None] * len(deliveries)
+    outgoing: list[tuple[int, OutgoingMessage]] = []
+    for index, delivery in enumerate(deliveries):
+        try:
+            outgoing.append((index, translate(delivery)))
+        except (MalformedMessage, TransientError) as exc:
+            results[index] = exc
+    if outgoing:
+        try:
+            confirmed = publisher.publish_many([m for _, m in outgoing])
+        except TransientError as exc:
+            confirmed = [exc] * len(outgoing)
+        for (index, _), error in zip(outgoing, confirmed, strict=True):
+            results[index] = error
+    return results
