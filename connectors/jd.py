@@ -60,8 +60,9 @@ from connectors.payload import (
     sorted_params_md5,
     timestamp,
 )
-from connectors.poller import PollSpec, WindowPoller, window_spec
+from connectors.poller import PollSpec
 from connectors.pull import PullDeps, WholeOrdersPull
+from connectors.window_poller import WindowPoller, window_spec
 
 JD_ENDPOINT = "https://api.jd.com/routerjson"
 SEARCH_API = "jingdong.pop.order.search"

@@ -59,8 +59,9 @@ from connectors.payload import (
     sorted_params_md5,
     timestamp,
 )
-from connectors.poller import PollSpec, WindowPoller, window_spec
+from connectors.poller import PollSpec
 from connectors.pull import PullDeps, WholeOrdersPull
+from connectors.window_poller import WindowPoller, window_spec
 
 PDD_ENDPOINT = "https://gw-api.pinduoduo.com/api/router"
 PDD_ITEMS = "$.order_sn_increment_get_response.order_sn_list"
