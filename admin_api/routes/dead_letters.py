@@ -12,7 +12,16 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from admin_api import causes, deadletters
-from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Operator, RowId, Viewer, page
+from admin_api.routes.deps import (
+    MAX_OFFSET,
+    MAX_PAGE,
+    Context,
+    Operator,
+    RowId,
+    Viewer,
+    page,
+    where_equal,
+)
 from admin_api.schemas import (
     DeadLetterDetail,
     DeadLetterFilter,
@@ -39,15 +48,9 @@ router = APIRouter(tags=["dead letters"])
 
 def filter_conditions(f: DeadLetterFilter) -> list[ColumnElement[bool]]:
     c = dead_letters.c
-    conditions: list[ColumnElement[bool]] = []
-    if f.queue:
-        conditions.append(c.queue == f.queue)
-    if f.reason:
-        conditions.append(c.reason == f.reason)
-    if f.channel:
-        conditions.append(c.channel == f.channel)
-    if f.status:
-        conditions.append(c.status == f.status)
+    conditions = where_equal(
+        dead_letters, queue=f.queue, reason=f.reason, channel=f.channel, status=f.status
+    )
     if f.since:
         conditions.append(c.last_failed_at >= f.since)
     if f.until:

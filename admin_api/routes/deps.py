@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
 
 from admin_api.auth import KeyAuth, Principal, Role
 from admin_api.metrics import DatabaseCollector
@@ -59,3 +59,8 @@ def page(engine: Engine, query: Select[Any], order: Any, limit: int, offset: int
         total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         rows = conn.execute(query.order_by(order).limit(limit).offset(offset)).mappings().all()
     return {"total": int(total), "limit": limit, "offset": offset, "items": list(rows)}
+
+
+def where_equal(table: Table, **values: object) -> list[ColumnElement[bool]]:
+    """``column == value`` for each filter given (None or empty: not a filter)."""
+    return [table.c[name] == value for name, value in values.items() if value]

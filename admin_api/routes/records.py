@@ -7,9 +7,9 @@ told, and the audit log.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 
-from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer, page
+from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer, page, where_equal
 from admin_api.schemas import AuditEntry, Instant, NotificationOut, Page, RejectedRequestOut
 from infra.masking import mask_body
 from infra.tables import audit_log, notifications, rejected_requests
@@ -30,11 +30,7 @@ def list_rejected(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     c = rejected_requests.c
-    conditions: list[ColumnElement[bool]] = []
-    if channel:
-        conditions.append(c.channel == channel)
-    if reason:
-        conditions.append(c.reason == reason)
+    conditions = where_equal(rejected_requests, channel=channel, reason=reason)
     if since:
         conditions.append(c.received_at >= since)
     query = select(rejected_requests).where(*conditions)
@@ -59,13 +55,7 @@ def list_notifications(
 ) -> dict[str, Any]:
     """What customers were told (ORDERBUS_NOTIFY), newest first."""
     c = notifications.c
-    conditions: list[ColumnElement[bool]] = []
-    if order_number:
-        conditions.append(c.order_number == order_number)
-    if event:
-        conditions.append(c.event == event)
-    if medium:
-        conditions.append(c.medium == medium)
+    conditions = where_equal(notifications, order_number=order_number, event=event, medium=medium)
     if since:
         conditions.append(c.sent_at >= since)
     query = select(notifications).where(*conditions)
@@ -84,10 +74,5 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
-    conditions: list[ColumnElement[bool]] = []
-    if actor:
-        conditions.append(audit_log.c.actor == actor)
-    if action:
-        conditions.append(audit_log.c.action == action)
-    query = select(audit_log).where(*conditions)
+    query = select(audit_log).where(*where_equal(audit_log, actor=actor, action=action))
     return page(ctx.engine, query, audit_log.c.id.desc(), limit, offset)
