@@ -298,7 +298,7 @@ def test_sigterm_during_load(run: Run) -> None:
     ended = time.monotonic()
     load.join()
     run.finish(
-        checker.report("SIGTERM targets/consumers x4 under load", checker.wait_quiescent(ended))
+        checker.report("SIGTERM router/consumers x4 under load", checker.wait_quiescent(ended))
     )
     assert all(code == 0 for code, _ in exits), exits
     assert max(seconds for _, seconds in exits) < 35, exits
