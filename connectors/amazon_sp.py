@@ -247,11 +247,16 @@ class AmazonAccount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    endpoint: str = "https://sellingpartnerapi-na.amazon.com"
-    marketplace_ids: list[str] = Field(min_length=1)
-    refresh_token: str
-    client_id: str
-    client_secret: str
+    endpoint: str = Field(
+        default="https://sellingpartnerapi-na.amazon.com",
+        description="the SP-API region's endpoint",
+    )
+    marketplace_ids: list[str] = Field(
+        min_length=1, description="the marketplaces whose orders are read"
+    )
+    refresh_token: str = Field(description="the seller's LWA refresh token")
+    client_id: str = Field(description="the LWA app's client id")
+    client_secret: str = Field(description="its client secret")
 
 
 class AmazonPull(WholeOrdersPull):

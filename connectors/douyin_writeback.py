@@ -15,13 +15,15 @@ from infra.transports import Transport
 
 
 class DouyinWriteback(BaseModel):
+    """Douyin shop: Doudian order.logisticsAdd through the connector's client."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "douyin"
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    shop_id: str = Field(min_length=1)
-    endpoint: str = DOUDIAN_ENDPOINT
+    kind: str = Field(default="douyin", description="this write-back: douyin")
+    app_key: str = Field(min_length=1, description="the app's key")
+    app_secret: str = Field(min_length=1, description="its secret")
+    shop_id: str = Field(min_length=1, description="the shop's id")
+    endpoint: str = Field(default=DOUDIAN_ENDPOINT, description="Doudian's open API")
 
 
 class DouyinLogisticsAdd:

@@ -250,11 +250,11 @@ class JdAccount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    access_token: str = Field(min_length=1)
+    app_key: str = Field(min_length=1, description="the app's key")
+    app_secret: str = Field(min_length=1, description="its secret")
+    access_token: str = Field(min_length=1, description="the shop's access token")
     shop: str = Field(min_length=1, max_length=200, description="the shop the orders belong to")
-    endpoint: str = JD_ENDPOINT
+    endpoint: str = Field(default=JD_ENDPOINT, description="the API gateway")
 
 
 class JdPull(WholeOrdersPull):

@@ -24,13 +24,15 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class JdWriteback(BaseModel):
+    """JD: jingdong.pop.order.shipment."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "jd"
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    access_token: str = Field(min_length=1)
-    endpoint: str = jd.JD_ENDPOINT
+    kind: str = Field(default="jd", description="this write-back: jd")
+    app_key: str = Field(min_length=1, description="the app's key")
+    app_secret: str = Field(min_length=1, description="its secret")
+    access_token: str = Field(min_length=1, description="the shop's access token")
+    endpoint: str = Field(default=jd.JD_ENDPOINT, description="the API gateway")
 
 
 class JdShipment:

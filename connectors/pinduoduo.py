@@ -239,11 +239,11 @@ class PinduoduoAccount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    client_id: str = Field(min_length=1)
-    client_secret: str = Field(min_length=1)
-    access_token: str = Field(min_length=1)
+    client_id: str = Field(min_length=1, description="the app's client_id")
+    client_secret: str = Field(min_length=1, description="its client_secret")
+    access_token: str = Field(min_length=1, description="the shop's access token")
     shop: str = Field(min_length=1, max_length=200, description="the mall id, the orders' shop")
-    endpoint: str = PDD_ENDPOINT
+    endpoint: str = Field(default=PDD_ENDPOINT, description="the API gateway")
 
 
 class PinduoduoPull(WholeOrdersPull):

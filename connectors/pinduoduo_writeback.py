@@ -16,13 +16,15 @@ from infra.transports import Transport, http_problem, refused
 
 
 class PinduoduoWriteback(BaseModel):
+    """Pinduoduo: pdd.logistics.online.send."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "pinduoduo"
-    client_id: str = Field(min_length=1)
-    client_secret: str = Field(min_length=1)
-    access_token: str = Field(min_length=1)
-    endpoint: str = pdd.PDD_ENDPOINT
+    kind: str = Field(default="pinduoduo", description="this write-back: pinduoduo")
+    client_id: str = Field(min_length=1, description="the app's client_id")
+    client_secret: str = Field(min_length=1, description="its client_secret")
+    access_token: str = Field(min_length=1, description="the shop's access token")
+    endpoint: str = Field(default=pdd.PDD_ENDPOINT, description="the API gateway")
 
 
 class PinduoduoOnlineSend:

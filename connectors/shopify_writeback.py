@@ -14,13 +14,15 @@ from infra.transports import Transport, answer_json, http_problem, refused
 
 
 class ShopifyWriteback(BaseModel):
+    """Shopify: the order's open fulfillment orders fulfilled with the tracking info."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "shopify"
-    shop_url: str
-    access_token: str = Field(min_length=1)
-    api_version: str = "2025-01"
-    notify_customer: bool = False
+    kind: str = Field(default="shopify", description="this write-back: shopify")
+    shop_url: str = Field(description="https://<shop>.myshopify.com")
+    access_token: str = Field(min_length=1, description="the Admin API access token")
+    api_version: str = Field(default="2025-01", description="the Admin API version")
+    notify_customer: bool = Field(default=False, description="let Shopify e-mail the customer too")
 
 
 class ShopifyFulfillment:

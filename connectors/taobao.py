@@ -354,12 +354,12 @@ class TaobaoAccount(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
+    app_key: str = Field(min_length=1, description="the app's key")
+    app_secret: str = Field(min_length=1, description="its secret")
     session: str = Field(min_length=1, description="the seller's authorization (sessionKey)")
-    group_name: str = "default"
-    quantity: int = Field(default=100, ge=1, le=200)
-    endpoint: str = TOP_ENDPOINT
+    group_name: str = Field(default="default", description="the TMC message group")
+    quantity: int = Field(default=100, ge=1, le=200, description="messages taken a call")
+    endpoint: str = Field(default=TOP_ENDPOINT, description="the TOP gateway")
 
 
 class TaobaoPull:

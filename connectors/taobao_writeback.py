@@ -15,13 +15,15 @@ from infra.transports import Transport
 
 
 class TaobaoWriteback(BaseModel):
+    """Taobao/Tmall: taobao.logistics.offline.send."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "taobao"
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    session: str = Field(min_length=1)
-    endpoint: str = TOP_ENDPOINT
+    kind: str = Field(default="taobao", description="this write-back: taobao")
+    app_key: str = Field(min_length=1, description="the app's key")
+    app_secret: str = Field(min_length=1, description="its secret")
+    session: str = Field(min_length=1, description="the shop's session key")
+    endpoint: str = Field(default=TOP_ENDPOINT, description="the TOP gateway")
 
 
 class TaobaoOfflineSend:

@@ -15,13 +15,15 @@ from infra.transports import Transport, answer_json, http_problem
 
 
 class WooCommerceWriteback(BaseModel):
+    """WooCommerce: the order updated to completed, carrier and tracking in its meta data."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "woocommerce"
-    url: str
-    consumer_key: str = Field(min_length=1)
-    consumer_secret: str = Field(min_length=1)
-    status: str = "completed"
+    kind: str = Field(default="woocommerce", description="this write-back: woocommerce")
+    url: str = Field(description="the shop's base URL")
+    consumer_key: str = Field(min_length=1, description="REST API consumer key")
+    consumer_secret: str = Field(min_length=1, description="REST API consumer secret")
+    status: str = Field(default="completed", description="the status it is set to")
 
 
 class WooCommerceCompletion:

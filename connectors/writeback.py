@@ -47,6 +47,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
+from pydantic import BaseModel
 
 from connectors.douyin_writeback import DouyinLogisticsAdd, DouyinWriteback
 from connectors.jd_writeback import JdShipment, JdWriteback
@@ -66,16 +67,17 @@ class ShipmentWriter(Protocol):
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int: ...
 
 
-# kind -> how to build its writer from its options; the platforms whose
-# connector has its own API client (TOP, Youzan, Doudian) get the HTTP client.
-WRITEBACKS: dict[str, Callable[[dict[str, Any], httpx.Client], ShipmentWriter]] = {
-    "shopify": lambda o, _c: ShopifyFulfillment(ShopifyWriteback.model_validate(o)),
-    "woocommerce": lambda o, _c: WooCommerceCompletion(WooCommerceWriteback.model_validate(o)),
-    "taobao": lambda o, c: TaobaoOfflineSend(TaobaoWriteback.model_validate(o), c),
-    "pinduoduo": lambda o, _c: PinduoduoOnlineSend(PinduoduoWriteback.model_validate(o)),
-    "jd": lambda o, _c: JdShipment(JdWriteback.model_validate(o)),
-    "youzan": lambda o, c: YouzanConfirm(YouzanWriteback.model_validate(o), c),
-    "douyin": lambda o, c: DouyinLogisticsAdd(DouyinWriteback.model_validate(o), c),
+# kind -> (its options model, the writer made from them and the HTTP client
+# that the platforms whose connector has its own API client (TOP, Youzan,
+# Doudian) write back through)
+WRITEBACKS: dict[str, tuple[type[BaseModel], Callable[[Any, httpx.Client], ShipmentWriter]]] = {
+    "shopify": (ShopifyWriteback, lambda o, _c: ShopifyFulfillment(o)),
+    "woocommerce": (WooCommerceWriteback, lambda o, _c: WooCommerceCompletion(o)),
+    "taobao": (TaobaoWriteback, TaobaoOfflineSend),
+    "pinduoduo": (PinduoduoWriteback, lambda o, _c: PinduoduoOnlineSend(o)),
+    "jd": (JdWriteback, lambda o, _c: JdShipment(o)),
+    "youzan": (YouzanWriteback, YouzanConfirm),
+    "douyin": (DouyinWriteback, DouyinLogisticsAdd),
 }
 
 
@@ -93,5 +95,6 @@ def writers_for(
         if kind not in WRITEBACKS:
             known = ", ".join(sorted([*WRITEBACKS, "template"]))
             raise ValueError(f"channel {channel!r}: no write-back {kind!r} (known: {known})")
-        writers[channel] = WRITEBACKS[str(kind)](options, client)
+        model, make = WRITEBACKS[str(kind)]
+        writers[channel] = make(model.model_validate(options), client)
     return writers

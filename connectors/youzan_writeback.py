@@ -15,13 +15,15 @@ from infra.transports import Transport
 
 
 class YouzanWriteback(BaseModel):
+    """Youzan: youzan.logistics.online.confirm through the connector's client."""
+
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "youzan"
-    client_id: str = Field(min_length=1)
-    client_secret: str = Field(min_length=1)
+    kind: str = Field(default="youzan", description="this write-back: youzan")
+    client_id: str = Field(min_length=1, description="the self-used app's client_id")
+    client_secret: str = Field(min_length=1, description="its client_secret")
     grant_id: str = Field(min_length=1, description="the shop's kdt_id")
-    endpoint: str = YOUZAN_API
+    endpoint: str = Field(default=YOUZAN_API, description="Youzan's open API")
 
 
 class YouzanConfirm:

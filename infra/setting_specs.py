@@ -17,8 +17,12 @@ class DouyinSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    shop_id: str = Field(min_length=1, max_length=40)
-    endpoint: str = "https://openapi-fxg.jinritemai.com"
+    shop_id: str = Field(
+        min_length=1, max_length=40, description="the Douyin shop's id, for its access token"
+    )
+    endpoint: str = Field(
+        default="https://openapi-fxg.jinritemai.com", description="Doudian's open API"
+    )
 
 
 class YouzanSpec(BaseModel):
@@ -28,7 +32,7 @@ class YouzanSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grant_id: str = Field(min_length=1, max_length=40, description="the shop's kdt_id")
-    endpoint: str = "https://open.youzanyun.com"
+    endpoint: str = Field(default="https://open.youzanyun.com", description="Youzan's open API")
 
 
 class ChannelSpec(BaseModel):
@@ -36,13 +40,32 @@ class ChannelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    connector: str = "generic-json"
-    shop: str | None = Field(default=None, max_length=200)
+    connector: str = Field(
+        default="generic-json",
+        description="which connector reads the channel's requests (connectors/registry.py)",
+    )
+    shop: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the shop its orders belong to (default: what the request names, else default)",
+    )
     # Our app's id on the platform, where its signature covers it (Youzan
     # client_id, Douyin app_key); a request naming another app is refused.
-    app_key: str | None = Field(default=None, max_length=200)
-    douyin: DouyinSpec | None = None
-    youzan: YouzanSpec | None = None
+    app_key: str | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "our app's id on the platform where its signature covers it (Youzan client_id, "
+            "Douyin app_key); a request naming another app is refused"
+        ),
+    )
+    douyin: DouyinSpec | None = Field(
+        default=None, description="a Douyin channel's Doudian API settings"
+    )
+    youzan: YouzanSpec | None = Field(
+        default=None,
+        description="a Youzan channel's API settings, to fetch trades a push does not carry",
+    )
 
     @model_validator(mode="after")
     def _connector_settings(self) -> ChannelSpec:
@@ -58,8 +81,10 @@ class _Mapped(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mapping: dict[str, Any] | None = None
-    mapping_file: str | None = None
+    mapping: dict[str, Any] | None = Field(
+        default=None, description="the field mapping, inline (connectors/mapping.py)"
+    )
+    mapping_file: str | None = Field(default=None, description="the field mapping, in a JSON file")
 
     def _needs_mapping(self) -> bool:
         return True
@@ -84,20 +109,42 @@ class PollerSpec(_Mapped):
 
     model_config = ConfigDict(extra="allow")
 
-    connector: str = "mapping"
-    url: str | None = None
+    connector: str = Field(
+        default="mapping",
+        description="mapping (a REST API read by a field mapping) or a pull connector's name",
+    )
+    url: str | None = Field(default=None, description="the order list's URL (mapped pollers)")
     items: str | None = Field(
         default=None, description='where the orders are in a response, e.g. "$.data.orders"'
     )
-    since_param: str = "updated_after"
-    page_param: str | None = "page"
-    next_path: str | None = None
-    params: dict[str, str] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
-    interval: float = Field(default=60.0, gt=0)
-    min_request_interval: float = Field(default=1.0, ge=0)
-    overlap: float = Field(default=300.0, ge=0)
-    start: str = "1970-01-01T00:00:00+00:00"
+    since_param: str = Field(
+        default="updated_after", description="the query parameter that says since when"
+    )
+    page_param: str | None = Field(
+        default="page", description="the query parameter of the page number (none: no pages)"
+    )
+    next_path: str | None = Field(
+        default=None,
+        description="where the next page's URL is in a response, instead of page numbers",
+    )
+    params: dict[str, str] = Field(default_factory=dict, description="more query parameters")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="request headers (an API key...)"
+    )
+    interval: float = Field(default=60.0, gt=0, description="seconds between polls")
+    min_request_interval: float = Field(
+        default=1.0,
+        ge=0,
+        description="seconds between two requests at least (the API's rate limit)",
+    )
+    overlap: float = Field(
+        default=300.0,
+        ge=0,
+        description="seconds each poll reads again before the cursor (late-indexed orders)",
+    )
+    start: str = Field(
+        default="1970-01-01T00:00:00+00:00", description="where the first poll starts, ISO 8601"
+    )
 
     def _needs_mapping(self) -> bool:
         return self.connector == "mapping"
@@ -121,12 +168,18 @@ class DuplicateSuspicion(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="hold suspected duplicates for a person")
     by: list[SuspicionField] = Field(
-        default_factory=lambda: list(DEFAULT_SUSPICION_FIELDS), min_length=1
+        default_factory=lambda: list(DEFAULT_SUSPICION_FIELDS),
+        min_length=1,
+        description="the fields two orders share to be suspected duplicates",
     )
-    window_hours: float = Field(default=24.0, gt=0)
-    across_channels_only: bool = True
+    window_hours: float = Field(
+        default=24.0, gt=0, description="placed at most this many hours apart"
+    )
+    across_channels_only: bool = Field(
+        default=True, description="only orders from two different channels"
+    )
 
 
 class HoldRulesSpec(BaseModel):
@@ -137,9 +190,14 @@ class HoldRulesSpec(BaseModel):
     amount_above: dict[str, Decimal] = Field(
         default_factory=dict, description='currency -> threshold, e.g. {"CNY": "5000.00"}'
     )
-    second_approval_above: dict[str, Decimal] = Field(default_factory=dict)
-    incomplete_address: bool = False
-    first_order: bool = False
+    second_approval_above: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="currency -> threshold above which two different people must approve",
+    )
+    incomplete_address: bool = Field(
+        default=False, description="hold orders whose address lacks province, city or street"
+    )
+    first_order: bool = Field(default=False, description="hold a new customer's first order")
 
     @model_validator(mode="after")
     def _second_above_first(self) -> HoldRulesSpec:
@@ -153,23 +211,27 @@ class HoldRulesSpec(BaseModel):
 
 
 class EmailSpec(BaseModel):
+    """Customer e-mail by SMTP."""
+
     model_config = ConfigDict(extra="forbid")
 
-    host: str
-    port: int = 25
+    host: str = Field(description="the SMTP server")
+    port: int = Field(default=25, description="its port")
     sender: str = Field(description="From:, e.g. 'Acme 客服 <service@acme.cn>'")
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    ssl: bool = False
-    timeout: float = 10.0
+    username: str | None = Field(default=None, description="login, if the server wants one")
+    password: str | None = Field(default=None, description="its password")
+    starttls: bool = Field(default=False, description="STARTTLS after connecting")
+    ssl: bool = Field(default=False, description="TLS from the start (port 465)")
+    timeout: float = Field(default=10.0, description="seconds")
 
 
 class WebhookSpec(BaseModel):
+    """A service messages are POSTed to (a chat robot, an SMS gateway)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    url: str = Field(description="where messages are POSTed")
+    headers: dict[str, str] = Field(default_factory=dict, description="request headers")
 
 
 class NotifySpec(BaseModel):
@@ -187,8 +249,8 @@ class NotifySpec(BaseModel):
     templates_dir: str | None = Field(
         default=None, description="a directory of <event>.<language>.txt templates to use first"
     )
-    shop_name: str = "orderbus"
-    email: EmailSpec | None = None
+    shop_name: str = Field(default="orderbus", description="the shop's name in the messages")
+    email: EmailSpec | None = Field(default=None, description="e-mail by SMTP")
     wechat_work: WebhookSpec | None = Field(
         default=None, description="a WeChat Work group robot (qyapi.weixin.qq.com .../send?key=)"
     )
@@ -216,41 +278,65 @@ class NotifySpec(BaseModel):
 
 
 class Silence(BaseModel):
+    """Alert when a channel sends no order for longer than its limit."""
+
     model_config = ConfigDict(extra="forbid")
     channels: dict[str, float] = Field(description="channel -> seconds it may stay silent")
 
 
 class RejectRate(BaseModel):
+    """Alert when too large a share of a window's inputs is refused."""
+
     model_config = ConfigDict(extra="forbid")
-    window: float = Field(default=900, gt=0)
-    threshold: float = Field(default=0.2, gt=0, le=1)
-    min_count: int = Field(default=20, ge=1)
+    window: float = Field(default=900, gt=0, description="seconds looked back")
+    threshold: float = Field(
+        default=0.2, gt=0, le=1, description="the share of refused inputs that raises the alert"
+    )
+    min_count: int = Field(
+        default=20, ge=1, description="inputs in the window before the rule judges"
+    )
 
 
 class UndeliveredPaid(BaseModel):
+    """Alert when a paid order has not reached the warehouse in time."""
+
     model_config = ConfigDict(extra="forbid")
-    after: float = Field(default=1800, gt=0)
+    after: float = Field(
+        default=1800, gt=0, description="seconds a paid order may go without reaching the warehouse"
+    )
 
 
 class DeadLetterGrowth(BaseModel):
+    """Alert when open dead letters are more than allowed."""
+
     model_config = ConfigDict(extra="forbid")
-    open_above: int = Field(default=0, ge=0)
+    open_above: int = Field(default=0, ge=0, description="open dead letters allowed")
 
 
 class OutboxLag(BaseModel):
+    """Alert when the outbox is not published in time."""
+
     model_config = ConfigDict(extra="forbid")
-    seconds: float = Field(default=300, gt=0)
+    seconds: float = Field(
+        default=300, gt=0, description="age of the oldest unpublished outbox row allowed"
+    )
 
 
 class QueueDepth(BaseModel):
+    """Alert when a queue holds more messages than allowed."""
+
     model_config = ConfigDict(extra="forbid")
     above: int = Field(default=10000, ge=0, description="messages waiting in one queue")
 
 
 class Credentials(BaseModel):
+    """Alert before a platform's or system's credentials expire."""
+
     model_config = ConfigDict(extra="forbid")
-    expires: dict[str, datetime]
-    warn_days: float = Field(default=7, ge=0)
+    expires: dict[str, datetime] = Field(description="credential name -> when it expires")
+    warn_days: float = Field(
+        default=7, ge=0, description="days before expiry that the alert starts"
+    )
 
 
 class AlertSettings(BaseModel):
@@ -258,12 +344,21 @@ class AlertSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    webhook_url: str | None = None
-    interval: float = Field(default=60, gt=0)
-    silence: Silence | None = None
-    reject_rate: RejectRate | None = None
-    undelivered_paid: UndeliveredPaid | None = None
-    dead_letters: DeadLetterGrowth | None = None
-    outbox_lag: OutboxLag | None = None
-    queue_depth: QueueDepth | None = None
-    credentials: Credentials | None = None
+    webhook_url: str | None = Field(
+        default=None,
+        description="where incidents are POSTed (one message when each starts and resolves)",
+    )
+    interval: float = Field(default=60, gt=0, description="seconds between two checks of the rules")
+    silence: Silence | None = Field(
+        default=None, description="a channel with no order for too long"
+    )
+    reject_rate: RejectRate | None = Field(default=None, description="too many refused inputs")
+    undelivered_paid: UndeliveredPaid | None = Field(
+        default=None, description="a paid order not at the warehouse in time"
+    )
+    dead_letters: DeadLetterGrowth | None = Field(default=None, description="open dead letters")
+    outbox_lag: OutboxLag | None = Field(
+        default=None, description="the outbox not published in time"
+    )
+    queue_depth: QueueDepth | None = Field(default=None, description="a queue not drained")
+    credentials: Credentials | None = Field(default=None, description="credentials about to expire")

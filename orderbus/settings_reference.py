@@ -1,7 +1,8 @@
 """The settings reference page (docs/reference/settings.md), made from the
 Settings model itself so it cannot drift: every setting, its environment
-variable, type, default and description, and the fields of each setting
-that is a JSON object. ``python -m orderbus.settings_reference`` prints it;
+variable, type, default and description, the fields of each setting that is
+a JSON object, and the options of each pull connector, target adapter and
+channel write-back. ``python -m orderbus.settings_reference`` prints it;
 tests/unit/test_docs.py fails when the committed page differs."""
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from connectors.registry import PULL_CONNECTORS
+from connectors.writeback import WRITEBACKS
 from infra.settings import Settings
+from targets.adapters.registry import ADAPTERS
 
 HEADER = """# Settings reference
 
@@ -77,20 +81,56 @@ def _table(fields: dict[str, FieldInfo], name_of: Any) -> list[str]:
     return rows
 
 
+def documented_models() -> list[tuple[str, type[BaseModel]]]:
+    """Every model a setting is made of, however deep, with where it is first
+    found (e.g. ``ORDERBUS_NOTIFY.email``), in the order of the settings."""
+    found: list[tuple[str, type[BaseModel]]] = []
+    seen: set[type[BaseModel]] = set()
+
+    def visit(where: str, model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            for inner in _models_in(field.annotation):
+                if inner not in seen:
+                    seen.add(inner)
+                    found.append((f"{where}.{name}", inner))
+                    visit(f"{where}.{name}", inner)
+
+    for name, field in Settings.model_fields.items():
+        for model in _models_in(field.annotation):
+            if model not in seen:
+                seen.add(model)
+                found.append((f"ORDERBUS_{name.upper()}", model))
+                visit(f"ORDERBUS_{name.upper()}", model)
+    return found
+
+
+def plugged_models() -> list[tuple[str, type[BaseModel]]]:
+    """The options of what the settings name by kind: each pull connector's
+    account, each target adapter's and each channel write-back's options."""
+    found: list[tuple[str, type[BaseModel]]] = [
+        (f"ORDERBUS_POLLERS[channel].{pull.settings_key} (connector {name})", pull.account)
+        for name, pull in sorted(PULL_CONNECTORS.items())
+    ]
+    found += [
+        (f"ORDERBUS_TARGETS[consumer] (adapter {name})", model)
+        for name, (model, _) in sorted(ADAPTERS.items())
+    ]
+    found += [
+        (f"ORDERBUS_WRITEBACK[channel] (kind {name})", model)
+        for name, (model, _) in sorted(WRITEBACKS.items())
+    ]
+    return found
+
+
 def render() -> str:
     lines = [HEADER.rstrip("\n"), ""]
     lines += _table(Settings.model_fields, lambda n: f"ORDERBUS_{n.upper()}")
-    seen: set[type[BaseModel]] = set()
-    for name, field in Settings.model_fields.items():
-        for model in _models_in(field.annotation):
-            if model in seen:
-                continue
-            seen.add(model)
-            lines += ["", f"## `ORDERBUS_{name.upper()}`: {model.__name__}", ""]
-            doc = (model.__doc__ or "").strip()
-            if doc:
-                lines += [" ".join(doc.split()), ""]
-            lines += _table(model.model_fields, lambda n: n)
+    for where, model in [*documented_models(), *plugged_models()]:
+        lines += ["", f"## `{where}`: {model.__name__}", ""]
+        doc = (model.__doc__ or "").strip()
+        if doc:
+            lines += [" ".join(doc.split()), ""]
+        lines += _table(model.model_fields, lambda n: n)
     return "\n".join(lines) + "\n"
 
 

@@ -39,18 +39,30 @@ from targets.adapters.base import Pacer, fields_named, render, template_fields
 
 
 class ChanjetOptions(BaseModel):
+    """Chanjet T+ open platform (畅捷通T+): a sales order per order."""
+
     model_config = ConfigDict(extra="forbid")
 
-    adapter: str = "chanjet"
-    endpoint: str = "https://openapi.chanjet.com"
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    open_token: str = Field(min_length=1)
-    refresh_token: str | None = None
-    dto: dict[str, Any]
-    token_codes: list[str] = Field(default_factory=lambda: ["401", "EXSM0004"])
-    duplicate_words: list[str] = Field(default_factory=lambda: ["已存在", "重复"])
-    rate: float = Field(default=5.0, ge=0)
+    adapter: str = Field(default="chanjet", description="this adapter: chanjet")
+    endpoint: str = Field(
+        default="https://openapi.chanjet.com", description="the open platform's base URL"
+    )
+    app_key: str = Field(min_length=1, description="the app's appKey")
+    app_secret: str = Field(min_length=1, description="the app's appSecret")
+    open_token: str = Field(min_length=1, description="the account's openToken")
+    refresh_token: str | None = Field(default=None, description="to renew a refused openToken once")
+    dto: dict[str, Any] = Field(
+        description="the sales order template ({{path}} placeholders, $each)"
+    )
+    token_codes: list[str] = Field(
+        default_factory=lambda: ["401", "EXSM0004"],
+        description="error codes that mean the token was refused",
+    )
+    duplicate_words: list[str] = Field(
+        default_factory=lambda: ["已存在", "重复"],
+        description="words of a refusal that mean the order exists already (counted delivered)",
+    )
+    rate: float = Field(default=5.0, ge=0, description="requests a second at most")
 
 
 class ChanjetAdapter:

@@ -40,18 +40,26 @@ WIDGET = re.compile(r"_widget_\d+")
 
 
 class JiandaoyunOptions(BaseModel):
+    """Jiandaoyun (简道云): a form record per order."""
+
     model_config = ConfigDict(extra="forbid")
 
-    adapter: str = "jiandaoyun"
-    endpoint: str = "https://api.jiandaoyun.com"
-    api_key: str = Field(min_length=1)
-    app_id: str = Field(min_length=1)
-    entry_id: str = Field(min_length=1)
-    mapping: dict[str, Any] | None = None
-    mapping_file: str | None = None
-    data_creator: str | None = None
-    start_workflow: bool = False
-    rate: float = Field(default=5.0, gt=0, le=20)
+    adapter: str = Field(default="jiandaoyun", description="this adapter: jiandaoyun")
+    endpoint: str = Field(default="https://api.jiandaoyun.com", description="the API's base URL")
+    api_key: str = Field(min_length=1, description="the API key (Bearer)")
+    app_id: str = Field(min_length=1, description="the app's id")
+    entry_id: str = Field(min_length=1, description="the form's id")
+    mapping: dict[str, Any] | None = Field(
+        default=None, description="widget -> order field (a sub-form for the lines)"
+    )
+    mapping_file: str | None = Field(default=None, description="the same, in a JSON file")
+    data_creator: str | None = Field(
+        default=None, description="the member recorded as the record's creator"
+    )
+    start_workflow: bool = Field(default=False, description="start the form's workflow on create")
+    rate: float = Field(
+        default=5.0, gt=0, le=20, description="requests a second at most (Jiandaoyun allows 20)"
+    )
 
     @model_validator(mode="after")
     def _one_mapping(self) -> JiandaoyunOptions:

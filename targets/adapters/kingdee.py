@@ -50,20 +50,26 @@ DUPLICATE_WORDS = ("已存在", "重复", "唯一")
 
 
 class KingdeeOptions(BaseModel):
+    """Kingdee Cloud Galaxy (金蝶云星空) WebAPI: a sales order per order."""
+
     model_config = ConfigDict(extra="forbid")
 
-    adapter: str = "kingdee"
+    adapter: str = Field(default="kingdee", description="this adapter: kingdee")
     endpoint: str = Field(description="http(s)://host/k3cloud")
-    acct_id: str = Field(min_length=1)
-    username: str = Field(min_length=1)
-    app_id: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    lcid: int = 2052
-    form_id: str = "SAL_SaleOrder"
-    model: dict[str, Any]
+    acct_id: str = Field(min_length=1, description="the data centre's id")
+    username: str = Field(min_length=1, description="the API user")
+    app_id: str = Field(min_length=1, description="the third-party app's id")
+    app_secret: str = Field(min_length=1, description="its secret")
+    lcid: int = Field(default=2052, description="language (2052: Simplified Chinese)")
+    form_id: str = Field(default="SAL_SaleOrder", description="the form saved")
+    model: dict[str, Any] = Field(
+        description="the bill's model template ({{path}} placeholders, $each)"
+    )
     bill_no: str = Field(default="order_number", description="the order field FBillNo holds")
-    auto_submit_and_audit: bool = False
-    rate: float = Field(default=5.0, ge=0)
+    auto_submit_and_audit: bool = Field(
+        default=False, description="submit and audit the bill when saved"
+    )
+    rate: float = Field(default=5.0, ge=0, description="requests a second at most")
 
 
 class KingdeeAdapter:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel
+
 from targets.adapters.base import TargetAdapter
 from targets.adapters.chanjet import ChanjetAdapter, ChanjetOptions
 from targets.adapters.jiandaoyun import JiandaoyunAdapter, JiandaoyunOptions
@@ -15,12 +17,13 @@ from targets.adapters.kingdee import KingdeeAdapter, KingdeeOptions
 from targets.adapters.template import TemplateAdapter, TemplateOptions
 from targets.adapters.u8 import U8Adapter, U8Options
 
-ADAPTERS: dict[str, Callable[[dict[str, Any]], TargetAdapter]] = {
-    "jiandaoyun": lambda o: JiandaoyunAdapter(JiandaoyunOptions.model_validate(o)),
-    "kingdee": lambda o: KingdeeAdapter(KingdeeOptions.model_validate(o)),
-    "u8": lambda o: U8Adapter(U8Options.model_validate(o)),
-    "chanjet": lambda o: ChanjetAdapter(ChanjetOptions.model_validate(o)),
-    "template": lambda o: TemplateAdapter(TemplateOptions.model_validate(o)),
+# name -> (its options model, the adapter made from them)
+ADAPTERS: dict[str, tuple[type[BaseModel], Callable[[Any], TargetAdapter]]] = {
+    "jiandaoyun": (JiandaoyunOptions, JiandaoyunAdapter),
+    "kingdee": (KingdeeOptions, KingdeeAdapter),
+    "u8": (U8Options, U8Adapter),
+    "chanjet": (ChanjetOptions, ChanjetAdapter),
+    "template": (TemplateOptions, TemplateAdapter),
 }
 
 
@@ -28,4 +31,5 @@ def adapter_for(options: dict[str, Any]) -> TargetAdapter:
     kind = options.get("adapter")
     if kind not in ADAPTERS:
         raise ValueError(f"no target adapter {kind!r} (known: {', '.join(sorted(ADAPTERS))})")
-    return ADAPTERS[str(kind)](options)
+    model, make = ADAPTERS[str(kind)]
+    return make(model.model_validate(options))

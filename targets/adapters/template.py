@@ -24,12 +24,14 @@ from targets.adapters.base import Pacer, render
 
 
 class TemplateOptions(BaseModel):
+    """Any system that takes JSON: the order rendered through a template and POSTed."""
+
     model_config = ConfigDict(extra="forbid")
 
-    adapter: str = "template"
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
-    template: Any
+    adapter: str = Field(default="template", description="this adapter: template")
+    url: str = Field(description="where it is POSTed (with Idempotency-Key)")
+    headers: dict[str, str] = Field(default_factory=dict, description="request headers")
+    template: Any = Field(description="the JSON template ({{path}}, {{x|number}}, $each)")
     rate: float = Field(default=0, ge=0, description="requests a second at most (0: no limit)")
 
 

@@ -48,20 +48,32 @@ from targets.adapters.base import Pacer, fields_named, render, template_fields
 
 
 class U8Options(BaseModel):
+    """Yonyou U8 OpenAPI (用友U8): a sales order per order."""
+
     model_config = ConfigDict(extra="forbid")
 
-    adapter: str = "u8"
-    endpoint: str = "https://api.yonyouup.com"
-    from_account: str = Field(min_length=1)
-    to_account: str = Field(min_length=1)
-    app_key: str = Field(min_length=1)
-    app_secret: str = Field(min_length=1)
-    saleorder: dict[str, Any]
-    result_polls: int = Field(default=10, ge=1, le=100)
-    result_wait: float = Field(default=1.0, ge=0)
-    token_errcodes: list[str] = Field(default_factory=lambda: ["20002", "20003"])
-    duplicate_errcodes: list[str] = Field(default_factory=list)
-    rate: float = Field(default=5.0, ge=0)
+    adapter: str = Field(default="u8", description="this adapter: u8")
+    endpoint: str = Field(default="https://api.yonyouup.com", description="the OpenAPI's base URL")
+    from_account: str = Field(min_length=1, description="the calling account")
+    to_account: str = Field(min_length=1, description="the U8 account (企业号) written to")
+    app_key: str = Field(min_length=1, description="the app's key")
+    app_secret: str = Field(min_length=1, description="its secret")
+    saleorder: dict[str, Any] = Field(
+        description="the sales order template ({{path}} placeholders, $each)"
+    )
+    result_polls: int = Field(
+        default=10, ge=1, le=100, description="times the asynchronous result is asked for"
+    )
+    result_wait: float = Field(default=1.0, ge=0, description="seconds between two asks")
+    token_errcodes: list[str] = Field(
+        default_factory=lambda: ["20002", "20003"],
+        description="error codes that mean the token was refused",
+    )
+    duplicate_errcodes: list[str] = Field(
+        default_factory=list,
+        description="error codes that mean the order exists already (then checked)",
+    )
+    rate: float = Field(default=5.0, ge=0, description="requests a second at most")
 
 
 class U8Adapter:

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from infra.settings import Settings
-from orderbus.settings_reference import render
+from orderbus.settings_reference import documented_models, plugged_models, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -50,6 +50,9 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
 
 def test_every_setting_is_documented() -> None:
     undocumented = [name for name, f in Settings.model_fields.items() if not f.description]
+    for where, model in [*documented_models(), *plugged_models()]:
+        assert (model.__doc__ or "").strip(), f"{where}: {model.__name__} has no docstring"
+        undocumented += [f"{where}.{n}" for n, f in model.model_fields.items() if not f.description]
     assert undocumented == []
     page = (DOCS / "reference" / "settings.md").read_text(encoding="utf-8")
     assert page == render(), (
