@@ -76,6 +76,7 @@ from connectors.payload import (
     require_signature,
     timestamp,
 )
+from infra.setting_specs import DouyinSpec
 from infra.tokens import TokenCache
 
 SIGN_HEADER = "event-sign"
@@ -374,3 +375,17 @@ class DouyinOrders:
     def fetch(self, reference: OrderReference) -> CanonicalOrder:
         response = self.api.order_detail(reference.external_id)
         return DouyinConnector().read_detail(response, reference, self.channel)
+
+
+def douyin_orders(
+    config: ChannelConfig, spec: DouyinSpec | None, client: httpx.Client
+) -> DouyinOrders:
+    """The fetch worker's source for a Douyin channel; ValueError naming what
+    is missing."""
+    if spec is None or not config.app_key or not config.secrets:
+        raise ValueError(
+            f"channel {config.name!r} needs app_key, douyin.shop_id and its app_secret "
+            "in ORDERBUS_CHANNEL_SECRETS"
+        )
+    api = DoudianApi(client, config.app_key, config.secrets[0], spec.shop_id, spec.endpoint)
+    return DouyinOrders(api, config)

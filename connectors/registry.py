@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from connectors.amazon_sp import AmazonPull
 from connectors.base import ChannelConfig, WebhookConnector
-from connectors.douyin import DouyinConnector
+from connectors.douyin import DouyinConnector, douyin_orders
 from connectors.generic_json import GenericJsonConnector
 from connectors.jd import JdPull
+from connectors.order_fetch import OrderSource
 from connectors.pinduoduo import PinduoduoPull
 from connectors.pull import PullConnector
 from connectors.shopify import ShopifyConnector
 from connectors.taobao import TaobaoPull
 from connectors.woocommerce import WooCommerceConnector
-from connectors.youzan import YouzanConnector
+from connectors.youzan import YouzanConnector, youzan_orders
 from infra.setting_specs import PollerSpec
 from infra.settings import Settings
 
@@ -122,3 +125,17 @@ def channel_config_of(settings: Settings, channel: str) -> ChannelConfig:
         app_key=spec.app_key if spec else None,
         fetch=channel in fetching_channels(settings),
     )
+
+
+def order_source_for(settings: Settings, channel: str, client: httpx.Client) -> OrderSource:
+    """Where the fetch worker of ``channel`` gets the orders its messages name:
+    the pull connector's API (Taobao), or the platform's API client of a push
+    that only names its orders (Douyin; Youzan with API settings)."""
+    poll = settings.pollers.get(channel)
+    if poll is not None and poll.connector != "mapping":
+        return PULL_CONNECTORS[poll.connector].order_source(pull_account(poll), channel, client)
+    spec = settings.channels.get(channel)
+    config = channel_config_of(settings, channel)
+    if spec is not None and spec.youzan is not None:
+        return youzan_orders(config, spec.youzan, client)
+    return douyin_orders(config, spec.douyin if spec else None, client)

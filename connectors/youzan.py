@@ -81,6 +81,7 @@ from connectors.payload import (
     require_signature,
     timestamp,
 )
+from infra.setting_specs import YouzanSpec
 from infra.tokens import TokenCache
 
 STATUSES = {
@@ -375,3 +376,15 @@ class YouzanOrders:
         if order.external_id != reference.external_id:
             raise unreadable(f"asked for trade {reference.external_id}, got {order.external_id}")
         return order
+
+
+def youzan_orders(config: ChannelConfig, spec: YouzanSpec, client: httpx.Client) -> YouzanOrders:
+    """The fetch worker's source for a Youzan channel with API settings;
+    ValueError naming what is missing."""
+    if not config.app_key or not config.secrets:
+        raise ValueError(
+            f"channel {config.name!r} needs app_key (client_id) and its client secret "
+            "in ORDERBUS_CHANNEL_SECRETS"
+        )
+    api = YouzanApi(client, config.app_key, config.secrets[0], spec.grant_id, spec.endpoint)
+    return YouzanOrders(api, config)

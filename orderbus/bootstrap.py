@@ -179,54 +179,15 @@ class Orderbus:
     ) -> FetchInbound:
         """The fetch worker of a channel whose push or messages only name its
         orders (Douyin, Taobao)."""
-        from connectors.order_fetch import FetchInbound, OrderSource
+        from connectors.order_fetch import FetchInbound
+        from connectors.registry import order_source_for
 
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
-        source: OrderSource
-        poll = self.settings.pollers.get(channel)
-        spec = self.settings.channels.get(channel)
-        if poll is not None and poll.connector != "mapping":
-            from connectors.registry import PULL_CONNECTORS, pull_account
-
-            source = PULL_CONNECTORS[poll.connector].order_source(
-                pull_account(poll), channel, client
-            )
-        elif spec is not None and spec.youzan is not None:
-            from connectors.registry import channel_config_of
-            from connectors.youzan import YouzanApi, YouzanOrders
-
-            config = channel_config_of(self.settings, channel)
-            if not config.app_key or not config.secrets:
-                raise ConfigurationError(
-                    f"channel {channel!r} needs app_key (client_id) and its client secret "
-                    "in ORDERBUS_CHANNEL_SECRETS"
-                )
-            youzan = YouzanApi(
-                client,
-                config.app_key,
-                config.secrets[0],
-                spec.youzan.grant_id,
-                spec.youzan.endpoint,
-            )
-            source = YouzanOrders(youzan, config)
-        else:
-            from connectors.douyin import DoudianApi, DouyinOrders
-            from connectors.registry import channel_config_of
-
-            config = channel_config_of(self.settings, channel)
-            if spec is None or spec.douyin is None or not config.app_key or not config.secrets:
-                raise ConfigurationError(
-                    f"channel {channel!r} needs app_key, douyin.shop_id and its app_secret "
-                    "in ORDERBUS_CHANNEL_SECRETS"
-                )
-            api = DoudianApi(
-                client,
-                config.app_key,
-                config.secrets[0],
-                spec.douyin.shop_id,
-                spec.douyin.endpoint,
-            )
-            source = DouyinOrders(api, config)
+        self._clients.append(client)
+        try:
+            source = order_source_for(self.settings, channel, client)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         return FetchInbound(channel, source, self.topology, self.bus.publisher())
 
     def poller(self, channel: str, transport: httpx.BaseTransport | None = None) -> Polling:
