@@ -10,11 +10,25 @@ from datetime import UTC, datetime
 from infra.masking import mask_text
 
 TEXT = "%(asctime)s %(levelname)-7s %(threadName)-12s %(name)s: %(message)s"
+# What one line may say at most: text from outside (a channel name in a URL, a
+# body in an error) can be any length, and a line is written holding the
+# handler's lock. An address cut at the edge is masked before the cut.
+MAX_LINE = 4000
+MASK_MARGIN = 400
+
+
+def bounded(text: str) -> str:
+    """``text`` masked and cut to :data:`MAX_LINE` characters, saying how much
+    was left out; the work is bounded whatever the length of ``text``."""
+    if len(text) <= MAX_LINE:
+        return mask_text(text)
+    masked = mask_text(text[: MAX_LINE + MASK_MARGIN])[:MAX_LINE]
+    return f"{masked}... ({len(text) - MAX_LINE} more characters not logged)"
 
 
 class MaskingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return mask_text(super().format(record))
+        return bounded(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,10 +40,10 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "thread": record.threadName,
-            "message": mask_text(record.getMessage()),
+            "message": bounded(record.getMessage()),
         }
         if record.exc_info:
-            line["exception"] = mask_text(self.formatException(record.exc_info))
+            line["exception"] = bounded(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False)
 
 

@@ -1,0 +1,1 @@
+"""Attacks on a running orderbus, kept as tests so that the holes stay closed."""
