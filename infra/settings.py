@@ -6,11 +6,12 @@ root and pass the object down.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from infra.setting_specs import (
     AlertSettings,
@@ -29,6 +30,21 @@ TARGETS = ("warehouse", "finance", "notification")
 # channel (ORDERBUS_WRITEBACK) and notifications to the customer (ORDERBUS_NOTIFY).
 WRITEBACK_TARGET = "channel"
 CUSTOMER_TARGET = "customer"
+
+
+MIN_SECRET_LENGTH = 16
+
+
+def weak_secrets(where: str, secrets: list[str]) -> None:
+    """ValueError when a signing secret is empty or short: anyone could sign
+    with an empty key, and a short one is guessed from one captured request."""
+    for secret in secrets:
+        if len(secret.strip()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"{where}: a secret is empty or shorter than {MIN_SECRET_LENGTH} characters, "
+                "so anyone could sign requests with it; use the platform's secret or a long "
+                "random one (python3 -c 'import secrets; print(secrets.token_hex(16))')"
+            )
 
 
 class Settings(BaseSettings):
@@ -106,7 +122,10 @@ class Settings(BaseSettings):
     ingest_port: int = Field(default=8080, description="port the webhook endpoint listens on")
     channel_secrets: dict[str, list[str]] = Field(
         default_factory=dict,
-        description='JSON: {"channel": ["current-secret", "previous-secret"]}',
+        description=(
+            'JSON: {"channel": ["current-secret", "previous-secret"]}; each secret at least '
+            "16 characters (an empty or short one is refused at start-up)"
+        ),
     )
     channels: dict[str, ChannelSpec] = Field(
         default_factory=dict,
@@ -120,9 +139,12 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: {"channel": {"url": "...", "items": "$.orders", "mapping_file": "..."}}',
     )
-    shipment_secrets: list[str] = Field(
+    shipment_secrets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="secrets the warehouse signs POST /shipments with (as a channel's webhook)",
+        description=(
+            "secrets the warehouse signs POST /shipments with (as a channel's webhook): one, "
+            "or a JSON list; each at least 16 characters"
+        ),
     )
     signature_tolerance: int = Field(default=300, ge=1, description="seconds")
     max_body_bytes: int = Field(
@@ -210,7 +232,26 @@ class Settings(BaseSettings):
     @field_validator("shipment_secrets", mode="before")
     @classmethod
     def _secret_as_list(cls, value: object) -> object:
-        return [value] if isinstance(value, str) and not value.startswith("[") else value
+        # ORDERBUS_SHIPMENT_SECRETS=one-secret, or a JSON list of them
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [text]
+        return value
+
+    @field_validator("shipment_secrets")
+    @classmethod
+    def _strong_shipment_secrets(cls, value: list[str]) -> list[str]:
+        weak_secrets("ORDERBUS_SHIPMENT_SECRETS", value)
+        return value
+
+    @field_validator("channel_secrets")
+    @classmethod
+    def _strong_channel_secrets(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for channel, secrets in value.items():
+            if not secrets:
+                raise ValueError(f"ORDERBUS_CHANNEL_SECRETS[{channel!r}] names no secret")
+            weak_secrets(f"ORDERBUS_CHANNEL_SECRETS[{channel!r}]", secrets)
+        return value
 
     @field_validator("channel_secrets", mode="before")
     @classmethod

@@ -10,6 +10,8 @@ import time
 from collections.abc import Sequence
 from typing import TypeAlias
 
+from pydantic import ValidationError
+
 from infra.settings import load_settings
 
 
@@ -324,7 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(
         args.log_level or ("WARNING" if args.command in ("demo", "import") else "INFO")
     )
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ValidationError as exc:  # the settings: say what is wrong, no traceback
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "settings"
+            print(f"orderbus: {where}: {error['msg']}", file=sys.stderr)
+        return 2
     return result
 
 

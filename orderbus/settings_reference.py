@@ -28,7 +28,7 @@ HEADER = """# Settings reference
 
 Every setting comes from the environment, prefix `ORDERBUS_`. A setting that is
 a list or an object is given as JSON, for example
-`ORDERBUS_CHANNEL_SECRETS='{"web-shop": ["s3cret"]}'`.
+`ORDERBUS_CHANNEL_SECRETS='{"web-shop": ["a-long-random-secret"]}'`.
 
 """
 

@@ -16,7 +16,7 @@ from tests.factories import body_of, order_dict, signed_headers
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "e2e-secret"
+SECRET = "e2e-channel-secret"
 TOKEN = "e2e-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

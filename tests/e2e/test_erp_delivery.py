@@ -33,7 +33,7 @@ from tests.erp_fakes import (
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "shpss-e2e"
+SECRET = "shpss-e2e-0123456789"
 FIXTURE = json.loads(
     (Path(__file__).parents[2] / "connectors/fixtures/shopify/orders-paid.json").read_text("utf-8")
 )

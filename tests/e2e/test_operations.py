@@ -47,7 +47,7 @@ def test_three_channels_held_refused_retried_all_accounted_for(
     env = settings_env(
         downstream, broker_url=amqp_url, database_url=postgres_url, namespace=namespace
     )
-    env["ORDERBUS_CHANNEL_SECRETS"] = json.dumps({c: ["e2e-secret"] for c in CHANNELS})
+    env["ORDERBUS_CHANNEL_SECRETS"] = json.dumps({c: ["e2e-channel-secret"] for c in CHANNELS})
     env["ORDERBUS_HOLD_RULES"] = '{"amount_above": {"CNY": "5000.00"}}'
     ingest = f"http://127.0.0.1:{env['ORDERBUS_INGEST_PORT']}/ingest"
     admin = f"http://127.0.0.1:{env['ORDERBUS_ADMIN_PORT']}"

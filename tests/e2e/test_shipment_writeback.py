@@ -26,7 +26,7 @@ from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
 
-WMS_SECRET = "wms-e2e"
+WMS_SECRET = "wms-e2e-signing-secret"
 TOKEN = "e2e-admin"
 
 

@@ -40,7 +40,7 @@ from tests.e2e.process import OrderbusProcess, free_port, orderbus_env
 from tests.factories import body_of, order_dict, signed_headers
 from tests.faults.proxy import TcpProxy
 
-SECRET = "fault-secret"
+SECRET = "fault-suite-signing-secret"
 TOKEN = "fault-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -17,7 +17,7 @@ from infra.tables import rejected_requests
 from infra.topology import build_topology
 from tests.factories import FakePublisher, body_of, order_dict, signed_headers
 
-SECRET = "s3cret"
+SECRET = "s3cret-for-the-tests"
 
 
 @pytest.fixture

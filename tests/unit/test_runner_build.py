@@ -90,7 +90,7 @@ def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> 
             broker_url="memory://",
             database_url=sqlite_url,
             ingest_port=0,
-            channel_secrets={"dy": ["secret"], "web": ["s"]},
+            channel_secrets={"dy": ["doudian-app-secret"], "web": ["web-shop-signing-secret"]},
             channels={
                 "dy": ChannelSpec(connector="douyin", app_key="k", douyin=DouyinSpec(shop_id="1")),
                 "web": ChannelSpec(),

@@ -25,7 +25,7 @@ from router.service import RouterService
 from router.shipments import ShipmentIntake, ShipmentReport, read_report
 from tests.factories import FakePublisher, delivery_for, order, signed_headers
 
-SECRET = "wms-secret"
+SECRET = "wms-signing-secret-1"
 SETTINGS = Settings(
     namespace="t",
     writeback={
