@@ -49,10 +49,12 @@ def verify(
         raise SignatureError(
             "missing_signature", f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers are required"
         )
-    try:
-        timestamp = int(timestamp_header.strip())
-    except ValueError:
-        raise SignatureError("bad_timestamp", f"{TIMESTAMP_HEADER} must be Unix seconds") from None
+    stamp = timestamp_header.strip()
+    # Unix seconds: ASCII digits, at most 12 (a longer number would overflow the
+    # arithmetic below, and means nothing a sender could honestly send).
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise SignatureError("bad_timestamp", f"{TIMESTAMP_HEADER} must be Unix seconds")
+    timestamp = int(stamp)
     if abs(now - timestamp) > tolerance:
         raise SignatureError(
             "stale_timestamp",
