@@ -8,13 +8,13 @@ from collections.abc import Mapping
 from sqlalchemy import Engine, insert
 
 from canonical.envelope import utcnow
+from infra.masking import redact_headers
 from infra.stored_bodies import encode_body
 from infra.tables import rejected_requests
 
 log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 4096
-REDACTED = {"authorization", "cookie", "x-api-key"}
 
 
 def record_rejection(
@@ -32,7 +32,7 @@ def record_rejection(
     excerpt, encoding = encode_body(body[:EXCERPT_BYTES])
     if encoding != "utf-8":
         excerpt = f"base64:{excerpt}"
-    safe_headers = {k: ("<redacted>" if k.lower() in REDACTED else v) for k, v in headers.items()}
+    safe_headers = redact_headers(headers)
     try:
         with engine.begin() as conn:
             conn.execute(

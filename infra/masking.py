@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 PHONE_KEYS = frozenset(
@@ -30,6 +31,29 @@ PEOPLE = frozenset({"customer", "billing", "shipping", "consigneeInfo", "address
 
 # Every quantifier is bounded, so the work at each position of a text is too:
 # masking is linear in the text's length, whatever an attacker sends.
+# Credentials, and the platforms' signatures: with a captured signed body, a
+# signature is what a replay needs, so nobody reading the record gets it.
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-api-key",
+        "x-shopify-access-token",
+        "x-shopify-hmac-sha256",
+        "x-wc-webhook-signature",
+        "event-sign",
+        "x-orderbus-signature",
+    }
+)
+
+
+def redact_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The headers with credentials and signatures replaced, for every reader
+    (the record of a refused request keeps the rest to show what came)."""
+    return {k: ("<redacted>" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+
+
 MOBILE = re.compile(r"(?<!\d)(\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")

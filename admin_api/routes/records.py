@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer, page, where_equal
 from admin_api.schemas import AuditEntry, Instant, NotificationOut, Page, RejectedRequestOut
-from infra.masking import mask_body
+from infra.masking import mask_body, redact_headers
 from infra.tables import audit_log, notifications, rejected_requests
 
 router = APIRouter()
@@ -35,6 +35,8 @@ def list_rejected(
         conditions.append(c.received_at >= since)
     query = select(rejected_requests).where(*conditions)
     found = page(ctx.engine, query, c.id.desc(), limit, offset)
+    # records made before signatures were redacted on the way in are redacted here
+    found["items"] = [{**r, "headers": redact_headers(r["headers"] or {})} for r in found["items"]]
     if not who.sees_personal_data:
         found["items"] = [
             {**r, "body_excerpt": mask_body(r["body_excerpt"])} for r in found["items"]
