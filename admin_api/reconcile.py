@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
+from infra.spreadsheets import safe_cell
 from infra.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
 
 STATES = ("delivered", "rejected", "held", "dead_lettered", "in_flight", "unexplained")
@@ -79,7 +80,8 @@ class Report:
         writer = csv.writer(out)
         writer.writerow(["channel", "external_id", "order_number", "state", "detail"])
         for e in self.entries:
-            writer.writerow([e.channel, e.external_id, e.order_number, e.state, e.detail])
+            cells = [e.channel, e.external_id, e.order_number, e.state, e.detail]
+            writer.writerow([safe_cell(c) for c in cells])
         return out.getvalue()
 
 

@@ -16,6 +16,7 @@ from canonical.errors import OrderbusError
 from connectors.base import ConnectorError
 from connectors.rejections import record_rejection
 from connectors.signature import SignatureError
+from infra.request_bodies import read_limited
 
 if TYPE_CHECKING:
     from connectors.ingest_app import IngestDeps
@@ -62,17 +63,8 @@ class Received:
     @classmethod
     async def read(cls, request: Request, where: str, limit: int) -> Received:
         """Reading stops past ``limit``: a body is never held whole beyond it."""
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return cls(request, where, b"", int(declared), True)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return cls(request, where, b"".join(chunks), size, True)
-            chunks.append(chunk)
-        return cls(request, where, b"".join(chunks), size, False)
+        body, size, too_large = await read_limited(request, limit)
+        return cls(request, where, body, size, too_large)
 
     async def record(self, status: int, reason: str, detail: str) -> None:
         request = self.request

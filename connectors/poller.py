@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from sqlalchemy import Engine, select
@@ -223,7 +224,7 @@ class RestPoller:
                     token = following
                     url = url if following else None
                 else:
-                    url = following
+                    url = same_origin(self.spec.url or "", following) if following else None
             else:
                 page += 1
         if self._next is None and self.spec.page_param and page > 2:
@@ -302,6 +303,25 @@ class RestPoller:
                 log.warning("poll %s failed (%s); the next poll starts from the same cursor",
                             self.channel, exc)  # fmt: skip
             stop.wait(self.spec.interval)
+
+
+def same_origin(base: str, following: str) -> str:
+    """The next page's URL, resolved against the poller's own URL; refused
+    (ConnectorError) when it points at another scheme, host or port, where the
+    poller's credentials (its headers) would go with it."""
+    resolved = urljoin(base, following)
+    if _origin(resolved) != _origin(base):
+        raise ConnectorError(
+            422,
+            "cross_origin_next",
+            f"the response's next page {following[:200]!r} is not on {_origin(base)}: not followed",
+        )
+    return resolved
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.netloc.rsplit("@", 1)[-1]).lower()
 
 
 def _stamp(moment: datetime) -> str:

@@ -106,3 +106,15 @@ def read_table(path: Path, encoding: str | None = None, sheet: str | None = None
     if data.startswith(b"PK\x03\x04") or path.suffix.lower() in (".xlsx", ".xlsm"):
         return read_xlsx(data, sheet)
     return read_csv(data, encoding)
+
+
+# A cell a spreadsheet would read as a formula (=HYPERLINK(...), +cmd, @SUM, a
+# tab or return first): text from outside must never run as one.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> str:
+    """``value`` as a CSV cell that a spreadsheet shows as text, never runs:
+    a leading quote before what would start a formula (OWASP's advice)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text

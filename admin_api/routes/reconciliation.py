@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 from admin_api import reconcile
 from admin_api.routes.deps import AdminContext, Context, Viewer
 from infra.database import translate_db_errors
+from infra.request_bodies import read_limited
 
 router = APIRouter(tags=["reconciliation"])
 MAX_EXPORT_BYTES = 20 * 1024 * 1024
@@ -81,8 +82,8 @@ async def compare_export(
     ids in ``column``) against what orderbus received: orders the channel
     has and orderbus never received, and the reverse."""
     ctx: AdminContext = request.app.state.admin
-    body = await request.body()
-    if len(body) > MAX_EXPORT_BYTES:
+    body, _, too_large = await read_limited(request, MAX_EXPORT_BYTES)
+    if too_large:  # refused before, or as soon as, it goes over: never read whole
         raise HTTPException(413, "the export is over 20 MiB")
     try:
         ids = reconcile.export_ids(body, column)
