@@ -223,6 +223,19 @@ class EmailSpec(BaseModel):
     starttls: bool = Field(default=False, description="STARTTLS after connecting")
     ssl: bool = Field(default=False, description="TLS from the start (port 465)")
     timeout: float = Field(default=10.0, description="seconds")
+    plaintext_login: bool = Field(
+        default=False,
+        description="allow a login without TLS (only for a relay on the same machine)",
+    )
+
+    @model_validator(mode="after")
+    def _login_over_tls(self) -> EmailSpec:
+        if self.username and not (self.starttls or self.ssl or self.plaintext_login):
+            raise ValueError(
+                "email: a login without TLS sends the password in the clear; set starttls "
+                "(port 587) or ssl (port 465), or plaintext_login for a relay on this machine"
+            )
+        return self
 
 
 class WebhookSpec(BaseModel):

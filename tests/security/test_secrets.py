@@ -69,3 +69,20 @@ def test_orderbus_refuses_to_start_with_an_empty_secret(tmp_path: object) -> Non
     assert done.returncode == 2
     assert "ORDERBUS_CHANNEL_SECRETS['web-shop']" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_smtp_login_without_tls_is_refused() -> None:
+    from infra.setting_specs import EmailSpec
+
+    base = {
+        "host": "smtp.example.com",
+        "sender": "Acme <s@acme.cn>",
+        "username": "u",
+        "password": "p",
+    }
+    with pytest.raises(ValidationError, match="password in the clear"):
+        EmailSpec.model_validate(base)
+    assert EmailSpec.model_validate({**base, "starttls": True, "port": 587}).starttls
+    assert EmailSpec.model_validate({**base, "ssl": True, "port": 465}).ssl
+    assert EmailSpec.model_validate({**base, "host": "127.0.0.1", "plaintext_login": True})
+    assert EmailSpec.model_validate({"host": "127.0.0.1", "sender": "s@acme.cn"}).username is None
