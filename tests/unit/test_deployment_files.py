@@ -13,8 +13,20 @@ from infra.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def example_env() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+    pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
+    return {k: v for k, v in pairs}
+
+
+def substituted(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR:?message} and ${VAR}, from .env.example; a missing one fails."""
+    return re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", lambda m: env[m.group(1)], value)
+
+
 def test_compose_runs_every_component_with_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    example = example_env()
     services = compose["services"]
     assert {"rabbitmq", "postgres", "migrate", "router", "consumers", "ingest", "admin"} <= set(
         services
@@ -29,7 +41,7 @@ def test_compose_runs_every_component_with_real_settings(monkeypatch: pytest.Mon
             field = key.removeprefix("ORDERBUS_").lower()
             assert key.startswith("ORDERBUS_") and field in Settings.model_fields, key
         for key, value in env.items():
-            monkeypatch.setenv(key, value)
+            monkeypatch.setenv(key, substituted(value, example))
         settings = Settings()  # parsed as orderbus parses its environment
         assert settings.broker_url.startswith("amqp://") and not settings.embedded_broker
 
@@ -57,3 +69,18 @@ def test_the_image_copies_every_product_package() -> None:
     copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
     packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
     assert copied == packages
+
+
+def test_compose_publishes_only_what_people_must_reach_and_has_no_default_password() -> None:
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    services = yaml.safe_load(text)["services"]
+    published = {name: s.get("ports", []) for name, s in services.items() if s.get("ports")}
+    assert published == {
+        "rabbitmq": ["127.0.0.1:15672:15672"],
+        "ingest": ["8080:8080"],
+        "admin": ["127.0.0.1:8081:8081"],
+    }
+    assert "guest" not in text and "POSTGRES_PASSWORD: orderbus" not in text
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${")
+    assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"].startswith("${")
+    assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
