@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from admin_api import metrics
 from admin_api.auth import KeyAuth
+from admin_api.readiness import Readiness
 from admin_api.routes import (
     alerts,
     dead_letter_causes,
@@ -76,7 +77,7 @@ def create_admin_app(
         engine=engine,
         auth=auth,
         topology=topology,
-        readiness=dict(checks or {}),
+        readiness=Readiness(checks or {}),
         collector=metrics.DatabaseCollector(engine, queue_depths),
         fanout=fanout,
         queue_depths=queue_depths,

@@ -5,7 +5,7 @@ and paging.
 (No ``from __future__ import annotations``: FastAPI reads these aliases.)
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
 
 from admin_api.auth import KeyAuth, Principal, Role
 from admin_api.metrics import DatabaseCollector
+from admin_api.readiness import Readiness
 from infra.database import translate_db_errors
 from infra.topology import Topology
 from router.fanout import Fanout
@@ -29,7 +30,7 @@ class AdminContext:
     engine: Engine
     auth: KeyAuth
     topology: Topology
-    readiness: Mapping[str, Callable[[], None]]
+    readiness: Readiness
     collector: DatabaseCollector
     fanout: Fanout | None
     queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None
