@@ -15,6 +15,7 @@ from admin_api import causes, deadletters
 from admin_api.routes.deps import (
     MAX_OFFSET,
     MAX_PAGE,
+    AdminContext,
     Context,
     Operator,
     RowId,
@@ -125,19 +126,35 @@ def list_dead_letters(
     query = select(dead_letters).where(*conditions)
     if cause is None:
         return page(ctx.engine, query, c.id.desc(), limit, offset)
-    # The cause is read from reason and detail: filtered here.
+    total, ids = _page_of_cause(ctx, conditions, cause, limit, offset)
     with translate_db_errors(), ctx.engine.connect() as conn:
-        found = [
-            r
-            for r in conn.execute(query.order_by(c.id.desc())).mappings()
-            if causes.cause_of(r["reason"], r["detail"]) == cause
-        ]
-    return {
-        "total": len(found),
-        "limit": limit,
-        "offset": offset,
-        "items": found[offset : offset + limit],
-    }
+        rows = conn.execute(
+            select(dead_letters).where(c.id.in_(ids)).order_by(c.id.desc())
+        ).mappings()
+        return {"total": total, "limit": limit, "offset": offset, "items": list(rows)}
+
+
+def _page_of_cause(
+    ctx: AdminContext,
+    conditions: list[ColumnElement[bool]],
+    cause: str,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[int]]:
+    """How many dead letters have ``cause`` (read from reason and detail, so
+    counted here), and the ids on the page asked for. Only ids, reasons and
+    details are read, in batches: memory holds one page, however many match."""
+    c = dead_letters.c
+    query = select(c.id, c.reason, c.detail).where(*conditions).order_by(c.id.desc())
+    total, ids = 0, []
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        for row in conn.execution_options(yield_per=1000).execute(query):
+            if causes.cause_of(row.reason, row.detail) != cause:
+                continue
+            if offset <= total < offset + limit:
+                ids.append(row.id)
+            total += 1
+    return total, ids
 
 
 @router.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterDetail)
