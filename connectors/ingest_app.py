@@ -8,19 +8,22 @@ push that only names orders, every fetch request); 503 with Retry-After
 when the broker is unavailable; 400/401/404/413/415/422 with an
 ``application/problem+json`` body for bad input; 200 for a request that
 carries no order (a ping, an event orderbus does not read). Every refused or
-ignored request is recorded in ``rejected_requests``.
+ignored request is recorded in ``rejected_requests``; requests to a channel
+that does not exist (anyone can send one) briefly, at most 60 a minute, the
+next record counting the ones past that.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from connectors import ingest_shipments, ingest_webhooks
+from connectors.ingest_http import RecordBudget
 from infra.bus import Publisher
 from infra.settings import Settings
 from infra.topology import Topology
@@ -38,6 +41,8 @@ class IngestDeps:
     # OrderClosed, MalformedMessage or TransientError.
     accept_shipment: Callable[[bytes], str] | None = None
     clock: Callable[[], float] = time.time
+    # records of requests to channels that do not exist (anyone can send them)
+    unknown_channels: RecordBudget = field(default_factory=RecordBudget)
 
 
 def create_ingest_app(deps: IngestDeps) -> FastAPI:

@@ -5,6 +5,9 @@ the problem+json answer, and refusing a request, which always records it in
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,36 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# What is kept of a request to a channel that does not exist.
+BRIEF_HEADERS = frozenset({"user-agent", "content-type", "content-length"})
+BRIEF_BODY_BYTES = 256
+
+
+class RecordBudget:
+    """At most ``per_minute`` records of one kind a minute (requests to
+    unknown channels, which anyone can send without a secret); the ones past
+    it are counted, and the next record says how many there were."""
+
+    def __init__(self, per_minute: int = 60, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._window = clock()
+        self._used = 0
+        self._skipped = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[bool, int]:
+        """(record this one?, how many were not recorded since the last one)."""
+        with self._lock:
+            now = self.clock()
+            if now - self._window >= 60:
+                self._window, self._used = now, 0
+            if self._used >= self.per_minute:
+                self._skipped += 1
+                return False, 0
+            self._used += 1
+            skipped, self._skipped = self._skipped, 0
+            return True, skipped
 
 
 def problem(status: int, reason: str, detail: str, **extra: Any) -> JSONResponse:
@@ -66,8 +99,14 @@ class Received:
         body, size, too_large = await read_limited(request, limit)
         return cls(request, where, body, size, too_large)
 
-    async def record(self, status: int, reason: str, detail: str) -> None:
+    async def record(self, status: int, reason: str, detail: str, *, brief: bool = False) -> None:
+        """Record the request; ``brief`` (a request to a channel that does not
+        exist, which anyone can send) keeps only a little of it."""
         request = self.request
+        headers, body = dict(request.headers), self.body
+        if brief:
+            headers = {k: v for k, v in headers.items() if k.lower() in BRIEF_HEADERS}
+            body = body[:BRIEF_BODY_BYTES]
         await run_in_threadpool(
             record_rejection,
             deps_of(request).engine,
@@ -75,14 +114,20 @@ class Received:
             status_code=status,
             reason=reason,
             detail=detail,
-            headers=dict(request.headers),
-            body=self.body,
+            headers=headers,
+            body=body,
             body_size=self.size,
             remote_addr=request.client.host if request.client else None,
         )
 
-    async def refuse(self, error: ConnectorError) -> JSONResponse:
-        await self.record(error.status, error.reason, error.detail)
+    async def refuse(self, error: ConnectorError, *, brief: bool = False) -> JSONResponse:
+        if not brief:
+            await self.record(error.status, error.reason, error.detail)
+        else:
+            allowed, skipped = deps_of(self.request).unknown_channels.take()
+            if allowed:
+                more = f" (+{skipped} more not recorded one by one)" if skipped else ""
+                await self.record(error.status, error.reason, error.detail + more, brief=True)
         log.warning("ingest %s: %d %s: %s", self.where, error.status, error.reason, error.detail)
         extra: dict[str, Any] = {"errors": error.errors} if error.errors else {}
         return problem(error.status, error.reason, error.detail, **extra)

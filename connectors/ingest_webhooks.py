@@ -44,11 +44,13 @@ ACCEPTED_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class Refused(Exception):
-    """A step said no; the request is answered with :attr:`error`."""
+    """A step said no; the request is answered with :attr:`error` (``brief``:
+    recorded briefly, within a budget: anyone can send it)."""
 
-    def __init__(self, error: ConnectorError) -> None:
+    def __init__(self, error: ConnectorError, *, brief: bool = False) -> None:
         super().__init__(error.detail)
         self.error = error
+        self.brief = brief
 
 
 @router.post("/ingest/{channel}", status_code=202, responses=ACCEPTED_RESPONSES)
@@ -62,7 +64,7 @@ async def ingest(channel: str, request: Request) -> JSONResponse:
             return await _ignored(received, connector, result)
         accepted = await _publish(received, _messages(received, result))
     except Refused as refused:
-        return await received.refuse(refused.error)
+        return await received.refuse(refused.error, brief=refused.brief)
     return _accepted(channel, connector, accepted)
 
 
@@ -72,9 +74,8 @@ def _channel(received: Received) -> tuple[ChannelConfig, WebhookConnector]:
     settings = deps_of(received.request).settings
     channel = received.where
     if channel not in settings.channel_secrets:
-        raise Refused(
-            ConnectorError(404, "unknown_channel", f"no channel {channel!r} is configured")
-        )
+        detail = f"no channel {channel[:64]!r} is configured"
+        raise Refused(ConnectorError(404, "unknown_channel", detail), brief=True)
     if received.too_large:
         detail = f"body over {settings.max_body_bytes} bytes"
         raise Refused(ConnectorError(413, "payload_too_large", detail))
