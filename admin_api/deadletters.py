@@ -172,6 +172,19 @@ class DeadLetterRecorder:
         )
 
 
+DELIVERY_EDIT_REFUSED = (
+    "this dead letter is a delivery to one system of an order the router accepted: an edit "
+    "would reach that system past the router's rules and leave orderbus's copy of the order "
+    "unchanged. Correct the order at its source (the channel sends a new revision, which the "
+    "router checks), or retry this one as it is"
+)
+
+
+def is_delivery(routing_key: str | None) -> bool:
+    """Whether a dead letter is a delivery to a system (``deliver.<target>``)."""
+    return bool(routing_key) and str(routing_key).startswith("deliver.")
+
+
 class DeadLetterStateError(Exception):
     """The dead letter is not open (already retried or discarded)."""
 
@@ -204,6 +217,8 @@ def retry(
     keeps both and their difference. Returns the message id.
     """
     row = _lock_open(conn, dead_letter_id)
+    if edited is not None and is_delivery(row.routing_key):
+        raise DeadLetterStateError(DELIVERY_EDIT_REFUSED)
     message, attempt = _resent(row, edited)
     enqueue(conn, message)
     conn.execute(

@@ -187,13 +187,17 @@ def edit_and_retry(
 ) -> dict[str, Any]:
     """Retry with a corrected body: it must be a valid canonical order (or,
     for a fetch request, name the order), the reason is required, and the
-    audit log keeps the original, the edit and their difference."""
+    audit log keeps the original, the edit and their difference. The edit goes
+    through the router like any arrival; a delivery to one system (an order
+    the router accepted) cannot be edited: 409."""
     with translate_db_errors(), ctx.engine.connect() as conn:
         row = conn.execute(
             select(dead_letters.c.routing_key).where(dead_letters.c.id == dead_letter_id)
         ).first()
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
+    if deadletters.is_delivery(row.routing_key):
+        raise HTTPException(status.HTTP_409_CONFLICT, deadletters.DELIVERY_EDIT_REFUSED)
     problems = edit_problems(row.routing_key, request.body)
     if problems:
         raise HTTPException(422, {"message": "the edited body is not valid", "errors": problems})

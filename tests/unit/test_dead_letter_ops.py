@@ -15,7 +15,8 @@ from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
 from admin_api.causes import cause_of
 from admin_api.deadletters import DeadLetterRecorder
-from canonical.envelope import H_DETAIL, H_REASON
+from canonical.envelope import H_DETAIL, H_REASON, H_SOURCE_QUEUE
+from infra.messages import H_ORIGINAL_ROUTING_KEY
 from infra.settings import Settings
 from infra.tables import dead_letters, outbox
 from infra.topology import build_topology
@@ -117,8 +118,13 @@ def test_edit_and_retry_validates_and_keeps_the_original(
 ) -> None:
     bad = order_dict(external_id="WS-9", total="1.00")
     delivery = failure_delivery(body=body_of(bad), message_id="web-shop.ws-9")
-    delivery.headers.update(
-        {H_REASON: "validation_failed", H_DETAIL: "total: ... but the order says 1.00"}
+    delivery.headers.update(  # refused by the router: its edit goes through the router again
+        {
+            H_REASON: "validation_failed",
+            H_DETAIL: "total: ... but the order says 1.00",
+            H_SOURCE_QUEUE: "t.router",
+            H_ORIGINAL_ROUTING_KEY: "ingest.web-shop",
+        }
     )
     DeadLetterRecorder(sqlite_engine).handle(delivery)
     letter_id = client.get("/dead-letters", headers=OPS).json()["items"][0]["id"]
