@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer, page
+from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer, masked_rows, page
+from infra.masking import mask_value
 from infra.tables import alerts as alerts_table
 
 router = APIRouter(tags=["alerts"])
@@ -17,7 +18,7 @@ router = APIRouter(tags=["alerts"])
 @router.get("/alerts")
 def list_alerts(
     ctx: Context,
-    _who: Viewer,
+    who: Viewer,
     status_: Annotated[Literal["open", "resolved"] | None, Query(alias="status")] = "open",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -25,4 +26,5 @@ def list_alerts(
     """Incidents the alert rules found (ORDERBUS_ALERTS), open ones by default."""
     c = alerts_table.c
     query = select(alerts_table).where(*([c.status == status_] if status_ else []))
-    return page(ctx.engine, query, c.id.desc(), limit, offset)
+    found = page(ctx.engine, query, c.id.desc(), limit, offset)
+    return masked_rows(who, found, subject=mask_value, summary=mask_value)

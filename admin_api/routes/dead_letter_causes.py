@@ -22,6 +22,7 @@ from admin_api.schemas import (
 )
 from infra.audit import audit
 from infra.database import translate_db_errors
+from infra.masking import mask_value
 
 router = APIRouter(tags=["dead letters"])
 
@@ -34,14 +35,15 @@ def _known_cause(cause: str, status_code: int = 404) -> None:
 @router.get("/dead-letter-causes")
 def dead_letter_causes(
     ctx: Context,
-    _who: Viewer,
+    who: Viewer,
     status_: Annotated[DeadLetterStatus | None, Query(alias="status")] = "open",
 ) -> list[dict[str, Any]]:
     """Dead letters grouped by business cause (a SKU not mapped, a bad address,
     the ERP refusing, an expired token, an endpoint down...), with who is
     looking into each."""
     with translate_db_errors(), ctx.engine.connect() as conn:
-        return causes.groups(conn, status_)
+        found = causes.groups(conn, status_)
+    return found if who.sees_personal_data else mask_value(found)
 
 
 @router.post("/dead-letter-causes/{cause}/retry", response_model=RetryManyResult)

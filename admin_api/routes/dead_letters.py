@@ -20,6 +20,7 @@ from admin_api.routes.deps import (
     Operator,
     RowId,
     Viewer,
+    masked_rows,
     page,
     where_equal,
 )
@@ -41,7 +42,7 @@ from canonical.order import CanonicalOrder
 from canonical.validation import violations
 from infra.audit import audit
 from infra.database import translate_db_errors
-from infra.masking import mask_body, mask_text, mask_value
+from infra.masking import mask_text, mask_value, viewer_body
 from infra.tables import dead_letters
 
 router = APIRouter(tags=["dead letters"])
@@ -94,7 +95,7 @@ def _retry_or_http_error(
 @router.get("/dead-letters", response_model=Page[DeadLetterSummary])
 def list_dead_letters(
     ctx: Context,
-    _who: Viewer,
+    who: Viewer,
     queue: str | None = None,
     reason: str | None = None,
     channel: str | None = None,
@@ -118,20 +119,28 @@ def list_dead_letters(
     c = dead_letters.c
     conditions = filter_conditions(f)
     if q:
-        conditions.append(c.body.contains(q) | c.detail.contains(q) | c.exception.contains(q))
+        if not who.sees_personal_data:  # text search would find phones and names
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "searching by text needs an operator")
+        conditions.append(
+            c.body.contains(q, autoescape=True)
+            | c.detail.contains(q, autoescape=True)
+            | c.exception.contains(q, autoescape=True)
+        )
     if order_number:
         conditions.append(c.order_number == order_number)
     if min_attempts:
         conditions.append(c.attempts >= min_attempts)
     query = select(dead_letters).where(*conditions)
     if cause is None:
-        return page(ctx.engine, query, c.id.desc(), limit, offset)
+        found = page(ctx.engine, query, c.id.desc(), limit, offset)
+        return masked_rows(who, found, detail=_masked_text)
     total, ids = _page_of_cause(ctx, conditions, cause, limit, offset)
     with translate_db_errors(), ctx.engine.connect() as conn:
         rows = conn.execute(
             select(dead_letters).where(c.id.in_(ids)).order_by(c.id.desc())
         ).mappings()
-        return {"total": total, "limit": limit, "offset": offset, "items": list(rows)}
+        found = {"total": total, "limit": limit, "offset": offset, "items": list(rows)}
+    return masked_rows(who, found, detail=_masked_text)
 
 
 def _page_of_cause(
@@ -170,11 +179,19 @@ def show_dead_letter(dead_letter_id: RowId, ctx: Context, who: Viewer) -> Any:
     if who.sees_personal_data:
         return row
     masked = dict(row)
-    if masked["body_encoding"] == "utf-8":
-        masked["body"] = mask_body(masked["body"])
-    masked["detail"] = mask_text(masked["detail"] or "") or None
+    masked["body"] = (
+        viewer_body(masked["body"])
+        if masked["body_encoding"] == "utf-8"
+        else f"(not shown to viewers: {len(masked['body'])} characters of base64)"
+    )
+    masked["detail"] = _masked_text(masked["detail"])
+    masked["exception"] = _masked_text(masked["exception"])
     masked["headers"] = mask_value(masked["headers"])
     return masked
+
+
+def _masked_text(text: str | None) -> str | None:
+    return mask_text(text) if text else text
 
 
 @router.post(

@@ -62,6 +62,20 @@ def page(engine: Engine, query: Select[Any], order: Any, limit: int, offset: int
     return {"total": int(total), "limit": limit, "offset": offset, "items": list(rows)}
 
 
+def masked_rows(
+    who: Principal, found: dict[str, Any], **fields: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """A page as ``who`` may read it: for a viewer, each named field of each
+    row passed through its masking function."""
+    if who.sees_personal_data:
+        return found
+    found["items"] = [
+        {**row, **{name: mask(row[name]) for name, mask in fields.items()}}
+        for row in found["items"]
+    ]
+    return found
+
+
 def where_equal(table: Table, **values: object) -> list[ColumnElement[bool]]:
     """``column == value`` for each filter given (None or empty: not a filter)."""
     return [table.c[name] == value for name, value in values.items() if value]

@@ -9,9 +9,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import select
 
-from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Operator, RowId, Viewer, page
+from admin_api.routes.deps import (
+    MAX_OFFSET,
+    MAX_PAGE,
+    Context,
+    Operator,
+    RowId,
+    Viewer,
+    masked_rows,
+    page,
+)
 from admin_api.schemas import HoldDecision, HoldOut, HoldReleased, HoldStatus, Page
 from infra.database import translate_db_errors
+from infra.masking import mask_text
 from infra.tables import holds as holds_table
 from router import holds
 
@@ -21,14 +31,19 @@ router = APIRouter(tags=["holds"])
 @router.get("/holds", response_model=Page[HoldOut])
 def list_holds(
     ctx: Context,
-    _who: Viewer,
+    who: Viewer,
     status_: Annotated[HoldStatus | None, Query(alias="status")] = "open",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     c = holds_table.c
     query = select(holds_table).where(*([c.status == status_] if status_ else []))
-    return page(ctx.engine, query, c.id.desc(), limit, offset)
+    found = page(ctx.engine, query, c.id.desc(), limit, offset)
+    return masked_rows(who, found, note=_note)
+
+
+def _note(note: str | None) -> str | None:
+    return mask_text(note) if note else note
 
 
 @router.post("/holds/{hold_id}/release", response_model=HoldReleased)

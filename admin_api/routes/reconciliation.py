@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 from admin_api import reconcile
 from admin_api.routes.deps import AdminContext, Context, Viewer
 from infra.database import translate_db_errors
+from infra.masking import mask_text
 from infra.request_bodies import read_limited
 
 router = APIRouter(tags=["reconciliation"])
@@ -43,7 +44,7 @@ def _day_report(
 )
 def reconciliation(
     ctx: Context,
-    _who: Viewer,
+    who: Viewer,
     day: date,
     channel: str | None = None,
     timezone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
@@ -54,6 +55,9 @@ def reconciliation(
     + held + dead-lettered + in flight + unexplained (there should be none);
     ``format=csv`` gives one row per order."""
     report = _day_report(ctx, day, channel, timezone, grace_minutes)
+    if not who.sees_personal_data:  # details quote refusals, which may name the buyer
+        for entry in report.entries:
+            entry.detail = mask_text(entry.detail)
     if format_ == "csv":
         # A header is Latin-1: the channel's name goes in only as safe ASCII.
         label = re.sub(r"[^A-Za-z0-9_-]", "_", channel or "all")

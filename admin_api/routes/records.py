@@ -9,9 +9,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer, page, where_equal
+from admin_api.routes.deps import (
+    MAX_OFFSET,
+    MAX_PAGE,
+    Context,
+    Viewer,
+    masked_rows,
+    page,
+    where_equal,
+)
 from admin_api.schemas import AuditEntry, Instant, NotificationOut, Page, RejectedRequestOut
-from infra.masking import mask_body, redact_headers
+from infra.masking import mask_text, mask_value, redact_headers, viewer_body
 from infra.tables import audit_log, notifications, rejected_requests
 
 router = APIRouter()
@@ -37,11 +45,7 @@ def list_rejected(
     found = page(ctx.engine, query, c.id.desc(), limit, offset)
     # records made before signatures were redacted on the way in are redacted here
     found["items"] = [{**r, "headers": redact_headers(r["headers"] or {})} for r in found["items"]]
-    if not who.sees_personal_data:
-        found["items"] = [
-            {**r, "body_excerpt": mask_body(r["body_excerpt"])} for r in found["items"]
-        ]
-    return found
+    return masked_rows(who, found, body_excerpt=viewer_body, detail=mask_text, headers=mask_value)
 
 
 @router.get("/notifications", response_model=Page[NotificationOut], tags=["customer notifications"])
@@ -70,11 +74,12 @@ def list_notifications(
 @router.get("/audit", response_model=Page[AuditEntry], tags=["audit"])
 def list_audit(
     ctx: Context,
-    _who: Viewer,
+    who: Viewer,
     actor: str | None = None,
     action: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     query = select(audit_log).where(*where_equal(audit_log, actor=actor, action=action))
-    return page(ctx.engine, query, audit_log.c.id.desc(), limit, offset)
+    found = page(ctx.engine, query, audit_log.c.id.desc(), limit, offset)
+    return masked_rows(who, found, detail=mask_value)
