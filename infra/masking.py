@@ -72,7 +72,7 @@ SECRET_KEYS = frozenset(
     )
 )  # fmt: skip
 # Values that are payloads of their own (Youzan's msg, Douyin's data, ours).
-PAYLOAD_KEYS = frozenset({"msg", "data", "responsetext", "body"})
+PAYLOAD_KEYS = frozenset({"msg", "data", "responsetext", "body", "bodyexcerpt"})
 
 # Credentials, and the platforms' signatures: with a captured signed body, a
 # signature is what a replay needs, so nobody reading the record gets it.
@@ -248,3 +248,66 @@ def viewer_body(body: str | None) -> str | None:
         return json.dumps(mask_value(data), ensure_ascii=False, separators=(",", ":"))
     except (ValueError, RecursionError):
         return f"(not shown to viewers: {len(body)} characters that are not JSON)"
+
+
+def personal_values(value: Any, key: str = "", parent: str = "") -> set[str]:
+    """The personal values in data (phones, e-mails, names, streets, by field
+    name, inside payloads too): what a system or a person may have quoted in
+    free text about the same order."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found |= personal_values(v, str(k), key)
+    elif isinstance(value, list):
+        for v in value:
+            found |= personal_values(v, key, parent)
+    elif isinstance(value, str) and len(value.strip()) >= 2:
+        k = _key(key)
+        if _by_key(k, value, person=k == "name" and _key(parent) in PEOPLE) is not None:
+            if k not in SECRET_KEYS:
+                found.add(value.strip())
+        elif k in PAYLOAD_KEYS or value.lstrip().startswith(("{", "[")):
+            try:
+                found |= personal_values(_payload(value))
+            except (ValueError, RecursionError):
+                found |= _keyed_values(value)  # JSON cut short: its "key": "value" pairs
+    return found
+
+
+def _keyed_values(text: str) -> set[str]:
+    if len(text) > MAX_MASKED_TEXT:
+        return set()
+    found = set()
+    for m in KEYED_VALUE.finditer(text):
+        key, value = _key(m.group(1)), m.group(3)
+        personal = _by_key(key, value, person=key == "name") is not None
+        if personal and key not in SECRET_KEYS and len(value.strip()) >= 2:
+            found.add(value.strip())
+    return found
+
+
+def scrub(value: Any, known: set[str]) -> Any:
+    """Every occurrence of a known personal value in the strings of ``value``
+    replaced by its masked form (a name an ERP echoed in its refusal, a
+    customer's name in an operator's note)."""
+    if not known:
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, known) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, known) for v in value]
+    if isinstance(value, str):
+        for secret in sorted(known, key=len, reverse=True):
+            if secret in value:
+                value = value.replace(secret, mask_name(secret))
+    return value
+
+
+def for_viewer(record: Any, *more: Any) -> Any:
+    """A record as a viewer may read it: masked by field and in text, and
+    every personal value found in it (or in ``more``: the order it is about)
+    scrubbed wherever else it is quoted."""
+    known = personal_values(record)
+    for data in more:
+        known |= personal_values(data)
+    return scrub(mask_value(record), known)

@@ -22,7 +22,7 @@ from admin_api.schemas import (
 )
 from infra.audit import audit
 from infra.database import translate_db_errors
-from infra.masking import mask_value
+from infra.masking import for_viewer
 
 router = APIRouter(tags=["dead letters"])
 
@@ -43,7 +43,7 @@ def dead_letter_causes(
     looking into each."""
     with translate_db_errors(), ctx.engine.connect() as conn:
         found = causes.groups(conn, status_)
-    return found if who.sees_personal_data else mask_value(found)
+    return found if who.sees_personal_data else for_viewer(found)
 
 
 @router.post("/dead-letter-causes/{cause}/retry", response_model=RetryManyResult)

@@ -42,7 +42,7 @@ from canonical.order import CanonicalOrder
 from canonical.validation import violations
 from infra.audit import audit
 from infra.database import translate_db_errors
-from infra.masking import mask_text, mask_value, viewer_body
+from infra.masking import for_viewer, viewer_body
 from infra.tables import dead_letters
 
 router = APIRouter(tags=["dead letters"])
@@ -133,14 +133,14 @@ def list_dead_letters(
     query = select(dead_letters).where(*conditions)
     if cause is None:
         found = page(ctx.engine, query, c.id.desc(), limit, offset)
-        return masked_rows(who, found, detail=_masked_text)
+        return masked_rows(who, found)
     total, ids = _page_of_cause(ctx, conditions, cause, limit, offset)
     with translate_db_errors(), ctx.engine.connect() as conn:
         rows = conn.execute(
             select(dead_letters).where(c.id.in_(ids)).order_by(c.id.desc())
         ).mappings()
         found = {"total": total, "limit": limit, "offset": offset, "items": list(rows)}
-    return masked_rows(who, found, detail=_masked_text)
+    return masked_rows(who, found)
 
 
 def _page_of_cause(
@@ -178,20 +178,13 @@ def show_dead_letter(dead_letter_id: RowId, ctx: Context, who: Viewer) -> Any:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such dead letter")
     if who.sees_personal_data:
         return row
-    masked = dict(row)
+    masked = for_viewer(dict(row))
     masked["body"] = (
-        viewer_body(masked["body"])
-        if masked["body_encoding"] == "utf-8"
-        else f"(not shown to viewers: {len(masked['body'])} characters of base64)"
+        viewer_body(row["body"])
+        if row["body_encoding"] == "utf-8"
+        else f"(not shown to viewers: {len(row['body'])} characters of base64)"
     )
-    masked["detail"] = _masked_text(masked["detail"])
-    masked["exception"] = _masked_text(masked["exception"])
-    masked["headers"] = mask_value(masked["headers"])
     return masked
-
-
-def _masked_text(text: str | None) -> str | None:
-    return mask_text(text) if text else text
 
 
 @router.post(

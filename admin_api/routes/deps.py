@@ -16,6 +16,8 @@ from admin_api.auth import KeyAuth, Principal, Role
 from admin_api.metrics import DatabaseCollector
 from admin_api.readiness import Readiness
 from infra.database import translate_db_errors
+from infra.masking import for_viewer
+from infra.tables import orders
 from infra.topology import Topology
 from router.fanout import Fanout
 
@@ -65,12 +67,14 @@ def page(engine: Engine, query: Select[Any], order: Any, limit: int, offset: int
 def masked_rows(
     who: Principal, found: dict[str, Any], **fields: Callable[[Any], Any]
 ) -> dict[str, Any]:
-    """A page as ``who`` may read it: for a viewer, each named field of each
-    row passed through its masking function."""
+    """A page as ``who`` may read it: for a viewer, each row masked as a whole
+    (infra.masking.for_viewer: by field, in text, and each personal value the
+    row holds scrubbed wherever else it quotes it), then each named field
+    passed through its own function, given the row as stored."""
     if who.sees_personal_data:
         return found
     found["items"] = [
-        {**row, **{name: mask(row[name]) for name, mask in fields.items()}}
+        {**for_viewer(dict(row)), **{name: mask(row[name]) for name, mask in fields.items()}}
         for row in found["items"]
     ]
     return found
@@ -79,3 +83,16 @@ def masked_rows(
 def where_equal(table: Table, **values: object) -> list[ColumnElement[bool]]:
     """``column == value`` for each filter given (None or empty: not a filter)."""
     return [table.c[name] == value for name, value in values.items() if value]
+
+
+def order_bodies(ctx: AdminContext, numbers: Iterable[str]) -> dict[str, str]:
+    """The stored bodies of these orders (to scrub their buyers' details
+    wherever a viewer's page quotes them)."""
+    wanted = sorted(set(numbers))
+    if not wanted:
+        return {}
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        rows = conn.execute(
+            select(orders.c.order_number, orders.c.body).where(orders.c.order_number.in_(wanted))
+        )
+        return {number: body for number, body in rows}

@@ -16,12 +16,12 @@ from admin_api.routes.deps import (
     Operator,
     RowId,
     Viewer,
-    masked_rows,
+    order_bodies,
     page,
 )
 from admin_api.schemas import HoldDecision, HoldOut, HoldReleased, HoldStatus, Page
 from infra.database import translate_db_errors
-from infra.masking import mask_text
+from infra.masking import for_viewer
 from infra.tables import holds as holds_table
 from router import holds
 
@@ -39,11 +39,13 @@ def list_holds(
     c = holds_table.c
     query = select(holds_table).where(*([c.status == status_] if status_ else []))
     found = page(ctx.engine, query, c.id.desc(), limit, offset)
-    return masked_rows(who, found, note=_note)
-
-
-def _note(note: str | None) -> str | None:
-    return mask_text(note) if note else note
+    if who.sees_personal_data:
+        return found
+    bodies = order_bodies(ctx, (row["order_number"] for row in found["items"]))
+    found["items"] = [
+        for_viewer(dict(row), bodies.get(row["order_number"], "")) for row in found["items"]
+    ]
+    return found
 
 
 @router.post("/holds/{hold_id}/release", response_model=HoldReleased)

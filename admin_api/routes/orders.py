@@ -12,7 +12,7 @@ from admin_api import lookup
 from admin_api.routes.deps import Context, Viewer
 from admin_api.schemas import OrderSearch, OrderStory
 from infra.database import translate_db_errors
-from infra.masking import mask_value
+from infra.masking import for_viewer
 
 router = APIRouter(tags=["orders"])
 
@@ -41,9 +41,9 @@ def search_orders(
             if events:
                 unrouted = {"channel": channel, "external_id": external_id, "timeline": events}
     if not who.sees_personal_data:
-        found = [{**o, "order": mask_value(o["order"])} for o in found]
+        found = [for_viewer(o) for o in found]
         if unrouted:
-            unrouted = mask_value(unrouted)
+            unrouted = for_viewer(unrouted)
     return {"orders": found, "unrouted": unrouted}
 
 
@@ -57,4 +57,4 @@ def order_story(number: str, ctx: Context, who: Viewer) -> dict[str, Any]:
         if not found:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such order")
         story = {**found[0], "timeline": lookup.timeline(conn, number)}
-    return story if who.sees_personal_data else mask_value(story)
+    return story if who.sees_personal_data else for_viewer(story)
