@@ -174,6 +174,16 @@ def require_signature(
         raise unauthorized("bad_signature", f"{what} does not match the body")
 
 
+def signed_delivery_id(signed: bytes | str) -> str:
+    """A delivery's id made of the bytes its signature covers: the same on
+    every resend of one push, different for any other content. Never a
+    platform's unsigned header or envelope field, which anyone replaying a
+    captured push could set (to make a copy look new, or to take the id of a
+    push yet to come)."""
+    data = signed.encode("utf-8") if isinstance(signed, str) else signed
+    return "s" + hashlib.sha256(data).hexdigest()[:39]
+
+
 def require_app(named: str | None, configured: str | None) -> None:
     """ConnectorError(401) when the request names another app than ours (when
     the platform's signature covers the app's id)."""

@@ -9,9 +9,10 @@ topics reference):
 - ``X-Shopify-Topic``: ``orders/create``, ``orders/updated``, ``orders/paid``,
   ``orders/cancelled`` (and ``orders/fulfilled``, ``orders/partially_fulfilled``)
   carry the whole order; any other topic is answered 200 and recorded as ignored.
-- ``X-Shopify-Webhook-Id``: the same on every retry of one delivery: it becomes
-  the message id, so a redelivery has no second effect.
-- ``X-Shopify-Shop-Domain``: the shop, unless the channel's configuration names one.
+- ``X-Shopify-Webhook-Id`` and ``X-Shopify-Shop-Domain`` are not signed, so
+  neither is used: a replay of a captured webhook could set them. The message
+  id is a hash of the signed body (the same on every retry, so a redelivery
+  has no second effect); the shop is the channel's ``shop`` setting.
 
 Mapping: the status comes from the payload, not the topic (a late
 ``orders/paid`` after ``orders/cancelled`` must not reopen the order):
@@ -44,6 +45,7 @@ from connectors.payload import (
     hmac_sha256_base64,
     load_json,
     require_hmac_base64,
+    signed_delivery_id,
     timestamp,
 )
 
@@ -79,9 +81,12 @@ class ShopifyConnector:
         data = load_json(request.body, exact_numbers=True)
         if not isinstance(data, dict):
             raise unreadable("the body must be a JSON object (the order)")
-        shop = channel.shop or request.header(SHOP_HEADER) or "default"
+        # The signature covers the body only: the shop comes from configuration,
+        # the delivery's id from the signed body (X-Shopify-Shop-Domain and
+        # X-Shopify-Webhook-Id are not signed; a replay could set them).
+        shop = channel.shop or "default"
         order = canonical_order(to_canonical(data, channel.name, shop))
-        return WebhookResult((Arrival(order, request.header(WEBHOOK_ID_HEADER)),))
+        return WebhookResult((Arrival(order, signed_delivery_id(request.body)),))
 
     def sign(self, body: bytes, secret: str, now: float) -> tuple[dict[str, str], bytes]:
         return {

@@ -7,8 +7,9 @@ Documented by WooCommerce (woocommerce-rest-api-docs, "Webhooks: delivery/payloa
   with the webhook's secret; checked in constant time against every secret.
 - ``X-WC-Webhook-Topic``: ``order.created`` and ``order.updated`` carry the
   order; any other topic is answered 200 and recorded as ignored.
-- ``X-WC-Webhook-Delivery-ID``: the delivery log id, used as the message id.
-  (A retry may get a new one; the order's content hash still makes it a duplicate.)
+- ``X-WC-Webhook-Delivery-ID`` and ``X-WC-Webhook-Source`` are not signed, so
+  neither is used: the message id is a hash of the signed body, the shop the
+  channel's ``shop`` setting.
 - When a webhook is created, WooCommerce sends an unsigned ping whose body is
   ``webhook_id=N`` (form-encoded): answered 200 and recorded, never read as an order.
 
@@ -43,6 +44,7 @@ from connectors.payload import (
     hmac_sha256_base64,
     load_json,
     require_hmac_base64,
+    signed_delivery_id,
     timestamp,
 )
 
@@ -93,9 +95,12 @@ class WooCommerceConnector:
         status = str(data.get("status") or "")
         if status in NOT_ORDERS:
             return WebhookResult(ignored=f"order {data.get('id')} has status {status!r}")
-        shop = channel.shop or request.header(SOURCE_HEADER) or "default"
+        # The signature covers the body only: the shop comes from configuration,
+        # the delivery's id from the signed body (the source and delivery
+        # headers are not signed; a replay could set them).
+        shop = channel.shop or "default"
         order = canonical_order(to_canonical(data, channel.name, shop))
-        return WebhookResult((Arrival(order, request.header(DELIVERY_HEADER)),))
+        return WebhookResult((Arrival(order, signed_delivery_id(request.body)),))
 
     def sign(self, body: bytes, secret: str, now: float) -> tuple[dict[str, str], bytes]:
         return {

@@ -16,11 +16,12 @@ Cloud's "消息推送" guide; the field list below is the one its SDKs reproduce
   ``trade_TradeSuccess``, ``trade_TradeClose``... (any ``trade_*`` carrying an
   order is read; other types, refunds, items, members, are answered and recorded
   as ignored).
-- ``version``: "higher overrides lower" for one trade (a time stamp): it becomes
-  the canonical order's ``version``. It is not signed, but a forged one cannot
-  move an order backwards: the router ranks status first.
-- ``msg_id`` (V3 messages): the message's id; without it, ``{id}.{type}.{version}``
-  is: the same on every resend (``sendCount``), so a resend has no second effect.
+- ``version``, ``msg_id`` and ``kdt_id``: not signed, so none of them is used.
+  A replay of a captured push could set them (a higher version, a new id,
+  another shop) to make a copy look like a new revision or a new order. The
+  order's version is its ``update_time`` (Unix seconds) from the signed
+  ``msg``, the delivery's id a hash of ``msg`` (the same on every resend), and
+  the shop the channel's ``shop`` setting.
 - A trade event whose ``msg`` has no order lines (a status change only, as
   in Youzan's published ``trade_TradePaid`` sample) names the trade: with the
   channel's ``youzan`` API settings it becomes a fetch request, and the fetch
@@ -79,6 +80,7 @@ from connectors.payload import (
     load_json,
     require_app,
     require_signature,
+    signed_delivery_id,
     timestamp,
 )
 from infra.setting_specs import YouzanSpec
@@ -148,16 +150,16 @@ class YouzanConnector:
         except UnicodeDecodeError as exc:
             raise unreadable(f"msg is not URL-encoded UTF-8: {exc}", "invalid_encoding") from exc
         info = message.get("full_order_info") if isinstance(message, dict) else None
-        version = data.get("version")
-        if isinstance(version, str) and version.isdigit():
-            version = int(version)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            version = 1
-        shop = channel.shop or str(data.get("kdt_id") or "default")
+        # Only client_id and msg are signed: the shop comes from configuration,
+        # the version and the delivery's id from msg (the envelope's kdt_id,
+        # version and msg_id are not signed; a replay could set them).
+        shop = channel.shop or "default"
+        delivery = signed_delivery_id(str(data.get("msg")))
+        order_info = (info or {}).get("order_info") if isinstance(info, dict) else None
+        version = signed_version(order_info if isinstance(order_info, dict) else {})
         if not isinstance(info, dict) or not info.get("orders"):
             # A status event without the order's lines: the trade is fetched
             # with youzan.trade.get when the channel has the API settings.
-            order_info = (info or {}).get("order_info") or {}
             tid = order_info.get("tid") if isinstance(order_info, dict) else None
             status = data.get("status")
             if not channel.fetch or not tid:
@@ -165,12 +167,10 @@ class YouzanConnector:
                     ignored=f"{kind} for trade {tid or data.get('id')} carries no order lines "
                     f"(status {status}); set the channel's youzan API settings to fetch it"
                 )
-            delivery = data.get("msg_id") or f"{tid}.{kind}.{version}"
-            reference = OrderReference(str(tid), str(delivery), shop, version)
+            reference = OrderReference(str(tid), delivery, shop, version)
             return WebhookResult(references=(reference,))
         order = canonical_order(to_canonical(info, channel.name, shop, version))
-        delivery = data.get("msg_id") or f"{order.external_id}.{kind}.{version}"
-        return WebhookResult((Arrival(order, str(delivery)),))
+        return WebhookResult((Arrival(order, delivery),))
 
     def sign(self, body: bytes, secret: str, now: float) -> tuple[dict[str, str], bytes]:
         data = json.loads(body)
@@ -204,6 +204,18 @@ def _line(line: dict[str, Any], where: str) -> dict[str, Any]:
         "unit_price": unit,
         "discount": unit * quantity - paid,
     }
+
+
+def signed_version(order_info: dict[str, Any]) -> int:
+    """ "Higher overrides lower" for one trade, from its ``update_time`` (in the
+    signed msg, or the API's answer): Unix seconds; 1 without one."""
+    updated = order_info.get("update_time")
+    if not updated:
+        return 1
+    try:
+        return max(int(timestamp(updated, "order_info.update_time", SHANGHAI).timestamp()), 1)
+    except ConnectorError:
+        return 1
 
 
 def to_canonical(info: dict[str, Any], channel: str, shop: str, version: int) -> dict[str, Any]:
@@ -371,8 +383,10 @@ class YouzanOrders:
 
     def fetch(self, reference: OrderReference) -> CanonicalOrder:
         info = self.api.trade(reference.external_id)
-        shop = self.channel.shop or reference.shop or "default"
-        order = canonical_order(to_canonical(info, self.channel.name, shop, reference.version or 1))
+        shop = self.channel.shop or "default"
+        order_info = info.get("order_info")
+        version = signed_version(order_info if isinstance(order_info, dict) else {})
+        order = canonical_order(to_canonical(info, self.channel.name, shop, version))
         if order.external_id != reference.external_id:
             raise unreadable(f"asked for trade {reference.external_id}, got {order.external_id}")
         return order

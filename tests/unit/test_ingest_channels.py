@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from canonical.order import CanonicalOrder
 from connectors.ingest_app import IngestDeps, create_ingest_app
-from connectors.payload import hmac_sha256_base64
+from connectors.payload import hmac_sha256_base64, signed_delivery_id
 from infra.setting_specs import ChannelSpec
 from infra.settings import Settings
 from infra.tables import rejected_requests
@@ -67,7 +67,7 @@ def shopify_headers(body: bytes, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-def test_a_shopify_order_is_published_under_its_webhook_id(
+def test_a_shopify_order_is_published_under_its_signed_bodys_id(
     client: TestClient, publisher: FakePublisher
 ) -> None:
     body, extra = fixture_body("shopify/orders-create.json")
@@ -75,9 +75,10 @@ def test_a_shopify_order_is_published_under_its_webhook_id(
     again = client.post("/ingest/shop-us", content=body, headers=shopify_headers(body, extra))
     assert first.status_code == again.status_code == 202, first.text
     # A redelivery carries the same message id, which the router records once
-    # (tests/integration/test_storage_contract.py::test_redelivered_message_has_no_second_effect).
+    # (tests/integration/test_storage_contract.py::test_redelivered_message_has_no_second_effect);
+    # the id is the signed body's, not X-Shopify-Webhook-Id, which is not signed.
     ids = [m.message_id for m in publisher.published]
-    assert ids == [f"shop-us.{extra['X-Shopify-Webhook-Id']}"] * 2
+    assert ids == [f"shop-us.{signed_delivery_id(body)}"] * 2
     order = CanonicalOrder.from_wire(publisher.published[0].body)
     assert (order.channel, order.shop, order.external_id) == (
         "shop-us",

@@ -20,6 +20,7 @@ from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder
 from connectors.base import ChannelConfig, ConnectorError, OrderReference, WebhookRequest
 from connectors.ingest_app import IngestDeps, create_ingest_app
+from connectors.payload import signed_delivery_id
 from connectors.registry import fetching_channels
 from connectors.youzan import YouzanApi, YouzanConnector, YouzanOrders, youzan_sign
 from infra.setting_specs import ChannelSpec
@@ -81,8 +82,9 @@ def read(body: bytes) -> tuple[CanonicalOrder | None, str | None, str | None]:
 def test_the_paid_trade_is_read_exactly() -> None:
     order, delivery, _ = read(signed(paid_envelope()))
     assert order is not None
-    assert delivery == "59b2499c-59d7-4f94-8406-8b013318fac1"
-    assert order.version == 1539697271
+    assert delivery == signed_delivery_id(paid_envelope()["msg"])  # not the unsigned msg_id
+    assert order.version == 1539697271  # the signed update_time, 2018-10-16 21:41:11 +08:00
+    assert order.shop == "default"  # the channel sets no shop; the unsigned kdt_id is not used
     assert order.placed_at.isoformat() == "2018-10-16T21:41:01+08:00"
     assert [(i.sku, str(i.unit_price), str(i.discount)) for i in order.items] == [
         ("spbm001", "1.00", "0.20"),
@@ -98,11 +100,17 @@ def test_the_paid_trade_is_read_exactly() -> None:
     assert order.customer.name == "赞宝"
 
 
-def test_a_resend_without_msg_id_has_the_same_delivery_id() -> None:
+def test_a_resend_or_a_replay_with_new_envelope_fields_is_the_same_delivery() -> None:
     envelope = {k: v for k, v in paid_envelope().items() if k != "msg_id"}
-    _, first, _ = read(signed(envelope))
-    _, again, _ = read(signed({**envelope, "sendCount": 3}))
-    assert first == again == "E20181016214101073500004.trade_TradePaid.1539697271"
+    first, first_id, _ = read(signed(envelope))
+    _, resent, _ = read(signed({**envelope, "sendCount": 3}))
+    # a captured push replayed with a new msg_id, a higher version, another kdt_id
+    replay = {**envelope, "msg_id": "new-id", "version": 9999999999, "kdt_id": 1}
+    replayed, replayed_id, _ = read(signed(replay))
+    assert first_id == resent == replayed_id == signed_delivery_id(envelope["msg"])
+    assert first is not None and replayed is not None
+    assert (replayed.version, replayed.shop) == (first.version, first.shop)
+    assert replayed.content_hash() == first.content_hash()
 
 
 def test_the_envelope_outside_the_signature_cannot_change_the_order() -> None:
@@ -193,7 +201,7 @@ def test_a_resent_push_is_published_under_one_message_id(
     assert first.status_code == again.status_code == 200, first.text
     assert first.json() == again.json() == {"code": 0, "msg": "success"}
     ids = [m.message_id for m in publisher.published]
-    assert ids == ["yz.59b2499c-59d7-4f94-8406-8b013318fac1"] * 2
+    assert ids == ["yz." + signed_delivery_id(paid_envelope()["msg"])] * 2
 
 
 def test_a_forged_push_is_401_and_recorded(
@@ -273,9 +281,9 @@ def test_a_status_event_names_the_trade_to_fetch_when_the_api_is_configured() ->
     assert result.references == (
         OrderReference(
             "E20181016214101073500004",
-            "59b2499c-59d7-4f94-8406-8b013318fac1",
-            "41566520",
-            1539697271,
+            signed_delivery_id(STATUS_ONLY_MSG),  # from the signed msg, not msg_id
+            "default",  # the channel's shop (none set), not the unsigned kdt_id
+            1539697271,  # the msg's update_time
         ),
     )
 
