@@ -104,3 +104,16 @@ def test_a_request_signed_with_an_empty_key_is_refused(
     assert answer.json()["title"] == "bad_signature"
     assert recorded(sqlite_engine, name) == [answer.json()["title"]]
     assert publisher.published == []
+
+
+@pytest.mark.parametrize("name", sorted(CONNECTORS))
+def test_a_body_over_the_limit_is_a_recorded_413_unread(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine, name: str
+) -> None:
+    body = b"x" * (4 * 1024 * 1024 + 1)
+    answer = client.post(
+        f"/ingest/{name}", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert recorded(sqlite_engine, name) == ["payload_too_large"]
+    assert publisher.published == []

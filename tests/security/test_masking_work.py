@@ -9,6 +9,7 @@ The assertions are on work done (characters looked at), never on wall time.
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable, Iterator
 
@@ -108,3 +109,34 @@ def test_an_unsigned_request_with_a_long_channel_name_costs_linear_work(
     assert lines and all(len(line) < MAX_LINE + 200 for line in lines)
     assert looked and all(work <= 330 * max(size, 1) for size, work in looked)
     assert sum(size for size, _ in looked) < 10 * (MAX_LINE + 400)
+
+
+def test_a_youzan_push_with_a_huge_client_id_costs_linear_work(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other request that stalled ingest: Youzan's client_id, checked
+    before the signature, 1 MiB long."""
+    from infra.setting_specs import ChannelSpec
+
+    settings = Settings(
+        channel_secrets={"yz": ["a-long-enough-client-secret"]},
+        channels={"yz": ChannelSpec(connector="youzan", app_key="the-app")},
+        namespace="t",
+    )
+    deps = IngestDeps(settings, sqlite_engine, FakePublisher(), build_topology(settings))  # type: ignore[arg-type]
+    looked: list[tuple[int, int]] = []
+    real = masking.mask_emails
+
+    def counted(text: str) -> tuple[str, int]:
+        result = real(text)
+        looked.append((len(text), result[1]))
+        return result
+
+    monkeypatch.setattr(masking, "mask_emails", counted)
+    body = json.dumps({"client_id": "a" * 1_000_000, "msg": "x", "sign": "y", "type": "trade_X"})
+    with TestClient(create_ingest_app(deps)) as client:
+        answer = client.post(
+            "/ingest/yz", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 401
+    assert all(work <= 330 * max(size, 1) for size, work in looked)
