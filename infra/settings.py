@@ -221,6 +221,11 @@ class Settings(BaseSettings):
         default=None, description="alert rules and their webhook (admin_api/alerts.py)"
     )
     # Read by the command before the settings (infra/logs.py); here to be validated.
+    rejected_retention_days: float = Field(
+        default=30,
+        gt=0,
+        description="days the records of refused requests are kept, then deleted in batches",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description=(

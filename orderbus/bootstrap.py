@@ -29,6 +29,7 @@ from targets.delivery import HttpDelivery, RetryPolicy
 
 if TYPE_CHECKING:
     from admin_api.alerts import AlertEvaluator
+    from admin_api.retention import RejectedRetention
     from admin_api.retry_jobs import RetryJobWorker
     from connectors.legacy_amqp import LegacyInbound
     from connectors.mapping import FieldMapping
@@ -249,6 +250,11 @@ class Orderbus:
         from admin_api.retry_jobs import RetryJobWorker
 
         return RetryJobWorker(self.engine)
+
+    def rejected_retention(self) -> RejectedRetention:
+        from admin_api.retention import RejectedRetention
+
+        return RejectedRetention(self.engine, self.settings.rejected_retention_days)
 
     def recorder(self) -> DeadLetterRecorder:
         return DeadLetterRecorder(self.engine)

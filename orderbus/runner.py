@@ -108,6 +108,7 @@ class Daemon:
             if settings.alerts is not None:
                 self._thread("alerts", app.alert_evaluator().run, self.stop)
             self._thread("retry-jobs", app.retry_job_worker().run, self.stop)
+            self._thread("retention", app.rejected_retention().run, self.stop)
 
     def start(self) -> None:
         if not self.threads:

@@ -143,4 +143,4 @@ def test_the_admin_component_runs_the_alert_rules_when_configured(sqlite_url: st
     )
     daemon = Daemon(app, ("admin",))
     daemon.build()
-    assert sorted(t.name for t in daemon.threads) == ["admin", "alerts", "retry-jobs"]
+    assert sorted(t.name for t in daemon.threads) == ["admin", "alerts", "retention", "retry-jobs"]
