@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from connectors.ingest_app import IngestDeps, create_ingest_app
-from connectors.registry import CONNECTORS, fetching_channels
+from connectors.registry import CONNECTORS
 from infra.setting_specs import ChannelSpec, DouyinSpec
 from infra.settings import Settings
 from infra.tables import rejected_requests
-from infra.topology import build_topology
 from tests.factories import FakePublisher
 
 SECRET = "a-long-enough-platform-secret"
@@ -38,22 +36,14 @@ def channel_spec(name: str) -> ChannelSpec:
 
 
 @pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def client(sqlite_engine: Engine, publisher: FakePublisher) -> Iterator[TestClient]:
+def client(ingest_for: Callable[[Settings], TestClient]) -> TestClient:
     settings = Settings(
         channel_secrets={name: [SECRET] for name in CONNECTORS},
         channels={name: channel_spec(name) for name in CONNECTORS},
         max_body_bytes=4 * 1024 * 1024,
         namespace="t",
     )
-    topology = build_topology(settings, fetching_channels(settings))
-    deps = IngestDeps(settings, sqlite_engine, publisher, topology)  # type: ignore[arg-type]
-    with TestClient(create_ingest_app(deps), raise_server_exceptions=False) as c:
-        yield c
+    return ingest_for(settings)
 
 
 def recorded(engine: Engine, channel: str) -> list[str]:

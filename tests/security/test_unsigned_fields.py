@@ -13,21 +13,17 @@ version): the router records it once and nothing is sent again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
 from canonical.order import CanonicalOrder
-from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.payload import hmac_sha256_base64
-from connectors.registry import fetching_channels
 from connectors.youzan import youzan_sign
 from infra.setting_specs import ChannelSpec
 from infra.settings import Settings
-from infra.topology import build_topology
 from tests.factories import FakePublisher
 from tests.unit.test_ingest_channels import fixture_body
 from tests.unit.test_youzan import CLIENT_ID, paid_envelope
@@ -36,12 +32,7 @@ SECRET = "a-long-enough-platform-secret"
 
 
 @pytest.fixture
-def publisher() -> FakePublisher:
-    return FakePublisher()
-
-
-@pytest.fixture
-def client(sqlite_engine: Engine, publisher: FakePublisher) -> Iterator[TestClient]:
+def client(ingest_for: Callable[[Settings], TestClient]) -> TestClient:
     settings = Settings(
         channel_secrets={"shop": [SECRET], "woo": [SECRET], "yz": [SECRET]},
         channels={
@@ -51,10 +42,7 @@ def client(sqlite_engine: Engine, publisher: FakePublisher) -> Iterator[TestClie
         },
         namespace="t",
     )
-    topology = build_topology(settings, fetching_channels(settings))
-    deps = IngestDeps(settings, sqlite_engine, publisher, topology)  # type: ignore[arg-type]
-    with TestClient(create_ingest_app(deps)) as c:
-        yield c
+    return ingest_for(settings)
 
 
 def published(publisher: FakePublisher) -> list[tuple[str, CanonicalOrder]]:
