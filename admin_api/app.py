@@ -80,7 +80,6 @@ def create_admin_app(
         readiness=Readiness(checks or {}),
         collector=metrics.DatabaseCollector(engine, queue_depths),
         fanout=fanout,
-        queue_depths=queue_depths,
     )
     app.add_exception_handler(TransientError, _unavailable)
     for module in ROUTERS:

@@ -227,14 +227,21 @@ def _payload(body: str) -> Any:
     return dict(pairs)
 
 
-def mask_body(body: str) -> str:
-    """A message body with personal data masked: read as JSON (or a form) and
-    masked by field; text masked where it stands."""
+def _masked_data(body: str) -> str | None:
+    """The body read as data (JSON, a form) and masked by field, or None when
+    it is not data or is nested too deep to walk."""
     try:
         data = _payload(body)
         return json.dumps(mask_value(data), ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, RecursionError):  # not data, or nested too deep to walk
-        return mask_text(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def mask_body(body: str) -> str:
+    """A message body with personal data masked: read as JSON (or a form) and
+    masked by field; text masked where it stands."""
+    masked = _masked_data(body)
+    return masked if masked is not None else mask_text(body)
 
 
 def viewer_body(body: str | None) -> str | None:
@@ -243,11 +250,12 @@ def viewer_body(body: str | None) -> str | None:
     since names and streets in it cannot be told from the rest."""
     if not body:
         return body
-    try:
-        data = _payload(body)
-        return json.dumps(mask_value(data), ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, RecursionError):
-        return f"(not shown to viewers: {len(body)} characters that are not JSON)"
+    masked = _masked_data(body)
+    return (
+        masked
+        if masked is not None
+        else (f"(not shown to viewers: {len(body)} characters that are not JSON)")
+    )
 
 
 def personal_values(value: Any, key: str = "", parent: str = "") -> set[str]:

@@ -35,7 +35,6 @@ class AdminContext:
     readiness: Readiness
     collector: DatabaseCollector
     fanout: Fanout | None
-    queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None
 
 
 def admin_context(request: Request) -> AdminContext:
