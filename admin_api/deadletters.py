@@ -38,6 +38,7 @@ from infra.messages import (
 )
 from infra.stored_bodies import decode_body, encode_body
 from infra.tables import dead_letters
+from infra.topology import is_delivery_routing_key
 from router.outbox import enqueue
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,8 @@ DELIVERY_EDIT_REFUSED = (
 
 
 def is_delivery(routing_key: str | None) -> bool:
-    """Whether a dead letter is a delivery to a system (``deliver.<target>``)."""
-    return bool(routing_key) and str(routing_key).startswith("deliver.")
+    """Whether a dead letter is a delivery to a system (infra/topology.py)."""
+    return is_delivery_routing_key(routing_key)
 
 
 class DeadLetterStateError(Exception):

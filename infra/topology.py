@@ -154,8 +154,16 @@ SHIPMENT_ROUTING_KEY = "shipment.report"
 SHIPMENTS_ROLE = "shipments"
 
 
+DELIVERY_PREFIX = "deliver."
+
+
 def delivery_routing_key(target: str) -> str:
-    return f"deliver.{target}"
+    return f"{DELIVERY_PREFIX}{target}"
+
+
+def is_delivery_routing_key(routing_key: str | None) -> bool:
+    """Whether a message goes to one system (a delivery), by its routing key."""
+    return bool(routing_key) and str(routing_key).startswith(DELIVERY_PREFIX)
 
 
 def build_topology(settings: Settings, fetching_channels: Iterable[str] = ()) -> Topology:
