@@ -333,6 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = ".".join(str(p) for p in error["loc"]) or "settings"
             print(f"orderbus: {where}: {error['msg']}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # what bootstrap finds wrong with the settings, likewise
+        from orderbus.bootstrap import ConfigurationError
+
+        if not isinstance(exc, ConfigurationError):
+            raise
+        print(f"orderbus: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -86,3 +86,22 @@ def test_an_smtp_login_without_tls_is_refused() -> None:
     assert EmailSpec.model_validate({**base, "ssl": True, "port": 465}).ssl
     assert EmailSpec.model_validate({**base, "host": "127.0.0.1", "plaintext_login": True})
     assert EmailSpec.model_validate({"host": "127.0.0.1", "sender": "s@acme.cn"}).username is None
+
+
+def test_a_connector_setting_bootstrap_refuses_is_one_message_not_a_traceback() -> None:
+    env = {
+        **os.environ,
+        "ORDERBUS_POLLERS": '{"jd-1": {"connector": "jd", "jd": {"app_key": "k"}}}',
+        "ORDERBUS_DATABASE_URL": "sqlite://",
+        "ORDERBUS_BROKER_URL": "memory://",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "orderbus", "run", "ingest"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "ORDERBUS_POLLERS['jd-1']" in done.stderr
+    assert "Traceback" not in done.stderr
