@@ -11,9 +11,12 @@ factory puts the shared context on the app and includes them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from admin_api import metrics
@@ -35,6 +38,7 @@ from canonical.errors import TransientError
 from infra.topology import Topology
 from router.fanout import Fanout
 
+STATIC = Path(__file__).parent / "static"
 ROUTERS = (
     health,
     dead_letters,
@@ -72,7 +76,13 @@ def create_admin_app(
     queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
     fanout: Fanout | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="orderbus admin", description=DESCRIPTION, version="1")
+    app = FastAPI(
+        title="orderbus admin",
+        description=DESCRIPTION,
+        version="1",
+        docs_url=None,  # served below from the package's own files, not a CDN
+        redoc_url=None,
+    )
     app.state.admin = AdminContext(
         engine=engine,
         auth=auth,
@@ -84,4 +94,21 @@ def create_admin_app(
     app.add_exception_handler(TransientError, _unavailable)
     for module in ROUTERS:
         app.include_router(module.router)
+    _local_docs(app)
     return app
+
+
+def _local_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from admin_api/static/swagger (version and licence:
+    console/static/LICENSES.md), so it works with no network beyond the host."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="admin-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="orderbus admin API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )

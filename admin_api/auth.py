@@ -69,7 +69,11 @@ class KeyAuth:
         self._env = [(name, digest(token)) for name, token in tokens.items() if token]
 
     def principal_for(self, key: str) -> Principal | None:
-        presented = digest(key)
+        return self.principal_for_digest(digest(key))
+
+    def principal_for_digest(self, presented: str) -> Principal | None:
+        """The holder of the key with this digest (a console session keeps
+        only the digest), if the key is known and not revoked."""
         found: Principal | None = None
         for name, expected in self._env:
             if hmac.compare_digest(presented, expected):

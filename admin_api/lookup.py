@@ -41,6 +41,9 @@ def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
+PHONE_TAIL_DIGITS = 4
+
+
 def find(
     conn: Connection,
     *,
@@ -48,9 +51,20 @@ def find(
     channel: str | None = None,
     external_id: str | None = None,
     phone: str | None = None,
+    phone_tail: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    status: str | None = None,
     limit: int = 50,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Orders matching every given key (at most ``limit``), newest first."""
+    """Orders matching every given key (at most ``limit``), newest first; no
+    key at all: the most recent orders.
+
+    ``phone`` matches the buyer's phone in full; ``phone_tail`` its last four
+    digits, which many buyers share, so a caller narrows it by channel or
+    by the day the order was placed (``since``/``until``, on its creation).
+    """
     c = orders.c
     query = select(
         c.order_number, c.channel, c.shop, c.external_id, c.status, c.version, c.updated_at, c.body
@@ -61,19 +75,34 @@ def find(
         query = query.where(c.channel == channel)
     if external_id:
         query = query.where(c.external_id == external_id)
+    if status:
+        query = query.where(c.status == status)
+    if since:
+        query = query.where(c.created_at >= since)
+    if until:
+        query = query.where(c.created_at < until)
+    wanted = _digits(phone) if phone else _digits(phone_tail or "")[-PHONE_TAIL_DIGITS:]
     if phone:
         # The phone is inside the stored order; a scan of orders, for a person
         # at a screen, not for the pipeline.
-        digits = _digits(phone)
-        query = query.where(c.body.contains(f'"phone":"{phone}"') | c.body.contains(digits))
-    rows = conn.execute(query.order_by(c.updated_at.desc()).limit(limit)).mappings().all()
-    found = []
-    for row in rows:
+        query = query.where(c.body.contains(f'"phone":"{phone}"') | c.body.contains(wanted))
+    elif wanted:
+        query = query.where(c.body.contains(wanted))
+    query = query.order_by(c.updated_at.desc(), c.id.desc())
+    if wanted:  # read in slices until a page matches, not every order at once
+        query = query.execution_options(yield_per=500)
+    else:
+        query = query.limit(limit).offset(offset)
+        offset = 0
+    found: list[dict[str, Any]] = []
+    skipped = 0
+    for row in conn.execute(query).mappings():
         order = json.loads(row["body"])
-        if phone and digits not in "".join(
-            ch for ch in str(order["customer"].get("phone")) if ch.isdigit()
-        ):
+        if wanted and not _phone_matches(order, wanted, tail=not phone):
             continue  # the digits were elsewhere in the order
+        if skipped < offset:
+            skipped += 1
+            continue
         found.append(
             {
                 "order_number": row["order_number"],
@@ -86,7 +115,15 @@ def find(
                 "order": order,
             }
         )
+        if len(found) >= limit:
+            break
     return found
+
+
+def _phone_matches(order: dict[str, Any], digits: str, *, tail: bool) -> bool:
+    customer = order.get("customer") if isinstance(order, dict) else None
+    phone = _digits(str(customer.get("phone"))) if isinstance(customer, dict) else ""
+    return phone.endswith(digits) if tail else digits in phone
 
 
 Event = dict[str, Any]
@@ -118,6 +155,8 @@ def _arrival_events(conn: Connection, number: str) -> list[Event]:
                 "event": "received",
                 "message_id": a["message_id"],
                 "detail": f"from {a['channel']}",
+                "kind": "received",
+                "facts": {"channel": a["channel"]},
             }
         )
         events.append(
@@ -127,6 +166,8 @@ def _arrival_events(conn: Connection, number: str) -> list[Event]:
                 "message_id": a["message_id"],
                 "version": a["order_version"],
                 "detail": a["detail"],
+                "kind": "routed",
+                "facts": {"outcome": a["outcome"]},
             }
         )
     return events
@@ -154,6 +195,8 @@ def _outbox_events(conn: Connection, number: str) -> list[Event]:
                 "event": f"sent to {target}" if sent else f"not yet sent to {target}",
                 "version": version,
                 "message_id": row["message_id"],
+                "kind": "sent" if sent else "not_sent",
+                "facts": {"target": target},
             }
         )
     return events
@@ -161,17 +204,34 @@ def _outbox_events(conn: Connection, number: str) -> list[Event]:
 
 def _status_change(body_text: str, at: Any, version: int) -> Event:
     body = json.loads(body_text)
-    change: Event = {"at": _at(at), "event": f"status {body.get('status')}", "version": version}
+    change: Event = {
+        "at": _at(at),
+        "event": f"status {body.get('status')}",
+        "version": version,
+        "kind": "status",
+        "facts": {"status": body.get("status")},
+    }
     shipment = body.get("shipment")
     if isinstance(shipment, dict):
         change["detail"] = f"{shipment.get('carrier')} {shipment.get('tracking_number')}"
+        change["facts"].update(
+            carrier=shipment.get("carrier"), tracking_number=shipment.get("tracking_number")
+        )
     return change
 
 
 def _hold_events(conn: Connection, number: str) -> list[Event]:
     events: list[Event] = []
     for h in conn.execute(select(holds).where(holds.c.order_number == number)).mappings():
-        events.append({"at": _at(h["created_at"]), "event": "held", "detail": h["reason"]})
+        events.append(
+            {
+                "at": _at(h["created_at"]),
+                "event": "held",
+                "detail": h["reason"],
+                "kind": "held",
+                "facts": {"suspected_of": h["suspected_of"]},
+            }
+        )
         if h["decided_at"] is not None:
             events.append(
                 {
@@ -179,6 +239,8 @@ def _hold_events(conn: Connection, number: str) -> list[Event]:
                     "event": h["status"],
                     "by": h["decided_by"],
                     "detail": h["note"],
+                    "kind": h["status"],
+                    "facts": {"second_approver": h["approved_by"]},
                 }
             )
     return events
@@ -192,6 +254,12 @@ def _delivery_events(conn: Connection, number: str) -> list[Event]:
             "version": d["order_version"],
             "message_id": d["message_id"],
             "detail": f"HTTP {d['response_status']} after {d['attempts']} attempt(s)",
+            "kind": "delivered" if d["outcome"] == "delivered" else "superseded",
+            "facts": {
+                "target": d["consumer"],
+                "status": d["response_status"],
+                "attempts": d["attempts"],
+            },
         }
         for d in conn.execute(
             select(inbox).where(inbox.c.order_number == number).order_by(inbox.c.delivered_at)
@@ -218,6 +286,8 @@ def _notification_events(conn: Connection, number: str) -> list[Event]:
                     if n["medium"] != "none"
                     else n["body"]
                 ),
+                "kind": "told" if n["medium"] != "none" else "not_told",
+                "facts": {"medium": n["medium"], "about": n["event"]},
             }
         )
     return events
@@ -233,6 +303,8 @@ def dead_letter_events(conn: Connection, condition: Any) -> list[dict[str, Any]]
                 "message_id": d["message_id"],
                 "dead_letter_id": d["id"],
                 "detail": f"{d['detail']} ({d['attempts']} attempt(s))",
+                "kind": "dead_letter",
+                "facts": {"queue": d["queue"], "reason": d["reason"], "attempts": d["attempts"]},
             }
         )
         if d["resolved_at"] is not None:
@@ -242,6 +314,8 @@ def dead_letter_events(conn: Connection, condition: Any) -> list[dict[str, Any]]
                     "event": f"dead letter {d['status']}",
                     "dead_letter_id": d["id"],
                     "by": d["resolved_by"],
+                    "kind": f"dead_letter_{d['status']}",
+                    "facts": {},
                 }
             )
     return events

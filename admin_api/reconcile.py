@@ -288,10 +288,11 @@ def compare(report: Report, conn: Connection, channel: str, export_ids: set[str]
 
 
 def export_ids(data: bytes, column: str) -> set[str]:
-    """The external ids in a channel's CSV export (UTF-8, BOM or GBK/GB18030)."""
-    from infra.spreadsheets import read_csv
+    """The external ids in a channel's export: CSV (UTF-8, BOM or GBK/GB18030)
+    or an XLSX workbook (its first sheet)."""
+    from infra.spreadsheets import read_csv, read_xlsx
 
-    table = read_csv(data)
+    table = read_xlsx(data) if data.startswith(b"PK\x03\x04") else read_csv(data)
     try:
         index = [h.strip().lower() for h in table.header].index(column.strip().lower())
     except ValueError:

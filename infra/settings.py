@@ -226,6 +226,19 @@ class Settings(BaseSettings):
         gt=0,
         description="days the records of refused requests are kept, then deleted in batches",
     )
+    console_session_hours: float = Field(
+        default=8,
+        gt=0,
+        le=24 * 30,
+        description="hours a console login lasts (then the key is asked for again)",
+    )
+    console_timezone: str = Field(
+        default="Asia/Shanghai",
+        description="the console's time zone until a person picks another on the start page",
+    )
+    console_dashboard_refresh_seconds: int = Field(
+        default=10, ge=2, le=3600, description="how often the console's dashboard refreshes itself"
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description=(
@@ -233,6 +246,17 @@ class Settings(BaseSettings):
             "e-mails are masked"
         ),
     )
+
+    @field_validator("console_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, LookupError):
+            raise ValueError(f"no time zone {value!r} (for example Asia/Shanghai)") from None
+        return value
 
     @field_validator("shipment_secrets", mode="before")
     @classmethod

@@ -118,3 +118,18 @@ def safe_cell(value: object) -> str:
     a leading quote before what would start a formula (OWASP's advice)."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def xlsx_bytes(header: list[str], rows: list[list[object]], title: str = "orderbus") -> bytes:
+    """A one-sheet workbook of these rows; text cells that would start a
+    formula are written as text (safe_cell), never as formulas."""
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title[:31])
+    sheet.append(header)
+    for row in rows:
+        sheet.append([safe_cell(v) if isinstance(v, str) else v for v in row])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -339,3 +339,20 @@ notifications = Table(
     UniqueConstraint("message_id", "medium", name="uq_notifications_message_medium"),
     Index("ix_notifications_order", "order_number"),
 )
+
+
+# Console sessions (console/sessions.py): an API key exchanged for a cookie.
+# Only digests are kept: of the cookie's token, and of the key it stands for
+# (so revoking the key ends its sessions at their next request).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("token_digest", String(64), nullable=False, unique=True),
+    Column("key_digest", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True, doc="logged out"),
+    Index("ix_console_sessions_expires_at", "expires_at"),
+)

@@ -28,6 +28,7 @@ from targets.consumers import DeliveryConsumer
 from targets.delivery import HttpDelivery, RetryPolicy
 
 if TYPE_CHECKING:
+    from admin_api.routes.deps import AdminContext
     from admin_api.alerts import AlertEvaluator
     from admin_api.retention import RejectedRetention
     from admin_api.retry_jobs import RetryJobWorker
@@ -287,9 +288,24 @@ class Orderbus:
 
         auth = KeyAuth(self.engine, self.settings.admin_tokens)
         checks = {"database": database, "broker": self.bus.check}
-        return create_admin_app(
+        app = create_admin_app(
             self.engine, auth, self.topology, checks, self.bus.queue_depths, self.fanout()
         )
+        app.mount("/console", self.console(app.state.admin))
+        return app
+
+    def console(self, ctx: AdminContext) -> FastAPI:
+        from console.app import create_console
+        from console.web import ConsoleOptions
+
+        s = self.settings
+        options = ConsoleOptions(
+            session_lifetime=timedelta(hours=s.console_session_hours),
+            timezone=s.console_timezone,
+            dashboard_refresh_seconds=s.console_dashboard_refresh_seconds,
+            channels=tuple(sorted({*s.channels, *s.pollers, *s.channel_secrets})),
+        )
+        return create_console(ctx, options)
 
     def close(self) -> None:
         for client in self._transports:

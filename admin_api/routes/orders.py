@@ -4,12 +4,14 @@ timeline.
 (No ``from __future__ import annotations``: FastAPI reads the annotations.)
 """
 
+from datetime import date
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from admin_api import lookup
-from admin_api.routes.deps import Context, Viewer
+from admin_api import lookup, reconcile
+from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer
 from admin_api.schemas import OrderSearch, OrderStory
 from infra.database import translate_db_errors
 from infra.masking import for_viewer
@@ -25,15 +27,41 @@ def search_orders(
     channel: str | None = None,
     external_id: str | None = None,
     phone: Annotated[str | None, Query(min_length=7, max_length=32)] = None,
+    phone_tail: Annotated[
+        str | None, Query(pattern=r"^[0-9]{4}$", description="the phone's last 4 digits")
+    ] = None,
+    day: Annotated[date | None, Query(description="placed on this day (with timezone)")] = None,
+    timezone: Annotated[str, Query(max_length=64)] = "Asia/Shanghai",
+    status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
-    """Orders by orderbus number, by channel and external id, or by the
-    buyer's phone. An order the router refused has no number: looked up by
-    channel and external id, its dead letters come back as ``unrouted``."""
-    if not (number or phone or (channel and external_id)):
-        raise HTTPException(422, "give number, channel and external_id, or phone")
+    """Orders by orderbus number, by channel and external id, by the buyer's
+    phone, or by its last 4 digits with a channel or a day; with no filter,
+    the most recent orders. An order the router refused has no number:
+    looked up by channel and external id, its dead letters come back as
+    ``unrouted``."""
+    if phone_tail and not (channel or day):
+        raise HTTPException(422, "the last 4 digits of a phone need a channel or a day")
+    since = until = None
+    if day:
+        try:
+            since, until = reconcile.window(day, ZoneInfo(timezone))
+        except (ValueError, LookupError) as exc:
+            raise HTTPException(422, f"unknown timezone: {exc}") from None
     with translate_db_errors(), ctx.engine.connect() as conn:
         found = lookup.find(
-            conn, number=number, channel=channel, external_id=external_id, phone=phone
+            conn,
+            number=number,
+            channel=channel,
+            external_id=external_id,
+            phone=phone,
+            phone_tail=phone_tail,
+            since=since,
+            until=until,
+            status=status_,
+            limit=limit,
+            offset=offset,
         )
         unrouted = None
         if not found and channel and external_id:

@@ -227,8 +227,25 @@ def test_an_order_the_router_refused_is_found_by_its_dead_letters(
     ]
 
 
-def test_a_search_needs_a_key_to_search_by(client: TestClient) -> None:
-    assert client.get("/orders", params={"channel": "web-shop"}, headers=ROOT).status_code == 422
+def test_with_no_filter_the_recent_orders_come_back_and_a_phone_tail_needs_a_channel_or_day(
+    client: TestClient, sqlite_engine: Engine
+) -> None:
+    number = route_and_deliver(sqlite_engine)
+    recent = client.get("/orders", headers=ROOT).json()["orders"]
+    assert [o["order_number"] for o in recent] == [number]
+    tail = PHONE[-4:]
+    assert client.get("/orders", params={"phone_tail": tail}, headers=ROOT).status_code == 422
+    by_tail = client.get(
+        "/orders", params={"phone_tail": tail, "channel": "web-shop"}, headers=ROOT
+    ).json()["orders"]
+    assert [o["order_number"] for o in by_tail] == [number]
+    other_tail = "0000" if tail != "0000" else "1111"
+    assert (
+        client.get(
+            "/orders", params={"phone_tail": other_tail, "channel": "web-shop"}, headers=ROOT
+        ).json()["orders"]
+        == []
+    )
 
 
 def test_keys_from_the_command_line(

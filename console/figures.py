@@ -1,0 +1,199 @@
+"""The numbers behind the dashboard and the reports, read from the records
+the pipeline keeps (orders, arrivals, inbox, dead letters, holds, outbox,
+alerts). Each function reads one window of time; none writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from statistics import median
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, func, select
+
+from admin_api import causes
+from infra.tables import alerts, arrivals, dead_letters, holds, inbox, orders, outbox
+
+
+def utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite keeps no offset
+
+
+def day_window(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+
+
+def orders_by_hour(conn: Connection, start: datetime, end: datetime, zone: ZoneInfo) -> dict[str, list[int]]:
+    """Orders first received in the window: channel -> 24 hourly counts."""
+    per: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+    rows = conn.execute(
+        select(orders.c.channel, orders.c.created_at).where(
+            orders.c.created_at >= start, orders.c.created_at < end
+        )
+    )
+    for channel, at in rows:
+        per[channel][utc(at).astimezone(zone).hour] += 1
+    return dict(sorted(per.items()))
+
+
+def delivered_count(conn: Connection, start: datetime, end: datetime) -> int:
+    return int(
+        conn.scalar(
+            select(func.count())
+            .select_from(inbox)
+            .where(inbox.c.delivered_at >= start, inbox.c.delivered_at < end)
+        )
+        or 0
+    )
+
+
+def exceptions_by_cause(conn: Connection, start: datetime, end: datetime) -> Counter[str]:
+    rows = conn.execute(
+        select(dead_letters.c.reason, dead_letters.c.detail).where(
+            dead_letters.c.first_failed_at >= start, dead_letters.c.first_failed_at < end
+        )
+    )
+    return Counter(causes.cause_of(r.reason, r.detail) for r in rows)
+
+
+def count_where(conn: Connection, table: Any, *conditions: Any) -> int:
+    return int(conn.scalar(select(func.count()).select_from(table).where(*conditions)) or 0)
+
+
+def waiting(conn: Connection) -> dict[str, int]:
+    return {
+        "holds": count_where(conn, holds, holds.c.status == "open"),
+        "dead_letters": count_where(conn, dead_letters, dead_letters.c.status == "open"),
+        "outbox": count_where(conn, outbox, outbox.c.published_at.is_(None)),
+        "alerts": count_where(conn, alerts, alerts.c.status == "open"),
+    }
+
+
+def open_alerts(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
+    return [
+        dict(r)
+        for r in conn.execute(
+            select(alerts.c.rule, alerts.c.subject, alerts.c.summary, alerts.c.opened_at)
+            .where(alerts.c.status == "open")
+            .order_by(alerts.c.opened_at.desc())
+            .limit(limit)
+        ).mappings()
+    ]
+
+
+@dataclass
+class Latency:
+    system: str
+    count: int
+    p50: float
+    p95: float
+
+
+def latency_by_system(conn: Connection, start: datetime, end: datetime) -> list[Latency]:
+    """From a revision's arrival at the router to its delivery, per system,
+    for deliveries in the window (seconds)."""
+    i, a, o = inbox.c, arrivals.c, orders.c
+    rows = conn.execute(
+        select(i.consumer, i.delivered_at, a.received_at)
+        .select_from(inbox)
+        .join(orders, o.order_number == i.order_number)
+        .join(
+            arrivals,
+            (a.order_id == o.id) & (a.order_version == i.order_version) & a.outcome.in_(["new", "update"]),
+        )
+        .where(i.delivered_at >= start, i.delivered_at < end)
+    )
+    per: dict[str, list[float]] = defaultdict(list)
+    for system, delivered, received in rows:
+        per[system].append(max((utc(delivered) - utc(received)).total_seconds(), 0.0))
+    found = []
+    for system, seconds in sorted(per.items()):
+        seconds.sort()
+        p95 = seconds[min(len(seconds) - 1, int(len(seconds) * 0.95))]
+        found.append(Latency(system, len(seconds), float(median(seconds)), p95))
+    return found
+
+
+@dataclass
+class Bucket:
+    """One row of a report: a period and a key (channel, shop or SKU)."""
+
+    orders: int = 0
+    units: int = 0
+    amounts: dict[str, Decimal] = field(default_factory=dict)  # currency -> sum
+    cancelled: int = 0
+    refunded: int = 0
+
+    def add_amount(self, currency: str, value: Decimal) -> None:
+        self.amounts[currency] = self.amounts.get(currency, Decimal("0")) + value
+
+
+def period_of(day: date, period: str) -> str:
+    if period == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    if period == "month":
+        return f"{day.year}-{day.month:02d}"
+    return day.isoformat()
+
+
+def sales(
+    conn: Connection, start: datetime, end: datetime, zone: ZoneInfo, period: str, by: str
+) -> dict[tuple[str, str], Bucket]:
+    """Orders placed in the window, by (period, channel | shop | sku)."""
+    buckets: dict[tuple[str, str], Bucket] = defaultdict(Bucket)
+    rows = conn.execute(
+        select(orders.c.channel, orders.c.shop, orders.c.status, orders.c.created_at, orders.c.body)
+        .where(orders.c.created_at >= start, orders.c.created_at < end)
+        .execution_options(yield_per=1000)
+    )
+    for row in rows:
+        key_period = period_of(utc(row.created_at).astimezone(zone).date(), period)
+        body = json.loads(row.body)
+        currency = str(body.get("currency", ""))
+        if by == "sku":
+            for item in body.get("items", []):
+                bucket = buckets[(key_period, str(item.get("sku")))]
+                bucket.orders += 1
+                bucket.units += int(item.get("quantity", 0))
+                value = Decimal(str(item.get("unit_price", "0"))) * int(item.get("quantity", 0))
+                bucket.add_amount(currency, value - Decimal(str(item.get("discount", "0"))))
+                _count_status(bucket, row.status)
+            continue
+        key = row.channel if by == "channel" else f"{row.channel} · {row.shop}"
+        bucket = buckets[(key_period, key)]
+        bucket.orders += 1
+        bucket.units += sum(int(i.get("quantity", 0)) for i in body.get("items", []))
+        bucket.add_amount(currency, Decimal(str(body.get("total", "0"))))
+        _count_status(bucket, row.status)
+    return dict(sorted(buckets.items()))
+
+
+def _count_status(bucket: Bucket, status: str) -> None:
+    if status == "cancelled":
+        bucket.cancelled += 1
+    elif status == "refunded":
+        bucket.refunded += 1
+
+
+def slow_skus(conn: Connection, now: datetime, days: int, limit: int = 50) -> list[tuple[str, datetime]]:
+    """SKUs ordered before but not in the last ``days`` days, longest idle first."""
+    since = now - timedelta(days=days)
+    last: dict[str, datetime] = {}
+    rows = conn.execute(
+        select(orders.c.created_at, orders.c.body).execution_options(yield_per=1000)
+    )
+    for at, body in rows:
+        moment = utc(at)
+        for item in json.loads(body).get("items", []):
+            sku = str(item.get("sku"))
+            if moment > last.get(sku, datetime.min.replace(tzinfo=UTC)):
+                last[sku] = moment
+    idle = sorted(((sku, at) for sku, at in last.items() if at < since), key=lambda x: x[1])
+    return idle[:limit]

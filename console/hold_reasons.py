@@ -1,0 +1,55 @@
+"""Why an order is held, in the viewer's language.
+
+The router records a hold's reasons as English text joined by "; " (see
+router/approval.py and router/batch.py); each known form is matched here and
+said again through the catalog. A reason of another form is shown as it is.
+"""
+
+from __future__ import annotations
+
+import re
+
+from console.i18n import Gettext, N_
+
+TWO_APPROVALS = re.compile(r"^total (\S+) ([A-Z]{3}) above (\S+): two approvals needed$")
+ABOVE = re.compile(r"^total (\S+) ([A-Z]{3}) above (\S+)$")
+ADDRESS = re.compile(r"^shipping address without (.+)$")
+TWIN = re.compile(
+    r"^suspected duplicate of (\S+) from channel (\S+): same (.+), placed (\d+) min apart$"
+)
+ADDRESS_PARTS = {"province": N_("province"), "city": N_("city"), "street": N_("street")}
+
+
+def reasons_in_words(_: Gettext, reason: str) -> list[str]:
+    said = []
+    for part in (p.strip() for p in reason.split(";") if p.strip()):
+        said.append(_one(_, part))
+    return said
+
+
+def _one(_: Gettext, part: str) -> str:
+    if m := TWO_APPROVALS.match(part):
+        return _(
+            "Total %(total)s %(currency)s is above %(limit)s: two different people must approve",
+            total=m[1],
+            currency=m[2],
+            limit=m[3],
+        )
+    if m := ABOVE.match(part):
+        return _(
+            "Total %(total)s %(currency)s is above %(limit)s", total=m[1], currency=m[2], limit=m[3]
+        )
+    if m := ADDRESS.match(part):
+        missing = ", ".join(_(ADDRESS_PARTS.get(p.strip(), p.strip())) for p in m[1].split(","))
+        return _("The shipping address has no %(parts)s", parts=missing)
+    if part == "first order from a new customer":
+        return _("First order from a new customer")
+    if m := TWIN.match(part):
+        return _(
+            "Looks like order %(twin)s from %(channel)s (same %(what)s, %(minutes)s minutes apart)",
+            twin=m[1],
+            channel=m[2],
+            what=m[3],
+            minutes=m[4],
+        )
+    return part

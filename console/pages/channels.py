@@ -1,0 +1,88 @@
+"""Channels and health (the admin, operations): for each channel, the last
+order received, how far its poll cursor lags, credentials refused lately,
+and its error rate in the last hour; and the alerts, open and recent.
+
+A channel is listed when it is configured or has left any record.
+
+(No ``from __future__ import annotations``: FastAPI reads the annotations.)
+"""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from sqlalchemy import Connection, func, select
+
+from admin_api import causes
+from console import figures
+from console.web import Reader
+from infra.database import translate_db_errors
+from infra.tables import alerts, arrivals, dead_letters, poll_cursors, rejected_requests
+
+router = APIRouter()
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def _grouped(conn: Connection, column: Any, value: Any, *conditions: Any) -> dict[str, Any]:
+    return dict(conn.execute(select(column, value).where(*conditions).group_by(column)).all())
+
+
+def health(conn: Connection, configured: tuple[str, ...], now: datetime) -> list[dict[str, Any]]:
+    last_order = _grouped(conn, arrivals.c.channel, func.max(arrivals.c.received_at))
+    arrived = _grouped(conn, arrivals.c.channel, func.count(), arrivals.c.received_at >= now - HOUR)
+    refused = _grouped(
+        conn, rejected_requests.c.channel, func.count(), rejected_requests.c.received_at >= now - HOUR
+    )
+    failed = _grouped(
+        conn, dead_letters.c.channel, func.count(), dead_letters.c.first_failed_at >= now - HOUR
+    )
+    cursors = {r.channel: r for r in conn.execute(select(poll_cursors))}
+    credentials: dict[str, int] = {}
+    for row in conn.execute(
+        select(dead_letters.c.channel, dead_letters.c.reason, dead_letters.c.detail).where(
+            dead_letters.c.first_failed_at >= now - DAY
+        )
+    ):
+        if row.channel and causes.cause_of(row.reason, row.detail) == "token_expired":
+            credentials[row.channel] = credentials.get(row.channel, 0) + 1
+    names = sorted({*configured, *last_order, *refused, *cursors} - {None, ""})
+    found = []
+    for name in names:
+        good, bad = int(arrived.get(name, 0)), int(refused.get(name, 0)) + int(failed.get(name, 0))
+        cursor = cursors.get(name)
+        lag = None
+        if cursor is not None:
+            try:
+                lag = (now - datetime.fromisoformat(cursor.position.replace("Z", "+00:00"))).total_seconds()
+            except ValueError:
+                lag = None
+        last = last_order.get(name)
+        found.append(
+            {
+                "channel": name,
+                "last_order": figures.utc(last) if last else None,
+                "arrived_last_hour": good,
+                "errors_last_hour": bad,
+                "error_rate": bad / (good + bad) if good + bad else 0.0,
+                "polled_at": figures.utc(cursor.polled_at) if cursor is not None else None,
+                "cursor_lag_minutes": round(lag / 60) if lag is not None else None,
+                "credentials_refused": credentials.get(name, 0),
+            }
+        )
+    return found
+
+
+@router.get("/channels")
+def channels_page(viewer: Reader) -> HTMLResponse:
+    now = datetime.now(UTC)
+    with translate_db_errors(), viewer.ctx.engine.connect() as conn:
+        rows = health(conn, viewer.console.options.channels, now)
+        recent_alerts = [
+            dict(r)
+            for r in conn.execute(
+                select(alerts).order_by(alerts.c.status, alerts.c.opened_at.desc()).limit(50)
+            ).mappings()
+        ]
+    return viewer.render("channels.html", rows=rows, alerts=viewer.masked(recent_alerts))

@@ -1,0 +1,216 @@
+"""The console as its users meet it, in Debian's Chromium: log in, find an
+order by the phone's last 4 digits and read its story, what a viewer sees,
+clear a stuck group after its dry run, two approvers for a large order,
+balance the day, watch the dashboard take a new order, switch language,
+and a form without its CSRF token refused. Each test saves a screenshot
+(tests/console/screenshots/, git-ignored) to look at.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from infra.tables import dead_letters, holds
+from tests.console.conftest import REFRESH_SECONDS, LiveConsole, Screen
+from tests.console.seed import PHONE
+
+PAGE_BUDGET = 500 * 1024  # a typical page with its assets
+
+
+def test_log_in_find_an_order_by_phone_tail_and_read_its_timeline(
+    screen: Screen, live_console: LiveConsole
+) -> None:
+    weights: list[int] = []
+    screen.page.on("response", lambda r: weights.append(len(r.body())) if r.ok else None)
+    screen.log_in(live_console.keys["alice"])
+    assert screen.page.locator("h1").inner_text() == "你要做什么？"
+    screen.go("/console/orders")
+    loaded = sum(weights)
+    assert loaded < PAGE_BUDGET, f"the order page and its assets weigh {loaded} bytes"
+    screen.page.fill("input[name=q]", PHONE[-4:])
+    screen.page.click("button:has-text('查询')")
+    assert "请同时选择渠道或日期" in screen.page.inner_text("main") or "还需要选择渠道或日期" in screen.page.inner_text("main")
+    screen.page.select_option("select[name=channel]", live_console.facts["phone_channel"])
+    screen.page.click("button:has-text('查询')")
+    number = live_console.facts["phone_order"]
+    screen.page.click(f"a:has-text('{number}')")
+    screen.page.wait_for_url(f"**/orders/{number}")
+    story = screen.page.inner_text("main")
+    channel = live_console.facts["phone_channel"]
+    assert f"收到来自 {channel} 的订单" in story
+    assert "校验通过，作为新订单受理" in story
+    assert "仓库已接收" in story and "财务（ERP）已接收" in story
+    assert "仓库已收到订单，将安排发货。" in story  # what to tell the customer
+    assert PHONE in story  # an operator sees the phone in full
+    assert "¥30.50" in story
+    screen.shot("order-timeline")
+
+
+def test_a_viewer_sees_phones_names_and_addresses_masked(
+    screen: Screen, live_console: LiveConsole
+) -> None:
+    screen.log_in(live_console.keys["客服小李"])
+    number = live_console.facts["phone_order"]
+    for path in ("/console/orders", f"/console/orders/{number}", "/console/approvals"):
+        screen.go(path)
+        html = screen.page.content()
+        assert PHONE not in html and "张伟" not in html and "科技园南路" not in html, path
+    screen.go(f"/console/orders/{number}")
+    assert "139****5678" in screen.page.inner_text("main")
+    assert "张*" in screen.page.inner_text("main")
+    screen.shot("viewer-masked")
+
+
+def test_retry_a_dead_letter_group_after_its_dry_run(
+    screen: Screen, live_console: LiveConsole
+) -> None:
+    screen.log_in(live_console.keys["alice"])
+    screen.go("/console/exceptions")
+    screen.shot("exceptions")
+    screen.page.click("a:has-text('接收系统不认识的商品编码')")
+    assert "在接收系统里添加该商品编码" in screen.page.inner_text("main")
+    screen.page.fill("input[name=note]", "金蝶里已补上物料 TB-778")
+    screen.page.click("#retry-group")
+    assert "将在后台重试 3 条待处理异常" in screen.page.inner_text("#dry-run")
+    screen.shot("retry-dry-run")
+    with live_console.engine.connect() as conn:  # the dry run changed nothing
+        assert set(conn.scalars(select(dead_letters.c.status))) == {"open"}
+    screen.page.click("#confirm-retry")
+    screen.page.wait_for_url("**/exceptions/jobs/*")
+    expect(screen.page.locator("#job-status")).to_have_text("已完成", timeout=20_000)
+    assert "已重试 3 / 3 条" in screen.page.inner_text("#job-count")
+    screen.shot("retry-job-done")
+    with live_console.engine.connect() as conn:
+        assert set(conn.scalars(select(dead_letters.c.status))) == {"retried"}
+
+
+def test_a_large_order_needs_two_different_operators(
+    screen: Screen, second_screen: Screen, live_console: LiveConsole
+) -> None:
+    screen.log_in(live_console.keys["alice"])
+    screen.go("/console/approvals")
+    number = live_console.facts["large"]
+    assert "需要两位不同的审批人批准" in screen.page.inner_text("main")
+    screen.page.click(f"a:has-text('{number}')")
+    screen.page.fill("form[action$='/approve'] input[name=note]", "客户已电话确认")
+    screen.page.click("#approve")
+    assert "alice 已批准一次，还需另一位审批人批准。" in screen.page.inner_text("main")
+    screen.page.click("#approve")
+    assert "你已经批准过了" in screen.page.inner_text("[role=alert]")
+    screen.shot("approval-same-person-refused")
+    with live_console.engine.connect() as conn:
+        assert conn.scalar(select(holds.c.status)) == "open"
+    second_screen.log_in(live_console.keys["bob"])
+    with live_console.engine.connect() as conn:
+        hold_id = conn.scalar(select(holds.c.id))
+    second_screen.go(f"/console/approvals/{hold_id}")
+    second_screen.page.click("#approve")
+    assert "已批准" in second_screen.page.inner_text("h1")
+    second_screen.shot("approval-second-person")
+    with live_console.engine.connect() as conn:
+        row = conn.execute(select(holds.c.status, holds.c.approved_by, holds.c.decided_by)).one()
+    assert tuple(row) == ("released", "alice", "bob")
+
+
+def _export(ids: list[str]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["订单号", "external_id"])
+    for i in ids:
+        writer.writerow(["x", i])
+    return out.getvalue().encode("gbk")
+
+
+def test_reconciliation_balances_for_the_seeded_day(
+    screen: Screen, live_console: LiveConsole, tmp_path: Any
+) -> None:
+    screen.log_in(live_console.keys["alice"])
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    screen.go(f"/console/reconciliation?day={today}")
+    verdict = screen.page.inner_text("#verdict")
+    assert verdict.startswith("已对平"), verdict
+    totals = screen.page.inner_text("#balance tfoot")
+    assert re.search(r"全部渠道\s+13\s+9\s+0\s+1\s+3\s+0\s+0", totals), totals
+    export = tmp_path / "jd.csv"
+    jd_ids = [f"JD-{n:04d}" for n in range(1, 30)]
+    export.write_bytes(_export(["JD-9999", *jd_ids]))
+    screen.page.fill("input[name=channel]", "jd")
+    screen.page.set_input_files("input[name=export]", str(export))
+    screen.page.click("button:has-text('比对')")
+    differences = screen.page.inner_text("#differences")
+    assert "JD-9999" in differences and "导出文件里有、orderbus 从未收到的订单（" in differences
+    screen.shot("reconciliation")
+
+
+def test_the_dashboard_shows_a_new_order_within_its_refresh_interval(
+    screen: Screen, live_console: LiveConsole
+) -> None:
+    screen.log_in(live_console.keys["客服小李"])
+    screen.go("/console/dashboard")
+    before = int(screen.page.inner_text("#orders-today"))
+    assert before == 13
+    screen.shot("dashboard")
+    live_console.facts["day"].add_order("douyin")
+    started = time.monotonic()
+    expect(screen.page.locator("#orders-today")).to_have_text(
+        str(before + 1), timeout=(REFRESH_SECONDS * 2 + 2) * 1000
+    )
+    assert time.monotonic() - started <= REFRESH_SECONDS * 2 + 2
+    assert "douyin" in screen.page.inner_text("#panels")
+    screen.shot("dashboard-after-new-order")
+
+
+def test_switch_between_chinese_and_english(screen: Screen, live_console: LiveConsole) -> None:
+    screen.log_in(live_console.keys["alice"])
+    assert "订单查询" in screen.page.inner_text("header")
+    screen.page.click("header a:has-text('English')")
+    assert "Find an order" in screen.page.inner_text("header")
+    assert screen.page.locator("h1").inner_text() == "What do you want to do?"
+    screen.go("/console/exceptions")
+    assert "SKU not known to the receiving system" in screen.page.inner_text("main")
+    screen.shot("english")
+    screen.page.click("header a:has-text('中文')")
+    assert "异常处理" in screen.page.inner_text("header")
+
+
+def test_a_form_without_its_csrf_token_is_refused(screen: Screen, live_console: LiveConsole) -> None:
+    screen.log_in(live_console.keys["alice"])
+    number = live_console.facts["large"]
+    screen.go("/console/approvals")
+    screen.page.click(f"a:has-text('{number}')")
+    screen.page.evaluate(
+        "document.querySelectorAll('form[action$=\"/approve\"] input[name=csrf]').forEach(e => e.remove())"
+    )
+    screen.page.click("#approve")
+    assert screen.page.locator("h1").inner_text() == "表单已过期"
+    screen.shot("csrf-refused")
+    with live_console.engine.connect() as conn:
+        assert conn.execute(select(holds.c.status, holds.c.approved_by)).one() == ("open", None)
+
+
+def test_log_out_ends_the_session(screen: Screen, live_console: LiveConsole) -> None:
+    screen.log_in(live_console.keys["alice"])
+    cookies = screen.page.context.cookies()
+    session = next(c for c in cookies if c["name"] == "orderbus_session")
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    screen.page.click("button:has-text('退出')")
+    screen.page.wait_for_url("**/console/login")
+    screen.page.context.add_cookies([session])  # the old cookie, replayed
+    screen.go("/console/orders")
+    assert "/console/login" in screen.page.url
+
+
+def test_swagger_ui_is_served_from_local_files(screen: Screen) -> None:
+    screen.go("/docs")
+    screen.page.wait_for_selector(".swagger-ui .info", timeout=20_000)
+    assert "orderbus admin" in screen.page.inner_text(".swagger-ui .info")
+    screen.shot("swagger")
