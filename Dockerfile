@@ -8,6 +8,7 @@ COPY connectors ./connectors
 COPY router ./router
 COPY targets ./targets
 COPY admin_api ./admin_api
+COPY console ./console
 COPY orderbus ./orderbus
 RUN pip install --no-cache-dir . && useradd --system orderbus
 USER orderbus

@@ -6,7 +6,7 @@ for them (so they are translated), and the advice a person acts on.
 
 from __future__ import annotations
 
-from console.i18n import Gettext, N_
+from console.i18n import N_, Gettext
 
 CAUSE_TITLES = {
     "sku_not_mapped": N_("SKU not known to the receiving system"),
@@ -23,17 +23,24 @@ CAUSE_ADVICE = {
     "sku_not_mapped": N_(
         "Add the SKU to the receiving system (or correct it in the order), then retry the group."
     ),
-    "bad_address": N_("Ask the customer or the channel for the full address, edit the order, retry."),
+    "bad_address": N_(
+        "Ask the customer or the channel for the full address, edit the order, retry."
+    ),
     "token_expired": N_(
-        "Renew the channel's or the system's credentials in the configuration, then retry the group."
+        "Renew the channel's or the system's credentials in the configuration, "
+        "then retry the group."
     ),
     "endpoint_down": N_(
         "The system may have received it before it stopped answering: check there first. "
         "When it answers again, retry; a retry cannot book it twice where the system honours "
         "the idempotency key."
     ),
-    "erp_rejected": N_("Read the system's answer below, correct the data there or in the order, retry."),
-    "invalid_order": N_("Correct the field named below (edit and retry), or discard with a reason."),
+    "erp_rejected": N_(
+        "Read the system's answer below, correct the data there or in the order, retry."
+    ),
+    "invalid_order": N_(
+        "Correct the field named below (edit and retry), or discard with a reason."
+    ),
     "unreadable_input": N_(
         "The channel sent something that is not an order. Discard it with a reason, "
         "or ask the integrator."

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from admin_api.routes.deps import AdminContext
 from canonical.errors import TransientError
+from console.i18n import N_
 from console.pages import (
     admin,
     approvals,
@@ -26,7 +27,6 @@ from console.pages import (
     reports,
     session,
 )
-from console.i18n import N_
 from console.sessions import SessionStore
 from console.web import (
     Console,
@@ -40,7 +40,17 @@ from console.web import (
 )
 
 STATIC = Path(__file__).parent / "static"
-PAGES = (session, orders, exceptions, approvals, reconciliation, reports, dashboard, channels, admin)
+PAGES = (
+    session,
+    orders,
+    exceptions,
+    approvals,
+    reconciliation,
+    reports,
+    dashboard,
+    channels,
+    admin,
+)
 SECURITY_HEADERS = {
     # Only our own files: nothing from a CDN, no inline script.
     "Content-Security-Policy": (
@@ -56,7 +66,9 @@ SECURITY_HEADERS = {
 def create_console(ctx: AdminContext, options: ConsoleOptions | None = None) -> FastAPI:
     options = options or ConsoleOptions()
     app = FastAPI(title="orderbus console", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.console = Console(ctx, SessionStore(ctx.engine, ctx.auth, options.session_lifetime), options)
+    app.state.console = Console(
+        ctx, SessionStore(ctx.engine, ctx.auth, options.session_lifetime), options
+    )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for module in PAGES:
         app.include_router(module.router)
@@ -103,7 +115,10 @@ def _handle_endings(app: FastAPI) -> None:
             request,
             503,
             N_("The database is not answering"),
-            N_("Nothing was changed. Wait a minute and reload; if it lasts, tell the administrator."),
+            N_(
+                "Nothing was changed. Wait a minute and reload; "
+                "if it lasts, tell the administrator."
+            ),
         )
         response.headers["Retry-After"] = "5"
         return response

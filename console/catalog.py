@@ -30,7 +30,13 @@ def _python_texts(path: Path) -> Iterator[str]:
         if not isinstance(node, ast.Call) or not node.args:
             continue
         func = node.func
-        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        name = (
+            func.id
+            if isinstance(func, ast.Name)
+            else func.attr
+            if isinstance(func, ast.Attribute)
+            else ""
+        )
         first = node.args[0]
         if name in MARKERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
             yield first.value

@@ -20,16 +20,16 @@ def _fmt(value: float) -> str:
 
 
 def _nice_top(value: float) -> float:
-    """A round number at or above ``value`` for the axis (1, 2, 5 × 10ⁿ)."""
-    if value <= 0:
-        return 1
+    """The axis's top: four equal steps of a round size (1, 2 or 5 × 10ⁿ,
+    at least 1), so every tick is a whole number when the data are."""
+    quarter = max(value / 4, 1.0)
     step = 1.0
-    while step * 10 <= value:
+    while step * 10 <= quarter:
         step *= 10
     for multiple in (1, 2, 5, 10):
-        if multiple * step >= value:
-            return multiple * step
-    return 10 * step
+        if multiple * step >= quarter:
+            return 4 * multiple * step
+    return 40 * step
 
 
 def stacked_columns(
@@ -51,7 +51,7 @@ def stacked_columns(
     parts += _y_axis(left, top, plot_w, plot_h, peak)
     for i, category in enumerate(categories):
         x = left + i * slot + slot * 0.15
-        y = top + plot_h
+        y = float(top + plot_h)
         for colour, (name, values) in zip(_colours(), series.items(), strict=False):
             value = values[i]
             if value <= 0:
@@ -77,11 +77,11 @@ def horizontal_bars(
     *,
     title: str,
     unit: str = "",
-    width: int = 520,
+    width: int = 420,
     colours: Sequence[str] | None = None,
 ) -> Markup:
     """One bar per item (a label and a value), longest first as given."""
-    row, label_w, top = 26, 150, 8
+    row, label_w, top = 26, 170, 8
     height = top + row * max(len(items), 1) + 8
     peak = max((v for _, v in items), default=0) or 1
     bar_room = width - label_w - 70
@@ -107,8 +107,8 @@ def trend_line(
     values: Sequence[float],
     *,
     title: str,
-    width: int = 520,
-    height: int = 160,
+    width: int = 480,
+    height: int = 170,
     colour: str = PALETTE[3],
 ) -> Markup:
     """A line over time (e.g. new dead letters per day)."""
@@ -116,9 +116,7 @@ def trend_line(
     plot_w, plot_h = width - left - right, height - top - bottom
     peak = _nice_top(max(values, default=0))
     step = plot_w / max(len(values) - 1, 1)
-    points = [
-        (left + i * step, top + plot_h - plot_h * v / peak) for i, v in enumerate(values)
-    ]
+    points = [(left + i * step, top + plot_h - plot_h * v / peak) for i, v in enumerate(values)]
     parts = [_svg_open(width, height, title)]
     parts += _y_axis(left, top, plot_w, plot_h, peak)
     if points:
@@ -139,7 +137,7 @@ def trend_line(
     return Markup("".join(parts))
 
 
-def share_bar(parts_: Sequence[tuple[str, float, str]], *, title: str, width: int = 520) -> Markup:
+def share_bar(parts_: Sequence[tuple[str, float, str]], *, title: str, width: int = 420) -> Markup:
     """One bar split into shares (label, value, colour): e.g. delivered vs exceptions."""
     height = 54
     total = sum(v for _, v, _ in parts_) or 1
@@ -159,7 +157,7 @@ def share_bar(parts_: Sequence[tuple[str, float, str]], *, title: str, width: in
             f'<rect x="{lx}" y="36" width="10" height="10" fill="{colour}"/>'
             f'<text x="{lx + 14}" y="45">{escape(label)} {_fmt(value)}</text>'
         )
-        lx += 14 + 9 * (len(label) + len(_fmt(value))) + 24
+        lx += 14 + 13 * len(label) + 8 * len(_fmt(value)) + 24
     out.append("</svg>")
     return Markup("".join(out))
 

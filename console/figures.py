@@ -29,7 +29,9 @@ def day_window(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
 
 
-def orders_by_hour(conn: Connection, start: datetime, end: datetime, zone: ZoneInfo) -> dict[str, list[int]]:
+def orders_by_hour(
+    conn: Connection, start: datetime, end: datetime, zone: ZoneInfo
+) -> dict[str, list[int]]:
     """Orders first received in the window: channel -> 24 hourly counts."""
     per: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
     rows = conn.execute(
@@ -105,7 +107,9 @@ def latency_by_system(conn: Connection, start: datetime, end: datetime) -> list[
         .join(orders, o.order_number == i.order_number)
         .join(
             arrivals,
-            (a.order_id == o.id) & (a.order_version == i.order_version) & a.outcome.in_(["new", "update"]),
+            (a.order_id == o.id)
+            & (a.order_version == i.order_version)
+            & a.outcome.in_(["new", "update"]),
         )
         .where(i.delivered_at >= start, i.delivered_at < end)
     )
@@ -182,7 +186,9 @@ def _count_status(bucket: Bucket, status: str) -> None:
         bucket.refunded += 1
 
 
-def slow_skus(conn: Connection, now: datetime, days: int, limit: int = 50) -> list[tuple[str, datetime]]:
+def slow_skus(
+    conn: Connection, now: datetime, days: int, limit: int = 50
+) -> list[tuple[str, datetime]]:
     """SKUs ordered before but not in the last ``days`` days, longest idle first."""
     since = now - timedelta(days=days)
     last: dict[str, datetime] = {}

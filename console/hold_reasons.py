@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from console.i18n import Gettext, N_
+from console.i18n import N_, Gettext
 
 TWO_APPROVALS = re.compile(r"^total (\S+) ([A-Z]{3}) above (\S+): two approvals needed$")
 ABOVE = re.compile(r"^total (\S+) ([A-Z]{3}) above (\S+)$")

@@ -47,7 +47,7 @@ def translations(language: str) -> Mapping[str, str]:
 
 
 def language_of(asked: str | None) -> str:
-    return asked if asked in LANGUAGES else DEFAULT_LANGUAGE
+    return asked if asked is not None and asked in LANGUAGES else DEFAULT_LANGUAGE
 
 
 Gettext = Callable[..., str]

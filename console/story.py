@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from console.i18n import Gettext, N_
+from console.i18n import N_, Gettext
 
 # Message ids for the words the records use (so they are translated).
 TARGET_NAMES = {
@@ -98,7 +98,9 @@ def sentence(_: Gettext, event: dict[str, Any]) -> str:
         return _(
             "Customer told by %(medium)s: %(about)s",
             medium=_(MEDIA.get(facts.get("medium", ""), facts.get("medium", ""))),
-            about=status_name(_, facts.get("about")) if facts.get("about") != "delay" else _("delay"),
+            about=status_name(_, facts.get("about"))
+            if facts.get("about") != "delay"
+            else _("delay"),
         )
     if kind == "not_told":
         return _("Customer not told")
@@ -140,7 +142,10 @@ def customer_answer(_: Gettext, order: dict[str, Any], timeline: list[dict[str, 
             no=shipment.get("tracking_number", ""),
         )
     if status == "paid":
-        if any(e.get("kind") == "delivered" and (e.get("facts") or {}).get("target") == "warehouse" for e in timeline):
+        if any(
+            e.get("kind") == "delivered" and (e.get("facts") or {}).get("target") == "warehouse"
+            for e in timeline
+        ):
             return _("The warehouse has the order and will ship it.")
         return _("The order is paid and on its way to the warehouse.")
     if status in ("cancelled", "refunded"):

@@ -28,10 +28,10 @@ from targets.consumers import DeliveryConsumer
 from targets.delivery import HttpDelivery, RetryPolicy
 
 if TYPE_CHECKING:
-    from admin_api.routes.deps import AdminContext
     from admin_api.alerts import AlertEvaluator
     from admin_api.retention import RejectedRetention
     from admin_api.retry_jobs import RetryJobWorker
+    from admin_api.routes.deps import AdminContext
     from connectors.legacy_amqp import LegacyInbound
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound

@@ -20,7 +20,15 @@ router = APIRouter()
 PAGE_SIZE = 50
 
 
-def _page(viewer: Viewer, *, created: str = "", error: str = "", actor: str = "", page: int = 0, status_code: int = 200) -> HTMLResponse:
+def _page(
+    viewer: Viewer,
+    *,
+    created: str = "",
+    error: str = "",
+    actor: str = "",
+    page: int = 0,
+    status_code: int = 200,
+) -> HTMLResponse:
     query = select(audit_log)
     if actor:
         query = query.where(audit_log.c.actor == actor)
@@ -55,12 +63,18 @@ async def create_key(request: Request, viewer: AdminPage) -> Response:
     form = await checked_form(request, viewer)
     name, role = text_field(form, "name", 100), text_field(form, "role", 16)
     if not name:
-        return _page(viewer, error=viewer._("Give the key a name (who will use it)."), status_code=422)
+        return _page(
+            viewer, error=viewer._("Give the key a name (who will use it)."), status_code=422
+        )
     try:
         with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            _, key = keys.create(conn, name, role, viewer.principal.name if viewer.principal else "")
+            _, key = keys.create(
+                conn, name, role, viewer.principal.name if viewer.principal else ""
+            )
     except keys.KeyError_ as exc:
-        return _page(viewer, error=viewer._("The key was not made: %(why)s", why=str(exc)), status_code=422)
+        return _page(
+            viewer, error=viewer._("The key was not made: %(why)s", why=str(exc)), status_code=422
+        )
     return _page(viewer, created=key)
 
 

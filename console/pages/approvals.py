@@ -14,7 +14,16 @@ from sqlalchemy import func, select
 
 from admin_api.auth import Role
 from console.hold_reasons import reasons_in_words
-from console.web import PREFIX, NotFound, OperatorPage, Reader, Viewer, checked_form, see_other, text_field
+from console.web import (
+    PREFIX,
+    NotFound,
+    OperatorPage,
+    Reader,
+    Viewer,
+    checked_form,
+    see_other,
+    text_field,
+)
 from infra.database import translate_db_errors
 from infra.tables import holds as holds_table
 from infra.tables import orders
@@ -34,9 +43,7 @@ def _orders_by_number(viewer: Viewer, numbers: set[str]) -> dict[str, dict[str, 
                 orders.c.order_number.in_(sorted(numbers))
             )
         ).mappings()
-        return {
-            r["order_number"]: {**dict(r), "order": json.loads(r["body"])} for r in rows
-        }
+        return {r["order_number"]: {**dict(r), "order": json.loads(r["body"])} for r in rows}
 
 
 @router.get("/approvals")
@@ -66,16 +73,25 @@ def approval_queue(viewer: Reader, state: str = "open", page: int = 0) -> HTMLRe
         for r in rows
     ]
     return viewer.render(
-        "approvals.html", items=items, state=state, states=STATES, total=total or 0, page=page,
+        "approvals.html",
+        items=items,
+        state=state,
+        states=STATES,
+        total=total or 0,
+        page=page,
         more=(page + 1) * PAGE_SIZE < (total or 0),
     )
 
 
 def _hold(viewer: Viewer, hold_id: int) -> dict[str, Any]:
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        row = conn.execute(
-            select(holds_table).where(holds_table.c.id == min(max(hold_id, 0), 2**63 - 1))
-        ).mappings().first()
+        row = (
+            conn.execute(
+                select(holds_table).where(holds_table.c.id == min(max(hold_id, 0), 2**63 - 1))
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         raise NotFound()
     return dict(row)
@@ -86,7 +102,9 @@ def approval_page(hold_id: int, viewer: Reader) -> HTMLResponse:
     return _approval_page(viewer, hold_id)
 
 
-def _approval_page(viewer: Viewer, hold_id: int, message: str = "", status_code: int = 200) -> HTMLResponse:
+def _approval_page(
+    viewer: Viewer, hold_id: int, message: str = "", status_code: int = 200
+) -> HTMLResponse:
     hold = _hold(viewer, hold_id)
     wanted = {hold["order_number"], *([hold["suspected_of"]] if hold["suspected_of"] else [])}
     found = _orders_by_number(viewer, wanted)

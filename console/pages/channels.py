@@ -33,7 +33,10 @@ def health(conn: Connection, configured: tuple[str, ...], now: datetime) -> list
     last_order = _grouped(conn, arrivals.c.channel, func.max(arrivals.c.received_at))
     arrived = _grouped(conn, arrivals.c.channel, func.count(), arrivals.c.received_at >= now - HOUR)
     refused = _grouped(
-        conn, rejected_requests.c.channel, func.count(), rejected_requests.c.received_at >= now - HOUR
+        conn,
+        rejected_requests.c.channel,
+        func.count(),
+        rejected_requests.c.received_at >= now - HOUR,
     )
     failed = _grouped(
         conn, dead_letters.c.channel, func.count(), dead_letters.c.first_failed_at >= now - HOUR
@@ -55,7 +58,9 @@ def health(conn: Connection, configured: tuple[str, ...], now: datetime) -> list
         lag = None
         if cursor is not None:
             try:
-                lag = (now - datetime.fromisoformat(cursor.position.replace("Z", "+00:00"))).total_seconds()
+                lag = (
+                    now - datetime.fromisoformat(cursor.position.replace("Z", "+00:00"))
+                ).total_seconds()
             except ValueError:
                 lag = None
         last = last_order.get(name)

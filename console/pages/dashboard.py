@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from console import advice, charts, figures
+from console import advice, charts, figures, story
 from console.web import Reader, Viewer
 from infra.database import translate_db_errors
 
@@ -88,7 +88,7 @@ def _panels(viewer: Viewer) -> dict[str, object]:
             colours=[charts.PALETTE[3]],
         ),
         "latency": charts.horizontal_bars(
-            [(lat.system, round(lat.p50, 1)) for lat in latency],
+            [(story.target_name(_, lat.system), round(lat.p50, 1)) for lat in latency],
             title=_("Delivery time per system today (median, seconds)"),
             unit="s",
         ),

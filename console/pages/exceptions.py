@@ -60,9 +60,11 @@ def _trend(viewer: Viewer) -> tuple[list[str], list[float]]:
 def exception_groups(viewer: Reader) -> HTMLResponse:
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
         groups = causes.groups(conn, "open")
-        jobs = conn.execute(
-            select(retry_jobs_table).order_by(retry_jobs_table.c.id.desc()).limit(5)
-        ).mappings().all()
+        jobs = (
+            conn.execute(select(retry_jobs_table).order_by(retry_jobs_table.c.id.desc()).limit(5))
+            .mappings()
+            .all()
+        )
     labels, values = _trend(viewer)
     bars = charts.horizontal_bars(
         [(advice.title(viewer._, g["cause"]), float(g["count"])) for g in groups],
@@ -79,7 +81,9 @@ def exception_groups(viewer: Reader) -> HTMLResponse:
     )
 
 
-def _letters_of(viewer: Viewer, cause: str, channel: str, q: str, page: int) -> tuple[int, list[dict[str, Any]]]:
+def _letters_of(
+    viewer: Viewer, cause: str, channel: str, q: str, page: int
+) -> tuple[int, list[dict[str, Any]]]:
     c = dead_letters.c
     conditions = [c.status == "open"]
     if channel:
@@ -99,17 +103,31 @@ def _letters_of(viewer: Viewer, cause: str, channel: str, q: str, page: int) -> 
             if page * PAGE_SIZE <= total < (page + 1) * PAGE_SIZE:
                 ids.append(row.id)
             total += 1
-        rows = conn.execute(
-            select(
-                c.id, c.order_number, c.channel, c.queue, c.reason, c.detail, c.attempts,
-                c.last_failed_at,
-            ).where(c.id.in_(ids)).order_by(c.id.desc())
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                select(
+                    c.id,
+                    c.order_number,
+                    c.channel,
+                    c.queue,
+                    c.reason,
+                    c.detail,
+                    c.attempts,
+                    c.last_failed_at,
+                )
+                .where(c.id.in_(ids))
+                .order_by(c.id.desc())
+            )
+            .mappings()
+            .all()
+        )
     return total, [viewer.masked(dict(r)) for r in rows]
 
 
 @router.get("/exceptions/causes/{cause}")
-def cause_page(viewer: Reader, cause: str, channel: str = "", q: str = "", page: int = 0) -> HTMLResponse:
+def cause_page(
+    viewer: Reader, cause: str, channel: str = "", q: str = "", page: int = 0
+) -> HTMLResponse:
     if cause not in causes.CAUSES:
         raise NotFound()
     q = q.strip()[:200]
@@ -117,9 +135,11 @@ def cause_page(viewer: Reader, cause: str, channel: str = "", q: str = "", page:
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
         watched = {g["cause"]: g for g in causes.groups(conn, "open")}.get(cause)
         chans = sorted(
-            x for x in conn.scalars(
+            x
+            for x in conn.scalars(
                 select(dead_letters.c.channel).where(dead_letters.c.status == "open").distinct()
-            ) if x
+            )
+            if x
         )
     return viewer.render(
         "cause.html",
@@ -161,7 +181,9 @@ async def retry_group(cause: str, request: Request, viewer: OperatorPage) -> Res
                 channel=channel,
                 note=note or "",
             )
-        job_id = retry_jobs.start(conn, f, GROUP_RETRY_RATE, note, viewer.principal.name if viewer.principal else "")
+        job_id = retry_jobs.start(
+            conn, f, GROUP_RETRY_RATE, note, viewer.principal.name if viewer.principal else ""
+        )
     return see_other(f"{PREFIX}/exceptions/jobs/{job_id}")
 
 
@@ -182,7 +204,11 @@ async def set_investigation(cause: str, request: Request, viewer: OperatorPage) 
 
 def _letter(viewer: Viewer, letter_id: int) -> dict[str, Any]:
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        row = conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).mappings().first()
+        row = (
+            conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id))
+            .mappings()
+            .first()
+        )
     if row is None:
         raise NotFound()
     letter = dict(row)
@@ -233,7 +259,9 @@ def _letter_page(
 
 
 @router.post("/exceptions/letters/{letter_id}/{action}")
-async def act_on_letter(letter_id: int, action: str, request: Request, viewer: OperatorPage) -> Response:
+async def act_on_letter(
+    letter_id: int, action: str, request: Request, viewer: OperatorPage
+) -> Response:
     form = await checked_form(request, viewer)
     note = text_field(form, "note", 500)
     by = viewer.principal.name if viewer.principal else ""
@@ -243,7 +271,9 @@ async def act_on_letter(letter_id: int, action: str, request: Request, viewer: O
                 deadletters.retry(conn, letter_id, by, note or None)
         elif action == "discard":
             if not note:
-                return _letter_page(viewer, letter_id, message=viewer._("Say why it is discarded."), status_code=422)
+                return _letter_page(
+                    viewer, letter_id, message=viewer._("Say why it is discarded."), status_code=422
+                )
             with translate_db_errors(), viewer.ctx.engine.begin() as conn:
                 deadletters.discard(conn, letter_id, by, note)
         elif action == "edit":
@@ -256,7 +286,9 @@ async def act_on_letter(letter_id: int, action: str, request: Request, viewer: O
         return _letter_page(
             viewer,
             letter_id,
-            message=viewer._("Nothing done: it was already retried or discarded (%(why)s).", why=str(exc)),
+            message=viewer._(
+                "Nothing done: it was already retried or discarded (%(why)s).", why=str(exc)
+            ),
             status_code=409,
         )
     return see_other(f"{PREFIX}/exceptions/letters/{letter_id}")
@@ -266,9 +298,15 @@ def _edit_and_retry(viewer: Viewer, letter_id: int, body: Any, note: str, by: st
     letter = _letter(viewer, letter_id)
     text = body if isinstance(body, str) else ""
     if deadletters.is_delivery(letter["routing_key"]):
-        return _letter_page(viewer, letter_id, message=viewer._(
-                "A delivery to one system cannot be edited: correct the data in that system, or retry it as it is."
-            ), status_code=409)
+        return _letter_page(
+            viewer,
+            letter_id,
+            message=viewer._(
+                "A delivery to one system cannot be edited: "
+                "correct the data in that system, or retry it as it is."
+            ),
+            status_code=409,
+        )
     problems = edit_problems(letter["routing_key"], text)
     if not note:
         problems.append({"field": "note", "message": viewer._("Say why it was edited.")})
@@ -281,7 +319,9 @@ def _edit_and_retry(viewer: Viewer, letter_id: int, body: Any, note: str, by: st
 
 @router.get("/exceptions/jobs/{job_id}")
 def job_page(job_id: int, viewer: Reader) -> HTMLResponse:
-    return viewer.render("job.html", job=_job(viewer, job_id), title_of=lambda c: advice.title(viewer._, c))
+    return viewer.render(
+        "job.html", job=_job(viewer, job_id), title_of=lambda c: advice.title(viewer._, c)
+    )
 
 
 @router.get("/exceptions/jobs/{job_id}/progress")

@@ -39,7 +39,9 @@ def _day(text: str) -> date | None:
         return None
 
 
-def _search(viewer: Viewer, conn: Connection, q: str, channel: str, day: date | None, status: str, page: int) -> tuple[list[dict[str, Any]], str]:
+def _search(
+    viewer: Viewer, conn: Connection, q: str, channel: str, day: date | None, status: str, page: int
+) -> tuple[list[dict[str, Any]], str]:
     """The orders found, and a hint when the search cannot be done as typed."""
     since = until = None
     if day:
@@ -80,7 +82,9 @@ def order_search(
     page = max(0, min(page, 10_000))
     asked_day = _day(day)
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        found, hint = _search(viewer, conn, q, channel, asked_day, status if status in STATUSES else "", page)
+        found, hint = _search(
+            viewer, conn, q, channel, asked_day, status if status in STATUSES else "", page
+        )
         channels = channels_known(conn)
     rows = [viewer.masked(o) for o in found]
     return viewer.render(

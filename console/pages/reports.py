@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from console import advice, charts, figures
+from console import advice, charts, figures, story
 from console.web import Reader, Viewer
 from infra.database import translate_db_errors
 from infra.spreadsheets import safe_cell, xlsx_bytes
@@ -54,7 +54,12 @@ def _amounts(viewer: Viewer, amounts: dict[str, Any]) -> str:
 
 @router.get("/reports")
 def reports_page(
-    viewer: Reader, start: str = "", end: str = "", period: str = "day", by: str = "channel", idle_days: int = 30
+    viewer: Reader,
+    start: str = "",
+    end: str = "",
+    period: str = "day",
+    by: str = "channel",
+    idle_days: int = 30,
 ) -> HTMLResponse:
     period = period if period in PERIODS else "day"
     by = by if by in DIMENSIONS else "channel"
@@ -66,7 +71,10 @@ def reports_page(
     sales = found["sales"]
     periods = sorted({p for p, _ in sales})
     keys = sorted({k for _, k in sales})
-    series = {k: [float(sales[(p, k)].orders) if (p, k) in sales else 0.0 for p in periods] for k in keys[:8]}
+    series = {
+        k: [float(sales[(p, k)].orders) if (p, k) in sales else 0.0 for p in periods]
+        for k in keys[:8]
+    }
     _ = viewer._
     return viewer.render(
         "reports.html",
@@ -78,7 +86,9 @@ def reports_page(
         dimensions=DIMENSIONS,
         idle_days=idle_days,
         rows=[(p, k, b, _amounts(viewer, b.amounts)) for (p, k), b in sales.items()],
-        orders_chart=charts.stacked_columns(periods or ["—"], series or {_("none"): [0.0]}, title=_("Orders")),
+        orders_chart=charts.stacked_columns(
+            periods or ["—"], series or {_("none"): [0.0]}, title=_("Orders")
+        ),
         causes_chart=charts.horizontal_bars(
             [(advice.title(_, c), float(n)) for c, n in found["by_cause"].most_common()],
             title=_("Exceptions by cause"),
@@ -87,13 +97,19 @@ def reports_page(
         total_orders=sum(b.orders for b in sales.values()) if by != "sku" else None,
         exceptions=sum(found["by_cause"].values()),
         latency=found["latency"],
+        system_name=lambda name: story.target_name(_, name),
         idle=idle,
     )
 
 
 @router.get("/reports/download")
 def download_report(
-    viewer: Reader, start: str = "", end: str = "", period: str = "day", by: str = "channel", kind: str = "csv"
+    viewer: Reader,
+    start: str = "",
+    end: str = "",
+    period: str = "day",
+    by: str = "channel",
+    kind: str = "csv",
 ) -> Response:
     period = period if period in PERIODS else "day"
     by = by if by in DIMENSIONS else "channel"

@@ -61,7 +61,9 @@ async def log_in(request: Request, viewer: Anyone) -> Response:
     form = await request.form(max_part_size=4096)
     presented = form.get("csrf")
     expected = request.cookies.get(LOGIN_CSRF, "")
-    if not expected or not csrf_matches(expected, presented if isinstance(presented, str) else None):
+    if not expected or not csrf_matches(
+        expected, presented if isinstance(presented, str) else None
+    ):
         return _login_page(viewer, viewer._("This form has expired"), 403)
     key = text_field(form, "key", 200)
     opened = viewer.console.sessions.open(key) if key else None
@@ -117,7 +119,9 @@ def start_page(viewer: Reader) -> HTMLResponse:
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
         waiting: dict[str, Any] = {
             "dead_letters": conn.scalar(
-                select(func.count()).select_from(dead_letters).where(dead_letters.c.status == "open")
+                select(func.count())
+                .select_from(dead_letters)
+                .where(dead_letters.c.status == "open")
             ),
             "holds": conn.scalar(
                 select(func.count()).select_from(holds).where(holds.c.status == "open")

@@ -32,8 +32,6 @@ from admin_api.retry_jobs import RetryJobWorker
 from console.app import create_console
 from console.web import ConsoleOptions
 from infra.database import make_engine
-from infra.settings import Settings
-from infra.topology import build_topology
 from tests import services
 from tests.console.seed import seed
 
@@ -108,7 +106,9 @@ def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
         if services.services_required():
-            pytest.fail("no Chromium (apt-get install chromium) and ORDERBUS_REQUIRE_SERVICES is set")
+            pytest.fail(
+                "no Chromium (apt-get install chromium) and ORDERBUS_REQUIRE_SERVICES is set"
+            )
         pytest.skip("no Chromium: apt-get install chromium fonts-noto-cjk")
     from playwright.sync_api import sync_playwright
 

@@ -12,13 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
 from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
 from infra.settings import Settings
-from infra.tables import outbox
+from infra.tables import dead_letters, outbox
 from infra.topology import build_topology
 from infra.transports import HttpxTransport
 from router.approval import HoldRules
@@ -36,7 +36,9 @@ TARGETS = ("warehouse", "finance", "notification")
 
 def _accepting(target: str) -> HttpDelivery:
     client = httpx.Client(transport=httpx.MockTransport(lambda _r: httpx.Response(201)))
-    return HttpDelivery(target, f"http://{target}.test/orders", HttpxTransport(client), RetryPolicy(1, 0, 0))
+    return HttpDelivery(
+        target, f"http://{target}.test/orders", HttpxTransport(client), RetryPolicy(1, 0, 0)
+    )
 
 
 class SellersDay:
@@ -89,6 +91,7 @@ class SellersDay:
                 continue
             number = body["order_number"]
             target = row["message_id"].rsplit("-", 1)[1]
+            self._published(row["id"])
             if target == "finance" and refused_sku:
                 self._refuse(row, refused_sku)
             elif target in self.consumers:
@@ -97,10 +100,47 @@ class SellersDay:
             from infra.tables import orders
 
             with self.engine.connect() as conn:
-                number = conn.scalar(
-                    select(orders.c.order_number).where(orders.c.external_id == external_id)
-                ) or ""
+                number = (
+                    conn.scalar(
+                        select(orders.c.order_number).where(orders.c.external_id == external_id)
+                    )
+                    or ""
+                )
         return number
+
+    def add_refused_by_router(self, channel: str = "web-shop") -> int:
+        """An order whose total does not add up: the router refuses it, the
+        bus dead-letters it; the dead letter's id."""
+        self.count += 1
+        bad = order(channel=channel, external_id=f"BAD-{self.count:04d}", total="1.00")
+        message_id = f"{channel}.bad-{self.count}"
+        error = self.router.handle_batch([delivery_for(bad, message_id=message_id)])[0]
+        assert error is not None
+        letter = delivery_for(bad, message_id=message_id, queue="t.router.dlq")
+        letter.headers.update(
+            {
+                H_ATTEMPT: 1,
+                H_REASON: "validation_failed",
+                H_DETAIL: str(error),
+                H_SOURCE_QUEUE: "t.router",
+                H_ORIGINAL_EXCHANGE: "t.orders",
+                H_ORIGINAL_ROUTING_KEY: f"ingest.{channel}",
+            }
+        )
+        self.recorder.handle(letter)
+        with self.engine.connect() as conn:
+            found = conn.scalar(
+                select(dead_letters.c.id).where(dead_letters.c.message_id == message_id)
+            )
+        assert found is not None
+        return int(found)
+
+    def _published(self, row_id: int) -> None:
+        """What the outbox relay records once RabbitMQ confirmed the message."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(outbox).where(outbox.c.id == row_id).values(published_at=datetime.now(UTC))
+            )
 
     def _refuse(self, row: dict[str, Any], sku: str) -> None:
         headers = {
@@ -130,15 +170,22 @@ def _message(row: dict[str, Any], queue: str, extra: dict[str, Any] | None = Non
 
 
 def seed(engine: Engine) -> dict[str, Any]:
-    """Today's orders: 9 delivered over three channels, one of them the
+    """Today's 14 orders: 9 delivered over three channels, one of them the
     buyer with phone 13912345678; 3 refused by finance for the same unknown
-    SKU; one large order held for two approvals."""
+    SKU; one large order held for two approvals; and that buyer's order
+    again from another channel, held as a suspected duplicate."""
     day = SellersDay(engine)
     facts: dict[str, Any] = {"day": day}
     for i, channel in enumerate(["taobao", "jd", "pinduoduo"] * 3):
-        number = day.add_order(channel, phone=PHONE if i == 4 else f"1380013{i:04d}", name="张伟" if i == 4 else "王小明")
+        number = day.add_order(
+            channel,
+            phone=PHONE if i == 4 else f"1380013{i:04d}",
+            name="张伟" if i == 4 else "王小明",
+        )
         if i == 4:
             facts["phone_order"], facts["phone_channel"] = number, channel
     facts["refused"] = [day.add_order("jd", refused_sku="TB-778") for _ in range(3)]
     facts["large"] = day.add_order("taobao", total="12800.00", name="赵大客户")
+    # The same buyer and basket again, from another channel minutes later.
+    facts["lookalike"] = day.add_order("youzan", phone=PHONE, name="张伟")
     return facts
