@@ -82,7 +82,10 @@ def update(language: str) -> tuple[int, int]:
 def main() -> int:
     for language in LANGUAGES:
         added, untranslated = update(language)
-        print(f"{language}: {added} new texts, {untranslated} without a translation")
+        if language == "en":  # the message ids are the English texts
+            print(f"{language}: {added} new texts (the English is the text itself)")
+        else:
+            print(f"{language}: {added} new texts, {untranslated} without a translation")
     return 0
 
 

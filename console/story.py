@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from admin_api import causes
+from console import advice
 from console.i18n import N_, Gettext
 
 # Message ids for the words the records use (so they are translated).
@@ -105,7 +107,8 @@ def sentence(_: Gettext, event: dict[str, Any]) -> str:
     if kind == "not_told":
         return _("Customer not told")
     if kind == "dead_letter":
-        return _("Stuck: needs a person (%(reason)s)", reason=facts.get("reason", ""))
+        cause = causes.cause_of(str(facts.get("reason", "")), event.get("detail"))
+        return _("Stuck, needs a person: %(cause)s", cause=advice.title(_, cause))
     if kind == "dead_letter_retried":
         return _("Retried by %(by)s", by=by)
     if kind == "dead_letter_discarded":

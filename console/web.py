@@ -8,7 +8,7 @@ expired form, not found, the database away).
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,6 +73,8 @@ class ConsoleOptions:
     timezone: str = "Asia/Shanghai"
     dashboard_refresh_seconds: int = 10
     channels: tuple[str, ...] = ()  # the configured channels, listed even before their first order
+    # When each credential expires (ORDERBUS_ALERTS' credentials rule): name -> moment.
+    credentials_expire: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass

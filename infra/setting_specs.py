@@ -375,3 +375,39 @@ class AlertSettings(BaseModel):
     )
     queue_depth: QueueDepth | None = Field(default=None, description="a queue not drained")
     credentials: Credentials | None = Field(default=None, description="credentials about to expire")
+
+
+class DigestSettings(BaseModel):
+    """``ORDERBUS_DIGEST``: yesterday's numbers, once a day, to the team's chat
+    robot (console/digest.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: str = Field(
+        description="the chat robot's webhook (WeCom, DingTalk, Feishu, or any)"
+    )
+    format: Literal["wecom", "dingtalk", "feishu", "json"] = Field(
+        default="wecom",
+        description="the robot's message format: WeCom or DingTalk markdown, Feishu text, or JSON",
+    )
+    at: str = Field(
+        default="09:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="local time (HH:MM) after which the day's digest is sent",
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="the zone of `at` and of the days")
+    language: Literal["zh-CN", "en"] = Field(default="zh-CN", description="the digest's language")
+    console_url: str | None = Field(
+        default=None, description="the console's address, linked at the end of the digest"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except (ValueError, LookupError):
+            raise ValueError(f"no time zone {value!r} (for example Asia/Shanghai)") from None
+        return value

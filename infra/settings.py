@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from infra.setting_specs import (
     AlertSettings,
     ChannelSpec,
+    DigestSettings,
     DuplicateSuspicion,
     HoldRulesSpec,
     LegacySpec,
@@ -219,6 +220,10 @@ class Settings(BaseSettings):
     )
     alerts: AlertSettings | None = Field(
         default=None, description="alert rules and their webhook (admin_api/alerts.py)"
+    )
+    digest: DigestSettings | None = Field(
+        default=None,
+        description="a daily digest of yesterday's orders to the team's chat robot (console)",
     )
     # Read by the command before the settings (infra/logs.py); here to be validated.
     rejected_retention_days: float = Field(

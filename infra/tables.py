@@ -356,3 +356,16 @@ console_sessions = Table(
     Column("ended_at", DateTime(timezone=True), nullable=True, doc="logged out"),
     Index("ix_console_sessions_expires_at", "expires_at"),
 )
+
+
+# The daily digest (console/digest.py): one row per day, claimed before the
+# message is sent and marked once the robot took it, so many admin processes
+# send each day's digest once.
+digests = Table(
+    "digests",
+    metadata,
+    Column("day", String(10), primary_key=True, doc="the day summed up, YYYY-MM-DD"),
+    Column("status", String(16), nullable=False, doc="sending|sent"),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+)

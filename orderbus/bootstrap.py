@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
     from connectors.pull import Polling
+    from console.digest import DailyDigest
     from router.shipments import ShipmentIntake
     from targets.adapters.base import TargetAdapter
     from targets.notify.delays import DelayWatch
@@ -257,6 +258,17 @@ class Orderbus:
 
         return RejectedRetention(self.engine, self.settings.rejected_retention_days)
 
+    def daily_digest(self, transport: httpx.BaseTransport | None = None) -> DailyDigest:
+        from console.digest import DailyDigest
+
+        if self.settings.digest is None:
+            raise ConfigurationError("ORDERBUS_DIGEST is not set")
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        self._clients.append(client)
+        return DailyDigest(
+            self.engine, self.settings.digest, client, router_queue=self.topology.router_queue
+        )
+
     def recorder(self) -> DeadLetterRecorder:
         return DeadLetterRecorder(self.engine)
 
@@ -304,6 +316,9 @@ class Orderbus:
             timezone=s.console_timezone,
             dashboard_refresh_seconds=s.console_dashboard_refresh_seconds,
             channels=tuple(sorted({*s.channels, *s.pollers, *s.channel_secrets})),
+            credentials_expire=dict(
+                s.alerts.credentials.expires if s.alerts and s.alerts.credentials else {}
+            ),
         )
         return create_console(ctx, options)
 

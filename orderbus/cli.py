@@ -58,7 +58,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from orderbus.demo import run_demo
 
-    return run_demo(args.broker_url, args.database_url)
+    return run_demo(args.broker_url, args.database_url, keep_open=args.keep_open)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
@@ -263,6 +263,11 @@ def _add_schema_and_demo(sub: Subcommands) -> None:
         "--broker-url", help="default: kombu's SQL transport on a temporary SQLite file"
     )
     demo.add_argument("--database-url", help="default: a temporary SQLite file")
+    demo.add_argument(
+        "--keep-open",
+        action="store_true",
+        help="keep running afterwards, to look at the orders in the console (/console)",
+    )
     demo.set_defaults(func=cmd_demo)
 
 

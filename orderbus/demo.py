@@ -64,7 +64,10 @@ def scenario() -> list[tuple[str, dict[str, Any]]]:
 
 
 def run_demo(
-    broker_url: str | None = None, database_url: str | None = None, timeout: float = 90
+    broker_url: str | None = None,
+    database_url: str | None = None,
+    timeout: float = 90,
+    keep_open: bool = False,
 ) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="orderbus-demo-"))
     finance_knows_customer = {"value": False}
@@ -106,10 +109,24 @@ def run_demo(
             expected["finance"] = 3
             _wait(lambda: _settled(daemon, sink, expected, 1), timeout)
         _report(daemon, sink)
+        if keep_open:
+            _stay_open(admin, admin_token)
         return 0
     finally:
         daemon.shutdown(15)
         sink.stop()
+
+
+def _stay_open(admin: str, admin_token: str) -> None:
+    """Keep the demo running so a person can look at it in the console."""
+    print(f"\n控制台 The console: {admin}/console/")
+    print(f"  登录密钥 log in with the key: {admin_token}")
+    print("  Ctrl-C 结束 to stop")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print()
 
 
 def _demo_settings(

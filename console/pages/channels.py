@@ -7,6 +7,7 @@ A channel is listed when it is configured or has left any record.
 (No ``from __future__ import annotations``: FastAPI reads the annotations.)
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,12 @@ def _grouped(conn: Connection, column: Any, value: Any, *conditions: Any) -> dic
     return dict(conn.execute(select(column, value).where(*conditions).group_by(column)).all())
 
 
-def health(conn: Connection, configured: tuple[str, ...], now: datetime) -> list[dict[str, Any]]:
+def health(
+    conn: Connection,
+    configured: tuple[str, ...],
+    now: datetime,
+    expiry: Mapping[str, datetime] | None = None,
+) -> list[dict[str, Any]]:
     last_order = _grouped(conn, arrivals.c.channel, func.max(arrivals.c.received_at))
     arrived = _grouped(conn, arrivals.c.channel, func.count(), arrivals.c.received_at >= now - HOUR)
     refused = _grouped(
@@ -50,7 +56,8 @@ def health(conn: Connection, configured: tuple[str, ...], now: datetime) -> list
     ):
         if row.channel and causes.cause_of(row.reason, row.detail) == "token_expired":
             credentials[row.channel] = credentials.get(row.channel, 0) + 1
-    names = sorted({*configured, *last_order, *refused, *cursors} - {None, ""})
+    expiry = expiry or {}
+    names = sorted({*configured, *last_order, *refused, *cursors, *expiry} - {None, ""})
     found = []
     for name in names:
         good, bad = int(arrived.get(name, 0)), int(refused.get(name, 0)) + int(failed.get(name, 0))
@@ -74,6 +81,8 @@ def health(conn: Connection, configured: tuple[str, ...], now: datetime) -> list
                 "polled_at": figures.utc(cursor.polled_at) if cursor is not None else None,
                 "cursor_lag_minutes": round(lag / 60) if lag is not None else None,
                 "credentials_refused": credentials.get(name, 0),
+                "expires_at": expiry.get(name),
+                "expires_in_days": (expiry[name] - now).days if name in expiry else None,
             }
         )
     return found
@@ -83,7 +92,8 @@ def health(conn: Connection, configured: tuple[str, ...], now: datetime) -> list
 def channels_page(viewer: Reader) -> HTMLResponse:
     now = datetime.now(UTC)
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        rows = health(conn, viewer.console.options.channels, now)
+        options = viewer.console.options
+        rows = health(conn, options.channels, now, options.credentials_expire)
         recent_alerts = [
             dict(r)
             for r in conn.execute(

@@ -259,3 +259,21 @@ def test_downloads_are_spreadsheets_a_person_can_open(client: TestClient) -> Non
         "currency",
         "amount",
     ]
+
+
+def test_the_channels_page_says_when_credentials_expire(
+    sqlite_engine: Engine, day: dict[str, Any]
+) -> None:
+    from console.web import ConsoleOptions
+
+    soon = datetime.now(UTC) + timedelta(days=3, hours=1)
+    app = create_admin_app(
+        sqlite_engine, KeyAuth(sqlite_engine, {"root": ROOT}), day["day"].topology
+    )
+    options = ConsoleOptions(channels=("douyin",), credentials_expire={"pinduoduo": soon})
+    app.mount("/console", create_console(app.state.admin, options))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        log_in(c, ROOT)
+        page = c.get("/console/channels").text
+    assert "还剩 3 天" in page
+    assert "douyin" in page  # configured, though it sent nothing yet
