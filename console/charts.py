@@ -129,12 +129,29 @@ def trend_line(
             )
     for i, label in enumerate(labels):
         if i in (0, len(labels) - 1) or len(labels) <= 8:
+            anchor = "end" if i == len(labels) - 1 and i else "middle"
             parts.append(
-                f'<text x="{left + i * step:.1f}" y="{height - 6}" text-anchor="middle">'
+                f'<text x="{left + i * step:.1f}" y="{height - 6}" text-anchor="{anchor}">'
                 f"{escape(label)}</text>"
             )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def sparkline(values: Sequence[float], *, title: str, width: int = 140, height: int = 28) -> Markup:
+    """A small line in a table row: the shape of a count over time."""
+    peak = max(values, default=0) or 1
+    step = (width - 4) / max(len(values) - 1, 1)
+    points = " ".join(
+        f"{2 + i * step:.1f},{height - 3 - (height - 6) * v / peak:.1f}"
+        for i, v in enumerate(values)
+    )
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" xmlns="http://www.w3.org/2000/svg" aria-label="{escape(title)}">'
+        f"<title>{escape(title)}: {', '.join(_fmt(v) for v in values)}</title>"
+        f'<polyline points="{points}" fill="none" stroke="{PALETTE[3]}" stroke-width="1.5"/></svg>'
+    )
 
 
 def share_bar(parts_: Sequence[tuple[str, float, str]], *, title: str, width: int = 420) -> Markup:

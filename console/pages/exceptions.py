@@ -40,20 +40,26 @@ PAGE_SIZE = 50
 GROUP_RETRY_RATE = 20.0  # retries a second: a fixed cause's group drains without a burst
 
 
-def _trend(viewer: Viewer) -> tuple[list[str], list[float]]:
-    """New dead letters per day over the last two weeks, in the viewer's days."""
+def _trend(viewer: Viewer) -> tuple[list[str], list[float], dict[str, list[float]]]:
+    """New dead letters per day over the last two weeks, in the viewer's
+    days: the day labels, all causes together, and each cause's."""
     since = datetime.now(UTC) - timedelta(days=TREND_DAYS)
+    c = dead_letters.c
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        firsts = conn.scalars(
-            select(dead_letters.c.first_failed_at).where(dead_letters.c.first_failed_at >= since)
+        rows = conn.execute(
+            select(c.first_failed_at, c.reason, c.detail).where(c.first_failed_at >= since)
         ).all()
     per_day: Counter[str] = Counter()
-    for at in firsts:
+    per_cause: dict[str, Counter[str]] = {}
+    for at, reason, detail in rows:
         moment = at if at.tzinfo else at.replace(tzinfo=UTC)
-        per_day[moment.astimezone(viewer.formats.zone).date().isoformat()] += 1
+        day = moment.astimezone(viewer.formats.zone).date().isoformat()
+        per_day[day] += 1
+        per_cause.setdefault(causes.cause_of(reason, detail), Counter())[day] += 1
     today = viewer.formats.today()
     days = [(today - timedelta(days=n)).isoformat() for n in range(TREND_DAYS - 1, -1, -1)]
-    return [d[5:] for d in days], [float(per_day[d]) for d in days]
+    each = {cause: [float(found[d]) for d in days] for cause, found in per_cause.items()}
+    return [d[5:] for d in days], [float(per_day[d]) for d in days], each
 
 
 @router.get("/exceptions")
@@ -65,7 +71,7 @@ def exception_groups(viewer: Reader) -> HTMLResponse:
             .mappings()
             .all()
         )
-    labels, values = _trend(viewer)
+    labels, values, each = _trend(viewer)
     bars = charts.horizontal_bars(
         [(advice.title(viewer._, g["cause"]), float(g["count"])) for g in groups],
         title=viewer._("Open exceptions by cause"),
@@ -74,6 +80,10 @@ def exception_groups(viewer: Reader) -> HTMLResponse:
     return viewer.render(
         "exceptions.html",
         groups=viewer.masked(groups),
+        sparks={
+            cause: charts.sparkline(series, title=viewer._("New per day, last 14 days"))
+            for cause, series in each.items()
+        },
         title_of=lambda c: advice.title(viewer._, c),
         bars=bars,
         trend=trend,
