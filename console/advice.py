@@ -56,3 +56,32 @@ def title(_: Gettext, cause: str) -> str:
 
 def advice(_: Gettext, cause: str) -> str:
     return _(CAUSE_ADVICE.get(cause, CAUSE_ADVICE["other"]))
+
+
+# The canonical order's fields as a person names them (an edit's errors).
+FIELD_NAMES = {
+    "total": N_("order total"),
+    "currency": N_("currency"),
+    "customer.phone": N_("buyer's phone"),
+    "customer.name": N_("buyer's name"),
+    "customer.email": N_("buyer's e-mail"),
+    "shipping_address.province": N_("province"),
+    "shipping_address.city": N_("city"),
+    "shipping_address.district": N_("district"),
+    "shipping_address.street": N_("street address"),
+    "items": N_("items"),
+    "sku": N_("SKU"),
+    "quantity": N_("quantity"),
+    "unit_price": N_("unit price"),
+    "placed_at": N_("order time"),
+    "external_id": N_("channel order id"),
+    "note": N_("note"),
+    "body": N_("the message"),
+}
+
+
+def field_name(_: Gettext, field: str) -> str:
+    """``items.0.sku`` -> "SKU (items.0.sku)": the words first, the path after."""
+    last = field.rsplit(".", 1)[-1]
+    known = FIELD_NAMES.get(field) or FIELD_NAMES.get(last)
+    return f"{_(known)} ({field})" if known else field

@@ -249,6 +249,7 @@ def _letter_page(
     problems: list[dict[str, str]] | None = None,
     message: str = "",
     status_code: int = 200,
+    note: str = "",
 ) -> HTMLResponse:
     letter = _letter(viewer, min(max(letter_id, 0), 2**63 - 1))
     cause = causes.cause_of(letter["reason"], letter["detail"])
@@ -261,7 +262,8 @@ def _letter_page(
         advice=advice.advice(viewer._, cause),
         body=edited if edited is not None else _pretty(letter["body"] or ""),
         editable=letter["status"] == "open" and not deadletters.is_delivery(letter["routing_key"]),
-        problems=problems or [],
+        problems=[{**p, "field": advice.field_name(viewer._, p["field"])} for p in problems or []],
+        note=note,
         message=message,
         may_act=viewer.can(Role.operator),
         maybe_received=cause == "endpoint_down",
@@ -321,7 +323,9 @@ def _edit_and_retry(viewer: Viewer, letter_id: int, body: Any, note: str, by: st
     if not note:
         problems.append({"field": "note", "message": viewer._("Say why it was edited.")})
     if problems:
-        return _letter_page(viewer, letter_id, edited=text, problems=problems, status_code=422)
+        return _letter_page(
+            viewer, letter_id, edited=text, problems=problems, status_code=422, note=note
+        )
     with translate_db_errors(), viewer.ctx.engine.begin() as conn:
         deadletters.retry(conn, letter_id, by, note, edited=text.encode("utf-8"))
     return see_other(f"{PREFIX}/exceptions/letters/{letter_id}")

@@ -258,7 +258,8 @@ def test_edit_and_retry_shows_errors_by_field_then_retries(
     screen.page.fill("form[action$='/edit'] input[name=note]", "按平台订单改正金额")
     screen.page.click("button:has-text('校验并重试')")
     errors = screen.page.inner_text("ul.fielderr")
-    assert "total" in errors
+    assert "订单金额 (total)" in errors
+    assert screen.page.input_value("form[action$='/edit'] input[name=note]") == "按平台订单改正金额"
     screen.shot("edit-and-retry-field-errors")
     screen.page.fill("textarea[name=body]", body.replace('"total": "1.00"', '"total": "30.50"'))
     screen.page.fill("form[action$='/edit'] input[name=note]", "按平台订单改正金额")
