@@ -81,7 +81,10 @@ def horizontal_bars(
     colours: Sequence[str] | None = None,
 ) -> Markup:
     """One bar per item (a label and a value), longest first as given."""
-    row, label_w, top = 26, 170, 8
+    row, top = 26, 8
+    room = int(width * 0.5)  # at most half the width for the labels
+    label_w = min(max((_text_width(label) for label, _ in items), default=40) + 14, room)
+
     height = top + row * max(len(items), 1) + 8
     peak = max((v for _, v in items), default=0) or 1
     bar_room = width - label_w - 70
@@ -91,7 +94,7 @@ def horizontal_bars(
         colour = (colours or PALETTE)[i % len(colours or PALETTE)]
         w = max(bar_room * value / peak, 1 if value else 0)
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>'
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{escape(_fit(label, room - 14))}</text>'
             f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row - 10}" rx="3" fill="{colour}">'
             f"<title>{escape(label)}: {_fmt(value)}{escape(unit)}</title></rect>"
             f'<text x="{label_w + w + 6:.1f}" y="{y + 15}">{_fmt(value)}{escape(unit)}</text>'
@@ -177,6 +180,22 @@ def share_bar(parts_: Sequence[tuple[str, float, str]], *, title: str, width: in
         lx += 14 + 13 * len(label) + 8 * len(_fmt(value)) + 24
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _text_width(text: str) -> int:
+    """About how wide ``text`` is at the charts' 12 px: a Chinese character
+    is a full square, a Latin one about half."""
+    return sum(12 if ord(ch) > 0x2E80 else 7 for ch in text)
+
+
+def _fit(text: str, room: int) -> str:
+    """``text``, cut with an ellipsis to fit ``room`` pixels (the whole text
+    stays in the bar's tooltip)."""
+    if _text_width(text) <= room:
+        return text
+    while text and _text_width(text + "…") > room:
+        text = text[:-1]
+    return text + "…"
 
 
 def _svg_open(width: int, height: int, title: str) -> str:
