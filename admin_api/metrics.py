@@ -32,7 +32,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, case, func, select
 
 from infra.database import translate_db_errors
 from infra.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
@@ -49,6 +49,23 @@ def _seconds(engine: Engine, later: Any, earlier: Any) -> ColumnElement[float]:
     else:
         seconds = func.extract("epoch", later - earlier)
     return cast(ColumnElement[float], seconds)
+
+
+def delivered_revisions(*columns: Any) -> Select[Any]:
+    """``columns`` of each delivery joined to the arrival of the revision it
+    delivered (its new order or update): the two ends of a delivery's time."""
+    i, a, o = inbox.c, arrivals.c, orders.c
+    return (
+        select(*columns)
+        .select_from(inbox)
+        .join(orders, o.order_number == i.order_number)
+        .join(
+            arrivals,
+            (a.order_id == o.id)
+            & (a.order_version == i.order_version)
+            & a.outcome.in_(["new", "update"]),
+        )
+    )
 
 
 class DatabaseCollector:
@@ -137,20 +154,11 @@ class DatabaseCollector:
         return depth
 
     def _latency(self, conn: Connection) -> Metric:
-        i, a, o = inbox.c, arrivals.c, orders.c
+        i, a = inbox.c, arrivals.c
         seconds = _seconds(self.engine, i.delivered_at, a.received_at)
         columns = [func.sum(case((seconds <= bound, 1), else_=0)) for bound in BUCKETS]
-        query = (
-            select(i.consumer, func.count(), func.sum(seconds), *columns)
-            .select_from(inbox)
-            .join(orders, o.order_number == i.order_number)
-            .join(
-                arrivals,
-                (a.order_id == o.id)
-                & (a.order_version == i.order_version)
-                & a.outcome.in_(["new", "update"]),
-            )
-            .group_by(i.consumer)
+        query = delivered_revisions(i.consumer, func.count(), func.sum(seconds), *columns).group_by(
+            i.consumer
         )
         histogram = HistogramMetricFamily(
             "orderbus_delivery_latency_seconds",

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, func, select
 
 from admin_api import causes
+from admin_api.metrics import delivered_revisions
 from infra.tables import alerts, arrivals, dead_letters, holds, inbox, orders, outbox
 
 
@@ -100,18 +101,11 @@ class Latency:
 def latency_by_system(conn: Connection, start: datetime, end: datetime) -> list[Latency]:
     """From a revision's arrival at the router to its delivery, per system,
     for deliveries in the window (seconds)."""
-    i, a, o = inbox.c, arrivals.c, orders.c
+    i, a = inbox.c, arrivals.c
     rows = conn.execute(
-        select(i.consumer, i.delivered_at, a.received_at)
-        .select_from(inbox)
-        .join(orders, o.order_number == i.order_number)
-        .join(
-            arrivals,
-            (a.order_id == o.id)
-            & (a.order_version == i.order_version)
-            & a.outcome.in_(["new", "update"]),
+        delivered_revisions(i.consumer, i.delivered_at, a.received_at).where(
+            i.delivered_at >= start, i.delivered_at < end
         )
-        .where(i.delivered_at >= start, i.delivered_at < end)
     )
     per: dict[str, list[float]] = defaultdict(list)
     for system, delivered, received in rows:

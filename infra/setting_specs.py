@@ -377,6 +377,17 @@ class AlertSettings(BaseModel):
     credentials: Credentials | None = Field(default=None, description="credentials about to expire")
 
 
+def known_zone(value: str) -> str:
+    """``value`` if it names a time zone (Asia/Shanghai); else a ValueError."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except (ValueError, LookupError):
+        raise ValueError(f"no time zone {value!r} (for example Asia/Shanghai)") from None
+    return value
+
+
 class DigestSettings(BaseModel):
     """``ORDERBUS_DIGEST``: yesterday's numbers, once a day, to the team's chat
     robot (console/digest.py)."""
@@ -404,10 +415,4 @@ class DigestSettings(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo
-
-        try:
-            ZoneInfo(value)
-        except (ValueError, LookupError):
-            raise ValueError(f"no time zone {value!r} (for example Asia/Shanghai)") from None
-        return value
+        return known_zone(value)

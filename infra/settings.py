@@ -22,6 +22,7 @@ from infra.setting_specs import (
     LegacySpec,
     NotifySpec,
     PollerSpec,
+    known_zone,
 )
 
 EMBEDDED_DATABASE_URL = "sqlite:///orderbus-data/orderbus.db"
@@ -255,13 +256,7 @@ class Settings(BaseSettings):
     @field_validator("console_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo
-
-        try:
-            ZoneInfo(value)
-        except (ValueError, LookupError):
-            raise ValueError(f"no time zone {value!r} (for example Asia/Shanghai)") from None
-        return value
+        return known_zone(value)
 
     @field_validator("shipment_secrets", mode="before")
     @classmethod

@@ -148,3 +148,22 @@ class FakePublisher:
 
 
 __all__ = ["Decimal"]
+
+
+def delivery_from_outbox(
+    row: dict[str, Any], queue: str, extra: dict[str, Any] | None = None
+) -> Delivery:
+    """An outbox row as the consumer (or, with dead-letter headers in
+    ``extra``, the dead-letter recorder) receives it from ``queue``."""
+    return Delivery(
+        queue=queue,
+        body=row["body"].encode(),
+        message_id=row["message_id"],
+        correlation_id=row["correlation_id"],
+        headers={**row["headers"], **(extra or {})},
+        exchange="t.orders",
+        routing_key=row["routing_key"],
+        redelivered=False,
+        content_type="application/json",
+        deliveries=1,
+    )

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select, update
 
 from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
-from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
+from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
 from infra.settings import Settings
 from infra.tables import dead_letters, outbox
 from infra.topology import build_topology
@@ -25,7 +25,7 @@ from router.approval import HoldRules
 from router.service import RouterService
 from targets.consumers import DeliveryConsumer
 from targets.delivery import HttpDelivery, RetryPolicy
-from tests.factories import delivery_for, order
+from tests.factories import delivery_for, delivery_from_outbox, order
 
 PHONE = "13912345678"
 RULES = HoldRules(
@@ -95,7 +95,7 @@ class SellersDay:
             if target == "finance" and refused_sku:
                 self._refuse(row, refused_sku)
             elif target in self.consumers:
-                self.consumers[target].handle(_message(row, f"t.{target}"))
+                self.consumers[target].handle(delivery_from_outbox(row, f"t.{target}"))
         if not number:  # held: nothing in the outbox yet
             from infra.tables import orders
 
@@ -151,22 +151,7 @@ class SellersDay:
             H_ORIGINAL_EXCHANGE: "t.orders",
             H_ORIGINAL_ROUTING_KEY: "deliver.finance",
         }
-        self.recorder.handle(_message(row, "t.finance.dlq", headers))
-
-
-def _message(row: dict[str, Any], queue: str, extra: dict[str, Any] | None = None) -> Delivery:
-    return Delivery(
-        queue=queue,
-        body=row["body"].encode(),
-        message_id=row["message_id"],
-        correlation_id=row["correlation_id"],
-        headers={**row["headers"], **(extra or {})},
-        exchange="t.orders",
-        routing_key=row["routing_key"],
-        redelivered=False,
-        content_type="application/json",
-        deliveries=1,
-    )
+        self.recorder.handle(delivery_from_outbox(row, "t.finance.dlq", headers))
 
 
 def seed(engine: Engine) -> dict[str, Any]:

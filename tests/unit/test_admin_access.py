@@ -17,7 +17,7 @@ from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
 from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
-from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, Delivery
+from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
 from infra.settings import Settings
 from infra.tables import api_keys, outbox
 from infra.topology import build_topology
@@ -25,7 +25,7 @@ from infra.transports import HttpxTransport
 from router.service import RouterService
 from targets.consumers import DeliveryConsumer
 from targets.delivery import HttpDelivery, RetryPolicy
-from tests.factories import delivery_for, order
+from tests.factories import delivery_for, delivery_from_outbox, order
 
 ROOT = {"Authorization": "Bearer root-token"}
 PHONE = "13912345678"
@@ -64,20 +64,7 @@ def route_and_deliver(engine: Engine) -> str:
     with engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(select(outbox).order_by(outbox.c.id)).mappings()]
 
-    def message(row: dict[str, Any], queue: str, extra: dict[str, Any] | None = None) -> Delivery:
-        return Delivery(
-            queue=queue,
-            body=row["body"].encode(),
-            message_id=row["message_id"],
-            correlation_id=row["correlation_id"],
-            headers={**row["headers"], **(extra or {})},
-            exchange="t.orders",
-            routing_key=row["routing_key"],
-            redelivered=False,
-            content_type="application/json",
-            deliveries=1,
-        )
-
+    message = delivery_from_outbox
     warehouse = next(r for r in rows if r["message_id"].endswith("-warehouse"))
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(201)))
     wms = HttpDelivery(
