@@ -17,6 +17,14 @@ ADDRESS = re.compile(r"^shipping address without (.+)$")
 TWIN = re.compile(
     r"^suspected duplicate of (\S+) from channel (\S+): same (.+), placed (\d+) min apart$"
 )
+# What a suspected duplicate shares (router/suspicion.py's parts).
+SHARED_PARTS = {
+    "phone": N_("phone"),
+    "email": N_("e-mail"),
+    "items": N_("items"),
+    "total": N_("total"),
+    "address": N_("address"),
+}
 ADDRESS_PARTS = {"province": N_("province"), "city": N_("city"), "street": N_("street")}
 
 
@@ -40,7 +48,7 @@ def _one(_: Gettext, part: str) -> str:
             "Total %(total)s %(currency)s is above %(limit)s", total=m[1], currency=m[2], limit=m[3]
         )
     if m := ADDRESS.match(part):
-        missing = ", ".join(_(ADDRESS_PARTS.get(p.strip(), p.strip())) for p in m[1].split(","))
+        missing = _(", ").join(_(ADDRESS_PARTS.get(p.strip(), p.strip())) for p in m[1].split(","))
         return _("The shipping address has no %(parts)s", parts=missing)
     if part == "first order from a new customer":
         return _("First order from a new customer")
@@ -49,7 +57,7 @@ def _one(_: Gettext, part: str) -> str:
             "Looks like order %(twin)s from %(channel)s (same %(what)s, %(minutes)s minutes apart)",
             twin=m[1],
             channel=m[2],
-            what=m[3],
+            what=_(", ").join(_(SHARED_PARTS.get(p.strip(), p.strip())) for p in m[3].split(",")),
             minutes=m[4],
         )
     return part
