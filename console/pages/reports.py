@@ -18,6 +18,7 @@ from console import advice, charts, figures, story
 from console.web import Reader, Viewer
 from infra.database import translate_db_errors
 from infra.spreadsheets import safe_cell, xlsx_bytes
+from infra.tables import orders
 
 router = APIRouter()
 PERIODS = ("day", "week", "month")
@@ -45,7 +46,10 @@ def _rows(viewer: Viewer, first: date, last: date, period: str, by: str) -> dict
         sales = figures.sales(conn, start, end, zone, period, by)
         by_cause = figures.exceptions_by_cause(conn, start, end)
         latency = figures.latency_by_system(conn, start, end)
-    return {"sales": sales, "by_cause": by_cause, "latency": latency}
+        received = figures.count_where(
+            conn, orders, orders.c.created_at >= start, orders.c.created_at < end
+        )
+    return {"sales": sales, "by_cause": by_cause, "latency": latency, "received": received}
 
 
 def _amounts(viewer: Viewer, amounts: dict[str, Any]) -> str:
@@ -94,8 +98,11 @@ def reports_page(
             title=_("Exceptions by cause"),
             colours=[charts.PALETTE[3]],
         ),
-        total_orders=sum(b.orders for b in sales.values()) if by != "sku" else None,
+        total_orders=found["received"],
         exceptions=sum(found["by_cause"].values()),
+        exception_rate=sum(found["by_cause"].values()) / found["received"]
+        if found["received"]
+        else None,
         latency=found["latency"],
         system_name=lambda name: story.target_name(_, name),
         idle=idle,

@@ -277,3 +277,10 @@ def test_the_channels_page_says_when_credentials_expire(
         page = c.get("/console/channels").text
     assert "还剩 3 天" in page
     assert "douyin" in page  # configured, though it sent nothing yet
+
+
+def test_reports_give_the_exception_rate_of_the_period(client: TestClient) -> None:
+    log_in(client, ROOT)
+    page = client.get("/console/reports", params={"by": "sku"}).text
+    assert "订单数 · 14" in page  # orders, not order lines, even by SKU
+    assert "占订单 21.4%" in page  # 3 exceptions of 14 orders
