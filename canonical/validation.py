@@ -13,10 +13,8 @@ from decimal import Decimal
 from canonical.errors import ValidationFailed, Violation
 from canonical.money import KNOWN_CURRENCIES, quantize
 from canonical.order import CanonicalOrder
+from canonical.phones import EXPECTED, read_phone
 
-# Mainland China mobile numbers: 11 digits starting 13-19, optionally +86/86.
-CN_MOBILE = re.compile(r"^(?:\+?86[- ]?)?1[3-9]\d{9}$")
-INTERNATIONAL_PHONE = re.compile(r"^\+?\(?[0-9][0-9 ().-]{5,19}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -49,18 +47,15 @@ def _contact(order: CanonicalOrder) -> list[Violation]:
         found.append(
             Violation("missing_contact", "customer", "the customer needs a phone number or email")
         )
-    if customer.phone:
-        phone = customer.phone.replace(" ", "")
-        pattern = CN_MOBILE if order.shipping_address.country == "CN" else INTERNATIONAL_PHONE
-        if not pattern.match(phone):
-            found.append(
-                Violation(
-                    "invalid_phone",
-                    "customer.phone",
-                    f"{customer.phone!r} is not a valid mobile number for "
-                    f"{order.shipping_address.country}",
-                )
+    if customer.phone and read_phone(customer.phone, order.shipping_address.country) is None:
+        found.append(
+            Violation(
+                "invalid_phone",
+                "customer.phone",
+                f"{customer.phone!r} is not a phone number of {order.shipping_address.country}: "
+                f"expected {EXPECTED}",
             )
+        )
     if customer.email and not EMAIL.match(customer.email):
         found.append(
             Violation(
