@@ -56,6 +56,25 @@ STATUSES = {
 }
 
 
+# Amazon's documented marketplace ids (SP-API "Marketplace IDs") -> country.
+MARKETPLACE_COUNTRIES = {
+    "ATVPDKIKX0DER": "US",
+    "A2EUQ1WTGCTBG2": "CA",
+    "A1AM78C64UM0Y8": "MX",
+    "A2Q3Y263D00KWC": "BR",
+    "A1F83G8C2ARO7P": "GB",
+    "A1PA6795UKMFR9": "DE",
+    "A13V1IB3VIYZZH": "FR",
+    "APJ6JRA9NG5V4": "IT",
+    "A1RKKUPIHCS9HS": "ES",
+    "A1805IZSGTT6HS": "NL",
+    "A1VC38T7YXB528": "JP",
+    "A39IBJ37TRP1C6": "AU",
+    "A21TJRUUN4KGV": "IN",
+    "A19VAU5U5O7RUS": "SG",
+}
+
+
 def orders_spec(endpoint: str, marketplace_ids: list[str], **overrides: Any) -> PollSpec:
     """The poll of ``getOrders`` on a regional endpoint, e.g.
     ``https://sellingpartnerapi-na.amazon.com``. getOrders allows a request a
@@ -184,7 +203,7 @@ def to_canonical(
             "phone": ship_to.get("Phone"),
             "email": buyer.get("BuyerEmail"),
         },
-        "shipping_address": _ship_to(ship_to),
+        "shipping_address": _ship_to(ship_to, order.get("MarketplaceId")),
         "items": items,
         "shipping_fee": shipping,
         "tax": tax,
@@ -227,9 +246,11 @@ def _lines(
     return items, currency, shipping, tax
 
 
-def _ship_to(ship_to: dict[str, Any]) -> dict[str, Any]:
+def _ship_to(ship_to: dict[str, Any], marketplace: Any) -> dict[str, Any]:
+    """The shipping address; without one (no Restricted Data Token), the
+    marketplace's country, never the canonical default of China."""
     return address(
-        country=ship_to.get("CountryCode"),
+        country=ship_to.get("CountryCode") or MARKETPLACE_COUNTRIES.get(str(marketplace)),
         province=ship_to.get("StateOrRegion"),
         city=ship_to.get("City"),
         district=ship_to.get("District") or ship_to.get("County"),

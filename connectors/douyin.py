@@ -75,6 +75,7 @@ from connectors.payload import (
     require_app,
     require_signature,
     timestamp,
+    whole_number,
 )
 from infra.setting_specs import DouyinSpec
 from infra.tokens import TokenCache
@@ -192,9 +193,7 @@ def _name(part: Any) -> str | None:
 
 
 def _line(line: dict[str, Any], where: str) -> dict[str, Any]:
-    quantity = line.get("item_num")
-    if not isinstance(quantity, int) or isinstance(quantity, bool):
-        raise unreadable(f"{where}.item_num is not an integer: {quantity!r}")
+    quantity = whole_number(line.get("item_num"), f"{where}.item_num")
     sku = line.get("code") or line.get("out_sku_id")
     if not sku:
         sku = f"douyin-{line.get('product_id')}-{line.get('sku_id')}"

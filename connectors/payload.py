@@ -109,6 +109,16 @@ def amount(value: Any, where: str) -> Decimal:
     return result
 
 
+def whole_number(value: Any, where: str) -> int:
+    """A count (a quantity) written as a JSON integer or as a string of
+    digits, as some platforms' SDK samples send it (``"item_num": "2"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    raise unreadable(f"{where} is not a whole number: {value!r}")
+
+
 def minor_units(value: Any, where: str, places: int = 2) -> Decimal:
     """An amount in minor units (fen, cents), an integer, as an exact amount in units."""
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -202,8 +212,12 @@ def require_hmac_base64(request: WebhookRequest, secrets: Iterable[str], header:
     )
 
 
-# A number as a platform gives it in the clear (a masked one has * in it).
-PLAIN_PHONE = re.compile(r"^\+?[0-9][0-9 -]{5,30}$")
+# A number as a platform gives it in the clear (a masked one has * in it, an
+# encrypted one letters): digits and their punctuation, with an extension
+# after "-", "转", "#", "," or "ext" (a privacy number: 17012345678-1234).
+PLAIN_PHONE = re.compile(
+    r"^\+?[0-9(][0-9 ()./\-]{5,30}(?:\s*(?:[-#,\uff0c转]|ext\.?|x|分机)\s*[0-9]{1,6})?$", re.I
+)
 # Words of the Chinese platforms' error texts that mean "try again later".
 TRY_LATER = re.compile(r"频繁|限流|繁忙|超时|系统|limit|busy|timeout|system", re.IGNORECASE)
 

@@ -85,6 +85,15 @@ class ShopifyConnector:
         # the delivery's id from the signed body (X-Shopify-Shop-Domain and
         # X-Shopify-Webhook-Id are not signed; a replay could set them).
         shop = channel.shop or "default"
+        if not data.get("line_items"):
+            # orders/updated (and list responses) may leave the lines out. A
+            # 4xx would make Shopify retry and, in the end, drop the webhook
+            # subscription: the request is recorded and answered 200; the
+            # order changes with its next full payload.
+            return WebhookResult(
+                ignored=f"order {data.get('id')!r} came without line_items: recorded, "
+                "not routed (an order needs its lines); its next full payload updates it"
+            )
         order = canonical_order(to_canonical(data, channel.name, shop))
         return WebhookResult((Arrival(order, signed_delivery_id(request.body)),))
 
