@@ -29,6 +29,7 @@ from admin_api.routes import (
     health,
     holds,
     keys,
+    mappings,
     orders,
     reconciliation,
     records,
@@ -49,6 +50,7 @@ ROUTERS = (
     alerts,
     orders,
     keys,
+    mappings,
 )
 DESCRIPTION = (
     "Find an order and its timeline; inspect and retry dead letters; release or "
@@ -75,6 +77,7 @@ def create_admin_app(
     checks: Mapping[str, Callable[[], None]] | None = None,
     queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
     fanout: Fanout | None = None,
+    mapping_required: frozenset[str] = frozenset(),
 ) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
@@ -90,6 +93,7 @@ def create_admin_app(
         readiness=Readiness(checks or {}),
         collector=metrics.DatabaseCollector(engine, queue_depths),
         fanout=fanout,
+        mapping_required=mapping_required,
     )
     app.add_exception_handler(TransientError, _unavailable)
     for module in ROUTERS:

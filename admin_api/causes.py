@@ -38,6 +38,8 @@ def cause_of(reason: str, detail: str | None) -> str:
     text = detail or ""
     if reason in ("endpoint_unavailable", "broker_unavailable", "database_unavailable"):
         return "endpoint_down"
+    if reason == "sku_not_mapped":
+        return "sku_not_mapped"
     if TOKEN.search(text):
         return "token_expired"
     if SKU.search(text):

@@ -259,6 +259,7 @@ def _delivery_events(conn: Connection, number: str) -> list[Event]:
                 "target": d["consumer"],
                 "status": d["response_status"],
                 "attempts": d["attempts"],
+                "mapping_version": d["mapping_version"],
             },
         }
         for d in conn.execute(

@@ -4,6 +4,7 @@ OrderbusError
 ├── PermanentError        bad data: retrying cannot help -> dead letter with its reason
 │   ├── MalformedMessage  not JSON, wrong schema, missing envelope
 │   ├── ValidationFailed  business rules (carries machine-readable reasons)
+│   ├── SkuNotMapped      a platform SKU with no mapping where one is required
 │   ├── DeliveryRejected  the target system answered 4xx
 │   ├── UnknownOrder      a report (a shipment) names no order orderbus has
 │   └── OrderClosed       ... or one that is cancelled or refunded
@@ -69,6 +70,13 @@ class DeliveryRejected(PermanentError):
         super().__init__(detail)
         self.status_code = status_code
         self.response_body = response_body
+
+
+class SkuNotMapped(PermanentError):
+    """A line's platform SKU has no mapping where mapping is required: the
+    detail names the channel, shop and SKU, so adding that mapping fixes it."""
+
+    reason = "sku_not_mapped"
 
 
 class UnknownOrder(PermanentError):

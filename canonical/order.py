@@ -93,6 +93,10 @@ class LineItem(_Model):
     quantity: int
     unit_price: Money
     discount: Money = Decimal("0")
+    platform_sku: ShortText | None = Field(
+        default=None,
+        description="The channel's SKU this line was mapped from (set on the way to a system).",
+    )
 
     @property
     def line_total(self) -> Decimal:
@@ -145,6 +149,11 @@ class CanonicalOrder(_Model):
     note: Text | None = None
     shipment: Shipment | None = Field(
         default=None, description="Set when a warehouse reported the order shipped."
+    )
+    mapping_version: int | None = Field(
+        default=None,
+        description="The version of the mapping tables applied to this copy (set on the way "
+        "to a system: the SKUs are then the system's codes).",
     )
 
     @property

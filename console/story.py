@@ -86,12 +86,15 @@ def sentence(_: Gettext, event: dict[str, Any]) -> str:
     if kind == "rejected":
         return _("Rejected by %(by)s", by=by)
     if kind == "delivered":
-        return _(
+        said = _(
             "%(target)s accepted it (answer %(status)s, %(attempts)s attempt(s))",
             target=target_name(_, facts.get("target", "")),
             status=facts.get("status"),
             attempts=facts.get("attempts"),
         )
+        if facts.get("mapping_version") is not None:
+            said += " · " + _("SKUs mapped with version %(v)s", v=facts["mapping_version"])
+        return said
     if kind == "superseded":
         return _(
             "%(target)s already had a newer version", target=target_name(_, facts.get("target", ""))

@@ -416,3 +416,22 @@ class DigestSettings(BaseModel):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         return known_zone(value)
+
+
+class SkuMappingSettings(BaseModel):
+    """``ORDERBUS_SKU_MAPPING``: where the mapping tables apply (the tables
+    themselves are edited in the admin API and the console)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    targets: list[str] = Field(
+        default_factory=lambda: ["warehouse", "finance"],
+        description="the systems that receive our codes instead of the channels' SKUs",
+    )
+    required: list[str] = Field(
+        default_factory=list,
+        description=(
+            "channels (or `*`) whose every SKU needs a mapping: an order with an unmapped SKU "
+            "becomes a `sku_not_mapped` dead letter naming it, retried once the mapping exists"
+        ),
+    )

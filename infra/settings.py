@@ -22,6 +22,7 @@ from infra.setting_specs import (
     LegacySpec,
     NotifySpec,
     PollerSpec,
+    SkuMappingSettings,
     known_zone,
 )
 
@@ -221,6 +222,10 @@ class Settings(BaseSettings):
     )
     alerts: AlertSettings | None = Field(
         default=None, description="alert rules and their webhook (admin_api/alerts.py)"
+    )
+    sku_mapping: SkuMappingSettings = Field(
+        default_factory=SkuMappingSettings,
+        description="which systems get SKUs mapped to their codes, and which channels must map",
     )
     digest: DigestSettings | None = Field(
         default=None,

@@ -173,6 +173,12 @@ inbox = Table(
     Column("response_status", Integer, nullable=True),
     Column("attempts", Integer, nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "mapping_version",
+        Integer,
+        nullable=True,
+        doc="the mapping tables' version the delivered copy was mapped with",
+    ),
     Index("ix_inbox_consumer_order", "consumer", "order_number"),
 )
 
@@ -368,4 +374,40 @@ digests = Table(
     Column("status", String(16), nullable=False, doc="sending|sent"),
     Column("claimed_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+)
+
+
+# Mapping tables (infra/mappings.py, canonical/mapping.py): a channel's SKU ->
+# our SKUs (plain, a multiple, or a bundle), and our SKUs' codes in each
+# system. ``mapping_state`` holds one version, raised by every change in the
+# change's own transaction: a consumer reloads the tables when it moves.
+sku_mappings = Table(
+    "sku_mappings",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False, doc="'' for every channel"),
+    Column("shop", String(200), nullable=False, doc="'' for every shop of the channel"),
+    Column("platform_sku", String(200), nullable=False),
+    Column("components", JSON, nullable=False, doc="[{sku, quantity, share}]"),
+    Column("note", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(100), nullable=False),
+    UniqueConstraint("channel", "shop", "platform_sku", name="uq_sku_mappings_key"),
+)
+
+sku_codes = Table(
+    "sku_codes",
+    metadata,
+    Column("internal_sku", String(200), primary_key=True),
+    Column("target", String(64), primary_key=True, doc="warehouse, finance, ..."),
+    Column("code", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(100), nullable=False),
+)
+
+mapping_state = Table(
+    "mapping_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("version", Integer, nullable=False),
 )

@@ -16,6 +16,7 @@ from admin_api.deadletters import DeadLetterRecorder
 from connectors.registry import check_settings, fetching_channels
 from infra.bus import Bus, BusOptions, Publisher
 from infra.database import make_engine, translate_db_errors
+from infra.mappings import MappingCache
 from infra.settings import CUSTOMER_TARGET, WRITEBACK_TARGET, Settings, load_settings
 from infra.topology import Topology, build_topology
 from infra.transports import HttpxTransport, KeepAliveTransport, Transport
@@ -110,7 +111,11 @@ class Orderbus:
             max_wait=self.settings.retry_max_wait,
         )
         delivery = HttpDelivery(target, url, client, policy, adapter)
-        return DeliveryConsumer(target, self.engine, delivery)
+        mapping = self.settings.sku_mapping
+        mappings = (
+            MappingCache(self.engine, mapping.required) if target in mapping.targets else None
+        )
+        return DeliveryConsumer(target, self.engine, delivery, mappings)
 
     def _adapter(
         self, target: str, transport: httpx.BaseTransport | None = None
@@ -301,7 +306,13 @@ class Orderbus:
         auth = KeyAuth(self.engine, self.settings.admin_tokens)
         checks = {"database": database, "broker": self.bus.check}
         app = create_admin_app(
-            self.engine, auth, self.topology, checks, self.bus.queue_depths, self.fanout()
+            self.engine,
+            auth,
+            self.topology,
+            checks,
+            self.bus.queue_depths,
+            self.fanout(),
+            frozenset(self.settings.sku_mapping.required),
         )
         app.mount("/console", self.console(app.state.admin))
         return app

@@ -15,8 +15,11 @@ from sqlalchemy import Engine, select
 
 from canonical.envelope import Envelope, utcnow
 from canonical.errors import EndpointUnavailable, MalformedMessage, TransientError
+from canonical.mapping import map_order
+from canonical.order import CanonicalOrder
 from infra.crashpoints import crash_point
 from infra.database import insert_all_absent, prefer_key_lookups, translate_db_errors
+from infra.mappings import MappingCache
 from infra.messages import Delivery, envelope_of
 from infra.tables import inbox
 from targets.delivery import GaveUp, HttpDelivery
@@ -51,10 +54,20 @@ def parse_outgoing(message: Delivery) -> Envelope:
 
 
 class DeliveryConsumer:
-    def __init__(self, target: str, engine: Engine, delivery: HttpDelivery) -> None:
+    def __init__(
+        self,
+        target: str,
+        engine: Engine,
+        delivery: HttpDelivery,
+        mappings: MappingCache | None = None,
+    ) -> None:
         self.target = target
         self.engine = engine
         self.delivery = delivery
+        # SKU mapping (canonical/mapping.py), for the targets that want our
+        # codes (warehouse, finance): applied here, on the way out, so a dead
+        # letter retried after its mapping was added goes out mapped.
+        self.mappings = mappings
 
     def handle(self, message: Delivery) -> None:
         """Handle one delivery; raises what :meth:`handle_batch` would report."""
@@ -134,7 +147,11 @@ class DeliveryConsumer:
         """Send one message: (its result, what the rest of the batch gets when
         the endpoint is down, its inbox row when delivered)."""
         try:
-            sent = self.delivery.send(message.body, self._headers(envelope))
+            body, version = self._mapped(message.body)
+            headers = self._headers(envelope)
+            if version is not None:
+                headers["X-Orderbus-Mapping-Version"] = str(version)
+            sent = self.delivery.send(body, headers)
         except TransientError as exc:
             return exc, exc, None
         except GaveUp as exc:
@@ -154,11 +171,20 @@ class DeliveryConsumer:
             envelope.message_id,
             sent.attempts,
         )
-        return (
-            None,
-            None,
-            self._record(envelope, number, "delivered", sent.status_code, sent.attempts),
-        )
+        record = self._record(envelope, number, "delivered", sent.status_code, sent.attempts)
+        record["mapping_version"] = version
+        return None, None, record
+
+    def _mapped(self, body: bytes) -> tuple[bytes, int | None]:
+        """The body this target receives, and the mapping version applied
+        (None: this target takes the channel's SKUs as they are)."""
+        if self.mappings is None:
+            return body, None
+        tables = self.mappings.current()
+        if not (tables.products or tables.codes or tables.required):
+            return body, tables.version  # nothing to map: the body as it is
+        mapped = map_order(CanonicalOrder.from_wire(body), tables, self.target)
+        return mapped.to_wire(), tables.version
 
     def _seen(self, envelopes: list[Envelope]) -> tuple[set[str], dict[str, int]]:
         """The messages handled before, and per order the newest version
@@ -198,6 +224,7 @@ class DeliveryConsumer:
             "response_status": status,
             "attempts": attempts,
             "delivered_at": utcnow(),
+            "mapping_version": None,
         }
 
     def _headers(self, envelope: Envelope) -> dict[str, str]:

@@ -35,6 +35,8 @@ class AdminContext:
     readiness: Readiness
     collector: DatabaseCollector
     fanout: Fanout | None
+    # channels whose every SKU needs a mapping (ORDERBUS_SKU_MAPPING.required)
+    mapping_required: frozenset[str] = frozenset()
 
 
 def admin_context(request: Request) -> AdminContext:

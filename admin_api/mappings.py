@@ -1,0 +1,324 @@
+"""Editing the mapping tables (canonical/mapping.py says what they mean):
+product mappings and our SKUs' codes in each system, one by one or from a
+spreadsheet, each change audited with before and after and raising the
+tables' version; and the dry run: which stuck orders would now go through,
+and as what.
+
+A spreadsheet (CSV in UTF-8 or GBK, or XLSX) has one row per component:
+``channel``, ``shop`` (empty: any), ``platform_sku``, ``internal_sku``,
+``quantity`` (default 1), ``share`` (the price weight of one unit, default
+1), and optionally ``finance_code`` and ``warehouse_code`` (the internal
+SKU's codes in those systems). Rows with the same channel, shop and platform
+SKU make one bundle. Chinese headers are read too (渠道, 店铺, 平台SKU,
+内部SKU, 数量, 价格权重, ERP物料编码, 仓库商品编码).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from canonical.errors import SkuNotMapped
+from canonical.mapping import ANY, Component, MappingSet, map_order
+from canonical.order import CanonicalOrder
+from infra.audit import audit
+from infra.mappings import bump_version, components_of, load
+from infra.spreadsheets import Table, read_csv, read_xlsx, safe_cell, xlsx_bytes
+from infra.tables import dead_letters, sku_codes, sku_mappings
+
+HEADERS = {
+    "channel": ("channel", "渠道"),
+    "shop": ("shop", "店铺"),
+    "platform_sku": ("platform_sku", "平台sku", "平台商家编码", "商家编码"),
+    "internal_sku": ("internal_sku", "内部sku", "商品编码", "系统sku"),
+    "quantity": ("quantity", "数量"),
+    "share": ("share", "价格权重", "权重"),
+    "finance_code": ("finance_code", "erp物料编码", "物料编码"),
+    "warehouse_code": ("warehouse_code", "仓库商品编码", "仓库编码"),
+}
+CODE_COLUMNS = {"finance_code": "finance", "warehouse_code": "warehouse"}
+MAX_COMPONENTS = 50
+
+
+class MappingError(ValueError):
+    """A mapping that cannot be saved; the message says why."""
+
+
+def _components(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_COMPONENTS:
+        raise MappingError(f"a mapping has 1 to {MAX_COMPONENTS} components")
+    found: list[dict[str, Any]] = []
+    for part in raw:
+        if not isinstance(part, dict):
+            raise MappingError("each component is {sku, quantity, share}")
+        sku = str(part.get("sku", "")).strip()
+        try:
+            quantity = int(str(part.get("quantity", 1)))
+            share = int(str(part.get("share", 1)))
+        except (TypeError, ValueError):
+            raise MappingError(f"component {sku!r}: quantity and share are whole numbers") from None
+        if not sku or quantity < 1 or share < 0:
+            raise MappingError(f"component {sku!r}: a SKU, a quantity of 1 or more, a share of 0+")
+        found.append({"sku": sku, "quantity": quantity, "share": share})
+    if sum(int(p["quantity"]) * int(p["share"]) for p in found) <= 0:
+        raise MappingError("at least one component needs a share above 0 (it carries the price)")
+    return found
+
+
+def products(conn: Connection) -> list[dict[str, Any]]:
+    c = sku_mappings.c
+    rows = conn.execute(select(sku_mappings).order_by(c.channel, c.shop, c.platform_sku))
+    return [dict(r) for r in rows.mappings()]
+
+
+def codes(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(sku_codes).order_by(sku_codes.c.internal_sku, sku_codes.c.target))
+    return [dict(r) for r in rows.mappings()]
+
+
+def put_product(
+    conn: Connection,
+    *,
+    channel: str,
+    shop: str,
+    platform_sku: str,
+    components: Any,
+    note: str | None,
+    by: str,
+) -> int:
+    """Create or replace one product mapping; the tables' new version."""
+    platform_sku = platform_sku.strip()
+    if not platform_sku:
+        raise MappingError("the platform SKU is required")
+    parts = _components(components)
+    c = sku_mappings.c
+    key = (c.channel == channel.strip(), c.shop == shop.strip(), c.platform_sku == platform_sku)
+    before = conn.execute(select(sku_mappings).where(*key)).mappings().first()
+    values = {"components": parts, "note": note, "updated_at": datetime.now(UTC), "updated_by": by}
+    if before is None:
+        conn.execute(
+            insert(sku_mappings).values(
+                channel=channel.strip(), shop=shop.strip(), platform_sku=platform_sku, **values
+            )
+        )
+    else:
+        conn.execute(update(sku_mappings).where(*key).values(**values))
+    version = bump_version(conn)
+    audit(
+        conn,
+        by,
+        "mapping.product.put",
+        "sku_mapping",
+        f"{channel}/{shop}/{platform_sku}",
+        {
+            "before": None if before is None else {"components": before["components"]},
+            "after": {"components": parts, "note": note},
+            "version": version,
+        },
+    )
+    return version
+
+
+def delete_product(conn: Connection, mapping_id: int, by: str) -> int:
+    row = (
+        conn.execute(select(sku_mappings).where(sku_mappings.c.id == mapping_id)).mappings().first()
+    )
+    if row is None:
+        raise LookupError(mapping_id)
+    conn.execute(delete(sku_mappings).where(sku_mappings.c.id == mapping_id))
+    version = bump_version(conn)
+    audit(
+        conn,
+        by,
+        "mapping.product.delete",
+        "sku_mapping",
+        f"{row['channel']}/{row['shop']}/{row['platform_sku']}",
+        {"before": {"components": row["components"]}, "after": None, "version": version},
+    )
+    return version
+
+
+def put_code(conn: Connection, internal_sku: str, target: str, code: str, by: str) -> int:
+    internal_sku, target, code = internal_sku.strip(), target.strip(), code.strip()
+    if not (internal_sku and target and code):
+        raise MappingError("an internal SKU, a system and its code are required")
+    key = (sku_codes.c.internal_sku == internal_sku, sku_codes.c.target == target)
+    before = conn.scalar(select(sku_codes.c.code).where(*key))
+    now = datetime.now(UTC)
+    if before is None:
+        conn.execute(
+            insert(sku_codes).values(
+                internal_sku=internal_sku, target=target, code=code, updated_at=now, updated_by=by
+            )
+        )
+    else:
+        conn.execute(update(sku_codes).where(*key).values(code=code, updated_at=now, updated_by=by))
+    version = bump_version(conn)
+    audit(
+        conn,
+        by,
+        "mapping.code.put",
+        "sku_code",
+        f"{internal_sku}/{target}",
+        {"before": before, "after": code, "version": version},
+    )
+    return version
+
+
+def _column(header: list[str], name: str) -> int | None:
+    wanted = HEADERS[name]
+    for index, text in enumerate(header):
+        if text.strip().lower().replace(" ", "") in wanted:
+            return index
+    return None
+
+
+@dataclass
+class Imported:
+    mappings: int
+    codes: int
+    version: int
+
+
+def read_sheet(data: bytes) -> Table:
+    return read_xlsx(data) if data.startswith(b"PK\x03\x04") else read_csv(data)
+
+
+def import_sheet(conn: Connection, data: bytes, by: str) -> Imported:
+    """Every row of the sheet, in one transaction: all or nothing."""
+    table = read_sheet(data)
+    at = {name: _column(table.header, name) for name in HEADERS}
+    for needed in ("platform_sku", "internal_sku"):
+        if at[needed] is None:
+            raise MappingError(f"the sheet has no {needed} column (columns: {table.header})")
+
+    def cell(cells: list[Any], name: str) -> str:
+        index = at[name]
+        return str(cells[index]).strip() if index is not None and index < len(cells) else ""
+
+    bundles: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    wanted_codes: dict[tuple[str, str], str] = {}
+    for line, cells in table.rows:
+        key = (cell(cells, "channel"), cell(cells, "shop"), cell(cells, "platform_sku"))
+        internal = cell(cells, "internal_sku")
+        if not key[2] or not internal:
+            raise MappingError(f"row {line}: platform_sku and internal_sku are required")
+        part = {"sku": internal, "quantity": cell(cells, "quantity") or 1}
+        part["share"] = cell(cells, "share") or 1
+        bundles[key].append(part)
+        for column, target in CODE_COLUMNS.items():
+            if code := cell(cells, column):
+                wanted_codes[(internal, target)] = code
+    for (channel, shop, platform_sku), parts in bundles.items():
+        put_product(
+            conn, channel=channel, shop=shop, platform_sku=platform_sku, components=parts,
+            note="imported", by=by,
+        )  # fmt: skip
+    for (internal, target), code in wanted_codes.items():
+        put_code(conn, internal, target, code, by)
+    return Imported(len(bundles), len(wanted_codes), load(conn).version)
+
+
+EXPORT_HEADER = [
+    "channel", "shop", "platform_sku", "internal_sku", "quantity", "share",
+    "finance_code", "warehouse_code",
+]  # fmt: skip
+
+
+def export_rows(conn: Connection) -> list[list[object]]:
+    known = {(r["internal_sku"], r["target"]): r["code"] for r in codes(conn)}
+    rows: list[list[object]] = []
+    for m in products(conn):
+        for part in m["components"]:
+            rows.append(
+                [
+                    m["channel"], m["shop"], m["platform_sku"], part["sku"], part["quantity"],
+                    part.get("share", 1), known.get((part["sku"], "finance"), ""),
+                    known.get((part["sku"], "warehouse"), ""),
+                ]
+            )  # fmt: skip
+    return rows
+
+
+def export_csv(conn: Connection) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_HEADER)
+    writer.writerows([[safe_cell(c) for c in row] for row in export_rows(conn)])
+    return "\ufeff" + out.getvalue()
+
+
+def export_xlsx(conn: Connection) -> bytes:
+    return xlsx_bytes(EXPORT_HEADER, export_rows(conn), "sku mappings")
+
+
+@dataclass
+class Preview:
+    dead_letter_id: int
+    order_number: str | None
+    target: str
+    passes: bool
+    why: str
+    lines: list[dict[str, Any]]
+
+
+def with_proposal(
+    tables: MappingSet, channel: str, shop: str, platform_sku: str, components: Any
+) -> MappingSet:
+    """The tables as they would be with one more product mapping (not saved)."""
+    parts = components_of(_components(components))
+    merged = {**tables.products, (channel.strip(), shop.strip(), platform_sku.strip()): parts}
+    return replace(tables, products=merged)
+
+
+def dry_run(conn: Connection, tables: MappingSet) -> list[Preview]:
+    """Each open dead letter stuck on a SKU (not mapped here, or refused by a
+    system for its SKU), and what it would become with ``tables``: passes or
+    not, and the lines the system would receive."""
+    from admin_api.causes import cause_of
+
+    c = dead_letters.c
+    rows = conn.execute(
+        select(c.id, c.order_number, c.routing_key, c.reason, c.detail, c.body).where(
+            c.status == "open", c.routing_key.like("deliver.%")
+        )
+    )
+    previews = []
+    for row in rows:
+        if cause_of(row.reason, row.detail) != "sku_not_mapped":
+            continue
+        target = row.routing_key.removeprefix("deliver.")
+        try:
+            order = CanonicalOrder.model_validate(json.loads(row.body))
+            mapped = map_order(order, tables, target)
+        except SkuNotMapped as exc:
+            previews.append(Preview(row.id, row.order_number, target, False, exc.detail, []))
+            continue
+        except ValueError as exc:
+            previews.append(Preview(row.id, row.order_number, target, False, str(exc), []))
+            continue
+        unchanged = [i.sku for i in mapped.items if i.platform_sku == i.sku]
+        lines = [
+            {
+                "platform_sku": i.platform_sku,
+                "sku": i.sku,
+                "quantity": i.quantity,
+                "unit_price": str(i.unit_price),
+                "discount": str(i.discount),
+            }
+            for i in mapped.items
+        ]
+        passes = not unchanged or tables.requires(order.channel)
+        why = "" if passes else "still the channel's SKU: " + ", ".join(sorted(set(unchanged)))
+        previews.append(Preview(row.id, row.order_number, target, passes, why, lines))
+    return previews
+
+
+__all__ = ["ANY", "Component"]

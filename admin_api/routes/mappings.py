@@ -1,0 +1,175 @@
+"""Mapping tables: product mappings (a channel's SKU -> our SKUs, a multiple
+or a bundle) and our SKUs' codes in each system; import and export as a
+spreadsheet; the dry run of what stuck orders would become, and the retry of
+those that now pass.
+
+(No ``from __future__ import annotations``: FastAPI reads the annotations.)
+"""
+
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from admin_api import deadletters, mappings
+from admin_api.routes.deps import Context, Operator, RowId, Viewer
+from infra.audit import audit
+from infra.database import translate_db_errors
+from infra.mappings import load
+from infra.request_bodies import read_limited
+from infra.spreadsheets import UnreadableFile
+
+router = APIRouter(tags=["mappings"])
+MAX_SHEET_BYTES = 10 * 1024 * 1024
+
+
+class ComponentIn(BaseModel):
+    sku: str = Field(min_length=1, max_length=200)
+    quantity: int = Field(default=1, ge=1, le=100_000)
+    share: int = Field(default=1, ge=0, le=1_000_000)
+
+
+class ProductMappingIn(BaseModel):
+    channel: str = Field(default="", max_length=64, description="'' for every channel")
+    shop: str = Field(default="", max_length=200, description="'' for every shop")
+    platform_sku: str = Field(min_length=1, max_length=200)
+    components: list[ComponentIn] = Field(min_length=1, max_length=mappings.MAX_COMPONENTS)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class CodeIn(BaseModel):
+    internal_sku: str = Field(min_length=1, max_length=200)
+    target: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=200)
+
+
+class DryRunIn(BaseModel):
+    proposal: ProductMappingIn | None = Field(
+        default=None, description="a mapping not saved yet, to see what it would change"
+    )
+
+
+@router.get("/mappings/products")
+def list_products(ctx: Context, _who: Viewer) -> list[dict[str, Any]]:
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        return mappings.products(conn)
+
+
+@router.put("/mappings/products")
+def put_product(mapping: ProductMappingIn, ctx: Context, who: Operator) -> dict[str, int]:
+    """Create or replace the mapping of one platform SKU (of a channel and
+    shop, or of any); the tables' new version."""
+    try:
+        with translate_db_errors(), ctx.engine.begin() as conn:
+            version = mappings.put_product(
+                conn,
+                channel=mapping.channel,
+                shop=mapping.shop,
+                platform_sku=mapping.platform_sku,
+                components=[c.model_dump() for c in mapping.components],
+                note=mapping.note,
+                by=who.name,
+            )
+    except mappings.MappingError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"version": version}
+
+
+@router.delete("/mappings/products/{mapping_id}")
+def delete_product(mapping_id: RowId, ctx: Context, who: Operator) -> dict[str, int]:
+    try:
+        with translate_db_errors(), ctx.engine.begin() as conn:
+            return {"version": mappings.delete_product(conn, mapping_id, who.name)}
+    except LookupError:
+        raise HTTPException(404, "no such mapping") from None
+
+
+@router.get("/mappings/codes")
+def list_codes(ctx: Context, _who: Viewer) -> list[dict[str, Any]]:
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        return mappings.codes(conn)
+
+
+@router.put("/mappings/codes")
+def put_code(code: CodeIn, ctx: Context, who: Operator) -> dict[str, int]:
+    """An internal SKU's code in one system (``finance``: the ERP's material
+    code; ``warehouse``: the warehouse's item code)."""
+    with translate_db_errors(), ctx.engine.begin() as conn:
+        return {
+            "version": mappings.put_code(conn, code.internal_sku, code.target, code.code, who.name)
+        }
+
+
+@router.post(
+    "/mappings/import",
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def import_sheet(request: Request, who: Operator) -> dict[str, int]:
+    """A spreadsheet of mappings (CSV in UTF-8 or GBK, or XLSX; columns in
+    admin_api/mappings.py), saved all or nothing."""
+    ctx = request.app.state.admin
+    body, _, too_large = await read_limited(request, MAX_SHEET_BYTES)
+    if too_large:
+        raise HTTPException(413, "the sheet is over 10 MiB")
+    try:
+        with translate_db_errors(), ctx.engine.begin() as conn:
+            done = mappings.import_sheet(conn, body, who.name)
+    except (mappings.MappingError, UnreadableFile) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return asdict(done)
+
+
+@router.get("/mappings/export")
+def export_sheet(
+    ctx: Context,
+    _who: Viewer,
+    format_: Annotated[Literal["csv", "xlsx"], Query(alias="format")] = "csv",
+) -> Response:
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        if format_ == "xlsx":
+            return Response(
+                mappings.export_xlsx(conn),
+                media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                headers={"Content-Disposition": 'attachment; filename="sku-mappings.xlsx"'},
+            )
+        return Response(
+            mappings.export_csv(conn),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="sku-mappings.csv"'},
+        )
+
+
+@router.post("/mappings/dry-run")
+def dry_run(request: DryRunIn, ctx: Context, _who: Viewer) -> list[dict[str, Any]]:
+    """Each open dead letter stuck on a SKU, and what it would become with the
+    tables as they are (or with ``proposal`` added): whether it passes, and
+    the lines the system would receive. Changes nothing."""
+    try:
+        with translate_db_errors(), ctx.engine.connect() as conn:
+            tables = load(conn, ctx.mapping_required)
+            if request.proposal is not None:
+                p = request.proposal
+                tables = mappings.with_proposal(
+                    tables,
+                    p.channel,
+                    p.shop,
+                    p.platform_sku,
+                    [c.model_dump() for c in p.components],
+                )
+            return [asdict(p) for p in mappings.dry_run(conn, tables)]
+    except mappings.MappingError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+@router.post("/mappings/retry-passing")
+def retry_passing(ctx: Context, who: Operator) -> dict[str, Any]:
+    """Retry every stuck dead letter the dry run says now passes."""
+    with translate_db_errors(), ctx.engine.begin() as conn:
+        tables = load(conn, ctx.mapping_required)
+        passing = [p.dead_letter_id for p in mappings.dry_run(conn, tables) if p.passes]
+        for dead_letter_id in passing:
+            deadletters.retry(conn, dead_letter_id, who.name, "mapping added")
+        audit(conn, who.name, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
+    return {"retried": passing}

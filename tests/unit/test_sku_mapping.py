@@ -1,0 +1,164 @@
+"""SKU mapping, end to end on SQLite: an order with a bundle and a pack of
+six from a channel that requires mappings is stopped at the ERP's door as
+``sku_not_mapped`` naming its SKUs; the dry run shows it would pass with a
+proposed mapping; the mapping and a material code are saved through the API;
+the passing dead letter is retried; the ERP gets our codes and quantities,
+with the line prices split to the fen and the total unchanged."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from admin_api.app import create_admin_app
+from admin_api.auth import KeyAuth
+from admin_api.deadletters import DeadLetterRecorder
+from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
+from canonical.errors import SkuNotMapped
+from canonical.mapping import Component, MappingSet, map_order, split_exactly
+from infra.mappings import MappingCache
+from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
+from infra.settings import Settings
+from infra.tables import dead_letters, inbox, outbox
+from infra.topology import build_topology
+from infra.transports import HttpxTransport
+from router.service import RouterService
+from targets.consumers import DeliveryConsumer
+from targets.delivery import HttpDelivery, RetryPolicy
+from tests.factories import delivery_for, delivery_from_outbox, order
+
+ROOT = {"Authorization": "Bearer mapping-root-token-0123456789"}
+LINES = [
+    {"sku": "DY-BUNDLE-3", "name": "茶具三件套", "quantity": 2, "unit_price": "33.33", "discount": "0.01"},
+    {"sku": "DY-WATER-6", "name": "矿泉水 6 瓶装", "quantity": 1, "unit_price": "10.00"},
+]  # fmt: skip
+BUNDLE = {
+    "channel": "douyin",
+    "platform_sku": "DY-BUNDLE-3",
+    "components": [{"sku": "TEA", "quantity": 1, "share": 3}, {"sku": "CUP", "quantity": 2}],
+}
+
+
+class Erp:
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.received.append(json.loads(request.content))
+        return httpx.Response(201)
+
+
+def test_split_exactly_adds_up_to_the_fen() -> None:
+    assert split_exactly(Decimal("10.00"), [1, 1, 1], 2) == [
+        Decimal("3.34"), Decimal("3.33"), Decimal("3.33"),
+    ]  # fmt: skip
+    assert sum(split_exactly(Decimal("66.65"), [3, 2], 2)) == Decimal("66.65")
+    with pytest.raises(ValueError):
+        split_exactly(Decimal("1"), [0, 0], 2)
+
+
+def test_a_required_channel_refuses_an_unmapped_sku_by_name() -> None:
+    tables = MappingSet(1, {("", "", "A"): (Component("X"),)}, required=frozenset({"douyin"}))
+    with pytest.raises(SkuNotMapped, match="DY-WATER-6"):
+        map_order(order(channel="douyin", items=LINES, total="82.15"), tables, "finance")
+    # elsewhere an unmapped SKU goes through as it is
+    passed = map_order(order(channel="jd", items=LINES, total="82.15"), tables, "finance")
+    assert [i.sku for i in passed.items] == ["DY-BUNDLE-3", "DY-WATER-6"]
+
+
+def test_an_unmapped_order_is_stuck_then_mapped_and_delivered_once(sqlite_engine: Engine) -> None:
+    topology = build_topology(Settings(namespace="t"))
+    RouterService(sqlite_engine, topology).handle(
+        delivery_for(order(channel="douyin", items=LINES, total="82.15"), message_id="dy.1")
+    )
+    erp = Erp()
+    finance = DeliveryConsumer(
+        "finance",
+        sqlite_engine,
+        HttpDelivery(
+            "finance", "http://erp.test/orders",
+            HttpxTransport(httpx.Client(transport=httpx.MockTransport(erp))), RetryPolicy(1, 0, 0),
+        ),
+        MappingCache(sqlite_engine, {"douyin"}, interval=0),
+    )  # fmt: skip
+    with sqlite_engine.connect() as conn:
+        row = dict(
+            conn.execute(select(outbox).where(outbox.c.message_id.like("%-finance")))
+            .mappings()
+            .one()
+        )
+    with pytest.raises(SkuNotMapped) as stuck:
+        finance.handle(delivery_from_outbox(row, "t.finance"))
+    assert erp.received == []  # nothing reached the ERP
+    DeadLetterRecorder(sqlite_engine).handle(
+        delivery_from_outbox(
+            row,
+            "t.finance.dlq",
+            {
+                H_ATTEMPT: 1, H_REASON: stuck.value.reason, H_DETAIL: stuck.value.detail,
+                H_SOURCE_QUEUE: "t.finance", H_ORIGINAL_EXCHANGE: "t.orders",
+                H_ORIGINAL_ROUTING_KEY: "deliver.finance",
+            },
+        )
+    )  # fmt: skip
+
+    app = create_admin_app(
+        sqlite_engine,
+        KeyAuth(sqlite_engine, {"root": ROOT["Authorization"].split()[1]}),
+        topology,
+        mapping_required=frozenset({"douyin"}),
+    )
+    with TestClient(app) as api:
+        before = api.post("/mappings/dry-run", json={}, headers=ROOT).json()
+        assert [(p["passes"], p["target"]) for p in before] == [(False, "finance")]
+        assert "DY-BUNDLE-3" in before[0]["why"] and "DY-WATER-6" in before[0]["why"]
+        proposal = {"proposal": {**BUNDLE, "platform_sku": "DY-WATER-6", "channel": ""}}
+        assert (
+            api.post("/mappings/dry-run", json=proposal, headers=ROOT).json()[0]["passes"] is False
+        )
+        assert api.put("/mappings/products", json=BUNDLE, headers=ROOT).status_code == 200
+        six = {"platform_sku": "DY-WATER-6", "components": [{"sku": "WATER", "quantity": 6}]}
+        assert api.put("/mappings/products", json=six, headers=ROOT).status_code == 200
+        code = {"internal_sku": "TEA", "target": "finance", "code": "MAT-0001"}
+        version = api.put("/mappings/codes", json=code, headers=ROOT).json()["version"]
+        after = api.post("/mappings/dry-run", json={}, headers=ROOT).json()
+        assert after[0]["passes"] is True
+        assert [(line["sku"], line["quantity"]) for line in after[0]["lines"]] == [
+            ("MAT-0001", 2), ("CUP", 4), ("WATER", 6),
+        ]  # fmt: skip
+        assert api.post("/mappings/retry-passing", headers=ROOT).json()["retried"] == [1]
+        audit = api.get("/audit", headers=ROOT).json()["items"]
+        assert {"mapping.product.put", "mapping.code.put"} <= {a["action"] for a in audit}
+
+    with sqlite_engine.connect() as conn:
+        assert conn.scalar(select(dead_letters.c.status)) == "retried"
+        resent = dict(
+            conn.execute(
+                select(outbox)
+                .where(outbox.c.message_id == row["message_id"])
+                .order_by(outbox.c.id.desc())
+            )
+            .mappings()
+            .first()
+            or {}
+        )
+    finance.handle(delivery_from_outbox(resent, "t.finance"))
+    finance.handle(delivery_from_outbox(resent, "t.finance"))  # a redelivery: no second effect
+    assert len(erp.received) == 1
+    sent = erp.received[0]
+    assert [(i["sku"], i["quantity"], i["platform_sku"]) for i in sent["items"]] == [
+        ("MAT-0001", 2, "DY-BUNDLE-3"), ("CUP", 4, "DY-BUNDLE-3"), ("WATER", 6, "DY-WATER-6"),
+    ]  # fmt: skip
+    lines = sum(
+        Decimal(i["unit_price"]) * i["quantity"] - Decimal(i["discount"]) for i in sent["items"]
+    )
+    assert lines == Decimal("76.65") and sent["total"] == "82.15"  # + shipping 6.00 - 0.50
+    assert sent["mapping_version"] == version
+    with sqlite_engine.connect() as conn:
+        assert conn.scalar(select(inbox.c.mapping_version)) == version
