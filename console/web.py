@@ -38,6 +38,7 @@ MENU: tuple[tuple[str, str, Role], ...] = (
     ("/exceptions", N_("Exceptions"), Role.viewer),
     ("/approvals", N_("Approvals"), Role.viewer),
     ("/reconciliation", N_("Reconciliation"), Role.viewer),
+    ("/mappings", N_("SKU mapping"), Role.viewer),
     ("/reports", N_("Reports"), Role.viewer),
     ("/dashboard", N_("Dashboard"), Role.viewer),
     ("/channels", N_("Channels and health"), Role.viewer),

@@ -120,6 +120,14 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
+def _xlsx_text(value: str) -> str:
+    """A text cell a workbook can hold: no formula, and without the control
+    characters XML 1.0 forbids (a hostile SKU or note may carry them)."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return str(ILLEGAL_CHARACTERS_RE.sub("", safe_cell(value)))
+
+
 def xlsx_bytes(header: list[str], rows: list[list[object]], title: str = "orderbus") -> bytes:
     """A one-sheet workbook of these rows; text cells that would start a
     formula are written as text (safe_cell), never as formulas."""
@@ -129,7 +137,7 @@ def xlsx_bytes(header: list[str], rows: list[list[object]], title: str = "orderb
     sheet = book.create_sheet(title[:31])
     sheet.append(header)
     for row in rows:
-        sheet.append([safe_cell(v) if isinstance(v, str) else v for v in row])
+        sheet.append([_xlsx_text(v) if isinstance(v, str) else v for v in row])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

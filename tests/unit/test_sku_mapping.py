@@ -34,10 +34,11 @@ from targets.delivery import HttpDelivery, RetryPolicy
 from tests.factories import delivery_for, delivery_from_outbox, order
 
 ROOT = {"Authorization": "Bearer mapping-root-token-0123456789"}
+BUNDLE_LINE = {"sku": "DY-BUNDLE-3", "name": "茶具三件套", "quantity": 2, "unit_price": "33.33"}
 LINES = [
-    {"sku": "DY-BUNDLE-3", "name": "茶具三件套", "quantity": 2, "unit_price": "33.33", "discount": "0.01"},
+    {**BUNDLE_LINE, "discount": "0.01"},
     {"sku": "DY-WATER-6", "name": "矿泉水 6 瓶装", "quantity": 1, "unit_price": "10.00"},
-]  # fmt: skip
+]
 BUNDLE = {
     "channel": "douyin",
     "platform_sku": "DY-BUNDLE-3",
@@ -162,3 +163,19 @@ def test_an_unmapped_order_is_stuck_then_mapped_and_delivered_once(sqlite_engine
     assert sent["mapping_version"] == version
     with sqlite_engine.connect() as conn:
         assert conn.scalar(select(inbox.c.mapping_version)) == version
+
+
+def test_a_hostile_sku_still_exports_as_a_workbook_a_spreadsheet_opens() -> None:
+    """Found by the fuzzing of the admin API: a control character in an
+    imported SKU made the XLSX export fail; it is left out of the cell, and
+    a formula stays text."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from infra.spreadsheets import xlsx_bytes
+
+    book = load_workbook(io.BytesIO(xlsx_bytes(["sku"], [["A\x01B"], ["=HYPERLINK(1)"]])))
+    sheet = book.active
+    assert sheet is not None
+    assert [c.value for c in sheet["A"]] == ["sku", "AB", "'=HYPERLINK(1)"]

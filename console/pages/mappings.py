@@ -1,0 +1,187 @@
+"""SKU mapping (operations): what each channel's SKU is in our catalogue (one
+SKU, a multiple, a bundle) and each SKU's code in the ERP and the warehouse;
+add or replace one, import a spreadsheet, export; and the dry run: the orders
+stuck on a SKU, what each would now become, and a retry of those that pass.
+
+(No ``from __future__ import annotations``: FastAPI reads the annotations.)
+"""
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from admin_api import deadletters, mappings
+from console import story
+from console.web import PREFIX, OperatorPage, Reader, Viewer, checked_form, see_other, text_field
+from infra.audit import audit
+from infra.database import translate_db_errors
+from infra.mappings import load
+from infra.spreadsheets import UnreadableFile
+
+router = APIRouter()
+# One component per line: "SKU", "SKU 6", "SKU*6", "SKU, 6, 3" (quantity, price weight),
+# with Chinese commas and the multiplication sign read too.
+COMPONENT = re.compile(
+    r"^\s*(?P<sku>[^\s,\uff0c\u00d7*]+)\s*(?:[,\uff0c\u00d7*xX\s]\s*(?P<qty>\d+))?"
+    r"\s*(?:[,\uff0c\s]\s*(?P<share>\d+))?\s*$"
+)
+
+
+def parse_components(text: str) -> list[dict[str, Any]]:
+    parts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        found = COMPONENT.match(line)
+        if not found:
+            raise mappings.MappingError(
+                f"line {number}: write SKU, quantity, weight (e.g. TEA, 1, 3)"
+            )
+        parts.append(
+            {
+                "sku": found["sku"],
+                "quantity": int(found["qty"] or 1),
+                "share": int(found["share"] or 1),
+            }
+        )
+    return parts
+
+
+def _page(
+    viewer: Viewer, *, message: str = "", error: str = "", status_code: int = 200
+) -> HTMLResponse:
+    with translate_db_errors(), viewer.ctx.engine.connect() as conn:
+        rows = mappings.products(conn)
+        codes = mappings.codes(conn)
+        tables = load(conn, viewer.ctx.mapping_required)
+        preview = mappings.dry_run(conn, tables)
+    by_sku: dict[str, dict[str, str]] = {}
+    for code in codes:
+        by_sku.setdefault(code["internal_sku"], {})[code["target"]] = code["code"]
+    return viewer.render(
+        "mappings.html",
+        status_code,
+        rows=rows,
+        codes=by_sku,
+        version=tables.version,
+        preview=preview,
+        passing=sum(1 for p in preview if p.passes),
+        message=message,
+        error=error,
+        system_name=lambda target: story.target_name(viewer._, target),
+    )
+
+
+@router.get("/mappings")
+def mappings_page(viewer: Reader) -> HTMLResponse:
+    return _page(viewer)
+
+
+@router.post("/mappings/products")
+async def save_mapping(request: Request, viewer: OperatorPage) -> Response:
+    form = await checked_form(request, viewer)
+    by = viewer.principal.name if viewer.principal else ""
+    try:
+        parts = parse_components(text_field(form, "components", 5000))
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            mappings.put_product(
+                conn,
+                channel=text_field(form, "channel", 64),
+                shop=text_field(form, "shop", 200),
+                platform_sku=text_field(form, "platform_sku", 200),
+                components=parts,
+                note=text_field(form, "note", 500) or None,
+                by=by,
+            )
+            for target in ("finance", "warehouse"):
+                code = text_field(form, f"{target}_code", 200)
+                if code and len(parts) == 1:
+                    mappings.put_code(conn, str(parts[0]["sku"]), target, code, by)
+    except mappings.MappingError as exc:
+        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
+    return see_other(f"{PREFIX}/mappings")
+
+
+@router.post("/mappings/codes")
+async def save_code(request: Request, viewer: OperatorPage) -> Response:
+    form = await checked_form(request, viewer)
+    try:
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            mappings.put_code(
+                conn,
+                text_field(form, "internal_sku", 200),
+                text_field(form, "target", 64),
+                text_field(form, "code", 200),
+                viewer.principal.name if viewer.principal else "",
+            )
+    except mappings.MappingError as exc:
+        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
+    return see_other(f"{PREFIX}/mappings")
+
+
+@router.post("/mappings/{mapping_id}/delete")
+async def delete_mapping(mapping_id: int, request: Request, viewer: OperatorPage) -> Response:
+    await checked_form(request, viewer)
+    try:
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            mappings.delete_product(
+                conn, mapping_id, viewer.principal.name if viewer.principal else ""
+            )
+    except LookupError:
+        pass  # deleted already: the page shows it
+    return see_other(f"{PREFIX}/mappings")
+
+
+@router.post("/mappings/import")
+async def import_mappings(request: Request, viewer: OperatorPage) -> Response:
+    form = await checked_form(request, viewer)
+    upload = form.get("sheet")
+    if upload is None or isinstance(upload, str):
+        return _page(viewer, error=viewer._("Choose the spreadsheet to import."), status_code=422)
+    data = await upload.read()
+    try:
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            done = mappings.import_sheet(
+                conn, data, viewer.principal.name if viewer.principal else ""
+            )
+    except (mappings.MappingError, UnreadableFile) as exc:
+        return _page(
+            viewer, error=viewer._("Nothing imported: %(why)s", why=str(exc)), status_code=422
+        )
+    return _page(
+        viewer,
+        message=viewer._(
+            "Imported %(m)s mappings and %(c)s codes.", **{"m": done.mappings, "c": done.codes}
+        ),
+    )
+
+
+@router.post("/mappings/retry-passing")
+async def retry_passing(request: Request, viewer: OperatorPage) -> Response:
+    await checked_form(request, viewer)
+    by = viewer.principal.name if viewer.principal else ""
+    with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+        tables = load(conn, viewer.ctx.mapping_required)
+        passing = [p.dead_letter_id for p in mappings.dry_run(conn, tables) if p.passes]
+        for dead_letter_id in passing:
+            deadletters.retry(conn, dead_letter_id, by, "mapping added")
+        audit(conn, by, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
+    return _page(viewer, message=viewer._("Retried %(n)s stuck orders.", n=len(passing)))
+
+
+@router.get("/mappings/export")
+def export_mappings(viewer: Reader, kind: str = "csv") -> Response:
+    with translate_db_errors(), viewer.ctx.engine.connect() as conn:
+        if kind == "xlsx":
+            return Response(
+                mappings.export_xlsx(conn),
+                media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                headers={"Content-Disposition": 'attachment; filename="sku-mappings.xlsx"'},
+            )
+        return Response(
+            mappings.export_csv(conn),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="sku-mappings.csv"'},
+        )
