@@ -77,10 +77,13 @@ class MappingCache:
         self._checked = float("-inf")
         self._lock = threading.Lock()
 
-    def current(self) -> MappingSet:
+    def current(self, *, fresh: bool = False) -> MappingSet:
+        """The tables, read again if their version moved (checked at most
+        once per ``interval``, or now when ``fresh``: a SKU found unmapped
+        may have been mapped a moment ago)."""
         with self._lock:
             now = self.clock()
-            if now - self._checked < self.interval:
+            if not fresh and now - self._checked < self.interval:
                 return self._held
             with translate_db_errors(), self.engine.connect() as conn:
                 if current_version(conn) != self._held.version:

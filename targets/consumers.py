@@ -14,7 +14,7 @@ import logging
 from sqlalchemy import Engine, select
 
 from canonical.envelope import Envelope, utcnow
-from canonical.errors import EndpointUnavailable, MalformedMessage, TransientError
+from canonical.errors import EndpointUnavailable, MalformedMessage, SkuNotMapped, TransientError
 from canonical.mapping import map_order
 from canonical.order import CanonicalOrder
 from infra.crashpoints import crash_point
@@ -183,7 +183,14 @@ class DeliveryConsumer:
         tables = self.mappings.current()
         if not (tables.products or tables.codes or tables.required):
             return body, tables.version  # nothing to map: the body as it is
-        mapped = map_order(CanonicalOrder.from_wire(body), tables, self.target)
+        order = CanonicalOrder.from_wire(body)
+        try:
+            mapped = map_order(order, tables, self.target)
+        except SkuNotMapped:
+            newer = self.mappings.current(fresh=True)  # mapped a moment ago?
+            if newer.version == tables.version:
+                raise
+            tables, mapped = newer, map_order(order, newer, self.target)
         return mapped.to_wire(), tables.version
 
     def _seen(self, envelopes: list[Envelope]) -> tuple[set[str], dict[str, int]]:

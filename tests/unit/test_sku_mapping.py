@@ -179,3 +179,25 @@ def test_a_hostile_sku_still_exports_as_a_workbook_a_spreadsheet_opens() -> None
     sheet = book.active
     assert sheet is not None
     assert [c.value for c in sheet["A"]] == ["sku", "AB", "'=HYPERLINK(1)"]
+
+
+def test_a_mapping_added_a_moment_ago_is_seen_before_a_sku_is_refused(
+    sqlite_engine: Engine,
+) -> None:
+    """The consumer reads the tables' version at most once a second; a SKU
+    it finds unmapped makes it look again at once, so a retry sent right
+    after the mapping was saved does not fail on the old tables."""
+    from admin_api import mappings
+
+    cache = MappingCache(sqlite_engine, {"douyin"}, interval=3600)
+    first = cache.current()
+    assert first.components("douyin", "s", "DY-WATER-6") is None
+    with sqlite_engine.begin() as conn:
+        mappings.put_product(
+            conn, channel="", shop="", platform_sku="DY-WATER-6",
+            components=[{"sku": "WATER", "quantity": 6}], note=None, by="t",
+        )  # fmt: skip
+    assert cache.current() is first  # within its interval: not read again
+    fresh = cache.current(fresh=True)
+    assert fresh.version > first.version
+    assert fresh.components("douyin", "s", "DY-WATER-6") == (Component("WATER", 6),)
