@@ -31,6 +31,12 @@ SKU the way the system does. Where each shape comes from:
   "result": {"access_token", "refresh_token"}}``, as public integrations call
   them. The error body ``{"code", "message", "data"}`` and the codes used
   here are assumptions.
+- 金蝶云星辰 (Kingdee Cloud Xingchen) through the Kingdee API gateway: the
+  signed headers and their recipe, the app authorisation and app-token calls,
+  the rotating app secret, errcode 1030002006 and ``/jdy/v2/scm/sal_order``
+  as targets/adapters/xingchen.py writes down with their sources. The save
+  body's field names, the refusal wording and errcodes other than 1030002006
+  are assumptions.
 """
 
 from __future__ import annotations
@@ -369,6 +375,111 @@ CHANJET = {
                 "Unit": {"Name": "个"},
                 "Quantity": "{{quantity}}",
                 "OrigTaxPrice": "{{unit_price|number}}",
+            },
+        },
+    },
+}
+
+
+class FakeXingchen(FakeSystem):
+    """The Kingdee API gateway in front of 金蝶云星辰: checks every call's
+    signature and its age, hands out a new app secret at each authorisation
+    (it rotates), app-tokens that expire, and saves sales orders once per
+    bill_no."""
+
+    CLIENT_ID, CLIENT_SECRET, INSTANCE = "xc-client", "xc-client-secret", "inst-1"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from targets.adapters.xingchen import app_signature, gateway_signature
+
+        self.sign, self.app_sign = gateway_signature, app_signature
+        self.secret_version = 0
+        self.tokens: dict[str, str] = {}  # app-token -> the app secret it was made with
+        self.bad_signatures = 0
+
+    @property
+    def authorisations(self) -> int:
+        return self.secret_version
+
+    def expire_tokens(self) -> None:
+        self.tokens.clear()
+
+    def _signed_ok(self, request: httpx.Request) -> bool:
+        h = request.headers
+        query = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
+        expected = self.sign(
+            self.CLIENT_SECRET, request.method, request.url.path, query,
+            h.get("x-api-nonce", ""), h.get("x-api-timestamp", ""),
+        )  # fmt: skip
+        return bool(
+            h.get("x-api-clientid") == self.CLIENT_ID
+            and h.get("x-api-auth-version") == "2.0"
+            and h.get("x-api-signheaders") == "X-Api-TimeStamp,X-Api-Nonce"
+            and h.get("x-api-signature") == expected
+        )
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if not self._signed_ok(request):
+            self.bad_signatures += 1
+            return httpx.Response(200, json={"errcode": 1030001001, "description": "签名校验失败"})
+        path = request.url.path
+        query = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
+        if path == "/jdyconnector/app_management/push_app_authorize":
+            if query.get("outerInstanceId") != self.INSTANCE:
+                return httpx.Response(200, json={"errcode": 1030004, "description": "实例不存在"})
+            self.secret_version += 1  # the app secret rotates
+            grant = {
+                "appKey": "xc-app",
+                "appSecret": f"xc-app-secret-{self.secret_version}",
+                "domain": "gw-1.kingdee.test",
+            }
+            return httpx.Response(200, json={"errcode": 0, "data": [grant]})
+        if path == "/jdyconnector/app_management/kingdee_auth_token":
+            secret = f"xc-app-secret-{self.secret_version}"
+            if query.get("app_signature") != self.app_sign("xc-app", secret):
+                return httpx.Response(
+                    200, json={"errcode": 1030002, "description": "app_signature错误"}
+                )
+            token = f"app-token-{self.secret_version}"
+            self.tokens[token] = secret
+            data = {"app-token": token, "expires": 4102444800000}
+            return httpx.Response(200, json={"errcode": 0, "data": data})
+        assert path == "/jdy/v2/scm/sal_order", path
+        if request.headers.get("app-token") not in self.tokens:
+            return httpx.Response(200, json={"errcode": 1030002006, "description": "app-token无效"})
+        if request.headers.get("x-gw-router-addr") != "gw-1.kingdee.test":
+            return httpx.Response(200, json={"errcode": 1030003, "description": "路由地址错误"})
+        order = json.loads(request.content)
+        for line in order.get("material_entity", []):
+            if line["material_number"] not in self.known_skus:
+                message = f"material_number {line['material_number']} 商品不存在"
+                return httpx.Response(200, json={"errcode": 2001, "description": message})
+        bill = order["bill_no"]
+        if bill in self.records:
+            message = f"单据编号bill_no {bill} 已存在"
+            return httpx.Response(200, json={"errcode": 2002, "description": message})
+        self.records[bill] = order
+        return httpx.Response(200, json={"errcode": 0, "data": {"id": str(len(self.records))}})
+
+
+XINGCHEN = {
+    "adapter": "xingchen",
+    "endpoint": "https://xc.test",
+    "client_id": FakeXingchen.CLIENT_ID,
+    "client_secret": FakeXingchen.CLIENT_SECRET,
+    "outer_instance_id": FakeXingchen.INSTANCE,
+    "rate": 0,
+    "sal_order": {
+        "bill_no": "{{order_number}}",
+        "bill_date": "{{placed_at}}",
+        "customer_number": "C-{{channel}}",
+        "material_entity": {
+            "$each": "items",
+            "$item": {
+                "material_number": "{{sku}}",
+                "qty": "{{quantity}}",
+                "tax_price": "{{unit_price|number}}",
             },
         },
     },

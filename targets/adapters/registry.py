@@ -16,6 +16,7 @@ from targets.adapters.jiandaoyun import JiandaoyunAdapter, JiandaoyunOptions
 from targets.adapters.kingdee import KingdeeAdapter, KingdeeOptions
 from targets.adapters.template import TemplateAdapter, TemplateOptions
 from targets.adapters.u8 import U8Adapter, U8Options
+from targets.adapters.xingchen import XingchenAdapter, XingchenOptions
 
 # name -> (its options model, the adapter made from them)
 ADAPTERS: dict[str, tuple[type[BaseModel], Callable[[Any], TargetAdapter]]] = {
@@ -23,6 +24,7 @@ ADAPTERS: dict[str, tuple[type[BaseModel], Callable[[Any], TargetAdapter]]] = {
     "kingdee": (KingdeeOptions, KingdeeAdapter),
     "u8": (U8Options, U8Adapter),
     "chanjet": (ChanjetOptions, ChanjetAdapter),
+    "xingchen": (XingchenOptions, XingchenAdapter),
     "template": (TemplateOptions, TemplateAdapter),
 }
 

@@ -26,7 +26,17 @@ from infra.topology import build_topology
 from orderbus.bootstrap import ConfigurationError, Orderbus
 from router.service import RouterService
 from targets.consumers import DeliveryConsumer
-from tests.erp_fakes import CHANJET, KINGDEE, U8, FakeChanjet, FakeKingdee, FakeSystem, FakeU8
+from tests.erp_fakes import (
+    CHANJET,
+    KINGDEE,
+    U8,
+    XINGCHEN,
+    FakeChanjet,
+    FakeKingdee,
+    FakeSystem,
+    FakeU8,
+    FakeXingchen,
+)
 from tests.factories import delivery_for, order
 from tests.outbox_messages import outbox_deliveries, quick_app
 
@@ -50,6 +60,7 @@ CASES: dict[str, Case] = {
     "kingdee": (KINGDEE, FakeKingdee),
     "u8": (U8, FakeU8),
     "chanjet": (CHANJET, FakeChanjet),
+    "xingchen": (XINGCHEN, FakeXingchen),
 }
 
 
@@ -74,6 +85,11 @@ def check_fields(system: str, record: dict[str, Any], message: Delivery) -> None
             for x in record["FSaleOrderEntry"]
         ]
         assert record["FSaleOrderEntry"][0]["FEntryNote"] == "K-1"
+    elif system == "xingchen":
+        assert (record["bill_no"], record["customer_number"]) == (number, "C-web-shop")
+        lines = [
+            (x["material_number"], x["qty"], x["tax_price"]) for x in record["material_entity"]
+        ]
     elif system == "u8":
         assert (record["code"], record["custcode"], record["sum"]) == (number, "C-web-shop", 30.5)
         lines = [(x["inventorycode"], x["quantity"], x["taxprice"]) for x in record["entry"]]
@@ -134,6 +150,7 @@ def test_a_token_expiring_mid_run_is_renewed_once(
         "kingdee": lambda: fake.logins,  # type: ignore[attr-defined]
         "u8": lambda: fake.issued,  # type: ignore[attr-defined]
         "chanjet": lambda: fake.renewals + 1,  # type: ignore[attr-defined]
+        "xingchen": lambda: fake.authorisations,  # type: ignore[attr-defined]
     }[system]()
     assert renewals == 2  # the first token, and one renewal
     with sqlite_engine.connect() as conn:
