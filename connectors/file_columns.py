@@ -58,7 +58,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "province": ("省", "省份", "province", "state"),
     "city": ("市", "城市", "city"),
     "district": ("区", "区县", "district"),
-    "street": ("详细地址", "地址", "街道", "street", "address"),
+    "street": ("详细地址", "收货地址", "收件地址", "地址", "街道", "street", "address"),
     "postal_code": ("邮编", "邮政编码", "postal code", "postcode", "zip"),
     "placed_at": (
         "下单时间",

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from canonical.order import CanonicalOrder
 from canonical.validation import violations
+from connectors.addresses import split_address
 from connectors.file_columns import (
     ORDER_LEVEL,
     BadCell,
@@ -165,6 +166,12 @@ def _order(
     address = {k: v[k] or None for k in ("province", "city", "district", "street", "postal_code")}
     if v["country"]:
         address["country"] = v["country"]
+    one_line = not (v["province"] or v["city"] or v["district"])
+    if one_line and v["street"] and (v["country"] or "CN").upper() in ("CN", "CHINA", "中国"):
+        parts = split_address(v["street"])  # "浙江省杭州市西湖区文三路90号" in one cell
+        address.update(
+            province=parts.province, city=parts.city, district=parts.district, street=parts.street
+        )
     data = {
         "channel": channel,
         "shop": shop or v["shop"] or "default",

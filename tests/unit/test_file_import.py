@@ -227,3 +227,21 @@ def test_row_errors_read_as_a_person_would_say_them() -> None:
     assert str(RowError(4, "invalid_quantity", "'数量' '两' is not a whole number")) == (
         "row 4: invalid_quantity: '数量' '两' is not a whole number"
     )
+
+
+def test_an_address_in_one_cell_is_read_into_its_parts(tmp_path: Path) -> None:
+    lines = [
+        "订单号,下单时间,手机号,收货人,收货地址,商品编码,数量,单价,实付金额",
+        "POS-2001,2026-11-11 10:00:00,0571-87654321,张三,浙江省杭州市西湖区文三路90号,TEA,1,10.00,10.00",
+    ]
+    parsed = parse_table(read_table(write(tmp_path, lines, "gbk")), ColumnMapping(), "store")
+    assert parsed.errors == []
+    [(order, _)] = parsed.orders
+    a = order.shipping_address
+    assert (a.province, a.city, a.district, a.street) == (
+        "浙江省",
+        "杭州市",
+        "西湖区",
+        "文三路90号",
+    )
+    assert order.customer.phone == "0571-87654321"  # a landline is a phone
