@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -78,6 +79,7 @@ def create_admin_app(
     queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
     fanout: Fanout | None = None,
     mapping_required: frozenset[str] = frozenset(),
+    replay: Callable[[str, Any, bytes], list[Any]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
@@ -94,6 +96,7 @@ def create_admin_app(
         collector=metrics.DatabaseCollector(engine, queue_depths),
         fanout=fanout,
         mapping_required=mapping_required,
+        replay=replay,
     )
     app.add_exception_handler(TransientError, _unavailable)
     for module in ROUTERS:

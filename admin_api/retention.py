@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, select
 
+from infra import raw_payloads
 from infra.database import translate_db_errors
 from infra.tables import rejected_requests
 
@@ -26,7 +27,9 @@ class RejectedRetention:
         batch: int = 500,
         interval: float = 3600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        raw_days: float | None = None,
     ) -> None:
+        self.raw_days = raw_days  # the platforms' own orders (infra/raw_payloads.py), if kept
         self.engine = engine
         self.days = days
         self.batch = batch
@@ -52,9 +55,22 @@ class RejectedRetention:
             if len(ids) < self.batch:
                 return deleted
 
+    def purge_raw_once(self) -> int:
+        """Delete the platforms' own orders older than their retention."""
+        if self.raw_days is None:
+            return 0
+        deleted = 0
+        while True:
+            with translate_db_errors(), self.engine.begin() as conn:
+                done = raw_payloads.purge(conn, self.raw_days, self.batch)
+            deleted += done
+            if done < self.batch:
+                return deleted
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
+                self.purge_raw_once()
                 deleted = self.purge_once()
                 if deleted:
                     log.info("retention: %d refused-request records past %s days deleted",

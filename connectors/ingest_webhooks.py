@@ -27,6 +27,7 @@ from connectors.base import (
 from connectors.ingest_http import Received, deps_of
 from connectors.publishing import fetch_message, order_message
 from connectors.registry import channel_config_of, connector_for
+from infra import raw_payloads
 from infra.crashpoints import crash_point
 from infra.messages import OutgoingMessage
 
@@ -63,6 +64,15 @@ async def ingest(channel: str, request: Request) -> JSONResponse:
         if not result.arrivals and not result.references:
             return await _ignored(received, connector, result)
         accepted = await _publish(received, _messages(received, result))
+        if result.arrivals:  # the platform's own order, beside ours
+            await run_in_threadpool(
+                raw_payloads.keep,
+                deps_of(request).engine,
+                [a["message_id"] for a in accepted[: len(result.arrivals)]],
+                channel,
+                dict(request.headers),
+                received.body,
+            )
     except Refused as refused:
         return await received.refuse(refused.error, brief=refused.brief)
     return _accepted(channel, connector, accepted)

@@ -232,6 +232,11 @@ class Settings(BaseSettings):
         description="a daily digest of yesterday's orders to the team's chat robot (console)",
     )
     # Read by the command before the settings (infra/logs.py); here to be validated.
+    raw_retention_days: float = Field(
+        default=90,
+        gt=0,
+        description="days the platforms' own orders (the webhook bodies, 原始单) are kept",
+    )
     rejected_retention_days: float = Field(
         default=30,
         gt=0,

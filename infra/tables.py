@@ -411,3 +411,19 @@ mapping_state = Table(
     Column("name", String(32), primary_key=True),
     Column("version", Integer, nullable=False),
 )
+
+
+# The platform's own order beside ours (原始单): each accepted webhook body as
+# it came, under the message id it was published with (the router's arrival
+# of that id is the revision it became). Kept ORDERBUS_RAW_RETENTION_DAYS.
+raw_payloads = Table(
+    "raw_payloads",
+    metadata,
+    Column("message_id", String(100), primary_key=True),
+    Column("channel", String(64), nullable=False),
+    Column("headers", JSON, nullable=False, doc="as sent, signatures redacted"),
+    Column("body", Text, nullable=False, doc="base64 when not UTF-8"),
+    Column("body_encoding", String(16), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Index("ix_raw_payloads_channel_received", "channel", "received_at"),
+)

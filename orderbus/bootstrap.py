@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 
 from admin_api.deadletters import DeadLetterRecorder
 from connectors.registry import check_settings, fetching_channels
+from connectors.replay import replayer
 from infra.bus import Bus, BusOptions, Publisher
 from infra.database import make_engine, translate_db_errors
 from infra.mappings import MappingCache
@@ -261,7 +262,11 @@ class Orderbus:
     def rejected_retention(self) -> RejectedRetention:
         from admin_api.retention import RejectedRetention
 
-        return RejectedRetention(self.engine, self.settings.rejected_retention_days)
+        return RejectedRetention(
+            self.engine,
+            self.settings.rejected_retention_days,
+            raw_days=self.settings.raw_retention_days,
+        )
 
     def daily_digest(self, transport: httpx.BaseTransport | None = None) -> DailyDigest:
         from console.digest import DailyDigest
@@ -313,6 +318,7 @@ class Orderbus:
             self.bus.queue_depths,
             self.fanout(),
             frozenset(self.settings.sku_mapping.required),
+            replayer(self.settings),
         )
         app.mount("/console", self.console(app.state.admin))
         return app

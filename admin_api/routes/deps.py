@@ -37,6 +37,8 @@ class AdminContext:
     fanout: Fanout | None
     # channels whose every SKU needs a mapping (ORDERBUS_SKU_MAPPING.required)
     mapping_required: frozenset[str] = frozenset()
+    # reads a stored webhook body again with today's connector (connectors/replay.py)
+    replay: Callable[[str, Any, bytes], list[Any]] | None = None
 
 
 def admin_context(request: Request) -> AdminContext:

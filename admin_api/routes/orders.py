@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from admin_api import lookup, reconcile
-from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Viewer
+from admin_api import lookup, raw_orders, reconcile
+from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Operator, Viewer
 from admin_api.schemas import OrderSearch, OrderStory
 from infra.database import translate_db_errors
-from infra.masking import for_viewer
+from infra.masking import for_viewer, viewer_body
 
 router = APIRouter(tags=["orders"])
 
@@ -86,3 +86,34 @@ def order_story(number: str, ctx: Context, who: Viewer) -> dict[str, Any]:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such order")
         story = {**found[0], "timeline": lookup.timeline(conn, number)}
     return story if who.sees_personal_data else for_viewer(story)
+
+
+@router.get("/orders/{number}/raw")
+def raw_order(number: str, ctx: Context, who: Viewer) -> list[dict[str, Any]]:
+    """The platform's own order (原始单): each webhook body that became one of
+    this order's revisions, as it came (signatures redacted; a viewer's copy
+    masked)."""
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        found = raw_orders.of_order(conn, number)
+    if who.sees_personal_data:
+        return found
+    return [
+        {**for_viewer({k: v for k, v in r.items() if k != "body"}), "body": viewer_body(r["body"])}
+        for r in found
+    ]
+
+
+@router.post("/orders/replay")
+def replay_raw_orders(
+    ctx: Context,
+    _who: Operator,
+    channel: Annotated[str, Query(min_length=1, max_length=64)],
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> list[dict[str, Any]]:
+    """Read the channel's newest stored webhook bodies again with the
+    connector as it is now: which orders would read differently, and in which
+    fields. Publishes nothing."""
+    if ctx.replay is None:
+        raise HTTPException(503, "replay is not wired in this process")
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        return raw_orders.replay_dry(conn, ctx.replay, channel, limit)

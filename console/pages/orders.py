@@ -7,6 +7,7 @@ most recent orders, newest first.
 (No ``from __future__ import annotations``: FastAPI reads the annotations.)
 """
 
+import json
 import re
 from datetime import date
 from typing import Any
@@ -15,10 +16,11 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection, select
 
-from admin_api import lookup, reconcile
+from admin_api import lookup, raw_orders, reconcile
 from console import story
 from console.web import NotFound, Reader, Viewer
 from infra.database import translate_db_errors
+from infra.masking import viewer_body
 from infra.tables import orders
 
 router = APIRouter()
@@ -26,6 +28,13 @@ PAGE_SIZE = 30
 ORDER_NUMBER = re.compile(r"^OB[A-Z2-7]{16}$")
 PHONE_CHARS = re.compile(r"^\+?[0-9][0-9 -]{6,30}$")
 STATUSES = ("created", "paid", "shipped", "delivered", "cancelled", "refunded")
+
+
+def _pretty(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), ensure_ascii=False, indent=2)
+    except ValueError:
+        return body
 
 
 def channels_known(conn: Connection) -> list[str]:
@@ -111,14 +120,26 @@ def order_page(number: str, viewer: Reader) -> HTMLResponse:
             raise NotFound()
         order = found[0]
         timeline = lookup.timeline(conn, number)
+        raw = raw_orders.of_order(conn, number)
     answer = story.customer_answer(viewer._, order, timeline)
     order, timeline = viewer.masked(order), viewer.masked(timeline, order)
     events = [
         {"at": e.get("at"), "text": story.sentence(viewer._, e), "tone": story.tone(e), "event": e}
         for e in timeline
     ]
+    originals = [
+        {
+            "received_at": r["received_at"],
+            "body": _pretty(
+                r["body"] if viewer.sees_personal_data else viewer_body(r["body"]) or ""
+            ),
+        }
+        for r in raw
+        if r["body_encoding"] == "utf-8"
+    ]
     return viewer.render(
         "order.html",
+        originals=originals,
         o=order,
         body=order["order"],
         events=events,

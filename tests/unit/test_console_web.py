@@ -6,6 +6,7 @@ redirects that stay inside the console, and what each page answers."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -284,3 +285,24 @@ def test_reports_give_the_exception_rate_of_the_period(client: TestClient) -> No
     page = client.get("/console/reports", params={"by": "sku"}).text
     assert "订单数 · 14" in page  # orders, not order lines, even by SKU
     assert "占订单 21.4%" in page  # 3 exceptions of 14 orders
+
+
+def test_the_platforms_own_order_is_on_the_order_page_masked_for_a_viewer(
+    client: TestClient, sqlite_engine: Engine, day: dict[str, Any], app_keys: dict[str, str]
+) -> None:
+    from infra import raw_payloads as raw
+    from infra.tables import arrivals, orders
+
+    number = day["phone_order"]
+    with sqlite_engine.connect() as conn:
+        order_id = conn.scalar(select(orders.c.id).where(orders.c.order_number == number))
+        message_id = conn.scalar(
+            select(arrivals.c.message_id).where(arrivals.c.order_id == order_id)
+        )
+    body = json.dumps({"receiver_mobile": PHONE, "tid": "JD-0005"}).encode()
+    raw.keep(sqlite_engine, [message_id], "jd", {"x-sign": "secret"}, body)
+    log_in(client, app_keys["viewer"])
+    page = client.get(f"/console/orders/{number}").text
+    assert "平台原始单" in page and PHONE not in page and "139****5678" in page
+    log_in(client, ROOT)
+    assert PHONE in client.get(f"/console/orders/{number}").text

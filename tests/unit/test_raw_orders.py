@@ -1,0 +1,109 @@
+"""The platform's own order beside ours: the webhook body is kept under the
+message id it was published with, shown with the order (masked for a
+viewer), read again with today's connector in a dry run, and deleted after
+its retention."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select, update
+
+from admin_api import keys
+from admin_api.app import create_admin_app
+from admin_api.auth import KeyAuth
+from admin_api.retention import RejectedRetention
+from connectors.ingest_app import IngestDeps, create_ingest_app
+from connectors.replay import replayer
+from infra.messages import Delivery
+from infra.settings import Settings
+from infra.tables import raw_payloads
+from infra.topology import build_topology
+from router.service import RouterService
+from tests.factories import FakePublisher, body_of, order_dict, signed_headers
+
+SECRET = "s3cret-for-the-raw-orders"
+ROOT = {"Authorization": "Bearer raw-orders-root-token-0123456789"}
+SETTINGS = Settings(channel_secrets={"web-shop": [SECRET]}, namespace="t")
+
+
+@pytest.fixture
+def routed(sqlite_engine: Engine) -> Iterator[tuple[str, bytes]]:
+    """A signed webhook accepted by the ingest, then routed: (number, body)."""
+    publisher = FakePublisher()
+    deps = IngestDeps(SETTINGS, sqlite_engine, publisher, build_topology(SETTINGS))  # type: ignore[arg-type]
+    body = body_of(order_dict(external_id="RAW-1"))
+    with TestClient(create_ingest_app(deps)) as ingest:
+        answer = ingest.post("/ingest/web-shop", content=body, headers=signed_headers(SECRET, body))
+    assert answer.status_code == 202
+    [message] = publisher.published
+    RouterService(sqlite_engine, build_topology(SETTINGS)).handle(
+        Delivery(
+            queue="t.router", body=message.body, message_id=message.message_id,
+            correlation_id=message.correlation_id, headers=message.headers,
+            exchange=message.exchange, routing_key=message.routing_key, redelivered=False,
+            content_type="application/json", deliveries=1,
+        )
+    )  # fmt: skip
+    yield json.loads(message.body)["external_id"], body
+
+
+def _admin(engine: Engine) -> TestClient:
+    app = create_admin_app(
+        engine,
+        KeyAuth(engine, {"root": ROOT["Authorization"].split()[1]}),
+        build_topology(SETTINGS),
+        replay=replayer(SETTINGS),
+    )
+    return TestClient(app)
+
+
+def test_the_platforms_order_is_kept_and_shown_masked_to_a_viewer(
+    sqlite_engine: Engine, routed: tuple[str, bytes]
+) -> None:
+    _, body = routed
+    with sqlite_engine.begin() as conn:
+        viewer = keys.create(conn, "cs", "viewer", "t")[1]
+    with _admin(sqlite_engine) as api:
+        number = api.get("/orders", headers=ROOT).json()["orders"][0]["order_number"]
+        [raw] = api.get(f"/orders/{number}/raw", headers=ROOT).json()
+        assert raw["body"] == body.decode() and raw["channel"] == "web-shop"
+        assert raw["headers"]["x-orderbus-signature"] == "<redacted>"
+        [masked] = api.get(
+            f"/orders/{number}/raw", headers={"Authorization": f"Bearer {viewer}"}
+        ).json()
+        assert "13912345678" not in json.dumps(masked) and "139****5678" in masked["body"]
+
+
+def test_a_replay_says_what_todays_connector_would_read_differently(
+    sqlite_engine: Engine, routed: tuple[str, bytes]
+) -> None:
+    with _admin(sqlite_engine) as api:
+        [same] = api.post("/orders/replay", params={"channel": "web-shop"}, headers=ROOT).json()
+        assert same["readable"] and same["changed"] == []
+        with sqlite_engine.begin() as conn:  # as if the connector had read it otherwise then
+            conn.execute(
+                update(raw_payloads).values(
+                    body=body_of(order_dict(external_id="RAW-1", note="新备注")).decode()
+                )
+            )
+        [changed] = api.post("/orders/replay", params={"channel": "web-shop"}, headers=ROOT).json()
+        assert changed["changed"] == ["note"]
+
+
+def test_old_copies_are_deleted_after_their_retention(
+    sqlite_engine: Engine, routed: tuple[str, bytes]
+) -> None:
+    retention = RejectedRetention(sqlite_engine, 30, raw_days=90)
+    assert retention.purge_raw_once() == 0
+    with sqlite_engine.begin() as conn:
+        conn.execute(
+            update(raw_payloads).values(received_at=datetime.now(UTC) - timedelta(days=91))
+        )
+    assert retention.purge_raw_once() == 1
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(select(raw_payloads)).all() == []
