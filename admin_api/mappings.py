@@ -31,7 +31,7 @@ from canonical.order import CanonicalOrder
 from infra.audit import audit
 from infra.mappings import bump_version, components_of, load
 from infra.spreadsheets import Table, read_csv, read_xlsx, safe_cell, xlsx_bytes
-from infra.tables import dead_letters, sku_codes, sku_mappings
+from infra.tables import dead_letters, shop_accounts, sku_codes, sku_mappings, warehouse_rules
 
 HEADERS = {
     "channel": ("channel", "渠道"),
@@ -322,3 +322,91 @@ def dry_run(conn: Connection, tables: MappingSet) -> list[Preview]:
 
 
 __all__ = ["ANY", "Component"]
+
+
+SHOP_FIELDS = ("customer", "department", "settlement_account", "warehouse")
+
+
+def shops(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(shop_accounts).order_by(shop_accounts.c.channel, shop_accounts.c.shop)
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+def put_shop(
+    conn: Connection, channel: str, shop: str, values: dict[str, str | None], by: str
+) -> int:
+    """A shop's ERP customer, department, settlement account and warehouse
+    (shop '': every shop of the channel)."""
+    channel, shop = channel.strip(), shop.strip()
+    if not channel:
+        raise MappingError("the channel is required")
+    given = {k: (values.get(k) or "").strip() or None for k in SHOP_FIELDS}
+    key = (shop_accounts.c.channel == channel, shop_accounts.c.shop == shop)
+    before = conn.execute(select(shop_accounts).where(*key)).mappings().first()
+    stamp = {"updated_at": datetime.now(UTC), "updated_by": by}
+    if before is None:
+        conn.execute(insert(shop_accounts).values(channel=channel, shop=shop, **given, **stamp))
+    else:
+        conn.execute(update(shop_accounts).where(*key).values(**given, **stamp))
+    version = bump_version(conn)
+    audit(
+        conn, by, "mapping.shop.put", "shop_accounts", f"{channel}/{shop}",
+        {
+            "before": None if before is None else {k: before[k] for k in SHOP_FIELDS},
+            "after": given, "version": version,
+        },
+    )  # fmt: skip
+    return version
+
+
+def rules(conn: Connection) -> list[dict[str, Any]]:
+    c = warehouse_rules.c
+    return [
+        dict(r) for r in conn.execute(select(warehouse_rules).order_by(c.priority, c.id)).mappings()
+    ]
+
+
+def add_rule(
+    conn: Connection,
+    *,
+    warehouse: str,
+    channel: str,
+    province: str,
+    sku: str,
+    priority: int,
+    by: str,
+) -> int:
+    if not warehouse.strip():
+        raise MappingError("the warehouse is required")
+    values = {
+        "warehouse": warehouse.strip(), "channel": channel.strip(), "province": province.strip(),
+        "sku": sku.strip(), "priority": priority,
+    }  # fmt: skip
+    conn.execute(
+        insert(warehouse_rules).values(**values, updated_at=datetime.now(UTC), updated_by=by)
+    )
+    version = bump_version(conn)
+    audit(
+        conn, by, "mapping.rule.add", "warehouse_rule", None, {"after": values, "version": version}
+    )
+    return version
+
+
+def delete_rule(conn: Connection, rule_id: int, by: str) -> int:
+    row = (
+        conn.execute(select(warehouse_rules).where(warehouse_rules.c.id == rule_id))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise LookupError(rule_id)
+    conn.execute(delete(warehouse_rules).where(warehouse_rules.c.id == rule_id))
+    version = bump_version(conn)
+    before = {k: row[k] for k in ("warehouse", "channel", "province", "sku", "priority")}
+    audit(
+        conn, by, "mapping.rule.delete", "warehouse_rule", str(rule_id),
+        {"before": before, "after": None, "version": version},
+    )  # fmt: skip
+    return version

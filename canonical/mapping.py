@@ -37,6 +37,26 @@ class Component:
 
 
 @dataclass(frozen=True)
+class WarehouseRule:
+    """Orders of a channel, to a province, or holding a SKU (empty: any)
+    ship from ``warehouse``; the first rule that matches, by priority."""
+
+    warehouse: str
+    channel: str = ANY
+    province: str = ANY
+    sku: str = ANY
+    priority: int = 100
+
+    def matches(self, order: CanonicalOrder) -> bool:
+        province = order.shipping_address.province or ""
+        return (
+            (not self.channel or self.channel == order.channel)
+            and (not self.province or province.startswith(self.province))
+            and (not self.sku or any(i.sku == self.sku for i in order.items))
+        )
+
+
+@dataclass(frozen=True)
 class MappingSet:
     """The mapping tables at one version."""
 
@@ -44,6 +64,23 @@ class MappingSet:
     products: Mapping[tuple[str, str, str], tuple[Component, ...]] = field(default_factory=dict)
     codes: Mapping[tuple[str, str], str] = field(default_factory=dict)
     required: frozenset[str] = frozenset()  # channels where every SKU needs a mapping; "*": all
+    # (channel, shop or "") -> customer, department, settlement_account, warehouse
+    shops: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+    warehouse_rules: tuple[WarehouseRule, ...] = ()
+
+    def accounts(self, order: CanonicalOrder) -> dict[str, str] | None:
+        """The shop's accounts, the warehouse from the first matching rule
+        (else the shop's); None when no table says anything."""
+        found = dict(
+            self.shops.get((order.channel, order.shop))
+            or self.shops.get((order.channel, ANY))
+            or {}
+        )
+        for rule in sorted(self.warehouse_rules, key=lambda r: r.priority):
+            if rule.matches(order):
+                found["warehouse"] = rule.warehouse
+                break
+        return {k: v for k, v in found.items() if v} or None
 
     def components(self, channel: str, shop: str, sku: str) -> tuple[Component, ...] | None:
         """The most specific mapping of ``sku``: this shop's, the channel's, anyone's."""
@@ -118,4 +155,5 @@ def map_order(order: CanonicalOrder, mappings: MappingSet, target: str) -> Canon
     data = order.model_dump()
     data["items"] = items
     data["mapping_version"] = mappings.version
+    data["accounts"] = mappings.accounts(order)
     return CanonicalOrder.model_validate(data)

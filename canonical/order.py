@@ -103,6 +103,17 @@ class LineItem(_Model):
         return self.unit_price * self.quantity - self.discount
 
 
+class Accounts(_Model):
+    """Who the order is in our books (set on the way to a system, from the
+    mapping tables): the shop's ERP customer, department and settlement
+    account, and the warehouse that ships it."""
+
+    customer: ShortText | None = None
+    department: ShortText | None = None
+    settlement_account: ShortText | None = None
+    warehouse: ShortText | None = None
+
+
 class Shipment(_Model):
     """What the warehouse reported when it sent the order out."""
 
@@ -149,6 +160,12 @@ class CanonicalOrder(_Model):
     note: Text | None = None
     shipment: Shipment | None = Field(
         default=None, description="Set when a warehouse reported the order shipped."
+    )
+    accounts: Accounts | None = Field(
+        default=None,
+        description="The shop's ERP customer, department, settlement account and the warehouse "
+        "(set on the way to a system from the mapping tables; templates read "
+        "{{accounts.customer}}...).",
     )
     mapping_version: int | None = Field(
         default=None,

@@ -16,9 +16,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
 
-from canonical.mapping import Component, MappingSet
+from canonical.mapping import Component, MappingSet, WarehouseRule
 from infra.database import dialect_insert, translate_db_errors
-from infra.tables import mapping_state, sku_codes, sku_mappings
+from infra.tables import (
+    mapping_state,
+    shop_accounts,
+    sku_codes,
+    sku_mappings,
+    warehouse_rules,
+)
 
 STATE = "mappings"
 
@@ -58,7 +64,20 @@ def load(conn: Connection, required: Iterable[str] = ()) -> MappingSet:
         for r in conn.execute(select(sku_mappings))
     }
     codes = {(r.internal_sku, r.target): r.code for r in conn.execute(select(sku_codes))}
-    return MappingSet(current_version(conn), products, codes, frozenset(required))
+    shops = {
+        (r.channel, r.shop): {
+            "customer": r.customer or "",
+            "department": r.department or "",
+            "settlement_account": r.settlement_account or "",
+            "warehouse": r.warehouse or "",
+        }
+        for r in conn.execute(select(shop_accounts))
+    }
+    rules = tuple(
+        WarehouseRule(r.warehouse, r.channel, r.province, r.sku, r.priority)
+        for r in conn.execute(select(warehouse_rules).order_by(warehouse_rules.c.priority))
+    )
+    return MappingSet(current_version(conn), products, codes, frozenset(required), shops, rules)
 
 
 class MappingCache:

@@ -427,3 +427,32 @@ raw_payloads = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Index("ix_raw_payloads_channel_received", "channel", "received_at"),
 )
+
+
+# The shops' accounts in our books, and where orders ship from (the mapping
+# tables, canonical/mapping.py): read with the product mappings.
+shop_accounts = Table(
+    "shop_accounts",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("shop", String(200), primary_key=True, doc="'' for every shop of the channel"),
+    Column("customer", String(200), nullable=True, doc="the ERP customer code"),
+    Column("department", String(200), nullable=True),
+    Column("settlement_account", String(200), nullable=True),
+    Column("warehouse", String(200), nullable=True, doc="the shop's warehouse, unless a rule says"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(100), nullable=False),
+)
+
+warehouse_rules = Table(
+    "warehouse_rules",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("priority", Integer, nullable=False, doc="lower first"),
+    Column("channel", String(64), nullable=False, doc="'' for any"),
+    Column("province", String(64), nullable=False, doc="'' for any; 浙江 matches 浙江省"),
+    Column("sku", String(200), nullable=False, doc="'' for any: an order holding this SKU"),
+    Column("warehouse", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(100), nullable=False),
+)

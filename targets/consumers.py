@@ -181,7 +181,10 @@ class DeliveryConsumer:
         if self.mappings is None:
             return body, None
         tables = self.mappings.current()
-        if not (tables.products or tables.codes or tables.required):
+        if not (
+            tables.products or tables.codes or tables.required or tables.shops
+            or tables.warehouse_rules
+        ):  # fmt: skip
             return body, tables.version  # nothing to map: the body as it is
         order = CanonicalOrder.from_wire(body)
         try:

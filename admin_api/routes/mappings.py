@@ -173,3 +173,59 @@ def retry_passing(ctx: Context, who: Operator) -> dict[str, Any]:
             deadletters.retry(conn, dead_letter_id, who.name, "mapping added")
         audit(conn, who.name, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
     return {"retried": passing}
+
+
+class ShopIn(BaseModel):
+    channel: str = Field(min_length=1, max_length=64)
+    shop: str = Field(default="", max_length=200, description="'' for every shop")
+    customer: str | None = Field(default=None, max_length=200, description="the ERP customer code")
+    department: str | None = Field(default=None, max_length=200)
+    settlement_account: str | None = Field(default=None, max_length=200)
+    warehouse: str | None = Field(default=None, max_length=200)
+
+
+class RuleIn(BaseModel):
+    warehouse: str = Field(min_length=1, max_length=200)
+    channel: str = Field(default="", max_length=64)
+    province: str = Field(default="", max_length=64, description="浙江 matches 浙江省")
+    sku: str = Field(default="", max_length=200, description="an order holding this channel SKU")
+    priority: int = Field(default=100, ge=0, le=1_000_000, description="lower first")
+
+
+@router.get("/mappings/shops")
+def list_shops(ctx: Context, _who: Viewer) -> list[dict[str, Any]]:
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        return mappings.shops(conn)
+
+
+@router.put("/mappings/shops")
+def put_shop(shop: ShopIn, ctx: Context, who: Operator) -> dict[str, int]:
+    """A shop's accounts in the ERP and its warehouse; templates read them as
+    ``{{accounts.customer}}``, ``{{accounts.department}}``,
+    ``{{accounts.settlement_account}}``, ``{{accounts.warehouse}}``."""
+    values = shop.model_dump(exclude={"channel", "shop"})
+    with translate_db_errors(), ctx.engine.begin() as conn:
+        return {"version": mappings.put_shop(conn, shop.channel, shop.shop, values, who.name)}
+
+
+@router.get("/mappings/warehouse-rules")
+def list_rules(ctx: Context, _who: Viewer) -> list[dict[str, Any]]:
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        return mappings.rules(conn)
+
+
+@router.post("/mappings/warehouse-rules")
+def add_rule(rule: RuleIn, ctx: Context, who: Operator) -> dict[str, int]:
+    """Orders of a channel, to a province, or holding a SKU ship from a
+    warehouse: the first matching rule by priority, else the shop's."""
+    with translate_db_errors(), ctx.engine.begin() as conn:
+        return {"version": mappings.add_rule(conn, **rule.model_dump(), by=who.name)}
+
+
+@router.delete("/mappings/warehouse-rules/{rule_id}")
+def delete_rule(rule_id: RowId, ctx: Context, who: Operator) -> dict[str, int]:
+    try:
+        with translate_db_errors(), ctx.engine.begin() as conn:
+            return {"version": mappings.delete_rule(conn, rule_id, who.name)}
+    except LookupError:
+        raise HTTPException(404, "no such rule") from None

@@ -55,6 +55,8 @@ def _page(
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
         rows = mappings.products(conn)
         codes = mappings.codes(conn)
+        shops = mappings.shops(conn)
+        rules = mappings.rules(conn)
         tables = load(conn, viewer.ctx.mapping_required)
         preview = mappings.dry_run(conn, tables)
     by_sku: dict[str, dict[str, str]] = {}
@@ -65,6 +67,8 @@ def _page(
         status_code,
         rows=rows,
         codes=by_sku,
+        shops=shops,
+        rules=rules,
         version=tables.version,
         preview=preview,
         passing=sum(1 for p in preview if p.passes),
@@ -169,6 +173,55 @@ async def retry_passing(request: Request, viewer: OperatorPage) -> Response:
             deadletters.retry(conn, dead_letter_id, by, "mapping added")
         audit(conn, by, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
     return _page(viewer, message=viewer._("Retried %(n)s stuck orders.", n=len(passing)))
+
+
+@router.post("/mappings/shops")
+async def save_shop(request: Request, viewer: OperatorPage) -> Response:
+    form = await checked_form(request, viewer)
+    values = {k: text_field(form, k, 200) for k in mappings.SHOP_FIELDS}
+    try:
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            mappings.put_shop(
+                conn,
+                text_field(form, "channel", 64),
+                text_field(form, "shop", 200),
+                dict(values),
+                viewer.principal.name if viewer.principal else "",
+            )
+    except mappings.MappingError as exc:
+        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
+    return see_other(f"{PREFIX}/mappings")
+
+
+@router.post("/mappings/rules")
+async def add_rule(request: Request, viewer: OperatorPage) -> Response:
+    form = await checked_form(request, viewer)
+    try:
+        priority = int(text_field(form, "priority", 9) or "100")
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            mappings.add_rule(
+                conn,
+                warehouse=text_field(form, "warehouse", 200),
+                channel=text_field(form, "channel", 64),
+                province=text_field(form, "province", 64),
+                sku=text_field(form, "sku", 200),
+                priority=priority,
+                by=viewer.principal.name if viewer.principal else "",
+            )
+    except (mappings.MappingError, ValueError) as exc:
+        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
+    return see_other(f"{PREFIX}/mappings")
+
+
+@router.post("/mappings/rules/{rule_id}/delete")
+async def delete_rule(rule_id: int, request: Request, viewer: OperatorPage) -> Response:
+    await checked_form(request, viewer)
+    try:
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            mappings.delete_rule(conn, rule_id, viewer.principal.name if viewer.principal else "")
+    except LookupError:
+        pass  # deleted already
+    return see_other(f"{PREFIX}/mappings")
 
 
 @router.get("/mappings/export")

@@ -300,9 +300,23 @@ def test_the_platforms_own_order_is_on_the_order_page_masked_for_a_viewer(
             select(arrivals.c.message_id).where(arrivals.c.order_id == order_id)
         )
     body = json.dumps({"receiver_mobile": PHONE, "tid": "JD-0005"}).encode()
+    assert message_id is not None
     raw.keep(sqlite_engine, [message_id], "jd", {"x-sign": "secret"}, body)
     log_in(client, app_keys["viewer"])
     page = client.get(f"/console/orders/{number}").text
     assert "平台原始单" in page and PHONE not in page and "139****5678" in page
     log_in(client, ROOT)
     assert PHONE in client.get(f"/console/orders/{number}").text
+
+
+def test_an_operator_sets_a_shops_erp_accounts_and_a_warehouse_rule_on_the_console(
+    client: TestClient, app_keys: dict[str, str]
+) -> None:
+    csrf = log_in(client, app_keys["alice"])
+    shop = {"csrf": csrf, "channel": "jd", "customer": "KH-JD", "warehouse": "WH-BJ"}
+    assert client.post("/console/mappings/shops", data=shop).status_code == 200
+    rule = {"csrf": csrf, "warehouse": "WH-SZ", "province": "广东", "priority": "5"}
+    page = client.post("/console/mappings/rules", data=rule).text
+    assert "KH-JD" in page and "WH-BJ" in page and "WH-SZ" in page
+    refused = client.post("/console/mappings/rules", data={**rule, "csrf": "forged"})
+    assert refused.status_code == 403

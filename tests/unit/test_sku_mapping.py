@@ -201,3 +201,39 @@ def test_a_mapping_added_a_moment_ago_is_seen_before_a_sku_is_refused(
     fresh = cache.current(fresh=True)
     assert fresh.version > first.version
     assert fresh.components("douyin", "s", "DY-WATER-6") == (Component("WATER", 6),)
+
+
+def test_a_shops_accounts_and_the_first_matching_warehouse_rule_go_with_the_order(
+    sqlite_engine: Engine,
+) -> None:
+    topology = build_topology(Settings(namespace="t"))
+    app = create_admin_app(
+        sqlite_engine, KeyAuth(sqlite_engine, {"root": ROOT["Authorization"].split()[1]}), topology
+    )
+    with TestClient(app) as api:
+        shop = {
+            "channel": "douyin",
+            "customer": "KH-DY",
+            "department": "BM-EC",
+            "warehouse": "WH-HZ",
+        }
+        assert api.put("/mappings/shops", json=shop, headers=ROOT).is_success
+        rule = {"warehouse": "WH-SZ", "province": "广东", "priority": 10}
+        assert api.post("/mappings/warehouse-rules", json=rule, headers=ROOT).is_success
+        assert [
+            r["warehouse"] for r in api.get("/mappings/warehouse-rules", headers=ROOT).json()
+        ] == ["WH-SZ"]
+    tables = MappingCache(sqlite_engine, interval=0).current()
+    cantonese = order(channel="douyin", items=LINES, total="82.15")  # ships to 广东省 深圳市
+    mapped = map_order(cantonese, tables, "finance")
+    assert mapped.accounts is not None
+    assert (mapped.accounts.customer, mapped.accounts.department, mapped.accounts.warehouse) == (
+        "KH-DY", "BM-EC", "WH-SZ",
+    )  # fmt: skip
+    zhejiang = order(
+        channel="douyin", items=LINES, total="82.15",
+        shipping_address={"province": "浙江省", "city": "杭州市"},
+    )  # fmt: skip
+    assert map_order(zhejiang, tables, "finance").accounts.warehouse == "WH-HZ"  # type: ignore[union-attr]
+    elsewhere = order(channel="jd", shipping_address={"province": "浙江省", "city": "杭州市"})
+    assert map_order(elsewhere, tables, "finance").accounts is None  # no shop row, no rule
