@@ -4,12 +4,11 @@ and tracking number, through the channel's own API (the ``channel`` target).
 ``ORDERBUS_WRITEBACK`` names, per channel, how:
 
 - ``{"kind": "shopify", "shop_url": "https://acme.myshopify.com",
-  "access_token": "shpat_...", "api_version": "2025-01"}``: the order's open
-  fulfillment orders (``GET /admin/api/{v}/orders/{id}/fulfillment_orders.json``)
-  are fulfilled with one fulfillment carrying the tracking info (``POST
-  /admin/api/{v}/fulfillments.json``, ``X-Shopify-Access-Token``), as Shopify's
-  REST Admin reference documents. When none is open and one is closed, the
-  order was fulfilled already (an earlier delivery): nothing is sent again.
+  "access_token": "shpat_...", "api_version": "2026-10"}``: through the
+  GraphQL Admin API, the order's open fulfillment orders
+  (``order.fulfillmentOrders``) are fulfilled with one ``fulfillmentCreate``
+  carrying the tracking info. When none is open and one is closed, the order
+  was fulfilled already (an earlier delivery): nothing is sent again.
 - ``{"kind": "woocommerce", "url": "https://shop.example.com", "consumer_key":
   "ck_...", "consumer_secret": "cs_..."}``: the order is updated to
   ``completed`` with the carrier and tracking number in its meta data

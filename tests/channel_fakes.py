@@ -1,13 +1,13 @@
 """Fakes of the channels' APIs a shipment is written back to, as httpx
 handlers. Shapes, from the channels' own documentation:
 
-- Shopify REST Admin (shopify.dev, "Fulfillment" and "FulfillmentOrder",
-  2025-01): ``GET /admin/api/2025-01/orders/{id}/fulfillment_orders.json`` ->
-  ``{"fulfillment_orders": [{"id", "status": "open"|"closed", ...}]}``;
-  ``POST /admin/api/2025-01/fulfillments.json`` with ``{"fulfillment":
-  {"line_items_by_fulfillment_order": [{"fulfillment_order_id"}],
-  "tracking_info": {"company", "number"}, "notify_customer"}}`` -> 201.
-  The fake closes the fulfillment orders a fulfillment covers.
+- Shopify GraphQL Admin (shopify.dev: the ``order.fulfillmentOrders``
+  connection, ``FulfillmentOrderStatus`` OPEN/IN_PROGRESS/SCHEDULED/CLOSED...,
+  the ``fulfillmentCreate`` mutation with ``FulfillmentInput``
+  ``lineItemsByFulfillmentOrder``/``trackingInfo``/``notifyCustomer`` and its
+  ``userErrors``, and a THROTTLED error for the cost limit), all through
+  ``POST /admin/api/{version}/graphql.json``. The fake closes the fulfillment
+  orders a fulfillment covers.
 - WooCommerce REST v3 ("Update an order", woocommerce-rest-api-docs
   ``_orders.md``): ``PUT|POST /wp-json/wc/v3/orders/{id}`` with basic auth ->
   200 and the order.
@@ -40,42 +40,58 @@ import httpx
 
 
 class FakeShopify:
+    """Shopify's GraphQL Admin API as the write-back calls it: the order's
+    fulfillment orders, and fulfillmentCreate (shapes from Shopify's GraphQL
+    Admin reference: FulfillmentOrder.status OPEN/CLOSED..., FulfillmentInput,
+    userErrors); ``limited`` answers THROTTLED first."""
+
     def __init__(self, token: str = "shpat-test") -> None:
         self.token = token
         self.fulfillment_orders: dict[str, list[dict[str, Any]]] = {}
         self.fulfillments: list[dict[str, Any]] = []
         self.limited = 0
         self.calls = 0
+        self.paths: list[str] = []
 
     def add_order(self, order_id: str) -> None:
-        self.fulfillment_orders[order_id] = [{"id": 1046000778, "status": "open"}]
+        gid = "gid://shopify/FulfillmentOrder/1046000778"
+        self.fulfillment_orders[order_id] = [{"id": gid, "status": "OPEN"}]
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
+        self.paths.append(request.url.path)
         if request.headers.get("x-shopify-access-token") != self.token:
             return httpx.Response(401, json={"errors": "[API] Invalid API key or access token"})
+        assert request.method == "POST" and request.url.path.endswith("/graphql.json")
         if self.limited > 0:
             self.limited -= 1
-            return httpx.Response(429, json={"errors": "Exceeded 2 calls per second"})
-        path = request.url.path
-        if request.method == "GET" and path.endswith("/fulfillment_orders.json"):
-            order_id = path.split("/orders/")[1].split("/")[0]
+            throttled = {"message": "Throttled", "extensions": {"code": "THROTTLED"}}
+            return httpx.Response(200, json={"errors": [throttled]})
+        asked = json.loads(request.content)
+        variables = asked["variables"]
+        if "fulfillmentOrders" in asked["query"]:
+            order_id = variables["id"].rsplit("/", 1)[1]
             if order_id not in self.fulfillment_orders:
-                return httpx.Response(404, json={"errors": "Not Found"})
+                return httpx.Response(200, json={"data": {"order": None}})
+            nodes = self.fulfillment_orders[order_id]
             return httpx.Response(
-                200, json={"fulfillment_orders": self.fulfillment_orders[order_id]}
+                200, json={"data": {"order": {"fulfillmentOrders": {"nodes": nodes}}}}
             )
-        assert request.method == "POST" and path.endswith("/fulfillments.json"), path
-        body = json.loads(request.content)["fulfillment"]
-        wanted = {x["fulfillment_order_id"] for x in body["line_items_by_fulfillment_order"]}
+        assert "fulfillmentCreate" in asked["query"]
+        wanted = {
+            x["fulfillmentOrderId"] for x in variables["fulfillment"]["lineItemsByFulfillmentOrder"]
+        }
         for orders in self.fulfillment_orders.values():
             for fo in orders:
                 if fo["id"] in wanted:
-                    if fo["status"] != "open":
-                        return httpx.Response(422, json={"errors": ["already fulfilled"]})
-                    fo["status"] = "closed"
-        self.fulfillments.append(body)
-        return httpx.Response(201, json={"fulfillment": {"id": 255858046, **body}})
+                    if fo["status"] != "OPEN":
+                        error = {"field": ["fulfillment"], "message": "already fulfilled"}
+                        created = {"fulfillment": None, "userErrors": [error]}
+                        return httpx.Response(200, json={"data": {"fulfillmentCreate": created}})
+                    fo["status"] = "CLOSED"
+        self.fulfillments.append(variables["fulfillment"])
+        made = {"fulfillment": {"id": "gid://shopify/Fulfillment/255858046", "status": "SUCCESS"}}
+        return httpx.Response(200, json={"data": {"fulfillmentCreate": {**made, "userErrors": []}}})
 
 
 class FakeWooCommerce:

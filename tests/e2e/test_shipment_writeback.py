@@ -115,7 +115,7 @@ def test_a_shipment_reaches_the_channel_and_the_customer_once(
                 time.sleep(3.0)  # what a second effect would need to arrive
                 assert len(shopify.fulfillments) == 1 and len(smtp.messages) == 1
                 [fulfillment] = shopify.fulfillments
-                assert fulfillment["tracking_info"] == {
+                assert fulfillment["trackingInfo"] == {
                     "company": "UPS",
                     "number": "1Z999AA10123456784",
                 }

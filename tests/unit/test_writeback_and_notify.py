@@ -195,8 +195,11 @@ def test_a_shopify_shipment_is_fulfilled_once(world: World) -> None:
     channel = world.consumer("channel")
     channel.handle(message)
     [fulfillment] = world.shopify.fulfillments
-    assert fulfillment["tracking_info"] == {"company": "顺丰速运", "number": "SF1234567890"}
-    assert fulfillment["line_items_by_fulfillment_order"] == [{"fulfillment_order_id": 1046000778}]
+    assert fulfillment["trackingInfo"] == {"company": "顺丰速运", "number": "SF1234567890"}
+    assert fulfillment["lineItemsByFulfillmentOrder"] == [
+        {"fulfillmentOrderId": "gid://shopify/FulfillmentOrder/1046000778"}
+    ]
+    assert all(p == "/admin/api/2026-10/graphql.json" for p in world.shopify.paths)
     # The broker's redelivery after a crash before the inbox commit:
     sent = world.consumer("channel").delivery.send(message.body, {"Idempotency-Key": "x"})
     assert sent.status_code == 200 and len(world.shopify.fulfillments) == 1
