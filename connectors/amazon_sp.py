@@ -140,16 +140,87 @@ class LwaToken:
         return self._token
 
 
-class AmazonOrdersPoller(RestPoller):
-    """getOrders since the cursor, and getOrderItems for each order listed."""
+RDT_PATH = "/tokens/2021-03-01/restrictedDataToken"
+ORDERS_PATH = "/orders/v0/orders"
+PII = ["buyerInfo", "shippingAddress"]
 
-    def __init__(self, *args: Any, token: Callable[[], str], **kwargs: Any) -> None:
+
+class RestrictedDataToken:
+    """A Restricted Data Token for ``getOrders`` with the buyer's details and
+    the shipping address (the Tokens API, ``createRestrictedDataToken``):
+    without one, live Orders API answers leave them out, and every order
+    would fail ``missing_contact`` / ``incomplete_address``. Asked for with
+    the LWA token, kept until a minute before it expires (an hour)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        endpoint: str,
+        access_token: Callable[[], str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.url = endpoint.rstrip("/") + RDT_PATH
+        self.access_token = access_token
+        self.clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self.issued = 0
+
+    def __call__(self) -> str:
+        if self._token is not None and self.clock() < self._expires:
+            return self._token
+        wanted = {
+            "restrictedResources": [{"method": "GET", "path": ORDERS_PATH, "dataElements": PII}]
+        }
+        try:
+            response = self.client.post(
+                self.url, json=wanted, headers={"x-amz-access-token": self.access_token()}
+            )
+        except httpx.HTTPError as exc:
+            raise EndpointUnavailable(f"createRestrictedDataToken: {exc}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise EndpointUnavailable(f"createRestrictedDataToken: {response.status_code}")
+        if response.status_code != 200:
+            raise ConnectorError(
+                401,
+                "token_refused",
+                "Amazon refused a Restricted Data Token (does the app have the role for buyer "
+                f"and address data?): {response.text[:300]}",
+            )
+        body = response.json()
+        self._token = str(body["restrictedDataToken"])
+        self._expires = self.clock() + float(body.get("expiresIn", 3600)) - 60
+        self.issued += 1
+        return self._token
+
+
+class AmazonOrdersPoller(RestPoller):
+    """getOrders since the cursor (with a Restricted Data Token when given, so
+    the answer carries the buyer and the address), and getOrderItems for each
+    order listed (with the LWA token)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        token: Callable[[], str],
+        restricted: Callable[[], str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.token = token
+        self.restricted = restricted
         self.items_url = self.spec.url.rstrip("/") + "/{order_id}/orderItems"
+        self._asking: str = ""
+
+    def _request_once(self, url: str, params: dict[str, str] | None) -> Any:
+        self._asking = url
+        return super()._request_once(url, params)
 
     def headers(self) -> dict[str, str]:
-        return {**self.spec.headers, "x-amz-access-token": self.token()}
+        listing = self._asking == self.spec.url and self.restricted is not None
+        token = self.restricted() if listing and self.restricted else self.token()
+        return {**self.spec.headers, "x-amz-access-token": token}
 
     def order_items(self, order_id: str) -> list[dict[str, Any]]:
         url = self.items_url.format(order_id=order_id)
@@ -278,6 +349,13 @@ class AmazonAccount(BaseModel):
     refresh_token: str = Field(description="the seller's LWA refresh token")
     client_id: str = Field(description="the LWA app's client id")
     client_secret: str = Field(description="its client secret")
+    restricted_data: bool = Field(
+        default=True,
+        description=(
+            "ask for a Restricted Data Token so orders carry the buyer and the shipping address "
+            "(the app needs Amazon's role for them); false: orders come without"
+        ),
+    )
 
 
 class AmazonPull(WholeOrdersPull):
@@ -290,7 +368,12 @@ class AmazonPull(WholeOrdersPull):
             deps.client, account.refresh_token, account.client_id, account.client_secret
         )
         spec = orders_spec(account.endpoint, account.marketplace_ids, **deps.poll_settings())
-        return AmazonOrdersPoller(*deps.poller_args(spec), token=token)
+        restricted = (
+            RestrictedDataToken(deps.client, account.endpoint, token)
+            if account.restricted_data
+            else None
+        )
+        return AmazonOrdersPoller(*deps.poller_args(spec), token=token, restricted=restricted)
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
         payload = fixture["response"]["payload"]

@@ -15,7 +15,13 @@ from sqlalchemy import Engine
 
 from canonical.order import CanonicalOrder
 from canonical.validation import violations
-from connectors.amazon_sp import AmazonOrdersPoller, LwaToken, orders_spec, to_canonical
+from connectors.amazon_sp import (
+    AmazonOrdersPoller,
+    LwaToken,
+    RestrictedDataToken,
+    orders_spec,
+    to_canonical,
+)
 from connectors.payload import canonical_order
 from infra.database import upgrade
 
@@ -30,26 +36,57 @@ def example(name: str) -> dict[str, Any]:
     return response
 
 
+RDT = "Atz.sprdt|IQEBLjAsAhRmHjNgHpi0U-Dme37rR6CuUpSR-example"
+LWA = "Atza|IwEB-example"
+
+
+def without_pii(answer: dict[str, Any]) -> dict[str, Any]:
+    """getOrders as Amazon answers it without a Restricted Data Token: no
+    buyer details, and of the address only what is not personal."""
+    stripped: dict[str, Any] = json.loads(json.dumps(answer))
+    for order in stripped["payload"]["Orders"]:
+        order.pop("BuyerInfo", None)
+        address = order.get("ShippingAddress") or {}
+        kept = ("City", "StateOrRegion", "PostalCode", "CountryCode")
+        order["ShippingAddress"] = {k: v for k, v in address.items() if k in kept}
+    return stripped
+
+
 class SellingPartnerApi:
-    """Login with Amazon and the Orders API, answering with Amazon's examples."""
+    """Login with Amazon, the Tokens API and the Orders API, answering with
+    Amazon's examples; getOrders withholds the buyer's data without an RDT."""
 
     def __init__(self) -> None:
         self.requests: list[httpx.Request] = []
         self.tokens_issued = 0
+        self.rdts_issued = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if request.url.host == "api.amazon.com":
             self.tokens_issued += 1
-            return httpx.Response(
-                200, json={"access_token": "Atza|IwEB-example", "expires_in": 3600}
-            )
-        assert request.headers["x-amz-access-token"] == "Atza|IwEB-example"
+            return httpx.Response(200, json={"access_token": LWA, "expires_in": 3600})
         path, params = request.url.path, request.url.params
+        token = request.headers["x-amz-access-token"]
+        if path == "/tokens/2021-03-01/restrictedDataToken":
+            assert token == LWA
+            asked = json.loads(request.content)["restrictedResources"]
+            assert asked == [
+                {
+                    "method": "GET",
+                    "path": "/orders/v0/orders",
+                    "dataElements": ["buyerInfo", "shippingAddress"],
+                }
+            ]
+            self.rdts_issued += 1
+            return httpx.Response(200, json={"restrictedDataToken": RDT, "expiresIn": 3600})
         if path == "/orders/v0/orders":
+            assert token in (LWA, RDT)
             if "NextToken" in params:
                 return httpx.Response(200, json={"payload": {"Orders": []}})
-            return httpx.Response(200, json=example("getOrders"))
+            full = example("getOrders")
+            return httpx.Response(200, json=full if token == RDT else without_pii(full))
+        assert token == LWA
         if path.endswith("/orderItems"):
             if "NextToken" in params:
                 return httpx.Response(200, json={"payload": {"OrderItems": []}})
@@ -81,7 +118,8 @@ def test_a_poll_lists_changed_orders_fetches_their_lines_and_maps_them(engine: E
         publish,
         lambda reason, detail, item: pytest.fail(f"{reason}: {detail}"),
         sleep=lambda s: None,
-        token=LwaToken(client, "Atzr|refresh", "amzn1.application-oa2-client.x", "secret"),
+        token=(lwa := LwaToken(client, "Atzr|refresh", "amzn1.application-oa2-client.x", "secret")),
+        restricted=RestrictedDataToken(client, ENDPOINT, lwa),
     )
     report = poller.poll_once()
     [order] = published
@@ -105,6 +143,7 @@ def test_a_poll_lists_changed_orders_fetches_their_lines_and_maps_them(engine: E
     assert first.url.params["LastUpdatedAfter"] == "2016-12-31T23:55:00Z"
     assert second.url.params["NextToken"] == "2YgYW55IGNhcm5hbCBwbGVhc3VyZS4"
     assert api.tokens_issued == 1  # one access token for the whole poll
+    assert api.rdts_issued == 1  # and one restricted data token for the order lists
 
 
 def test_an_unshipped_order_with_its_total_maps_and_passes_validation() -> None:
@@ -148,3 +187,32 @@ def test_an_unshipped_order_with_its_total_maps_and_passes_validation() -> None:
         Decimal("52.47"),
     )
     assert violations(canonical) == []
+
+
+def test_without_a_restricted_data_token_the_orders_come_without_the_buyer(engine: Engine) -> None:
+    """What a live account answers without an RDT: no buyer, no street, so
+    the order cannot reach the systems (validation says why)."""
+    api = SellingPartnerApi()
+    client = httpx.Client(transport=httpx.MockTransport(api))
+    published: list[CanonicalOrder] = []
+
+    def publish(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
+        published.extend(orders)
+        return [None] * len(orders)
+
+    poller = AmazonOrdersPoller(
+        "amazon-us",
+        orders_spec(ENDPOINT, ["ATVPDKIKX0DER"], start="2017-01-01T00:00:00+00:00"),
+        None,
+        engine,
+        client,
+        publish,
+        lambda reason, detail, item: pytest.fail(f"{reason}: {detail}"),
+        sleep=lambda s: None,
+        token=LwaToken(client, "Atzr|refresh", "amzn1.application-oa2-client.x", "secret"),
+    )
+    poller.poll_once()
+    assert api.rdts_issued == 0
+    [order] = published
+    assert order.customer.email is None and order.shipping_address.street is None
+    assert "incomplete_address" in {v.code for v in violations(order)}
