@@ -31,7 +31,14 @@ from canonical.order import CanonicalOrder
 from infra.audit import audit
 from infra.mappings import bump_version, components_of, load
 from infra.spreadsheets import Table, read_csv, read_xlsx, safe_cell, xlsx_bytes
-from infra.tables import dead_letters, shop_accounts, sku_codes, sku_mappings, warehouse_rules
+from infra.tables import (
+    carrier_codes,
+    dead_letters,
+    shop_accounts,
+    sku_codes,
+    sku_mappings,
+    warehouse_rules,
+)
 
 HEADERS = {
     "channel": ("channel", "渠道"),
@@ -408,5 +415,35 @@ def delete_rule(conn: Connection, rule_id: int, by: str) -> int:
     audit(
         conn, by, "mapping.rule.delete", "warehouse_rule", str(rule_id),
         {"before": before, "after": None, "version": version},
+    )  # fmt: skip
+    return version
+
+
+def carriers(conn: Connection) -> list[dict[str, Any]]:
+    c = carrier_codes.c
+    return [
+        dict(r)
+        for r in conn.execute(select(carrier_codes).order_by(c.carrier, c.system)).mappings()
+    ]
+
+
+def put_carrier(conn: Connection, carrier: str, system: str, code: str, by: str) -> int:
+    """A carrier's code in one system: a channel (its write-back) or a target."""
+    carrier, system, code = carrier.strip(), system.strip(), code.strip()
+    if not (carrier and system and code):
+        raise MappingError("a carrier, a system and its code are required")
+    key = (carrier_codes.c.carrier == carrier, carrier_codes.c.system == system)
+    before = conn.scalar(select(carrier_codes.c.code).where(*key))
+    stamp = {"updated_at": datetime.now(UTC), "updated_by": by}
+    if before is None:
+        conn.execute(
+            insert(carrier_codes).values(carrier=carrier, system=system, code=code, **stamp)
+        )
+    else:
+        conn.execute(update(carrier_codes).where(*key).values(code=code, **stamp))
+    version = bump_version(conn)
+    audit(
+        conn, by, "mapping.carrier.put", "carrier_code", f"{carrier}/{system}",
+        {"before": before, "after": code, "version": version},
     )  # fmt: skip
     return version

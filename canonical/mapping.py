@@ -67,6 +67,17 @@ class MappingSet:
     # (channel, shop or "") -> customer, department, settlement_account, warehouse
     shops: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
     warehouse_rules: tuple[WarehouseRule, ...] = ()
+    # (our carrier code or name, a system: a channel for write-back, or a target) -> its code
+    carriers: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def carrier_code(self, order: CanonicalOrder, system: str) -> str | None:
+        shipment = order.shipment
+        if shipment is None:
+            return None
+        for ours in (shipment.carrier_code, shipment.carrier):
+            if ours and (ours, system) in self.carriers:
+                return self.carriers[(ours, system)]
+        return None
 
     def accounts(self, order: CanonicalOrder) -> dict[str, str] | None:
         """The shop's accounts, the warehouse from the first matching rule
@@ -122,6 +133,17 @@ def split_exactly(amount: Decimal, weights: Sequence[int], places: int) -> list[
     return parts
 
 
+def map_carrier(order: CanonicalOrder, mappings: MappingSet, system: str) -> CanonicalOrder:
+    """``order`` with its shipment's carrier code as ``system`` (a channel's
+    write-back, or a target) knows it, where the carrier table says."""
+    code = mappings.carrier_code(order, system)
+    if code is None or order.shipment is None:
+        return order
+    return order.model_copy(
+        update={"shipment": order.shipment.model_copy(update={"carrier_code": code})}
+    )
+
+
 def map_order(order: CanonicalOrder, mappings: MappingSet, target: str) -> CanonicalOrder:
     """``order`` as ``target`` must receive it: each line's platform SKU
     replaced by its components (quantities multiplied, the price split to the
@@ -156,4 +178,4 @@ def map_order(order: CanonicalOrder, mappings: MappingSet, target: str) -> Canon
     data["items"] = items
     data["mapping_version"] = mappings.version
     data["accounts"] = mappings.accounts(order)
-    return CanonicalOrder.model_validate(data)
+    return map_carrier(CanonicalOrder.model_validate(data), mappings, target)

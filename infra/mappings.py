@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, select, update
 from canonical.mapping import Component, MappingSet, WarehouseRule
 from infra.database import dialect_insert, translate_db_errors
 from infra.tables import (
+    carrier_codes,
     mapping_state,
     shop_accounts,
     sku_codes,
@@ -77,7 +78,10 @@ def load(conn: Connection, required: Iterable[str] = ()) -> MappingSet:
         WarehouseRule(r.warehouse, r.channel, r.province, r.sku, r.priority)
         for r in conn.execute(select(warehouse_rules).order_by(warehouse_rules.c.priority))
     )
-    return MappingSet(current_version(conn), products, codes, frozenset(required), shops, rules)
+    carriers = {(r.carrier, r.system): r.code for r in conn.execute(select(carrier_codes))}
+    return MappingSet(
+        current_version(conn), products, codes, frozenset(required), shops, rules, carriers
+    )
 
 
 class MappingCache:

@@ -456,3 +456,16 @@ warehouse_rules = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(100), nullable=False),
 )
+
+
+# One carrier, each system's code for it (canonical/mapping.py): a channel's
+# (for write-back) or a target's (an ERP's, a warehouse's).
+carrier_codes = Table(
+    "carrier_codes",
+    metadata,
+    Column("carrier", String(100), primary_key=True, doc="our code or name, e.g. SF, 顺丰速运"),
+    Column("system", String(64), primary_key=True, doc="a channel (write-back) or a target"),
+    Column("code", String(100), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(100), nullable=False),
+)

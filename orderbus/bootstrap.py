@@ -113,10 +113,10 @@ class Orderbus:
         )
         delivery = HttpDelivery(target, url, client, policy, adapter)
         mapping = self.settings.sku_mapping
-        mappings = (
-            MappingCache(self.engine, mapping.required) if target in mapping.targets else None
+        mappings = MappingCache(self.engine, mapping.required)
+        return DeliveryConsumer(
+            target, self.engine, delivery, mappings, map_skus=target in mapping.targets
         )
-        return DeliveryConsumer(target, self.engine, delivery, mappings)
 
     def _adapter(
         self, target: str, transport: httpx.BaseTransport | None = None

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from canonical.envelope import Envelope, utcnow
 from canonical.errors import EndpointUnavailable, MalformedMessage, SkuNotMapped, TransientError
-from canonical.mapping import map_order
+from canonical.mapping import map_carrier, map_order
 from canonical.order import CanonicalOrder
 from infra.crashpoints import crash_point
 from infra.database import insert_all_absent, prefer_key_lookups, translate_db_errors
@@ -25,6 +25,7 @@ from infra.tables import inbox
 from targets.delivery import GaveUp, HttpDelivery
 
 log = logging.getLogger(__name__)
+WRITEBACK = "channel"  # the write-back target: its system is the order's channel
 
 
 def parse_outgoing(message: Delivery) -> Envelope:
@@ -60,6 +61,7 @@ class DeliveryConsumer:
         engine: Engine,
         delivery: HttpDelivery,
         mappings: MappingCache | None = None,
+        map_skus: bool = True,
     ) -> None:
         self.target = target
         self.engine = engine
@@ -68,6 +70,8 @@ class DeliveryConsumer:
         # codes (warehouse, finance): applied here, on the way out, so a dead
         # letter retried after its mapping was added goes out mapped.
         self.mappings = mappings
+        # False: only the carrier's code is mapped (write-back, notifications)
+        self.map_skus = map_skus
 
     def handle(self, message: Delivery) -> None:
         """Handle one delivery; raises what :meth:`handle_batch` would report."""
@@ -181,9 +185,16 @@ class DeliveryConsumer:
         if self.mappings is None:
             return body, None
         tables = self.mappings.current()
+        if not self.map_skus:
+            if not tables.carriers:
+                return body, None
+            order = CanonicalOrder.from_wire(body)
+            system = order.channel if self.target == WRITEBACK else self.target
+            mapped = map_carrier(order, tables, system)
+            return (body, None) if mapped is order else (mapped.to_wire(), tables.version)
         if not (
             tables.products or tables.codes or tables.required or tables.shops
-            or tables.warehouse_rules
+            or tables.warehouse_rules or tables.carriers
         ):  # fmt: skip
             return body, tables.version  # nothing to map: the body as it is
         order = CanonicalOrder.from_wire(body)

@@ -229,3 +229,30 @@ def delete_rule(rule_id: RowId, ctx: Context, who: Operator) -> dict[str, int]:
             return {"version": mappings.delete_rule(conn, rule_id, who.name)}
     except LookupError:
         raise HTTPException(404, "no such rule") from None
+
+
+class CarrierIn(BaseModel):
+    carrier: str = Field(min_length=1, max_length=100, description="our code or name: SF, 顺丰速运")
+    system: str = Field(
+        min_length=1, max_length=64, description="a channel (write-back) or a target"
+    )
+    code: str = Field(min_length=1, max_length=100, description="that system's code for it")
+
+
+@router.get("/mappings/carriers")
+def list_carriers(ctx: Context, _who: Viewer) -> list[dict[str, Any]]:
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        return mappings.carriers(conn)
+
+
+@router.put("/mappings/carriers")
+def put_carrier(carrier: CarrierIn, ctx: Context, who: Operator) -> dict[str, int]:
+    """One carrier's code in a channel (what its write-back sends as
+    ``carrier_code``: JD's logistics id, Pinduoduo's, Youzan's...) or in a
+    target system (the ERP's, the warehouse's)."""
+    with translate_db_errors(), ctx.engine.begin() as conn:
+        return {
+            "version": mappings.put_carrier(
+                conn, carrier.carrier, carrier.system, carrier.code, who.name
+            )
+        }

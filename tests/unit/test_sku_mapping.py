@@ -237,3 +237,47 @@ def test_a_shops_accounts_and_the_first_matching_warehouse_rule_go_with_the_orde
     assert map_order(zhejiang, tables, "finance").accounts.warehouse == "WH-HZ"  # type: ignore[union-attr]
     elsewhere = order(channel="jd", shipping_address={"province": "浙江省", "city": "杭州市"})
     assert map_order(elsewhere, tables, "finance").accounts is None  # no shop row, no rule
+
+
+def test_a_carrier_is_sent_as_each_system_knows_it(sqlite_engine: Engine) -> None:
+    """顺丰 is JD's logistics id 467 on its write-back, and SF01 in the ERP;
+    the write-back target gets no SKU mapping, only the carrier's code."""
+    from admin_api import mappings
+
+    with sqlite_engine.begin() as conn:
+        mappings.put_carrier(conn, "顺丰速运", "jd", "467", "t")
+        mappings.put_carrier(conn, "顺丰速运", "finance", "SF01", "t")
+        mappings.put_product(
+            conn, channel="", shop="", platform_sku="SKU-A",
+            components=[{"sku": "TEA"}], note=None, by="t",
+        )  # fmt: skip
+    shipped = order(
+        channel="jd",
+        status="shipped",
+        shipment={"carrier": "顺丰速运", "tracking_number": "SF1234567890",
+                  "shipped_at": "2026-11-12T10:00:00+08:00"},
+    )  # fmt: skip
+    tables = MappingCache(sqlite_engine, interval=0).current()
+    assert map_order(shipped, tables, "finance").shipment.carrier_code == "SF01"  # type: ignore[union-attr]
+
+    sent: list[dict[str, Any]] = []
+
+    def channel_api(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    writeback = DeliveryConsumer(
+        "channel",
+        sqlite_engine,
+        HttpDelivery(
+            "channel", "http://jd.test/ship",
+            HttpxTransport(httpx.Client(transport=httpx.MockTransport(channel_api))),
+            RetryPolicy(1, 0, 0),
+        ),
+        MappingCache(sqlite_engine, interval=0),
+        map_skus=False,
+    )  # fmt: skip
+    body, version = writeback._mapped(shipped.to_wire())
+    read = json.loads(body)
+    assert read["shipment"]["carrier_code"] == "467" and version is not None
+    assert [i["sku"] for i in read["items"]] == ["SKU-A", "SKU-B"]  # the channel's own SKUs
