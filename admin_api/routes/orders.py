@@ -114,6 +114,8 @@ def replay_raw_orders(
     connector as it is now: which orders would read differently, and in which
     fields. Publishes nothing."""
     if ctx.replay is None:
-        raise HTTPException(503, "replay is not wired in this process")
+        raise HTTPException(
+            409, "replay is not available in this process (run the admin component)"
+        )
     with translate_db_errors(), ctx.engine.connect() as conn:
         return raw_orders.replay_dry(conn, ctx.replay, channel, limit)
