@@ -447,3 +447,24 @@ def put_carrier(conn: Connection, carrier: str, system: str, code: str, by: str)
         {"before": before, "after": code, "version": version},
     )  # fmt: skip
     return version
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def export(conn: Connection, kind: str) -> tuple[bytes, str, str]:
+    """The mappings as a download: (content, media type, file name)."""
+    if kind == "xlsx":
+        return export_xlsx(conn), XLSX, "sku-mappings.xlsx"
+    return export_csv(conn).encode("utf-8"), "text/csv; charset=utf-8", "sku-mappings.csv"
+
+
+def retry_passing(conn: Connection, tables: MappingSet, by: str) -> list[int]:
+    """Retry every stuck dead letter the dry run says now passes; their ids."""
+    from admin_api import deadletters
+
+    passing = [p.dead_letter_id for p in dry_run(conn, tables) if p.passes]
+    for dead_letter_id in passing:
+        deadletters.retry(conn, dead_letter_id, by, "mapping added")
+    audit(conn, by, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
+    return passing

@@ -13,9 +13,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from admin_api import deadletters, mappings
+from admin_api import mappings
 from admin_api.routes.deps import Context, Operator, RowId, Viewer
-from infra.audit import audit
 from infra.database import translate_db_errors
 from infra.mappings import load
 from infra.request_bodies import read_limited
@@ -128,17 +127,9 @@ def export_sheet(
     format_: Annotated[Literal["csv", "xlsx"], Query(alias="format")] = "csv",
 ) -> Response:
     with translate_db_errors(), ctx.engine.connect() as conn:
-        if format_ == "xlsx":
-            return Response(
-                mappings.export_xlsx(conn),
-                media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                headers={"Content-Disposition": 'attachment; filename="sku-mappings.xlsx"'},
-            )
-        return Response(
-            mappings.export_csv(conn),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="sku-mappings.csv"'},
-        )
+        content, media_type, name = mappings.export(conn, format_)
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(content, media_type=media_type, headers=disposition)
 
 
 @router.post("/mappings/dry-run")
@@ -167,11 +158,7 @@ def dry_run(request: DryRunIn, ctx: Context, _who: Viewer) -> list[dict[str, Any
 def retry_passing(ctx: Context, who: Operator) -> dict[str, Any]:
     """Retry every stuck dead letter the dry run says now passes."""
     with translate_db_errors(), ctx.engine.begin() as conn:
-        tables = load(conn, ctx.mapping_required)
-        passing = [p.dead_letter_id for p in mappings.dry_run(conn, tables) if p.passes]
-        for dead_letter_id in passing:
-            deadletters.retry(conn, dead_letter_id, who.name, "mapping added")
-        audit(conn, who.name, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
+        passing = mappings.retry_passing(conn, load(conn, ctx.mapping_required), who.name)
     return {"retried": passing}
 
 

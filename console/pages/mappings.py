@@ -12,10 +12,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from admin_api import deadletters, mappings
+from admin_api import mappings
 from console import story
 from console.web import PREFIX, OperatorPage, Reader, Viewer, checked_form, see_other, text_field
-from infra.audit import audit
 from infra.database import translate_db_errors
 from infra.mappings import load
 from infra.spreadsheets import UnreadableFile
@@ -167,11 +166,7 @@ async def retry_passing(request: Request, viewer: OperatorPage) -> Response:
     await checked_form(request, viewer)
     by = viewer.principal.name if viewer.principal else ""
     with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-        tables = load(conn, viewer.ctx.mapping_required)
-        passing = [p.dead_letter_id for p in mappings.dry_run(conn, tables) if p.passes]
-        for dead_letter_id in passing:
-            deadletters.retry(conn, dead_letter_id, by, "mapping added")
-        audit(conn, by, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
+        passing = mappings.retry_passing(conn, load(conn, viewer.ctx.mapping_required), by)
     return _page(viewer, message=viewer._("Retried %(n)s stuck orders.", n=len(passing)))
 
 
@@ -227,14 +222,6 @@ async def delete_rule(rule_id: int, request: Request, viewer: OperatorPage) -> R
 @router.get("/mappings/export")
 def export_mappings(viewer: Reader, kind: str = "csv") -> Response:
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        if kind == "xlsx":
-            return Response(
-                mappings.export_xlsx(conn),
-                media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                headers={"Content-Disposition": 'attachment; filename="sku-mappings.xlsx"'},
-            )
-        return Response(
-            mappings.export_csv(conn),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="sku-mappings.csv"'},
-        )
+        content, media_type, name = mappings.export(conn, kind)
+    disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(content, media_type=media_type, headers=disposition)

@@ -281,3 +281,23 @@ def test_a_carrier_is_sent_as_each_system_knows_it(sqlite_engine: Engine) -> Non
     read = json.loads(body)
     assert read["shipment"]["carrier_code"] == "467" and version is not None
     assert [i["sku"] for i in read["items"]] == ["SKU-A", "SKU-B"]  # the channel's own SKUs
+
+
+def test_a_sheet_imported_comes_back_out_the_same(sqlite_engine: Engine) -> None:
+    topology = build_topology(Settings(namespace="t"))
+    app = create_admin_app(
+        sqlite_engine, KeyAuth(sqlite_engine, {"root": ROOT["Authorization"].split()[1]}), topology
+    )
+    sheet = (
+        "渠道,店铺,平台SKU,内部SKU,数量,价格权重,ERP物料编码\n"
+        "douyin,,DY-BUNDLE-3,TEA,1,3,MAT-T\n"
+        "douyin,,DY-BUNDLE-3,CUP,2,1,\n"
+    ).encode("gbk")
+    with TestClient(app) as api:
+        done = api.post("/mappings/import", content=sheet, headers=ROOT).json()
+        assert (done["mappings"], done["codes"]) == (1, 1)
+        out = api.get("/mappings/export", headers=ROOT)
+        bad = api.post("/mappings/import", content=b"sku\nA\n", headers=ROOT)
+    lines = out.text.lstrip("\ufeff").splitlines()
+    assert lines[1:] == ["douyin,,DY-BUNDLE-3,TEA,1,3,MAT-T,", "douyin,,DY-BUNDLE-3,CUP,2,1,,"]
+    assert bad.status_code == 422 and "platform_sku" in bad.json()["detail"]
