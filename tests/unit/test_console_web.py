@@ -161,6 +161,7 @@ def _viewer_pages(sqlite_engine: Engine, day: dict[str, Any]) -> list[str]:
         "/console/reports?by=sku",
         "/console/dashboard",
         "/console/channels",
+        "/console/mappings",
     ]
 
 
