@@ -372,8 +372,12 @@ class DouyinOrders:
         self.channel = channel
 
     def fetch(self, reference: OrderReference) -> CanonicalOrder:
+        return self.fetch_raw(reference)[0]
+
+    def fetch_raw(self, reference: OrderReference) -> tuple[CanonicalOrder, Any]:
+        """The order, and the platform's answer it was read from (原始单)."""
         response = self.api.order_detail(reference.external_id)
-        return DouyinConnector().read_detail(response, reference, self.channel)
+        return DouyinConnector().read_detail(response, reference, self.channel), response
 
 
 def douyin_orders(

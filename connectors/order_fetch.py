@@ -20,7 +20,8 @@ then acknowledges the request.
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from canonical.errors import MalformedMessage
 from canonical.order import CanonicalOrder
@@ -49,24 +50,44 @@ def reference_of(delivery: Delivery) -> OrderReference:
         raise MalformedMessage(f"not a fetch request: {exc!r}") from exc
 
 
+KeepRaw = Callable[[str, bytes], None]  # (message id, the platform's answer)
+
+
 class FetchInbound:
     def __init__(
-        self, channel: str, source: OrderSource, topology: Topology, publisher: Publisher
+        self,
+        channel: str,
+        source: OrderSource,
+        topology: Topology,
+        publisher: Publisher,
+        keep_raw: KeepRaw | None = None,
     ) -> None:
         self.channel = channel
         self.source = source
         self.topology = topology
         self.publisher = publisher
+        # the fetched answer kept beside the order (infra/raw_payloads.py), where
+        # the source gives it (fetch_raw)
+        self.keep_raw = keep_raw
 
     def translate(self, delivery: Delivery) -> OutgoingMessage:
         """The fetched order's message; MalformedMessage or TransientError."""
         reference = reference_of(delivery)
+        fetch_raw = getattr(self.source, "fetch_raw", None)
+        raw: Any = None
         try:
-            order = self.source.fetch(reference)
+            if fetch_raw is not None and self.keep_raw is not None:
+                order, raw = fetch_raw(reference)
+            else:
+                order = self.source.fetch(reference)
         except ConnectorError as exc:
             raise as_malformed(exc, f"order {reference.external_id}: ") from exc
         message_id = scoped_id(self.channel, "", reference.delivery_id)
-        return order_message(self.topology, self.channel, order, message_id)
+        message = order_message(self.topology, self.channel, order, message_id)
+        if raw is not None and self.keep_raw is not None:
+            body = json.dumps(raw, ensure_ascii=False, default=str).encode("utf-8")
+            self.keep_raw(message.message_id, body)
+        return message
 
     def handle_batch(self, deliveries: list[Delivery]) -> Results:
         """Bus batch handler: each order fetched, then all published with

@@ -178,8 +178,12 @@ class TaobaoOrders:
         self.shop = shop
 
     def fetch(self, reference: OrderReference) -> CanonicalOrder:
+        return self.fetch_raw(reference)[0]
+
+    def fetch_raw(self, reference: OrderReference) -> tuple[CanonicalOrder, Any]:
+        """The order, and the platform's answer it was read from (原始单)."""
         response = self.api.trade(reference.external_id)
-        return read_trade(response, reference, self.channel, self.shop)
+        return read_trade(response, reference, self.channel, self.shop), response
 
 
 def read_trade(

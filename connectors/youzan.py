@@ -382,6 +382,10 @@ class YouzanOrders:
         self.channel = channel
 
     def fetch(self, reference: OrderReference) -> CanonicalOrder:
+        return self.fetch_raw(reference)[0]
+
+    def fetch_raw(self, reference: OrderReference) -> tuple[CanonicalOrder, Any]:
+        """The order, and the platform's answer it was read from (原始单)."""
         info = self.api.trade(reference.external_id)
         shop = self.channel.shop or "default"
         order_info = info.get("order_info")
@@ -389,7 +393,7 @@ class YouzanOrders:
         order = canonical_order(to_canonical(info, self.channel.name, shop, version))
         if order.external_id != reference.external_id:
             raise unreadable(f"asked for trade {reference.external_id}, got {order.external_id}")
-        return order
+        return order, info
 
 
 def youzan_orders(config: ChannelConfig, spec: YouzanSpec, client: httpx.Client) -> YouzanOrders:

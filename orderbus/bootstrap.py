@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from admin_api.deadletters import DeadLetterRecorder
 from connectors.registry import check_settings, fetching_channels
 from connectors.replay import replayer
+from infra import raw_payloads
 from infra.bus import Bus, BusOptions, Publisher
 from infra.database import make_engine, translate_db_errors
 from infra.mappings import MappingCache
@@ -197,7 +198,11 @@ class Orderbus:
             source = order_source_for(self.settings, channel, client)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
-        return FetchInbound(channel, source, self.topology, self.bus.publisher())
+
+        def keep_raw(message_id: str, body: bytes) -> None:
+            raw_payloads.keep(self.engine, [message_id], channel, {}, body)
+
+        return FetchInbound(channel, source, self.topology, self.bus.publisher(), keep_raw)
 
     def poller(self, channel: str, transport: httpx.BaseTransport | None = None) -> Polling:
         from connectors.poller import PollSpec, RestPoller

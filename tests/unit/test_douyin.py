@@ -271,7 +271,14 @@ def test_the_fetch_worker_publishes_the_order_under_the_push_id(doudian: FakeDou
     publisher = FakePublisher()
     source = DouyinOrders(api_for(doudian), channel)
     topology = build_topology(settings, fetching_channels(settings))
-    worker = FetchInbound("dy", source, topology, publisher)  # type: ignore[arg-type]
+    kept: list[tuple[str, bytes]] = []
+    worker = FetchInbound(
+        "dy",
+        source,
+        topology,
+        publisher,  # type: ignore[arg-type]
+        lambda mid, body: kept.append((mid, body)),
+    )
     results = worker.handle_batch(
         [
             fetch_delivery(ORDER_ID, "m-1"),
@@ -284,6 +291,10 @@ def test_the_fetch_worker_publishes_the_order_under_the_push_id(doudian: FakeDou
     assert isinstance(results[2], MalformedMessage)
     assert [m.message_id for m in publisher.published] == ["dy.m-1"]
     assert publisher.published[0].routing_key == "ingest.dy"
+    # the platform's own answer, kept beside the order under the same message id
+    [(kept_id, kept_body)] = kept
+    detail = json.loads(kept_body)["data"]["shop_order_detail"]
+    assert kept_id == "dy.m-1" and detail["order_id"] == ORDER_ID
 
     doudian.down = 1
     [transient] = worker.handle_batch([fetch_delivery(ORDER_ID, "m-4")])
