@@ -59,6 +59,8 @@ def replay_dry(conn: Connection, replay: Replay, channel: str, limit: int) -> li
     ).mappings()
     found = []
     for row in rows:
+        if (row["headers"] or {}).get(raw_payloads.SOURCE) == "fetched":
+            continue  # an API answer, not a webhook body: the connector reads it another way
         stored = None
         if row["order_id"] is not None:
             stored = conn.execute(

@@ -24,6 +24,7 @@ from infra.stored_bodies import encode_body
 from infra.tables import raw_payloads
 
 log = logging.getLogger(__name__)
+SOURCE = "x-orderbus-source"  # "fetched": the platform API's answer, not a webhook body
 
 
 def keep(

@@ -200,7 +200,9 @@ class Orderbus:
             raise ConfigurationError(str(exc)) from exc
 
         def keep_raw(message_id: str, body: bytes) -> None:
-            raw_payloads.keep(self.engine, [message_id], channel, {}, body)
+            raw_payloads.keep(
+                self.engine, [message_id], channel, {raw_payloads.SOURCE: "fetched"}, body
+            )
 
         return FetchInbound(channel, source, self.topology, self.bus.publisher(), keep_raw)
 

@@ -82,6 +82,10 @@ def test_the_platforms_order_is_kept_and_shown_masked_to_a_viewer(
 def test_a_replay_says_what_todays_connector_would_read_differently(
     sqlite_engine: Engine, routed: tuple[str, bytes]
 ) -> None:
+    from infra import raw_payloads as raw
+
+    # an API answer kept for a fetched order is not a webhook body: not replayed
+    raw.keep(sqlite_engine, ["web-shop.fetched-1"], "web-shop", {raw.SOURCE: "fetched"}, b"{}")
     with _admin(sqlite_engine) as api:
         [same] = api.post("/orders/replay", params={"channel": "web-shop"}, headers=ROOT).json()
         assert same["readable"] and same["changed"] == []
