@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from canonical.order import CanonicalOrder
@@ -89,14 +90,28 @@ class OrderReference:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """A push that says an order's new status but not its lines (Shopify's
+    orders/updated may leave them out): the ingest applies it to the order
+    orderbus has, or records it when orderbus has none."""
+
+    external_id: str
+    shop: str
+    status: str
+    updated_at: datetime | None
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
 class WebhookResult:
-    """The orders in a request, or the references of orders to fetch; or
-    none, and why (a ping, an event that is not about an order), which is
-    recorded."""
+    """The orders in a request, or the references of orders to fetch, or
+    status changes of known orders; or none, and why (a ping, an event that
+    is not about an order), which is recorded."""
 
     arrivals: tuple[Arrival, ...] = ()
     ignored: str | None = None
     references: tuple[OrderReference, ...] = ()
+    changes: tuple[StatusChange, ...] = ()
 
 
 class WebhookConnector(Protocol):

@@ -8,14 +8,17 @@ refusal is recorded (connectors/ingest_http.py)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 
 from canonical.errors import TransientError
+from canonical.order import CanonicalOrder
 from connectors.base import (
     Arrival,
     ChannelConfig,
@@ -29,7 +32,9 @@ from connectors.publishing import fetch_message, order_message
 from connectors.registry import channel_config_of, connector_for
 from infra import raw_payloads
 from infra.crashpoints import crash_point
+from infra.database import translate_db_errors
 from infra.messages import OutgoingMessage
+from infra.tables import orders
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -61,6 +66,8 @@ async def ingest(channel: str, request: Request) -> JSONResponse:
     try:
         config, connector = _channel(received)
         result = _read(received, config, connector)
+        if result.changes:
+            result = await run_in_threadpool(_applied, received, result)
         if not result.arrivals and not result.references:
             return await _ignored(received, connector, result)
         accepted = await _publish(received, _messages(received, result))
@@ -127,6 +134,43 @@ async def _ignored(
     if connector.reply is not None:
         return JSONResponse(connector.reply, status_code=200)
     return JSONResponse({"status": "ignored", "reason": reason}, status_code=200)
+
+
+def _applied(received: Received, result: WebhookResult) -> WebhookResult:
+    """Each status change applied to the order orderbus has (its lines and
+    amounts as stored, its status and update time as the platform says): an
+    arrival like any other, which the router checks (a status never goes
+    back). A change to an order orderbus does not have is recorded, not
+    routed: its full payload will come."""
+    engine = deps_of(received.request).engine
+    arrivals = list(result.arrivals)
+    unknown = []
+    for change in result.changes:
+        with translate_db_errors(), engine.connect() as conn:
+            body = conn.scalar(
+                select(orders.c.body).where(
+                    orders.c.channel == received.where,
+                    orders.c.shop == change.shop,
+                    orders.c.external_id == change.external_id,
+                )
+            )
+        if body is None:
+            unknown.append(change.external_id)
+            continue
+        data = json.loads(body)
+        for assigned in ("order_number", "accounts", "mapping_version"):
+            data.pop(assigned, None)
+        data["status"] = change.status
+        if change.updated_at is not None:
+            data["updated_at"] = change.updated_at.isoformat()
+        arrivals.append(Arrival(CanonicalOrder.model_validate(data), change.delivery_id))
+    ignored = (
+        f"status change of order(s) {', '.join(unknown)} orderbus does not have yet: recorded; "
+        "their full payload brings them"
+        if unknown and not arrivals
+        else result.ignored
+    )
+    return WebhookResult(tuple(arrivals), ignored, result.references)
 
 
 def _messages(received: Received, result: WebhookResult) -> list[tuple[OutgoingMessage, str]]:

@@ -33,6 +33,7 @@ from typing import Any
 from connectors.base import (
     Arrival,
     ChannelConfig,
+    StatusChange,
     WebhookRequest,
     WebhookResult,
     unreadable,
@@ -88,12 +89,19 @@ class ShopifyConnector:
         if not data.get("line_items"):
             # orders/updated (and list responses) may leave the lines out. A
             # 4xx would make Shopify retry and, in the end, drop the webhook
-            # subscription: the request is recorded and answered 200; the
-            # order changes with its next full payload.
-            return WebhookResult(
-                ignored=f"order {data.get('id')!r} came without line_items: recorded, "
-                "not routed (an order needs its lines); its next full payload updates it"
+            # subscription: its status goes to the order orderbus has (the
+            # ingest applies it), or the push is recorded and answered 200.
+            if data.get("id") is None:
+                return WebhookResult(ignored="an order update without id or line_items")
+            updated = data.get("updated_at")
+            change = StatusChange(
+                str(data["id"]),
+                shop,
+                status_of(data),
+                timestamp(updated, "updated_at").astimezone(UTC) if updated else None,
+                signed_delivery_id(request.body),
             )
+            return WebhookResult(changes=(change,))
         order = canonical_order(to_canonical(data, channel.name, shop))
         return WebhookResult((Arrival(order, signed_delivery_id(request.body)),))
 

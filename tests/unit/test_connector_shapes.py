@@ -49,14 +49,15 @@ def test_what_is_no_whole_number_is_refused(value: Any) -> None:
         whole_number(value, "item_num")
 
 
-def test_a_shopify_update_without_line_items_is_recorded_not_refused() -> None:
+def test_a_shopify_update_without_line_items_is_a_status_change_not_a_refusal() -> None:
     body = _fixture("shopify/orders-create.json")
     order = json.loads(body["body_text"]) if "body_text" in body else body["body"]
     order.pop("line_items", None)
     request = WebhookRequest({"x-shopify-topic": "orders/updated"}, json.dumps(order).encode(), 0)
     result = ShopifyConnector().read(request, ChannelConfig(name="shopify", connector="shopify"))
-    assert result.arrivals == () and result.ignored is not None
-    assert "without line_items" in result.ignored
+    assert result.arrivals == () and result.ignored is None
+    [change] = result.changes  # the ingest applies it to the order orderbus has
+    assert (change.external_id, change.status) == (str(order["id"]), "created")  # as it says
 
 
 def _amazon() -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -170,3 +170,42 @@ def test_channels_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     )
     settings = Settings()
     assert settings.channels["shop-us"].connector == "shopify"
+
+
+def test_a_shopify_update_without_its_lines_changes_the_known_orders_status(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    """orders/updated may come without line_items: never a 4xx (Shopify
+    would retry, then drop the subscription). Applied to the order orderbus
+    has; recorded and answered 200 when orderbus has none yet."""
+    from router.service import RouterService
+    from tests.factories import delivery_for
+
+    body, extra = fixture_body("shopify/orders-create.json")
+    data = json.loads(body)
+    partial = {k: v for k, v in data.items() if k != "line_items"}
+    partial.update(financial_status="refunded", updated_at="2026-12-01T10:00:00-05:00")
+    update = json.dumps(partial).encode()
+    headers = shopify_headers(update, {**extra, "X-Shopify-Topic": "orders/updated"})
+    unknown = client.post("/ingest/shop-us", content=update, headers=headers)
+    assert unknown.status_code == 200 and publisher.published == []
+    assert "does not have yet" in recorded(sqlite_engine)[-1][2]
+
+    first = client.post("/ingest/shop-us", content=body, headers=shopify_headers(body, extra))
+    assert first.status_code == 202
+    RouterService(sqlite_engine, build_topology(Settings(namespace="t"))).handle(
+        delivery_for(CanonicalOrder.from_wire(publisher.published[0].body), message_id="m-1")
+    )
+    applied = client.post("/ingest/shop-us", content=update, headers=headers)
+    assert applied.status_code == 202, applied.text
+    changed = CanonicalOrder.from_wire(publisher.published[-1].body)
+    original = CanonicalOrder.from_wire(publisher.published[0].body)
+    assert changed.status.value == "refunded" and changed.items == original.items
+    assert changed.total == original.total and changed.order_number is None
+    RouterService(sqlite_engine, build_topology(Settings(namespace="t"))).handle(
+        delivery_for(changed, message_id="m-2")
+    )
+    from infra.tables import orders
+
+    with sqlite_engine.connect() as conn:
+        assert conn.scalar(select(orders.c.status)) == "refunded"  # the router took it
