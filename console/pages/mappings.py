@@ -56,6 +56,7 @@ def _page(
         codes = mappings.codes(conn)
         shops = mappings.shops(conn)
         rules = mappings.rules(conn)
+        carriers = mappings.carriers(conn)
         tables = load(conn, viewer.ctx.mapping_required)
         preview = mappings.dry_run(conn, tables)
     by_sku: dict[str, dict[str, str]] = {}
@@ -68,6 +69,7 @@ def _page(
         codes=by_sku,
         shops=shops,
         rules=rules,
+        carriers=carriers,
         version=tables.version,
         preview=preview,
         passing=sum(1 for p in preview if p.passes),
@@ -181,6 +183,23 @@ async def save_shop(request: Request, viewer: OperatorPage) -> Response:
                 text_field(form, "channel", 64),
                 text_field(form, "shop", 200),
                 dict(values),
+                viewer.principal.name if viewer.principal else "",
+            )
+    except mappings.MappingError as exc:
+        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
+    return see_other(f"{PREFIX}/mappings")
+
+
+@router.post("/mappings/carriers")
+async def save_carrier(request: Request, viewer: OperatorPage) -> Response:
+    form = await checked_form(request, viewer)
+    try:
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            mappings.put_carrier(
+                conn,
+                text_field(form, "carrier", 100),
+                text_field(form, "system", 64),
+                text_field(form, "code", 100),
                 viewer.principal.name if viewer.principal else "",
             )
     except mappings.MappingError as exc:

@@ -321,3 +321,5 @@ def test_an_operator_sets_a_shops_erp_accounts_and_a_warehouse_rule_on_the_conso
     assert "KH-JD" in page and "WH-BJ" in page and "WH-SZ" in page
     refused = client.post("/console/mappings/rules", data={**rule, "csrf": "forged"})
     assert refused.status_code == 403
+    carrier = {"csrf": csrf, "carrier": "顺丰速运", "system": "jd", "code": "467"}
+    assert "467" in client.post("/console/mappings/carriers", data=carrier).text
