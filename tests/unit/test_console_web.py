@@ -323,3 +323,15 @@ def test_an_operator_sets_a_shops_erp_accounts_and_a_warehouse_rule_on_the_conso
     assert refused.status_code == 403
     carrier = {"csrf": csrf, "carrier": "顺丰速运", "system": "jd", "code": "467"}
     assert "467" in client.post("/console/mappings/carriers", data=carrier).text
+
+
+def test_the_mapping_page_puts_its_sections_in_the_page_not_its_title(
+    client: TestClient, app_keys: dict[str, str]
+) -> None:
+    log_in(client, app_keys["alice"])
+    page = client.get("/console/mappings").text
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert "<" not in title and "商品映射" in title
+    main = page.split("<main>", 1)[1]
+    for section in ('id="shops"', 'id="rules"', 'id="carriers"', 'id="dry-run"', 'id="mappings"'):
+        assert section in main, section
