@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from canonical.errors import SkuNotMapped
+from canonical.mapping import MappingSet, map_order
 from canonical.order import CanonicalOrder
 from infra import raw_payloads
 from infra.stored_bodies import decode_body
@@ -45,10 +47,17 @@ def _differences(before: Any, after: Any, where: str = "") -> list[str]:
     return [] if before == after else [where.rstrip(".")]
 
 
-def replay_dry(conn: Connection, replay: Replay, channel: str, limit: int) -> list[dict[str, Any]]:
+def replay_dry(
+    conn: Connection,
+    replay: Replay,
+    channel: str,
+    limit: int,
+    mapped_for: tuple[MappingSet, str] | None = None,
+) -> list[dict[str, Any]]:
     """The newest ``limit`` bodies of ``channel`` read again: per body, the
     order it made, and the fields that would now read differently (or why it
-    can no longer be read)."""
+    can no longer be read); with ``mapped_for`` (the mapping tables and a
+    target), also the lines that system would receive, or why it would not."""
     c = raw_table.c
     rows = conn.execute(
         select(raw_table, arrivals.c.order_id)
@@ -79,5 +88,21 @@ def replay_dry(conn: Connection, replay: Replay, channel: str, limit: int) -> li
         changed = sorted(
             {d for order in now for d in _differences(before, order.model_dump(mode="json"))}
         )
-        found.append({**entry, "readable": True, "why": "", "changed": changed})
+        result = {**entry, "readable": True, "why": "", "changed": changed}
+        if mapped_for is not None:
+            result["mapped"] = [_mapped_lines(order, *mapped_for) for order in now]
+        found.append(result)
     return found
+
+
+def _mapped_lines(order: CanonicalOrder, tables: MappingSet, target: str) -> dict[str, Any]:
+    try:
+        mapped = map_order(order, tables, target)
+    except SkuNotMapped as exc:
+        return {"passes": False, "why": exc.detail, "lines": []}
+    lines = [
+        {"platform_sku": i.platform_sku, "sku": i.sku, "quantity": i.quantity,
+         "unit_price": str(i.unit_price), "discount": str(i.discount)}
+        for i in mapped.items
+    ]  # fmt: skip
+    return {"passes": True, "why": "", "lines": lines}

@@ -14,6 +14,7 @@ from admin_api import lookup, raw_orders, reconcile
 from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Operator, Viewer
 from admin_api.schemas import OrderSearch, OrderStory
 from infra.database import translate_db_errors
+from infra.mappings import load
 from infra.masking import for_viewer, viewer_body
 
 router = APIRouter(tags=["orders"])
@@ -109,13 +110,18 @@ def replay_raw_orders(
     _who: Operator,
     channel: Annotated[str, Query(min_length=1, max_length=64)],
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    target: Annotated[
+        str | None, Query(max_length=64, description="also map each order for this system")
+    ] = None,
 ) -> list[dict[str, Any]]:
     """Read the channel's newest stored webhook bodies again with the
     connector as it is now: which orders would read differently, and in which
-    fields. Publishes nothing."""
+    fields; with ``target``, also what that system would receive with the
+    mapping tables as they are now. Publishes nothing."""
     if ctx.replay is None:
         raise HTTPException(
             409, "replay is not available in this process (run the admin component)"
         )
     with translate_db_errors(), ctx.engine.connect() as conn:
-        return raw_orders.replay_dry(conn, ctx.replay, channel, limit)
+        mapped_for = (load(conn, ctx.mapping_required), target) if target else None
+        return raw_orders.replay_dry(conn, ctx.replay, channel, limit, mapped_for)

@@ -111,3 +111,26 @@ def test_old_copies_are_deleted_after_their_retention(
     assert retention.purge_raw_once() == 1
     with sqlite_engine.connect() as conn:
         assert conn.execute(select(raw_payloads)).all() == []
+
+
+def test_a_replay_shows_what_a_system_would_receive_with_the_mappings_now(
+    sqlite_engine: Engine, routed: tuple[str, bytes]
+) -> None:
+    from admin_api import mappings
+
+    with _admin(sqlite_engine) as api:
+        params = {"channel": "web-shop", "target": "finance"}
+        [before] = api.post("/orders/replay", params=params, headers=ROOT).json()
+        [unmapped] = before["mapped"]
+        assert unmapped["passes"] and [x["sku"] for x in unmapped["lines"]] == ["SKU-A", "SKU-B"]
+        with sqlite_engine.begin() as conn:
+            mappings.put_product(
+                conn, channel="", shop="", platform_sku="SKU-A",
+                components=[{"sku": "TEA", "quantity": 3}], note=None, by="t",
+            )  # fmt: skip
+            mappings.put_code(conn, "TEA", "finance", "MAT-TEA", "t")
+        [after] = api.post("/orders/replay", params=params, headers=ROOT).json()
+    [mapped] = after["mapped"]
+    assert [(x["platform_sku"], x["sku"], x["quantity"]) for x in mapped["lines"]] == [
+        ("SKU-A", "MAT-TEA", 6), ("SKU-B", "SKU-B", 1),
+    ]  # fmt: skip
