@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from canonical.errors import SkuNotMapped
-from canonical.mapping import ANY, Component, MappingSet, map_order
+from canonical.mapping import MappingSet, map_order
 from canonical.order import CanonicalOrder
 from infra.audit import audit
 from infra.mappings import bump_version, components_of, load
@@ -326,9 +326,6 @@ def dry_run(conn: Connection, tables: MappingSet) -> list[Preview]:
         why = "" if passes else "still the channel's SKU: " + ", ".join(sorted(set(unchanged)))
         previews.append(Preview(row.id, row.order_number, target, passes, why, lines))
     return previews
-
-
-__all__ = ["ANY", "Component"]
 
 
 SHOP_FIELDS = ("customer", "department", "settlement_account", "warehouse")

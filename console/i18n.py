@@ -102,9 +102,6 @@ class Formats:
             return format_decimal(exact, "#,##0.00", locale=self.locale)
         return format_currency(exact, currency, locale=self.locale)
 
-    def number(self, value: float | int) -> str:
-        return format_decimal(value, locale=self.locale)
-
     def today(self) -> date:
         return datetime.now(self.zone).date()
 

@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 
 from admin_api.auth import Principal, Role
 from admin_api.routes.deps import AdminContext
-from console.i18n import DEFAULT_LANGUAGE, N_, Formats, Gettext, gettext_for, language_of
+from console.i18n import N_, Formats, Gettext, gettext_for, language_of
 from console.sessions import COOKIE, SessionStore, csrf_matches
 from infra.masking import for_viewer
 
@@ -259,6 +259,3 @@ def problem_page(request: Request, status_code: int, title: str, advice: str) ->
         title=viewer._(title),
         advice=viewer._(advice),
     )
-
-
-__all__ = ["DEFAULT_LANGUAGE"]
