@@ -63,6 +63,25 @@ def open_ids_by_cause(conn: Connection, cause: str) -> list[int]:
     return [r.id for r in rows if cause_of(r.reason, r.detail) == cause]
 
 
+def page_of_cause(
+    conn: Connection, conditions: list[Any], cause: str, limit: int, offset: int
+) -> tuple[int, list[int]]:
+    """How many dead letters matching ``conditions`` have ``cause`` (read
+    from reason and detail, so counted here), and the ids on the page asked
+    for, newest first. Only ids, reasons and details are read, in batches:
+    memory holds one page, however many match."""
+    c = dead_letters.c
+    query = select(c.id, c.reason, c.detail).where(*conditions).order_by(c.id.desc())
+    total, ids = 0, []
+    for row in conn.execution_options(yield_per=1000).execute(query):
+        if cause_of(row.reason, row.detail) != cause:
+            continue
+        if offset <= total < offset + limit:
+            ids.append(row.id)
+        total += 1
+    return total, ids
+
+
 def groups(conn: Connection, status: str | None = "open") -> list[dict[str, Any]]:
     c = dead_letters.c
     query = select(c.reason, c.detail, c.last_failed_at)

@@ -15,7 +15,6 @@ from admin_api import causes, deadletters
 from admin_api.routes.deps import (
     MAX_OFFSET,
     MAX_PAGE,
-    AdminContext,
     Context,
     Operator,
     RowId,
@@ -134,36 +133,14 @@ def list_dead_letters(
     if cause is None:
         found = page(ctx.engine, query, c.id.desc(), limit, offset)
         return masked_rows(who, found)
-    total, ids = _page_of_cause(ctx, conditions, cause, limit, offset)
+    with translate_db_errors(), ctx.engine.connect() as conn:
+        total, ids = causes.page_of_cause(conn, conditions, cause, limit, offset)
     with translate_db_errors(), ctx.engine.connect() as conn:
         rows = conn.execute(
             select(dead_letters).where(c.id.in_(ids)).order_by(c.id.desc())
         ).mappings()
         found = {"total": total, "limit": limit, "offset": offset, "items": list(rows)}
     return masked_rows(who, found)
-
-
-def _page_of_cause(
-    ctx: AdminContext,
-    conditions: list[ColumnElement[bool]],
-    cause: str,
-    limit: int,
-    offset: int,
-) -> tuple[int, list[int]]:
-    """How many dead letters have ``cause`` (read from reason and detail, so
-    counted here), and the ids on the page asked for. Only ids, reasons and
-    details are read, in batches: memory holds one page, however many match."""
-    c = dead_letters.c
-    query = select(c.id, c.reason, c.detail).where(*conditions).order_by(c.id.desc())
-    total, ids = 0, []
-    with translate_db_errors(), ctx.engine.connect() as conn:
-        for row in conn.execution_options(yield_per=1000).execute(query):
-            if causes.cause_of(row.reason, row.detail) != cause:
-                continue
-            if offset <= total < offset + limit:
-                ids.append(row.id)
-            total += 1
-    return total, ids
 
 
 @router.get("/dead-letters/{dead_letter_id}", response_model=DeadLetterDetail)

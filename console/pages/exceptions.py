@@ -104,15 +104,8 @@ def _letters_of(
             | c.detail.contains(q, autoescape=True)
             | (c.order_number == q)
         )
-    query = select(c.id, c.reason, c.detail).where(*conditions).order_by(c.id.desc())
-    total, ids = 0, []
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        for row in conn.execution_options(yield_per=1000).execute(query):
-            if causes.cause_of(row.reason, row.detail) != cause:
-                continue
-            if page * PAGE_SIZE <= total < (page + 1) * PAGE_SIZE:
-                ids.append(row.id)
-            total += 1
+        total, ids = causes.page_of_cause(conn, conditions, cause, PAGE_SIZE, page * PAGE_SIZE)
         rows = (
             conn.execute(
                 select(
