@@ -148,6 +148,11 @@ class Viewer:
         return self.console.ctx
 
     @property
+    def name(self) -> str:
+        """Who acts, as the audit log names them."""
+        return self.principal.name if self.principal else ""
+
+    @property
     def sees_personal_data(self) -> bool:
         return self.principal is not None and self.principal.sees_personal_data
 

@@ -68,9 +68,7 @@ async def create_key(request: Request, viewer: AdminPage) -> Response:
         )
     try:
         with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            _, key = keys.create(
-                conn, name, role, viewer.principal.name if viewer.principal else ""
-            )
+            _, key = keys.create(conn, name, role, viewer.name)
     except keys.KeyError_ as exc:
         return _page(
             viewer, error=viewer._("The key was not made: %(why)s", why=str(exc)), status_code=422
@@ -83,7 +81,7 @@ async def revoke_key(key_id: int, request: Request, viewer: AdminPage) -> Respon
     await checked_form(request, viewer)
     try:
         with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            keys.revoke(conn, key_id, viewer.principal.name if viewer.principal else "")
+            keys.revoke(conn, key_id, viewer.name)
     except LookupError:
         raise NotFound() from None
     except keys.KeyError_:

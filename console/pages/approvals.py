@@ -126,7 +126,7 @@ def _approval_page(
 async def decide(hold_id: int, decision: str, request: Request, viewer: OperatorPage) -> Response:
     form = await checked_form(request, viewer)
     note = text_field(form, "note", 500) or None
-    by = viewer.principal.name if viewer.principal else ""
+    by = viewer.name
     if decision == "reject" and not note:
         return _approval_page(viewer, hold_id, viewer._("Say why it is rejected."), 422)
     try:

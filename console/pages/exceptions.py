@@ -184,9 +184,7 @@ async def retry_group(cause: str, request: Request, viewer: OperatorPage) -> Res
                 channel=channel,
                 note=note or "",
             )
-        job_id = retry_jobs.start(
-            conn, f, GROUP_RETRY_RATE, note, viewer.principal.name if viewer.principal else ""
-        )
+        job_id = retry_jobs.start(conn, f, GROUP_RETRY_RATE, note, viewer.name)
     return see_other(f"{PREFIX}/exceptions/jobs/{job_id}")
 
 
@@ -196,7 +194,7 @@ async def set_investigation(cause: str, request: Request, viewer: OperatorPage) 
     if cause not in causes.CAUSES:
         raise NotFound()
     owner = text_field(form, "owner", 100)
-    by = viewer.principal.name if viewer.principal else ""
+    by = viewer.name
     with translate_db_errors(), viewer.ctx.engine.begin() as conn:
         if form.get("close") == "yes":
             causes.close_investigation(conn, cause, by)
@@ -269,7 +267,7 @@ async def act_on_letter(
 ) -> Response:
     form = await checked_form(request, viewer)
     note = text_field(form, "note", 500)
-    by = viewer.principal.name if viewer.principal else ""
+    by = viewer.name
     try:
         if action == "retry":
             with translate_db_errors(), viewer.ctx.engine.begin() as conn:
@@ -341,7 +339,7 @@ def job_progress(job_id: int, viewer: Reader) -> HTMLResponse:
 async def cancel_job(job_id: int, request: Request, viewer: OperatorPage) -> Response:
     await checked_form(request, viewer)
     with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-        retry_jobs.cancel(conn, job_id, viewer.principal.name if viewer.principal else "")
+        retry_jobs.cancel(conn, job_id, viewer.name)
     return see_other(f"{PREFIX}/exceptions/jobs/{job_id}")
 
 

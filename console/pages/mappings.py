@@ -7,10 +7,12 @@ stuck on a SKU, what each would now become, and a retry of those that pass.
 """
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import Connection
 
 from admin_api import mappings
 from console import story
@@ -84,59 +86,61 @@ def mappings_page(viewer: Reader) -> HTMLResponse:
     return _page(viewer)
 
 
+def _saved(viewer: Viewer, change: Callable[[Connection], object]) -> Response:
+    """Make one change in its own transaction, then back to the page; a
+    change the tables refuse is said on the page, nothing saved."""
+    try:
+        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
+            change(conn)
+    except (mappings.MappingError, ValueError) as exc:
+        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
+    except LookupError:
+        pass  # deleted already: the page shows it
+    return see_other(f"{PREFIX}/mappings")
+
+
 @router.post("/mappings/products")
 async def save_mapping(request: Request, viewer: OperatorPage) -> Response:
     form = await checked_form(request, viewer)
-    by = viewer.principal.name if viewer.principal else ""
-    try:
+
+    def change(conn: Connection) -> None:
         parts = parse_components(text_field(form, "components", 5000))
-        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            mappings.put_product(
-                conn,
-                channel=text_field(form, "channel", 64),
-                shop=text_field(form, "shop", 200),
-                platform_sku=text_field(form, "platform_sku", 200),
-                components=parts,
-                note=text_field(form, "note", 500) or None,
-                by=by,
-            )
-            for target in ("finance", "warehouse"):
-                code = text_field(form, f"{target}_code", 200)
-                if code and len(parts) == 1:
-                    mappings.put_code(conn, str(parts[0]["sku"]), target, code, by)
-    except mappings.MappingError as exc:
-        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
-    return see_other(f"{PREFIX}/mappings")
+        mappings.put_product(
+            conn,
+            channel=text_field(form, "channel", 64),
+            shop=text_field(form, "shop", 200),
+            platform_sku=text_field(form, "platform_sku", 200),
+            components=parts,
+            note=text_field(form, "note", 500) or None,
+            by=viewer.name,
+        )
+        for target in ("finance", "warehouse"):
+            code = text_field(form, f"{target}_code", 200)
+            if code and len(parts) == 1:
+                mappings.put_code(conn, str(parts[0]["sku"]), target, code, viewer.name)
+
+    return _saved(viewer, change)
 
 
 @router.post("/mappings/codes")
 async def save_code(request: Request, viewer: OperatorPage) -> Response:
     form = await checked_form(request, viewer)
-    try:
-        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            mappings.put_code(
-                conn,
-                text_field(form, "internal_sku", 200),
-                text_field(form, "target", 64),
-                text_field(form, "code", 200),
-                viewer.principal.name if viewer.principal else "",
-            )
-    except mappings.MappingError as exc:
-        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
-    return see_other(f"{PREFIX}/mappings")
+    return _saved(
+        viewer,
+        lambda conn: mappings.put_code(
+            conn,
+            text_field(form, "internal_sku", 200),
+            text_field(form, "target", 64),
+            text_field(form, "code", 200),
+            viewer.name,
+        ),
+    )
 
 
 @router.post("/mappings/{mapping_id}/delete")
 async def delete_mapping(mapping_id: int, request: Request, viewer: OperatorPage) -> Response:
     await checked_form(request, viewer)
-    try:
-        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            mappings.delete_product(
-                conn, mapping_id, viewer.principal.name if viewer.principal else ""
-            )
-    except LookupError:
-        pass  # deleted already: the page shows it
-    return see_other(f"{PREFIX}/mappings")
+    return _saved(viewer, lambda conn: mappings.delete_product(conn, mapping_id, viewer.name))
 
 
 @router.post("/mappings/import")
@@ -148,9 +152,7 @@ async def import_mappings(request: Request, viewer: OperatorPage) -> Response:
     data = await upload.read()
     try:
         with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            done = mappings.import_sheet(
-                conn, data, viewer.principal.name if viewer.principal else ""
-            )
+            done = mappings.import_sheet(conn, data, viewer.name)
     except (mappings.MappingError, UnreadableFile) as exc:
         return _page(
             viewer, error=viewer._("Nothing imported: %(why)s", why=str(exc)), status_code=422
@@ -166,76 +168,56 @@ async def import_mappings(request: Request, viewer: OperatorPage) -> Response:
 @router.post("/mappings/retry-passing")
 async def retry_passing(request: Request, viewer: OperatorPage) -> Response:
     await checked_form(request, viewer)
-    by = viewer.principal.name if viewer.principal else ""
     with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-        passing = mappings.retry_passing(conn, load(conn, viewer.ctx.mapping_required), by)
+        tables = load(conn, viewer.ctx.mapping_required)
+        passing = mappings.retry_passing(conn, tables, viewer.name)
     return _page(viewer, message=viewer._("Retried %(n)s stuck orders.", n=len(passing)))
 
 
 @router.post("/mappings/shops")
 async def save_shop(request: Request, viewer: OperatorPage) -> Response:
     form = await checked_form(request, viewer)
-    values = {k: text_field(form, k, 200) for k in mappings.SHOP_FIELDS}
-    try:
-        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            mappings.put_shop(
-                conn,
-                text_field(form, "channel", 64),
-                text_field(form, "shop", 200),
-                dict(values),
-                viewer.principal.name if viewer.principal else "",
-            )
-    except mappings.MappingError as exc:
-        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
-    return see_other(f"{PREFIX}/mappings")
+    values: dict[str, str | None] = {k: text_field(form, k, 200) for k in mappings.SHOP_FIELDS}
+    channel, shop = text_field(form, "channel", 64), text_field(form, "shop", 200)
+    return _saved(viewer, lambda conn: mappings.put_shop(conn, channel, shop, values, viewer.name))
 
 
 @router.post("/mappings/carriers")
 async def save_carrier(request: Request, viewer: OperatorPage) -> Response:
     form = await checked_form(request, viewer)
-    try:
-        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            mappings.put_carrier(
-                conn,
-                text_field(form, "carrier", 100),
-                text_field(form, "system", 64),
-                text_field(form, "code", 100),
-                viewer.principal.name if viewer.principal else "",
-            )
-    except mappings.MappingError as exc:
-        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
-    return see_other(f"{PREFIX}/mappings")
+    return _saved(
+        viewer,
+        lambda conn: mappings.put_carrier(
+            conn,
+            text_field(form, "carrier", 100),
+            text_field(form, "system", 64),
+            text_field(form, "code", 100),
+            viewer.name,
+        ),
+    )
 
 
 @router.post("/mappings/rules")
 async def add_rule(request: Request, viewer: OperatorPage) -> Response:
     form = await checked_form(request, viewer)
-    try:
-        priority = int(text_field(form, "priority", 9) or "100")
-        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            mappings.add_rule(
-                conn,
-                warehouse=text_field(form, "warehouse", 200),
-                channel=text_field(form, "channel", 64),
-                province=text_field(form, "province", 64),
-                sku=text_field(form, "sku", 200),
-                priority=priority,
-                by=viewer.principal.name if viewer.principal else "",
-            )
-    except (mappings.MappingError, ValueError) as exc:
-        return _page(viewer, error=viewer._("Not saved: %(why)s", why=str(exc)), status_code=422)
-    return see_other(f"{PREFIX}/mappings")
+    return _saved(
+        viewer,
+        lambda conn: mappings.add_rule(
+            conn,
+            warehouse=text_field(form, "warehouse", 200),
+            channel=text_field(form, "channel", 64),
+            province=text_field(form, "province", 64),
+            sku=text_field(form, "sku", 200),
+            priority=int(text_field(form, "priority", 9) or "100"),
+            by=viewer.name,
+        ),
+    )
 
 
 @router.post("/mappings/rules/{rule_id}/delete")
 async def delete_rule(rule_id: int, request: Request, viewer: OperatorPage) -> Response:
     await checked_form(request, viewer)
-    try:
-        with translate_db_errors(), viewer.ctx.engine.begin() as conn:
-            mappings.delete_rule(conn, rule_id, viewer.principal.name if viewer.principal else "")
-    except LookupError:
-        pass  # deleted already
-    return see_other(f"{PREFIX}/mappings")
+    return _saved(viewer, lambda conn: mappings.delete_rule(conn, rule_id, viewer.name))
 
 
 @router.get("/mappings/export")
