@@ -80,6 +80,7 @@ def create_admin_app(
     fanout: Fanout | None = None,
     mapping_required: frozenset[str] = frozenset(),
     replay: Callable[[str, Any, bytes], list[Any]] | None = None,
+    mapping_targets: frozenset[str] = frozenset({"warehouse", "finance"}),
 ) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
@@ -97,6 +98,7 @@ def create_admin_app(
         fanout=fanout,
         mapping_required=mapping_required,
         replay=replay,
+        mapping_targets=mapping_targets,
     )
     app.add_exception_handler(TransientError, _unavailable)
     for module in ROUTERS:

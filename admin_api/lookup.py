@@ -229,7 +229,7 @@ def _hold_events(conn: Connection, number: str) -> list[Event]:
                 "event": "held",
                 "detail": h["reason"],
                 "kind": "held",
-                "facts": {"suspected_of": h["suspected_of"]},
+                "facts": {"suspected_of": h["suspected_of"], "cause": h["cause"]},
             }
         )
         if h["decided_at"] is not None:

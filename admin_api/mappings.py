@@ -19,7 +19,7 @@ import csv
 import io
 import json
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,11 +34,17 @@ from infra.spreadsheets import Table, read_csv, read_xlsx, safe_cell, xlsx_bytes
 from infra.tables import (
     carrier_codes,
     dead_letters,
+    holds,
+    orders,
     shop_accounts,
     sku_codes,
     sku_mappings,
     warehouse_rules,
 )
+from infra.topology import Topology
+from router.fanout import Fanout
+from router.holds import release
+from router.mapping_gate import CAUSE as UNMAPPED
 
 HEADERS = {
     "channel": ("channel", "渠道"),
@@ -268,12 +274,24 @@ def export_xlsx(conn: Connection) -> bytes:
 
 @dataclass
 class Preview:
-    dead_letter_id: int
+    """One stuck delivery (an order held for its mapping, to one system, or a
+    dead letter) and what it would be with the tables given."""
+
     order_number: str | None
     target: str
     passes: bool
     why: str
     lines: list[dict[str, Any]]
+    dead_letter_id: int | None = None
+    hold_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who takes our codes, and who hears of a released order."""
+
+    targets: frozenset[str] = frozenset({"warehouse", "finance"})
+    fanout: Fanout = field(default_factory=Fanout)
 
 
 def with_proposal(
@@ -285,17 +303,58 @@ def with_proposal(
     return replace(tables, products=merged)
 
 
-def dry_run(conn: Connection, tables: MappingSet) -> list[Preview]:
+def _preview(order: CanonicalOrder, tables: MappingSet, target: str, **where: int) -> Preview:
+    """What ``target`` would receive of ``order`` with ``tables``."""
+    number = order.order_number
+    try:
+        mapped = map_order(order, tables, target)
+    except SkuNotMapped as exc:
+        return Preview(number, target, False, exc.detail, [], **where)
+    except ValueError as exc:
+        return Preview(number, target, False, str(exc), [], **where)
+    unchanged = [i.sku for i in mapped.items if i.platform_sku == i.sku]
+    lines = [
+        {
+            "platform_sku": i.platform_sku,
+            "sku": i.sku,
+            "quantity": i.quantity,
+            "unit_price": str(i.unit_price),
+            "discount": str(i.discount),
+        }
+        for i in mapped.items
+    ]
+    passes = not unchanged or tables.requires(order.channel)
+    why = "" if passes else "still the channel's SKU: " + ", ".join(sorted(set(unchanged)))
+    return Preview(number, target, passes, why, lines, **where)
+
+
+def _held(conn: Connection, tables: MappingSet, scope: Scope) -> list[Preview]:
+    """Each order held for its mapping, once per system that takes our codes."""
+    rows = conn.execute(
+        select(holds.c.id, orders.c.order_number, orders.c.body)
+        .join(orders, orders.c.id == holds.c.order_id)
+        .where(holds.c.status == "open", holds.c.cause == UNMAPPED)
+        .order_by(holds.c.id)
+    )
+    previews = []
+    for row in rows:
+        order = CanonicalOrder.from_wire(row.body.encode("utf-8"))
+        for target in scope.fanout.targets(order, None):
+            if target in scope.targets:
+                previews.append(_preview(order, tables, target, hold_id=row.id))
+    return previews
+
+
+def _dead_letters(conn: Connection, tables: MappingSet) -> list[Preview]:
     """Each open dead letter stuck on a SKU (not mapped here, or refused by a
-    system for its SKU), and what it would become with ``tables``: passes or
-    not, and the lines the system would receive."""
+    system for its SKU)."""
     from admin_api.causes import cause_of
 
     c = dead_letters.c
     rows = conn.execute(
-        select(c.id, c.order_number, c.routing_key, c.reason, c.detail, c.body).where(
-            c.status == "open", c.routing_key.like("deliver.%")
-        )
+        select(c.id, c.order_number, c.routing_key, c.reason, c.detail, c.body)
+        .where(c.status == "open", c.routing_key.like("deliver.%"))
+        .order_by(c.id)
     )
     previews = []
     for row in rows:
@@ -304,28 +363,20 @@ def dry_run(conn: Connection, tables: MappingSet) -> list[Preview]:
         target = row.routing_key.removeprefix("deliver.")
         try:
             order = CanonicalOrder.model_validate(json.loads(row.body))
-            mapped = map_order(order, tables, target)
-        except SkuNotMapped as exc:
-            previews.append(Preview(row.id, row.order_number, target, False, exc.detail, []))
-            continue
         except ValueError as exc:
-            previews.append(Preview(row.id, row.order_number, target, False, str(exc), []))
+            previews.append(
+                Preview(row.order_number, target, False, str(exc), [], dead_letter_id=row.id)
+            )
             continue
-        unchanged = [i.sku for i in mapped.items if i.platform_sku == i.sku]
-        lines = [
-            {
-                "platform_sku": i.platform_sku,
-                "sku": i.sku,
-                "quantity": i.quantity,
-                "unit_price": str(i.unit_price),
-                "discount": str(i.discount),
-            }
-            for i in mapped.items
-        ]
-        passes = not unchanged or tables.requires(order.channel)
-        why = "" if passes else "still the channel's SKU: " + ", ".join(sorted(set(unchanged)))
-        previews.append(Preview(row.id, row.order_number, target, passes, why, lines))
+        previews.append(_preview(order, tables, target, dead_letter_id=row.id))
     return previews
+
+
+def dry_run(conn: Connection, tables: MappingSet, scope: Scope | None = None) -> list[Preview]:
+    """Every order stuck on a SKU (held for its mapping, or a dead letter),
+    and what it would become with ``tables``: passes or not, and the lines
+    the system would receive. Changes nothing."""
+    return _held(conn, tables, scope or Scope()) + _dead_letters(conn, tables)
 
 
 SHOP_FIELDS = ("customer", "department", "settlement_account", "warehouse")
@@ -456,12 +507,39 @@ def export(conn: Connection, kind: str) -> tuple[bytes, str, str]:
     return export_csv(conn).encode("utf-8"), "text/csv; charset=utf-8", "sku-mappings.csv"
 
 
-def retry_passing(conn: Connection, tables: MappingSet, by: str) -> list[int]:
-    """Retry every stuck dead letter the dry run says now passes; their ids."""
+def passing_orders(previews: list[Preview]) -> set[tuple[str, int]]:
+    """What "send those that pass" would send: each held order passing for
+    every system, and each passing dead letter."""
+    held = {p.hold_id for p in previews if p.hold_id is not None}
+    stuck = {p.hold_id for p in previews if p.hold_id is not None and not p.passes}
+    letters = {p.dead_letter_id for p in previews if p.dead_letter_id is not None and p.passes}
+    return {("hold", i) for i in held - stuck} | {("dead_letter", i) for i in letters}
+
+
+@dataclass
+class Retried:
+    released: list[int]  # holds
+    retried: list[int]  # dead letters
+
+
+def retry_passing(
+    conn: Connection, tables: MappingSet, by: str, topology: Topology, scope: Scope | None = None
+) -> Retried:
+    """Release every hold and retry every dead letter the dry run says now
+    passes (a hold when it passes for every system): each goes out once."""
     from admin_api import deadletters
 
-    passing = [p.dead_letter_id for p in dry_run(conn, tables) if p.passes]
-    for dead_letter_id in passing:
+    scope = scope or Scope()
+    previews = dry_run(conn, tables, scope)
+    stuck_holds = {p.hold_id for p in previews if p.hold_id is not None and not p.passes}
+    passing_holds = sorted({p.hold_id for p in previews if p.hold_id is not None} - stuck_holds)
+    for hold_id in passing_holds:
+        release(conn, topology, hold_id, by, "mapping added", scope.fanout, tables)
+    letters = [p.dead_letter_id for p in previews if p.dead_letter_id is not None and p.passes]
+    for dead_letter_id in letters:
         deadletters.retry(conn, dead_letter_id, by, "mapping added")
-    audit(conn, by, "mapping.retry_passing", "dead_letter", None, {"retried": passing})
-    return passing
+    audit(
+        conn, by, "mapping.retry_passing", "dead_letter", None,
+        {"released": passing_holds, "retried": letters, "version": tables.version},
+    )  # fmt: skip
+    return Retried(passing_holds, letters)

@@ -148,6 +148,11 @@ class HoldOut(BaseModel):
     note: str | None
     approvals_needed: int
     approved_by: str | None = Field(description="the first approver, when two are needed")
+    cause: str | None = Field(
+        default=None,
+        description="null: waits for approval; sku_not_mapped: waits for a SKU's mapping "
+        "(released by POST /mappings/retry-passing once mapped)",
+    )
 
 
 class HoldDecision(BaseModel):

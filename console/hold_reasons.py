@@ -14,6 +14,7 @@ from console.i18n import N_, Gettext
 TWO_APPROVALS = re.compile(r"^total (\S+) ([A-Z]{3}) above (\S+): two approvals needed$")
 ABOVE = re.compile(r"^total (\S+) ([A-Z]{3}) above (\S+)$")
 ADDRESS = re.compile(r"^shipping address without (.+)$")
+UNMAPPED = re.compile(r"^SKU not mapped: (.+)$")  # router/mapping_gate.py
 TWIN = re.compile(
     r"^suspected duplicate of (\S+) from channel (\S+): same (.+), placed (\d+) min apart$"
 )
@@ -50,6 +51,12 @@ def _one(_: Gettext, part: str) -> str:
     if m := ADDRESS.match(part):
         missing = _(", ").join(_(ADDRESS_PARTS.get(p.strip(), p.strip())) for p in m[1].split(","))
         return _("The shipping address has no %(parts)s", parts=missing)
+    if m := UNMAPPED.match(part):
+        return _(
+            "No mapping yet for platform SKU %(skus)s: add it on the SKU mapping page, "
+            "then send the orders that pass",
+            skus=m[1],
+        )
     if part == "first order from a new customer":
         return _("First order from a new customer")
     if m := TWIN.match(part):

@@ -34,7 +34,7 @@ OUTCOMES = {
     "update": N_("checked and accepted as an update"),
     "duplicate": N_("a repeat of what we already had: no second effect"),
     "stale": N_("older than what we already had: ignored"),
-    "held": N_("checked and held for approval"),
+    "held": N_("checked and held: waits for a person (see below)"),
 }
 MEDIA = {"email": N_("email"), "sms": N_("SMS"), "wechat_work": N_("WeCom"), "none": N_("nobody")}
 # Which dot colour a kind of event gets on the timeline.
@@ -80,6 +80,9 @@ def sentence(_: Gettext, event: dict[str, Any]) -> str:
     if kind == "not_sent":
         return _("Waiting to be sent to %(target)s", target=target_name(_, facts.get("target", "")))
     if kind == "held":
+        if facts.get("cause") == "sku_not_mapped":
+            skus = str(event.get("detail") or "").removeprefix("SKU not mapped: ")
+            return _("Held: platform SKU %(skus)s has no mapping yet", skus=skus)
         return _("Held for approval")
     if kind == "released":
         return _("Released by %(by)s", by=by)
@@ -132,9 +135,13 @@ def customer_answer(_: Gettext, order: dict[str, Any], timeline: list[dict[str, 
         for e in timeline
         if e.get("kind") in ("dead_letter_retried", "dead_letter_discarded")
     }
-    if any(e.get("kind") == "held" for e in timeline) and not any(
-        e.get("kind") in ("released", "rejected") for e in timeline
-    ):
+    held = [e for e in timeline if e.get("kind") == "held"]
+    if held and not any(e.get("kind") in ("released", "rejected") for e in timeline):
+        if (held[-1].get("facts") or {}).get("cause") == "sku_not_mapped":
+            return _(
+                "The order is checked and waits for a product code to be set up; "
+                "tell the customer it will ship soon."
+            )
         return _("The order is waiting for an approval before it goes to the warehouse.")
     if open_letters - closed:
         return _(

@@ -100,16 +100,23 @@ class MappingCache:
         self._checked = float("-inf")
         self._lock = threading.Lock()
 
-    def current(self, *, fresh: bool = False) -> MappingSet:
+    def current(self, *, fresh: bool = False, conn: Connection | None = None) -> MappingSet:
         """The tables, read again if their version moved (checked at most
         once per ``interval``, or now when ``fresh``: a SKU found unmapped
-        may have been mapped a moment ago)."""
+        may have been mapped a moment ago). ``conn``: read on the caller's
+        connection, in its transaction (the router's, on SQLite's one writer)."""
         with self._lock:
             now = self.clock()
             if not fresh and now - self._checked < self.interval:
                 return self._held
-            with translate_db_errors(), self.engine.connect() as conn:
-                if current_version(conn) != self._held.version:
-                    self._held = load(conn, self.required)
+            if conn is not None:
+                self._refresh(conn)
+            else:
+                with translate_db_errors(), self.engine.connect() as own:
+                    self._refresh(own)
             self._checked = now
             return self._held
+
+    def _refresh(self, conn: Connection) -> None:
+        if current_version(conn) != self._held.version:
+            self._held = load(conn, self.required)

@@ -431,7 +431,9 @@ class SkuMappingSettings(BaseModel):
     required: list[str] = Field(
         default_factory=list,
         description=(
-            "channels (or `*`) whose every SKU needs a mapping: an order with an unmapped SKU "
-            "becomes a `sku_not_mapped` dead letter naming it, retried once the mapping exists"
+            "channels (or `*`) whose every SKU needs a mapping: a new order with an unmapped "
+            "SKU is held (cause `sku_not_mapped`, naming it) before the `targets` hear of it, "
+            "and released by `POST /mappings/retry-passing` once mapped; a later revision of "
+            "an order they already have becomes a `sku_not_mapped` dead letter instead"
         ),
     )

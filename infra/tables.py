@@ -323,7 +323,14 @@ holds = Table(
     Column("note", Text, nullable=True),
     Column("approvals_needed", Integer, nullable=False, server_default="1"),
     Column("approved_by", String(100), nullable=True, doc="the first of two approvers"),
+    Column(
+        "cause",
+        String(40),
+        nullable=True,
+        doc="NULL: waits for approval; sku_not_mapped: waits for a SKU's mapping",
+    ),
     Index("ix_holds_status", "status", "id"),
+    Index("ix_holds_cause", "cause", "status"),
 )
 
 # What was sent to a customer (targets/notify/): one row per message and

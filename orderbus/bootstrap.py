@@ -24,6 +24,7 @@ from infra.topology import Topology, build_topology
 from infra.transports import HttpxTransport, KeepAliveTransport, Transport
 from router.approval import HoldRules
 from router.fanout import Fanout
+from router.mapping_gate import MappingGate
 from router.outbox import OutboxRelay
 from router.service import RouterService
 from router.suspicion import Suspicion
@@ -73,8 +74,13 @@ class Orderbus:
             incomplete_address=rules.incomplete_address,
             first_order=rules.first_order,
         )
+        fanout = self.fanout()
+        mapping = self.settings.sku_mapping
+        gate = MappingGate.configured(
+            MappingCache(self.engine, mapping.required), mapping.required, mapping.targets, fanout
+        )
         return RouterService(
-            self.engine, self.topology, on_commit, suspicion, hold_rules, self.fanout()
+            self.engine, self.topology, on_commit, suspicion, hold_rules, fanout, gate
         )
 
     def fanout(self) -> Fanout:
@@ -326,6 +332,7 @@ class Orderbus:
             self.fanout(),
             frozenset(self.settings.sku_mapping.required),
             replayer(self.settings),
+            frozenset(self.settings.sku_mapping.targets),
         )
         app.mount("/console", self.console(app.state.admin))
         return app

@@ -24,6 +24,9 @@ from infra.topology import Topology
 from router.approval import HoldRules, customer_key
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import Fanout
+from router.mapping_gate import CAUSE as UNMAPPED
+from router.mapping_gate import MappingGate
+from router.mapping_gate import reason as unmapped_reason
 from router.order_state import (
     BusinessKey,
     HoldDecision,
@@ -47,12 +50,15 @@ class BatchRouting:
         suspicion: Suspicion,
         hold_rules: HoldRules | None = None,
         fanout: Fanout | None = None,
+        mapping_gate: MappingGate | None = None,
     ) -> None:
         self.conn = conn
         self.topology = topology
         self.suspicion = suspicion
         self.hold_rules = hold_rules or HoldRules()
         self.fanout = fanout or Fanout()
+        self.mapping_gate = mapping_gate or MappingGate()
+        self.tables = self.mapping_gate.tables(conn)  # the mapping tables, read once a batch
         self.now = utcnow()
         self.lookalikes: dict[str, list[Lookalike]] = {}  # fingerprint -> orders having it
         self.prints: dict[BusinessKey, str] = {}  # a new order's fingerprint
@@ -152,13 +158,17 @@ class BatchRouting:
         previous = state.status if state else None
         changed = outcome in (Outcome.NEW, Outcome.UPDATE)
         version = (state.version if state else 0) + (1 if changed else 0)
+        was_held = state is not None and state.held
         if state is None:
             state = self._new_state(order, accepted, digest, version)
-            hold_note = f"; held: {state.new_hold['reason']}" if state.new_hold else ""
-        elif state.held:
+        if changed and not was_held and (state.hold_status is None or state.new_hold):
+            # (one hold an order: after a person's decision, a SKU still
+            # unmapped stops its delivery as a dead letter instead)
+            self._hold_if_unmapped(state, accepted, previous)
+        if was_held:
             hold_note = f"; held ({state.hold_status}): not sent until a person releases it"
         else:
-            hold_note = ""
+            hold_note = f"; held: {state.new_hold['reason']}" if state.new_hold else ""
         targets: list[str] = []
         if changed:
             targets = self._accept(state, envelope, accepted, previous, digest, version)
@@ -205,12 +215,38 @@ class BatchRouting:
                 "status": "open",
                 "created_at": self.now,
                 "approvals_needed": max(decision.approvals, 1),
+                "cause": None,
             }
         if fp is not None:
             self.lookalikes.setdefault(fp, []).append(
                 Lookalike(state.number, order.channel, order.placed_at)
             )
         return state
+
+    def _hold_if_unmapped(
+        self, state: OrderState, accepted: CanonicalOrder, previous: OrderStatus | None
+    ) -> None:
+        """Hold the order when this change would be the first to take platform
+        SKUs with no mapping to a system that needs our codes (router/mapping_gate.py).
+        An order this batch holds for approval says so in its reason instead:
+        its approver sees it, and the mapping is still needed after release."""
+        targets = self.fanout.targets(accepted, previous)
+        missing = self.mapping_gate.unmapped(self.conn, self.tables, accepted, targets, previous)
+        if not missing:
+            return
+        if state.new_hold:
+            state.new_hold["reason"] = f"{state.new_hold['reason']}; {unmapped_reason(missing)}"
+            return
+        state.hold_status = "open"
+        state.new_hold = {
+            "order_number": state.number,
+            "suspected_of": None,
+            "reason": unmapped_reason(missing),
+            "status": "open",
+            "created_at": self.now,
+            "approvals_needed": 1,
+            "cause": UNMAPPED,
+        }
 
     def _hold_decision(
         self, order: CanonicalOrder, fp: str | None, customer: str | None
@@ -296,8 +332,14 @@ class BatchRouting:
         if changed:
             self.conn.execute(
                 update(orders).where(orders.c.id == bindparam("order_id")),
-                [{"order_id": s.id, **(s.values or {})} for s in changed],
+                [
+                    {"order_id": s.id, "hold_status": s.hold_status, **(s.values or {})}
+                    for s in changed
+                ],
             )
+        newly_held = [{"order_id": s.id, **s.new_hold} for s in changed if s.new_hold]
+        if newly_held:
+            self.conn.execute(insert(holds), newly_held)
         if self.outbox_rows:
             self.conn.execute(insert(outbox), self.outbox_rows)
         arrival_rows = [

@@ -1,5 +1,6 @@
-"""A person's decision on a held order (a suspected duplicate, or an order
-the approval rules hold: router/approval.py).
+"""A person's decision on a held order (a suspected duplicate, an order the
+approval rules hold: router/approval.py, or one held for a SKU's mapping:
+router/mapping_gate.py).
 
 ``release``: approved. The order's current revision goes to the systems now,
 as any accepted change does: one outbox row per target, in the same
@@ -17,12 +18,14 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from canonical.envelope import Envelope, utcnow
+from canonical.mapping import MappingSet
 from canonical.order import CanonicalOrder, OrderStatus
 from infra.audit import audit
 from infra.database import insert_all_absent
 from infra.tables import holds, orders, outbox
 from infra.topology import Topology
 from router.fanout import Fanout
+from router.mapping_gate import CAUSE as UNMAPPED
 from router.order_state import state_values
 from router.outbox import delivery_row
 
@@ -85,17 +88,27 @@ def release(
     actor: str,
     note: str | None,
     fanout: Fanout | None = None,
+    mappings: MappingSet | None = None,
 ) -> list[str]:
     """Release a held order; returns the message ids now in the outbox (none
-    when this was the first of two approvals)."""
+    when this was the first of two approvals). An order held for its mapping
+    is released only when ``mappings`` (the tables now) map every SKU of it:
+    sent without, it would only become dead letters."""
     hold = _lock_open(conn, hold_id)
     if hold.approvals_needed >= 2 and _first_of_two(conn, hold, actor, note):
         return []
     order = conn.execute(select(orders).where(orders.c.id == hold.order_id).with_for_update()).one()
-    _decide(conn, hold, "released", actor, note)
-    cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
     # The revision held, as it is now (a shipment reported meanwhile goes back too).
     held = CanonicalOrder.from_wire(order.body.encode("utf-8"))
+    if hold.cause == UNMAPPED and mappings is not None:
+        missing = sorted(set(mappings.unmapped(held)))
+        if missing:
+            raise HoldStateError(
+                f"still no mapping for platform SKU {', '.join(missing)}: add it on the mapping "
+                "page first (or reject the order)"
+            )
+    _decide(conn, hold, "released", actor, note)
+    cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
     now = utcnow()
     rows = [
         delivery_row(topology, cause, order.order_number, order.version, t, order.body, now)

@@ -27,6 +27,7 @@ from infra.topology import Topology
 from router.approval import HoldRules
 from router.batch import BatchRouting
 from router.fanout import Fanout
+from router.mapping_gate import MappingGate
 from router.order_state import RouteResult
 from router.suspicion import Suspicion
 
@@ -42,6 +43,7 @@ class RouterService:
         suspicion: Suspicion | None = None,
         hold_rules: HoldRules | None = None,
         fanout: Fanout | None = None,
+        mapping_gate: MappingGate | None = None,
     ) -> None:
         self.engine = engine
         self.topology = topology
@@ -49,6 +51,7 @@ class RouterService:
         self.suspicion = suspicion or Suspicion()
         self.hold_rules = hold_rules or HoldRules()
         self.fanout = fanout or Fanout()
+        self.mapping_gate = mapping_gate or MappingGate(fanout=self.fanout)
 
     def handle(self, delivery: Delivery) -> None:
         """Handle one delivery. Raises PermanentError (dead letter) or a transient error."""
@@ -109,7 +112,12 @@ class RouterService:
             try:
                 with translate_db_errors(), self.engine.begin() as conn:
                     routing = BatchRouting(
-                        conn, self.topology, self.suspicion, self.hold_rules, self.fanout
+                        conn,
+                        self.topology,
+                        self.suspicion,
+                        self.hold_rules,
+                        self.fanout,
+                        self.mapping_gate,
                     )
                     return routing.route(items)
             except IntegrityError:

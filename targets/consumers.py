@@ -196,7 +196,7 @@ class DeliveryConsumer:
             tables.products or tables.codes or tables.required or tables.shops
             or tables.warehouse_rules or tables.carriers
         ):  # fmt: skip
-            return body, tables.version  # nothing to map: the body as it is
+            return body, None  # no tables: the body as it is, and no version to show
         order = CanonicalOrder.from_wire(body)
         try:
             mapped = map_order(order, tables, self.target)

@@ -13,6 +13,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy import ColumnElement, Engine, Select, Table, func, select
 
 from admin_api.auth import KeyAuth, Principal, Role
+from admin_api.mappings import Scope
 from admin_api.metrics import DatabaseCollector
 from admin_api.readiness import Readiness
 from infra.database import translate_db_errors
@@ -39,6 +40,13 @@ class AdminContext:
     mapping_required: frozenset[str] = frozenset()
     # reads a stored webhook body again with today's connector (connectors/replay.py)
     replay: Callable[[str, Any, bytes], list[Any]] | None = None
+    # the systems that take our codes (ORDERBUS_SKU_MAPPING.targets)
+    mapping_targets: frozenset[str] = frozenset({"warehouse", "finance"})
+
+    @property
+    def mapping_scope(self) -> Scope:
+        """For the mapping dry run: who takes our codes, who hears of a release."""
+        return Scope(self.mapping_targets, self.fanout or Fanout())
 
 
 def admin_context(request: Request) -> AdminContext:

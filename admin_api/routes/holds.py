@@ -1,5 +1,6 @@
 """Orders held for approval (suspected duplicates, large amounts, incomplete
-addresses, first orders): the queue, release (one or two approvals), reject.
+addresses, first orders) or for a SKU's mapping: the queue, release (one or
+two approvals; a mapping hold only once its SKUs are mapped), reject.
 
 (No ``from __future__ import annotations``: FastAPI reads the annotations.)
 """
@@ -21,6 +22,7 @@ from admin_api.routes.deps import (
 )
 from admin_api.schemas import HoldDecision, HoldOut, HoldReleased, HoldStatus, Page
 from infra.database import translate_db_errors
+from infra.mappings import load
 from infra.masking import for_viewer
 from infra.tables import holds as holds_table
 from router import holds
@@ -54,7 +56,10 @@ def release_hold(
 ) -> dict[str, Any]:
     try:
         with translate_db_errors(), ctx.engine.begin() as conn:
-            sent = holds.release(conn, ctx.topology, hold_id, who.name, decision.note, ctx.fanout)
+            tables = load(conn, ctx.mapping_required)
+            sent = holds.release(
+                conn, ctx.topology, hold_id, who.name, decision.note, ctx.fanout, tables
+            )
             decided = conn.scalar(select(holds_table.c.status).where(holds_table.c.id == hold_id))
     except KeyError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such hold") from None

@@ -134,9 +134,11 @@ def export_sheet(
 
 @router.post("/mappings/dry-run")
 def dry_run(request: DryRunIn, ctx: Context, _who: Viewer) -> list[dict[str, Any]]:
-    """Each open dead letter stuck on a SKU, and what it would become with the
-    tables as they are (or with ``proposal`` added): whether it passes, and
-    the lines the system would receive. Changes nothing."""
+    """Each order stuck on a SKU (held for its mapping: ``hold_id``, once per
+    system that takes our codes; or a dead letter: ``dead_letter_id``), and
+    what it would become with the tables as they are (or with ``proposal``
+    added): whether it passes, and the lines the system would receive.
+    Changes nothing."""
     try:
         with translate_db_errors(), ctx.engine.connect() as conn:
             tables = load(conn, ctx.mapping_required)
@@ -149,17 +151,20 @@ def dry_run(request: DryRunIn, ctx: Context, _who: Viewer) -> list[dict[str, Any
                     p.platform_sku,
                     [c.model_dump() for c in p.components],
                 )
-            return [asdict(p) for p in mappings.dry_run(conn, tables)]
+            return [asdict(p) for p in mappings.dry_run(conn, tables, ctx.mapping_scope)]
     except mappings.MappingError as exc:
         raise HTTPException(422, str(exc)) from None
 
 
 @router.post("/mappings/retry-passing")
 def retry_passing(ctx: Context, who: Operator) -> dict[str, Any]:
-    """Retry every stuck dead letter the dry run says now passes."""
+    """Release every order held for its mapping and retry every dead letter
+    stuck on a SKU that the dry run says now passes: ``released`` (hold ids)
+    and ``retried`` (dead letter ids). Each goes out once."""
     with translate_db_errors(), ctx.engine.begin() as conn:
-        passing = mappings.retry_passing(conn, load(conn, ctx.mapping_required), who.name)
-    return {"retried": passing}
+        tables = load(conn, ctx.mapping_required)
+        done = mappings.retry_passing(conn, tables, who.name, ctx.topology, ctx.mapping_scope)
+    return asdict(done)
 
 
 class ShopIn(BaseModel):

@@ -25,6 +25,7 @@ from console.web import (
     text_field,
 )
 from infra.database import translate_db_errors
+from infra.mappings import load
 from infra.tables import holds as holds_table
 from infra.tables import orders
 from router import holds
@@ -132,7 +133,10 @@ async def decide(hold_id: int, decision: str, request: Request, viewer: Operator
     try:
         with translate_db_errors(), viewer.ctx.engine.begin() as conn:
             if decision == "approve":
-                holds.release(conn, viewer.ctx.topology, hold_id, by, note, viewer.ctx.fanout)
+                tables = load(conn, viewer.ctx.mapping_required)
+                holds.release(
+                    conn, viewer.ctx.topology, hold_id, by, note, viewer.ctx.fanout, tables
+                )
             elif decision == "reject":
                 holds.reject(conn, viewer.ctx.topology, hold_id, by, note, viewer.ctx.fanout)
             else:

@@ -60,7 +60,7 @@ def _page(
         rules = mappings.rules(conn)
         carriers = mappings.carriers(conn)
         tables = load(conn, viewer.ctx.mapping_required)
-        preview = mappings.dry_run(conn, tables)
+        preview = mappings.dry_run(conn, tables, viewer.ctx.mapping_scope)
     by_sku: dict[str, dict[str, str]] = {}
     for code in codes:
         by_sku.setdefault(code["internal_sku"], {})[code["target"]] = code["code"]
@@ -74,7 +74,7 @@ def _page(
         carriers=carriers,
         version=tables.version,
         preview=preview,
-        passing=sum(1 for p in preview if p.passes),
+        passing=len(mappings.passing_orders(preview)),
         message=message,
         error=error,
         system_name=lambda target: story.target_name(viewer._, target),
@@ -170,8 +170,17 @@ async def retry_passing(request: Request, viewer: OperatorPage) -> Response:
     await checked_form(request, viewer)
     with translate_db_errors(), viewer.ctx.engine.begin() as conn:
         tables = load(conn, viewer.ctx.mapping_required)
-        passing = mappings.retry_passing(conn, tables, viewer.name)
-    return _page(viewer, message=viewer._("Retried %(n)s stuck orders.", n=len(passing)))
+        done = mappings.retry_passing(
+            conn, tables, viewer.name, viewer.ctx.topology, viewer.ctx.mapping_scope
+        )
+    return _page(
+        viewer,
+        message=viewer._(
+            "Released %(h)s held orders and retried %(d)s stuck deliveries.",
+            h=len(done.released),
+            d=len(done.retried),
+        ),
+    )
 
 
 @router.post("/mappings/shops")

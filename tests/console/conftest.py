@@ -77,7 +77,12 @@ def live_console(postgres_url: str) -> Iterator[LiveConsole]:
         for name, role in (("客服小李", "viewer"), ("alice", "operator"), ("bob", "operator")):
             made[name] = keys.create(conn, name, role, "test")[1]
     made["root"] = ROOT_TOKEN
-    app = create_admin_app(engine, KeyAuth(engine, {"root": ROOT_TOKEN}), facts["day"].topology)
+    app = create_admin_app(
+        engine,
+        KeyAuth(engine, {"root": ROOT_TOKEN}),
+        facts["day"].topology,
+        mapping_required=frozenset({"douyin"}),
+    )
     options = ConsoleOptions(dashboard_refresh_seconds=REFRESH_SECONDS)
     app.mount("/console", create_console(app.state.admin, options))
     port = _free_port()

@@ -16,12 +16,16 @@ from sqlalchemy import Engine, select, update
 
 from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
-from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
+from infra.mappings import MappingCache
+from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, parse_delivery
 from infra.settings import Settings
 from infra.tables import dead_letters, outbox
 from infra.topology import build_topology
 from infra.transports import HttpxTransport
 from router.approval import HoldRules
+from router.dedup import Outcome
+from router.fanout import Fanout
+from router.mapping_gate import MappingGate
 from router.service import RouterService
 from targets.consumers import DeliveryConsumer
 from targets.delivery import HttpDelivery, RetryPolicy
@@ -107,6 +111,25 @@ class SellersDay:
                     or ""
                 )
         return number
+
+    def add_unmapped(self, channel: str = "douyin", sku: str = "DY-HAT") -> str:
+        """A new paid order from a channel that requires mappings, with a SKU
+        nobody mapped: the router holds it (router/mapping_gate.py); its number."""
+        self.count += 1
+        gate = MappingGate.configured(
+            MappingCache(self.engine, {channel}, interval=0),
+            {channel},
+            {"warehouse", "finance"},
+            Fanout(),
+        )
+        router = RouterService(self.engine, self.topology, mapping_gate=gate)
+        line = {"sku": sku, "name": "渔夫帽", "quantity": 1, "unit_price": "25.00"}
+        held = order(
+            channel=channel, external_id=f"DY-{self.count:04d}", items=[line], total="30.50"
+        )
+        result = router.route(*parse_delivery(delivery_for(held)))
+        assert result.outcome is Outcome.HELD
+        return str(result.order_number)
 
     def add_refused_by_router(self, channel: str = "web-shop") -> int:
         """An order whose total does not add up: the router refuses it, the

@@ -298,27 +298,39 @@ def test_every_page_opens_for_its_role(screen: Screen, live_console: LiveConsole
     assert "key.create" in screen.page.inner_text("main")  # and audited
 
 
-def test_map_the_stuck_skus_by_form_and_spreadsheet_then_retry_what_passes(
+def test_map_the_stuck_skus_by_form_and_spreadsheet_then_send_what_passes(
     screen: Screen, live_console: LiveConsole, tmp_path: Any
 ) -> None:
+    held = live_console.facts["day"].add_unmapped("douyin", "DY-HAT")
     screen.log_in(live_console.keys["alice"])
     screen.go("/console/mappings")
     stuck = screen.page.inner_text("#dry-run")
-    assert screen.page.locator("#dry-run .badge.bad").count() == 3 and "SKU-A" in stuck
+    # three finance refusals, and the held order once for the warehouse, once for finance
+    assert screen.page.locator("#dry-run .badge.bad").count() == 5 and "SKU-A" in stuck
+    assert held in stuck and stuck.count("暂扣，等待映射") == 2
     sheet = tmp_path / "映射.csv"  # what an operator saves from Excel on a Chinese Windows
     sheet.write_bytes("平台SKU,内部SKU,数量,ERP物料编码\nSKU-A,TEA-A,1,MAT-A\n".encode("gbk"))
     screen.page.set_input_files("input[name=sheet]", str(sheet))
     screen.page.click("button:has-text('导入')")
     assert "已导入 1 条映射和 1 个编码" in screen.page.inner_text("[role=status]")
-    screen.page.fill("input[name=platform_sku]", "SKU-B")
-    screen.page.fill("textarea[name=components]", "CUP-B, 2")
-    screen.page.fill("input[name=finance_code]", "MAT-B")
-    screen.page.click("#save-mapping")
+    for platform_sku, components, code in (("SKU-B", "CUP-B, 2", "MAT-B"), ("DY-HAT", "HAT", "")):
+        screen.page.fill("input[name=platform_sku]", platform_sku)
+        screen.page.fill("textarea[name=components]", components)
+        screen.page.fill("input[name=finance_code]", code)
+        screen.page.click("#save-mapping")
     preview = screen.page.inner_text("#dry-run")
-    assert screen.page.locator("#dry-run .badge.ok").count() == 3
+    assert screen.page.locator("#dry-run .badge.ok").count() == 5
+    assert screen.page.inner_text("#retry-passing") == "发出可以通过的 4 个"  # 1 order, 3 letters
     assert "SKU-A → MAT-A × 2 · 10.00" in preview and "SKU-B → MAT-B × 2 · 2.50" in preview
+    assert "DY-HAT → HAT × 1 · 25.00" in preview
     screen.shot("mappings-dry-run")
     screen.page.click("#retry-passing")
-    assert "已重试 3 个卡住的订单" in screen.page.inner_text("[role=status]")
+    said = screen.page.inner_text("[role=status]")
+    assert "已放行 1 个暂扣的订单，已重试 3 个卡住的投递" in said
     with live_console.engine.connect() as conn:
         assert set(conn.scalars(select(dead_letters.c.status))) == {"retried"}
+        released = conn.scalar(select(holds.c.status).where(holds.c.order_number == held))
+        assert released == "released"
+    screen.go(f"/console/orders/{held}")
+    timeline = screen.page.inner_text("main")
+    assert "已暂扣：平台商品编码 DY-HAT 还没有映射" in timeline and "mapping added" in timeline

@@ -1,9 +1,10 @@
 """SKU mapping through orderbus as separate OS processes on RabbitMQ and
 PostgreSQL: a Douyin order with a bundle and a pack arrives and the ERP gets
 our material codes and quantities, the line prices split to the fen and the
-total unchanged; an order with a SKU nobody mapped stops before the warehouse
-and the ERP; its mapping is added through the admin API, the dry run lists
-exactly that order, and retrying it delivers it once to each."""
+total unchanged; an order with a SKU nobody mapped is held before the
+warehouse and the ERP hear of it; its mapping is added through the admin API,
+the dry run lists exactly that order, and releasing it delivers it once to
+each."""
 
 from __future__ import annotations
 
@@ -105,9 +106,9 @@ def test_mapped_codes_reach_the_erp_and_an_unmapped_sku_waits_for_its_mapping(
             _push(client, ingest_port, NEW_ORDER, "m-map-2")
             wait_for(
                 lambda: (
-                    len(sink.received("finance")) == 1 and len(sink.received("notification")) == 2
+                    len(sink.received("finance")) == 1 and len(sink.received("notification")) == 1
                 ),
-                what="the mapped order at finance, both at notification",
+                what="the mapped order at finance and notification",
             )
             finance = sink.received("finance")[0].body
             assert finance["external_id"] == ORDER_ID
@@ -130,24 +131,33 @@ def test_mapped_codes_reach_the_erp_and_an_unmapped_sku_waits_for_its_mapping(
                 ).json()
                 return found
 
-            wait_for(lambda: len(stuck()) == 2, what="the unmapped order's two dead letters")
+            wait_for(lambda: len(stuck()) == 2, what="the unmapped order held, for two systems")
             before = stuck()
             assert {(p["target"], p["passes"]) for p in before} == {
                 ("finance", False), ("warehouse", False),
             }  # fmt: skip
-            assert all("DY-NEW-HAT" in p["why"] for p in before)
+            assert all("DY-NEW-HAT" in p["why"] and p["dead_letter_id"] is None for p in before)
             stuck_orders = {p["order_number"] for p in before}
-            assert len(stuck_orders) == 1
+            assert len(stuck_orders) == 1 and len({p["hold_id"] for p in before}) == 1
+            held = client.get(f"{admin}/holds", headers=AUTH).json()["items"]
+            assert [(h["order_number"], h["cause"]) for h in held] == [
+                (stuck_orders.pop(), "sku_not_mapped")
+            ]
+            stuck_orders = {p["order_number"] for p in before}
             hat = {"channel": "dy", "platform_sku": "DY-NEW-HAT", "components": [{"sku": "HAT"}]}
             assert client.put(f"{admin}/mappings/products", json=hat, headers=AUTH).is_success
             after = stuck()
             assert {p["order_number"] for p in after} == stuck_orders
             assert all(p["passes"] for p in after)
             retried = client.post(f"{admin}/mappings/retry-passing", headers=AUTH).json()
-            assert len(retried["retried"]) == 2
+            assert retried == {"released": [before[0]["hold_id"]], "retried": []}
             wait_for(
-                lambda: len(sink.received("finance")) == 2 and len(sink.received("warehouse")) == 2,
-                what="the mapped order at finance and the warehouse",
+                lambda: (
+                    len(sink.received("finance")) == 2
+                    and len(sink.received("warehouse")) == 2
+                    and len(sink.received("notification")) == 2
+                ),
+                what="the released order at finance, the warehouse and notification",
             )
             time.sleep(3.0)  # what a second effect would need to arrive
             late = sink.received("finance")[1].body

@@ -15,13 +15,14 @@ def test_each_kind_of_hold_reason_is_said_in_chinese() -> None:
         "suspected duplicate of OB1 from channel jd: same phone, items, total, placed 3 min apart; "
         "total 12800.00 CNY above 10000.00: two approvals needed; "
         "shipping address without city, street; first order from a new customer; "
-        "something nobody wrote a rule for"
+        "SKU not mapped: DY-HAT, DY-CAP; something nobody wrote a rule for"
     )
     assert reasons_in_words(zh, reason) == [
         "与来自 jd 的订单 OB1 相似（手机号、商品明细、金额相同，相隔 3 分钟）",
         "订单金额 12800.00 CNY 超过 10000.00：需要两位不同的审批人批准",
         "收货地址缺少城市、详细地址",
         "新客户的首单",
+        "平台商品编码 DY-HAT, DY-CAP 还没有映射：请在商品映射页添加映射，然后发出可以通过的订单",
         "something nobody wrote a rule for",  # shown as it is, never dropped
     ]
 
@@ -44,3 +45,12 @@ def test_timeline_events_read_as_sentences() -> None:
     }
     assert story.sentence(zh, stuck) == "卡住了，需要人工处理：接收系统不认识的商品编码"
     assert story.sentence(zh, {"kind": "something new", "event": "as recorded"}) == "as recorded"
+    unmapped = {
+        "kind": "held",
+        "detail": "SKU not mapped: DY-HAT",
+        "facts": {"cause": "sku_not_mapped"},
+    }
+    assert story.sentence(zh, unmapped) == "已暂扣：平台商品编码 DY-HAT 还没有映射"
+    assert story.sentence(zh, {"kind": "held", "facts": {}}) == "暂扣待审批"
+    mapped = {"kind": "delivered", "facts": {"target": "finance", "mapping_version": 3}}
+    assert story.sentence(zh, mapped).endswith("按映射表第 3 版转换商品编码")
