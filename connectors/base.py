@@ -10,8 +10,9 @@ limits, recording refused requests, publishing with confirms, the answer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from canonical.order import CanonicalOrder
@@ -93,13 +94,18 @@ class OrderReference:
 class StatusChange:
     """A push that says an order's new status but not its lines (Shopify's
     orders/updated may leave them out): the ingest applies it to the order
-    orderbus has, or records it when orderbus has none."""
+    orderbus has, or records it when orderbus has none. ``amounts``: the
+    order-level amounts it carries (``total``, ``shipping_fee``,
+    ``order_discount``, ``tax``), applied where they still add up with the
+    lines orderbus has."""
 
     external_id: str
     shop: str
     status: str
     updated_at: datetime | None
     delivery_id: str | None = None
+    amounts: Mapping[str, Decimal] = field(default_factory=dict)
+    currency: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,10 +20,12 @@ from sqlalchemy import select
 
 from canonical.errors import TransientError
 from canonical.order import CanonicalOrder
+from canonical.validation import violations
 from connectors.base import (
     Arrival,
     ChannelConfig,
     ConnectorError,
+    StatusChange,
     WebhookConnector,
     WebhookRequest,
     WebhookResult,
@@ -67,7 +70,9 @@ async def ingest(channel: str, request: Request) -> JSONResponse:
         config, connector = _channel(received)
         result = _read(received, config, connector)
         if result.changes:
-            result = await run_in_threadpool(_applied, received, result)
+            result, notes = await run_in_threadpool(_applied, received, result)
+            for note in notes:  # answered 200 all the same: recorded for a person
+                await received.record(200, "amounts_not_applied", note)
         if not result.arrivals and not result.references:
             return await _ignored(received, connector, result)
         accepted = await _publish(received, _messages(received, result))
@@ -136,15 +141,16 @@ async def _ignored(
     return JSONResponse({"status": "ignored", "reason": reason}, status_code=200)
 
 
-def _applied(received: Received, result: WebhookResult) -> WebhookResult:
-    """Each status change applied to the order orderbus has (its lines and
-    amounts as stored, its status and update time as the platform says): an
-    arrival like any other, which the router checks (a status never goes
-    back). A change to an order orderbus does not have is recorded, not
-    routed: its full payload will come."""
+def _applied(received: Received, result: WebhookResult) -> tuple[WebhookResult, list[str]]:
+    """Each status change applied to the order orderbus has (its lines as
+    stored; its status, update time and the amounts that still add up with
+    those lines as the platform says): an arrival like any other, which the
+    router checks (a status never goes back). A change to an order orderbus
+    does not have is recorded, not routed: its full payload will come. With
+    what to record about amounts that could not be applied."""
     engine = deps_of(received.request).engine
     arrivals = list(result.arrivals)
-    unknown = []
+    unknown, notes = [], []
     for change in result.changes:
         with translate_db_errors(), engine.connect() as conn:
             body = conn.scalar(
@@ -157,20 +163,48 @@ def _applied(received: Received, result: WebhookResult) -> WebhookResult:
         if body is None:
             unknown.append(change.external_id)
             continue
-        data = json.loads(body)
-        for assigned in ("order_number", "accounts", "mapping_version"):
-            data.pop(assigned, None)
-        data["status"] = change.status
-        if change.updated_at is not None:
-            data["updated_at"] = change.updated_at.isoformat()
-        arrivals.append(Arrival(CanonicalOrder.model_validate(data), change.delivery_id))
+        revised, note = revised_from(json.loads(body), change)
+        if note:
+            notes.append(note)
+        arrivals.append(Arrival(revised, change.delivery_id))
     ignored = (
         f"status change of order(s) {', '.join(unknown)} orderbus does not have yet: recorded; "
         "their full payload brings them"
         if unknown and not arrivals
         else result.ignored
     )
-    return WebhookResult(tuple(arrivals), ignored, result.references)
+    return WebhookResult(tuple(arrivals), ignored, result.references), notes
+
+
+def revised_from(stored: dict[str, Any], change: StatusChange) -> tuple[CanonicalOrder, str | None]:
+    """The stored order with ``change``'s status, time and amounts; when its
+    amounts do not add up with the stored lines (the lines changed, and did
+    not come), the stored amounts stay and the note says why."""
+    for assigned in ("order_number", "accounts", "mapping_version"):
+        stored.pop(assigned, None)
+    stored["status"] = change.status
+    if change.updated_at is not None:
+        stored["updated_at"] = change.updated_at.isoformat()
+    kept = CanonicalOrder.model_validate(stored)
+    new_amounts = {k: str(v) for k, v in change.amounts.items()}
+    if not new_amounts or all(
+        Decimal(str(stored.get(k, "0"))) == v for k, v in change.amounts.items()
+    ):
+        return kept, None
+    if change.currency not in (None, kept.currency):
+        return kept, (
+            f"order {change.external_id}: the update is in {change.currency}, the order in "
+            f"{kept.currency}: its amounts were not applied, only its status"
+        )
+    revised = CanonicalOrder.model_validate({**stored, **new_amounts})
+    if violations(revised):
+        told = ", ".join(f"{k} {v}" for k, v in sorted(new_amounts.items()))
+        return kept, (
+            f"order {change.external_id}: the update says {told}, which does not add up with "
+            "the lines orderbus has (the lines did not come): its status was applied, its "
+            "amounts were not; the order's full payload will bring them"
+        )
+    return revised, None
 
 
 def _messages(received: Received, result: WebhookResult) -> list[tuple[OutgoingMessage, str]]:

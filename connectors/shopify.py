@@ -89,8 +89,9 @@ class ShopifyConnector:
         if not data.get("line_items"):
             # orders/updated (and list responses) may leave the lines out. A
             # 4xx would make Shopify retry and, in the end, drop the webhook
-            # subscription: its status goes to the order orderbus has (the
-            # ingest applies it), or the push is recorded and answered 200.
+            # subscription: its status and amounts go to the order orderbus
+            # has (the ingest applies them), or the push is recorded and
+            # answered 200.
             if data.get("id") is None:
                 return WebhookResult(ignored="an order update without id or line_items")
             updated = data.get("updated_at")
@@ -100,6 +101,8 @@ class ShopifyConnector:
                 status_of(data),
                 timestamp(updated, "updated_at").astimezone(UTC) if updated else None,
                 signed_delivery_id(request.body),
+                amounts_of(data),
+                str(data["currency"]) if data.get("currency") else None,
             )
             return WebhookResult(changes=(change,))
         order = canonical_order(to_canonical(data, channel.name, shop))
@@ -142,6 +145,31 @@ def _contact(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def amounts_of(data: dict[str, Any]) -> dict[str, Decimal]:
+    """The order-level amounts a Shopify order object carries, by canonical
+    field: only those it has (an update without its lines may leave some out)."""
+    found: dict[str, Decimal] = {}
+    if "shipping_lines" in data:
+        found["shipping_fee"] = sum(
+            (
+                amount(line.get("price", "0"), f"shipping_lines[{i}].price")
+                for i, line in enumerate(data.get("shipping_lines") or [])
+            ),
+            Decimal("0"),
+        )
+    if "total_discounts" in data:
+        found["order_discount"] = amount(data.get("total_discounts") or "0", "total_discounts")
+    if "total_tax" in data:
+        found["tax"] = (
+            Decimal("0")
+            if data.get("taxes_included")
+            else amount(data.get("total_tax") or "0", "total_tax")
+        )
+    if data.get("total_price") is not None:
+        found["total"] = amount(data["total_price"], "total_price")
+    return found
+
+
 def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any]:
     """The canonical order's fields from a Shopify order object."""
     currency = field(data, "currency")
@@ -161,18 +189,7 @@ def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any
                 "unit_price": amount(field(line, "price"), f"{where}.price"),
             }
         )
-    shipping_fee = sum(
-        (
-            amount(line.get("price", "0"), f"shipping_lines[{i}].price")
-            for i, line in enumerate(data.get("shipping_lines") or [])
-        ),
-        Decimal("0"),
-    )
-    tax = (
-        Decimal("0")
-        if data.get("taxes_included")
-        else amount(data.get("total_tax") or "0", "total_tax")
-    )
+    amounts = amounts_of(data)
     shipping = data.get("shipping_address") or data.get("billing_address") or {}
     destination = address(
         country=shipping.get("country_code"),
@@ -191,9 +208,9 @@ def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any
         "customer": _contact(data),
         "shipping_address": destination,
         "items": items,
-        "shipping_fee": shipping_fee,
-        "order_discount": amount(data.get("total_discounts") or "0", "total_discounts"),
-        "tax": tax,
+        "shipping_fee": amounts.get("shipping_fee", Decimal("0")),
+        "order_discount": amounts.get("order_discount", Decimal("0")),
+        "tax": amounts.get("tax", Decimal("0")),
         "total": amount(field(data, "total_price"), "total_price"),
         "placed_at": timestamp(field(data, "created_at"), "created_at"),
         "updated_at": timestamp(updated, "updated_at").astimezone(UTC) if updated else None,

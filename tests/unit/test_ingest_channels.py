@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -209,3 +211,55 @@ def test_a_shopify_update_without_its_lines_changes_the_known_orders_status(
 
     with sqlite_engine.connect() as conn:
         assert conn.scalar(select(orders.c.status)) == "refunded"  # the router took it
+
+
+def test_a_shopify_update_without_its_lines_brings_the_amounts_that_still_add_up(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    """An update without line_items carries the order's amounts: those that
+    add up with the lines orderbus has are applied (a shipping fee added);
+    a total that does not (the lines changed and did not come) leaves the
+    stored amounts, applies the status, and is recorded for a person: still
+    answered 2xx, never a refusal."""
+    from router.service import RouterService
+    from tests.factories import delivery_for
+
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    body, extra = fixture_body("shopify/orders-create.json")
+    data = json.loads(body)
+    assert client.post(
+        "/ingest/shop-us", content=body, headers=shopify_headers(body, extra)
+    ).is_success
+    router.handle(delivery_for(CanonicalOrder.from_wire(publisher.published[-1].body)))
+
+    def update(**changes: Any) -> CanonicalOrder:
+        partial = {k: v for k, v in data.items() if k != "line_items"} | changes
+        raw = json.dumps(partial).encode()
+        headers = shopify_headers(raw, {**extra, "X-Shopify-Topic": "orders/updated"})
+        answer = client.post("/ingest/shop-us", content=raw, headers=headers)
+        assert answer.status_code == 202, answer.text
+        order = CanonicalOrder.from_wire(publisher.published[-1].body)
+        router.handle(delivery_for(order))
+        return order
+
+    paid = update(
+        financial_status="paid",
+        shipping_lines=[{"price": "10.00", "title": "Express"}],
+        total_price="419.94",
+        updated_at="2026-12-01T10:00:00-05:00",
+    )
+    assert (paid.status.value, paid.shipping_fee, paid.total) == (
+        "paid", Decimal("10.00"), Decimal("419.94"),
+    )  # fmt: skip
+    assert recorded(sqlite_engine) == []
+    shipped = update(
+        financial_status="paid",
+        fulfillment_status="fulfilled",
+        shipping_lines=[{"price": "10.00", "title": "Express"}],
+        total_price="999.00",
+        updated_at="2026-12-01T11:00:00-05:00",
+    )
+    assert (shipped.status.value, shipped.total) == ("shipped", Decimal("419.94"))
+    [(status, reason, detail)] = recorded(sqlite_engine)
+    assert (status, reason) == (200, "amounts_not_applied")
+    assert "total 999.00" in detail and "does not add up" in detail
