@@ -376,12 +376,26 @@ class AmazonPull(WholeOrdersPull):
         return AmazonOrdersPoller(*deps.poller_args(spec), token=token, restricted=restricted)
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
+        """A getOrders answer with its orders' lines: the fixture's ``items``
+        (a getOrderItems answer), else getOrderItems.json's; and where the
+        fixture has an ``address`` (a getOrderAddress answer), its
+        ShippingAddress in the order it names, as getOrders brings it with
+        a Restricted Data Token."""
         payload = fixture["response"]["payload"]
         if "Orders" not in payload:
             return []  # getOrderItems: read with getOrders
-        items = json.loads((FIXTURES / "getOrderItems.json").read_text("utf-8"))
-        lines = items["response"]["payload"]["OrderItems"]
-        return [canonical_order(to_canonical(o, lines, "amazon")) for o in payload["Orders"]]
+        items = (
+            fixture.get("items")
+            or json.loads((FIXTURES / "getOrderItems.json").read_text("utf-8"))["response"]
+        )
+        lines = items["payload"]["OrderItems"]
+        address = (fixture.get("address") or {}).get("payload") or {}
+        orders = []
+        for order in payload["Orders"]:
+            if address.get("AmazonOrderId") == order["AmazonOrderId"]:
+                order = {**order, "ShippingAddress": address["ShippingAddress"]}
+            orders.append(canonical_order(to_canonical(order, lines, "amazon")))
+        return orders
 
 
 FIXTURES = Path(str(resources.files("connectors") / "fixtures" / AmazonPull.name))

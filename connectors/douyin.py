@@ -205,10 +205,17 @@ def _line(line: dict[str, Any], where: str) -> dict[str, Any]:
     }
 
 
+def _code(value: Any) -> Any:
+    """A status code as a number, though it came as a string of digits."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
 def status_of(detail: dict[str, Any]) -> str:
-    if detail.get("main_status") in REFUNDED_MAIN:
+    if _code(detail.get("main_status")) in REFUNDED_MAIN:
         return "refunded"
-    status = detail.get("order_status")
+    status = _code(detail.get("order_status"))
     if status == CANCELLED:
         return "cancelled"
     if status not in STATUSES:
@@ -260,6 +267,8 @@ def to_canonical(detail: dict[str, Any], channel: str, shop: str) -> dict[str, A
 
 
 def _when(value: Any, where: str) -> datetime:
+    """Unix seconds, as a number or a string of digits."""
+    value = _code(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise unreadable(f"{where} is not Unix seconds: {value!r}")
     return timestamp(value, where)

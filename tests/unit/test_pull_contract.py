@@ -1,6 +1,8 @@
 """The contract every pull connector keeps, over its fixtures: what it reads
 from the platform's documented answer validates against the canonical JSON
-Schema and the router's validation, with timezone-aware times.
+Schema and the router's validation, with timezone-aware times; a fixture with
+``reads_as`` (a shape the platform documents, e.g. an order without its buyer's
+data) reads as it says, refusals included.
 
 Webhook connectors have theirs in test_connector_contract.py. A pull
 connector registered in ``connectors.registry.PULL_CONNECTORS`` is picked up
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -50,6 +53,9 @@ def test_what_a_pull_connector_reads_is_a_valid_canonical_order(name: str, path:
         assert order.placed_at.tzinfo is not None
         assert order.updated_at is None or order.updated_at.tzinfo is not None
         assert order.computed_total() == order.total
+    if "reads_as" in fixture:  # a shape a platform documents, and what it must read as
+        _expected(orders, fixture["reads_as"])
+        return
     if name == "amazon-sp-api":
         # Amazon's published examples pair a pending order with another example's
         # items, whose unit prices come out with more decimals than USD has; the
@@ -59,3 +65,14 @@ def test_what_a_pull_connector_reads_is_a_valid_canonical_order(name: str, path:
         return
     for order in orders:
         assert violations(order) == [], order.external_id
+
+
+def _expected(orders: list[CanonicalOrder], expect: dict[str, Any]) -> None:
+    """Each order as the fixture's ``reads_as`` says: its country, its phone
+    as the platform wrote it, and exactly the router's refusals it names."""
+    assert orders
+    for order in orders:
+        assert order.shipping_address.country == expect["country"], order.external_id
+        if "phone" in expect:
+            assert order.customer.phone == expect["phone"]
+        assert sorted({v.code for v in violations(order)}) == expect["violations"]
