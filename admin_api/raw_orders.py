@@ -68,8 +68,6 @@ def replay_dry(
     ).mappings()
     found = []
     for row in rows:
-        if (row["headers"] or {}).get(raw_payloads.SOURCE) == "fetched":
-            continue  # an API answer, not a webhook body: the connector reads it another way
         stored = None
         if row["order_id"] is not None:
             stored = conn.execute(

@@ -388,6 +388,13 @@ class DouyinOrders:
         response = self.api.order_detail(reference.external_id)
         return DouyinConnector().read_detail(response, reference, self.channel), response
 
+    def read_fetched(self, response: Any) -> CanonicalOrder:
+        """A kept answer (原始单) read again, with no call: the replay's dry run."""
+        detail = (response.get("data") or {}) if isinstance(response, dict) else {}
+        order_id = (detail.get("shop_order_detail") or {}).get("order_id")
+        reference = OrderReference(str(order_id), "replay")
+        return DouyinConnector().read_detail(response, reference, self.channel)
+
 
 def douyin_orders(
     config: ChannelConfig, spec: DouyinSpec | None, client: httpx.Client

@@ -33,6 +33,10 @@ from infra.topology import Topology
 
 
 class OrderSource(Protocol):
+    """Where the fetch worker gets an order. A source may also have
+    ``fetch_raw`` (the order and the platform's answer, kept beside it) and
+    ``read_fetched`` (a kept answer read again with no call: the replay)."""
+
     def fetch(self, reference: OrderReference) -> CanonicalOrder:
         """The order, or ConnectorError (never an order) or TransientError (try again)."""
 

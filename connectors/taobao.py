@@ -185,6 +185,12 @@ class TaobaoOrders:
         response = self.api.trade(reference.external_id)
         return read_trade(response, reference, self.channel, self.shop), response
 
+    def read_fetched(self, response: Any) -> CanonicalOrder:
+        """A kept answer (原始单) read again, with no call: the replay's dry run."""
+        trade = response.get("trade") if isinstance(response, dict) else None
+        tid = trade.get("tid") if isinstance(trade, dict) else None
+        return read_trade(response, OrderReference(str(tid), "replay"), self.channel, self.shop)
+
 
 def read_trade(
     response: dict[str, Any], reference: OrderReference, channel: str, shop: str | None = None

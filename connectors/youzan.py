@@ -387,13 +387,19 @@ class YouzanOrders:
     def fetch_raw(self, reference: OrderReference) -> tuple[CanonicalOrder, Any]:
         """The order, and the platform's answer it was read from (原始单)."""
         info = self.api.trade(reference.external_id)
-        shop = self.channel.shop or "default"
-        order_info = info.get("order_info")
-        version = signed_version(order_info if isinstance(order_info, dict) else {})
-        order = canonical_order(to_canonical(info, self.channel.name, shop, version))
+        order = self.read_fetched(info)
         if order.external_id != reference.external_id:
             raise unreadable(f"asked for trade {reference.external_id}, got {order.external_id}")
         return order, info
+
+    def read_fetched(self, info: Any) -> CanonicalOrder:
+        """An answer (kept: 原始单) read as the order, with no call."""
+        if not isinstance(info, dict):
+            raise unreadable("the trade answer is not a JSON object")
+        shop = self.channel.shop or "default"
+        order_info = info.get("order_info")
+        version = signed_version(order_info if isinstance(order_info, dict) else {})
+        return canonical_order(to_canonical(info, self.channel.name, shop, version))
 
 
 def youzan_orders(config: ChannelConfig, spec: YouzanSpec, client: httpx.Client) -> YouzanOrders:

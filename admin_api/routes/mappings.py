@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from admin_api import mappings
 from admin_api.routes.deps import Context, Operator, RowId, Viewer
+from canonical.mapping import MappingSet
 from infra.database import translate_db_errors
 from infra.mappings import load
 from infra.request_bodies import read_limited
@@ -48,6 +49,16 @@ class DryRunIn(BaseModel):
     proposal: ProductMappingIn | None = Field(
         default=None, description="a mapping not saved yet, to see what it would change"
     )
+
+
+def proposal_added(tables: MappingSet, p: ProductMappingIn) -> MappingSet:
+    """The tables with a mapping not saved yet (MappingError when it is wrong)."""
+    try:
+        return mappings.with_proposal(
+            tables, p.channel, p.shop, p.platform_sku, [c.model_dump() for c in p.components]
+        )
+    except mappings.MappingError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.get("/mappings/products")
@@ -143,14 +154,7 @@ def dry_run(request: DryRunIn, ctx: Context, _who: Viewer) -> list[dict[str, Any
         with translate_db_errors(), ctx.engine.connect() as conn:
             tables = load(conn, ctx.mapping_required)
             if request.proposal is not None:
-                p = request.proposal
-                tables = mappings.with_proposal(
-                    tables,
-                    p.channel,
-                    p.shop,
-                    p.platform_sku,
-                    [c.model_dump() for c in p.components],
-                )
+                tables = proposal_added(tables, request.proposal)
             return [asdict(p) for p in mappings.dry_run(conn, tables, ctx.mapping_scope)]
     except mappings.MappingError as exc:
         raise HTTPException(422, str(exc)) from None

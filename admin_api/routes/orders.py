@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from admin_api import lookup, raw_orders, reconcile
 from admin_api.routes.deps import MAX_OFFSET, MAX_PAGE, Context, Operator, Viewer
+from admin_api.routes.mappings import DryRunIn, proposal_added
 from admin_api.schemas import OrderSearch, OrderStory
 from infra.database import translate_db_errors
 from infra.mappings import load
@@ -113,15 +114,23 @@ def replay_raw_orders(
     target: Annotated[
         str | None, Query(max_length=64, description="also map each order for this system")
     ] = None,
+    proposed: DryRunIn | None = None,
 ) -> list[dict[str, Any]]:
-    """Read the channel's newest stored webhook bodies again with the
-    connector as it is now: which orders would read differently, and in which
-    fields; with ``target``, also what that system would receive with the
-    mapping tables as they are now. Publishes nothing."""
+    """Read the channel's newest stored webhook bodies (and the platform
+    answers its fetch worker kept) again with the connector as it is now:
+    which orders would read differently, and in which fields; with
+    ``target``, also what that system would receive with the mapping tables
+    as they are now, or with a ``proposal`` (a mapping not saved yet) added.
+    Publishes nothing, calls no platform."""
     if ctx.replay is None:
         raise HTTPException(
             409, "replay is not available in this process (run the admin component)"
         )
     with translate_db_errors(), ctx.engine.connect() as conn:
-        mapped_for = (load(conn, ctx.mapping_required), target) if target else None
+        mapped_for = None
+        if target:
+            tables = load(conn, ctx.mapping_required)
+            if proposed is not None and proposed.proposal is not None:
+                tables = proposal_added(tables, proposed.proposal)
+            mapped_for = (tables, target)
         return raw_orders.replay_dry(conn, ctx.replay, channel, limit, mapped_for)

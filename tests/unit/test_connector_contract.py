@@ -8,8 +8,8 @@ what the canonical order must carry, and for a platform that signs only part
 of the body (Youzan signs ``msg``), ``forge``: a replacement inside that
 part; for a platform whose push only names the order (Douyin), ``detail``:
 its order API's answer; ``expect.change``: the request is an update without
-the order's lines, read as a status change. A new connector is picked up by itself once it is registered in
-``connectors.registry``.
+the order's lines, read as a status change. A new connector is picked up by
+itself once it is registered in ``connectors.registry``.
 """
 
 from __future__ import annotations

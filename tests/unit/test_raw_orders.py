@@ -82,10 +82,6 @@ def test_the_platforms_order_is_kept_and_shown_masked_to_a_viewer(
 def test_a_replay_says_what_todays_connector_would_read_differently(
     sqlite_engine: Engine, routed: tuple[str, bytes]
 ) -> None:
-    from infra import raw_payloads as raw
-
-    # an API answer kept for a fetched order is not a webhook body: not replayed
-    raw.keep(sqlite_engine, ["web-shop.fetched-1"], "web-shop", {raw.SOURCE: "fetched"}, b"{}")
     with _admin(sqlite_engine) as api:
         [same] = api.post("/orders/replay", params={"channel": "web-shop"}, headers=ROOT).json()
         assert same["readable"] and same["changed"] == []
@@ -130,7 +126,52 @@ def test_a_replay_shows_what_a_system_would_receive_with_the_mappings_now(
             )  # fmt: skip
             mappings.put_code(conn, "TEA", "finance", "MAT-TEA", "t")
         [after] = api.post("/orders/replay", params=params, headers=ROOT).json()
+        proposal = {"platform_sku": "SKU-B", "components": [{"sku": "CUP", "quantity": 2}]}
+        [proposed] = api.post(
+            "/orders/replay", params=params, json={"proposal": proposal}, headers=ROOT
+        ).json()
+        assert [(x["sku"], x["quantity"]) for x in proposed["mapped"][0]["lines"]] == [
+            ("MAT-TEA", 6), ("CUP", 2),
+        ]  # fmt: skip
+        with sqlite_engine.connect() as conn:  # nothing saved
+            assert len(mappings.products(conn)) == 1
     [mapped] = after["mapped"]
     assert [(x["platform_sku"], x["sku"], x["quantity"]) for x in mapped["lines"]] == [
         ("SKU-A", "MAT-TEA", 6), ("SKU-B", "SKU-B", 1),
     ]  # fmt: skip
+
+
+def test_an_answer_the_fetch_worker_kept_is_read_again_by_its_source(sqlite_engine: Engine) -> None:
+    """A Douyin order fetched from Doudian's API: the answer kept beside it is
+    read again by the channel's source (no call to Doudian) in the replay."""
+    from infra import raw_payloads as raw
+    from tests.factories import delivery_for
+    from tests.unit.test_douyin import APP_KEY, DETAIL, SHOP
+    from tests.unit.test_douyin import SECRET as DY_SECRET
+
+    settings = Settings(
+        namespace="t",
+        channel_secrets={"dy": [DY_SECRET]},
+        channels={"dy": {"connector": "douyin", "app_key": APP_KEY, "douyin": {"shop_id": SHOP}}},
+    )
+    answer = {"code": 10000, "data": {"shop_order_detail": DETAIL}}
+    [order] = replayer(settings)("dy", {raw.SOURCE: "fetched"}, json.dumps(answer).encode())
+    RouterService(sqlite_engine, build_topology(settings)).handle(
+        delivery_for(order, message_id="dy.m-1")
+    )
+    raw.keep(sqlite_engine, ["dy.m-1"], "dy", {raw.SOURCE: "fetched"}, json.dumps(answer).encode())
+    app = create_admin_app(
+        sqlite_engine,
+        KeyAuth(sqlite_engine, {"root": ROOT["Authorization"].split()[1]}),
+        build_topology(settings),
+        replay=replayer(settings),
+    )
+    with TestClient(app) as api:
+        [same] = api.post("/orders/replay", params={"channel": "dy"}, headers=ROOT).json()
+        assert same["readable"] and same["changed"] == [] and same["order_number"]
+        later = json.loads(json.dumps(answer))
+        later["data"]["shop_order_detail"]["buyer_words"] = "周末送货"
+        with sqlite_engine.begin() as conn:
+            conn.execute(update(raw_payloads).values(body=json.dumps(later)))
+        [changed] = api.post("/orders/replay", params={"channel": "dy"}, headers=ROOT).json()
+        assert changed["changed"] == ["note"]
