@@ -42,6 +42,7 @@ SKU the way the system does. Where each shape comes from:
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 from urllib.parse import parse_qs
@@ -451,7 +452,15 @@ class FakeXingchen(FakeSystem):
         if request.headers.get("x-gw-router-addr") != "gw-1.kingdee.test":
             return httpx.Response(200, json={"errcode": 1030003, "description": "路由地址错误"})
         order = json.loads(request.content)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(order.get("bill_date"))):
+            message = f"bill_date {order.get('bill_date')!r} 日期格式错误"
+            return httpx.Response(200, json={"errcode": 2003, "description": message})
         for line in order.get("material_entity", []):
+            # the save wants its numbers as text ("qty": 10 is refused)
+            wrong = [k for k in ("qty", "tax_price") if not isinstance(line.get(k), str)]
+            if wrong:
+                message = f"{wrong[0]} invalid value for string type"
+                return httpx.Response(200, json={"errcode": 2004, "description": message})
             if line["material_number"] not in self.known_skus:
                 message = f"material_number {line['material_number']} 商品不存在"
                 return httpx.Response(200, json={"errcode": 2001, "description": message})
@@ -460,7 +469,9 @@ class FakeXingchen(FakeSystem):
             message = f"单据编号bill_no {bill} 已存在"
             return httpx.Response(200, json={"errcode": 2002, "description": message})
         self.records[bill] = order
-        return httpx.Response(200, json={"errcode": 0, "data": {"id": str(len(self.records))}})
+        number = str(len(self.records))
+        data = {"ids": [number], "id_number_map": {number: bill}}
+        return httpx.Response(200, json={"errcode": 0, "data": data})
 
 
 XINGCHEN = {
@@ -472,14 +483,14 @@ XINGCHEN = {
     "rate": 0,
     "sal_order": {
         "bill_no": "{{order_number}}",
-        "bill_date": "{{placed_at}}",
+        "bill_date": "{{placed_at|date}}",
         "customer_number": "C-{{channel}}",
         "material_entity": {
             "$each": "items",
             "$item": {
                 "material_number": "{{sku}}",
-                "qty": "{{quantity}}",
-                "tax_price": "{{unit_price|number}}",
+                "qty": "{{quantity|text}}",
+                "tax_price": "{{unit_price}}",
             },
         },
     },

@@ -79,7 +79,18 @@ class Pacer:
             time.sleep(delay)
 
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)(\|number)?\s*\}\}")
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)(?:\|(number|text|date))?\s*\}\}")
+
+
+def filtered(value: Any, kind: str, where: str) -> Any:
+    """``number``: money as an exact JSON number; ``text``: the value as a
+    JSON string (a count, for a system that wants every number as text);
+    ``date``: the ``YYYY-MM-DD`` of an ISO time, as the order's offset says."""
+    if kind == "number":
+        return as_number(value, where)
+    if kind == "text":
+        return str(value)
+    return str(value)[:10]
 
 
 def render(template: Any, order: Mapping[str, Any]) -> Any:
@@ -88,7 +99,8 @@ def render(template: Any, order: Mapping[str, Any]) -> Any:
     ``"{{path}}"`` as the whole string is the value as it is (a list, an
     object, a money string); inside a longer string it is written out
     (``"SO-{{external_id}}"``); ``"{{total|number}}"`` is money as an exact
-    JSON number. ``{"$each": "items", "$item": {...}}`` is a list, one
+    JSON number, ``"{{quantity|text}}"`` a count as a JSON string and
+    ``"{{placed_at|date}}"`` the order's date. ``{"$each": "items", "$item": {...}}`` is a list, one
     rendered ``$item`` per element, where paths name the element's fields
     and ``order.`` reaches the order's."""
     if isinstance(template, dict):
@@ -105,7 +117,9 @@ def render(template: Any, order: Mapping[str, Any]) -> Any:
     whole = PLACEHOLDER.fullmatch(template.strip())
     if whole:
         value = value_at(order, whole.group(1))
-        return as_number(value, whole.group(1)) if whole.group(2) and value is not None else value
+        if whole.group(2) and value is not None:
+            return filtered(value, whole.group(2), whole.group(1))
+        return value
     return PLACEHOLDER.sub(lambda m: str(value_at(order, m.group(1)) or ""), template)
 
 

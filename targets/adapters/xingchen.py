@@ -26,13 +26,25 @@ stored in the search tool's code index; no code copied):
 - ``POST /jdy/v2/scm/sal_order`` saves a sales order (an endpoint catalogue
   names it 销售/销售订单保存; its list and ``/sal_order_detail`` answer rows
   with ``bill_no`` and ``material_entity``). Answers are ``{"errcode",
-  "description", "data"}``, errcode 0 meaning success.
+  "description", "data"}``, errcode 0 meaning success; a save answers
+  ``data: {"ids", "id_number_map"}`` (two clients read the new bill's number
+  from ``id_number_map``).
+- The save body: the gateway's bill saves take ``bill_date`` as
+  ``YYYY-MM-DD``, the counterparty by number (``customer_number`` on the
+  sales side, ``supplier_number`` on purchases), ``remark``, and lines in
+  ``material_entity`` with ``material_number``, ``qty`` and a price
+  (``tax_price`` on a sales outbound, ``price`` on a purchase order), with
+  optional ``stock_number``, ``unit_number``/``unit_id`` and ``cess``. Seen in
+  two public clients' save calls (a Node client saving ``sal_out_bound``, a
+  MES tool saving ``pur_order``), the second noting from a live account that
+  numbers must be sent as strings: ``"qty": 10`` is refused with "invalid
+  value for string type". So the default template sends ``qty`` and
+  ``tax_price`` as text and ``bill_date`` as the order's date.
 
-Not confirmed from a public source: the save body's field names. The adapter
-sends exactly what ``sal_order`` (a template, as for T+ and Kingdee Galaxy)
-says; the default names (``bill_no``, ``bill_date``, ``customer_number``,
-``material_entity`` with ``material_number``, ``qty``, ``tax_price``) must be
-checked against the account's API documentation before going live.
+Still to check against your account's documentation: that ``sal_order``
+takes the same names as those bills (no public client saving ``sal_order``
+itself was found), and ``bill_no`` (our order number; the lists show it, no
+public save sets it).
 ``bill_no`` is our order number, so a second save of the same order is
 refused as a duplicate, which the adapter counts as delivered.
 """
@@ -62,15 +74,15 @@ APP_TOKEN_PATH = "/jdyconnector/app_management/kingdee_auth_token"  # noqa: S105
 SALES_ORDER = "/jdy/v2/scm/sal_order"
 DEFAULT_SALES_ORDER: dict[str, Any] = {
     "bill_no": "{{order_number}}",
-    "bill_date": "{{placed_at}}",
+    "bill_date": "{{placed_at|date}}",
     "customer_number": "{{channel}}",
     "remark": "{{channel}} {{external_id}}",
     "material_entity": {
         "$each": "items",
         "$item": {
             "material_number": "{{sku}}",
-            "qty": "{{quantity}}",
-            "tax_price": "{{unit_price|number}}",
+            "qty": "{{quantity|text}}",
+            "tax_price": "{{unit_price}}",
         },
     },
 }

@@ -143,3 +143,17 @@ def test_the_template_target() -> None:
     assert [line["sku"] for line in body["lines"]] == ["SKU-A", "SKU-B"]
     with pytest.raises(DeliveryRejected, match="exact number"):
         as_number("12345678901234567.89", "total")
+
+
+def test_a_template_writes_counts_as_text_and_a_time_as_its_date() -> None:
+    order = {
+        "placed_at": "2026-11-11T00:00:01+08:00",
+        "items": [{"quantity": 2, "unit_price": "9.90"}],
+    }
+    template = {
+        "bill_date": "{{placed_at|date}}",
+        "lines": {"$each": "items", "$item": {"qty": "{{quantity|text}}", "n": "{{quantity}}"}},
+    }
+    body = fill(template, order)
+    assert body["bill_date"] == "2026-11-11"
+    assert body["lines"] == [{"qty": "2", "n": 2}]

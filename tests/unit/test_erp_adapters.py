@@ -87,8 +87,14 @@ def check_fields(system: str, record: dict[str, Any], message: Delivery) -> None
         assert record["FSaleOrderEntry"][0]["FEntryNote"] == "K-1"
     elif system == "xingchen":
         assert (record["bill_no"], record["customer_number"]) == (number, "C-web-shop")
+        assert record["bill_date"] == "2026-11-11"  # the date the order was placed, in +08:00
+        # the gateway wants its numbers as text: exact, as strings
+        assert [(x["qty"], x["tax_price"]) for x in record["material_entity"]] == [
+            ("2", "10.50"), ("1", "5.00"),
+        ]  # fmt: skip
         lines = [
-            (x["material_number"], x["qty"], x["tax_price"]) for x in record["material_entity"]
+            (x["material_number"], int(x["qty"]), float(x["tax_price"]))
+            for x in record["material_entity"]
         ]
     elif system == "u8":
         assert (record["code"], record["custcode"], record["sum"]) == (number, "C-web-shop", 30.5)
