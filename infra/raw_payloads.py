@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select, text
 
 from infra.database import insert_all_absent, translate_db_errors
 from infra.masking import redact_headers
@@ -35,14 +35,14 @@ def keep(
     body: bytes,
 ) -> None:
     """Store ``body`` once under each message id it was published as."""
-    text, encoding = encode_body(body)
+    stored, encoding = encode_body(body)
     now = datetime.now(UTC)
     rows = [
         {
             "message_id": message_id,
             "channel": channel,
             "headers": redact_headers(dict(headers)),
-            "body": text,
+            "body": stored,
             "body_encoding": encoding,
             "received_at": now,
         }
@@ -50,6 +50,11 @@ def keep(
     ]
     try:
         with translate_db_errors(), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # A best-effort copy need not wait for its WAL flush: a crash
+                # in the next moment may lose it (never the order); the
+                # request does not wait on the disk for it.
+                conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             insert_all_absent(conn, raw_payloads, rows)
     except Exception as exc:  # the order went through; only the copy is lost
         log.warning("raw payload of %s not kept: %s", channel, exc)
