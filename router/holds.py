@@ -35,6 +35,17 @@ class HoldStateError(Exception):
     approves it twice."""
 
 
+class StillUnmapped(HoldStateError):
+    """An order held for its mapping, released while a SKU of it is unmapped."""
+
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__(
+            f"still no mapping for platform SKU {', '.join(skus)}: add it on the mapping "
+            "page first (or reject the order)"
+        )
+        self.skus = skus
+
+
 def _lock_open(conn: Connection, hold_id: int) -> Row[Any]:
     row = conn.execute(select(holds).where(holds.c.id == hold_id).with_for_update()).first()
     if row is None:
@@ -103,10 +114,7 @@ def release(
     if hold.cause == UNMAPPED and mappings is not None:
         missing = sorted(set(mappings.unmapped(held)))
         if missing:
-            raise HoldStateError(
-                f"still no mapping for platform SKU {', '.join(missing)}: add it on the mapping "
-                "page first (or reject the order)"
-            )
+            raise StillUnmapped(missing)
     _decide(conn, hold, "released", actor, note)
     cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
     now = utcnow()

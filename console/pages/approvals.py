@@ -145,7 +145,13 @@ async def decide(hold_id: int, decision: str, request: Request, viewer: Operator
         raise NotFound() from None
     except holds.HoldStateError as exc:
         hold = _hold(viewer, hold_id)
-        if hold["status"] == "open" and hold["approved_by"] == by:
+        if isinstance(exc, holds.StillUnmapped):
+            text = viewer._(
+                "Not released: platform SKU %(skus)s still has no mapping. Add it on the SKU "
+                "mapping page first, or reject the order.",
+                skus=", ".join(exc.skus),
+            )
+        elif hold["status"] == "open" and hold["approved_by"] == by:
             text = viewer._(
                 "You approved it already. A second, different person must approve a large order."
             )

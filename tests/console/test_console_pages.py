@@ -303,7 +303,18 @@ def test_map_the_stuck_skus_by_form_and_spreadsheet_then_send_what_passes(
 ) -> None:
     held = live_console.facts["day"].add_unmapped("douyin", "DY-HAT")
     screen.log_in(live_console.keys["alice"])
-    screen.go("/console/mappings")
+    with live_console.engine.connect() as conn:
+        hold_id = conn.scalar(select(holds.c.id).where(holds.c.order_number == held))
+    screen.go(f"/console/approvals/{hold_id}")  # where the approvals list leads
+    why = screen.page.inner_text("main")
+    assert "平台商品编码 DY-HAT 还没有映射" in why
+    screen.page.fill("form[action$='/approve'] input[name=note]", "先放行")
+    screen.page.click("#approve")  # released by hand while unmapped: refused, naming the SKU
+    assert "DY-HAT" in screen.page.inner_text("[role=alert]")
+    assert screen.page.inner_text("h1 .badge") == "暂扣，等待映射"
+    screen.shot("approval-unmapped")
+    screen.page.click("text=打开商品映射页")
+    screen.page.wait_for_url("**/console/mappings*")
     stuck = screen.page.inner_text("#dry-run")
     # three finance refusals, and the held order once for the warehouse, once for finance
     assert screen.page.locator("#dry-run .badge.bad").count() == 5 and "SKU-A" in stuck
