@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, or_, select
 
+from canonical.envelope import H_AFTER_SALE, H_DOCUMENT
 from infra.tables import arrivals, dead_letters, holds, inbox, notifications, orders, outbox
 
 
@@ -134,6 +135,7 @@ def timeline(conn: Connection, number: str) -> list[Event]:
     events = [
         *_arrival_events(conn, number),
         *_outbox_events(conn, number),
+        *_document_events(conn, number),
         *_hold_events(conn, number),
         *_delivery_events(conn, number),
         *_notification_events(conn, number),
@@ -199,6 +201,37 @@ def _outbox_events(conn: Connection, number: str) -> list[Event]:
                 "facts": {"target": target},
             }
         )
+    return events
+
+
+def _document_events(conn: Connection, number: str) -> list[Event]:
+    """Each after-sale's document for a system (router/aftersales.py): sent, or not yet."""
+    events: list[Event] = []
+    for row in conn.execute(
+        select(outbox.c.message_id, outbox.c.headers, outbox.c.created_at, outbox.c.published_at)
+        .where(outbox.c.message_id.like(f"{number}-%"))
+        .where(outbox.c.message_id.not_like(f"{number}-v%"))
+        .order_by(outbox.c.id)
+    ).mappings():
+        headers = row["headers"] or {}
+        document, after_sale = headers.get(H_DOCUMENT), headers.get(H_AFTER_SALE)
+        if not document:
+            continue
+        target = row["message_id"].rsplit("-", 1)[1]
+        sent = row["published_at"]
+        events.append(
+            {
+                "at": _at(sent or row["created_at"]),
+                "event": f"{document} {'sent' if sent else 'not yet sent'} to {target}",
+                "message_id": row["message_id"],
+                "detail": f"after-sale {after_sale}",
+                "kind": "document",
+                "facts": {
+                    "target": target, "document": document, "after_sale": after_sale,
+                    "sent": sent is not None,
+                },
+            }
+        )  # fmt: skip
     return events
 
 

@@ -79,6 +79,14 @@ class SkuNotMapped(PermanentError):
     reason = "sku_not_mapped"
 
 
+class DocumentNotSupported(PermanentError):
+    """An after-sale's document (an intercept, a reversal, a refund, a return)
+    for a system whose adapter cannot make it yet: a person makes it there by
+    hand, then discards the dead letter."""
+
+    reason = "document_not_supported"
+
+
 class UnknownOrder(PermanentError):
     reason = "unknown_order"
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from canonical.aftersales import AfterSale
 from canonical.money import Money
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -172,6 +173,12 @@ class CanonicalOrder(_Model):
         description="The version of the mapping tables applied to this copy (set on the way "
         "to a system: the SKUs are then the system's codes).",
     )
+    after_sales: list[AfterSale] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Cancellations, refunds and returns (售后) of the order or of its lines, "
+        "as the channel reports them; a status never goes back.",
+    )
 
     @property
     def business_key(self) -> tuple[str, str, str]:
@@ -205,6 +212,8 @@ class CanonicalOrder(_Model):
             del data["customer"]["masked_phone"]  # likewise for the masked phone
         if self.shipment is None:
             del data["shipment"]  # and for the shipment
+        if not self.after_sales:
+            del data["after_sales"]  # and for after-sales
         canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -27,6 +27,7 @@ def violations(order: CanonicalOrder) -> list[Violation]:
         *_lines(order),
         *_amounts(order),
         *_total(order),
+        *_after_sales(order),
     ]
 
 
@@ -153,3 +154,64 @@ def validate(order: CanonicalOrder) -> None:
 def _decimals(amount: Decimal) -> int:
     exponent = amount.normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _after_sales(order: CanonicalOrder) -> list[Violation]:
+    """Each after-sale names the order's own lines, gives back no more than
+    was paid (per line, and in all), in the order's currency's places; a
+    whole-order refund at most the total."""
+    found: list[Violation] = []
+    places = KNOWN_CURRENCIES.get(order.currency, 2)
+    paid = {item.sku: item for item in order.items}
+    given_back = Decimal("0")
+    for index, sale in enumerate(order.after_sales):
+        where = f"after_sales[{index}]"
+        amounts = [(f"{where}.amount", sale.amount)] + [
+            (f"{where}.lines[{i}].amount", line.amount) for i, line in enumerate(sale.lines)
+        ]
+        for field, amount in amounts:
+            if amount < 0:
+                found.append(Violation("negative_amount", field, "must not be negative"))
+            if _decimals(amount) > places:
+                found.append(
+                    Violation("too_many_decimals", field, f"{order.currency} has {places}")
+                )
+        for i, line in enumerate(sale.lines):
+            item = paid.get(line.sku)
+            if item is None:
+                found.append(
+                    Violation(
+                        "unknown_line",
+                        f"{where}.lines[{i}].sku",
+                        f"after-sale {sale.id}: the order has no line with SKU {line.sku}",
+                    )
+                )
+            elif line.quantity > item.quantity or line.amount > item.line_total:
+                found.append(
+                    Violation(
+                        "more_than_paid",
+                        f"{where}.lines[{i}]",
+                        f"after-sale {sale.id}: SKU {line.sku} gives back {line.quantity} "
+                        f"for {line.amount}, the order has {item.quantity} for {item.line_total}",
+                    )
+                )
+        if sale.lines and sale.lines_total() != sale.amount:
+            found.append(
+                Violation(
+                    "after_sale_mismatch",
+                    f"{where}.amount",
+                    f"after-sale {sale.id}: its lines add up to {sale.lines_total()}, "
+                    f"it says {sale.amount}",
+                )
+            )
+        if sale.status.takes_effect:
+            given_back += sale.amount
+    if given_back > order.total:
+        found.append(
+            Violation(
+                "more_than_paid",
+                "after_sales",
+                f"after-sales give back {given_back}, the order's total is {order.total}",
+            )
+        )
+    return found

@@ -36,9 +36,17 @@ OUTCOMES = {
     "stale": N_("older than what we already had: ignored"),
     "held": N_("checked and held: waits for a person (see below)"),
 }
+# An after-sale's documents (router/aftersales.py).
+DOCUMENTS = {
+    "intercept": N_("Intercept (stop the pick)"),
+    "reversal": N_("Reversal of the sale"),
+    "refund": N_("Refund"),
+    "return": N_("Return"),
+}
 MEDIA = {"email": N_("email"), "sms": N_("SMS"), "wechat_work": N_("WeCom"), "none": N_("nobody")}
 # Which dot colour a kind of event gets on the timeline.
 TONE = {
+    "document": "held",
     "dead_letter": "bad",
     "held": "held",
     "rejected": "bad",
@@ -79,6 +87,15 @@ def sentence(_: Gettext, event: dict[str, Any]) -> str:
         return _("Sent to %(target)s", target=target_name(_, facts.get("target", "")))
     if kind == "not_sent":
         return _("Waiting to be sent to %(target)s", target=target_name(_, facts.get("target", "")))
+    if kind == "document":
+        paper = str(facts.get("document", ""))
+        said = _(
+            "%(document)s for %(target)s (after-sale %(id)s)",
+            document=_(DOCUMENTS[paper]) if paper in DOCUMENTS else paper,
+            target=target_name(_, facts.get("target", "")),
+            id=facts.get("after_sale", ""),
+        )
+        return said if facts.get("sent") else said + " · " + _("not sent yet")
     if kind == "held":
         if facts.get("cause") == "sku_not_mapped":
             skus = str(event.get("detail") or "").removeprefix("SKU not mapped: ")

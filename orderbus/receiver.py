@@ -22,6 +22,8 @@ class Received:
     target: str
     idempotency_key: str
     body: dict[str, Any]
+    document: str = ""  # X-Orderbus-Document: an after-sale's intercept, reversal...
+    after_sale: str = ""  # X-Orderbus-After-Sale: which one
 
 
 # Given the target and the order, the status to answer (and optionally a JSON body).
@@ -60,7 +62,13 @@ class RecordingSink:
                 if status < 300:
                     with sink._lock:
                         sink.requests.append(
-                            Received(target, self.headers.get("Idempotency-Key", ""), body)
+                            Received(
+                                target,
+                                self.headers.get("Idempotency-Key", ""),
+                                body,
+                                self.headers.get("X-Orderbus-Document", ""),
+                                self.headers.get("X-Orderbus-After-Sale", ""),
+                            )
                         )
                 payload = json.dumps(reply, ensure_ascii=False).encode()
                 self.send_response(status)

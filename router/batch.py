@@ -21,6 +21,7 @@ from canonical.order import CanonicalOrder, OrderStatus
 from infra.database import prefer_key_lookups
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
+from router.aftersales import documents, merged, with_status_after_sale
 from router.approval import HoldRules, customer_key
 from router.dedup import Known, Outcome, classify, order_number
 from router.fanout import Fanout
@@ -36,10 +37,11 @@ from router.order_state import (
     lock_known_orders,
     state_values,
 )
-from router.outbox import delivery_row
+from router.outbox import delivery_row, document_row
 from router.suspicion import Suspicion, fingerprint, within
 
 log = logging.getLogger(__name__)
+AFTER_SALE_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.REFUNDED})
 
 
 class BatchRouting:
@@ -292,18 +294,35 @@ class BatchRouting:
     ) -> list[str]:
         """The accepted revision becomes the order's state, and one outbox row
         goes to each target that must hear of it (none while held)."""
+        before = state.after_sales()
+        if before or accepted.after_sales or accepted.status in AFTER_SALE_STATUSES:
+            accepted = with_status_after_sale(
+                accepted.model_copy(update={"after_sales": merged(before, accepted.after_sales)}),
+                previous,
+            )
         body = accepted.to_wire().decode("utf-8")
         state.status = accepted.status
         state.precedence = accepted.precedence()
         state.content_hash = digest
         state.version = version
+        state.body = body
         state.values = state_values(accepted, body, digest, version, self.now)
-        targets = [] if state.held else self.fanout.targets(accepted, previous)
+        if state.held:
+            return []
+        papers = documents(before, accepted, previous)
+        # a system that gets a document (an intercept, a reversal...) gets it
+        # instead of the plain revision
+        served = {paper.target for paper in papers}
+        targets = [t for t in self.fanout.targets(accepted, previous) if t not in served]
         for target in targets:
             self.outbox_rows.append(
                 delivery_row(self.topology, envelope, state.number, version, target, body, self.now)
             )
-        return targets
+        for paper in papers:
+            self.outbox_rows.append(
+                document_row(self.topology, envelope, state.number, version, paper, body, self.now)
+            )
+        return targets + [f"{paper.target}:{paper.kind}" for paper in papers]
 
     def _arrival_row(
         self,

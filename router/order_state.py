@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, select
 
+from canonical.aftersales import AfterSale
 from canonical.order import CanonicalOrder, OrderStatus
 from infra.tables import orders
 from router.dedup import Outcome, order_number
@@ -87,10 +88,18 @@ class OrderState:
     customer_key: str | None = None  # a new order's customer (router/approval.py)
     fingerprint: str | None = None
     placed_at: datetime | None = None
+    body: str | None = None  # the accepted revision as stored (its after-sales are read from it)
 
     @property
     def held(self) -> bool:
         return self.hold_status in ("open", "rejected")
+
+    def after_sales(self) -> list[AfterSale]:
+        """The after-sales of the accepted revision (the body is parsed only
+        when it has some: the wire form writes none as ``"after_sales":[]``)."""
+        if not self.body or '"after_sales":[]' in self.body:
+            return []
+        return CanonicalOrder.from_wire(self.body.encode("utf-8")).after_sales
 
     @classmethod
     def loaded(cls, row: Row[Any]) -> OrderState:
@@ -102,6 +111,7 @@ class OrderState:
             content_hash=row.content_hash,
             version=row.version,
             hold_status=row.hold_status,
+            body=row.body,
         )
 
 

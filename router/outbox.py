@@ -10,6 +10,7 @@ that copy harmless.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from datetime import datetime
@@ -17,7 +18,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, func, insert, select, update
 
-from canonical.envelope import H_CHANNEL, H_ORDER_NUMBER, Envelope, utcnow
+from canonical.envelope import (
+    H_AFTER_SALE,
+    H_CHANNEL,
+    H_DOCUMENT,
+    H_ORDER_NUMBER,
+    Envelope,
+    utcnow,
+)
 from canonical.errors import PublishNotConfirmed
 from infra.bus import Publisher
 from infra.crashpoints import crash_point
@@ -25,6 +33,7 @@ from infra.database import dialect_insert, translate_db_errors
 from infra.messages import OutgoingMessage
 from infra.tables import dead_letters, outbox
 from infra.topology import Topology, delivery_routing_key
+from router.aftersales import Document
 
 # The queue name a dead letter gets when the relay itself gave up on a row.
 OUTBOX_QUEUE = "outbox"
@@ -70,6 +79,43 @@ def delivery_row(
         "exchange": topology.exchange,
         "routing_key": delivery_routing_key(target),
         "headers": child.headers(),
+        "correlation_id": child.correlation_id,
+        "body": body,
+        "created_at": now,
+        "attempts": 0,
+    }
+
+
+def document_row(
+    topology: Topology,
+    cause: Envelope,
+    number: str,
+    version: int,
+    document: Document,
+    body: str,
+    now: datetime,
+) -> dict[str, object]:
+    """The outbox row of an after-sale's document for its system (the order
+    as of ``version``, the document and the after-sale named in headers).
+
+    Its id names the order, the document and the after-sale, not the
+    revision: the same after-sale reported again is the same message, which
+    the system's inbox applies once."""
+    sale = hashlib.sha256(document.after_sale.id.encode("utf-8")).hexdigest()[:12]
+    message_id = f"{number}-{document.kind}-{sale}-{document.target}"
+    child = cause.caused(
+        message_id, order_number=number, order_version=version, target=document.target
+    )
+    headers = {
+        **child.headers(),
+        H_DOCUMENT: document.kind,
+        H_AFTER_SALE: document.after_sale.id,
+    }
+    return {
+        "message_id": message_id,
+        "exchange": topology.exchange,
+        "routing_key": delivery_routing_key(document.target),
+        "headers": headers,
         "correlation_id": child.correlation_id,
         "body": body,
         "created_at": now,

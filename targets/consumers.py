@@ -13,7 +13,7 @@ import logging
 
 from sqlalchemy import Engine, select
 
-from canonical.envelope import Envelope, utcnow
+from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, utcnow
 from canonical.errors import EndpointUnavailable, MalformedMessage, SkuNotMapped, TransientError
 from canonical.mapping import map_carrier, map_order
 from canonical.order import CanonicalOrder
@@ -104,7 +104,10 @@ class DeliveryConsumer:
                 log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
                 continue
             handled.add(envelope.message_id)
-            if self._superseded(envelope, number, newest):
+            # an after-sale's document is not a revision: a newer revision
+            # delivered first does not make an intercept or a refund moot
+            is_document = bool(messages[index].headers.get(H_DOCUMENT))
+            if not is_document and self._superseded(envelope, number, newest):
                 records.append(self._record(envelope, number, "superseded", None, 0))
                 continue
             outcome = self._deliver(messages[index], envelope, number, newest)
@@ -155,6 +158,10 @@ class DeliveryConsumer:
             headers = self._headers(envelope)
             if version is not None:
                 headers["X-Orderbus-Mapping-Version"] = str(version)
+            document = message.headers.get(H_DOCUMENT)
+            if document:
+                headers["X-Orderbus-Document"] = str(document)
+                headers["X-Orderbus-After-Sale"] = str(message.headers.get(H_AFTER_SALE, ""))
             sent = self.delivery.send(body, headers)
         except TransientError as exc:
             return exc, exc, None
@@ -166,7 +173,7 @@ class DeliveryConsumer:
         except Exception as exc:
             return exc, None, None
         crash_point("consumer.after_delivery")
-        if number and envelope.order_version is not None:
+        if number and envelope.order_version is not None and not document:
             newest[number] = max(newest.get(number, 0), envelope.order_version)
         log.info(
             "%s: delivered %s (%s) in %d attempt(s)",

@@ -25,7 +25,12 @@ from tenacity import (
     wait_random,
 )
 
-from canonical.errors import DeliveryRejected, EndpointUnavailable, PermanentError
+from canonical.errors import (
+    DeliveryRejected,
+    DocumentNotSupported,
+    EndpointUnavailable,
+    PermanentError,
+)
 from infra.transports import Transport
 
 if TYPE_CHECKING:
@@ -98,6 +103,14 @@ class HttpDelivery:
     def _send_adapted(self, body: bytes, headers: dict[str, str]) -> int:
         adapter = self.adapter
         assert adapter is not None
+        document = headers.get("X-Orderbus-Document")
+        if document and document not in getattr(adapter, "documents", frozenset()):
+            raise DocumentNotSupported(
+                f"{self.target}: the {adapter.name} adapter cannot make a {document} yet "
+                f"(order {headers.get('X-Orderbus-Order-Number', '')}, after-sale "
+                f"{headers.get('X-Orderbus-After-Sale', '')}): make it in {adapter.name} by "
+                "hand, then discard this dead letter"
+            )
         try:
             order = json.loads(body)
         except ValueError as exc:

@@ -24,6 +24,11 @@ from infra.transports import Transport
 
 
 class TargetAdapter(Protocol):
+    """A system's own API. An adapter that can make after-sales documents
+    lists them in ``documents`` (intercept, reversal, refund, return: the
+    ``X-Orderbus-Document`` header of the message); without, such a message
+    becomes a ``document_not_supported`` dead letter for a person."""
+
     name: str
 
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:

@@ -54,3 +54,13 @@ def test_timeline_events_read_as_sentences() -> None:
     assert story.sentence(zh, {"kind": "held", "facts": {}}) == "暂扣待审批"
     mapped = {"kind": "delivered", "facts": {"target": "finance", "mapping_version": 3}}
     assert story.sentence(zh, mapped).endswith("按映射表第 3 版转换商品编码")
+
+
+def test_an_after_sales_document_reads_as_a_sentence() -> None:
+    facts: dict[str, object] = {
+        "target": "warehouse", "document": "intercept", "after_sale": "RF-1", "sent": True,
+    }  # fmt: skip
+    sent = {"kind": "document", "facts": facts}
+    assert story.sentence(zh, sent) == "拦截单（停止拣货） 发往仓库（售后单 RF-1）"
+    waiting = {"kind": "document", "facts": {**facts, "document": "refund", "sent": False}}
+    assert story.sentence(zh, waiting).endswith("（售后单 RF-1） · 尚未发出")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from canonical.errors import DeliveryRejected
+from canonical.errors import DeliveryRejected, DocumentNotSupported
 from infra.messages import Delivery
 from infra.settings import Settings
 from infra.tables import inbox, outbox
@@ -225,3 +225,23 @@ def test_missing_options_stop_the_consumer_at_start(sqlite_url: str) -> None:
     broken = {k: v for k, v in KINGDEE.items() if k != "app_secret"}
     with pytest.raises(ConfigurationError, match="app_secret"):
         app_with(sqlite_url, {"finance": broken}).delivery_consumer("finance")
+
+
+@pytest.mark.parametrize("system", sorted(CASES))
+def test_an_after_sale_document_an_adapter_cannot_make_is_a_dead_letter_for_a_person(
+    system: str, sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    """A cancel before shipment sends finance a reversal; an ERP adapter that
+    cannot make one yet must not turn it into a second sales order (a
+    duplicate it would count as delivered): it stops, saying what to do."""
+    fake = CASES[system][1]()
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    router.handle(delivery_for(order(external_id="K-9", status="paid"), message_id="m-1"))
+    cancel = order(external_id="K-9", status="cancelled", version=2)
+    router.handle(delivery_for(cancel, message_id="m-2"))
+    [reversal] = outbox_deliveries(sqlite_engine, outbox.c.message_id.like("%-reversal-%"))
+    with pytest.raises(DocumentNotSupported) as stopped:
+        consumer(sqlite_url, system, fake).handle(reversal)
+    assert "cannot make a reversal" in stopped.value.detail
+    assert "status-cancel" in stopped.value.detail and "by hand" in stopped.value.detail
+    assert fake.records == {}  # nothing reached the ERP
