@@ -1,4 +1,5 @@
-"""The ingest HTTP app: ``POST /ingest/{channel}``.
+"""The ingest HTTP app: ``POST /ingest/{channel}``, ``POST /shipments`` and
+the customers' own lookup (``/track``, connectors/order_lookup.py).
 
 The channel's connector (``ORDERBUS_CHANNELS``; the generic signed JSON one by
 default) checks the signature and reads the platform's payload. The app answers
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from connectors import ingest_shipments, ingest_webhooks
+from connectors import ingest_shipments, ingest_webhooks, order_lookup
 from connectors.ingest_http import RecordBudget
 from infra.bus import Publisher
 from infra.settings import Settings
@@ -61,4 +62,6 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
 
     app.include_router(ingest_webhooks.router)
     app.include_router(ingest_shipments.router)
+    if deps.settings.lookup.enabled:  # the customers' own lookup (connectors/order_lookup.py)
+        app.include_router(order_lookup.router)
     return app

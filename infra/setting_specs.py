@@ -437,3 +437,29 @@ class SkuMappingSettings(BaseModel):
             "an order they already have becomes a `sku_not_mapped` dead letter instead"
         ),
     )
+
+
+class LookupSettings(BaseModel):
+    """``ORDERBUS_LOOKUP``: the customers' own order lookup on the ingest
+    process (``/track``: order number + the phone's last 4 digits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="serve /track and /track.json")
+    per_client: int = Field(
+        default=30, ge=1, le=10_000, description="lookups one client address may make per window"
+    )
+    failures_per_order: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="wrong phone tails one order number may get per window before it is locked",
+    )
+    window_minutes: int = Field(default=60, ge=1, le=1440, description="the counting window")
+    answer_ms: int = Field(
+        default=300,
+        ge=0,
+        le=5000,
+        description="every answer takes at least this long, found or not (a wrong number and a "
+        "wrong tail cannot be told apart by time)",
+    )

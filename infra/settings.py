@@ -20,6 +20,7 @@ from infra.setting_specs import (
     DuplicateSuspicion,
     HoldRulesSpec,
     LegacySpec,
+    LookupSettings,
     NotifySpec,
     PollerSpec,
     SkuMappingSettings,
@@ -222,6 +223,10 @@ class Settings(BaseSettings):
     )
     alerts: AlertSettings | None = Field(
         default=None, description="alert rules and their webhook (admin_api/alerts.py)"
+    )
+    lookup: LookupSettings = Field(
+        default_factory=LookupSettings,
+        description="the customers' own order lookup on the ingest process (/track)",
     )
     sku_mapping: SkuMappingSettings = Field(
         default_factory=SkuMappingSettings,

@@ -100,6 +100,7 @@ orders = Table(
     UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
     Index("ix_orders_fingerprint", "fingerprint"),
     Index("ix_orders_customer_key", "customer_key"),
+    Index("ix_orders_external_id", "external_id"),  # the customers' lookup by platform number
     # Only paid orders the customer was not yet told are late about: the
     # delay watch reads just those, however many orders there are.
     Index(
@@ -475,4 +476,16 @@ carrier_codes = Table(
     Column("code", String(100), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("updated_by", String(100), nullable=False),
+)
+
+
+# The customers' own lookups (connectors/order_lookup.py), counted per client
+# address and per order number in fixed windows, so the limits hold across
+# ingest processes: key "client:<address>" or "order:<number>".
+lookup_attempts = Table(
+    "lookup_attempts",
+    metadata,
+    Column("key", String(120), primary_key=True),
+    Column("window_start", DateTime(timezone=True), primary_key=True),
+    Column("count", Integer, nullable=False),
 )
