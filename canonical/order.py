@@ -19,6 +19,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from canonical.aftersales import AfterSale
 from canonical.money import Money
+from canonical.tracking import Tracking
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -173,6 +174,11 @@ class CanonicalOrder(_Model):
         description="The version of the mapping tables applied to this copy (set on the way "
         "to a system: the SKUs are then the system's codes).",
     )
+    tracking: Tracking | None = Field(
+        default=None,
+        description="The parcel's way to the door: the carrier's events, newest first, and "
+        "where it is (set from the carrier's tracking; delivered closes the order).",
+    )
     after_sales: list[AfterSale] = Field(
         default_factory=list,
         max_length=100,
@@ -214,6 +220,8 @@ class CanonicalOrder(_Model):
             del data["shipment"]  # and for the shipment
         if not self.after_sales:
             del data["after_sales"]  # and for after-sales
+        if self.tracking is None:
+            del data["tracking"]  # and for tracking
         canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

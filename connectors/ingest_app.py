@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from connectors import ingest_shipments, ingest_webhooks, order_lookup
+from canonical.tracking import TrackingReport
+from connectors import ingest_shipments, ingest_webhooks, kuaidi100, order_lookup
 from connectors.ingest_http import RecordBudget
 from infra.bus import Publisher
 from infra.settings import Settings
@@ -41,6 +42,10 @@ class IngestDeps:
     # composition root. Returns the message id; raises UnknownOrder,
     # OrderClosed, MalformedMessage or TransientError.
     accept_shipment: Callable[[bytes], str] | None = None
+    # A parcel's tracking events become the order's next revision (the
+    # router's TrackingIntake.accept); raises UnknownOrder, OrderClosed or
+    # TransientError.
+    accept_tracking: Callable[[TrackingReport], str] | None = None
     clock: Callable[[], float] = time.time
     # records of requests to channels that do not exist (anyone can send them)
     unknown_channels: RecordBudget = field(default_factory=RecordBudget)
@@ -62,6 +67,8 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
 
     app.include_router(ingest_webhooks.router)
     app.include_router(ingest_shipments.router)
+    if deps.settings.tracking.kuaidi100 is not None:  # 快递100's push (connectors/kuaidi100.py)
+        app.include_router(kuaidi100.router)
     if deps.settings.lookup.enabled:  # the customers' own lookup (connectors/order_lookup.py)
         app.include_router(order_lookup.router)
     return app

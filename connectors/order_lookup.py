@@ -41,6 +41,7 @@ from infra.tables import orders
 
 router = APIRouter()
 TAIL = re.compile(r"^[0-9]{4}$")
+PLACE = re.compile(r"[【\[]([^】\]]{1,20})[】\]]")  # 【武汉】: where a carrier's event was
 MAX_NUMBER = 64
 NOBODY = "----"  # compared against when no order has the number: the same work either way
 
@@ -68,6 +69,11 @@ WORDS: dict[str, dict[str, str]] = {
         "refunded": "已退款",
         "placed": "下单",
         "shipped_step": "发货",
+        "moving": "运输途中",
+        "parcel_in_transit": "运输中",
+        "parcel_out_for_delivery": "派送中",
+        "parcel_delivered": "已签收",
+        "parcel_exception": "运输异常，我们正在跟进",
     },
     "en": {
         "title": "Look up my order",
@@ -92,6 +98,11 @@ WORDS: dict[str, dict[str, str]] = {
         "refunded": "Refunded",
         "placed": "Placed",
         "shipped_step": "Shipped",
+        "moving": "On its way",
+        "parcel_in_transit": "In transit",
+        "parcel_out_for_delivery": "Out for delivery",
+        "parcel_delivered": "Delivered",
+        "parcel_exception": "A problem on the way: we are on it",
     },
 }
 
@@ -118,11 +129,21 @@ def public_view(order: CanonicalOrder, lang: str) -> dict[str, Any]:
     steps = [{"at": order.placed_at.isoformat(), "what": words["placed"]}]
     if shipment is not None:
         steps.append({"at": shipment.shipped_at.isoformat(), "what": words["shipped_step"]})
+    if order.tracking is not None:
+        # the carrier's words may name the person who signed, or a courier's
+        # phone: only where the parcel was is shown
+        for event in reversed(order.tracking.events):
+            place = PLACE.search(event.description)
+            where = place.group(1) if place else ""
+            steps.append({"at": event.at.isoformat(), "what": f"{words['moving']} {where}".strip()})
     if order.status.value in ("delivered", "cancelled", "refunded") and order.updated_at:
         steps.append({"at": order.updated_at.isoformat(), "what": words[order.status.value]})
+    parcel = order.tracking.state.value if order.tracking else None
     return {
         "status": order.status.value,
         "status_text": words[order.status.value],
+        "parcel": parcel,
+        "parcel_text": words.get(f"parcel_{parcel}") if parcel else None,
         "carrier": shipment.carrier if shipment else None,
         "tracking_number": shipment.tracking_number if shipment else None,
         "steps": steps,
@@ -243,7 +264,9 @@ def page(lang: str, number: str = "", result: Answer | None = None) -> str:
         )
         found = (
             f'<section class="card" id="result"><dl><dt>{e(w["status"])}</dt>'
-            f'<dd id="status">{e(b["status_text"])}</dd>'
+            f'<dd id="status">{e(b["status_text"])}'
+            + (f" · {e(b['parcel_text'])}" if b.get("parcel_text") else "")
+            + "</dd>"
             + (
                 f"<dt>{e(w['carrier'])}</dt><dd>{e(b['carrier'])}</dd>"
                 f'<dt>{e(w["tracking"])}</dt><dd id="tracking">{e(b["tracking_number"])}</dd>'

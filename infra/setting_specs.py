@@ -253,9 +253,13 @@ class NotifySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     events: list[str] = Field(
-        default_factory=lambda: ["paid", "shipped", "cancelled", "refunded", "delay"],
-        description="order statuses, and 'delay', that the customer is told of",
-    )
+        default_factory=lambda: [
+            "paid", "shipped", "cancelled", "refunded", "delay", "parcel_problem",
+        ],
+        description="order statuses, 'delay' and 'parcel_problem' (a parcel the carrier "
+        "reports a problem with, or says nothing of for stall_after_hours), that the customer "
+        "is told of",
+    )  # fmt: skip
     language: Literal["auto", "zh", "en"] = Field(
         default="auto", description="auto: Chinese for addresses in CN, else English"
     )
@@ -274,6 +278,12 @@ class NotifySpec(BaseModel):
         default=48, gt=0, description="a paid order not shipped after this long: tell the customer"
     )
     delay_check_interval: float = Field(default=60.0, gt=0, description="seconds")
+    stall_after_hours: float = Field(
+        default=72,
+        gt=0,
+        description="a shipped parcel the carrier has said nothing of for this long: tell the "
+        "customer (once, as for a carrier's exception)",
+    )
     delay_horizon_days: float = Field(
         default=7,
         gt=0,
@@ -283,7 +293,10 @@ class NotifySpec(BaseModel):
     @field_validator("events")
     @classmethod
     def _known_events(cls, value: list[str]) -> list[str]:
-        known = {"created", "paid", "shipped", "delivered", "cancelled", "refunded", "delay"}
+        known = {
+            "created", "paid", "shipped", "delivered", "cancelled", "refunded", "delay",
+            "parcel_problem",
+        }  # fmt: skip
         unknown = set(value) - known
         if unknown:
             raise ValueError(f"unknown events {sorted(unknown)}; known: {sorted(known)}")
@@ -462,4 +475,37 @@ class LookupSettings(BaseModel):
         le=5000,
         description="every answer takes at least this long, found or not (a wrong number and a "
         "wrong tail cannot be told apart by time)",
+    )
+
+
+class Kuaidi100Spec(BaseModel):
+    """快递100 (api.kuaidi100.com): its subscription push, and its query API
+    for carriers without push."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    salt: str = Field(
+        min_length=1,
+        description="the salt given when subscribing: the push's sign is upper(md5(param + salt))",
+    )
+    customer: str | None = Field(default=None, description="the account's customer id (query)")
+    key: str | None = Field(default=None, description="the account's key (query)")
+    query_url: str = Field(
+        default="https://poll.kuaidi100.com/poll/query.do", description="the real-time query API"
+    )
+    poll_carriers: list[str] = Field(
+        default_factory=list,
+        description="carrier codes (kuaidi100's, e.g. 'jd') whose parcels are polled instead of "
+        "pushed",
+    )
+    poll_interval: float = Field(default=1800, gt=0, description="seconds between polls")
+
+
+class TrackingSettings(BaseModel):
+    """``ORDERBUS_TRACKING``: carriers' tracking events to the door."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kuaidi100: Kuaidi100Spec | None = Field(
+        default=None, description="快递100: POST /tracking/kuaidi100 (its push), and its query"
     )

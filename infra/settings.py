@@ -24,6 +24,7 @@ from infra.setting_specs import (
     NotifySpec,
     PollerSpec,
     SkuMappingSettings,
+    TrackingSettings,
     known_zone,
 )
 
@@ -223,6 +224,10 @@ class Settings(BaseSettings):
     )
     alerts: AlertSettings | None = Field(
         default=None, description="alert rules and their webhook (admin_api/alerts.py)"
+    )
+    tracking: TrackingSettings = Field(
+        default_factory=TrackingSettings,
+        description="carriers' tracking events to the door (a push, or a poll)",
     )
     lookup: LookupSettings = Field(
         default_factory=LookupSettings,

@@ -97,10 +97,20 @@ orders = Table(
         nullable=True,
         doc="when the delay watch told the customer a paid order is late (targets/notify/)",
     ),
+    Column("tracking_number", String(40), nullable=True, doc="the shipment's, to find the order"),
+    Column("parcel_state", String(20), nullable=True, doc="the tracking's state (canonical)"),
+    Column("parcel_updated_at", DateTime(timezone=True), nullable=True, doc="the carrier's last"),
+    Column(
+        "parcel_noticed_at",
+        DateTime(timezone=True),
+        nullable=True,
+        doc="when the customer was told of a problem with the parcel (once: router/tracking.py)",
+    ),
     UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
     Index("ix_orders_fingerprint", "fingerprint"),
     Index("ix_orders_customer_key", "customer_key"),
     Index("ix_orders_external_id", "external_id"),  # the customers' lookup by platform number
+    Index("ix_orders_tracking_number", "tracking_number"),  # a carrier's event finds its order
     # Only paid orders the customer was not yet told are late about: the
     # delay watch reads just those, however many orders there are.
     Index(

@@ -36,14 +36,17 @@ if TYPE_CHECKING:
     from admin_api.retention import RejectedRetention
     from admin_api.retry_jobs import RetryJobWorker
     from admin_api.routes.deps import AdminContext
+    from connectors.kuaidi100 import Kuaidi100Poll
     from connectors.legacy_amqp import LegacyInbound
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
     from connectors.pull import Polling
     from console.digest import DailyDigest
     from router.shipments import ShipmentIntake
+    from router.tracking import TrackingIntake
     from targets.adapters.base import TargetAdapter
     from targets.notify.delays import DelayWatch
+    from targets.notify.parcels import ParcelWatch
 
 
 class ConfigurationError(ValueError):
@@ -168,6 +171,28 @@ class Orderbus:
             timedelta(days=notify.delay_horizon_days),
             on_commit=on_commit,
         )
+
+    def parcel_watch(self, on_commit: Callable[[], None] | None = None) -> ParcelWatch | None:
+        """The watch for shipped parcels the carrier says nothing of, when
+        customers are told of a parcel's problem."""
+        notify = self.settings.notify
+        if notify is None or "parcel_problem" not in notify.events:
+            return None
+        from targets.notify.parcels import ParcelWatch
+
+        return ParcelWatch(
+            self.engine,
+            self.topology,
+            timedelta(hours=notify.stall_after_hours),
+            notify.delay_check_interval,
+            timedelta(days=notify.delay_horizon_days),
+            on_commit=on_commit,
+        )
+
+    def tracking_intake(self, publisher: Publisher | None = None) -> TrackingIntake:
+        from router.tracking import TrackingIntake
+
+        return TrackingIntake(self.engine, publisher or self.bus.publisher(), self.topology)
 
     def _mapping(self, what: str, inline: dict[str, Any] | None, path: str | None) -> FieldMapping:
         import json
@@ -310,8 +335,23 @@ class Orderbus:
             publisher=publisher,
             topology=self.topology,
             accept_shipment=self.shipment_intake(publisher).accept_body,
+            accept_tracking=self.tracking_intake(publisher).accept,
         )
         return create_ingest_app(deps)
+
+    def tracking_poll(self, transport: httpx.BaseTransport | None = None) -> Kuaidi100Poll | None:
+        """The poll of Kuaidi100's query for carriers without push, when configured."""
+        spec = self.settings.tracking.kuaidi100
+        if spec is None or not spec.poll_carriers:
+            return None
+        from connectors.kuaidi100 import Kuaidi100Poll
+
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        self._clients.append(client)
+        try:
+            return Kuaidi100Poll(spec, self.engine, client, self.tracking_intake().accept)
+        except ValueError as exc:
+            raise ConfigurationError(f"ORDERBUS_TRACKING.kuaidi100: {exc}") from exc
 
     def admin_app(self) -> FastAPI:
         from admin_api.app import create_admin_app

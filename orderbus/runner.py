@@ -77,6 +77,9 @@ class Daemon:
             delays = app.delay_watch(on_commit=relay.wake)
             if delays is not None:
                 self._thread("delay-watch", delays.run, self.stop)
+            stalls = app.parcel_watch(on_commit=relay.wake)
+            if stalls is not None:
+                self._thread("stall-watch", stalls.run, self.stop)
         if "consumers" in self.components:
             for target in settings.active_targets():
                 consumer = app.delivery_consumer(target)
@@ -96,6 +99,9 @@ class Daemon:
                 self._consume(f"fetch-{channel}", [queue], fetcher.handle_batch)
             for channel in sorted(settings.pollers):
                 self._thread(f"poll-{channel}", app.poller(channel).run, self.stop)
+            tracking = app.tracking_poll()
+            if tracking is not None:
+                self._thread("tracking-poll", tracking.run, self.stop)
             shipments = topo.queue_for(SHIPMENTS_ROLE).name
             self._consume("shipments", [shipments], app.shipment_intake().handle_batch)
         if "admin" in self.components:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
+from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
 from infra.database import prefer_key_lookups
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
@@ -39,6 +40,7 @@ from router.order_state import (
 )
 from router.outbox import delivery_row, document_row
 from router.suspicion import Suspicion, fingerprint, within
+from router.tracking import only_tracking_changed
 
 log = logging.getLogger(__name__)
 AFTER_SALE_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.REFUNDED})
@@ -67,6 +69,7 @@ class BatchRouting:
         self.known_customers: set[str] = set()  # customer keys with an order already
         self.states: dict[BusinessKey, OrderState] = {}
         self.outbox_rows: list[dict[str, object]] = []
+        self.parcels_noticed: list[OrderState] = []  # told of a parcel's problem in this batch
 
     def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
         prefer_key_lookups(self.conn)
@@ -225,6 +228,19 @@ class BatchRouting:
             )
         return state
 
+    def _parcel_problem(self, state: OrderState, accepted: CanonicalOrder) -> bool:
+        """Whether to tell the customer now of a problem with the parcel: the
+        carrier's first exception, where customers are told anything; once."""
+        if state.parcel_noticed or accepted.tracking is None:
+            return False
+        if accepted.tracking.state != ParcelState.EXCEPTION:
+            return False
+        if not any(route.target == "customer" for route in self.fanout.routes):
+            return False
+        state.parcel_noticed = True
+        self.parcels_noticed.append(state)
+        return True
+
     def _hold_if_unmapped(
         self, state: OrderState, accepted: CanonicalOrder, previous: OrderStatus | None
     ) -> None:
@@ -300,6 +316,12 @@ class BatchRouting:
                 accepted.model_copy(update={"after_sales": merged(before, accepted.after_sales)}),
                 previous,
             )
+        tracking_only = (
+            accepted.tracking is not None
+            and state.body is not None
+            and previous == accepted.status
+            and only_tracking_changed(state.body, accepted)
+        )
         body = accepted.to_wire().decode("utf-8")
         state.status = accepted.status
         state.precedence = accepted.precedence()
@@ -311,9 +333,11 @@ class BatchRouting:
             return []
         papers = documents(before, accepted, previous)
         # a system that gets a document (an intercept, a reversal...) gets it
-        # instead of the plain revision
+        # instead of the plain revision; a change of the parcel's tracking
+        # alone goes to none (they heard of the shipment)
         served = {paper.target for paper in papers}
-        targets = [t for t in self.fanout.targets(accepted, previous) if t not in served]
+        targets = [] if tracking_only else self.fanout.targets(accepted, previous)
+        targets = [t for t in targets if t not in served]
         for target in targets:
             self.outbox_rows.append(
                 delivery_row(self.topology, envelope, state.number, version, target, body, self.now)
@@ -322,6 +346,14 @@ class BatchRouting:
             self.outbox_rows.append(
                 document_row(self.topology, envelope, state.number, version, paper, body, self.now)
             )
+        if self._parcel_problem(state, accepted):
+            self.outbox_rows.append(
+                delivery_row(
+                    self.topology, envelope, state.number, version, "customer", body, self.now,
+                    message_id=f"{state.number}{PARCEL_NOTICE_SUFFIX}",
+                )
+            )  # fmt: skip
+            targets.append("customer:parcel")
         return targets + [f"{paper.target}:{paper.kind}" for paper in papers]
 
     def _arrival_row(
@@ -355,6 +387,11 @@ class BatchRouting:
                     {"order_id": s.id, "hold_status": s.hold_status, **(s.values or {})}
                     for s in changed
                 ],
+            )
+        if self.parcels_noticed:
+            self.conn.execute(
+                update(orders).where(orders.c.id == bindparam("order_id")),
+                [{"order_id": s.id, "parcel_noticed_at": self.now} for s in self.parcels_noticed],
             )
         newly_held = [{"order_id": s.id, **s.new_hold} for s in changed if s.new_hold]
         if newly_held:

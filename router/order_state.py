@@ -48,7 +48,11 @@ def state_values(
 ) -> dict[str, object]:
     """The ``orders`` columns that hold an accepted revision."""
     rank, source_version, stamp = order.precedence()
+    parcel = order.tracking
     return {
+        "tracking_number": order.shipment.tracking_number if order.shipment else None,
+        "parcel_state": parcel.state.value if parcel else None,
+        "parcel_updated_at": parcel.updated_at if parcel else None,
         "status": order.status.value,
         "status_rank": rank,
         "source_version": source_version,
@@ -89,6 +93,7 @@ class OrderState:
     fingerprint: str | None = None
     placed_at: datetime | None = None
     body: str | None = None  # the accepted revision as stored (its after-sales are read from it)
+    parcel_noticed: bool = False  # the customer was told of a problem with the parcel
 
     @property
     def held(self) -> bool:
@@ -112,6 +117,7 @@ class OrderState:
             version=row.version,
             hold_status=row.hold_status,
             body=row.body,
+            parcel_noticed=row.parcel_noticed_at is not None,
         )
 
 

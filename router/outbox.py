@@ -65,14 +65,16 @@ def delivery_row(
     target: str,
     body: str,
     now: datetime,
+    message_id: str | None = None,
 ) -> dict[str, object]:
     """The outbox row that tells ``target`` of version ``version`` of the order.
 
     Its id is deterministic: the same change to the same target always has the
     same id, which is the consumers' inbox key, so it is applied once however
-    often it is sent.
+    often it is sent. (A message told once per order, such as a parcel's
+    problem, passes its own ``message_id``.)
     """
-    message_id = f"{number}-v{version}-{target}"
+    message_id = message_id or f"{number}-v{version}-{target}"
     child = cause.caused(message_id, order_number=number, order_version=version, target=target)
     return {
         "message_id": message_id,

@@ -1,7 +1,10 @@
 """The ``customer`` target's adapter: tell the customer of an event.
 
-The event is the order's status, or ``delay`` for the message the delay
-watch (targets/notify/delays.py) sends about a paid order not shipped in time.
+The event is the order's status, ``delay`` for the message the delay watch
+(targets/notify/delays.py) sends about a paid order not shipped in time, or
+``parcel_problem`` for the one message about a parcel the carrier reports a
+problem with or has said nothing of for too long (router/tracking.py,
+targets/notify/parcels.py).
 Events not in ``ORDERBUS_NOTIFY.events`` are passed over (answered 204, so
 the consumer's inbox records them). For each medium that applies (email when
 the order has an email, SMS when it has a phone, the WeChat Work group robot
@@ -21,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from canonical.tracking import PARCEL_NOTICE_SUFFIX
 from infra.database import translate_db_errors
 from infra.masking import mask_email, mask_phone
 from infra.setting_specs import NotifySpec
@@ -35,7 +39,11 @@ DELAY_SUFFIX = "-delay-customer"
 
 
 def event_of(order: dict[str, Any], message_id: str) -> str:
-    return "delay" if message_id.endswith(DELAY_SUFFIX) else str(order.get("status"))
+    if message_id.endswith(DELAY_SUFFIX):
+        return "delay"
+    if message_id.endswith(PARCEL_NOTICE_SUFFIX):
+        return "parcel_problem"
+    return str(order.get("status"))
 
 
 class CustomerNotifier:

@@ -90,6 +90,20 @@ BUILT_IN: dict[tuple[str, str], tuple[str, str]] = {
         "order {{ order.external_id }} is taking longer than expected to ship. We will write "
         "again when it leaves.",
     ),
+    ("parcel_problem", "zh"): (
+        "{{ shop }}：订单 {{ order.external_id }} 的包裹需要关注",
+        "您好{{ ' ' + order.customer.name if order.customer.name else '' }}，"
+        "订单 {{ order.external_id }} 的包裹（{{ order.shipment.carrier }}，运单号 "
+        "{{ order.shipment.tracking_number }}）在运输中遇到了问题，"
+        "我们已在跟进，有进展会再通知您。",
+    ),
+    ("parcel_problem", "en"): (
+        "{{ shop }}: a problem with the parcel of order {{ order.external_id }}",
+        "Hello{{ ' ' + order.customer.name if order.customer.name else '' }}, the parcel of "
+        "order {{ order.external_id }} ({{ order.shipment.carrier }}, tracking number "
+        "{{ order.shipment.tracking_number }}) has run into a problem on its way. We are on it "
+        "and will write again when we know more.",
+    ),
 }
 
 

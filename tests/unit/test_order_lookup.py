@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from infra.messages import parse_delivery
@@ -126,3 +126,38 @@ def test_the_page_is_for_a_phone_in_chinese_first(sqlite_engine: Engine) -> None
         english = api.get("/track?lang=en")
     assert 'name="viewport"' in page.text and "查询我的订单" in page.text
     assert "Look up my order" in english.text
+
+
+def test_the_parcels_steps_show_where_it_was_not_what_the_carrier_wrote(
+    sqlite_engine: Engine, shipped: str
+) -> None:
+    """A carrier's words may name who signed for it: only the place shows."""
+    from canonical.tracking import ParcelState, TrackingEvent, TrackingReport
+    from router.tracking import merged_tracking
+
+    tracking = merged_tracking(
+        None,
+        TrackingReport(
+            tracking_number="SF1234567890",
+            state=ParcelState.DELIVERED,
+            events=[
+                TrackingEvent(
+                    at="2026-11-13T10:00:00+08:00", description="【武汉】已签收，签收人：李四"
+                ),
+                TrackingEvent(at="2026-11-12T18:00:00+08:00", description="【深圳】已揽收"),
+            ],
+        ),
+    )
+    from sqlalchemy import update
+
+    from infra.tables import orders
+
+    with sqlite_engine.begin() as conn:
+        body = json.loads(str(conn.scalar(select(orders.c.body))))
+        body["tracking"] = tracking.model_dump(mode="json")
+        conn.execute(update(orders).values(body=json.dumps(body)))
+    with _client(sqlite_engine) as api:
+        answer = _ask(api, "TB-778899", "5678").json()
+    assert answer["parcel"] == "delivered" and answer["parcel_text"] == "已签收"
+    assert [s["what"] for s in answer["steps"]][-2:] == ["运输途中 深圳", "运输途中 武汉"]
+    assert "李四" not in json.dumps(answer, ensure_ascii=False)
