@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from canonical.tracking import TrackingReport
-from connectors import ingest_shipments, ingest_webhooks, kuaidi100, order_lookup
+from connectors import ingest_shipments, ingest_stock, ingest_webhooks, kuaidi100, order_lookup
 from connectors.ingest_http import RecordBudget
 from infra.bus import Publisher
 from infra.settings import Settings
@@ -46,6 +46,9 @@ class IngestDeps:
     # router's TrackingIntake.accept); raises UnknownOrder, OrderClosed or
     # TransientError.
     accept_tracking: Callable[[TrackingReport], str] | None = None
+    # Stock levels from the warehouse (the router's StockIntake.accept_body):
+    # how many channel listings change; raises MalformedMessage or TransientError.
+    accept_stock: Callable[[bytes], int] | None = None
     clock: Callable[[], float] = time.time
     # records of requests to channels that do not exist (anyone can send them)
     unknown_channels: RecordBudget = field(default_factory=RecordBudget)
@@ -67,6 +70,8 @@ def create_ingest_app(deps: IngestDeps) -> FastAPI:
 
     app.include_router(ingest_webhooks.router)
     app.include_router(ingest_shipments.router)
+    if deps.settings.stock.channels:  # stock back to the channels (connectors/ingest_stock.py)
+        app.include_router(ingest_stock.router)
     if deps.settings.tracking.kuaidi100 is not None:  # 快递100's push (connectors/kuaidi100.py)
         app.include_router(kuaidi100.router)
     if deps.settings.lookup.enabled:  # the customers' own lookup (connectors/order_lookup.py)

@@ -509,3 +509,35 @@ class TrackingSettings(BaseModel):
     kuaidi100: Kuaidi100Spec | None = Field(
         default=None, description="快递100: POST /tracking/kuaidi100 (its push), and its query"
     )
+
+
+class StockChannelSpec(BaseModel):
+    """Where one channel's available quantities go, and how much of the stock it gets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["http"] = Field(
+        default="http",
+        description="http: POST {sku, quantity, as_of} as JSON to url (a shop's own stock API, "
+        "or a middleware's); the platforms' own stock APIs are not built yet",
+    )
+    url: str = Field(description="where the channel's quantities are sent")
+    token: str | None = Field(default=None, description="sent as Authorization: Bearer")
+    ratio: float = Field(
+        default=1.0, gt=0, le=1, description="the share of the available stock this channel sells"
+    )
+    safety: int = Field(default=0, ge=0, description="units held back from this channel")
+    rate: float = Field(default=5.0, ge=0, description="requests per second (0: no limit)")
+
+
+class StockSettings(BaseModel):
+    """``ORDERBUS_STOCK``: stock levels back to the channels (targets/stock_push.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: dict[str, StockChannelSpec] = Field(
+        default_factory=dict, description="channel -> where and how much"
+    )
+    interval: float = Field(
+        default=5.0, gt=0, description="seconds between pushes: a burst becomes its latest level"
+    )

@@ -24,6 +24,7 @@ from infra.setting_specs import (
     NotifySpec,
     PollerSpec,
     SkuMappingSettings,
+    StockSettings,
     TrackingSettings,
     known_zone,
 )
@@ -224,6 +225,10 @@ class Settings(BaseSettings):
     )
     alerts: AlertSettings | None = Field(
         default=None, description="alert rules and their webhook (admin_api/alerts.py)"
+    )
+    stock: StockSettings = Field(
+        default_factory=StockSettings,
+        description="stock levels from the warehouse back to each channel (POST /stock)",
     )
     tracking: TrackingSettings = Field(
         default_factory=TrackingSettings,

@@ -499,3 +499,28 @@ lookup_attempts = Table(
     Column("window_start", DateTime(timezone=True), primary_key=True),
     Column("count", Integer, nullable=False),
 )
+
+# Stock back to the channels (router/stock.py, targets/stock_push.py): each
+# SKU's available units as the warehouse last said (an older level never
+# overwrites a newer one), and each channel listing's quantity to send, with
+# what was sent (sent again only when it changes).
+stock_levels = Table(
+    "stock_levels",
+    metadata,
+    Column("sku", String(200), primary_key=True),
+    Column("available", Integer, nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+stock_pushes = Table(
+    "stock_pushes",
+    metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("platform_sku", String(200), primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    Column("pushed_quantity", Integer, nullable=True),
+    Column("pushed_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+)

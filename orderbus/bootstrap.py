@@ -27,6 +27,7 @@ from router.fanout import Fanout
 from router.mapping_gate import MappingGate
 from router.outbox import OutboxRelay
 from router.service import RouterService
+from router.stock import StockIntake
 from router.suspicion import Suspicion
 from targets.consumers import DeliveryConsumer
 from targets.delivery import HttpDelivery, RetryPolicy
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from targets.adapters.base import TargetAdapter
     from targets.notify.delays import DelayWatch
     from targets.notify.parcels import ParcelWatch
+    from targets.stock_push import StockPusher
 
 
 class ConfigurationError(ValueError):
@@ -336,8 +338,21 @@ class Orderbus:
             topology=self.topology,
             accept_shipment=self.shipment_intake(publisher).accept_body,
             accept_tracking=self.tracking_intake(publisher).accept,
+            accept_stock=StockIntake(self.engine, self.settings.stock).accept_body,
         )
         return create_ingest_app(deps)
+
+    def stock_pusher(self, transport: httpx.BaseTransport | None = None) -> StockPusher | None:
+        """The pusher of stock levels to the channels, when any is configured."""
+        stock = self.settings.stock
+        if not stock.channels:
+            return None
+        from connectors.stock_writers import stock_writers
+        from targets.stock_push import StockPusher
+
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        self._clients.append(client)
+        return StockPusher(self.engine, stock, stock_writers(dict(stock.channels), client))
 
     def tracking_poll(self, transport: httpx.BaseTransport | None = None) -> Kuaidi100Poll | None:
         """The poll of Kuaidi100's query for carriers without push, when configured."""

@@ -87,6 +87,9 @@ class Daemon:
             self._consume(
                 "dead-letters", list(topo.dead_letter_queues), one_at_a_time(app.recorder().handle)
             )
+            pusher = app.stock_pusher()
+            if pusher is not None:
+                self._thread("stock-push", pusher.run, self.stop)
         if "ingest" in self.components:
             self._serve("ingest", app.ingest_app(), settings.ingest_host, settings.ingest_port)
             for channel in sorted(settings.legacy_inbound):

@@ -1,0 +1,149 @@
+"""Stock back to the channels (router/stock.py, targets/stock_push.py), on
+SQLite: a bundle's and a pack's quantities come from their components'
+levels, each channel gets its share less its safety stock, once per change;
+a burst is sent as its latest level; an older level sent late changes
+nothing; a channel that is down is tried again, one that refuses a listing
+is tried a bounded number of times."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from admin_api.mappings import put_product
+from canonical.stock import StockLevel, StockReport, allocated
+from connectors.ingest_app import IngestDeps, create_ingest_app
+from connectors.stock_writers import stock_writers
+from infra.setting_specs import StockSettings
+from infra.settings import Settings
+from infra.tables import stock_pushes
+from infra.topology import build_topology
+from router.stock import StockIntake
+from targets.stock_push import MAX_ATTEMPTS, StockPusher
+from tests.factories import FakePublisher, signed_headers
+
+WMS = "wms-stock-signing-secret"
+T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+STOCK = StockSettings.model_validate(
+    {
+        "interval": 1,
+        "channels": {
+            "taobao": {"url": "http://tb.test/stock"},
+            "jd": {"url": "http://jd.test/stock", "ratio": 0.5, "safety": 1},
+            "douyin": {"url": "http://dy.test/stock", "safety": 2, "rate": 0},
+        },
+    }
+)
+
+
+class Channels:
+    """Three channels' stock APIs, recording what each was told."""
+
+    def __init__(self) -> None:
+        self.told: dict[str, list[tuple[str, int]]] = {"tb": [], "jd": [], "dy": []}
+        self.down: set[str] = set()
+        self.refuse: set[str] = set()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host.split(".")[0]
+        body = json.loads(request.content)
+        if host in self.down:
+            return httpx.Response(503)
+        if body["sku"] in self.refuse:
+            return httpx.Response(400, json={"error": "no such item"})
+        self.told[host].append((body["sku"], body["quantity"]))
+        return httpx.Response(200)
+
+
+def _setup(engine: Engine) -> tuple[StockIntake, StockPusher, Channels]:
+    with engine.begin() as conn:
+        put_product(
+            conn,
+            channel="",
+            shop="",
+            platform_sku="TEA-SET",
+            components=[{"sku": "TEA"}, {"sku": "CUP", "quantity": 2}],
+            note=None,
+            by="t",
+        )
+        put_product(conn, channel="", shop="", platform_sku="TEA-6",
+                    components=[{"sku": "TEA", "quantity": 6}], note=None, by="t")  # fmt: skip
+    channels = Channels()
+    client = httpx.Client(transport=httpx.MockTransport(channels))
+    pusher = StockPusher(engine, STOCK, stock_writers(dict(STOCK.channels), client))
+    return StockIntake(engine, STOCK), pusher, channels
+
+
+def _levels(*levels: tuple[str, int, datetime]) -> StockReport:
+    return StockReport(levels=[StockLevel(sku=s, available=n, as_of=t) for s, n, t in levels])
+
+
+def test_a_bundle_component_reaches_three_channels_with_their_shares_once(
+    sqlite_engine: Engine,
+) -> None:
+    intake, pusher, channels = _setup(sqlite_engine)
+    intake.accept(_levels(("TEA", 13, T0), ("CUP", 8, T0), ("SOAP", 5, T0)))
+    assert pusher.push_once() == 9
+    # the set: min(13, 8 // 2) = 4; the pack: 13 // 6 = 2; SOAP, mapped to nothing: as it is
+    assert sorted(channels.told["tb"]) == [("SOAP", 5), ("TEA-6", 2), ("TEA-SET", 4)]
+    assert sorted(channels.told["jd"]) == [("SOAP", 1), ("TEA-6", 0), ("TEA-SET", 1)]
+    assert sorted(channels.told["dy"]) == [("SOAP", 3), ("TEA-6", 0), ("TEA-SET", 2)]
+    assert pusher.push_once() == 0  # nothing changed: nothing sent again
+    late = T0 - timedelta(minutes=5)
+    assert intake.accept(_levels(("CUP", 0, late))) == 0  # counted earlier, sent late
+    assert pusher.push_once() == 0
+    # a burst: two levels before the next push; only the latest goes
+    intake.accept(_levels(("CUP", 6, T0 + timedelta(minutes=1))))
+    intake.accept(_levels(("CUP", 4, T0 + timedelta(minutes=2))))
+    assert pusher.push_once() == 3
+    assert channels.told["tb"][-1] == ("TEA-SET", 2) and len(channels.told["tb"]) == 4
+
+
+def test_a_channel_down_is_tried_again_and_a_refusal_only_so_often(sqlite_engine: Engine) -> None:
+    intake, pusher, channels = _setup(sqlite_engine)
+    channels.down.add("jd")
+    channels.refuse.add("SOAP")
+    intake.accept(_levels(("TEA", 13, T0), ("CUP", 8, T0), ("SOAP", 5, T0)))
+    pusher.push_once()
+    assert channels.told["jd"] == []
+    channels.down.clear()
+    pusher.push_once()
+    assert sorted(channels.told["jd"]) == [("TEA-6", 0), ("TEA-SET", 1)]
+    for _ in range(MAX_ATTEMPTS + 3):
+        pusher.push_once()
+    with sqlite_engine.connect() as conn:
+        rows = conn.execute(
+            select(stock_pushes.c.attempts, stock_pushes.c.last_error).where(
+                stock_pushes.c.platform_sku == "SOAP"
+            )
+        ).all()
+    assert {r.attempts for r in rows} == {MAX_ATTEMPTS}  # then it waits for its next change
+    assert all("no such item" in str(r.last_error) for r in rows)
+
+
+def test_the_warehouse_posts_its_levels_signed(sqlite_engine: Engine) -> None:
+    settings = Settings(namespace="t", shipment_secrets=[WMS], stock=STOCK)
+    intake = StockIntake(sqlite_engine, STOCK)
+    deps = IngestDeps(settings, sqlite_engine, FakePublisher(), build_topology(settings),  # type: ignore[arg-type]
+                      accept_stock=intake.accept_body)  # fmt: skip
+    body = json.dumps({"levels": [{"sku": "SOAP", "available": 5, "as_of": T0.isoformat()}]})
+    with TestClient(create_ingest_app(deps)) as api:
+        ok = api.post("/stock", content=body, headers=signed_headers(WMS, body.encode()))
+        assert ok.status_code == 202 and ok.json()["listings_changed"] == 3
+        forged = api.post("/stock", content=body, headers=signed_headers("guess", body.encode()))
+        assert forged.status_code == 401
+        bad: Any = api.post(
+            "/stock",
+            content=b'{"levels": []}',
+            headers=signed_headers(WMS, b'{"levels": []}'),
+        )
+        assert bad.status_code == 422
+
+
+def test_a_share_never_goes_below_zero() -> None:
+    assert allocated(10, 0.5, 1) == 4 and allocated(1, 0.3, 0) == 0 and allocated(2, 1, 5) == 0
