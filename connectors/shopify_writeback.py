@@ -91,23 +91,28 @@ class ShopifyFulfillment:
         return 200
 
     def _ask(self, http: Transport, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        headers = {
-            "X-Shopify-Access-Token": self.options.access_token,
-            "Content-Type": "application/json",
-        }
-        body = json.dumps({"query": query, "variables": variables}).encode("utf-8")
-        answer = http.post(self.url, body, headers)
-        if answer.status_code == 429 or answer.status_code >= 500:
-            raise http_problem("Shopify", answer, answer.text[:500])
-        if answer.status_code >= 300:
-            raise refused("Shopify", f"HTTP {answer.status_code}: {answer.text[:300]}", answer)
-        said = answer_json(answer)
-        if not isinstance(said, dict):
-            raise EndpointUnavailable("Shopify answered something that is not JSON")
-        problems = said.get("errors") or []
-        if any((p.get("extensions") or {}).get("code") == "THROTTLED" for p in problems):
-            raise EndpointUnavailable("Shopify: throttled (GraphQL cost limit)")
-        if problems:
-            raise refused("Shopify", f"GraphQL errors: {problems}"[:500], answer)
-        data = said.get("data")
-        return data if isinstance(data, dict) else {}
+        return graphql(http, self.url, self.options.access_token, query, variables)
+
+
+def graphql(
+    http: Transport, url: str, token: str, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    """One GraphQL Admin API call: its ``data``; EndpointUnavailable when
+    Shopify is down or throttles (cost limit), a refusal for the rest."""
+    headers = {"X-Shopify-Access-Token": token, "Content-Type": "application/json"}
+    body = json.dumps({"query": query, "variables": variables}).encode("utf-8")
+    answer = http.post(url, body, headers)
+    if answer.status_code == 429 or answer.status_code >= 500:
+        raise http_problem("Shopify", answer, answer.text[:500])
+    if answer.status_code >= 300:
+        raise refused("Shopify", f"HTTP {answer.status_code}: {answer.text[:300]}", answer)
+    said = answer_json(answer)
+    if not isinstance(said, dict):
+        raise EndpointUnavailable("Shopify answered something that is not JSON")
+    problems = said.get("errors") or []
+    if any((p.get("extensions") or {}).get("code") == "THROTTLED" for p in problems):
+        raise EndpointUnavailable("Shopify: throttled (GraphQL cost limit)")
+    if problems:
+        raise refused("Shopify", f"GraphQL errors: {problems}"[:500], answer)
+    data = said.get("data")
+    return data if isinstance(data, dict) else {}

@@ -516,18 +516,35 @@ class StockChannelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["http"] = Field(
+    kind: Literal["http", "shopify"] = Field(
         default="http",
         description="http: POST {sku, quantity, as_of} as JSON to url (a shop's own stock API, "
-        "or a middleware's); the platforms' own stock APIs are not built yet",
+        "or a middleware's); shopify: the GraphQL Admin API's inventorySetQuantities at "
+        "location_id (the variant found by its SKU)",
     )
-    url: str = Field(description="where the channel's quantities are sent")
-    token: str | None = Field(default=None, description="sent as Authorization: Bearer")
+    url: str | None = Field(default=None, description="http: where the quantities are sent")
+    token: str | None = Field(default=None, description="http: sent as Authorization: Bearer")
+    shop_url: str | None = Field(default=None, description="shopify: https://<shop>.myshopify.com")
+    access_token: str | None = Field(default=None, description="shopify: the Admin API token")
+    api_version: str = Field(
+        default="2026-10", pattern=r"^\d{4}-(01|04|07|10)$", description="shopify: API version"
+    )
+    location_id: str | None = Field(
+        default=None, description="shopify: the location's id (gid://shopify/Location/…)"
+    )
     ratio: float = Field(
         default=1.0, gt=0, le=1, description="the share of the available stock this channel sells"
     )
     safety: int = Field(default=0, ge=0, description="units held back from this channel")
     rate: float = Field(default=5.0, ge=0, description="requests per second (0: no limit)")
+
+    @model_validator(mode="after")
+    def _where(self) -> StockChannelSpec:
+        needed = ["url"] if self.kind == "http" else ["shop_url", "access_token", "location_id"]
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"a {self.kind} stock channel needs {', '.join(missing)}")
+        return self
 
 
 class StockSettings(BaseModel):

@@ -147,3 +147,58 @@ def test_the_warehouse_posts_its_levels_signed(sqlite_engine: Engine) -> None:
 
 def test_a_share_never_goes_below_zero() -> None:
     assert allocated(10, 0.5, 1) == 4 and allocated(1, 0.3, 0) == 0 and allocated(2, 1, 5) == 0
+
+
+class ShopifyInventory:
+    """Shopify's GraphQL Admin API as the stock writer calls it (shapes from
+    shopify.dev's reference: productVariants by query, inventorySetQuantities
+    with InventorySetQuantitiesInput and userErrors); THROTTLED once."""
+
+    def __init__(self) -> None:
+        self.levels: dict[str, int] = {}
+        self.lookups: list[str] = []
+        self.throttle = 1
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/admin/api/2026-10/graphql.json"
+        assert request.headers["x-shopify-access-token"] == "shpat-stock"
+        asked = json.loads(request.content)
+        if "productVariants" in asked["query"]:
+            sku = asked["variables"]["query"].split('"')[1]
+            self.lookups.append(sku)
+            nodes = [{"sku": sku, "inventoryItem": {"id": f"gid://shopify/InventoryItem/{sku}"}}]
+            found = {"productVariants": {"nodes": nodes if sku != "GONE" else []}}
+            return httpx.Response(200, json={"data": found})
+        if self.throttle:
+            self.throttle -= 1
+            throttled = {"message": "Throttled", "extensions": {"code": "THROTTLED"}}
+            return httpx.Response(200, json={"errors": [throttled]})
+        wanted = asked["variables"]["input"]
+        assert wanted["name"] == "available" and wanted["reason"] == "correction"
+        [quantity] = wanted["quantities"]
+        assert quantity["locationId"] == "gid://shopify/Location/1"
+        assert "changeFromQuantity" in quantity and quantity["changeFromQuantity"] is None
+        self.levels[quantity["inventoryItemId"]] = quantity["quantity"]
+        done = {"inventoryAdjustmentGroup": {"id": "gid://shopify/InventoryAdjustmentGroup/1"},
+                "userErrors": []}  # fmt: skip
+        return httpx.Response(200, json={"data": {"inventorySetQuantities": done}})
+
+
+def test_shopify_gets_its_available_quantity_at_its_location(sqlite_engine: Engine) -> None:
+    spec = {"kind": "shopify", "shop_url": "https://acme.myshopify.com", "rate": 0,
+            "access_token": "shpat-stock", "location_id": "gid://shopify/Location/1"}  # fmt: skip
+    settings = StockSettings.model_validate({"channels": {"shop-us": spec}})
+    shopify = ShopifyInventory()
+    client = httpx.Client(transport=httpx.MockTransport(shopify))
+    pusher = StockPusher(sqlite_engine, settings, stock_writers(dict(settings.channels), client))
+    StockIntake(sqlite_engine, settings).accept(_levels(("SOAP", 5, T0), ("GONE", 1, T0)))
+    assert pusher.push_once() == 0  # throttled: tried again next round
+    assert pusher.push_once() == 1
+    assert shopify.levels == {"gid://shopify/InventoryItem/SOAP": 5}
+    StockIntake(sqlite_engine, settings).accept(_levels(("SOAP", 4, T0 + timedelta(minutes=1))))
+    assert pusher.push_once() == 1 and shopify.lookups.count("SOAP") == 1  # its id was kept
+    with sqlite_engine.connect() as conn:
+        gone = conn.scalar(
+            select(stock_pushes.c.last_error).where(stock_pushes.c.platform_sku == "GONE")
+        )
+    assert "0 variants with SKU GONE" in str(gone)
