@@ -158,8 +158,8 @@ def _decimals(amount: Decimal) -> int:
 
 def _after_sales(order: CanonicalOrder) -> list[Violation]:
     """Each after-sale names the order's own lines, gives back no more than
-    was paid (per line, and in all), in the order's currency's places; a
-    whole-order refund at most the total."""
+    was paid (per line, its tax at most the order's; and in all), in the
+    order's currency's places; a whole-order refund at most the total."""
     found: list[Violation] = []
     places = KNOWN_CURRENCIES.get(order.currency, 2)
     paid = {item.sku: item for item in order.items}
@@ -186,7 +186,7 @@ def _after_sales(order: CanonicalOrder) -> list[Violation]:
                         f"after-sale {sale.id}: the order has no line with SKU {line.sku}",
                     )
                 )
-            elif line.quantity > item.quantity or line.amount > item.line_total:
+            elif line.quantity > item.quantity or line.amount > item.line_total + order.tax:
                 found.append(
                     Violation(
                         "more_than_paid",

@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from canonical.aftersales import AfterSale
 from canonical.order import CanonicalOrder
 
 
@@ -109,15 +110,29 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class AfterSaleChange:
+    """A push about an after-sale of an order it does not carry (Shopify's
+    refunds/create): the ingest adds it to the order orderbus has, or
+    records it when orderbus has none."""
+
+    external_id: str
+    shop: str
+    after_sale: AfterSale
+    at: datetime
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
 class WebhookResult:
     """The orders in a request, or the references of orders to fetch, or
-    status changes of known orders; or none, and why (a ping, an event that
-    is not about an order), which is recorded."""
+    status changes or after-sales of known orders; or none, and why (a ping,
+    an event that is not about an order), which is recorded."""
 
     arrivals: tuple[Arrival, ...] = ()
     ignored: str | None = None
     references: tuple[OrderReference, ...] = ()
     changes: tuple[StatusChange, ...] = ()
+    after_sales: tuple[AfterSaleChange, ...] = ()
 
 
 class WebhookConnector(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from canonical.errors import TransientError
 from canonical.order import CanonicalOrder
 from canonical.validation import violations
 from connectors.base import (
+    AfterSaleChange,
     Arrival,
     ChannelConfig,
     ConnectorError,
@@ -69,7 +71,7 @@ async def ingest(channel: str, request: Request) -> JSONResponse:
     try:
         config, connector = _channel(received)
         result = _read(received, config, connector)
-        if result.changes:
+        if result.changes or result.after_sales:
             result, notes = await run_in_threadpool(_applied, received, result)
             for note in notes:  # answered 200 all the same: recorded for a person
                 await received.record(200, "amounts_not_applied", note)
@@ -151,22 +153,33 @@ def _applied(received: Received, result: WebhookResult) -> tuple[WebhookResult, 
     engine = deps_of(received.request).engine
     arrivals = list(result.arrivals)
     unknown, notes = [], []
-    for change in result.changes:
+
+    def stored(shop: str, external_id: str) -> dict[str, Any] | None:
         with translate_db_errors(), engine.connect() as conn:
             body = conn.scalar(
                 select(orders.c.body).where(
                     orders.c.channel == received.where,
-                    orders.c.shop == change.shop,
-                    orders.c.external_id == change.external_id,
+                    orders.c.shop == shop,
+                    orders.c.external_id == external_id,
                 )
             )
-        if body is None:
+        return None if body is None else dict(json.loads(body))
+
+    for change in result.changes:
+        known = stored(change.shop, change.external_id)
+        if known is None:
             unknown.append(change.external_id)
             continue
-        revised, note = revised_from(json.loads(body), change)
+        revised, note = revised_from(known, change)
         if note:
             notes.append(note)
         arrivals.append(Arrival(revised, change.delivery_id))
+    for sale in result.after_sales:
+        known = stored(sale.shop, sale.external_id)
+        if known is None:
+            unknown.append(sale.external_id)
+            continue
+        arrivals.append(Arrival(with_after_sale(known, sale), sale.delivery_id))
     ignored = (
         f"status change of order(s) {', '.join(unknown)} orderbus does not have yet: recorded; "
         "their full payload brings them"
@@ -174,6 +187,19 @@ def _applied(received: Received, result: WebhookResult) -> tuple[WebhookResult, 
         else result.ignored
     )
     return WebhookResult(tuple(arrivals), ignored, result.references), notes
+
+
+def with_after_sale(stored: dict[str, Any], change: AfterSaleChange) -> CanonicalOrder:
+    """The stored order with the after-sale added (or replacing its earlier
+    report), as a revision later than the stored one (the router keeps its
+    status from going back, and makes its documents)."""
+    for assigned in ("order_number", "accounts", "mapping_version"):
+        stored.pop(assigned, None)
+    kept = CanonicalOrder.model_validate(stored)
+    sales = [s for s in kept.after_sales if s.id != change.after_sale.id]
+    stamp = kept.updated_at or kept.placed_at
+    later = max(change.at, stamp + timedelta(seconds=1))
+    return kept.model_copy(update={"after_sales": [*sales, change.after_sale], "updated_at": later})
 
 
 def revised_from(stored: dict[str, Any], change: StatusChange) -> tuple[CanonicalOrder, str | None]:

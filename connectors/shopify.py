@@ -30,7 +30,9 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
+from canonical.aftersales import AfterSale, AfterSaleKind, AfterSaleStatus
 from connectors.base import (
+    AfterSaleChange,
     Arrival,
     ChannelConfig,
     StatusChange,
@@ -67,6 +69,55 @@ ORDER_TOPICS = frozenset(
 )
 
 
+REFUND_TOPIC = "refunds/create"
+
+
+def refund_of(request: WebhookRequest, shop: str) -> WebhookResult:
+    """A refunds/create push (a Refund object) as an after-sale of its order:
+    a return when a line is restocked as returned, else a refund; completed
+    once a refund transaction succeeded, agreed before. Each line gives back
+    its subtotal and its tax; the after-sale what the transactions paid back
+    (its lines' sum when none did yet)."""
+    data = load_json(request.body, exact_numbers=True)
+    if not isinstance(data, dict):
+        raise unreadable("the body must be a JSON object (the refund)")
+    lines = []
+    restocks = set()
+    for index, item in enumerate(data.get("refund_line_items") or []):
+        where = f"refund_line_items[{index}]"
+        line = item.get("line_item") or {}
+        sku = line.get("sku") or (
+            f"shopify-variant-{line['variant_id']}" if line.get("variant_id") else None
+        )
+        if not sku:
+            raise unreadable(f"{where}.line_item has neither sku nor variant_id")
+        given = amount(item.get("subtotal") or "0", f"{where}.subtotal") + amount(
+            item.get("total_tax") or "0", f"{where}.total_tax"
+        )
+        lines.append({"sku": sku, "quantity": field(item, "quantity"), "amount": given})
+        restocks.add(str(item.get("restock_type") or ""))
+    paid_back = [
+        amount(t.get("amount") or "0", f"transactions[{i}].amount")
+        for i, t in enumerate(data.get("transactions") or [])
+        if t.get("kind") == "refund" and t.get("status") == "success"
+    ]
+    lines_total = sum((line["amount"] for line in lines), Decimal("0"))
+    created = timestamp(field(data, "created_at"), "created_at").astimezone(UTC)
+    sale = AfterSale(
+        id=str(field(data, "id")),
+        kind=AfterSaleKind.RETURN if "return" in restocks else AfterSaleKind.REFUND,
+        status=AfterSaleStatus.COMPLETED if paid_back else AfterSaleStatus.AGREED,
+        lines=lines,
+        amount=sum(paid_back, Decimal("0")) if paid_back and not lines else lines_total,
+        reason=str(data.get("note") or "") or None,
+        updated_at=created,
+    )
+    change = AfterSaleChange(
+        str(field(data, "order_id")), shop, sale, created, signed_delivery_id(request.body)
+    )
+    return WebhookResult(after_sales=(change,))
+
+
 class ShopifyConnector:
     name = "shopify"
     media_types = frozenset({"application/json"})
@@ -77,6 +128,8 @@ class ShopifyConnector:
 
     def read(self, request: WebhookRequest, channel: ChannelConfig) -> WebhookResult:
         topic = (request.header(TOPIC_HEADER) or "").strip()
+        if topic == REFUND_TOPIC:
+            return refund_of(request, channel.shop or "default")
         if topic not in ORDER_TOPICS:
             return WebhookResult(ignored=f"topic {topic or '(none)'!r} is not an order topic")
         data = load_json(request.body, exact_numbers=True)

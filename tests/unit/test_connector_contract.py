@@ -8,7 +8,8 @@ what the canonical order must carry, and for a platform that signs only part
 of the body (Youzan signs ``msg``), ``forge``: a replacement inside that
 part; for a platform whose push only names the order (Douyin), ``detail``:
 its order API's answer; ``expect.change``: the request is an update without
-the order's lines, read as a status change. A new connector is picked up by
+the order's lines, read as a status change; ``expect.after_sale``: a refund
+of an order the push does not carry. A new connector is picked up by
 itself once it is registered in ``connectors.registry``.
 """
 
@@ -84,6 +85,17 @@ def test_fixture_reads_as_the_platform_documents_it(name: str, path: Path) -> No
     connector.authenticate(request, config, 300)
     result = connector.read(request, config)
     _, _, expect = load(path)
+    if expect.get("after_sale"):
+        # An after-sale of an order the push does not carry: added to the
+        # order orderbus has by the ingest.
+        assert not result.arrivals and not result.references
+        [refund] = result.after_sales
+        sale = refund.after_sale
+        assert (refund.external_id, sale.id) == (expect["external_id"], expect["id"])
+        assert (sale.kind.value, sale.status.value) == (expect["kind"], expect["status"])
+        assert sale.amount == Decimal(expect["amount"])
+        assert [[x.sku, x.quantity, str(x.amount)] for x in sale.lines] == expect["lines"]
+        return
     if expect.get("change"):
         # An update without the order's lines: a status change of the order
         # orderbus has (the ingest applies it), never a refusal.

@@ -29,6 +29,8 @@ FIXTURES = Path(str(resources.files("connectors") / "fixtures"))
 
 def fixture_body(path: str) -> tuple[bytes, dict[str, str]]:
     fixture = json.loads((FIXTURES / path).read_text("utf-8"))
+    if "body_text" in fixture:
+        return fixture["body_text"].encode("utf-8"), fixture["headers"]
     return json.dumps(fixture["body"]).encode(), fixture["headers"]
 
 
@@ -263,3 +265,43 @@ def test_a_shopify_update_without_its_lines_brings_the_amounts_that_still_add_up
     [(status, reason, detail)] = recorded(sqlite_engine)
     assert (status, reason) == (200, "amounts_not_applied")
     assert "total 999.00" in detail and "does not add up" in detail
+
+
+def test_a_shopify_refund_becomes_the_orders_after_sale_and_one_refund_for_finance(
+    client: TestClient, publisher: FakePublisher, sqlite_engine: Engine
+) -> None:
+    """refunds/create names its order: the refund is added to the order
+    orderbus has, and the router sends finance one refund document for it;
+    the same push again changes nothing; a refund of an order orderbus does
+    not have is recorded and answered 200."""
+    from router.service import RouterService
+    from tests.factories import delivery_for
+
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    refund, refund_extra = fixture_body("shopify/refunds-create.json")
+    headers = shopify_headers(refund, refund_extra)
+    early = client.post("/ingest/shop-us", content=refund, headers=headers)
+    assert early.status_code == 200 and "does not have yet" in recorded(sqlite_engine)[-1][2]
+
+    body, extra = fixture_body("shopify/orders-paid.json")
+    assert client.post(
+        "/ingest/shop-us", content=body, headers=shopify_headers(body, extra)
+    ).is_success
+    router.handle(delivery_for(CanonicalOrder.from_wire(publisher.published[-1].body)))
+    for _ in range(2):  # Shopify sends it again
+        answer = client.post("/ingest/shop-us", content=refund, headers=headers)
+        assert answer.status_code == 202, answer.text
+        router.handle(delivery_for(CanonicalOrder.from_wire(publisher.published[-1].body)))
+    from infra.tables import outbox
+
+    with sqlite_engine.connect() as conn:
+        documents = [
+            (
+                r.routing_key,
+                r.headers.get("x-orderbus-document"),
+                r.headers.get("x-orderbus-after-sale"),
+            )
+            for r in conn.execute(select(outbox))
+            if r.headers.get("x-orderbus-document")
+        ]
+    assert documents == [("deliver.finance", "refund", "929361464")]
