@@ -118,6 +118,15 @@ class HttpDelivery:
                 f"{self.target}: not JSON: {exc}", status_code=0, response_body=""
             ) from exc
         try:
+            if document:
+                made: int = adapter.deliver_document(  # type: ignore[attr-defined]
+                    order,
+                    document,
+                    headers.get("X-Orderbus-After-Sale", ""),
+                    headers.get("Idempotency-Key", ""),
+                    self.transport,
+                )
+                return made
             return adapter.deliver(order, headers.get("Idempotency-Key", ""), self.transport)
         except (DeliveryRejected, EndpointUnavailable):
             raise

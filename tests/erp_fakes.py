@@ -85,6 +85,7 @@ class FakeJiandaoyun:
         self.requests = 0
         self.limited = 0  # answer this many with 429
         self.refuse: str | None = None  # a widget to refuse as required-but-empty
+        self.forms = {"entry-orders", "entry-reversals"}  # the app's forms
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
@@ -95,11 +96,12 @@ class FakeJiandaoyun:
             self.limited -= 1
             return httpx.Response(429, json={"code": 8303, "msg": "请求频率超过限制"})
         body = json.loads(request.content)
-        assert (body["app_id"], body["entry_id"]) == ("app-1", "entry-orders")
+        assert body["app_id"] == "app-1" and body["entry_id"] in self.forms, body["entry_id"]
         if self.refuse:
             return httpx.Response(400, json={"code": 4001, "msg": f"字段 {self.refuse} 必填"})
         record = self.records.setdefault(
-            body["transaction_id"], {"_id": f"rec-{len(self.records) + 1}", **body["data"]}
+            body["transaction_id"],
+            {"_id": f"rec-{len(self.records) + 1}", "_entry": body["entry_id"], **body["data"]},
         )
         return httpx.Response(200, json={"data": record})
 

@@ -26,8 +26,10 @@ from infra.transports import Transport
 class TargetAdapter(Protocol):
     """A system's own API. An adapter that can make after-sales documents
     lists them in ``documents`` (intercept, reversal, refund, return: the
-    ``X-Orderbus-Document`` header of the message); without, such a message
-    becomes a ``document_not_supported`` dead letter for a person."""
+    ``X-Orderbus-Document`` header of the message) and makes them in
+    ``deliver_document(order, document, after_sale_id, message_id, http)``;
+    without, such a message becomes a ``document_not_supported`` dead
+    letter for a person."""
 
     name: str
 

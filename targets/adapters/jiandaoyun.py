@@ -28,7 +28,7 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -37,6 +37,18 @@ from targets.adapters.base import Pacer, as_number, value_at
 
 NAMESPACE = uuid.UUID("6f2c3a1e-2d4b-4c8e-9a7f-0b1d2e3f4a5b")  # orderbus's, for transaction ids
 WIDGET = re.compile(r"_widget_\d+")
+
+
+class JiandaoyunForm(BaseModel):
+    """Another form of the app, for one kind of after-sale document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entry_id: str = Field(min_length=1, description="the form's id")
+    mapping: dict[str, Any] = Field(
+        description="widget id -> a path in the order, where after_sale.* is the after-sale "
+        "(after_sale.id, after_sale.amount, after_sale.lines as a sub-form) and document its kind"
+    )
 
 
 class JiandaoyunOptions(BaseModel):
@@ -59,6 +71,11 @@ class JiandaoyunOptions(BaseModel):
     start_workflow: bool = Field(default=False, description="start the form's workflow on create")
     rate: float = Field(
         default=5.0, gt=0, le=20, description="requests a second at most (Jiandaoyun allows 20)"
+    )
+    documents: dict[Literal["intercept", "reversal", "refund", "return"], JiandaoyunForm] = Field(
+        default_factory=dict,
+        description="after-sales documents (targets' X-Orderbus-Document) and the form each "
+        "becomes a record of; a document without a form is a dead letter for a person",
     )
 
     @model_validator(mode="after")
@@ -117,11 +134,43 @@ class JiandaoyunAdapter:
         self.pacer = Pacer(options.rate)
         self.url = options.endpoint.rstrip("/") + "/api/v5/app/entry/data/create"
 
+    @property
+    def documents(self) -> frozenset[str]:
+        """The after-sales documents this adapter makes (a record of a form each)."""
+        return frozenset(self.options.documents)
+
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
-        data = {w: {"value": _value(spec, order, w)} for w, spec in self.mapping.items()}
+        return self._create(self.options.entry_id, self.mapping, order, message_id, http)
+
+    def deliver_document(
+        self,
+        order: dict[str, Any],
+        document: str,
+        after_sale: str,
+        message_id: str,
+        http: Transport,
+    ) -> int:
+        """An after-sale's document as a record of its own form: the order
+        with ``after_sale`` (the after-sale it is about) and ``document``."""
+        form = self.options.documents[document]  # type: ignore[index]
+        sales = [s for s in order.get("after_sales") or [] if s.get("id") == after_sale]
+        if not sales:
+            raise ValueError(f"the order has no after-sale {after_sale}")
+        view = {**order, "after_sale": sales[0], "document": document}
+        return self._create(form.entry_id, form.mapping, view, message_id, http)
+
+    def _create(
+        self,
+        entry_id: str,
+        mapping: dict[str, Any],
+        source: dict[str, Any],
+        message_id: str,
+        http: Transport,
+    ) -> int:
+        data = {w: {"value": _value(spec, source, w)} for w, spec in mapping.items()}
         body: dict[str, Any] = {
             "app_id": self.options.app_id,
-            "entry_id": self.options.entry_id,
+            "entry_id": entry_id,
             "data": data,
             "transaction_id": str(uuid.uuid5(NAMESPACE, message_id)),
             "is_start_workflow": self.options.start_workflow,

@@ -157,3 +157,38 @@ def test_a_template_writes_counts_as_text_and_a_time_as_its_date() -> None:
     body = fill(template, order)
     assert body["bill_date"] == "2026-11-11"
     assert body["lines"] == [{"qty": "2", "n": 2}]
+
+
+def test_a_reversal_becomes_a_record_of_its_own_form_once(
+    sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    """A cancel before shipment sends finance a reversal; Jiandaoyun with a
+    form for reversals makes it a record there (the after-sale's fields
+    mapped), once however often it is delivered."""
+    reversal_form = {
+        "entry_id": "entry-reversals",
+        "mapping": {
+            "_widget_2001": "order_number",
+            "_widget_2002": "document",
+            "_widget_2003": "after_sale.id",
+            "_widget_2004": {"path": "after_sale.amount", "number": True},
+        },
+    }
+    options = {**JDY, "documents": {"reversal": reversal_form}}
+    fake = FakeJiandaoyun()
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    router.handle(delivery_for(order(external_id="JDY-9", status="paid"), message_id="m-1"))
+    router.handle(
+        delivery_for(order(external_id="JDY-9", status="cancelled", version=2), message_id="m-2")
+    )
+    [message] = outbox_deliveries(sqlite_engine, outbox.c.message_id.like("%-reversal-%"))
+    finance = app_with(sqlite_url, {"finance": options}).delivery_consumer(
+        "finance", transport=httpx.MockTransport(fake)
+    )
+    finance.handle(message)
+    finance.handle(message)  # a redelivery: the inbox, and Jiandaoyun's transaction id
+    [record] = fake.records.values()
+    assert record["_entry"] == "entry-reversals"
+    assert record["_widget_2002"] == {"value": "reversal"}
+    assert record["_widget_2003"] == {"value": "status-cancel"}
+    assert record["_widget_2004"] == {"value": 30.5}
