@@ -15,6 +15,33 @@ from connectors.ingest_http import Received, as_error, deps_of
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 
 router = APIRouter()
+
+
+async def signed_by_the_warehouse(
+    request: Request, where: str
+) -> tuple[Received, JSONResponse | None]:
+    """The request's body, or the refusal (recorded) of a body too large or
+    not signed with one of ORDERBUS_SHIPMENT_SECRETS (the warehouse's)."""
+    deps = deps_of(request)
+    settings = deps.settings
+    received = await Received.read(request, where, settings.max_body_bytes)
+    if received.too_large:
+        detail = f"body over {settings.max_body_bytes}"
+        return received, await received.refuse(ConnectorError(413, "payload_too_large", detail))
+    try:
+        verify(
+            settings.shipment_secrets,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            received.body,
+            deps.clock(),
+            settings.signature_tolerance,
+        )
+    except SignatureError as exc:
+        return received, await received.refuse(as_error(401, exc))
+    return received, None
+
+
 # Each refusal of the intake, and the status it is answered with.
 REFUSALS: tuple[tuple[type[Exception], int], ...] = (
     (UnknownOrder, 404),
@@ -40,22 +67,9 @@ async def shipment(request: Request) -> JSONResponse:
     """A warehouse reports a shipment (router/shipments.py), signed like a
     channel's webhook with one of ORDERBUS_SHIPMENT_SECRETS."""
     deps = deps_of(request)
-    settings = deps.settings
-    received = await Received.read(request, "shipments", settings.max_body_bytes)
-    if received.too_large:
-        detail = f"body over {settings.max_body_bytes}"
-        return await received.refuse(ConnectorError(413, "payload_too_large", detail))
-    try:
-        verify(
-            settings.shipment_secrets,
-            request.headers.get(TIMESTAMP_HEADER),
-            request.headers.get(SIGNATURE_HEADER),
-            received.body,
-            deps.clock(),
-            settings.signature_tolerance,
-        )
-    except SignatureError as exc:
-        return await received.refuse(as_error(401, exc))
+    received, refusal = await signed_by_the_warehouse(request, "shipments")
+    if refusal is not None:
+        return refusal
     try:
         if deps.accept_shipment is None:
             raise UnknownOrder("this ingest takes no shipment reports")

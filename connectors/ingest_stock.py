@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 
 from canonical.errors import MalformedMessage, TransientError
 from connectors.base import ConnectorError
-from connectors.ingest_http import Received, as_error, deps_of
-from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
+from connectors.ingest_http import as_error, deps_of
+from connectors.ingest_shipments import signed_by_the_warehouse
 
 router = APIRouter()
 
@@ -23,22 +23,9 @@ async def stock(request: Request) -> JSONResponse:
     channel listings change; 401 unsigned; 422 not a stock report; 503 the
     database is down (send it again)."""
     deps = deps_of(request)
-    settings = deps.settings
-    received = await Received.read(request, "stock", settings.max_body_bytes)
-    if received.too_large:
-        detail = f"body over {settings.max_body_bytes}"
-        return await received.refuse(ConnectorError(413, "payload_too_large", detail))
-    try:
-        verify(
-            settings.shipment_secrets,
-            request.headers.get(TIMESTAMP_HEADER),
-            request.headers.get(SIGNATURE_HEADER),
-            received.body,
-            deps.clock(),
-            settings.signature_tolerance,
-        )
-    except SignatureError as exc:
-        return await received.refuse(as_error(401, exc))
+    received, refusal = await signed_by_the_warehouse(request, "stock")
+    if refusal is not None:
+        return refusal
     if deps.accept_stock is None:
         return await received.refuse(ConnectorError(404, "unknown_channel", "no stock intake"))
     try:

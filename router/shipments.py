@@ -31,14 +31,14 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Engine, select
 
-from canonical.envelope import Envelope
 from canonical.errors import MalformedMessage, OrderClosed, PermanentError, UnknownOrder
 from canonical.order import CanonicalOrder, OrderStatus, Shipment
 from infra.bus import Publisher
 from infra.database import translate_db_errors
-from infra.messages import Delivery, OutgoingMessage
+from infra.messages import Delivery
 from infra.tables import orders
-from infra.topology import SHIPMENT_ROUTING_KEY, Topology, ingest_routing_key
+from infra.topology import SHIPMENT_ROUTING_KEY, Topology
+from router.revisions import publish_revision
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +150,7 @@ class ShipmentIntake:
     def accept(self, report: ShipmentReport) -> str:
         """Publish the shipped revision (confirmed by the broker); its message id."""
         order, message_id = self.revision(report)
-        envelope = Envelope.new(order.channel, message_id=message_id)
-        self.publisher.publish(
-            OutgoingMessage(
-                exchange=self.topology.exchange,
-                routing_key=ingest_routing_key(order.channel),
-                body=order.to_wire(),
-                message_id=envelope.message_id,
-                headers=envelope.headers(),
-                correlation_id=envelope.correlation_id,
-            )
-        )
+        publish_revision(self.publisher, self.topology, order, message_id)
         log.info(
             "shipment: %s/%s shipped with %s %s as %s",
             order.channel,

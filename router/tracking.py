@@ -24,15 +24,14 @@ import logging
 
 from sqlalchemy import Engine, select
 
-from canonical.envelope import Envelope
 from canonical.errors import MalformedMessage, OrderClosed, UnknownOrder
 from canonical.order import CanonicalOrder, OrderStatus
 from canonical.tracking import ParcelState, Tracking, TrackingEvent, TrackingReport
 from infra.bus import Publisher
 from infra.database import translate_db_errors
-from infra.messages import OutgoingMessage
 from infra.tables import orders
-from infra.topology import Topology, ingest_routing_key
+from infra.topology import Topology
+from router.revisions import publish_revision
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 200
@@ -106,17 +105,7 @@ class TrackingIntake:
     def accept(self, report: TrackingReport) -> str:
         """Publish the revision (confirmed by the broker); its message id."""
         order, message_id = self.revision(report)
-        envelope = Envelope.new(order.channel, message_id=message_id)
-        self.publisher.publish(
-            OutgoingMessage(
-                exchange=self.topology.exchange,
-                routing_key=ingest_routing_key(order.channel),
-                body=order.to_wire(),
-                message_id=envelope.message_id,
-                headers=envelope.headers(),
-                correlation_id=envelope.correlation_id,
-            )
-        )
+        publish_revision(self.publisher, self.topology, order, message_id)
         log.info(
             "tracking: %s/%s %s (%s) as %s",
             order.channel,

@@ -17,22 +17,23 @@ superseded. Held orders are left alone until a person decides.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine, or_, select
 
-from canonical.envelope import Envelope
 from infra.database import translate_db_errors
-from infra.tables import orders, outbox
-from infra.topology import Topology, delivery_routing_key
+from infra.tables import orders
+from infra.topology import Topology
+from targets.notify.notices import Watch, tell_once
 from targets.notify.notifier import DELAY_SUFFIX
 
 log = logging.getLogger(__name__)
 
 
-class DelayWatch:
+class DelayWatch(Watch):
+    name = "delay watch"
+
     def __init__(
         self,
         engine: Engine,
@@ -69,42 +70,13 @@ class DelayWatch:
         )
         told = 0
         with translate_db_errors(), self.engine.begin() as conn:
-            for order_id, number, channel, version in conn.execute(due).all():
-                marked = conn.execute(
-                    update(orders)
-                    .where(orders.c.id == order_id, orders.c.delay_noticed_at.is_(None))
-                    .values(delay_noticed_at=now)
-                    .returning(orders.c.body)
-                ).scalar_one_or_none()
-                if marked is None:
-                    continue  # another router's watch took it
-                message_id = f"{number}{DELAY_SUFFIX}"
-                envelope = Envelope.new(channel, message_id).caused(
-                    message_id, order_number=number, order_version=version, target="customer"
-                )
-                conn.execute(
-                    insert(outbox).values(
-                        message_id=message_id,
-                        exchange=self.topology.exchange,
-                        routing_key=delivery_routing_key("customer"),
-                        headers=envelope.headers(),
-                        correlation_id=envelope.correlation_id,
-                        body=marked,
-                        created_at=now,
-                        attempts=0,
-                    )
-                )
-                told += 1
+            for order in conn.execute(due).all():
+                if tell_once(
+                    conn, self.topology, tuple(order), "delay_noticed_at", DELAY_SUFFIX, now
+                ):
+                    told += 1  # (else another router's watch took it)
         if told:
             log.info("delay watch: %d paid orders not shipped in time; customers told", told)
             if self.on_commit is not None:
                 self.on_commit()
         return told
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.check_once()
-            except Exception:  # logged; the next look tries again
-                log.exception("delay watch: the check failed")
-            stop.wait(self.interval)

@@ -14,22 +14,23 @@ the watch on does not write to every customer of an old order.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy import Engine, func, or_, select
 
-from canonical.envelope import Envelope
 from canonical.tracking import PARCEL_NOTICE_SUFFIX
 from infra.database import translate_db_errors
-from infra.tables import orders, outbox
-from infra.topology import Topology, delivery_routing_key
+from infra.tables import orders
+from infra.topology import Topology
+from targets.notify.notices import Watch, tell_once
 
 log = logging.getLogger(__name__)
 
 
-class ParcelWatch:
+class ParcelWatch(Watch):
+    name = "stall watch"
+
     def __init__(
         self,
         engine: Engine,
@@ -67,42 +68,14 @@ class ParcelWatch:
         )
         told = 0
         with translate_db_errors(), self.engine.begin() as conn:
-            for order_id, number, channel, version in conn.execute(due).all():
-                marked = conn.execute(
-                    update(orders)
-                    .where(orders.c.id == order_id, orders.c.parcel_noticed_at.is_(None))
-                    .values(parcel_noticed_at=now)
-                    .returning(orders.c.body)
-                ).scalar_one_or_none()
-                if marked is None:
-                    continue  # the router (an exception) or another watch told them
-                message_id = f"{number}{PARCEL_NOTICE_SUFFIX}"
-                envelope = Envelope.new(channel, message_id).caused(
-                    message_id, order_number=number, order_version=version, target="customer"
-                )
-                conn.execute(
-                    insert(outbox).values(
-                        message_id=message_id,
-                        exchange=self.topology.exchange,
-                        routing_key=delivery_routing_key("customer"),
-                        headers=envelope.headers(),
-                        correlation_id=envelope.correlation_id,
-                        body=marked,
-                        created_at=now,
-                        attempts=0,
-                    )
-                )
-                told += 1
+            for order in conn.execute(due).all():
+                if tell_once(
+                    conn, self.topology, tuple(order), "parcel_noticed_at", PARCEL_NOTICE_SUFFIX,
+                    now,
+                ):  # fmt: skip
+                    told += 1  # (else the router, an exception, or another watch told them)
         if told:
             log.info("stall watch: %d parcels without news; customers told", told)
             if self.on_commit is not None:
                 self.on_commit()
         return told
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.check_once()
-            except Exception:  # logged; the next look tries again
-                log.exception("stall watch: the check failed")
-            stop.wait(self.interval)
