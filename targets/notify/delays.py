@@ -17,14 +17,11 @@ superseded. Held orders are left alone until a person decides.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import or_, select
 
 from infra.database import translate_db_errors
 from infra.tables import orders
-from infra.topology import Topology
 from targets.notify.notices import Watch, tell_once
 from targets.notify.notifier import DELAY_SUFFIX
 
@@ -33,24 +30,6 @@ log = logging.getLogger(__name__)
 
 class DelayWatch(Watch):
     name = "delay watch"
-
-    def __init__(
-        self,
-        engine: Engine,
-        topology: Topology,
-        after: timedelta,
-        interval: float = 60.0,
-        horizon: timedelta = timedelta(days=7),
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        on_commit: Callable[[], None] | None = None,
-    ) -> None:
-        self.engine = engine
-        self.topology = topology
-        self.after = after
-        self.interval = interval
-        self.horizon = horizon
-        self.clock = clock
-        self.on_commit = on_commit
 
     def check_once(self, limit: int = 500) -> int:
         """Queue the delay messages due; how many."""

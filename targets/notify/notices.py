@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, Engine, insert, update
 
 from canonical.envelope import Envelope
 from infra.tables import orders, outbox
@@ -59,10 +60,28 @@ def tell_once(
 
 class Watch:
     """A look every ``interval`` seconds (``check_once``) until stopped; a
-    failed look is logged and the next one tries again."""
+    failed look is logged and the next one tries again. What it looks for
+    became due ``after`` ago, and no longer than ``horizon`` before that."""
 
     name = "watch"
-    interval: float
+
+    def __init__(
+        self,
+        engine: Engine,
+        topology: Topology,
+        after: timedelta,
+        interval: float = 60.0,
+        horizon: timedelta = timedelta(days=7),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.topology = topology
+        self.after = after
+        self.interval = interval
+        self.horizon = horizon
+        self.clock = clock
+        self.on_commit = on_commit
 
     def check_once(self, limit: int = 500) -> int:
         raise NotImplementedError

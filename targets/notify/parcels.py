@@ -14,15 +14,12 @@ the watch on does not write to every customer of an old order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import func, or_, select
 
 from canonical.tracking import PARCEL_NOTICE_SUFFIX
 from infra.database import translate_db_errors
 from infra.tables import orders
-from infra.topology import Topology
 from targets.notify.notices import Watch, tell_once
 
 log = logging.getLogger(__name__)
@@ -30,24 +27,6 @@ log = logging.getLogger(__name__)
 
 class ParcelWatch(Watch):
     name = "stall watch"
-
-    def __init__(
-        self,
-        engine: Engine,
-        topology: Topology,
-        after: timedelta,
-        interval: float = 300.0,
-        horizon: timedelta = timedelta(days=7),
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        on_commit: Callable[[], None] | None = None,
-    ) -> None:
-        self.engine = engine
-        self.topology = topology
-        self.after = after
-        self.interval = interval
-        self.horizon = horizon
-        self.clock = clock
-        self.on_commit = on_commit
 
     def check_once(self, limit: int = 500) -> int:
         """Queue the messages of the parcels that stalled; how many."""
