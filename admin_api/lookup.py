@@ -287,7 +287,7 @@ def _delivery_events(conn: Connection, number: str) -> list[Event]:
             "version": d["order_version"],
             "message_id": d["message_id"],
             "detail": f"HTTP {d['response_status']} after {d['attempts']} attempt(s)",
-            "kind": "delivered" if d["outcome"] == "delivered" else "superseded",
+            "kind": d["outcome"] if d["outcome"] in ("delivered", "too_late") else "superseded",
             "facts": {
                 "target": d["consumer"],
                 "status": d["response_status"],

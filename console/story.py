@@ -47,6 +47,7 @@ MEDIA = {"email": N_("email"), "sms": N_("SMS"), "wechat_work": N_("WeCom"), "no
 # Which dot colour a kind of event gets on the timeline.
 TONE = {
     "document": "held",
+    "too_late": "bad",
     "dead_letter": "bad",
     "held": "held",
     "rejected": "bad",
@@ -115,6 +116,11 @@ def sentence(_: Gettext, event: dict[str, Any]) -> str:
         if facts.get("mapping_version") is not None:
             said += " · " + _("SKUs mapped with version %(v)s", v=facts["mapping_version"])
         return said
+    if kind == "too_late":
+        return _(
+            "%(target)s answered: too late, already shipped (the goods will come back)",
+            target=target_name(_, facts.get("target", "")),
+        )
     if kind == "superseded":
         return _(
             "%(target)s already had a newer version", target=target_name(_, facts.get("target", ""))

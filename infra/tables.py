@@ -179,7 +179,8 @@ inbox = Table(
         String(16),
         nullable=False,
         server_default="delivered",
-        doc="delivered, or superseded: a newer version of the order was delivered first",
+        doc="delivered; superseded: a newer version of the order was delivered first; "
+        "too_late: the warehouse answered an intercept that the order had shipped",
     ),
     Column("response_status", Integer, nullable=True),
     Column("attempts", Integer, nullable=False),

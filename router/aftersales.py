@@ -19,7 +19,9 @@ instead of the plain revision:
 - a refund (money only) otherwise: a ``refund`` to finance, for its lines
   and amount;
 - a return, or a cancel after the order shipped: a ``return`` to the
-  warehouse (goods coming back) and to finance.
+  warehouse (goods coming back) and to finance; a return with no money (the
+  goods of a cancelled order the warehouse shipped before the intercept
+  reached it) to the warehouse only.
 
 A document's message id names the order, the document and the after-sale,
 not the revision: however often the after-sale is reported, each system gets
@@ -84,13 +86,19 @@ def with_status_after_sale(order: CanonicalOrder, previous: S | None) -> Canonic
 
 
 def documents(before: list[AfterSale], after: CanonicalOrder, previous: S | None) -> list[Document]:
-    """The documents of the after-sales that take effect with this revision."""
-    if previous not in HAD_IT:
+    """The documents of the after-sales that take effect with this revision.
+    An order closed already (cancelled, refunded) had its sale undone: only
+    goods coming back still concern a system (a cancel the warehouse heard
+    of too late: router/shipments.py)."""
+    if previous is None or previous == S.CREATED:
         return []  # nobody has the order: nothing to undo
+    closed = previous not in HAD_IT
     was_effective = {s.id for s in before if s.status.takes_effect}
     found: list[Document] = []
     for sale in after.after_sales:
         if not sale.status.takes_effect or sale.id in was_effective:
+            continue
+        if closed and sale.kind != AfterSaleKind.RETURN:
             continue
         found += _documents_of(sale, after, previous)
     return found
@@ -99,6 +107,8 @@ def documents(before: list[AfterSale], after: CanonicalOrder, previous: S | None
 def _documents_of(sale: AfterSale, order: CanonicalOrder, previous: S) -> list[Document]:
     shipped = previous in SHIPPED
     whole = sale.whole_order or sale.amount >= order.total
+    if sale.kind == AfterSaleKind.RETURN and not sale.amount:
+        return [Document("warehouse", "return", sale)]  # goods only: no money moves
     if sale.kind == AfterSaleKind.RETURN or (sale.kind == AfterSaleKind.CANCEL and shipped):
         return [Document("warehouse", "return", sale), Document("finance", "return", sale)]
     if sale.kind == AfterSaleKind.CANCEL or (whole and not shipped):

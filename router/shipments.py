@@ -18,19 +18,24 @@ the router treats it as any other revision:
   (targets/notify/), as configured.
 
 An unknown order, or one cancelled or refunded, is refused with a reason a
-person can act on (404 / 409 by API; a dead letter by queue).
+person can act on (404 / 409 by API; a dead letter by queue); except an order
+cancelled whose intercept went to the warehouse: shipped all the same, it
+gets the shipment and a ``return`` after-sale (no money: the sale was
+reversed already), so the warehouse is told the goods come back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import Engine, select
 
+from canonical.aftersales import AfterSale, AfterSaleKind, AfterSaleStatus
 from canonical.errors import MalformedMessage, OrderClosed, PermanentError, UnknownOrder
 from canonical.order import CanonicalOrder, OrderStatus, Shipment
 from infra.bus import Publisher
@@ -78,6 +83,19 @@ def read_report(body: bytes) -> ShipmentReport:
         raise MalformedMessage(f"not a shipment report: {problems}") from exc
 
 
+def too_late_for(order: CanonicalOrder) -> AfterSale | None:
+    """The cancel of a cancelled order whose intercept went to the warehouse
+    (it took effect), with no return yet: a shipment reported now means the
+    warehouse shipped before the intercept reached it."""
+    if order.status != OrderStatus.CANCELLED:
+        return None
+    known = {s.id for s in order.after_sales}
+    for sale in order.after_sales:
+        if sale.kind == AfterSaleKind.CANCEL and sale.status.takes_effect:
+            return None if f"{sale.id}-return" in known else sale
+    return None
+
+
 class ShipmentIntake:
     def __init__(
         self,
@@ -113,7 +131,8 @@ class ShipmentIntake:
             )
         number, body = rows[0]
         current = CanonicalOrder.model_validate_json(body)
-        if current.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
+        cancel = too_late_for(current)
+        if current.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED) and cancel is None:
             raise OrderClosed(
                 f"order {number} is {current.status.value}: the warehouse shipped an order "
                 "that must not ship; a person must call it back or reopen the order"
@@ -128,12 +147,30 @@ class ShipmentIntake:
         status = current.status
         if status.rank < OrderStatus.SHIPPED.rank:
             status = OrderStatus.SHIPPED
+        sales = list(current.after_sales)
+        if cancel is not None:  # shipped before the intercept reached it: the goods come back
+            sales.append(
+                AfterSale(
+                    id=f"{cancel.id}-return",
+                    kind=AfterSaleKind.RETURN,
+                    status=AfterSaleStatus.AGREED,
+                    amount=Decimal("0"),
+                    reason=f"cancelled, but shipped before the intercept: {report.carrier} "
+                    f"{report.tracking_number}",
+                    updated_at=shipped_at,
+                )
+            )
+        stamp = max(shipped_at, current.updated_at or shipped_at)
+        if cancel is not None and current.updated_at is not None:
+            # the status stays cancelled: the revision must be the newer one
+            stamp = max(shipped_at, current.updated_at + timedelta(seconds=1))
         revised = current.model_copy(
             update={
                 "order_number": None,
                 "status": status,
                 "shipment": shipment,
-                "updated_at": max(shipped_at, current.updated_at or shipped_at),
+                "after_sales": sales,
+                "updated_at": stamp,
             }
         )
         # The order number is always part of it: a warehouse whose event ids

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 
 from sqlalchemy import Engine, select
 
 from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, utcnow
-from canonical.errors import EndpointUnavailable, MalformedMessage, SkuNotMapped, TransientError
+from canonical.errors import (
+    DeliveryRejected,
+    EndpointUnavailable,
+    MalformedMessage,
+    SkuNotMapped,
+    TransientError,
+)
 from canonical.mapping import map_carrier, map_order
 from canonical.order import CanonicalOrder
 from infra.crashpoints import crash_point
@@ -153,18 +160,26 @@ class DeliveryConsumer:
     ) -> tuple[BaseException | None, BaseException | None, dict[str, object] | None]:
         """Send one message: (its result, what the rest of the batch gets when
         the endpoint is down, its inbox row when delivered)."""
+        document = message.headers.get(H_DOCUMENT)
         try:
             body, version = self._mapped(message.body)
             headers = self._headers(envelope)
             if version is not None:
                 headers["X-Orderbus-Mapping-Version"] = str(version)
-            document = message.headers.get(H_DOCUMENT)
             if document:
                 headers["X-Orderbus-Document"] = str(document)
                 headers["X-Orderbus-After-Sale"] = str(message.headers.get(H_AFTER_SALE, ""))
             sent = self.delivery.send(body, headers)
         except TransientError as exc:
             return exc, exc, None
+        except DeliveryRejected as exc:
+            if document == "intercept" and exc.status_code == HTTPStatus.CONFLICT:
+                # "too late, already shipped": recorded, not a dead letter; the
+                # warehouse's shipment report then turns it into a return
+                # (router/shipments.py)
+                log.info("%s: intercept %s too late: %s", self.target, number, exc.detail)
+                return None, None, self._record(envelope, number, "too_late", 409, 1)
+            return exc, None, None
         except GaveUp as exc:
             # The endpoint stayed down through this message's retries: it
             # becomes a dead letter; the rest of the batch waits for the

@@ -210,3 +210,51 @@ def test_event_ids_repeated_across_orders_ship_each_order(pipeline: Pipeline) ->
     pipeline.ship(order_number=second, event_id="1")
     assert pipeline.order(first).status == "shipped"
     assert pipeline.order(second).status == "shipped"
+
+
+def test_an_intercept_too_late_turns_into_the_goods_coming_back(
+    pipeline: Pipeline, sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    """A cancel before shipment sends the warehouse an intercept; it answers
+    409 "already shipped" (recorded, no dead letter), then reports the
+    shipment: the order keeps its status, gets the shipment and a return
+    with no money, and the warehouse (only) is told the goods come back."""
+    import httpx
+
+    from infra.tables import inbox
+    from tests.factories import delivery_from_outbox
+    from tests.outbox_messages import quick_app
+
+    number = pipeline.place(external_id="W-LATE", status="paid")
+    pipeline.router.handle(
+        delivery_for(order(external_id="W-LATE", status="cancelled", version=2), message_id="c")
+    )
+    with sqlite_engine.connect() as conn:
+        row = dict(
+            conn.execute(select(outbox).where(outbox.c.message_id.like("%-intercept-%")))
+            .mappings()
+            .one()
+        )
+
+    def warehouse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, json={"error": "already_shipped"})
+
+    consumer = quick_app(sqlite_url, warehouse_url="http://wms.test/orders").delivery_consumer(
+        "warehouse", transport=httpx.MockTransport(warehouse)
+    )
+    consumer.handle(delivery_from_outbox(row, "t.warehouse"))  # no exception: not a dead letter
+    with sqlite_engine.connect() as conn:
+        assert conn.scalar(select(inbox.c.outcome)) == "too_late"
+    pipeline.ship(order_number=number, event_id="late-1")
+    late = pipeline.order(number)
+    assert late.status.value == "cancelled" and late.shipment is not None
+    [back] = [s for s in late.after_sales if s.kind.value == "return"]
+    assert (back.id, str(back.amount)) == ("status-cancel-return", "0")
+    returns = [t for t in pipeline.targets(number) if "-return-" in t]
+    assert len(returns) == 1 and returns[0].endswith("-warehouse")
+    with pytest.raises(OrderClosed):  # a second shipment of it is a person's matter again
+        pipeline.intake.accept(
+            ShipmentReport(
+                order_number=number, carrier="SF", tracking_number="SF9999999999", event_id="x"
+            )
+        )
