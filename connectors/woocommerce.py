@@ -141,6 +141,27 @@ def _line(line: dict[str, Any], where: str, currency: str) -> dict[str, Any]:
     }
 
 
+def refunds_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The order's ``refunds`` (WooCommerce lists each as ``{id, reason,
+    total}``, the total negative) as completed refunds of money, no lines."""
+    found = []
+    for index, refund in enumerate(data.get("refunds") or []):
+        where = f"refunds[{index}]"
+        if not isinstance(refund, dict):
+            raise unreadable(f"{where} is not an object")
+        given = amount(str(refund.get("total") or "0"), f"{where}.total")
+        found.append(
+            {
+                "id": str(field(refund, "id")),
+                "kind": "refund",
+                "status": "completed",
+                "amount": abs(given),
+                "reason": str(refund.get("reason") or "")[:200] or None,
+            }
+        )
+    return found
+
+
 def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any]:
     """The canonical order's fields from a WooCommerce order object."""
     currency = field(data, "currency")
@@ -192,4 +213,5 @@ def to_canonical(data: dict[str, Any], channel: str, shop: str) -> dict[str, Any
         "placed_at": timestamp(field(data, "date_created_gmt"), "date_created_gmt"),
         "updated_at": timestamp(modified, "date_modified_gmt") if modified else None,
         "note": data.get("customer_note") or None,
+        "after_sales": refunds_of(data),
     }

@@ -106,7 +106,7 @@ def documents(before: list[AfterSale], after: CanonicalOrder, previous: S | None
 
 def _documents_of(sale: AfterSale, order: CanonicalOrder, previous: S) -> list[Document]:
     shipped = previous in SHIPPED
-    whole = sale.whole_order or sale.amount >= order.total
+    whole = sale.amount >= order.total  # all the money back
     if sale.kind == AfterSaleKind.RETURN and not sale.amount:
         return [Document("warehouse", "return", sale)]  # goods only: no money moves
     if sale.kind == AfterSaleKind.RETURN or (sale.kind == AfterSaleKind.CANCEL and shipped):

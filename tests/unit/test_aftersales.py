@@ -7,6 +7,7 @@ does not have, or gives back more than was paid, is refused with a reason."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -169,3 +170,31 @@ def test_the_timeline_shows_each_document(router: RouterService, sqlite_engine: 
         ("intercept not yet sent to warehouse", "after-sale status-cancel"),
         ("reversal not yet sent to finance", "after-sale status-cancel"),
     ]
+
+
+def test_a_partial_money_refund_before_shipment_is_a_refund_not_a_cancel(
+    router: RouterService, sqlite_engine: Engine
+) -> None:
+    _route(router, order(status="paid"))
+    money = {"id": "RF-3", "kind": "refund", "status": "completed", "amount": "5.00"}
+    mark = _last_id(sqlite_engine)
+    _route(router, order(status="paid", version=2, after_sales=[money]))
+    assert ("finance", "refund") in _sent(sqlite_engine, mark)
+    assert ("warehouse", "intercept") not in _sent(sqlite_engine, mark)
+
+
+def test_woocommerces_refunds_are_the_orders_after_sales() -> None:
+    import json
+    from pathlib import Path
+
+    from connectors.woocommerce import to_canonical
+
+    fixture = Path(__file__).parents[2] / "connectors/fixtures/woocommerce/order-created.json"
+    data = json.loads(fixture.read_text("utf-8"))
+    body = data["body"] if "body" in data else json.loads(data["body_text"])
+    body["refunds"] = [
+        {"id": 726, "reason": "破损", "total": "-10.00"}
+    ]  # as WooCommerce lists them
+    [sale] = to_canonical(body, "woo", "main")["after_sales"]
+    assert sale == {"id": "726", "kind": "refund", "status": "completed",
+                    "amount": Decimal("10.00"), "reason": "破损"}  # fmt: skip
