@@ -12,6 +12,8 @@ Rules (each optional):
 - ``undelivered_paid``: a paid order not delivered to the warehouse ``after``
   seconds after the router sent it;
 - ``dead_letters``: more than ``open_above`` dead letters open;
+- ``parcel_problems``: more than ``above`` shipped parcels in trouble: the
+  carrier reports an exception, or has said nothing for ``stalled_hours``;
 - ``outbox_lag``: the oldest unpublished outbox row older than ``seconds``;
 - ``queue_depth``: more than ``above`` messages waiting in a queue (the consumers
   are not keeping up, or are stopped);
@@ -36,7 +38,13 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from infra.setting_specs import AlertSettings, RejectRate, Silence, UndeliveredPaid
+from infra.setting_specs import (
+    AlertSettings,
+    ParcelProblems,
+    RejectRate,
+    Silence,
+    UndeliveredPaid,
+)
 from infra.tables import (
     alerts,
     arrivals,
@@ -74,6 +82,32 @@ class AlertRules:
         self.started = started  # a channel never heard from is silent since then
         self.queue_depths = queue_depths
 
+    @staticmethod
+    def _parcel_problems(conn: Connection, now: datetime, rule: ParcelProblems) -> list[Finding]:
+        """Shipped parcels the carrier reports an exception for, or says nothing of."""
+        c = orders.c
+        quiet = now - timedelta(hours=rule.stalled_hours)
+        last_news = func.coalesce(c.parcel_updated_at, c.updated_at)
+        in_trouble = conn.scalar(
+            select(func.count())
+            .select_from(orders)
+            .where(
+                c.status == "shipped",
+                (c.parcel_state == "exception") | (last_news < quiet),
+            )
+        )
+        count = int(in_trouble or 0)
+        if count <= rule.above:
+            return []
+        return [
+            Finding(
+                "parcel_problems",
+                "parcels",
+                f"{count} shipped parcels in trouble (an exception, or no news for "
+                f"{rule.stalled_hours:g} h; more than {rule.above})",
+            )
+        ]
+
     def findings(self, conn: Connection, now: datetime) -> list[Finding]:
         s = self.settings
         found: list[Finding] = []
@@ -97,6 +131,8 @@ class AlertRules:
                         f"{count} dead letters open (more than {s.dead_letters.open_above})",
                     )
                 )
+        if s.parcel_problems:
+            found += self._parcel_problems(conn, now, s.parcel_problems)
         if s.outbox_lag:
             oldest = _utc(
                 conn.scalar(

@@ -339,6 +339,17 @@ class DeadLetterGrowth(BaseModel):
     open_above: int = Field(default=0, ge=0, description="open dead letters allowed")
 
 
+class ParcelProblems(BaseModel):
+    """Alert when shipped parcels are in trouble: the carrier reports an
+    exception, or has said nothing for ``stalled_hours``."""
+
+    model_config = ConfigDict(extra="forbid")
+    above: int = Field(default=0, ge=0, description="parcels in trouble allowed")
+    stalled_hours: float = Field(
+        default=72, gt=0, description="a shipped parcel without news this long is in trouble"
+    )
+
+
 class OutboxLag(BaseModel):
     """Alert when the outbox is not published in time."""
 
@@ -383,6 +394,9 @@ class AlertSettings(BaseModel):
         default=None, description="a paid order not at the warehouse in time"
     )
     dead_letters: DeadLetterGrowth | None = Field(default=None, description="open dead letters")
+    parcel_problems: ParcelProblems | None = Field(
+        default=None, description="shipped parcels with an exception, or without news"
+    )
     outbox_lag: OutboxLag | None = Field(
         default=None, description="the outbox not published in time"
     )

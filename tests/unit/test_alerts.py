@@ -149,3 +149,35 @@ def test_a_queue_that_is_not_drained(sqlite_engine: Engine) -> None:
     assert [(m["rule"], m["subject"]) for m in alerts.check()] == [("queue_depth", "t.warehouse")]
     depths[0] = ("t.warehouse", 3)
     assert [m["status"] for m in alerts.check()] == ["resolved"]
+
+
+def test_parcels_in_trouble(sqlite_engine: Engine) -> None:
+    """A shipped parcel the carrier says nothing of for too long, or reports
+    an exception for, is an incident; once delivered, it is over."""
+    from infra.tables import orders
+
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    shipment = {"carrier": "SF", "tracking_number": "SF1234567890",
+                "shipped_at": "2026-11-12T09:30:00+08:00"}  # fmt: skip
+    router.handle(delivery_for(order(external_id="P-1"), message_id="m-1"))
+    router.handle(
+        delivery_for(
+            order(external_id="P-1", status="shipped", version=2, shipment=shipment),
+            message_id="m-2",
+        )
+    )
+    clock, hook = Clock(datetime.now(UTC)), Webhook()
+    alerts = evaluator(sqlite_engine, {"parcel_problems": {"stalled_hours": 48}}, clock, hook)
+    assert alerts.check() == []  # shipped just now
+    with sqlite_engine.begin() as conn:
+        conn.execute(update(orders).values(parcel_state="exception"))
+    fired = alerts.check()
+    assert [m["rule"] for m in fired] == ["parcel_problems"]
+    assert "1 shipped parcels in trouble" in fired[0]["summary"]
+    with sqlite_engine.begin() as conn:
+        conn.execute(update(orders).values(status="delivered", parcel_state="delivered"))
+    assert [m["status"] for m in alerts.check()] == ["resolved"]
+    clock.at = datetime.now(UTC) + timedelta(hours=49)  # and no news, on another order
+    with sqlite_engine.begin() as conn:
+        conn.execute(update(orders).values(status="shipped", parcel_state="in_transit"))
+    assert [m["rule"] for m in alerts.check()] == ["parcel_problems"]
