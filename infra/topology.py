@@ -152,6 +152,8 @@ def fetch_role(channel: str) -> str:
 
 SHIPMENT_ROUTING_KEY = "shipment.report"
 SHIPMENTS_ROLE = "shipments"
+STOCK_ROUTING_KEY = "stock.report"
+STOCK_ROLE = "stock"
 
 
 DELIVERY_PREFIX = "deliver."
@@ -177,6 +179,8 @@ def build_topology(settings: Settings, fetching_channels: Iterable[str] = ()) ->
     queues.append(
         QueueSpec(f"{ns}.shipments", (SHIPMENT_ROUTING_KEY,), f"{ns}.shipments.dlq", SHIPMENTS_ROLE)
     )
+    if settings.stock.channels:  # stock levels by queue (router/stock.py)
+        queues.append(QueueSpec(f"{ns}.stock", (STOCK_ROUTING_KEY,), f"{ns}.stock.dlq", STOCK_ROLE))
     queues += [
         QueueSpec(
             f"{ns}.legacy.{channel}",

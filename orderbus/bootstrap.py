@@ -338,9 +338,12 @@ class Orderbus:
             topology=self.topology,
             accept_shipment=self.shipment_intake(publisher).accept_body,
             accept_tracking=self.tracking_intake(publisher).accept,
-            accept_stock=StockIntake(self.engine, self.settings.stock).accept_body,
+            accept_stock=self.stock_intake().accept_body,
         )
         return create_ingest_app(deps)
+
+    def stock_intake(self) -> StockIntake:
+        return StockIntake(self.engine, self.settings.stock)
 
     def stock_pusher(self, transport: httpx.BaseTransport | None = None) -> StockPusher | None:
         """The pusher of stock levels to the channels, when any is configured."""

@@ -21,7 +21,7 @@ import uvicorn
 
 from connectors.registry import fetching_channels
 from infra.messages import BatchHandler, one_at_a_time
-from infra.topology import SHIPMENTS_ROLE, fetch_role, legacy_role
+from infra.topology import SHIPMENTS_ROLE, STOCK_ROLE, fetch_role, legacy_role
 from orderbus.bootstrap import ConfigurationError, Orderbus
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,9 @@ class Daemon:
             tracking = app.tracking_poll()
             if tracking is not None:
                 self._thread("tracking-poll", tracking.run, self.stop)
+            if settings.stock.channels:
+                stock = topo.queue_for(STOCK_ROLE).name
+                self._consume("stock", [stock], app.stock_intake().handle_batch)
             shipments = topo.queue_for(SHIPMENTS_ROLE).name
             self._consume("shipments", [shipments], app.shipment_intake().handle_batch)
         if "admin" in self.components:

@@ -1,5 +1,6 @@
 """Stock levels from the warehouse, turned into what each channel listing
-should show (``POST /stock`` on the ingest, signed like a shipment report).
+should show (``POST /stock`` on the ingest, signed like a shipment report, or
+the same JSON on ``{ns}.stock`` with routing key ``stock.report``).
 
 In one transaction the intake:
 
@@ -25,11 +26,12 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, select
 
-from canonical.errors import MalformedMessage
+from canonical.errors import MalformedMessage, PermanentError
 from canonical.mapping import Component, MappingSet
 from canonical.stock import StockLevel, StockReport, allocated, listing_units
 from infra.database import dialect_insert, translate_db_errors
 from infra.mappings import load
+from infra.messages import Delivery
 from infra.setting_specs import StockSettings
 from infra.tables import stock_levels, stock_pushes
 
@@ -71,6 +73,19 @@ class StockIntake:
 
     def accept_body(self, body: bytes) -> int:
         return self.accept(read_stock(body))
+
+    def handle_batch(self, deliveries: list[Delivery]) -> list[BaseException | None]:
+        """Bus handler for ``{ns}.stock`` (routing key ``stock.report``): a
+        report that is not one is a dead letter with its reason; a database
+        outage is raised, so the bus retries."""
+        results: list[BaseException | None] = []
+        for delivery in deliveries:
+            try:
+                self.accept_body(delivery.body)
+                results.append(None)
+            except PermanentError as exc:
+                results.append(exc)
+        return results
 
     def accept(self, report: StockReport) -> int:
         """Keep the newer levels and the listings' quantities; how many

@@ -1,8 +1,8 @@
 """Stock back to the channels, end to end: orderbus as separate processes on
 RabbitMQ and PostgreSQL; the warehouse posts a level for a bundle's
-component; three channels' stock APIs (fakes) get the bundle's quantity with
-their share applied, once per change; a level counted earlier and sent late
-is ignored."""
+component (then publishes one by queue); three channels' stock APIs (fakes)
+get the bundle's quantity with their share applied, once per change; a level
+counted earlier and sent late is ignored."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pika
 import pytest
 
 from tests.e2e.conftest import Downstream
@@ -90,6 +91,27 @@ def test_a_bundle_components_level_reaches_three_channels_once_per_change(
             wait_for(lambda: len(told("dy")) == 2, what="the change")
             time.sleep(1.5)
             assert (told("tb"), told("jd"), told("dy")) == ([10, 3], [5, 1], [9, 2])
+            # the same report by queue, as a warehouse system may publish it
+            level = {
+                "sku": "CUP",
+                "available": 10,
+                "as_of": (T0 + timedelta(minutes=2)).isoformat(),
+            }
+            connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+            try:
+                channel = connection.channel()
+                channel.confirm_delivery()
+                channel.basic_publish(
+                    f"{namespace}.orders",
+                    "stock.report",
+                    json.dumps({"levels": [level]}).encode(),
+                    pika.BasicProperties(content_type="application/json", delivery_mode=2),
+                    mandatory=True,
+                )
+            finally:
+                connection.close()
+            wait_for(lambda: len(told("dy")) == 3, what="the level by queue")
+            assert (told("tb")[-1], told("jd")[-1], told("dy")[-1]) == (5, 2, 4)
     finally:
         exits = [p.terminate() for p in procs]
     assert [code for code, _ in exits] == [0, 0], [p.output() for p in procs]
