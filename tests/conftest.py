@@ -11,12 +11,18 @@ from tests import services
 
 
 @pytest.fixture(scope="session")
-def amqp_url() -> Iterator[str]:
+def amqp_base_url() -> Iterator[str]:
     with services.amqp_server() as base:
         if not services.reachable(base, 5672):
             services.unavailable(f"RabbitMQ at {base}")
-        with services.private_vhost(base) as url:
-            yield url
+        yield base
+
+
+@pytest.fixture(scope="session")
+def amqp_url(amqp_base_url: str) -> Iterator[str]:
+    """A vhost of the test run's own (the e2e tests take one each: e2e/conftest.py)."""
+    with services.private_vhost(amqp_base_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from orderbus.receiver import RecordingSink
+from tests import services
 
 
 class Downstream:
@@ -21,6 +22,17 @@ class Downstream:
         if target == "finance" and body.get("external_id") in self.finance_down_for:
             return 503
         return 200
+
+
+@pytest.fixture
+def amqp_url(amqp_base_url: str) -> Iterator[str]:
+    """A vhost of each end-to-end test's own: the queues its processes
+    declare go with it. (Left in one shared vhost, every e2e test's queues
+    stayed until the run ended, and a broker restart in the fault suite had
+    to recover them all: the broker then took so long to take connections
+    again that a later test timed out.)"""
+    with services.private_vhost(amqp_base_url) as url:
+        yield url
 
 
 @pytest.fixture
