@@ -101,8 +101,10 @@ class OrderState:
 
     def after_sales(self) -> list[AfterSale]:
         """The after-sales of the accepted revision (the body is parsed only
-        when it has some: the wire form writes none as ``"after_sales":[]``)."""
-        if not self.body or '"after_sales":[]' in self.body:
+        when it has some: the compact wire form writes them as
+        ``"after_sales":[{``; bodies stored before after-sales existed have
+        no such key and are not parsed on every update either)."""
+        if not self.body or '"after_sales":[{' not in self.body:
             return []
         return CanonicalOrder.from_wire(self.body.encode("utf-8")).after_sales
 
