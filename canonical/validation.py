@@ -159,7 +159,9 @@ def _decimals(amount: Decimal) -> int:
 def _after_sales(order: CanonicalOrder) -> list[Violation]:
     """Each after-sale names the order's own lines, gives back no more than
     was paid (per line, its tax at most the order's; and in all), in the
-    order's currency's places; a whole-order refund at most the total."""
+    order's currency's places; a whole-order refund at most the total. Its
+    amount is its lines' plus, at most, the shipping and tax given back with
+    them (platforms refund the postage with the goods)."""
     found: list[Violation] = []
     places = KNOWN_CURRENCIES.get(order.currency, 2)
     paid = {item.sku: item for item in order.items}
@@ -195,13 +197,15 @@ def _after_sales(order: CanonicalOrder) -> list[Violation]:
                         f"for {line.amount}, the order has {item.quantity} for {item.line_total}",
                     )
                 )
-        if sale.lines and sale.lines_total() != sale.amount:
+        beyond_lines = sale.amount - sale.lines_total()
+        if sale.lines and not Decimal("0") <= beyond_lines <= order.shipping_fee + order.tax:
             found.append(
                 Violation(
                     "after_sale_mismatch",
                     f"{where}.amount",
                     f"after-sale {sale.id}: its lines add up to {sale.lines_total()}, "
-                    f"it says {sale.amount}",
+                    f"it says {sale.amount} (beyond its lines, only shipping and tax "
+                    f"can be given back: {order.shipping_fee + order.tax} at most)",
                 )
             )
         if sale.status.takes_effect:

@@ -40,6 +40,18 @@ difference is the order discount. SKU: ``outer_sku_id``, else ``outer_iid``,
 else ``taobao-{num_iid}[-{sku_id}]``. Times are Asia/Shanghai. The phone is
 ``receiver_mobile`` when Taobao gives it in the clear; a masked one is kept as
 the customer's ``masked_phone``.
+
+Refunds (售后): TMC's refund topics (``taobao_refund_RefundCreated``,
+``..._RefundSellerAgreeAgreement``, ``..._RefundSuccess``, ``..._RefundClosed``...)
+name the trade (``tid``) too, so they fetch it like a trade message. The
+fetch reads, besides the trade, each line's refund (a line with a
+``refund_id`` and a ``refund_status`` other than ``NO_REFUND``) with
+``taobao.refund.get``; each becomes an after-sale of that line
+(:func:`after_sale_of`): ``WAIT_SELLER_AGREE`` requested,
+``WAIT_BUYER_RETURN_GOODS``/``WAIT_SELLER_CONFIRM_GOODS`` agreed, ``SUCCESS``
+completed, ``SELLER_REFUSE_BUYER`` refused, ``CLOSED`` withdrawn; the amount
+``refund_fee``, the units ``num``. The kept answer (原始单) holds the trade
+and its refunds, so a replay reads both again.
 """
 
 from __future__ import annotations
@@ -71,6 +83,7 @@ from connectors.payload import (
     timestamp,
 )
 from connectors.pull import PullDeps
+from connectors.refunds import after_sale, kind_of, sale_line, status_of
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +93,23 @@ TRADE_FIELDS = (
     "buyer_message,seller_nick,receiver_name,receiver_state,receiver_city,"
     "receiver_district,receiver_town,receiver_address,receiver_zip,receiver_mobile,"
     "orders.oid,orders.num_iid,orders.sku_id,orders.outer_iid,orders.outer_sku_id,"
-    "orders.title,orders.price,orders.num,orders.total_fee,orders.payment"
+    "orders.title,orders.price,orders.num,orders.total_fee,orders.payment,"
+    "orders.refund_id,orders.refund_status"
+)
+REFUND_FIELDS = (
+    "refund_id,tid,oid,status,order_status,good_status,has_good_return,refund_fee,num,"
+    "reason,modified"
+)
+REFUND_STATUSES = {
+    "WAIT_SELLER_AGREE": "requested",
+    "WAIT_BUYER_RETURN_GOODS": "agreed",
+    "WAIT_SELLER_CONFIRM_GOODS": "agreed",
+    "SELLER_REFUSE_BUYER": "refused",
+    "CLOSED": "withdrawn",
+    "SUCCESS": "completed",
+}
+NOT_SHIPPED = frozenset(
+    {"TRADE_NO_CREATE_PAY", "WAIT_BUYER_PAY", "WAIT_SELLER_SEND_GOODS", "PAID_FORBID_CONSIGN"}
 )
 STATUSES = {
     "TRADE_NO_CREATE_PAY": "created",
@@ -94,6 +123,7 @@ STATUSES = {
     "TRADE_CLOSED": "refunded",
     "TRADE_CLOSED_BY_TAOBAO": "cancelled",
 }
+ORDER_TOPICS = ("taobao_trade_", "taobao_refund_")  # each names its trade (tid)
 RATE_LIMITED = 7
 SESSION_CODES = frozenset({26, 27})
 
@@ -168,6 +198,25 @@ class TopApi:
     def trade(self, tid: str) -> dict[str, Any]:
         return self.call("taobao.trade.fullinfo.get", {"tid": tid, "fields": TRADE_FIELDS})
 
+    def refund(self, refund_id: str) -> dict[str, Any]:
+        """``taobao.refund.get``'s ``refund`` object."""
+        answer = self.call("taobao.refund.get", {"refund_id": refund_id, "fields": REFUND_FIELDS})
+        refund = answer.get("refund")
+        if not isinstance(refund, dict):
+            raise EndpointUnavailable(f"Taobao taobao.refund.get {refund_id}: no refund object")
+        return refund
+
+    def refunds_of(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+        """The refund of each line of the trade that has one (its ``refund_id``)."""
+        trade = response.get("trade")
+        lines = _lines_of(trade) if isinstance(trade, dict) else []
+        ids = {
+            str(line["refund_id"])
+            for line in lines
+            if line.get("refund_id") and line.get("refund_status") not in (None, "", "NO_REFUND")
+        }
+        return [self.refund(refund_id) for refund_id in sorted(ids)]
+
 
 class TaobaoOrders:
     """The fetch worker's source for a Taobao channel: a trade by its tid."""
@@ -183,7 +232,8 @@ class TaobaoOrders:
     def fetch_raw(self, reference: OrderReference) -> tuple[CanonicalOrder, Any]:
         """The order, and the platform's answer it was read from (原始单)."""
         response = self.api.trade(reference.external_id)
-        return read_trade(response, reference, self.channel, self.shop), response
+        kept = {**response, "refunds": self.api.refunds_of(response)}
+        return read_trade(kept, reference, self.channel, self.shop), kept
 
     def read_fetched(self, response: Any) -> CanonicalOrder:
         """A kept answer (原始单) read again, with no call: the replay's dry run."""
@@ -202,7 +252,51 @@ def read_trade(
     if str(trade.get("tid")) != reference.external_id:
         raise unreadable(f"asked for trade {reference.external_id}, got {trade.get('tid')}")
     owner = shop or reference.shop or str(trade.get("seller_nick") or "default")
-    return canonical_order(to_canonical(trade, channel, owner))
+    fields = to_canonical(trade, channel, owner)
+    refunds = response.get("refunds") or []
+    if not isinstance(refunds, list):
+        raise unreadable("refunds is not a list")
+    fields["after_sales"] = [
+        after_sale_of(refund, trade, f"refunds[{i}]") for i, refund in enumerate(refunds)
+    ]
+    return canonical_order(fields)
+
+
+def _lines_of(trade: dict[str, Any]) -> list[dict[str, Any]]:
+    lines = (trade.get("orders") or {}).get("order")
+    if isinstance(lines, dict):
+        lines = [lines]  # some answers give a single order as an object
+    return [line for line in lines if isinstance(line, dict)] if isinstance(lines, list) else []
+
+
+def after_sale_of(refund: Any, trade: dict[str, Any], where: str) -> dict[str, Any]:
+    """A ``taobao.refund.get`` refund (one line's: ``oid``) as an after-sale:
+    goods sent back (``has_good_return``) a return; money only while the
+    trade had not shipped (its ``order_status``) a cancel of that line, after
+    it a refund."""
+    if not isinstance(refund, dict):
+        raise unreadable(f"{where} is not an object")
+    oid = str(field(refund, "oid"))
+    line = next((x for x in _lines_of(trade) if str(x.get("oid")) == oid), None)
+    if line is None:
+        raise unreadable(f"{where}: the trade has no line (oid) {oid}")
+    item = _line(line, where)
+    given_back = amount(field(refund, "refund_fee"), f"{where}.refund_fee")
+    number = refund.get("num")
+    quantity = number if isinstance(number, int) and 0 < number <= item["quantity"] else None
+    modified = refund.get("modified")
+    return after_sale(
+        field(refund, "refund_id"),
+        kind_of(
+            returns_goods=refund.get("has_good_return") in (True, "true"),
+            shipped=str(refund.get("order_status") or "") not in NOT_SHIPPED,
+        ),
+        status_of(REFUND_STATUSES, refund.get("status"), where),
+        given_back,
+        lines=[sale_line(item["sku"], quantity or item["quantity"], given_back)],
+        reason=refund.get("reason"),
+        updated_at=timestamp(modified, f"{where}.modified", SHANGHAI) if modified else None,
+    )
 
 
 def _line(line: dict[str, Any], where: str) -> dict[str, Any]:
@@ -308,7 +402,7 @@ class TmcPuller:
             except ValueError:
                 content = None
             tid = content.get("tid") if isinstance(content, dict) else None
-            if not str(message.get("topic") or "").startswith("taobao_trade_") or tid is None:
+            if not str(message.get("topic") or "").startswith(ORDER_TOPICS) or tid is None:
                 log.info(
                     "tmc %s: message %s (%s) is not about a trade",
                     self.channel,
@@ -401,7 +495,7 @@ class TaobaoPull:
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
         if "response_text" not in fixture:
-            return []  # TMC messages: they name trades, they are not orders
+            return []  # TMC messages and refunds: they name trades, they are not orders
         answer = load_json(fixture["response_text"], exact_numbers=True)
         trade = answer["trade_fullinfo_get_response"]
         reference = OrderReference(str(trade["trade"]["tid"]), "tmc-fixture")

@@ -1,5 +1,5 @@
-"""A fake Taobao TOP router (an httpx transport): TMC consume/confirm and
-``taobao.trade.fullinfo.get``, each request's md5 signature checked by the
+"""A fake Taobao TOP router (an httpx transport): TMC consume/confirm,
+``taobao.trade.fullinfo.get`` and ``taobao.refund.get``, each request's md5 signature checked by the
 rule Taobao's SDKs apply, with scripted trouble.
 
 Answers have TOP's shapes: ``{"<method>_response": {...}}`` or
@@ -24,6 +24,7 @@ class FakeTop:
         self.app_secret = app_secret
         self.session = session
         self.trades: dict[str, str] = {}  # tid -> the trade_fullinfo_get_response text
+        self.refunds: dict[str, dict[str, Any]] = {}  # refund_id -> taobao.refund.get's refund
         self.queue: list[str] = []  # tmc_message objects as JSON text (ids stay exact)
         self.unconfirmed: dict[str, str] = {}
         self.confirmed: list[str] = []
@@ -84,6 +85,11 @@ class FakeTop:
             if answer is None:
                 return self._error(15, "Remote service error", "isv.trade-not-exist", "交易不存在")
             return httpx.Response(200, content=answer.encode("utf-8"))
+        if method == "taobao.refund.get":
+            refund = self.refunds.get(form.get("refund_id", ""))
+            if refund is None:
+                return self._error(15, "Remote service error", "isv.refund-not-exist", "退款不存在")
+            return httpx.Response(200, json={"refund_get_response": {"refund": refund}})
         return self._error(22, "Invalid method")
 
     def redeliver_unconfirmed(self) -> None:

@@ -137,6 +137,8 @@ def test_a_return_brings_the_goods_back_to_the_warehouse(
         ({"amount": "99.00"}, "more_than_paid"),
         ({"lines": [{"sku": "SKU-B", "quantity": 1, "amount": "5.00"}], "amount": "4.00"},
          "after_sale_mismatch"),
+        ({"lines": [{"sku": "SKU-B", "quantity": 1, "amount": "5.00"}], "amount": "11.01"},
+         "after_sale_mismatch"),
         ({"amount": "1.001"}, "too_many_decimals"),
     ],
 )  # fmt: skip
@@ -147,6 +149,12 @@ def test_an_after_sale_that_does_not_fit_the_order_is_refused_by_name(
     with pytest.raises(ValidationFailed) as refused:
         validate(bad)
     assert code in {v.code for v in refused.value.violations}
+
+
+def test_an_after_sale_may_give_back_the_shipping_with_its_lines() -> None:
+    line = {"sku": "SKU-B", "quantity": 1, "amount": "5.00"}
+    with_postage = {"id": "R", "kind": "return", "status": "agreed", "lines": [line]}
+    validate(order(after_sales=[{**with_postage, "amount": "11.00"}]))  # 5.00 + 6.00 shipping
 
 
 def test_the_timeline_shows_each_document(router: RouterService, sqlite_engine: Engine) -> None:

@@ -181,3 +181,76 @@ def test_ingest_pulls_tmc_and_fetches_trades(sqlite_url: str) -> None:
     assert sorted(t.name for t in daemon.threads) == ["fetch-tb", "ingest", "poll-tb", "shipments"]
     with pytest.raises(ValueError, match="needs its taobao settings"):
         check_poller(PollerSpec(connector="taobao-tmc"))
+
+
+REFUND_FIXTURE = json.loads((FIXTURES / "refund-get.json").read_text("utf-8"))
+REFUND = json.loads(REFUND_FIXTURE["refund_text"])["refund_get_response"]["refund"]
+REFUNDED_OID = "2298765432109876545"
+
+
+def _with_refund_on_line(top: FakeTop, refund: dict[str, Any], status: str) -> None:
+    answer = {"trade_fullinfo_get_response": trade_answer(status=status)}
+    for line in answer["trade_fullinfo_get_response"]["trade"]["orders"]["order"]:
+        if str(line["oid"]) == REFUNDED_OID:
+            line.update(refund_id=refund["refund_id"], refund_status=refund["status"])
+    top.trades[TID] = json.dumps(answer)
+    top.refunds[str(refund["refund_id"])] = refund
+
+
+def test_a_line_refund_is_fetched_with_its_trade_as_an_after_sale(top: FakeTop) -> None:
+    _with_refund_on_line(top, REFUND, "WAIT_BUYER_CONFIRM_GOODS")
+    order, kept = TaobaoOrders(api_for(top), "tb").fetch_raw(OrderReference(TID, "tmc-9"))
+    assert top.calls == ["taobao.trade.fullinfo.get", "taobao.refund.get"]
+    [sale] = order.after_sales
+    assert (sale.id, sale.kind.value, sale.status.value, str(sale.amount)) == (
+        "160390112233445566", "refund", "completed", "44.50",
+    )  # fmt: skip
+    [line] = sale.lines
+    assert (line.sku, line.quantity, str(line.amount)) == ("taobao-100018587598", 1, "44.50")
+    assert sale.updated_at is not None and sale.updated_at.isoformat() == "2026-11-15T10:20:30+08:00"
+    assert violations(order) == []
+    # The kept answer (原始单) holds the refund: the replay reads it again, no call.
+    assert TaobaoOrders(api_for(top), "tb").read_fetched(kept).after_sales == [sale]
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind", "status"),
+    [
+        ({"order_status": "WAIT_SELLER_SEND_GOODS", "status": "WAIT_SELLER_AGREE"},
+         "cancel", "requested"),
+        ({"has_good_return": True, "status": "WAIT_BUYER_RETURN_GOODS"}, "return", "agreed"),
+        ({"has_good_return": "true", "status": "WAIT_SELLER_CONFIRM_GOODS"}, "return", "agreed"),
+        ({"status": "SELLER_REFUSE_BUYER"}, "refund", "refused"),
+        ({"status": "CLOSED"}, "refund", "withdrawn"),
+    ],
+)  # fmt: skip
+def test_refund_kinds_and_statuses(
+    top: FakeTop, changes: dict[str, Any], kind: str, status: str
+) -> None:
+    _with_refund_on_line(top, {**REFUND, **changes}, "WAIT_BUYER_CONFIRM_GOODS")
+    [sale] = TaobaoOrders(api_for(top), "tb").fetch(OrderReference(TID, "tmc-9")).after_sales
+    assert (sale.kind.value, sale.status.value) == (kind, status)
+
+
+def test_a_refund_status_taobao_adds_later_is_named_not_guessed(top: FakeTop) -> None:
+    _with_refund_on_line(top, {**REFUND, "status": "WAIT_PLATFORM_DECIDE"}, "TRADE_FINISHED")
+    with pytest.raises(ConnectorError, match="WAIT_PLATFORM_DECIDE"):
+        TaobaoOrders(api_for(top), "tb").fetch(OrderReference(TID, "tmc-9"))
+
+
+def test_a_line_without_a_refund_costs_no_call(top: FakeTop) -> None:
+    answer = {"trade_fullinfo_get_response": trade_answer()}
+    answer["trade_fullinfo_get_response"]["trade"]["orders"]["order"][0].update(
+        refund_id="1", refund_status="NO_REFUND"
+    )
+    top.trades[TID] = json.dumps(answer)
+    assert TaobaoOrders(api_for(top), "tb").fetch(OrderReference(TID, "t")).after_sales == []
+    assert top.calls == ["taobao.trade.fullinfo.get"]
+
+
+def test_tmc_refund_messages_fetch_their_trade(top: FakeTop) -> None:
+    top.queue = [REFUND_FIXTURE["tmc_message"]]
+    publisher = FakePublisher()
+    assert puller(top, publisher).poll_once() == 1
+    assert json.loads(publisher.published[0].body)["external_id"] == TID
+    assert top.confirmed == ["7104300007405429240"]
