@@ -39,6 +39,20 @@ phone is read when Doudian returns it in the clear (``post_tel``); an
 encrypted one (``encrypt_post_tel``) needs Doudian's decryption API, which
 orderbus does not call: such an order carries Doudian's masked number
 (``mask_post_tel``) as the customer's ``masked_phone``.
+
+After-sales (售后): Doudian's refund messages (``doudian_refund_*``) carry the
+order's ``p_id`` too, so they fetch the order like a trade message. When a
+line of the detail shows an after-sale (``sku_order_list[].after_sale_info``
+with a non-zero ``after_sale_status``), the fetch also reads the order's
+after-sales with ``/afterSale/List`` (``order_id``), kept with the detail as
+``aftersale_list`` (a replay reads both again). Each becomes an after-sale
+(:func:`after_sales_of`): ``aftersale_type`` 0 a return, 1 (shipped, money
+only) and 6 (price protection) a refund, 2 (not shipped, money only) a
+cancel; exchanges and resends (3, 7, 8) are not undone sales and are left
+out. ``aftersale_status`` 6 requested; 7 and 11 agreed; 12 completed; 27 and
+29 refused; 28 withdrawn. The amount is ``refund_amount`` (fen); the lines
+are ``order_info.related_order_info`` (``sku_order_id`` names the line,
+``aftersale_item_num`` and ``aftersale_pay_amount`` its units and money).
 """
 
 from __future__ import annotations
@@ -77,6 +91,8 @@ from connectors.payload import (
     timestamp,
     whole_number,
 )
+from connectors.refunds import after_sale, sale_line
+from connectors.refunds import status_of as refund_status
 from infra.setting_specs import DouyinSpec
 from infra.tokens import TokenCache
 
@@ -91,6 +107,16 @@ STATUSES = {1: "created", 105: "paid", 2: "paid", 101: "paid", 3: "shipped", 5: 
 CANCELLED = 4
 REFUNDED_MAIN = frozenset({21, 22, 39})
 # What Doudian's error texts say when the request itself can never succeed.
+AFTER_SALE_KINDS = {0: "return", 1: "refund", 2: "cancel", 6: "refund"}
+AFTER_SALE_STATUSES = {
+    6: "requested",
+    7: "agreed",
+    11: "agreed",
+    12: "completed",
+    27: "refused",
+    29: "refused",
+    28: "withdrawn",
+}
 PERMANENT = re.compile(r"not.?exist|不存在|invalid.?param|参数|no.?permission|无权限", re.I)
 TOKEN_TROUBLE = re.compile(r"access.?token|token", re.I)
 
@@ -176,7 +202,71 @@ class DouyinConnector:
                 f"asked for order {reference.external_id}, got {detail.get('order_id')}"
             )
         shop = reference.shop or channel.shop or str(detail.get("shop_id") or "default")
-        return canonical_order(to_canonical(detail, channel.name, shop))
+        fields = to_canonical(detail, channel.name, shop)
+        fields["after_sales"] = after_sales_of(response.get("aftersale_list"), detail)
+        return canonical_order(fields)
+
+
+def has_after_sales(detail: dict[str, Any]) -> bool:
+    """Whether a line of the order detail shows an after-sale."""
+    lines = detail.get("sku_order_list")
+    return any(
+        _code((line.get("after_sale_info") or {}).get("after_sale_status")) not in (None, 0, "")
+        for line in (lines if isinstance(lines, list) else [])
+        if isinstance(line, dict)
+    )
+
+
+def after_sales_of(data: Any, detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """The after-sales of an ``/afterSale/List`` answer's ``data`` (none: no
+    after-sales were read), their lines named by the detail's sku orders."""
+    if data is None:
+        return []
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise unreadable("aftersale_list has no items list")
+    skus = {
+        str(line.get("order_id")): _line(line, f"sku_order_list[{i}]")["sku"]
+        for i, line in enumerate(detail.get("sku_order_list") or [])
+        if isinstance(line, dict)
+    }
+    found = []
+    for index, item in enumerate(items):
+        where = f"aftersale_list.items[{index}]"
+        info = item.get("aftersale_info") if isinstance(item, dict) else None
+        if not isinstance(info, dict):
+            raise unreadable(f"{where} has no aftersale_info")
+        kind = AFTER_SALE_KINDS.get(_code(info.get("aftersale_type")))
+        if kind is None:
+            continue  # an exchange, a resend, a repair: no sale is undone
+        status = refund_status(AFTER_SALE_STATUSES, _code(info.get("aftersale_status")), where)
+        related = (item.get("order_info") or {}).get("related_order_info") or []
+        lines = [] if _code(info.get("aftersale_type")) == 6 else _sale_lines(related, skus, where)
+        updated = info.get("update_time")
+        found.append(
+            after_sale(
+                info.get("aftersale_id"),
+                kind,
+                status,
+                minor_units(info.get("refund_amount") or 0, f"{where}.refund_amount"),
+                lines=lines,
+                reason=(item.get("text_part") or {}).get("reason_text"),
+                updated_at=_when(updated, f"{where}.update_time") if updated else None,
+            )
+        )
+    return found
+
+
+def _sale_lines(related: list[Any], skus: dict[str, str], where: str) -> list[dict[str, Any]]:
+    lines = []
+    for i, part in enumerate(related):
+        sku = skus.get(str(part.get("sku_order_id"))) if isinstance(part, dict) else None
+        if sku is None:
+            raise unreadable(f"{where}.related_order_info[{i}]: no such line in the order")
+        given_back = minor_units(part.get("aftersale_pay_amount") or 0, f"{where} line {i}")
+        units = whole_number(part.get("aftersale_item_num") or 1, f"{where} line {i} units")
+        lines.append(sale_line(sku, units, given_back))
+    return lines
 
 
 def _fen(data: dict[str, Any], name: str, where: str, required: bool = True) -> Decimal:
@@ -372,6 +462,11 @@ class DoudianApi:
     def order_detail(self, shop_order_id: str) -> dict[str, Any]:
         return self.call("order.orderDetail", {"shop_order_id": shop_order_id})
 
+    def after_sales(self, order_id: str) -> Any:
+        """``data`` of ``/afterSale/List`` for one order (up to 100 after-sales)."""
+        answer = self.call("afterSale.List", {"order_id": order_id, "page": 0, "size": 100})
+        return answer.get("data")
+
 
 class DouyinOrders:
     """The fetch worker's source for a Douyin channel: an order by its id."""
@@ -386,6 +481,9 @@ class DouyinOrders:
     def fetch_raw(self, reference: OrderReference) -> tuple[CanonicalOrder, Any]:
         """The order, and the platform's answer it was read from (原始单)."""
         response = self.api.order_detail(reference.external_id)
+        detail = (response.get("data") or {}).get("shop_order_detail")
+        if isinstance(detail, dict) and has_after_sales(detail):
+            response = {**response, "aftersale_list": self.api.after_sales(reference.external_id)}
         return DouyinConnector().read_detail(response, reference, self.channel), response
 
     def read_fetched(self, response: Any) -> CanonicalOrder:

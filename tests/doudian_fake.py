@@ -24,7 +24,7 @@ SUCCESS = 10000
 
 
 class FakeDoudian:
-    """Doudian's open API: token.create, order.orderDetail, order.logisticsAdd
+    """Doudian's open API: token.create, order.orderDetail, afterSale.List, order.logisticsAdd
     (order_id, company_code, logistics_code; the "shipped already" refusal is
     our assumption), each request's signature checked."""
 
@@ -33,6 +33,7 @@ class FakeDoudian:
         self.app_secret = app_secret
         self.shop_id = shop_id
         self.orders: dict[str, dict[str, Any]] = {}
+        self.after_sales: dict[str, list[dict[str, Any]]] = {}  # afterSale.List items, by order
         self.calls: list[str] = []
         self.tokens_issued = 0
         self.valid_tokens: set[str] = set()
@@ -100,6 +101,10 @@ class FakeDoudian:
             if order is None:
                 return self._answer(50002, sub_code="isv.business-failed", sub_msg="订单不存在")
             return self._answer(SUCCESS, {"shop_order_detail": order})
+        if method == "afterSale.List":
+            items = self.after_sales.get(str(params.get("order_id")), [])
+            data = {"items": items, "has_more": False, "total": len(items), "page": 0, "size": 100}
+            return self._answer(SUCCESS, data)
         if method == "order.logisticsAdd":
             order_id = str(params.get("order_id"))
             if order_id in self.shipped:

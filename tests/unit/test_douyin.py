@@ -352,3 +352,65 @@ def test_a_push_is_answered_as_doudian_requires_once_its_fetches_are_queued(
     with sqlite_engine.connect() as conn:
         rows = conn.execute(select(rejected_requests.c.status_code, rejected_requests.c.reason))
         assert [tuple(r) for r in rows] == [(503, "broker_unavailable"), (200, "ignored")]
+
+
+# -- after-sales ----------------------------------------------------------------
+
+REFUND_FIXTURE = json.loads(
+    (Path(str(resources.files("connectors") / "fixtures" / "douyin"))
+     / "refund-return-completed.json").read_text("utf-8")
+)  # fmt: skip
+SHIPPED_WITH_AFTER_SALE = REFUND_FIXTURE["detail"]["data"]["shop_order_detail"]
+AFTER_SALES = REFUND_FIXTURE["detail"]["aftersale_list"]["items"]
+
+
+def _channel() -> ChannelConfig:
+    return ChannelConfig(name="dy", connector="douyin", secrets=(SECRET,), app_key=APP_KEY)
+
+
+def test_an_order_showing_an_after_sale_is_fetched_with_its_after_sales(
+    doudian: FakeDoudian,
+) -> None:
+    doudian.orders[ORDER_ID] = copy.deepcopy(SHIPPED_WITH_AFTER_SALE)
+    doudian.after_sales[ORDER_ID] = copy.deepcopy(AFTER_SALES)
+    source = DouyinOrders(api_for(doudian), _channel())
+    order, kept = source.fetch_raw(OrderReference(ORDER_ID, "m-2", SHOP))
+    assert doudian.calls == ["token.create", "order.orderDetail", "afterSale.List"]
+    [sale] = order.after_sales  # the exchange is not an undone sale
+    assert (sale.id, sale.kind.value, sale.status.value, str(sale.amount)) == (
+        "7260000000000000001", "return", "completed", "49.90",
+    )  # fmt: skip
+    assert [(x.sku, x.quantity, str(x.amount)) for x in sale.lines] == [("DY-TSHIRT-M", 1, "49.90")]
+    assert sale.reason == "尺码不合适" and violations(order) == []
+    assert source.read_fetched(kept).after_sales == [sale]  # the replay: no call
+
+
+def test_an_order_without_after_sales_costs_one_call(doudian: FakeDoudian) -> None:
+    DouyinOrders(api_for(doudian), _channel()).fetch(OrderReference(ORDER_ID, "m-3", SHOP))
+    assert doudian.calls == ["token.create", "order.orderDetail"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind", "status"),
+    [
+        ({"aftersale_type": 2, "aftersale_status": 6}, "cancel", "requested"),
+        ({"aftersale_type": 1, "aftersale_status": 11}, "refund", "agreed"),
+        ({"aftersale_type": 0, "aftersale_status": 7}, "return", "agreed"),
+        ({"aftersale_type": 0, "aftersale_status": 27}, "return", "refused"),
+        ({"aftersale_type": 1, "aftersale_status": 28}, "refund", "withdrawn"),
+    ],
+)  # fmt: skip
+def test_after_sale_types_and_statuses(changes: dict[str, Any], kind: str, status: str) -> None:
+    item = copy.deepcopy(AFTER_SALES[0])
+    item["aftersale_info"].update(changes)
+    response = detail(**SHIPPED_WITH_AFTER_SALE) | {"aftersale_list": {"items": [item]}}
+    order = DouyinConnector().read_detail(response, REFERENCE, _channel())
+    assert [(s.kind.value, s.status.value) for s in order.after_sales] == [(kind, status)]
+
+
+def test_an_after_sale_status_doudian_adds_later_is_named_not_guessed() -> None:
+    item = copy.deepcopy(AFTER_SALES[0])
+    item["aftersale_info"]["aftersale_status"] = 99
+    response = detail(**SHIPPED_WITH_AFTER_SALE) | {"aftersale_list": {"items": [item]}}
+    with pytest.raises(ConnectorError, match="status 99"):
+        DouyinConnector().read_detail(response, REFERENCE, _channel())

@@ -207,7 +207,9 @@ def test_a_line_refund_is_fetched_with_its_trade_as_an_after_sale(top: FakeTop) 
     )  # fmt: skip
     [line] = sale.lines
     assert (line.sku, line.quantity, str(line.amount)) == ("taobao-100018587598", 1, "44.50")
-    assert sale.updated_at is not None and sale.updated_at.isoformat() == "2026-11-15T10:20:30+08:00"
+    assert (
+        sale.updated_at is not None and sale.updated_at.isoformat() == "2026-11-15T10:20:30+08:00"
+    )
     assert violations(order) == []
     # The kept answer (原始单) holds the refund: the replay reads it again, no call.
     assert TaobaoOrders(api_for(top), "tb").read_fetched(kept).after_sales == [sale]
