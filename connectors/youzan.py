@@ -33,6 +33,22 @@ Cloud's "消息推送" guide; the field list below is the one its SDKs reproduce
   "success"}`` (and pushes again otherwise): orderbus answers that, with 200,
   once the order is confirmed by the broker (or the push recorded as ignored).
 
+Refunds (售后): a refund message (the old ``trade_refund_*`` types, the new
+``youzan_trade_Refund*``) names its trade (``tid`` in ``msg``) and becomes a
+fetch request like a status event. A fetched trade whose
+``order_info.refund_state`` is not 0 (a refund asked for or done) has its
+refunds read too: ``youzan.trade.refund.search`` 3.0.1 by ``tid`` lists their
+ids, ``youzan.trade.refund.get`` 3.0.1 gives each one's line (``oid``), money
+(``refund_fee``, yuan, postage included) and what the buyer asked
+(``demand`` 1 money only, 2 goods back, 3 exchange, which is left out). They
+are kept with the trade (``refunds``), so a replay reads them again. Status:
+``WAIT_SELLER_AGREE`` requested; ``WAIT_BUYER_RETURN_GOODS``,
+``WAIT_SELLER_CONFIRM_GOODS`` agreed; ``SUCCESS`` completed;
+``SELLER_REFUSE_BUYER``, ``SELLER_REFUSE_BUYER_RETURN_GOODS`` refused;
+``CLOSED`` withdrawn. Youzan names the line and the money, not the units: the
+units are the line's in proportion to its money given back (rounded down, at
+least one), the rest of the money beyond the line's being the postage.
+
 Mapping: ``order_info.tid`` is the external id; status ``WAIT_BUYER_PAY`` is
 created, ``TRADE_PAID``/``WAIT_CONFIRM``/``WAIT_SELLER_SEND_GOODS`` paid,
 ``WAIT_BUYER_CONFIRM_GOODS`` shipped, ``TRADE_SUCCESS`` delivered,
@@ -83,6 +99,8 @@ from connectors.payload import (
     signed_delivery_id,
     timestamp,
 )
+from connectors.refunds import SHIPPED, after_sale, kind_of, sale_line
+from connectors.refunds import status_of as refund_status
 from infra.setting_specs import YouzanSpec
 from infra.tokens import TokenCache
 
@@ -96,6 +114,17 @@ STATUSES = {
     "TRADE_CLOSED": "cancelled",
 }
 FULLY_REFUNDED = 12  # order_info.refund_state
+REFUND_TYPES = ("trade_refund_", "youzan_trade_Refund")  # messages about a refund
+REFUND_STATUSES = {
+    "WAIT_SELLER_AGREE": "requested",
+    "WAIT_BUYER_RETURN_GOODS": "agreed",
+    "WAIT_SELLER_CONFIRM_GOODS": "agreed",
+    "SUCCESS": "completed",
+    "SELLER_REFUSE_BUYER": "refused",
+    "SELLER_REFUSE_BUYER_RETURN_GOODS": "refused",
+    "CLOSED": "withdrawn",
+}
+MONEY_ONLY, GOODS_BACK = 1, 2  # a refund's demand (3, an exchange, is left out)
 
 
 def youzan_sign(client_id: str, msg: str, secret: str) -> str:
@@ -141,6 +170,8 @@ class YouzanConnector:
         kind = str(data.get("type") or "")
         if _is_test(data):
             return WebhookResult(ignored=f"Youzan test message ({kind or 'no type'})")
+        if kind.startswith(REFUND_TYPES):
+            return _refund_reference(data, kind, channel)
         if not kind.startswith("trade_"):
             return WebhookResult(ignored=f"message type {kind or '(none)'!r} is not a trade event")
         try:
@@ -177,6 +208,24 @@ class YouzanConnector:
         data["sign"] = youzan_sign(data["client_id"], data["msg"], secret)
         signed = json.dumps(data, ensure_ascii=False).encode("utf-8")
         return {"Content-Type": "application/json"}, signed
+
+
+def _refund_reference(data: dict[str, Any], kind: str, channel: ChannelConfig) -> WebhookResult:
+    """A refund message: its trade (``tid`` in the signed ``msg``) to fetch."""
+    try:
+        message = load_json(unquote_plus(str(field(data, "msg")), errors="strict"))
+    except UnicodeDecodeError as exc:
+        raise unreadable(f"msg is not URL-encoded UTF-8: {exc}", "invalid_encoding") from exc
+    tid = message.get("tid") if isinstance(message, dict) else None
+    if not channel.fetch or not tid:
+        return WebhookResult(
+            ignored=f"{kind} for trade {tid or '(none)'}: set the channel's youzan API settings "
+            "to fetch the trade and its refunds"
+        )
+    delivery = signed_delivery_id(str(data.get("msg")))
+    return WebhookResult(
+        references=(OrderReference(str(tid), delivery, channel.shop or "default"),)
+    )
 
 
 def encode_msg(message: dict[str, Any]) -> str:
@@ -366,6 +415,15 @@ class YouzanApi:
             raise self._failure(api, answer)
         raise AssertionError("unreachable")
 
+    def refunds(self, tid: str) -> list[dict[str, Any]]:
+        """Each refund of the trade, as ``youzan.trade.refund.get`` gives it."""
+        found = self.call("youzan.trade.refund.search", "3.0.1", {"tid": tid, "page_size": 100})
+        listed = found.get("refunds") or []
+        ids = sorted(
+            {str(r["refund_id"]) for r in listed if isinstance(r, dict) and r.get("refund_id")}
+        )
+        return [self.call("youzan.trade.refund.get", "3.0.1", {"refund_id": i}) for i in ids]
+
     def trade(self, tid: str) -> dict[str, Any]:
         """``data.full_order_info`` of the trade."""
         info = self.call("youzan.trade.get", "4.0.0", {"tid": tid}).get("full_order_info")
@@ -387,6 +445,8 @@ class YouzanOrders:
     def fetch_raw(self, reference: OrderReference) -> tuple[CanonicalOrder, Any]:
         """The order, and the platform's answer it was read from (原始单)."""
         info = self.api.trade(reference.external_id)
+        if (info.get("order_info") or {}).get("refund_state") not in (None, 0, "0"):
+            info = {**info, "refunds": self.api.refunds(reference.external_id)}
         order = self.read_fetched(info)
         if order.external_id != reference.external_id:
             raise unreadable(f"asked for trade {reference.external_id}, got {order.external_id}")
@@ -399,7 +459,54 @@ class YouzanOrders:
         shop = self.channel.shop or "default"
         order_info = info.get("order_info")
         version = signed_version(order_info if isinstance(order_info, dict) else {})
-        return canonical_order(to_canonical(info, self.channel.name, shop, version))
+        fields = to_canonical(info, self.channel.name, shop, version)
+        fields["after_sales"] = after_sales_of(info.get("refunds") or [], info, fields)
+        return canonical_order(fields)
+
+
+def after_sales_of(
+    refunds: list[Any], info: dict[str, Any], order: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each refund (``youzan.trade.refund.get``'s data) as an after-sale of its line."""
+    lines = {
+        str(line.get("oid")): item
+        for line, item in zip(field(info, "orders"), order["items"], strict=True)
+    }
+    shipped = order["status"] in SHIPPED
+    found = []
+    for index, refund in enumerate(refunds):
+        where = f"refunds[{index}]"
+        if not isinstance(refund, dict):
+            raise unreadable(f"{where} is not an object")
+        demand = refund.get("demand")
+        demand = int(demand) if isinstance(demand, str) and demand.isdigit() else demand
+        if demand not in (MONEY_ONLY, GOODS_BACK):
+            continue  # an exchange: no sale is undone
+        given_back = amount(field(refund, "refund_fee"), f"{where}.refund_fee")
+        paired = lines.get(str(refund.get("oid")))
+        sale_lines = [] if paired is None else [_sale_line(paired, given_back)]
+        done = refund.get("refund_success_time") or refund.get("modified")
+        found.append(
+            after_sale(
+                field(refund, "refund_id"),
+                kind_of(returns_goods=demand == GOODS_BACK, shipped=shipped),
+                refund_status(REFUND_STATUSES, refund.get("status"), where),
+                given_back,
+                lines=sale_lines,
+                reason=refund.get("reason_desc") or refund.get("desc"),
+                updated_at=timestamp(done, f"{where}.modified", SHANGHAI) if done else None,
+            )
+        )
+    return found
+
+
+def _sale_line(item: dict[str, Any], given_back: Decimal) -> dict[str, Any]:
+    """A refund's line: the money up to what the line was paid, the units in
+    proportion to it (Youzan does not say them)."""
+    paid = item["unit_price"] * item["quantity"] - item["discount"]
+    money = min(given_back, paid)
+    units = int(item["quantity"] * money / paid) if paid > 0 else item["quantity"]
+    return sale_line(item["sku"], units, money)
 
 
 def youzan_orders(config: ChannelConfig, spec: YouzanSpec, client: httpx.Client) -> YouzanOrders:

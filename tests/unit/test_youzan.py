@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import httpx
 import pytest
@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder
+from canonical.validation import violations
 from connectors.base import ChannelConfig, ConnectorError, OrderReference, WebhookRequest
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.payload import signed_delivery_id
@@ -220,12 +221,16 @@ def test_a_forged_push_is_401_and_recorded(
 
 
 class YouzanCloud:
-    """A fake of Youzan's open API: /auth/token (silent, for the shop) and
-    youzan.trade.get 4.0.0. The answers' shapes ({success, code, message,
-    data}) are those public integrations read; the error codes are ours."""
+    """A fake of Youzan's open API: /auth/token (silent, for the shop),
+    youzan.trade.get 4.0.0, youzan.trade.refund.search and .get 3.0.1. The
+    answers' shapes ({success, code, message, data}) are those public
+    integrations read; the error codes are ours."""
 
-    def __init__(self, trades: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, trades: dict[str, dict[str, Any]], refunds: list[dict[str, Any]] | None = None
+    ) -> None:
         self.trades = trades
+        self.refunds = refunds or []  # youzan.trade.refund.get's data, each
         self.calls: list[str] = []
         self.valid: set[str] = set()
         self.issued = 0
@@ -250,11 +255,22 @@ class YouzanCloud:
             self.valid.add(token)
             data = {"access_token": token, "expires": 1_700_000_000_000 + 7 * 86_400_000}
             return httpx.Response(200, json={"success": True, "code": 200, "data": data})
-        assert request.url.path == "/api/youzan.trade.get/4.0.0"
         if request.url.params.get("access_token") not in self.valid:
             return httpx.Response(
                 200, json={"success": False, "code": 4203, "message": "access_token 已过期"}
             )
+        if request.url.path == "/api/youzan.trade.refund.search/3.0.1":
+            listed = [
+                {k: r[k] for k in ("refund_id", "status", "tid", "refund_fee")}
+                for r in self.refunds
+                if r["tid"] == body["tid"]
+            ]
+            data = {"total": len(listed), "refunds": listed}
+            return httpx.Response(200, json={"success": True, "code": 200, "data": data})
+        if request.url.path == "/api/youzan.trade.refund.get/3.0.1":
+            [found] = [r for r in self.refunds if r["refund_id"] == body["refund_id"]]
+            return httpx.Response(200, json={"success": True, "code": "200", "data": found})
+        assert request.url.path == "/api/youzan.trade.get/4.0.0"
         info = self.trades.get(body["tid"])
         if info is None:
             return httpx.Response(
@@ -330,3 +346,96 @@ def test_a_youzan_channel_with_api_settings_gets_a_fetch_worker(sqlite_url: str)
     assert sorted(t.name for t in daemon.threads) == ["fetch-yz", "ingest", "shipments"]
     with pytest.raises(ValueError, match="need a youzan channel"):
         ChannelSpec(connector="shopify", youzan=YouzanSpec(grant_id="1"))
+
+
+# -- refunds ----------------------------------------------------------------------
+
+TID = "E20181016214101073500004"
+
+
+def shipped_with_refund_state(state: int) -> dict[str, Any]:
+    answer = paid_info()  # youzan.trade.get's data: {full_order_info}
+    answer["full_order_info"]["order_info"].update(
+        status="WAIT_BUYER_CONFIRM_GOODS", refund_state=state
+    )
+    return answer
+
+
+def refund(**changes: Any) -> dict[str, Any]:
+    """youzan.trade.refund.get's data: the fields Youzan documents for it (refund_id,
+    status, tid, oid, refund_fee in yuan with postage, demand, return_goods, version,
+    refund_success_time); the values ours."""
+    return {
+        "refund_id": "201910161200000000031002",
+        "status": "SUCCESS",
+        "tid": TID,
+        "oid": "1533766114261606212",
+        "refund_fee": "5.20",
+        "demand": 1,
+        "return_goods": False,
+        "version": 1571198400000,
+        "refund_success_time": "2018-10-20 10:00:00",
+        **changes,
+    }
+
+
+def test_a_refund_message_names_the_trade_to_fetch() -> None:
+    msg = quote_plus(json.dumps({"tid": TID, "oid": "1533766114261606212", "refund_id": "1"}))
+    body = signed({**paid_envelope(), "type": "trade_refund_RefundSuccess", "msg": msg})
+    fetching = ChannelConfig("yz", "youzan", (SECRET,), app_key=CLIENT_ID, fetch=True)
+    result = connector.read(request(body), fetching)
+    assert [r.external_id for r in result.references] == [TID]
+    without_api = ChannelConfig("yz", "youzan", (SECRET,), app_key=CLIENT_ID)
+    assert "youzan API settings" in (connector.read(request(body), without_api).ignored or "")
+
+
+def test_a_trade_with_a_refund_state_is_fetched_with_its_refunds() -> None:
+    cloud = YouzanCloud({TID: shipped_with_refund_state(2)}, [refund()])
+    source = YouzanOrders(youzan_api(cloud), ChannelConfig("yz", "youzan", app_key=CLIENT_ID))
+    order, kept = source.fetch_raw(OrderReference(TID, "m-9", "default"))
+    [sale] = order.after_sales
+    assert (sale.kind.value, sale.status.value, str(sale.amount)) == ("refund", "completed", "5.20")
+    assert [(x.sku, x.quantity, str(x.amount)) for x in sale.lines] == [("YZ-TEA-01", 1, "5.20")]
+    assert violations(order) == []
+    assert source.read_fetched(kept).after_sales == [sale]  # the replay: no call
+    assert cloud.calls[-2:] == [
+        "/api/youzan.trade.refund.search/3.0.1", "/api/youzan.trade.refund.get/3.0.1",
+    ]  # fmt: skip
+
+
+def test_a_trade_without_a_refund_state_costs_no_refund_call() -> None:
+    cloud = YouzanCloud({TID: shipped_with_refund_state(0)}, [refund()])
+    source = YouzanOrders(youzan_api(cloud), ChannelConfig("yz", "youzan", app_key=CLIENT_ID))
+    assert source.fetch(OrderReference(TID, "m-9")).after_sales == []
+    assert not any("refund" in c for c in cloud.calls)
+
+
+@pytest.mark.parametrize(
+    ("changes", "kind", "status", "units"),
+    [
+        ({"demand": 2, "status": "WAIT_BUYER_RETURN_GOODS"}, "return", "agreed", 1),
+        ({"oid": "1533766114261606211", "refund_fee": "0.94", "status": "WAIT_SELLER_AGREE"},
+         "refund", "requested", 1),  # a third of 2.80: one of the three units
+        ({"oid": "1533766114261606211", "refund_fee": "8.80", "status": "SELLER_REFUSE_BUYER"},
+         "refund", "refused", 3),  # the line's 2.80 and the 6.00 postage
+        ({"status": "CLOSED"}, "refund", "withdrawn", 1),
+    ],
+)  # fmt: skip
+def test_refund_kinds_statuses_and_units(
+    changes: dict[str, Any], kind: str, status: str, units: int
+) -> None:
+    cloud = YouzanCloud({TID: shipped_with_refund_state(1)}, [refund(**changes)])
+    source = YouzanOrders(youzan_api(cloud), ChannelConfig("yz", "youzan", app_key=CLIENT_ID))
+    order = source.fetch(OrderReference(TID, "m-9"))
+    [sale] = order.after_sales
+    assert (sale.kind.value, sale.status.value, sale.lines[0].quantity) == (kind, status, units)
+    assert violations(order) == []
+
+
+def test_an_exchange_is_left_out_and_an_unknown_status_named() -> None:
+    cloud = YouzanCloud({TID: shipped_with_refund_state(1)}, [refund(demand=3)])
+    source = YouzanOrders(youzan_api(cloud), ChannelConfig("yz", "youzan", app_key=CLIENT_ID))
+    assert source.fetch(OrderReference(TID, "m-9")).after_sales == []
+    cloud.refunds = [refund(status="WAIT_PLATFORM")]
+    with pytest.raises(ConnectorError, match="WAIT_PLATFORM"):
+        source.fetch(OrderReference(TID, "m-9"))
