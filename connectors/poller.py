@@ -107,6 +107,7 @@ class RestPoller:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.channel = channel
+        self.cursor_key = channel  # where the cursor is kept (poll_cursors.channel)
         self.spec = spec
         self.mapping = mapping
         self.engine = engine
@@ -123,7 +124,7 @@ class RestPoller:
     def cursor(self) -> datetime:
         with self.engine.connect() as conn:
             stored = conn.scalar(
-                select(poll_cursors.c.position).where(poll_cursors.c.channel == self.channel)
+                select(poll_cursors.c.position).where(poll_cursors.c.channel == self.cursor_key)
             )
         return _utc(stored or self.spec.start)
 
@@ -132,14 +133,14 @@ class RestPoller:
         with self.engine.begin() as conn:
             previous = conn.scalar(
                 select(poll_cursors.c.position)
-                .where(poll_cursors.c.channel == self.channel)
+                .where(poll_cursors.c.channel == self.cursor_key)
                 .with_for_update()
             )
             if previous is not None and _utc(previous) >= position:
                 return  # never backwards
             conn.execute(
                 dialect_insert(conn, poll_cursors)
-                .values(channel=self.channel, position=value, polled_at=datetime.now(UTC))
+                .values(channel=self.cursor_key, position=value, polled_at=datetime.now(UTC))
                 .on_conflict_do_update(  # type: ignore[attr-defined]
                     index_elements=["channel"],
                     set_={"position": value, "polled_at": datetime.now(UTC)},

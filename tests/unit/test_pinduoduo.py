@@ -16,14 +16,25 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder, json_schema
 from canonical.validation import violations
-from connectors.base import ConnectorError
+from connectors.base import ConnectorError, OrderReference
 from connectors.payload import SHANGHAI, canonical_order, load_json
-from connectors.pinduoduo import PinduoduoPoller, pdd_spec, to_canonical
+from connectors.pinduoduo import (
+    DETAIL_API,
+    REFUND_API,
+    PinduoduoAccount,
+    PinduoduoPoller,
+    PinduoduoPull,
+    after_sales_of,
+    pdd_spec,
+    to_canonical,
+)
+from infra.settings import Settings
+from infra.tables import poll_cursors
 
 CLIENT_ID, SECRET, TOKEN = "pdd-client-id", "pdd-client-secret", "pdd-access-token"
 FIXTURE = json.loads(
@@ -75,8 +86,12 @@ class PinduoduoRouter:
     """The fake API: checks the signature and the 30-minute rule, answers with
     the orders whose updated_at falls in the window, two per page."""
 
-    def __init__(self, orders: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, orders: list[dict[str, Any]], refunds: list[dict[str, Any]] | None = None
+    ) -> None:
         self.orders = orders
+        self.refunds = refunds or []  # refund_list items
+        self.types: list[str] = []
         self.windows: list[tuple[int, int, int]] = []
         self.fail_after = -1  # answer HTTP 502 after this many more requests
         self.error: dict[str, Any] | None = None
@@ -97,10 +112,23 @@ class PinduoduoRouter:
         self.fail_after -= 1
         if self.error is not None:
             return httpx.Response(200, json={"error_response": self.error})
+        self.types.append(form["type"])
+        if form["type"] == DETAIL_API:
+            [order] = [o for o in self.orders if o["order_sn"] == form["order_sn"]]
+            return _answer({"order_info_get_response": {"order_info": order}})
+        if form["type"] == REFUND_API and "order_sn" in form:  # every one of the order
+            mine = [r for r in self.refunds if r["order_sn"] == form["order_sn"]]
+            body = {"refund_list": mine, "total_count": len(mine)}
+            return _answer({"refund_increment_get_response": body})
         start, end = int(form["start_updated_at"]), int(form["end_updated_at"])
         assert 0 < end - start <= 1800, "Pinduoduo allows 30 minutes at most"
         page, size = int(form["page"]), int(form["page_size"])
         self.windows.append((start, end, page))
+        if form["type"] == REFUND_API:
+            changed = [r for r in self.refunds if start <= _stamp(r["updated_time"]) <= end]
+            listed = changed[(page - 1) * size : page * size]
+            body = {"refund_list": listed, "total_count": len(changed)}
+            return _answer({"refund_increment_get_response": body})
         found = [o for o in self.orders if start <= _stamp(o["updated_at"]) <= end]
         chunk = found[(page - 1) * size : page * size]
         body = {"order_sn_list": chunk, "total_count": len(found)}
@@ -108,6 +136,10 @@ class PinduoduoRouter:
             self.after_first_page()
         text_body = json.dumps({"order_sn_increment_get_response": body}, default=str)
         return httpx.Response(200, content=text_body.encode())
+
+
+def _answer(body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, content=json.dumps(body, default=str).encode())
 
 
 def _stamp(text: str) -> int:
@@ -246,3 +278,112 @@ def test_pinduoduo_errors(engine: Engine, error: dict[str, Any], kind: type[Exce
     api.error = error
     with pytest.raises(kind, match=str(error["error_code"])):
         poller(engine, api, []).poll_once()
+
+
+# -- after-sales --------------------------------------------------------------
+
+
+def refund(**changes: Any) -> dict[str, Any]:
+    """A refund_list item with the fields Pinduoduo documents for it (id,
+    order_sn, after_sales_type, after_sales_status, refund_amount in yuan,
+    goods_number, outer_id, sku_id, goods_id, updated_time...); values ours."""
+    return {
+        "id": 301851299,
+        "order_sn": ORDERS[0]["order_sn"],
+        "after_sales_type": 2,
+        "after_sales_status": 10,
+        "refund_amount": "49.90",
+        "goods_number": "1",
+        "goods_id": 300001234567,
+        "sku_id": "900001234567",
+        "outer_id": "PDD-TEA-250G",
+        "after_sale_reason": "不想要了",
+        "updated_time": "2026-11-25 10:40:00",
+        **changes,
+    }
+
+
+def test_after_sales_become_fetch_requests_with_their_own_cursor(engine: Engine) -> None:
+    from connectors.pinduoduo import PinduoduoAfterSalesPoller
+
+    api = PinduoduoRouter(many_orders(), [refund(), refund(id=2, order_sn="231125-0002")])
+    fetches: list[OrderReference] = []
+
+    def publish_fetches(refs: list[OrderReference]) -> list[Exception | None]:
+        fetches.extend(refs)
+        return [None] * len(refs)
+
+    base = poller(engine, api, [])
+    after_sales = PinduoduoAfterSalesPoller(
+        "pdd", base.spec, None, engine, base.client, base.publish_many, base.record_bad,
+        publish_fetches=publish_fetches, client_id=CLIENT_ID, client_secret=SECRET,
+        access_token=TOKEN, shop="mall-1", now=lambda: NOW.timestamp(),
+        sleep=lambda seconds: None,
+    )  # fmt: skip
+    report = after_sales.poll_once()
+    assert set(api.types) == {REFUND_API}
+    assert sorted((r.external_id, r.delivery_id) for r in fetches) == [
+        ("231125-0002", "refund-2-20261125104000"),
+        (ORDERS[0]["order_sn"], "refund-301851299-20261125104000"),
+    ]
+    assert report.published == 2
+    with engine.connect() as conn:
+        cursors = {r.channel for r in conn.execute(select(poll_cursors.c.channel))}
+    assert cursors == {"pdd:after-sales"}  # the orders keep a cursor of their own
+
+
+def test_an_order_is_fetched_with_every_after_sale_of_it() -> None:
+    api = PinduoduoRouter(
+        [ORDERS[0] | {"order_status": 2}],
+        [refund(), refund(id=7, after_sales_type=4, after_sales_status=14)],  # an exchange
+    )
+    account = PinduoduoAccount(
+        client_id=CLIENT_ID, client_secret=SECRET, access_token=TOKEN, shop="mall-1",
+        endpoint="https://pdd.example/api/router",
+    )  # fmt: skip
+    source = PinduoduoPull().order_source(
+        account, "pdd", httpx.Client(transport=httpx.MockTransport(api))
+    )
+    order, kept = source.fetch_raw(OrderReference(ORDERS[0]["order_sn"], "refund-1"))
+    assert api.types == [DETAIL_API, REFUND_API]
+    [sale] = order.after_sales
+    assert (sale.id, sale.kind.value, sale.status.value, str(sale.amount)) == (
+        "301851299", "refund", "completed", "49.90",
+    )  # fmt: skip
+    assert [(x.sku, x.quantity) for x in sale.lines] == [("PDD-TEA-250G", 1)]
+    assert violations(order) == []
+    assert source.read_fetched(kept) == order  # the replay: no call
+
+
+@pytest.mark.parametrize(
+    ("changes", "order_status", "kind", "status"),
+    [
+        ({"after_sales_type": 2, "after_sales_status": 2}, 1, "cancel", "requested"),
+        ({"after_sales_type": 3, "after_sales_status": 7}, 3, "return", "agreed"),
+        ({"after_sales_type": 2, "after_sales_status": 6}, 2, "refund", "refused"),
+        ({"after_sales_type": 2, "after_sales_status": 11}, 2, "refund", "withdrawn"),
+        ({"updated_time": "1764038400"}, 2, "refund", "completed"),  # Unix seconds too
+    ],
+)  # fmt: skip
+def test_after_sale_types_and_statuses(
+    changes: dict[str, Any], order_status: int, kind: str, status: str
+) -> None:
+    fields = to_canonical(ORDERS[0] | {"order_status": order_status}, "p", "s")
+    [sale] = after_sales_of([refund(**changes)], fields)
+    assert (sale["kind"], sale["status"]) == (kind, status)
+
+
+def test_an_after_sale_status_pinduoduo_adds_later_is_named_not_guessed() -> None:
+    fields = to_canonical(ORDERS[0], "p", "s")
+    with pytest.raises(ConnectorError, match="status 99"):
+        after_sales_of([refund(after_sales_status=99)], fields)
+
+
+def test_a_pinduoduo_channel_gets_a_fetch_worker_for_its_after_sales() -> None:
+    from connectors.registry import fetching_channels
+    from infra.setting_specs import PollerSpec
+
+    account = {"client_id": CLIENT_ID, "client_secret": SECRET, "access_token": TOKEN,
+               "shop": "mall-1"}  # fmt: skip
+    settings = Settings(pollers={"pdd": PollerSpec(connector="pinduoduo", pinduoduo=account)})
+    assert "pdd" in fetching_channels(settings)
