@@ -74,6 +74,19 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "created at",
     ),
     "note": ("备注", "note", "remark"),
+    # a row's after-sale (售后) of its line: rows with the same id are one after-sale
+    "after_sale_id": (
+        "售后单号",
+        "退款单号",
+        "售后编号",
+        "after-sale id",
+        "refund id",
+        "return id",
+    ),
+    "after_sale_kind": ("售后类型", "退款类型", "after-sale type", "refund type"),
+    "after_sale_status": ("售后状态", "退款状态", "after-sale status", "refund status"),
+    "refund_amount": ("退款金额", "退回金额", "refund amount", "refunded amount"),
+    "return_quantity": ("退货数量", "退款数量", "售后数量", "return quantity", "refund quantity"),
 }
 REQUIRED = ("external_id", "sku", "quantity", "unit_price")
 ORDER_LEVEL = (
@@ -91,6 +104,20 @@ STATUS_WORDS: dict[str, str] = {
     ),
     **dict.fromkeys(("已取消", "取消", "作废", "cancelled", "canceled", "void"), "cancelled"),
     **dict.fromkeys(("已退款", "退款", "退货", "refunded", "returned"), "refunded"),
+}
+AFTER_SALE_KIND_WORDS: dict[str, str] = {
+    **dict.fromkeys(("仅退款", "退款", "refund", "money only"), "refund"),
+    **dict.fromkeys(("退货退款", "退货", "return", "returned"), "return"),
+    **dict.fromkeys(("取消", "未发货取消", "拦截", "cancel", "cancelled", "canceled"), "cancel"),
+}
+AFTER_SALE_STATUS_WORDS: dict[str, str] = {
+    **dict.fromkeys(("待处理", "申请中", "待审核", "requested", "pending"), "requested"),
+    **dict.fromkeys(("已同意", "同意", "待退货", "agreed", "approved"), "agreed"),
+    **dict.fromkeys(
+        ("已退款", "退款成功", "已完成", "完成", "completed", "refunded", "done"), "completed"
+    ),
+    **dict.fromkeys(("已拒绝", "拒绝", "refused", "rejected"), "refused"),
+    **dict.fromkeys(("已撤销", "撤销", "已关闭", "关闭", "withdrawn", "closed"), "withdrawn"),
 }
 DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
@@ -260,6 +287,15 @@ def status_of(value: str) -> str:
             f"status {value!r} is not one orderbus knows ({', '.join(sorted(set(STATUS_WORDS)))})",
         )
     return status
+
+
+def word_of(table: dict[str, str], value: str, what: str, reason: str) -> str:
+    """The canonical word for a cell (an after-sale's kind or status)."""
+    found = table.get(value.strip().lower()) or table.get(value.strip())
+    if found is None:
+        known = ", ".join(sorted(set(table)))
+        raise BadCell(reason, f"{what} {value!r} is not one orderbus knows ({known})")
+    return found
 
 
 class Columns:

@@ -14,6 +14,14 @@
   is not imported at all (its other rows say so): half an order must not
   reach the warehouse. Business rules are the router's (:mod:`canonical.validation`),
   checked here too so that the report names the row.
+- **After-sales** (售后) ride on the rows of the lines they concern: a row with
+  an after-sale id (售后单号/退款单号) gives back its line's units (退货数量; all
+  of them when empty) and money (退款金额); rows with the same id form one
+  after-sale, of the kind (售后类型: 仅退款, 退货退款, 取消) and status (售后状态:
+  待处理, 已同意, 已退款, 已拒绝, 已撤销) of its first row (refund and completed
+  when the file has no such column). The same file exported again with a
+  refund added is a new revision of the order: the router sends the refund's
+  document once.
 - **Importing the same file again has no second effect**: each order's message
   id is derived from its content, so the router records it once, and an
   unchanged order is a duplicate anyway.
@@ -34,6 +42,8 @@ from canonical.order import CanonicalOrder
 from canonical.validation import violations
 from connectors.addresses import split_address
 from connectors.file_columns import (
+    AFTER_SALE_KIND_WORDS,
+    AFTER_SALE_STATUS_WORDS,
     ORDER_LEVEL,
     BadCell,
     ColumnMapping,
@@ -45,6 +55,7 @@ from connectors.file_columns import (
     quantity,
     status_of,
     timestamp,
+    word_of,
 )
 from connectors.publishing import PublishMany
 from infra.spreadsheets import Table, read_table
@@ -66,6 +77,7 @@ class _Group:
     values: dict[str, Any]
     items: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     bad_rows: list[int] = field(default_factory=list)
+    after_sales: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
 
 def parse_table(
@@ -110,12 +122,62 @@ def _group_rows(table: Table, columns: Columns) -> tuple[dict[str, _Group], list
                 "unit_price": money(cell(cells, "unit_price"), label("unit_price")),
                 "discount": money(cell(cells, "discount") or "0", label("discount")),
             }
+            sale = _after_sale_cells(cells, columns, item)
         except BadCell as bad:
             errors.append(RowError(number, bad.reason, bad.detail))
             group.bad_rows.append(number)
             continue
         group.items.append((number, item))
+        if sale is not None:
+            group.after_sales.append((number, sale))
     return groups, errors
+
+
+def _after_sale_cells(
+    cells: list[Any], columns: Columns, item: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The row's after-sale of its line (None: the row has no after-sale id):
+    its units (the line's when not given), its money, kind and status."""
+    cell, label = columns.cell, columns.label
+    sale_id = cell_text(cell(cells, "after_sale_id"))
+    if not sale_id:
+        return None
+    units = cell(cells, "return_quantity")
+    return {
+        "id": sale_id,
+        "kind": word_of(
+            AFTER_SALE_KIND_WORDS,
+            cell_text(cell(cells, "after_sale_kind")) or "refund",
+            label("after_sale_kind"),
+            "unknown_after_sale_kind",
+        ),
+        "status": word_of(
+            AFTER_SALE_STATUS_WORDS,
+            cell_text(cell(cells, "after_sale_status")) or "completed",
+            label("after_sale_status"),
+            "unknown_after_sale_status",
+        ),
+        "sku": item["sku"],
+        "quantity": quantity(units, label("return_quantity")) if cell_text(units) else None,
+        "amount": money(cell(cells, "refund_amount") or "0", label("refund_amount")),
+    }
+
+
+def _after_sales(group: _Group) -> list[dict[str, Any]]:
+    """The group's after-sales: the rows of one id are its lines; its kind and
+    status those of its first row."""
+    sales: dict[str, dict[str, Any]] = {}
+    quantities = {item["sku"]: item["quantity"] for _, item in group.items}
+    for _, row in group.after_sales:
+        sale = sales.setdefault(
+            row["id"],
+            {"id": row["id"], "kind": row["kind"], "status": row["status"], "lines": []},
+        )
+        units = row["quantity"] or quantities[row["sku"]]
+        sale["lines"].append({"sku": row["sku"], "quantity": units, "amount": row["amount"]})
+    for sale in sales.values():
+        sale["amount"] = sum((line["amount"] for line in sale["lines"]), Decimal("0"))
+    return list(sales.values())
 
 
 def _order_of(
@@ -139,6 +201,10 @@ def _order_of(
         match = re.match(r"items\[(\d+)\]", v.field)
         if match and int(match.group(1)) < len(group.items):
             at = group.items[int(match.group(1))][0]
+        sale = re.match(r"after_sales\[(\d+)\]", v.field)
+        if sale and int(sale.group(1)) < len(order.after_sales):
+            sale_id = order.after_sales[int(sale.group(1))].id
+            at = next(n for n, row in group.after_sales if row["id"] == sale_id)
         errors.append(RowError(at, v.code, f"{v.field}: {v.message}"))
     return (None, errors) if errors else (order, [])
 
@@ -191,6 +257,7 @@ def _order(
         "total": total,
         "placed_at": timestamp(group.values["placed_at"], label("placed_at"), mapping.timezone),
         "note": v["note"] or None,
+        "after_sales": _after_sales(group),
     }
     try:
         return CanonicalOrder.model_validate(data)

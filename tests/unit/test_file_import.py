@@ -245,3 +245,52 @@ def test_an_address_in_one_cell_is_read_into_its_parts(tmp_path: Path) -> None:
         "文三路90号",
     )
     assert order.customer.phone == "0571-87654321"  # a landline is a phone
+
+
+# -- after-sales in the file ------------------------------------------------------
+
+REFUND_HEADER = HEADER + ",售后单号,售后类型,售后状态,退货数量,退款金额"
+TWO_LINES = [
+    f"POS-2001,2026-11-11 10:12,13600136000,赵六,{ADDRESS},TEA-BLC-100,碧螺春 100g,2,88.00,0,186.00,已完成",
+    f"POS-2001,2026-11-11 10:12,13600136000,赵六,{ADDRESS},CUP-GL-01,玻璃杯,1,10.00,0,186.00,已完成",
+]  # fmt: skip
+
+
+def test_refund_columns_become_after_sales_of_their_lines(tmp_path: Path) -> None:
+    lines = [
+        REFUND_HEADER,
+        TWO_LINES[0] + ",TK-9,退货退款,已同意,1,88.00",
+        TWO_LINES[1] + ",TK-9,退货退款,已同意,,10.00",  # no units: the whole line
+    ]
+    parsed = parse_table(read_table(write(tmp_path, lines, "utf-8")), ColumnMapping(), "s")
+    assert parsed.errors == []
+    [(order, _)] = parsed.orders
+    [sale] = order.after_sales
+    assert (sale.id, sale.kind.value, sale.status.value, sale.amount) == (
+        "TK-9", "return", "agreed", Decimal("98.00"),
+    )  # fmt: skip
+    assert [(x.sku, x.quantity, x.amount) for x in sale.lines] == [
+        ("TEA-BLC-100", 1, Decimal("88.00")), ("CUP-GL-01", 1, Decimal("10.00")),
+    ]  # fmt: skip
+    # A row without an after-sale id has none; the file without the columns neither.
+    plain = parse_table(
+        read_table(write(tmp_path, [HEADER, *TWO_LINES], "utf-8", "p.csv")), ColumnMapping(), "s"
+    )
+    assert plain.orders[0][0].after_sales == []
+
+
+@pytest.mark.parametrize(
+    ("cells", "reason"),
+    [
+        (",TK-1,换货,已同意,1,88.00", "unknown_after_sale_kind"),
+        (",TK-1,退款,审核中吧,1,88.00", "unknown_after_sale_status"),
+        (",TK-1,退款,已退款,1,八十八", "invalid_amount"),
+        (",TK-1,退款,已退款,3,88.00", "more_than_paid"),  # 3 of the 2 units bought
+    ],
+)
+def test_a_bad_after_sale_cell_names_its_row(tmp_path: Path, cells: str, reason: str) -> None:
+    lines = [REFUND_HEADER, TWO_LINES[0] + ",,,,,", TWO_LINES[1] + ",,,,,"]
+    lines[1] = TWO_LINES[0] + cells
+    parsed = parse_table(read_table(write(tmp_path, lines, "utf-8")), ColumnMapping(), "s")
+    assert parsed.orders == []
+    assert (2, reason) in [(e.row, e.reason) for e in parsed.errors]
