@@ -57,6 +57,7 @@ class FakeSystem:
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
+        self.kinds: dict[str, str] = {}  # record number -> the form, voucher or bill it is
         self.calls: list[str] = []
         self.limited = 0  # answer this many calls with 429
         self.known_skus = {"SKU-A", "SKU-B"}
@@ -149,10 +150,15 @@ class FakeKingdee(FakeSystem):
             )
         if path.endswith("DynamicFormService.ExecuteBillQuery.common.kdsvc"):
             wanted = body["data"]["FilterString"].split("'")[1]
-            rows = [[r["Id"], n] for n, r in self.records.items() if n == wanted]
+            form = body["data"]["FormId"]
+            rows = [
+                [r["Id"], n]
+                for n, r in self.records.items()
+                if n == wanted and self.kinds[n] == form
+            ]
             return httpx.Response(200, json=rows)
         assert path.endswith("DynamicFormService.Save.common.kdsvc"), path
-        assert body["formid"] == "SAL_SaleOrder"
+        assert body["formid"] in ("SAL_SaleOrder", "SAL_RETURNSTOCK", "AR_REFUNDBILL")
         model = body["data"]["Model"]
         number = model["FBillNo"]
         for index, line in enumerate(model.get("FSaleOrderEntry", [])):
@@ -177,6 +183,7 @@ class FakeKingdee(FakeSystem):
             )
         record = {"Id": 100000 + len(self.records), **model}
         self.records[number] = record
+        self.kinds[number] = body["formid"]
         status = self._status(True, [])
         status["SuccessEntitys"] = [{"Id": record["Id"], "Number": number, "DIndex": 0}]
         return httpx.Response(
@@ -226,12 +233,16 @@ class FakeU8(FakeSystem):
             trade = f"trade-{len(self.trades) + 1}"
             self.trades[trade] = ""
             return httpx.Response(200, json={"errcode": "0", "trade": {"id": trade}})
-        if path == "/api/saleorder/get":
+        voucher_get = re.fullmatch(r"/api/([a-z_]+)/get", path)
+        if voucher_get:
+            voucher = voucher_get.group(1)
             found = self.records.get(query["id"])
-            if found is None:
+            if found is None or self.kinds[query["id"]] != voucher:
                 return httpx.Response(200, json={"errcode": "40003", "errmsg": "单据不存在"})
-            return httpx.Response(200, json={"errcode": "0", "saleorder": found})
-        assert path == "/api/saleorder/add", path
+            return httpx.Response(200, json={"errcode": "0", voucher: found})
+        voucher_add = re.fullmatch(r"/api/([a-z_]+)/add", path)
+        assert voucher_add, path
+        voucher = voucher_add.group(1)
         trade = query["tradeid"]
         if trade not in self.trades:
             return httpx.Response(200, json={"errcode": "30001", "errmsg": "tradeid无效"})
@@ -239,11 +250,11 @@ class FakeU8(FakeSystem):
         if not requestid:  # a trade id is processed once; the same one again: the same result
             requestid = f"req-{len(self.results) + 1}"
             self.trades[trade] = requestid
-            self.results[requestid] = self._add(json.loads(request.content)["saleorder"])
+            self.results[requestid] = self._add(json.loads(request.content)[voucher], voucher)
         url = f"{request.url.scheme}://{request.url.netloc.decode()}/result?requestid={requestid}"
         return httpx.Response(200, json={"errcode": "0", "tradeid": trade, "url": url})
 
-    def _add(self, saleorder: dict[str, Any]) -> dict[str, Any]:
+    def _add(self, saleorder: dict[str, Any], voucher: str = "saleorder") -> dict[str, Any]:
         for line in saleorder.get("entry", []):
             if line["inventorycode"] not in self.known_skus:
                 code = line["inventorycode"]
@@ -251,6 +262,7 @@ class FakeU8(FakeSystem):
         if saleorder["code"] in self.records:
             return {"errcode": "40002", "errmsg": f"单据号{saleorder['code']}重复"}
         self.records[saleorder["code"]] = saleorder
+        self.kinds[saleorder["code"]] = voucher
         return {"errcode": "0", "id": saleorder["code"]}
 
 
@@ -277,7 +289,8 @@ class FakeChanjet(FakeSystem):
             self.refresh_tokens.add(refresh)
             result = {"access_token": token, "refresh_token": refresh, "expires_in": 518400}
             return httpx.Response(200, json={"code": "200", "message": "success", "result": result})
-        assert path == "/tplus/api/v2/saleOrder/Create", path
+        api = path.removeprefix("/tplus/api/v2/")
+        assert api in ("saleOrder/Create", "saleDelivery/Create"), path
         if (
             request.headers.get("appkey") != "tp-key"
             or request.headers.get("appsecret") != "tp-secret"
@@ -302,6 +315,7 @@ class FakeChanjet(FakeSystem):
             message = f"外部单据号ExternalCode[{external}]已存在"
             return httpx.Response(400, json={"code": "EXSM0011", "message": message, "data": None})
         self.records[external] = dto
+        self.kinds[external] = api
         return httpx.Response(200, json=f"XSDD-{len(self.records):04d}")
 
 
@@ -448,7 +462,7 @@ class FakeXingchen(FakeSystem):
             self.tokens[token] = secret
             data = {"app-token": token, "expires": 4102444800000}
             return httpx.Response(200, json={"errcode": 0, "data": data})
-        assert path == "/jdy/v2/scm/sal_order", path
+        assert path in ("/jdy/v2/scm/sal_order", "/jdy/v2/scm/sal_in_bound"), path
         if request.headers.get("app-token") not in self.tokens:
             return httpx.Response(200, json={"errcode": 1030002006, "description": "app-token无效"})
         if request.headers.get("x-gw-router-addr") != "gw-1.kingdee.test":
@@ -471,6 +485,7 @@ class FakeXingchen(FakeSystem):
             message = f"单据编号bill_no {bill} 已存在"
             return httpx.Response(200, json={"errcode": 2002, "description": message})
         self.records[bill] = order
+        self.kinds[bill] = path.rsplit("/", 1)[1]
         number = str(len(self.records))
         data = {"ids": [number], "id_number_map": {number: bill}}
         return httpx.Response(200, json={"errcode": 0, "data": data})

@@ -12,12 +12,13 @@ the system names its own).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from canonical.errors import DeliveryRejected
 from infra.transports import Transport
@@ -159,3 +160,58 @@ def fields_named(names: Mapping[str, str], message: str, system: str) -> str:
         if re.search(rf"(?<![A-Za-z_]){re.escape(name)}(?![A-Za-z_])", message)
     ]
     return f"; field {', '.join(found)}" if found else ""
+
+
+# -- after-sales documents ------------------------------------------------------
+
+DocumentKind = Literal["intercept", "reversal", "refund", "return"]
+DOCUMENT_CODES = {"intercept": "IC", "reversal": "RV", "refund": "RF", "return": "RT"}
+
+
+def document_number(order_number: str, document: str, after_sale_id: str) -> str:
+    """The document's own bill number, the same on every delivery of it (the
+    ERP's unique bill number is what makes a second save a duplicate):
+    ``<order number>-<RV|RF|RT|IC>-<8 hex of the after-sale id>``."""
+    digest = hashlib.sha256(after_sale_id.encode("utf-8")).hexdigest()[:8]
+    return f"{order_number}-{DOCUMENT_CODES.get(document, 'DOC')}-{digest}"
+
+
+def document_view(order: Mapping[str, Any], document: str, after_sale_id: str) -> dict[str, Any]:
+    """What a document's template is filled from: the order, with
+    ``document`` (its kind), ``document_number``, and ``after_sale`` (the
+    after-sale it is about), whose lines carry the order line's ``name`` and
+    ``unit_price`` and, for red-letter (红字) vouchers, ``minus_quantity``
+    and ``minus_amount``; a whole-order after-sale's lines are the order's."""
+    sales = [s for s in order.get("after_sales") or [] if s.get("id") == after_sale_id]
+    if not sales:
+        raise DeliveryRejected(
+            f"the order has no after-sale {after_sale_id}", status_code=0, response_body=""
+        )
+    sale = dict(sales[0])
+    items = {item["sku"]: item for item in order.get("items") or []}
+    lines = sale.get("lines") or [
+        {"sku": i["sku"], "quantity": i["quantity"], "amount": _paid(i)} for i in items.values()
+    ]
+    sale["lines"] = [
+        {
+            **line,
+            "name": items.get(line["sku"], {}).get("name"),
+            "unit_price": items.get(line["sku"], {}).get("unit_price"),
+            "minus_quantity": -int(line["quantity"]),
+            "minus_amount": str(-Decimal(str(line["amount"]))),
+        }
+        for line in lines
+    ]
+    sale["minus_amount"] = str(-Decimal(str(sale.get("amount") or "0")))
+    number = str(order.get("order_number") or order.get("external_id") or "")
+    return {
+        **order,
+        "document": document,
+        "document_number": document_number(number, document, after_sale_id),
+        "after_sale": sale,
+    }
+
+
+def _paid(item: Mapping[str, Any]) -> str:
+    price, quantity = Decimal(str(item["unit_price"])), int(item["quantity"])
+    return str(price * quantity - Decimal(str(item.get("discount") or "0")))

@@ -23,6 +23,13 @@ T+ has no idempotency key, but ``ExternalCode`` (the orderbus order number
 by default) is unique per voucher type: a second create with the same
 external code is refused as a duplicate, which the adapter counts as
 delivered.
+
+After-sales documents (``documents``): a reversal, refund or return is
+created as the voucher the integrator names (``/tplus/api/v2/{api}``: the
+sales return or red-letter voucher of their T+), its template filled from the
+order with the after-sale (``after_sale``, its lines with ``minus_quantity``
+and ``minus_amount``) and ``document_number`` as its ``ExternalCode``: a
+second create of the same document is a duplicate, counted as delivered.
 """
 
 from __future__ import annotations
@@ -35,7 +42,28 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.transports import Transport, answer_json, http_problem, refused
-from targets.adapters.base import Pacer, fields_named, render, template_fields
+from targets.adapters.base import (
+    DocumentKind,
+    Pacer,
+    document_view,
+    fields_named,
+    render,
+    template_fields,
+)
+
+
+class ChanjetDocument(BaseModel):
+    """An after-sales document as a voucher of its own (``/tplus/api/v2/{api}``,
+    e.g. a sales return; a red-letter voucher's quantities from
+    ``minus_quantity``): the template is filled from :func:`document_view`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api: str = Field(
+        pattern=r"^[A-Za-z]{2,40}/[A-Za-z]{2,40}$",
+        description="the voucher's create API after /tplus/api/v2/, e.g. saleDelivery/Create",
+    )
+    dto: dict[str, Any] = Field(description="the voucher template; ExternalCode: document_number")
 
 
 class ChanjetOptions(BaseModel):
@@ -63,6 +91,11 @@ class ChanjetOptions(BaseModel):
         description="words of a refusal that mean the order exists already (counted delivered)",
     )
     rate: float = Field(default=5.0, ge=0, description="requests a second at most")
+    documents: dict[DocumentKind, ChanjetDocument] = Field(
+        default_factory=dict,
+        description="after-sales documents (reversal, refund, return) and the voucher each "
+        "is created as; a document without one is a dead letter for a person",
+    )
 
 
 class ChanjetAdapter:
@@ -78,13 +111,33 @@ class ChanjetAdapter:
         self._lock = threading.Lock()
         self.refreshed = 0
 
+    @property
+    def documents(self) -> frozenset[str]:
+        """The after-sales documents this adapter creates (a voucher each)."""
+        return frozenset(self.options.documents)
+
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
-        body = json.dumps({"dto": render(self.options.dto, order)}, ensure_ascii=False)
+        return self._create("saleOrder/Create", self.options.dto, order, http)
+
+    def deliver_document(
+        self, order: dict[str, Any], document: str, after_sale: str, message_id: str,
+        http: Transport,
+    ) -> int:  # fmt: skip
+        """An after-sale's document as a voucher of its own, its external code
+        the document's number: a second create is refused as a duplicate."""
+        spec = self.options.documents[document]  # type: ignore[index]
+        view = document_view(order, document, after_sale)
+        return self._create(spec.api, spec.dto, view, http)
+
+    def _create(
+        self, api: str, template: dict[str, Any], source: dict[str, Any], http: Transport
+    ) -> int:
+        body = json.dumps({"dto": render(template, source)}, ensure_ascii=False)
         for attempt in range(2):
             token = self._token
             self.pacer.wait()
             answer = http.post(
-                f"{self.base}/tplus/api/v2/saleOrder/Create",
+                f"{self.base}/tplus/api/v2/{api}",
                 body.encode("utf-8"),
                 {
                     "Content-Type": "application/json",

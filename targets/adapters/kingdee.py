@@ -28,6 +28,15 @@ order field it was filled from.
 ``{"FBillNo": "{{order_number}}", "FCustId": {"FNumber": "{{customer.code}}"},
 "FSaleOrderEntry": {"$each": "items", "$item": {"FMaterialId": {"FNumber":
 "{{sku}}"}, "FQty": "{{quantity}}", "FTaxPrice": "{{unit_price|number}}"}}}``.
+
+After-sales documents (``documents``): a reversal, refund or return is saved
+as a bill of the form the integrator names for it (a sales return,
+``SAL_RETURNSTOCK`` 销售退货单, for returns; a red-letter receivable or a
+refund bill for money only), its template filled from the order with the
+after-sale (``after_sale``, its lines with ``name``, ``unit_price``,
+``minus_quantity``, ``minus_amount``) and ``document_number``, the bill's own
+number (``<order number>-RT-<8 hex>``), unique as the order's is: a second
+save of the same document is found again, not made twice.
 """
 
 from __future__ import annotations
@@ -39,7 +48,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infra.tokens import TokenCache
 from infra.transports import Answer, Transport, answer_json, http_problem, refused
-from targets.adapters.base import Pacer, render, template_fields, value_at
+from targets.adapters.base import (
+    DocumentKind,
+    Pacer,
+    document_view,
+    render,
+    template_fields,
+    value_at,
+)
 
 STUB = "Kingdee.BOS.WebApi.ServicesStub"
 LOGIN = f"{STUB}.AuthService.LoginByAppSecret.common.kdsvc"
@@ -47,6 +63,19 @@ SAVE = f"{STUB}.DynamicFormService.Save.common.kdsvc"
 QUERY = f"{STUB}.DynamicFormService.ExecuteBillQuery.common.kdsvc"
 SESSION_LOST = 1  # MsgCode: the context (session) was lost
 DUPLICATE_WORDS = ("已存在", "重复", "唯一")
+
+
+class KingdeeDocument(BaseModel):
+    """An after-sales document as a bill of its own form (e.g. ``SAL_RETURNSTOCK``,
+    销售退货单): the model template is filled from :func:`document_view`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    form_id: str = Field(min_length=1, description="the form saved, e.g. SAL_RETURNSTOCK")
+    model: dict[str, Any] = Field(description="the bill's model template")
+    bill_no: str = Field(
+        default="document_number", description="the field FBillNo holds (found again after a crash)"
+    )
 
 
 class KingdeeOptions(BaseModel):
@@ -70,6 +99,11 @@ class KingdeeOptions(BaseModel):
         default=False, description="submit and audit the bill when saved"
     )
     rate: float = Field(default=5.0, ge=0, description="requests a second at most")
+    documents: dict[DocumentKind, KingdeeDocument] = Field(
+        default_factory=dict,
+        description="after-sales documents (reversal, refund, return) and the form each is "
+        "saved as; a document without one is a dead letter for a person",
+    )
 
 
 class KingdeeAdapter:
@@ -119,13 +153,34 @@ class KingdeeAdapter:
             return answer, said
         raise AssertionError("unreachable")
 
+    @property
+    def documents(self) -> frozenset[str]:
+        """The after-sales documents this adapter saves (a bill of a form each)."""
+        return frozenset(self.options.documents)
+
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        o = self.options
+        return self._save(o.form_id, o.model, o.bill_no, order, http)
+
+    def deliver_document(
+        self, order: dict[str, Any], document: str, after_sale: str, message_id: str,
+        http: Transport,
+    ) -> int:  # fmt: skip
+        """An after-sale's document as a bill of its form, with its own bill
+        number: saved once, found again after a crash like an order."""
+        form = self.options.documents[document]  # type: ignore[index]
+        view = document_view(order, document, after_sale)
+        return self._save(form.form_id, form.model, form.bill_no, view, http)
+
+    def _save(
+        self, form_id: str, template: dict[str, Any], bill_no_path: str, source: dict[str, Any],
+        http: Transport,
+    ) -> int:  # fmt: skip
         self._http = http
-        model = render(self.options.model, order)
         body = {
-            "formid": self.options.form_id,
+            "formid": form_id,
             "data": {
-                "Model": model,
+                "Model": render(template, source),
                 "NeedReturnFields": ["FBillNo"],
                 "IsAutoSubmitAndAudit": self.options.auto_submit_and_audit,
             },
@@ -135,16 +190,16 @@ class KingdeeAdapter:
         if status.get("IsSuccess") is True:
             return answer.status_code
         errors = status.get("Errors") or []
-        bill_no = str(value_at(order, self.options.bill_no) or "")
-        if bill_no and _duplicate_number(errors) and self._exists(bill_no):
-            return answer.status_code  # saved by an earlier delivery of this order
+        bill_no = str(value_at(source, bill_no_path) or "")
+        if bill_no and _duplicate_number(errors) and self._exists(form_id, bill_no):
+            return answer.status_code  # saved by an earlier delivery of this bill
         raise refused("Kingdee", self._explain(errors, status), answer)
 
-    def _exists(self, bill_no: str) -> bool:
+    def _exists(self, form_id: str, bill_no: str) -> bool:
         quoted = bill_no.replace("'", "''")
         query = {
             "data": {
-                "FormId": self.options.form_id,
+                "FormId": form_id,
                 "FieldKeys": "FID,FBillNo",
                 "FilterString": f"FBillNo='{quoted}'",
                 "Limit": 1,

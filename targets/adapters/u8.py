@@ -27,6 +27,14 @@ U8 refuses a second voucher with the same code (``duplicate_errcodes`` or the
 words 重复/已存在); the adapter then reads that voucher
 (``/api/saleorder/get?id=<code>``) and, when it is there, counts the order as
 delivered. Other refusals are dead letters naming the field when U8 does.
+
+After-sales documents (``documents``): a reversal, refund or return is added
+as a voucher the integrator names (``/api/{voucher}/add``: the return or
+red-letter voucher their U8 offers), its template filled from the order with
+the after-sale (``after_sale``, its lines with ``minus_quantity`` and
+``minus_amount`` for red-letter vouchers) and ``document_number`` as the
+voucher's ``code``: like an order's, a second add is found again with
+``/api/{voucher}/get``, not made twice.
 """
 
 from __future__ import annotations
@@ -44,7 +52,27 @@ from pydantic import BaseModel, ConfigDict, Field
 from canonical.errors import EndpointUnavailable
 from infra.tokens import TokenCache
 from infra.transports import Answer, Transport, answer_json, http_problem, refused
-from targets.adapters.base import Pacer, fields_named, render, template_fields
+from targets.adapters.base import (
+    DocumentKind,
+    Pacer,
+    document_view,
+    fields_named,
+    render,
+    template_fields,
+)
+
+
+class U8Document(BaseModel):
+    """An after-sales document as a voucher of its own (the OpenAPI's
+    ``/api/{voucher}/add`` and ``/get``; a red-letter voucher's quantities
+    from ``minus_quantity``): the template is filled from :func:`document_view`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    voucher: str = Field(
+        pattern=r"^[a-z_]{2,40}$", description="the OpenAPI voucher name, as in /api/{voucher}/add"
+    )
+    template: dict[str, Any] = Field(description="the voucher template; its code: document_number")
 
 
 class U8Options(BaseModel):
@@ -74,6 +102,11 @@ class U8Options(BaseModel):
         description="error codes that mean the order exists already (then checked)",
     )
     rate: float = Field(default=5.0, ge=0, description="requests a second at most")
+    documents: dict[DocumentKind, U8Document] = Field(
+        default_factory=dict,
+        description="after-sales documents (reversal, refund, return) and the voucher each "
+        "is added as; a document without one is a dead letter for a person",
+    )
 
 
 class U8Adapter:
@@ -136,12 +169,33 @@ class U8Adapter:
             self.token.expired(token)
             raise _TokenRefused(answer)
 
+    @property
+    def documents(self) -> frozenset[str]:
+        """The after-sales documents this adapter adds (a voucher each)."""
+        return frozenset(self.options.documents)
+
     def deliver(self, order: dict[str, Any], message_id: str, http: Transport) -> int:
+        return self._submit("saleorder", self.options.saleorder, order, message_id, http)
+
+    def deliver_document(
+        self, order: dict[str, Any], document: str, after_sale: str, message_id: str,
+        http: Transport,
+    ) -> int:  # fmt: skip
+        """An after-sale's document as a voucher of its own, its code the
+        document's number: added once, found again after a crash."""
+        spec = self.options.documents[document]  # type: ignore[index]
+        view = document_view(order, document, after_sale)
+        return self._submit(spec.voucher, spec.template, view, message_id, http)
+
+    def _submit(
+        self, voucher: str, template: dict[str, Any], source: dict[str, Any], message_id: str,
+        http: Transport,
+    ) -> int:  # fmt: skip
         self._http = http
-        saleorder = render(self.options.saleorder, order)
-        code = str(saleorder.get("code") or "") if isinstance(saleorder, dict) else ""
-        body = json.dumps({"saleorder": saleorder}, ensure_ascii=False).encode("utf-8")
-        submission = _Submission(body, message_id, code)
+        rendered = render(template, source)
+        code = str(rendered.get("code") or "") if isinstance(rendered, dict) else ""
+        body = json.dumps({voucher: rendered}, ensure_ascii=False).encode("utf-8")
+        submission = _Submission(body, message_id, code, voucher)
         for attempt in range(2):
             token = self.token.get()
             try:
@@ -155,8 +209,8 @@ class U8Adapter:
                     ) from None
         raise AssertionError("unreachable")
 
-    def _exists(self, code: str) -> bool:
-        """Whether U8 has a sales order with this ``code`` (its ``get``)."""
+    def _exists(self, code: str, voucher: str = "saleorder") -> bool:
+        """Whether U8 has a voucher with this ``code`` (its ``get``)."""
         o = self.options
         if not code:
             return False
@@ -167,8 +221,8 @@ class U8Adapter:
             "token": self.token.get(),
             "id": code,
         }
-        _, said = self._get("/api/saleorder/get", query)
-        return str(said.get("errcode")) == "0" and isinstance(said.get("saleorder"), dict)
+        _, said = self._get(f"/api/{voucher}/get", query)
+        return str(said.get("errcode")) == "0" and isinstance(said.get(voucher), dict)
 
     def _add(self, submission: _Submission, token: str) -> int:
         o = self.options
@@ -183,22 +237,22 @@ class U8Adapter:
         assert self._http is not None
         self.pacer.wait()
         answer = self._http.post(
-            f"{self.base}/api/saleorder/add?{urlencode(query)}",
+            f"{self.base}/api/{submission.voucher}/add?{urlencode(query)}",
             submission.body,
             {"Content-Type": "application/json"},
         )
         said = self._read(answer)
         if str(said.get("errcode")) != "0":
             self._token_problem(said, token, answer)
-            return self._refusal(said, answer, submission.code)
+            return self._refusal(said, answer, submission)
         if said.get("id"):  # done at once (a synchronous answer)
             return answer.status_code
         url = said.get("url")
         if not url:
             raise refused("U8 OpenAPI", f"no result address in {answer.text[:200]}", answer)
-        return self._await_result(str(url), submission.code)
+        return self._await_result(str(url), submission)
 
-    def _await_result(self, url: str, code: str) -> int:
+    def _await_result(self, url: str, submission: _Submission) -> int:
         assert self._http is not None
         for poll in range(self.options.result_polls):
             if poll:
@@ -206,19 +260,19 @@ class U8Adapter:
             answer = self._http.get(url, {})
             said = self._read(answer)
             if str(said.get("errcode")) != "0":
-                return self._refusal(said, answer, code)
+                return self._refusal(said, answer, submission)
             if said.get("id"):
                 return answer.status_code
         raise EndpointUnavailable(
             f"U8 OpenAPI had not finished after {self.options.result_polls} looks at {url}"
         )
 
-    def _refusal(self, said: dict[str, Any], answer: Answer, code: str) -> int:
+    def _refusal(self, said: dict[str, Any], answer: Answer, submission: _Submission) -> int:
         errcode, message = str(said.get("errcode")), str(said.get("errmsg") or "")
         duplicate = errcode in self.options.duplicate_errcodes or any(
             w in message for w in ("重复", "已存在")
         )
-        if duplicate and self._exists(code):
+        if duplicate and self._exists(submission.code, submission.voucher):
             return answer.status_code  # the voucher is there from an earlier delivery
         where = fields_named(self.names, message, "U8")
         raise refused("U8 OpenAPI", f"errcode {errcode}: {message}{where}", answer)
@@ -229,6 +283,7 @@ class _Submission:
     body: bytes
     message_id: str
     code: str  # the voucher's code, to find it after a duplicate refusal
+    voucher: str = "saleorder"  # the OpenAPI voucher (/api/{voucher}/add)
 
 
 class _TokenRefused(Exception):

@@ -25,6 +25,7 @@ from infra.tables import inbox, outbox
 from infra.topology import build_topology
 from orderbus.bootstrap import ConfigurationError, Orderbus
 from router.service import RouterService
+from targets.adapters.base import document_number
 from targets.consumers import DeliveryConsumer
 from tests.erp_fakes import (
     CHANJET,
@@ -245,3 +246,154 @@ def test_an_after_sale_document_an_adapter_cannot_make_is_a_dead_letter_for_a_pe
     assert "cannot make a reversal" in stopped.value.detail
     assert "status-cancel" in stopped.value.detail and "by hand" in stopped.value.detail
     assert fake.records == {}  # nothing reached the ERP
+
+
+# -- after-sales documents ------------------------------------------------------
+
+DOCUMENTS: dict[str, dict[str, Any]] = {
+    # The form, voucher or bill each system keeps such a document as is the
+    # integrator's to name; these stand for them (the fakes check the name).
+    "kingdee": {
+        "reversal": {
+            "form_id": "AR_REFUNDBILL",
+            "model": {
+                "FBillNo": "{{document_number}}",
+                "FSrcBillNo": "{{order_number}}",
+                "FRefundAmount": "{{after_sale.amount|number}}",
+                "FRemarks": "{{after_sale.id}}",
+            },
+        },
+        "return": {
+            "form_id": "SAL_RETURNSTOCK",
+            "model": {
+                "FBillNo": "{{document_number}}",
+                "FEntity": {
+                    "$each": "after_sale.lines",
+                    "$item": {"FMaterialId": {"FNumber": "{{sku}}"}, "FRealQty": "{{quantity}}",
+                              "FAllAmount": "{{amount|number}}"},
+                },
+            },
+        },
+    },
+    "u8": {
+        "reversal": {
+            "voucher": "returnorder",
+            "template": {"code": "{{document_number}}", "sum": "{{after_sale.minus_amount}}"},
+        },
+        "return": {
+            "voucher": "returnorder",
+            "template": {
+                "code": "{{document_number}}",
+                "entry": {"$each": "after_sale.lines",
+                          "$item": {"inventorycode": "{{sku}}", "quantity": "{{minus_quantity}}"}},
+            },
+        },
+    },
+    "chanjet": {
+        "reversal": {"api": "saleDelivery/Create",
+                     "dto": {"ExternalCode": "{{document_number}}",
+                             "Amount": "{{after_sale.minus_amount}}"}},
+        "return": {
+            "api": "saleDelivery/Create",
+            "dto": {
+                "ExternalCode": "{{document_number}}",
+                "SaleDeliveryDetails": {"$each": "after_sale.lines",
+                                        "$item": {"Inventory": {"Code": "{{sku}}"},
+                                                  "Quantity": "{{minus_quantity}}"}},
+            },
+        },
+    },
+    "xingchen": {
+        "reversal": {
+            "bill": "sal_in_bound",
+            "template": {
+                "bill_no": "{{document_number}}",
+                "bill_date": "{{placed_at|date}}",
+                "remark": "{{after_sale.id}} {{after_sale.amount}}",
+            },
+        },
+        "return": {
+            "bill": "sal_in_bound",
+            "template": {
+                "bill_no": "{{document_number}}",
+                "bill_date": "{{placed_at|date}}",
+                "material_entity": {
+                    "$each": "after_sale.lines",
+                    "$item": {"material_number": "{{sku}}", "qty": "{{quantity|text}}",
+                              "tax_price": "{{unit_price}}"},
+                },
+            },
+        },
+    },
+}  # fmt: skip
+KINDS = {
+    "kingdee": {"reversal": "AR_REFUNDBILL", "return": "SAL_RETURNSTOCK"},
+    "u8": {"reversal": "returnorder", "return": "returnorder"},
+    "chanjet": {"reversal": "saleDelivery/Create", "return": "saleDelivery/Create"},
+    "xingchen": {"reversal": "sal_in_bound", "return": "sal_in_bound"},
+}
+
+
+def document_consumer(sqlite_url: str, system: str, fake: FakeSystem) -> DeliveryConsumer:
+    options = {**CASES[system][0], "documents": DOCUMENTS[system]}
+    return app_with(sqlite_url, {"finance": options}).delivery_consumer(
+        "finance", transport=httpx.MockTransport(fake)
+    )
+
+
+def documents_sent(engine: Engine, kind: str) -> list[Delivery]:
+    return outbox_deliveries(engine, outbox.c.message_id.like(f"%-{kind}-%"))
+
+
+@pytest.mark.parametrize("system", sorted(CASES))
+def test_a_cancel_reaches_finance_as_one_reversing_document(
+    system: str, sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    fake = CASES[system][1]()
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    router.handle(delivery_for(order(external_id="K-9", status="paid"), message_id="m-1"))
+    router.handle(delivery_for(order(external_id="K-9", status="cancelled", version=2),
+                               message_id="m-2"))  # fmt: skip
+    [reversal] = documents_sent(sqlite_engine, "reversal")
+    finance = document_consumer(sqlite_url, system, fake)
+    finance.handle(reversal)
+    finance.handle(reversal)  # the broker's redelivery after the inbox commit
+    number = document_number(number_of(reversal), "reversal", "status-cancel")
+    assert list(fake.records) == [number]
+    assert fake.kinds[number] == KINDS[system]["reversal"]
+    # a crash before the inbox commit: the next process's save is found again
+    headers = {"Idempotency-Key": reversal.message_id or "", "X-Orderbus-Document": "reversal",
+               "X-Orderbus-After-Sale": "status-cancel"}  # fmt: skip
+    sent = document_consumer(sqlite_url, system, fake).delivery.send(reversal.body, headers)
+    assert sent.status_code == 200 and list(fake.records) == [number]
+
+
+@pytest.mark.parametrize("system", sorted(CASES))
+def test_a_partial_return_reaches_finance_for_its_line_and_amount(
+    system: str, sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    fake = CASES[system][1]()
+    router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
+    for version, status in enumerate(("paid", "shipped", "delivered"), start=1):
+        router.handle(delivery_for(order(external_id="K-8", status=status, version=version),
+                                   message_id=f"m-{version}"))  # fmt: skip
+    goods = {"id": "RT-1", "kind": "return", "status": "completed", "amount": "5.00",
+             "lines": [{"sku": "SKU-B", "quantity": 1, "amount": "5.00"}]}  # fmt: skip
+    router.handle(delivery_for(order(external_id="K-8", status="delivered", version=4,
+                                     after_sales=[goods]), message_id="m-4"))  # fmt: skip
+    [returned] = [m for m in documents_sent(sqlite_engine, "return") if "finance" in str(
+        m.message_id)]  # fmt: skip
+    document_consumer(sqlite_url, system, fake).handle(returned)
+    [record] = fake.records.values()
+    if system == "kingdee":
+        assert record["FEntity"] == [
+            {"FMaterialId": {"FNumber": "SKU-B"}, "FRealQty": 1, "FAllAmount": 5}
+        ]
+    elif system == "u8":
+        assert record["entry"] == [{"inventorycode": "SKU-B", "quantity": -1}]  # red letter
+    elif system == "chanjet":
+        assert record["SaleDeliveryDetails"] == [{"Inventory": {"Code": "SKU-B"}, "Quantity": -1}]
+    else:
+        assert record["material_entity"] == [
+            {"material_number": "SKU-B", "qty": "1", "tax_price": "5.00"}
+        ]
