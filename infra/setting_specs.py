@@ -530,11 +530,20 @@ class StockChannelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["http", "shopify"] = Field(
+    kind: Literal["http", "shopify", "taobao", "jd", "pinduoduo", "douyin", "youzan"] = Field(
         default="http",
         description="http: POST {sku, quantity, as_of} as JSON to url (a shop's own stock API, "
         "or a middleware's); shopify: the GraphQL Admin API's inventorySetQuantities at "
-        "location_id (the variant found by its SKU)",
+        "location_id (the variant found by its SKU); taobao, jd, pinduoduo, douyin, youzan: "
+        "the platform's item stock API with account (the listing is the platform's "
+        "'<item id>:<sku id>', or the item id alone; JD's the sku id)",
+    )
+    account: dict[str, str] | None = Field(
+        default=None,
+        description="taobao/jd/pinduoduo/douyin/youzan: the API access, as the channel's "
+        "write-back takes it (taobao: app_key, app_secret, session; jd: app_key, app_secret, "
+        "access_token; pinduoduo: client_id, client_secret, access_token; douyin: app_key, "
+        "app_secret, shop_id; youzan: client_id, client_secret, grant_id; each: endpoint)",
     )
     url: str | None = Field(default=None, description="http: where the quantities are sent")
     token: str | None = Field(default=None, description="http: sent as Authorization: Bearer")
@@ -554,7 +563,10 @@ class StockChannelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _where(self) -> StockChannelSpec:
-        needed = ["url"] if self.kind == "http" else ["shop_url", "access_token", "location_id"]
+        needed = {
+            "http": ["url"],
+            "shopify": ["shop_url", "access_token", "location_id"],
+        }.get(self.kind, ["account"])
         missing = [name for name in needed if not getattr(self, name)]
         if missing:
             raise ValueError(f"a {self.kind} stock channel needs {', '.join(missing)}")

@@ -355,7 +355,11 @@ class Orderbus:
 
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
         self._clients.append(client)
-        return StockPusher(self.engine, stock, stock_writers(dict(stock.channels), client))
+        try:
+            writers = stock_writers(dict(stock.channels), client)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        return StockPusher(self.engine, stock, writers)
 
     def tracking_poll(self, transport: httpx.BaseTransport | None = None) -> Kuaidi100Poll | None:
         """The poll of Kuaidi100's query for carriers without push, when configured."""

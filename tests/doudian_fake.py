@@ -34,6 +34,7 @@ class FakeDoudian:
         self.shop_id = shop_id
         self.orders: dict[str, dict[str, Any]] = {}
         self.after_sales: dict[str, list[dict[str, Any]]] = {}  # afterSale.List items, by order
+        self.stock: dict[str, int] = {}  # "product_id:sku_id" -> stock_num (sku.syncStock)
         self.calls: list[str] = []
         self.tokens_issued = 0
         self.valid_tokens: set[str] = set()
@@ -101,6 +102,12 @@ class FakeDoudian:
             if order is None:
                 return self._answer(50002, sub_code="isv.business-failed", sub_msg="订单不存在")
             return self._answer(SUCCESS, {"shop_order_detail": order})
+        if method == "sku.syncStock":
+            listing = f"{params.get('product_id')}:{params.get('sku_id')}"
+            if listing not in self.stock or params.get("incremental") is not False:
+                return self._answer(50002, sub_code="isv.business-failed", sub_msg="商品不存在")
+            self.stock[listing] = int(params["stock_num"])
+            return self._answer(SUCCESS, {})
         if method == "afterSale.List":
             items = self.after_sales.get(str(params.get("order_id")), [])
             data = {"items": items, "has_more": False, "total": len(items), "page": 0, "size": 100}

@@ -25,6 +25,7 @@ class FakeTop:
         self.session = session
         self.trades: dict[str, str] = {}  # tid -> the trade_fullinfo_get_response text
         self.refunds: dict[str, dict[str, Any]] = {}  # refund_id -> taobao.refund.get's refund
+        self.items: dict[str, int] = {}  # "num_iid[:sku_id]" -> quantity, for the stock API
         self.queue: list[str] = []  # tmc_message objects as JSON text (ids stay exact)
         self.unconfirmed: dict[str, str] = {}
         self.confirmed: list[str] = []
@@ -85,6 +86,13 @@ class FakeTop:
             if answer is None:
                 return self._error(15, "Remote service error", "isv.trade-not-exist", "交易不存在")
             return httpx.Response(200, content=answer.encode("utf-8"))
+        if method == "taobao.item.quantity.update":
+            listing = form["num_iid"] + (f":{form['sku_id']}" if form.get("sku_id") else "")
+            if listing not in self.items or form.get("type") != "1":
+                return self._error(15, "Remote service error", "isv.item-not-exist", "商品不存在")
+            self.items[listing] = int(form["quantity"])
+            item = {"num_iid": int(form["num_iid"]), "num": int(form["quantity"])}
+            return httpx.Response(200, json={"item_quantity_update_response": {"item": item}})
         if method == "taobao.refund.get":
             refund = self.refunds.get(form.get("refund_id", ""))
             if refund is None:
