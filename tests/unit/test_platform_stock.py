@@ -27,7 +27,7 @@ AS_OF = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 
 
 def writer(kind: str, account: dict[str, str], transport: httpx.MockTransport) -> Any:
-    spec = StockChannelSpec(kind=kind, account=account)  # type: ignore[arg-type]
+    spec = StockChannelSpec(kind=kind, account=account)
     return stock_writer(kind, spec, httpx.Client(transport=transport))
 
 
