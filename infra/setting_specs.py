@@ -573,6 +573,35 @@ class StockChannelSpec(BaseModel):
         return self
 
 
+class StockPollSpec(BaseModel):
+    """A poll of an ERP's or a warehouse's stock query (HTTP, JSON answer)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1, description="the stock query's URL")
+    method: Literal["GET", "POST"] = Field(default="GET", description="GET or POST (a JSON body)")
+    body: dict[str, Any] | None = Field(default=None, description="POST: the JSON body sent")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="headers sent (an Authorization: Bearer key...)"
+    )
+    items: str = Field(
+        min_length=1, description="dotted path to the list of levels in the answer, e.g. data"
+    )
+    sku: str = Field(min_length=1, description="dotted path to our SKU in a level")
+    available: str = Field(min_length=1, description="dotted path to the units that can be sold")
+    page_field: str | None = Field(
+        default=None,
+        description="POST paging: the body field that asks for the levels after a given one "
+        "(Jiandaoyun: data_id)",
+    )
+    page_from: str | None = Field(
+        default=None, description="the level's field whose value page_field asks after (_id)"
+    )
+    page_size: int = Field(default=100, ge=1, le=10_000, description="a full page: ask for more")
+    max_pages: int = Field(default=100, ge=1, le=10_000, description="pages read a poll at most")
+    interval: float = Field(default=300.0, ge=5, description="seconds between two polls")
+
+
 class StockSettings(BaseModel):
     """``ORDERBUS_STOCK``: stock levels back to the channels (targets/stock_push.py)."""
 
@@ -583,4 +612,9 @@ class StockSettings(BaseModel):
     )
     interval: float = Field(
         default=5.0, gt=0, description="seconds between pushes: a burst becomes its latest level"
+    )
+    poll: StockPollSpec | None = Field(
+        default=None,
+        description="a poll of the ERP's stock query (run by the ingest), besides POST /stock "
+        "and the stock queue",
     )

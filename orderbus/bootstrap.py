@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
     from connectors.pull import Polling
+    from connectors.stock_poll import StockPoll
     from console.digest import DailyDigest
     from router.shipments import ShipmentIntake
     from router.tracking import TrackingIntake
@@ -360,6 +361,24 @@ class Orderbus:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
         return StockPusher(self.engine, stock, writers)
+
+    def stock_poll(self, transport: httpx.BaseTransport | None = None) -> StockPoll | None:
+        """The poll of the ERP's stock query, when configured."""
+        spec = self.settings.stock.poll
+        if spec is None:
+            return None
+        from connectors.publishing import record_unreadable
+        from connectors.stock_poll import StockPoll
+
+        def record_bad(reason: str, detail: str, item: str) -> None:
+            record_unreadable(self.engine, "stock-poll", reason, detail, item)
+
+        client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
+        self._clients.append(client)
+        try:
+            return StockPoll(spec, client, self.stock_intake().accept, record_bad)
+        except ValueError as exc:
+            raise ConfigurationError(f"ORDERBUS_STOCK.poll: {exc}") from exc
 
     def tracking_poll(self, transport: httpx.BaseTransport | None = None) -> Kuaidi100Poll | None:
         """The poll of Kuaidi100's query for carriers without push, when configured."""

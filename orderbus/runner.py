@@ -105,6 +105,9 @@ class Daemon:
             tracking = app.tracking_poll()
             if tracking is not None:
                 self._thread("tracking-poll", tracking.run, self.stop)
+            stock_poll = app.stock_poll()
+            if stock_poll is not None:
+                self._thread("stock-poll", stock_poll.run, self.stop)
             if settings.stock.channels:
                 stock = topo.queue_for(STOCK_ROLE).name
                 self._consume("stock", [stock], app.stock_intake().handle_batch)

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from admin_api.mappings import put_product
+from canonical.errors import EndpointUnavailable
 from canonical.stock import StockLevel, StockReport, allocated
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.stock_writers import stock_writers
@@ -202,3 +204,98 @@ def test_shopify_gets_its_available_quantity_at_its_location(sqlite_engine: Engi
             select(stock_pushes.c.last_error).where(stock_pushes.c.platform_sku == "GONE")
         )
     assert "0 variants with SKU GONE" in str(gone)
+
+
+# -- a poll of the ERP's stock query ----------------------------------------------
+
+
+class StockForm:
+    """A Jiandaoyun-like data list: POST {app_id, entry_id, limit, data_id}
+    -> {"data": [...]} ordered by _id, the rows after data_id."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.asked: list[dict[str, Any]] = []
+        self.down = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            return httpx.Response(503)
+        assert request.headers["authorization"] == "Bearer erp-key"
+        body = json.loads(request.content)
+        self.asked.append(body)
+        after = body.get("data_id")
+        rows = [r for r in self.rows if after is None or r["_id"] > after]
+        return httpx.Response(200, json={"data": rows[: body["limit"]]})
+
+
+def _poll(engine: Engine, form: StockForm, sent: list[tuple[str, str]]) -> Any:
+    from connectors.stock_poll import StockPoll
+    from infra.setting_specs import StockPollSpec
+
+    spec = StockPollSpec(
+        url="http://erp.test/api/v5/app/entry/data/list",
+        method="POST",
+        body={"app_id": "a", "entry_id": "stock", "limit": 2},
+        headers={"Authorization": "Bearer erp-key"},
+        items="data",
+        sku="sku_code",
+        available="$.qty",
+        page_field="data_id",
+        page_from="_id",
+        page_size=2,
+    )
+    client = httpx.Client(transport=httpx.MockTransport(form))
+    return StockPoll(
+        spec, client, StockIntake(engine, STOCK).accept,
+        lambda reason, detail, item: sent.append((reason, detail)),
+        clock=lambda: T0.timestamp(),
+    )  # fmt: skip
+
+
+def test_a_poll_of_the_erp_stock_query_reads_every_page_into_the_listings(
+    sqlite_engine: Engine,
+) -> None:
+    _, pusher, channels = _setup(sqlite_engine)
+    form = StockForm([
+        {"_id": "01", "sku_code": "TEA", "qty": "13.0000"},  # an ERP's decimal text
+        {"_id": "02", "sku_code": "CUP", "qty": 8.5},  # half a cup cannot be sold
+        {"_id": "03", "sku_code": "SOAP", "qty": -2},  # sold short: none
+        {"_id": "04", "sku_code": "", "qty": 1},  # no SKU: recorded, left out
+        {"_id": "05", "sku_code": "LAMP", "qty": "many"},  # not a number: recorded
+    ])  # fmt: skip
+    bad: list[tuple[str, str]] = []
+    report = _poll(sqlite_engine, form, bad).poll_once()
+    assert (report.pages, report.levels, report.bad) == (3, 3, 2)
+    assert [b.get("data_id") for b in form.asked] == [None, "02", "04"]
+    assert [reason for reason, _ in bad] == ["unreadable_stock_level"] * 2
+    assert "units 'many'" in bad[1][1]
+    pusher.push_once()
+    assert sorted(channels.told["tb"]) == [("SOAP", 0), ("TEA-6", 2), ("TEA-SET", 4)]
+
+
+def test_a_stock_query_down_ends_the_poll_and_the_next_asks_again(sqlite_engine: Engine) -> None:
+    _setup(sqlite_engine)
+    form = StockForm([{"_id": "01", "sku_code": "TEA", "qty": 3}])
+    form.down = True
+    poll = _poll(sqlite_engine, form, [])
+    with pytest.raises(EndpointUnavailable, match="503"):
+        poll.poll_once()
+    form.down = False
+    assert poll.poll_once().levels == 1
+
+
+def test_the_ingest_runs_the_stock_poll_when_configured(sqlite_url: str) -> None:
+    from orderbus.bootstrap import bootstrap
+    from orderbus.runner import Daemon
+
+    stock = {
+        "channels": {"tb": {"url": "http://tb.test/stock"}},
+        "poll": {"url": "http://erp.test/stock", "items": "rows", "sku": "sku",
+                 "available": "qty"},
+    }  # fmt: skip
+    settings = Settings(broker_url="memory://", database_url=sqlite_url, ingest_port=0,
+                        stock=stock)  # fmt: skip
+    daemon = Daemon(bootstrap(settings), ("ingest",))
+    daemon.build()
+    assert "stock-poll" in {t.name for t in daemon.threads}
