@@ -143,13 +143,17 @@ def _after_sale_cells(
     if not sale_id:
         return None
     units = cell(cells, "return_quantity")
+    kind = cell_text(cell(cells, "after_sale_kind")) or "refund"
+    if kind in ("换货", "exchange", "补寄", "维修"):
+        raise BadCell(
+            "unknown_after_sale_kind",
+            f"{label('after_sale_kind')} {kind!r}: an exchange, resend or repair undoes no sale; "
+            "leave this row's after-sale columns empty",
+        )
     return {
         "id": sale_id,
         "kind": word_of(
-            AFTER_SALE_KIND_WORDS,
-            cell_text(cell(cells, "after_sale_kind")) or "refund",
-            label("after_sale_kind"),
-            "unknown_after_sale_kind",
+            AFTER_SALE_KIND_WORDS, kind, label("after_sale_kind"), "unknown_after_sale_kind"
         ),
         "status": word_of(
             AFTER_SALE_STATUS_WORDS,
