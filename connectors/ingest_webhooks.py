@@ -8,22 +8,18 @@ refusal is recorded (connectors/ingest_http.py)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from canonical.errors import TransientError
 from canonical.order import CanonicalOrder
 from canonical.validation import violations
 from connectors.base import (
-    AfterSaleChange,
     Arrival,
     ChannelConfig,
     ConnectorError,
@@ -33,13 +29,12 @@ from connectors.base import (
     WebhookResult,
 )
 from connectors.ingest_http import Received, deps_of
+from connectors.known_orders import stored_order, with_after_sale
 from connectors.publishing import fetch_message, order_message
 from connectors.registry import channel_config_of, connector_for
 from infra import raw_payloads
 from infra.crashpoints import crash_point
-from infra.database import translate_db_errors
 from infra.messages import OutgoingMessage
-from infra.tables import orders
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -155,15 +150,7 @@ def _applied(received: Received, result: WebhookResult) -> tuple[WebhookResult, 
     unknown, notes = [], []
 
     def stored(shop: str, external_id: str) -> dict[str, Any] | None:
-        with translate_db_errors(), engine.connect() as conn:
-            body = conn.scalar(
-                select(orders.c.body).where(
-                    orders.c.channel == received.where,
-                    orders.c.shop == shop,
-                    orders.c.external_id == external_id,
-                )
-            )
-        return None if body is None else dict(json.loads(body))
+        return stored_order(engine, received.where, shop, external_id)
 
     for change in result.changes:
         known = stored(change.shop, change.external_id)
@@ -187,19 +174,6 @@ def _applied(received: Received, result: WebhookResult) -> tuple[WebhookResult, 
         else result.ignored
     )
     return WebhookResult(tuple(arrivals), ignored, result.references), notes
-
-
-def with_after_sale(stored: dict[str, Any], change: AfterSaleChange) -> CanonicalOrder:
-    """The stored order with the after-sale added (or replacing its earlier
-    report), as a revision later than the stored one (the router keeps its
-    status from going back, and makes its documents)."""
-    for assigned in ("order_number", "accounts", "mapping_version"):
-        stored.pop(assigned, None)
-    kept = CanonicalOrder.model_validate(stored)
-    sales = [s for s in kept.after_sales if s.id != change.after_sale.id]
-    stamp = kept.updated_at or kept.placed_at
-    later = max(change.at, stamp + timedelta(seconds=1))
-    return kept.model_copy(update={"after_sales": [*sales, change.after_sale], "updated_at": later})
 
 
 def revised_from(stored: dict[str, Any], change: StatusChange) -> tuple[CanonicalOrder, str | None]:

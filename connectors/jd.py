@@ -34,20 +34,38 @@ buyer pays); the difference is the discount. SKU: ``outerSkuId``, else
 ``jd-{skuId}``. Receiver: ``consigneeInfo`` (``fullname``, ``mobile``,
 ``province``, ``city``, ``county``, ``town``, ``fullAddress``); a masked mobile
 becomes ``masked_phone``. Times are Asia/Shanghai.
+
+Refunds before shipment (售前退款, JD's refund applications 退款审核单): the poller
+also reads, by check time (when the seller or JD decided), the applications
+decided in each window (``jingdong.pop.afs.soa.refundapply.queryPageList``,
+``checkTimeStart``/``checkTimeEnd``, ``pageIndex``/``pageSize``; its own cursor
+``{channel}:refunds``), answered ``..._queryPageList_response.queryResult``
+(``success``, ``result``: each ``{id, orderId, applyRefundSum (fen), status,
+applyTime, checkTime, reason}``, in some answers inside ``refundApplyVo``).
+Each becomes an after-sale of the whole order orderbus has, money only:
+``status`` 0 requested, 1 and 5 agreed (seller, by hand), 3 completed (JD's
+finance refunded), 2 and 4 refused; a cancel while the order had not shipped,
+else a refund. An application for an order orderbus does not have is
+recorded, not guessed (the order's own status, cancelled, still comes with
+the order). JD's after-sale service orders (returns after shipment,
+``jingdong.asc.*``) are not read: their answer could not be checked.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
 
+from canonical.aftersales import AfterSale
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder
-from connectors.base import ConnectorError, unreadable
+from connectors.base import AfterSaleChange, ConnectorError, unreadable
+from connectors.known_orders import stored_order, with_after_sale
 from connectors.payload import (
     SHANGHAI,
     TRY_LATER,
@@ -56,16 +74,28 @@ from connectors.payload import (
     canonical_order,
     field,
     load_json,
+    minor_units,
     phone_fields,
     sorted_params_md5,
     timestamp,
 )
-from connectors.poller import PollSpec
+from connectors.poller import PollReport, PollSpec
 from connectors.pull import PullDeps, WholeOrdersPull
+from connectors.refunds import SHIPPED, after_sale, kind_of
+from connectors.refunds import status_of as refund_status
 from connectors.window_poller import WindowPoller, window_spec
 
 JD_ENDPOINT = "https://api.jd.com/routerjson"
 SEARCH_API = "jingdong.pop.order.search"
+REFUND_API = "jingdong.pop.afs.soa.refundapply.queryPageList"
+REFUND_STATUSES = {
+    0: "requested",
+    1: "agreed",
+    5: "agreed",
+    3: "completed",
+    2: "refused",
+    4: "refused",
+}
 JD_ITEMS = "$.jingdong_pop_order_search_responce.searchorderinfo_result.orderInfoList"
 PAGE_SIZE = 50
 ORDER_STATES = (
@@ -241,6 +271,111 @@ class JdPoller(WindowPoller):
         return orders, -(-int(result.get("orderTotal") or 0) // PAGE_SIZE)
 
 
+class JdRefundPoller(JdPoller):
+    """Refund applications decided in each window, each an after-sale of the
+    order orderbus has; pages read forward until a short one."""
+
+    def __init__(self, *args: Any, engine: Engine, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.orders_engine = engine
+        self.cursor_key = f"{self.channel}:refunds"
+
+    def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], int]:
+        business = {
+            "checkTimeStart": _local(start),
+            "checkTimeEnd": _local(end),
+            "pageIndex": number,
+            "pageSize": PAGE_SIZE,
+        }
+        answer = self.call(REFUND_API, business)
+        result = field(answer, f"{REFUND_API.replace('.', '_')}_response", "queryResult")
+        if result.get("success") is False:
+            raise failure(f"JD {REFUND_API} said: {result.get('resultCode')} {result}"[:500])
+        items = list(result.get("result") or [])
+        return items, number + 1 if len(items) >= PAGE_SIZE else number
+
+    def _window(self, start: datetime, end: datetime, report: PollReport) -> None:
+        number = 1
+        while number <= self.spec.max_pages:
+            items, pages = self.page(start, end, number)
+            report.pages += 1
+            self._publish_items(items, report)
+            if pages <= number:
+                return
+            number += 1
+
+    def _publish_items(self, items: list[Any], report: PollReport) -> datetime:
+        orders, ids = [], []
+        for item in items:
+            report.orders += 1
+            application = item.get("refundApplyVo", item) if isinstance(item, dict) else None
+            try:
+                order, message_id = self._revised(application)
+            except ConnectorError as exc:
+                report.bad += 1
+                self.record_bad(exc.reason, exc.detail, json.dumps(item, default=str)[:4096])
+                continue
+            orders.append(order)
+            ids.append(message_id)
+        if orders:
+            failed = [r for r in self.publish_many(orders, ids) if r is not None]
+            if failed:
+                raise failed[0]
+            report.published += len(orders)
+        return datetime.min.replace(tzinfo=UTC)
+
+    def _revised(self, application: Any) -> tuple[CanonicalOrder, str]:
+        """The order orderbus has with the application as its after-sale, and
+        the message's id (the application, its status and when it was decided)."""
+        if not isinstance(application, dict):
+            raise unreadable("a refund application is not an object")
+        order_id = str(field(application, "orderId"))
+        stored = stored_order(self.orders_engine, self.channel, self.shop, order_id)
+        if stored is None:
+            raise ConnectorError(
+                422,
+                "order_not_known",
+                f"refund application {application.get('id')} is for order {order_id}, which "
+                "orderbus does not have; its cancelled status will come with the order",
+            )
+        status = _code(application.get("status"))
+        checked = application.get("checkTime") or application.get("applyTime")
+        at = timestamp(checked, "checkTime", SHANGHAI) if checked else datetime.now(UTC)
+        sale = after_sale(
+            field(application, "id"),
+            kind_of(returns_goods=False, shipped=stored.get("status") in SHIPPED),
+            refund_status(REFUND_STATUSES, status, "refund application"),
+            minor_units(field(application, "applyRefundSum"), "applyRefundSum"),
+            reason=application.get("reason"),
+            updated_at=at,
+        )
+        change = AfterSaleChange(order_id, self.shop, AfterSale.model_validate(sale), at, None)
+        digits = "".join(ch for ch in str(checked or "") if ch.isdigit())
+        return with_after_sale(
+            stored, change
+        ), f"{self.channel}.refund.{sale['id']}.{status}.{digits}"
+
+
+class JdOrdersAndRefunds(JdPoller):
+    """Each poll: the orders' windows, then the refund applications'."""
+
+    def __init__(self, *args: Any, refunds: JdRefundPoller, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.refunds = refunds
+
+    def poll_once(self) -> PollReport:
+        report = super().poll_once()
+        more = self.refunds.poll_once()
+        report.pages += more.pages
+        report.published += more.published
+        report.bad += more.bad
+        return report
+
+
+def _code(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
 def jd_spec(endpoint: str = JD_ENDPOINT, **overrides: Any) -> PollSpec:
     return window_spec(endpoint, JD_ITEMS, **overrides)
 
@@ -264,13 +399,14 @@ class JdPull(WholeOrdersPull):
 
     def poller(self, account: JdAccount, deps: PullDeps) -> JdPoller:
         spec = jd_spec(account.endpoint, **deps.poll_settings())
-        return JdPoller(
-            *deps.poller_args(spec),
-            app_key=account.app_key,
-            app_secret=account.app_secret,
-            access_token=account.access_token,
-            shop=account.shop,
-        )
+        access = {
+            "app_key": account.app_key,
+            "app_secret": account.app_secret,
+            "access_token": account.access_token,
+            "shop": account.shop,
+        }
+        refunds = JdRefundPoller(*deps.poller_args(spec), engine=deps.engine, **access)
+        return JdOrdersAndRefunds(*deps.poller_args(spec), refunds=refunds, **access)
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:
         answer = load_json(fixture["response_text"], exact_numbers=True)

@@ -14,18 +14,22 @@ from urllib.parse import parse_qsl
 import httpx
 import jsonschema
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder, json_schema
 from canonical.validation import violations
 from connectors.base import ConnectorError
-from connectors.jd import JdPoller, jd_spec, to_canonical
+from connectors.jd import REFUND_API, JdPoller, JdRefundPoller, jd_spec, to_canonical
 from connectors.payload import SHANGHAI, canonical_order, load_json
 from connectors.registry import check_poller
 from infra.setting_specs import PollerSpec
 from infra.settings import Settings
+from infra.tables import outbox
+from infra.topology import build_topology
 from orderbus.bootstrap import bootstrap
+from router.service import RouterService
+from tests.factories import delivery_for
 
 APP_KEY, SECRET, TOKEN = "jd-app-key", "jd-app-secret", "jd-access-token"
 FIXTURE = json.loads(
@@ -72,9 +76,13 @@ def test_an_unknown_state_or_a_bad_count_is_named() -> None:
 class JdRouter:
     """The fake API: the signature, the 360buy_param_json, one order per page."""
 
-    def __init__(self, orders: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, orders: list[dict[str, Any]], refunds: list[dict[str, Any]] | None = None
+    ) -> None:
         self.orders = orders
+        self.refunds = refunds or []  # refund applications, as queryPageList lists them
         self.windows: list[tuple[str, str, str]] = []
+        self.refund_pages: list[tuple[str, str, int]] = []
         self.answer: dict[str, Any] | None = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -82,15 +90,13 @@ class JdRouter:
         sign = form.pop("sign")
         text = SECRET + "".join(k + form[k] for k in sorted(form)) + SECRET
         assert sign == hashlib.md5(text.encode()).hexdigest().upper()
-        assert (form["method"], form["app_key"], form["access_token"], form["v"]) == (
-            "jingdong.pop.order.search",
-            APP_KEY,
-            TOKEN,
-            "2.0",
-        )
+        assert (form["app_key"], form["access_token"], form["v"]) == (APP_KEY, TOKEN, "2.0")
         if self.answer is not None:
             return httpx.Response(200, json=self.answer)
         business = json.loads(form["360buy_param_json"])
+        if form["method"] == REFUND_API:
+            return self._refunds(business)
+        assert form["method"] == "jingdong.pop.order.search"
         start, end = business["start_date"], business["end_date"]
         span = _local(end) - _local(start)
         assert timedelta(0) < span <= timedelta(hours=6) and business["dateType"] == 0
@@ -104,6 +110,16 @@ class JdRouter:
         }
         body = {"jingdong_pop_order_search_responce": {"searchorderinfo_result": result}}
         return httpx.Response(200, json=body)
+
+    def _refunds(self, business: dict[str, Any]) -> httpx.Response:
+        start, end = business["checkTimeStart"], business["checkTimeEnd"]
+        page, size = business["pageIndex"], business["pageSize"]
+        self.refund_pages.append((start, end, page))
+        decided = [r for r in self.refunds if start <= r["checkTime"] <= end]
+        listed = [{"refundApplyVo": r} for r in decided[(page - 1) * size : page * size]]
+        result = {"success": True, "result": listed}
+        return httpx.Response(200, json={f"{REFUND_API.replace('.', '_')}_response": {
+            "queryResult": result}})  # fmt: skip
 
 
 def _local(text: str) -> datetime:
@@ -191,3 +207,104 @@ def test_bootstrap_builds_the_jd_poller(sqlite_url: str) -> None:
     assert isinstance(app.poller("jd"), JdPoller)
     with pytest.raises(ValueError, match="needs its jd settings"):
         check_poller(PollerSpec(connector="jd"))
+
+
+# -- refund applications (售前退款) ------------------------------------------------
+
+
+def application(**changes: Any) -> dict[str, Any]:
+    """A refund application with the fields JD's refund-apply list answers
+    (id, orderId, applyRefundSum in fen, status, applyTime, checkTime,
+    reason); the values ours."""
+    return {
+        "id": "1380012345",
+        "orderId": "300012345678",
+        "applyRefundSum": 23900,
+        "status": 3,
+        "applyTime": "2026-11-25 09:20:00",
+        "checkTime": "2026-11-25 09:40:00",
+        "reason": "不想要了",
+        **changes,
+    }
+
+
+def refund_poller(
+    engine: Engine, api: JdRouter, published: list[tuple[str, CanonicalOrder]],
+    bad: list[tuple[str, str]],
+) -> JdRefundPoller:  # fmt: skip
+    def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
+        published.extend(zip(ids, orders, strict=True))
+        return [None] * len(orders)
+
+    return JdRefundPoller(
+        "jd",
+        jd_spec("https://jd.example/routerjson", start="2026-11-25T06:00:00+08:00", overlap=0),
+        None, engine, httpx.Client(transport=httpx.MockTransport(api)), publish_many,
+        lambda reason, detail, item: bad.append((reason, detail)),
+        engine=engine, app_key=APP_KEY, app_secret=SECRET, access_token=TOKEN, shop="shop-1",
+        now=lambda: NOW.timestamp(), sleep=lambda seconds: None,
+    )  # fmt: skip
+
+
+def _paid_order_routed(engine: Engine) -> RouterService:
+    """The router with the fixture's paid order (300012345678) accepted."""
+    router = RouterService(engine, build_topology(Settings(namespace="t")))
+    router.handle(delivery_for(canonical_order(to_canonical(ORDERS[0], "jd", "shop-1"))))
+    return router
+
+
+def test_a_refund_application_cancels_the_order_orderbus_has_once(sqlite_engine: Engine) -> None:
+
+    from tests.factories import delivery_for
+
+    router = _paid_order_routed(sqlite_engine)
+    api = JdRouter([], [application(), application(id="77", orderId="300099999999")])
+    published: list[tuple[str, CanonicalOrder]] = []
+    bad: list[tuple[str, str]] = []
+    report = refund_poller(sqlite_engine, api, published, bad).poll_once()
+    [(message_id, order)] = published
+    assert message_id == "jd.refund.1380012345.3.20261125094000"
+    [sale] = order.after_sales
+    assert (sale.kind.value, sale.status.value, str(sale.amount)) == (
+        "cancel",
+        "completed",
+        "239.00",
+    )
+    assert sale.whole_order and order.updated_at is not None
+    assert [reason for reason, _ in bad] == ["order_not_known"]  # 300099999999
+    assert report.published == 1 and report.bad == 1
+    # through the router: one intercept to the warehouse, one reversal to finance
+    router.handle(delivery_for(order, message_id=message_id))
+    router.handle(delivery_for(order, message_id=message_id))  # read again: nothing more
+    with sqlite_engine.connect() as conn:
+        sent = [r.routing_key for r in conn.execute(
+            select(outbox).where(outbox.c.message_id.like("%-reversal-%")
+                                 | outbox.c.message_id.like("%-intercept-%")))]  # fmt: skip
+    assert sorted(sent) == ["deliver.finance", "deliver.warehouse"]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(0, "requested"), (1, "agreed"), (5, "agreed"), (2, "refused"), (4, "refused"),
+     ("3", "completed")],
+)  # fmt: skip
+def test_refund_application_statuses(
+    sqlite_engine: Engine, status: int | str, expected: str
+) -> None:
+
+    _paid_order_routed(sqlite_engine)
+    published: list[tuple[str, CanonicalOrder]] = []
+    bad: list[tuple[str, str]] = []
+    refund_poller(sqlite_engine, JdRouter([], [application(status=status)]), published, bad)\
+        .poll_once()  # fmt: skip
+    assert [o.after_sales[0].status.value for _, o in published] == [expected]
+
+
+def test_an_unknown_refund_application_status_is_recorded_not_guessed(
+    sqlite_engine: Engine,
+) -> None:
+
+    _paid_order_routed(sqlite_engine)
+    bad: list[tuple[str, str]] = []
+    refund_poller(sqlite_engine, JdRouter([], [application(status=9)]), [], bad).poll_once()
+    assert bad and "status 9" in bad[0][1]
