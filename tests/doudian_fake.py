@@ -166,3 +166,18 @@ class Served:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def douyin_channel_settings(app_key: str, secret: str, shop: str, endpoint: str) -> dict[str, Any]:
+    """orderbus settings for a Douyin channel ``dy`` fetching from ``endpoint``
+    (keyword arguments of tests.e2e.process.orderbus_env)."""
+    return {
+        "channel_secrets": {"dy": [secret]},
+        "channels": {
+            "dy": {
+                "connector": "douyin",
+                "app_key": app_key,
+                "douyin": {"shop_id": shop, "endpoint": endpoint},
+            }
+        },
+    }

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from connectors.douyin import event_sign
-from tests.doudian_fake import FakeDoudian, Served
+from tests.doudian_fake import FakeDoudian, Served, douyin_channel_settings
 from tests.e2e.conftest import Downstream
 from tests.e2e.process import OrderbusProcess, free_port, orderbus_env
 from tests.e2e.test_end_to_end import wait_for
@@ -36,14 +36,7 @@ def test_a_douyin_push_reaches_each_system_once(
         database_url=postgres_url,
         namespace=namespace,
         ingest_port=str(port),
-        channel_secrets={"dy": [SECRET]},
-        channels={
-            "dy": {
-                "connector": "douyin",
-                "app_key": APP_KEY,
-                "douyin": {"shop_id": SHOP, "endpoint": served.url},
-            }
-        },
+        **douyin_channel_settings(APP_KEY, SECRET, SHOP, served.url),
         warehouse_url=downstream.sink.url("warehouse"),
         finance_url=downstream.sink.url("finance"),
         notification_url=downstream.sink.url("notification"),

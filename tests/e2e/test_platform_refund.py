@@ -18,7 +18,7 @@ import pytest
 from connectors.douyin import event_sign
 from router.dedup import order_number
 from targets.adapters.base import document_number
-from tests.doudian_fake import FakeDoudian, Served
+from tests.doudian_fake import FakeDoudian, Served, douyin_channel_settings
 from tests.e2e.conftest import Downstream
 from tests.e2e.process import OrderbusProcess, free_port, orderbus_env
 from tests.e2e.test_end_to_end import wait_for
@@ -74,14 +74,7 @@ def test_a_douyin_return_reaches_kingdee_as_one_sales_return(
         database_url=postgres_url,
         namespace=namespace,
         ingest_port=str(port),
-        channel_secrets={"dy": [SECRET]},
-        channels={
-            "dy": {
-                "connector": "douyin",
-                "app_key": APP_KEY,
-                "douyin": {"shop_id": SHOP, "endpoint": served.url},
-            }
-        },
+        **douyin_channel_settings(APP_KEY, SECRET, SHOP, served.url),
         warehouse_url=downstream.sink.url("warehouse"),
         notification_url=downstream.sink.url("notification"),
         targets={
