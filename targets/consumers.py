@@ -2,8 +2,10 @@
 
 For each message: if ``(consumer, message id)`` is in the inbox, it was
 delivered before: ack, no second effect. Otherwise deliver (retrying transient
-failures), record the inbox row, and only then let the bus ack. A batch of
-messages shares one read of the inbox and one transaction for its rows.
+failures), record the inbox row at once, before the next message is sent, and
+only then let the bus ack. A batch of messages shares one read of the inbox;
+each delivery's row is committed as soon as its answer is known, so a crash
+repeats at most the one delivery whose answer was not yet recorded.
 """
 
 from __future__ import annotations
@@ -87,21 +89,21 @@ class DeliveryConsumer:
             raise error
 
     def handle_batch(self, messages: list[Delivery]) -> list[BaseException | None]:
-        """Bus batch handler: deliver each message in turn, then record the
-        batch's inbox rows in one transaction before the bus acks them.
+        """Bus batch handler: deliver each message in turn, recording each
+        one's inbox row as soon as its answer is known (before the next send);
+        the bus acks them after.
 
-        A crash between a delivery and that commit makes the broker redeliver:
-        the system gets the request again with the same ``Idempotency-Key``,
-        which it uses to ignore the copy. After a transient failure (the
-        endpoint is down) the rest of the batch is not tried; the bus retries
-        those messages.
+        A crash between a delivery and its row's commit makes the broker
+        redeliver: that one delivery (never the batch) is sent again, with the
+        same ``Idempotency-Key``, which the system uses to ignore the copy.
+        After a transient failure (the endpoint is down) the rest of the batch
+        is not tried; the bus retries those messages.
         """
         results: list[BaseException | None] = [None] * len(messages)
         parsed = self._parse(messages, results)
         if not parsed:
             return results
         handled, newest = self._seen([envelope for _, envelope, _ in parsed])
-        records: list[dict[str, object]] = []
         failed: BaseException | None = None  # the endpoint is down: the rest waits
         for index, envelope, number in parsed:
             if failed is not None:
@@ -115,16 +117,20 @@ class DeliveryConsumer:
             # delivered first does not make an intercept or a refund moot
             is_document = bool(messages[index].headers.get(H_DOCUMENT))
             if not is_document and self._superseded(envelope, number, newest):
-                records.append(self._record(envelope, number, "superseded", None, 0))
+                self._keep(self._record(envelope, number, "superseded", None, 0))
                 continue
             outcome = self._deliver(messages[index], envelope, number, newest)
             results[index], failed, record = outcome
             if record is not None:
-                records.append(record)
-        if records:
-            with translate_db_errors(), self.engine.begin() as conn:
-                insert_all_absent(conn, inbox, records)
+                self._keep(record)
         return results
+
+    def _keep(self, record: dict[str, object]) -> None:
+        """Commit one inbox row now: the next send waits for it. The database
+        away raises (TransientError), the rest of the batch is not sent, and
+        the bus delivers them again; only this delivery can be repeated."""
+        with translate_db_errors(), self.engine.begin() as conn:
+            insert_all_absent(conn, inbox, [record])
 
     @staticmethod
     def _parse(
@@ -164,6 +170,7 @@ class DeliveryConsumer:
         try:
             body, version = self._mapped(message.body)
             headers = self._headers(envelope)
+            headers["X-Orderbus-Attempt"] = str(self._first_attempt(envelope, message))
             if version is not None:
                 headers["X-Orderbus-Mapping-Version"] = str(version)
             if document:
@@ -278,5 +285,12 @@ class DeliveryConsumer:
             "X-Orderbus-Correlation-Id": envelope.correlation_id,
             "X-Orderbus-Order-Number": envelope.order_number or "",
             "X-Orderbus-Target": self.target,
-            "X-Orderbus-Attempt": str(envelope.attempt),
         }
+
+    def _first_attempt(self, envelope: Envelope, message: Delivery) -> int:
+        """The number of this delivery's first try: 1 the first time; each
+        earlier round (a retry from the dead letters: the envelope's attempt;
+        a redelivery by the broker after a crash or a requeue) counts as the
+        tries one round may make. More than 1: the system may have had it."""
+        rounds = max(envelope.attempt, 1) - 1 + max(message.deliveries, 1) - 1
+        return rounds * self.delivery.policy.attempts + 1

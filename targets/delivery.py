@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
+ATTEMPT_HEADER = "X-Orderbus-Attempt"
+
+
 class GaveUp(PermanentError):
     """A transient failure outlived its retries: dead-letter with the cause's reason."""
 
@@ -138,11 +141,21 @@ class HttpDelivery:
             ) from exc
 
     def send(self, body: bytes, headers: dict[str, str]) -> Sent:
-        """Deliver; DeliveryRejected on a 4xx, GaveUp once transient retries run out."""
+        """Deliver; DeliveryRejected on a 4xx, GaveUp once transient retries run out.
+
+        ``X-Orderbus-Attempt`` (when the caller sets it: the number of this
+        message's first try here) grows by one with each retry of the send."""
+        first_attempt = int(headers.get(ATTEMPT_HEADER) or 1)
+
+        def tried(number: int) -> dict[str, str]:
+            if ATTEMPT_HEADER not in headers:
+                return headers
+            return {**headers, ATTEMPT_HEADER: str(first_attempt + number - 1)}
+
         try:
             # The first attempt directly: tenacity's machinery costs about as
             # much CPU as a local request, and most requests succeed at once.
-            return Sent(self._send_once(body, headers), 1)
+            return Sent(self._send_once(body, tried(1)), 1)
         except EndpointUnavailable as exc:
             if self.policy.attempts <= 1:
                 raise GaveUp(exc, 1) from exc
@@ -170,7 +183,7 @@ class HttpDelivery:
             for attempt in retrying:
                 with attempt:
                     attempts = 1 + attempt.retry_state.attempt_number
-                    status = self._send_once(body, headers)
+                    status = self._send_once(body, tried(attempts))
         except EndpointUnavailable as exc:
             raise GaveUp(exc, attempts) from exc
         return Sent(status, attempts)
