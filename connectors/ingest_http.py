@@ -19,7 +19,7 @@ from canonical.errors import OrderbusError
 from connectors.base import ConnectorError
 from connectors.rejections import record_rejection
 from connectors.signature import SignatureError
-from infra.request_bodies import read_limited
+from infra.request_bodies import BodyIncomplete, read_limited
 
 if TYPE_CHECKING:
     from connectors.ingest_app import IngestDeps
@@ -92,12 +92,28 @@ class Received:
     body: bytes
     size: int
     too_large: bool
+    incomplete: str | None = None  # why the body did not come whole
 
     @classmethod
     async def read(cls, request: Request, where: str, limit: int) -> Received:
-        """Reading stops past ``limit``: a body is never held whole beyond it."""
-        body, size, too_large = await read_limited(request, limit)
+        """Reading stops past ``limit``: a body is never held whole beyond it;
+        a body that does not come whole in ORDERBUS_BODY_TIMEOUT is kept as far
+        as it came, with the reason."""
+        timeout = deps_of(request).settings.body_timeout
+        try:
+            body, size, too_large = await read_limited(request, limit, timeout)
+        except BodyIncomplete as exc:
+            return cls(request, where, exc.body, len(exc.body), False, exc.detail)
         return cls(request, where, body, size, too_large)
+
+    def body_problem(self) -> ConnectorError | None:
+        """413 for a body over the limit, 400 for one that did not come whole."""
+        if self.too_large:
+            limit = deps_of(self.request).settings.max_body_bytes
+            return ConnectorError(413, "payload_too_large", f"body over {limit} bytes")
+        if self.incomplete:
+            return ConnectorError(400, "incomplete_body", self.incomplete)
+        return None
 
     async def record(self, status: int, reason: str, detail: str, *, brief: bool = False) -> None:
         """Record the request; ``brief`` (a request to a channel that does not

@@ -10,7 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from canonical.errors import MalformedMessage, OrderClosed, TransientError, UnknownOrder
-from connectors.base import ConnectorError
 from connectors.ingest_http import Received, as_error, deps_of
 from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, verify
 
@@ -25,9 +24,9 @@ async def signed_by_the_warehouse(
     deps = deps_of(request)
     settings = deps.settings
     received = await Received.read(request, where, settings.max_body_bytes)
-    if received.too_large:
-        detail = f"body over {settings.max_body_bytes}"
-        return received, await received.refuse(ConnectorError(413, "payload_too_large", detail))
+    problem = received.body_problem()
+    if problem is not None:
+        return received, await received.refuse(problem)
     try:
         verify(
             settings.shipment_secrets,

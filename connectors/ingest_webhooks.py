@@ -95,9 +95,9 @@ def _channel(received: Received) -> tuple[ChannelConfig, WebhookConnector]:
     if channel not in settings.channel_secrets:
         detail = f"no channel {channel[:64]!r} is configured"
         raise Refused(ConnectorError(404, "unknown_channel", detail), brief=True)
-    if received.too_large:
-        detail = f"body over {settings.max_body_bytes} bytes"
-        raise Refused(ConnectorError(413, "payload_too_large", detail))
+    problem = received.body_problem()
+    if problem is not None:
+        raise Refused(problem)
     config = channel_config_of(settings, channel)
     connector = connector_for(config.connector)
     content_type = received.request.headers.get("content-type", "")

@@ -125,9 +125,9 @@ async def kuaidi100_push(request: Request) -> JSONResponse:
     if spec is None:
         error = ConnectorError(404, "unknown_channel", "ORDERBUS_TRACKING.kuaidi100 is not set")
         return await received.refuse(error, brief=True)
-    if received.too_large:
-        error = ConnectorError(413, "payload_too_large", "body over ORDERBUS_MAX_BODY_BYTES")
-        return await received.refuse(error)
+    problem = received.body_problem()
+    if problem is not None:
+        return await received.refuse(problem)
     try:
         form = parse_qs(received.body.decode("utf-8"), max_num_fields=20)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024, description="largest webhook body, bytes"
     )
+    body_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="seconds a request's body may take to come whole; a body shorter than its "
+        "Content-Length, or trickling, is answered 400 (incomplete_body) then, and recorded",
+    )
 
     # Consumers: the existing systems' endpoints.
     warehouse_url: str | None = Field(

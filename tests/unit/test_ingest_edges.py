@@ -1,0 +1,108 @@
+"""The ingest at the edges of HTTP, on a real socket: a body shorter than its
+Content-Length is answered 400 (incomplete_body) within the body timeout and
+recorded, with no server traceback (84d73a3 waited 20 s and more, then
+logged "Exception in ASGI application ... ClientDisconnect"); a client that
+goes away in the middle of its body is recorded too."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine, select
+
+from connectors.ingest_app import IngestDeps, create_ingest_app
+from infra.settings import Settings
+from infra.tables import rejected_requests
+from infra.topology import build_topology
+from tests.factories import FakePublisher
+
+TIMEOUT = 0.5  # ORDERBUS_BODY_TIMEOUT for these tests
+
+
+@pytest.fixture
+def port(sqlite_engine: Engine) -> Iterator[int]:
+    settings = Settings(namespace="t", body_timeout=TIMEOUT, channel_secrets={"web": ["s" * 32]})
+    deps = IngestDeps(settings, sqlite_engine, FakePublisher(), build_topology(settings))  # type: ignore[arg-type]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = int(s.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(create_ingest_app(deps), host="127.0.0.1", port=free, log_level="info")
+    )
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        yield free
+    finally:
+        server.should_exit = True
+        serving.join(10)
+
+
+def _head(length: int) -> bytes:
+    return (
+        "POST /ingest/web HTTP/1.1\r\nHost: ingest\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def _answer(client: socket.socket) -> str:
+    """The whole response: its head, then as many bytes as its content-length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += client.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += client.recv(4096)
+    return (head + b"\r\n\r\n" + body).decode()
+
+
+def _reasons(engine: Engine) -> list[tuple[int, str, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(rejected_requests.c.status_code, rejected_requests.c.reason,
+                   rejected_requests.c.detail)
+        )  # fmt: skip
+        return [(r.status_code, r.reason, r.detail) for r in rows]
+
+
+def test_a_body_shorter_than_its_length_is_answered_400_promptly(
+    port: int, sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        started = time.monotonic()
+        client.sendall(_head(100) + b'{"external_id": "X-1"')  # 21 of the 100 bytes
+        answer = _answer(client)
+        took = time.monotonic() - started
+    assert answer.startswith("HTTP/1.1 400"), answer
+    assert "incomplete_body" in answer
+    assert took < TIMEOUT + 2
+    [(status, reason, detail)] = _reasons(sqlite_engine)
+    assert (status, reason) == (400, "incomplete_body")
+    assert "21 bytes of the 100 bytes its Content-Length announced" in detail
+    assert "Exception in ASGI application" not in caplog.text
+
+
+def test_a_client_gone_mid_body_is_recorded_without_a_traceback(
+    port: int, sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(_head(100) + b'{"external')
+    deadline = time.monotonic() + TIMEOUT + 5
+    while not _reasons(sqlite_engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [(status, reason, _)] = _reasons(sqlite_engine)
+    assert (status, reason) == (400, "incomplete_body")
+    assert "Traceback" not in caplog.text and "ClientDisconnect" not in caplog.text
