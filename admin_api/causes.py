@@ -32,29 +32,61 @@ CAUSES = {
 SKU = re.compile(r"\bsku\b|商品编码|物料", re.I)
 ADDRESS = re.compile(r"address|province|city|street|district|postal|地址", re.I)
 TOKEN = re.compile(r"token|unauthori[sz]ed|\b401\b|expired|过期", re.I)
+# what our adapters say when a system names one of our fields: "...; field
+# items[].sku (U8 inventorycode)" or "(field items[].sku, Kingdee FMaterialId)"
+OUR_FIELD = re.compile(r"\bfield ((?:items\[\]\.|shipping_address\.|customer\.)?[a-z_]+)")
+# what our adapters say when a system refuses the credentials, and the status
+# a plain HTTP system answered (targets/delivery.py: "rejected the order with 401")
+CREDENTIALS = re.compile(
+    r"token (?:was )?refused|login failed|check the credentials|no token|\bwith 40[13]\b"
+)
+DOWN = frozenset({"endpoint_unavailable", "broker_unavailable", "database_unavailable"})
+UNREADABLE = frozenset(
+    {"malformed_message", "malformed_json", "schema_mismatch", "invalid_encoding"}
+)
 
 
 def cause_of(reason: str, detail: str | None) -> str:
+    """The business cause, from the dead letter's reason first (structured:
+    what raised it), then the fields our code names in the detail; only a
+    system's own refusal, which is all the system said, is read by its words.
+    A validation failure is never a mapping problem, whatever its text says
+    about a SKU: its fields say what was wrong."""
     text = detail or ""
-    if reason in ("endpoint_unavailable", "broker_unavailable", "database_unavailable"):
+    if reason in DOWN:
         return "endpoint_down"
     if reason == "sku_not_mapped":
         return "sku_not_mapped"
-    if TOKEN.search(text):
+    if reason in UNREADABLE:
+        return "unreadable_input"
+    if reason == "validation_failed":
+        fields = [part.split(":", 1)[0].strip() for part in text.split("; ")]
+        address = any(f.startswith("shipping_address") for f in fields)
+        return "bad_address" if address else "invalid_order"
+    if reason == "delivery_rejected":
+        return _refusal_cause(text, "erp_rejected")
+    if reason == "platform_refused":
+        return _refusal_cause(text, "platform_refused")
+    return "other"
+
+
+def _refusal_cause(text: str, otherwise: str) -> str:
+    """A system's refusal: the field our adapter found it naming, else the
+    credentials, else the system's own words."""
+    named = OUR_FIELD.findall(text)
+    if any(f == "items[].sku" or f == "sku" for f in named):
+        return "sku_not_mapped"
+    if any(f.startswith("shipping_address") for f in named):
+        return "bad_address"
+    if CREDENTIALS.search(text) or TOKEN.search(text):
         return "token_expired"
+    if named:
+        return otherwise  # the system named a field of ours that is neither
     if SKU.search(text):
         return "sku_not_mapped"
     if ADDRESS.search(text):
         return "bad_address"
-    if reason == "delivery_rejected":
-        return "erp_rejected"
-    if reason == "validation_failed":
-        return "invalid_order"
-    if reason in ("malformed_message", "malformed_json", "schema_mismatch", "invalid_encoding"):
-        return "unreadable_input"
-    if reason == "platform_refused":
-        return "platform_refused"
-    return "other"
+    return otherwise
 
 
 def open_ids_by_cause(conn: Connection, cause: str) -> list[int]:
