@@ -40,7 +40,9 @@ OUR_FIELD = re.compile(r"\bfield ((?:items\[\]\.|shipping_address\.|customer\.)?
 CREDENTIALS = re.compile(
     r"token (?:was )?refused|login failed|check the credentials|no token|\bwith 40[13]\b"
 )
-DOWN = frozenset({"endpoint_unavailable", "broker_unavailable", "database_unavailable"})
+DOWN = frozenset(
+    {"endpoint_unavailable", "endpoint_timeout", "broker_unavailable", "database_unavailable"}
+)
 UNREADABLE = frozenset(
     {"malformed_message", "malformed_json", "schema_mismatch", "invalid_encoding"}
 )

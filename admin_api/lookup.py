@@ -327,13 +327,17 @@ def _notification_events(conn: Connection, number: str) -> list[Event]:
     return events
 
 
+TIMED_OUT_HINT = " (no answer in time: the system may have it; check there before retrying)"
+
+
 def dead_letter_events(conn: Connection, condition: Any) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for d in conn.execute(select(dead_letters).where(condition)).mappings():
         events.append(
             {
                 "at": _at(d["last_failed_at"]),
-                "event": f"dead letter in {d['queue']}: {d['reason']}",
+                "event": f"dead letter in {d['queue']}: {d['reason']}"
+                + (TIMED_OUT_HINT if d["reason"] == "endpoint_timeout" else ""),
                 "message_id": d["message_id"],
                 "dead_letter_id": d["id"],
                 "detail": f"{d['detail']} ({d['attempts']} attempt(s))",

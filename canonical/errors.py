@@ -109,3 +109,11 @@ class DatabaseUnavailable(TransientError):
 
 class EndpointUnavailable(TransientError):
     reason = "endpoint_unavailable"
+
+
+class EndpointTimedOut(EndpointUnavailable):
+    """No answer in time: unlike a refused connection, the system may have
+    done it (a slow system that commits after we gave up). A retry carries
+    the same Idempotency-Key; a person checks the system before retrying."""
+
+    reason = "endpoint_timeout"

@@ -136,6 +136,11 @@ def sentence(_: Gettext, event: dict[str, Any]) -> str:
     if kind == "not_told":
         return _("Customer not told")
     if kind == "dead_letter":
+        if facts.get("reason") == "endpoint_timeout":
+            return _(
+                "Stuck: no answer in time. The system may have the order: "
+                "check there before retrying"
+            )
         cause = causes.cause_of(str(facts.get("reason", "")), event.get("detail"))
         return _("Stuck, needs a person: %(cause)s", cause=advice.title(_, cause))
     if kind == "dead_letter_retried":

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from canonical.errors import DeliveryRejected, EndpointUnavailable
+from canonical.errors import DeliveryRejected, EndpointTimedOut, EndpointUnavailable
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class HttpxTransport:
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
         try:
             response = self.client.post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise EndpointTimedOut(f"{url}: no answer in time ({exc!r})") from exc
         except httpx.HTTPError as exc:
             raise EndpointUnavailable(f"{url}: {exc!r}") from exc
         return Answer(response.status_code, response.text)
@@ -119,6 +121,9 @@ class KeepAliveTransport:
                 if reused:
                     continue  # the server closed an idle connection: once more
                 raise EndpointUnavailable(f"{url}: {exc!r}") from exc
+            except TimeoutError as exc:
+                self._drop(parts.scheme, parts.netloc)
+                raise EndpointTimedOut(f"{url}: no answer in time ({exc!r})") from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop(parts.scheme, parts.netloc)
                 raise EndpointUnavailable(f"{url}: {exc!r}") from exc

@@ -89,7 +89,8 @@ class HttpDelivery:
         try:
             response = self.transport.post(self.url, body, headers)
         except EndpointUnavailable as exc:
-            raise EndpointUnavailable(f"{self.target} endpoint {exc.detail}") from exc
+            # the same kind (a timeout stays a timeout: the system may have it)
+            raise type(exc)(f"{self.target} endpoint {exc.detail}", reason=exc.reason) from exc
         if response.status_code in RETRYABLE_STATUS:
             raise EndpointUnavailable(
                 f"{self.target} endpoint answered {response.status_code}: {response.text[:500]}"

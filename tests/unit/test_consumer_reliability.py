@@ -106,3 +106,35 @@ def test_the_attempt_header_goes_on_after_a_redelivery_or_a_retry(
     finance = Finance()
     _consumer(sqlite_url, finance).handle(again)
     assert finance.attempts == ["5"]  # after the 4 tries one round may make
+
+
+def test_a_timeout_is_a_dead_letter_that_says_the_system_may_have_it(
+    sqlite_url: str, sqlite_engine: Engine
+) -> None:
+    """A system that commits after we gave up (no answer in time) is not a
+    system that refused the connection: its dead letter says so, and a
+    retry carries the same Idempotency-Key (84d73a3 called both
+    endpoint_unavailable)."""
+    from admin_api.causes import cause_of
+    from console import story
+    from console.i18n import gettext_for
+
+    [message] = _batch(sqlite_engine, 1)
+    keys: list[str] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["Idempotency-Key"])
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    app = quick_app(sqlite_url, finance_url="http://finance.test/orders")
+    consumer = app.delivery_consumer("finance", transport=httpx.MockTransport(slow))
+    [error] = consumer.handle_batch([message])
+    assert error is not None and getattr(error, "reason", "") == "endpoint_timeout"
+    assert "no answer in time" in str(error)
+    assert len(keys) == 4 and len(set(keys)) == 1  # every try: the same key
+    assert cause_of("endpoint_timeout", str(error)) == "endpoint_down"
+    event = {"kind": "dead_letter", "facts": {"reason": "endpoint_timeout"}, "detail": str(error)}
+    said = story.sentence(gettext_for("zh-CN"), event)
+    assert "可能已经收到" in said and "再重试" in said
+    refused = {"kind": "dead_letter", "facts": {"reason": "endpoint_unavailable"}, "detail": "x"}
+    assert "可能已经收到" not in story.sentence(gettext_for("zh-CN"), refused)
