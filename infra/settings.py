@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     confirm_timeout: float = Field(
         default=10.0, description="seconds to wait for the broker to confirm a publish"
     )
+    ingest_confirm_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds the ingest waits for the broker (to connect, to confirm) before it "
+        "answers 503 with Retry-After; then, for a second, it answers 503 at once (a platform "
+        "gives up on a webhook after about 5 s: Shopify)",
+    )
 
     duplicate_suspicion: DuplicateSuspicion = Field(
         default_factory=DuplicateSuspicion,

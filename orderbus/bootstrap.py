@@ -331,7 +331,10 @@ class Orderbus:
     def ingest_app(self, publisher: Publisher | None = None) -> FastAPI:
         from connectors.ingest_app import IngestDeps, create_ingest_app
 
-        publisher = publisher or self.bus.publisher()
+        wait = self.settings.ingest_confirm_timeout
+        publisher = publisher or self.bus.publisher(
+            confirm_timeout=wait, connect_timeout=wait, fail_fast=1.0
+        )
         deps = IngestDeps(
             settings=self.settings,
             engine=self.engine,

@@ -92,25 +92,32 @@ class Bus:
     def is_amqp(self) -> bool:
         return self.url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
-    def connect(self, *, confirm_each: bool = True) -> Connection:
+    def connect(
+        self, *, confirm_each: bool = True, connect_timeout: float | None = None
+    ) -> Connection:
         """Open a connection and declare the whole topology on it.
 
         With ``confirm_each`` (the default) every publish on the connection
         waits for its confirm; the :class:`Publisher` turns that off because
         it selects confirms itself and waits for a whole batch.
         """
+        timeout = connect_timeout or self.options.connect_timeout
         if self.is_amqp:
             conn = Connection(
                 self.url,
                 heartbeat=self.options.heartbeat,
-                connect_timeout=self.options.connect_timeout,
+                connect_timeout=timeout,
                 transport_options={"confirm_publish": confirm_each},
             )
         else:
             conn = Connection(self.url)
             conn.transport.polling_interval = self.options.polling_interval
         try:
-            conn.ensure_connection(max_retries=1, timeout=self.options.connect_timeout)
+            # one retry at once (kombu waits 2 s before it by default): the
+            # callers have their own backoff, and the ingest must fail fast
+            conn.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=timeout
+            )
             self.declare(conn)
         except Exception:
             conn.release()
@@ -135,8 +142,23 @@ class Bus:
         except Exception as exc:
             raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
 
-    def publisher(self) -> Publisher:
-        return Publisher(self)
+    def publisher(
+        self,
+        *,
+        confirm_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        fail_fast: float = 0.0,
+    ) -> Publisher:
+        """A publisher with confirms; the ingest's waits less and, for
+        ``fail_fast`` seconds after the broker could not be reached, answers
+        at once that it is unavailable (a platform gives up on a webhook after
+        a few seconds)."""
+        return Publisher(
+            self,
+            confirm_timeout=confirm_timeout,
+            connect_timeout=connect_timeout,
+            fail_fast=fail_fast,
+        )
 
     def queue_depth(self, name: str) -> int:
         return self.queue_depths([name])[0][1]

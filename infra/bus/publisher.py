@@ -36,8 +36,21 @@ class Publisher:
     lazily after any failure.
     """
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        confirm_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        fail_fast: float = 0.0,
+    ) -> None:
         self._bus = bus
+        self.confirm_timeout = confirm_timeout or bus.options.confirm_timeout
+        self.connect_timeout = connect_timeout
+        # after the broker could not be reached: until when publishing fails at once
+        self.fail_fast = fail_fast
+        self._down_until = 0.0
+        self._down_because: Exception | None = None
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._producer: Producer | None = None
@@ -51,7 +64,7 @@ class Publisher:
 
     def _ensure(self) -> Producer:
         if self._producer is None:
-            self._conn = self._bus.connect(confirm_each=False)
+            self._conn = self._bus.connect(confirm_each=False, connect_timeout=self.connect_timeout)
             channel = self._conn.channel()
             if self._bus.is_amqp:
                 self._confirms = _Confirms(channel)
@@ -118,6 +131,11 @@ class Publisher:
                 pending.append(index)
         if not pending:
             return results
+        if self.fail_fast and time.monotonic() < self._down_until:
+            down = BrokerUnavailable(f"broker unavailable (a moment ago: {self._down_because!r})")
+            for index in pending:
+                results[index] = down
+            return results
         with self._lock:
             heartbeat = self._bus.options.heartbeat
             if self._producer is not None and heartbeat and self._bus.is_amqp:
@@ -135,6 +153,8 @@ class Publisher:
                         down.__cause__ = exc
                         for index in pending:
                             results[index] = down
+                        self._down_until = time.monotonic() + self.fail_fast
+                        self._down_because = exc
                         break
                     # A connection-level failure: the batch once more on a fresh
                     # connection. Should a first copy have reached the broker
@@ -153,7 +173,7 @@ class Publisher:
 
     def _publish_batch(self, messages: list[OutgoingMessage]) -> list[Exception | None]:
         producer = self._ensure()
-        timeout = self._bus.options.confirm_timeout
+        timeout = self.confirm_timeout
         confirms = self._confirms
         if confirms is not None:
             confirms.start(len(messages))
