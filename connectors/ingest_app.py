@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from canonical.tracking import TrackingReport
 from connectors import ingest_shipments, ingest_stock, ingest_webhooks, kuaidi100, order_lookup
 from connectors.ingest_http import RecordBudget
+from connectors.rejections import RejectionSpool
 from infra.bus import Publisher
 from infra.settings import Settings
 from infra.topology import Topology
@@ -52,6 +53,8 @@ class IngestDeps:
     clock: Callable[[], float] = time.time
     # records of requests to channels that do not exist (anyone can send them)
     unknown_channels: RecordBudget = field(default_factory=RecordBudget)
+    # where refusals are kept while the database is away (connectors/rejections.py)
+    rejection_spool: RejectionSpool | None = None
 
 
 def create_ingest_app(deps: IngestDeps) -> FastAPI:

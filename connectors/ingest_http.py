@@ -134,6 +134,7 @@ class Received:
             body=body,
             body_size=self.size,
             remote_addr=request.client.host if request.client else None,
+            spool=deps_of(request).rejection_spool,
         )
 
     async def refuse(self, error: ConnectorError, *, brief: bool = False) -> JSONResponse:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -162,6 +164,12 @@ class Settings(BaseSettings):
     signature_tolerance: int = Field(default=300, ge=1, description="seconds")
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024, description="largest webhook body, bytes"
+    )
+    rejection_spool: str = Field(
+        default="",
+        description="file where the ingest keeps the records of refused requests while the "
+        "database is away, written to rejected_requests when it answers again (empty: "
+        "orderbus-<namespace>-rejections.jsonl in the system's temporary folder)",
     )
     body_timeout: float = Field(
         default=5.0,
@@ -339,6 +347,11 @@ class Settings(BaseSettings):
             if target not in TARGETS:
                 raise ValueError(f"ORDERBUS_TARGETS: {target!r} is not one of {', '.join(TARGETS)}")
         return self
+
+    def rejection_spool_path(self) -> Path:
+        if self.rejection_spool:
+            return Path(self.rejection_spool)
+        return Path(tempfile.gettempdir()) / f"orderbus-{self.namespace}-rejections.jsonl"
 
     def active_targets(self) -> tuple[str, ...]:
         """The systems orders go to: the three, and those configured."""

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from connectors.mapping import FieldMapping
     from connectors.order_fetch import FetchInbound
     from connectors.pull import Polling
+    from connectors.rejections import RejectionSpool
     from connectors.stock_poll import StockPoll
     from console.digest import DailyDigest
     from router.shipments import ShipmentIntake
@@ -64,6 +65,7 @@ class Orderbus:
     bus: Bus
     _transports: list[Transport] = field(default_factory=list)
     _clients: list[httpx.Client] = field(default_factory=list)
+    _spool: RejectionSpool | None = None
 
     def router(self, on_commit: Callable[[], None] | None = None) -> RouterService:
         rule = self.settings.duplicate_suspicion
@@ -343,8 +345,17 @@ class Orderbus:
             accept_shipment=self.shipment_intake(publisher).accept_body,
             accept_tracking=self.tracking_intake(publisher).accept,
             accept_stock=self.stock_intake().accept_body,
+            rejection_spool=self.rejection_spool(),
         )
         return create_ingest_app(deps)
+
+    def rejection_spool(self) -> RejectionSpool:
+        """Where the ingest keeps refusals while the database is away (one per process)."""
+        if self._spool is None:
+            from connectors.rejections import RejectionSpool
+
+            self._spool = RejectionSpool(self.settings.rejection_spool_path())
+        return self._spool
 
     def stock_intake(self) -> StockIntake:
         return StockIntake(self.engine, self.settings.stock)

@@ -92,6 +92,8 @@ class Daemon:
                 self._thread("stock-push", pusher.run, self.stop)
         if "ingest" in self.components:
             self._serve("ingest", app.ingest_app(), settings.ingest_host, settings.ingest_port)
+            spool = app.rejection_spool()
+            self._thread("rejection-spool", lambda stop: spool.run(app.engine, stop), self.stop)
             for channel in sorted(settings.legacy_inbound):
                 inbound = app.legacy_inbound(channel)
                 queue = topo.queue_for(legacy_role(channel)).name

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -140,3 +141,34 @@ def test_a_broker_that_cannot_be_reached_is_answered_503_at_once(sqlite_url: str
             assert answer.json()["title"] == "broker_unavailable"
     assert took[0] < settings.ingest_confirm_timeout + 1.0, took
     assert took[1] < 0.5, took  # within the second after: at once
+
+
+def test_a_refusal_while_the_database_is_away_is_recorded_when_it_returns(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """84d73a3 lost 2 of 121 refusals during a PostgreSQL restart ("could not
+    record rejected request"): now they wait in a spool file."""
+    from fastapi.testclient import TestClient
+
+    from connectors.rejections import RejectionSpool
+    from infra.database import make_engine
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = int(s.getsockname()[1])
+    away = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{closed}/test")
+    spool = RejectionSpool(tmp_path / "rejections.jsonl")
+    settings = Settings(namespace="t", channel_secrets={"web": ["web-shop-secret-0123456789"]})
+    deps = IngestDeps(settings, away, FakePublisher(), build_topology(settings),  # type: ignore[arg-type]
+                      rejection_spool=spool)  # fmt: skip
+    with TestClient(create_ingest_app(deps)) as client:
+        unsigned = client.post("/ingest/web", content=b'{"x": 1}',
+                               headers={"Content-Type": "application/json"})  # fmt: skip
+        unknown = client.post("/ingest/nowhere", content=b"{}")
+    assert (unsigned.status_code, unknown.status_code) == (401, 404)  # answered all the same
+    assert _reasons(sqlite_engine) == [] and spool.path.exists()
+    assert spool.flush(away) == 0 and spool.path.exists()  # still away: kept
+    assert spool.flush(sqlite_engine) == 2 and not spool.path.exists()
+    assert sorted((s, r) for s, r, _ in _reasons(sqlite_engine)) == [
+        (401, "missing_signature"), (404, "unknown_channel"),
+    ]  # fmt: skip

@@ -24,7 +24,12 @@ def settings(sqlite_url: str, mapping: dict[str, object]) -> Settings:
 def test_ingest_consumes_each_legacy_channel(sqlite_url: str) -> None:
     daemon = Daemon(bootstrap(settings(sqlite_url, ERP_MAPPING)), ("ingest",))
     daemon.build()
-    assert sorted(t.name for t in daemon.threads) == ["ingest", "legacy-erp", "shipments"]
+    assert sorted(t.name for t in daemon.threads) == [
+        "ingest",
+        "legacy-erp",
+        "rejection-spool",
+        "shipments",
+    ]
 
 
 def test_a_wrong_legacy_mapping_stops_the_daemon_at_start(sqlite_url: str) -> None:
@@ -53,7 +58,12 @@ def test_ingest_polls_each_polled_channel(sqlite_url: str) -> None:
     )
     daemon = Daemon(app, ("ingest",))
     daemon.build()
-    assert sorted(t.name for t in daemon.threads) == ["ingest", "poll-api-shop", "shipments"]
+    assert sorted(t.name for t in daemon.threads) == [
+        "ingest",
+        "poll-api-shop",
+        "rejection-spool",
+        "shipments",
+    ]
 
 
 def test_an_amazon_channel_is_polled_by_its_own_module(sqlite_url: str) -> None:
@@ -100,7 +110,12 @@ def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> 
     assert [q.name for q in app.topology.queues if q.role == "fetch:dy"] == ["orderbus.fetch.dy"]
     daemon = Daemon(app, ("ingest",))
     daemon.build()
-    assert sorted(t.name for t in daemon.threads) == ["fetch-dy", "ingest", "shipments"]
+    assert sorted(t.name for t in daemon.threads) == [
+        "fetch-dy",
+        "ingest",
+        "rejection-spool",
+        "shipments",
+    ]
     with pytest.raises(ValueError, match=r"needs app_key and douyin\.shop_id"):
         ChannelSpec(connector="douyin", app_key="k")
 

@@ -178,7 +178,13 @@ def test_ingest_pulls_tmc_and_fetches_trades(sqlite_url: str) -> None:
     assert isinstance(app.poller("tb"), TmcPuller)
     daemon = Daemon(app, ("ingest",))
     daemon.build()
-    assert sorted(t.name for t in daemon.threads) == ["fetch-tb", "ingest", "poll-tb", "shipments"]
+    assert sorted(t.name for t in daemon.threads) == [
+        "fetch-tb",
+        "ingest",
+        "poll-tb",
+        "rejection-spool",
+        "shipments",
+    ]
     with pytest.raises(ValueError, match="needs its taobao settings"):
         check_poller(PollerSpec(connector="taobao-tmc"))
 

@@ -343,7 +343,12 @@ def test_a_youzan_channel_with_api_settings_gets_a_fetch_worker(sqlite_url: str)
     )
     daemon = Daemon(app, ("ingest",))
     daemon.build()
-    assert sorted(t.name for t in daemon.threads) == ["fetch-yz", "ingest", "shipments"]
+    assert sorted(t.name for t in daemon.threads) == [
+        "fetch-yz",
+        "ingest",
+        "rejection-spool",
+        "shipments",
+    ]
     with pytest.raises(ValueError, match="need a youzan channel"):
         ChannelSpec(connector="shopify", youzan=YouzanSpec(grant_id="1"))
 
