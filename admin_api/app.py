@@ -75,12 +75,13 @@ def create_admin_app(
     engine: Engine,
     auth: KeyAuth,
     topology: Topology,
-    checks: Mapping[str, Callable[[], None]] | None = None,
+    checks: Mapping[str, Callable[[], Any]] | None = None,
     queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
     fanout: Fanout | None = None,
     mapping_required: frozenset[str] = frozenset(),
     replay: Callable[[str, Any, bytes], list[Any]] | None = None,
     mapping_targets: frozenset[str] = frozenset({"warehouse", "finance"}),
+    queue_consumers: Callable[[Iterable[str]], Iterable[tuple[str, int]]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="orderbus admin",
@@ -94,7 +95,7 @@ def create_admin_app(
         auth=auth,
         topology=topology,
         readiness=Readiness(checks or {}),
-        collector=metrics.DatabaseCollector(engine, queue_depths),
+        collector=metrics.DatabaseCollector(engine, queue_depths, queue_consumers=queue_consumers),
         fanout=fanout,
         mapping_required=mapping_required,
         replay=replay,

@@ -34,6 +34,7 @@ from prometheus_client.core import (
 )
 from sqlalchemy import ColumnElement, Connection, Engine, Select, case, func, select
 
+from infra import heartbeats
 from infra.database import translate_db_errors
 from infra.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
 
@@ -74,10 +75,12 @@ class DatabaseCollector:
         engine: Engine,
         queue_depths: Callable[[], Iterable[tuple[str, int]]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        queue_consumers: Callable[[Iterable[str]], Iterable[tuple[str, int]]] | None = None,
     ) -> None:
         self.engine = engine
         self.queue_depths = queue_depths
         self.clock = clock
+        self.queue_consumers = queue_consumers
 
     def collect(self) -> Iterator[Metric]:
         with translate_db_errors(), self.engine.connect() as conn:
@@ -110,8 +113,44 @@ class DatabaseCollector:
             )
             yield self._latency(conn)
             yield from self._outbox(conn)
+            states = heartbeats.states(conn, self.clock())
+        yield from self._components(states)
         if self.queue_depths is not None:
             yield self._queue_depths(self.queue_depths)
+
+    def _components(self, states: list[heartbeats.ComponentState]) -> Iterator[Metric]:
+        """Each component's liveness from its heartbeats, and the consumers on
+        the queues its live processes consume."""
+        up = GaugeMetricFamily(
+            "orderbus_component_up",
+            "1 while a process of the component beats",
+            labels=["component"],
+        )
+        processes = GaugeMetricFamily(
+            "orderbus_component_processes", "Live processes of the component", labels=["component"]
+        )
+        age = GaugeMetricFamily(
+            "orderbus_component_last_beat_seconds",
+            "Seconds since the component's last heartbeat",
+            labels=["component"],
+        )
+        for state in states:
+            up.add_metric([state.component], 1 if state.up else 0)
+            processes.add_metric([state.component], state.live_instances)
+            age.add_metric([state.component], state.last_beat_seconds)
+        yield from (up, processes, age)
+        queues = sorted({q for s in states if s.up for q in s.queues})
+        if self.queue_consumers is None or not queues:
+            return
+        consumers = GaugeMetricFamily(
+            "orderbus_queue_consumers", "Consumers attached to a queue", labels=["queue"]
+        )
+        try:
+            for name, count in self.queue_consumers(queues):
+                consumers.add_metric([name], count)
+        except Exception as exc:  # the broker down: the other metrics still count
+            log.warning("metrics: queue consumers unavailable: %s", exc)
+        yield consumers
 
     @staticmethod
     def _counted(

@@ -525,3 +525,13 @@ stock_pushes = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),
 )
+
+component_heartbeats = Table(
+    "component_heartbeats",
+    metadata,
+    Column("component", String(32), primary_key=True, doc="router, consumers, ingest, admin"),
+    Column("instance", String(128), primary_key=True, doc="host:pid of the process"),
+    Column("queues", JSON, nullable=False, doc="the queues it consumes"),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("beat_at", DateTime(timezone=True), nullable=False),
+)

@@ -417,7 +417,7 @@ class Orderbus:
                 conn.execute(text("SELECT 1"))
 
         auth = KeyAuth(self.engine, self.settings.admin_tokens)
-        checks = {"database": database, "broker": self.bus.check}
+        checks = {"database": database, "broker": self.bus.check, "components": self.components}
         app = create_admin_app(
             self.engine,
             auth,
@@ -428,9 +428,39 @@ class Orderbus:
             frozenset(self.settings.sku_mapping.required),
             replayer(self.settings),
             frozenset(self.settings.sku_mapping.targets),
+            self.bus.queue_consumers,
         )
         app.mount("/console", self.console(app.state.admin))
         return app
+
+    def components(self) -> dict[str, Any]:
+        """Each component that has run: its live processes, its last beat and
+        the consumers on its queues; NotReady when one has no live process or
+        a queue of a live one has no consumer (infra/heartbeats.py)."""
+        from admin_api.readiness import NotReady
+        from infra import heartbeats
+
+        with translate_db_errors(), self.engine.connect() as conn:
+            states = heartbeats.states(conn)
+        queues = sorted({q for s in states if s.up for q in s.queues})
+        consumers = dict(self.bus.queue_consumers(queues)) if queues else {}
+        seen: dict[str, Any] = {}
+        problems = []
+        for state in states:
+            on_queues = {q: consumers.get(q, 0) for q in state.queues} if state.up else {}
+            seen[state.component] = {
+                "processes": state.live_instances,
+                "last_beat_seconds": state.last_beat_seconds,
+                "queues": on_queues,
+            }
+            if not state.up:
+                problems.append(f"{state.component}: no heartbeat for {state.last_beat_seconds} s")
+            problems += [
+                f"{state.component}: nobody consumes {q}" for q, n in on_queues.items() if n == 0
+            ]
+        if problems:
+            raise NotReady("; ".join(problems), seen)
+        return seen
 
     def console(self, ctx: AdminContext) -> FastAPI:
         from console.app import create_console

@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from connectors.registry import fetching_channels
+from infra import heartbeats
 from infra.messages import BatchHandler, one_at_a_time
 from infra.topology import SHIPMENTS_ROLE, STOCK_ROLE, fetch_role, legacy_role
 from orderbus.bootstrap import ConfigurationError, Orderbus
@@ -38,6 +40,10 @@ class Daemon:
     servers: list[uvicorn.Server] = field(default_factory=list)
     ready: dict[str, threading.Event] = field(default_factory=dict)
     crashed: list[str] = field(default_factory=list)
+    # each component of this process and the queues it consumes (its heartbeat)
+    queues_of: dict[str, list[str]] = field(default_factory=dict)
+    _building: str = ""
+    _heartbeat: threading.Thread | None = None
 
     def _thread(self, name: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         def run() -> None:
@@ -58,6 +64,7 @@ class Daemon:
         self._thread(name, server.run)
 
     def _consume(self, name: str, queues: list[str], handler: BatchHandler) -> None:
+        self.queues_of.setdefault(self._building, []).extend(queues)
         ready = self.ready.setdefault(name, threading.Event())
         self._thread(name, self.app.bus.consume, queues, handler, self.stop, ready=ready)
 
@@ -70,6 +77,8 @@ class Daemon:
             )
         app, topo, settings = self.app, self.app.topology, self.app.settings
         if "router" in self.components:
+            self._building = "router"
+            self.queues_of.setdefault("router", [])
             relay = app.relay()
             router = app.router(on_commit=relay.wake)
             self._consume("router", [topo.router_queue], router.handle_batch)
@@ -81,6 +90,8 @@ class Daemon:
             if stalls is not None:
                 self._thread("stall-watch", stalls.run, self.stop)
         if "consumers" in self.components:
+            self._building = "consumers"
+            self.queues_of.setdefault("consumers", [])
             for target in settings.active_targets():
                 consumer = app.delivery_consumer(target)
                 self._consume(target, [topo.queue_for(target).name], consumer.handle_batch)
@@ -91,6 +102,8 @@ class Daemon:
             if pusher is not None:
                 self._thread("stock-push", pusher.run, self.stop)
         if "ingest" in self.components:
+            self._building = "ingest"
+            self.queues_of.setdefault("ingest", [])
             self._serve("ingest", app.ingest_app(), settings.ingest_host, settings.ingest_port)
             spool = app.rejection_spool()
             self._thread("rejection-spool", lambda stop: spool.run(app.engine, stop), self.stop)
@@ -116,6 +129,8 @@ class Daemon:
             shipments = topo.queue_for(SHIPMENTS_ROLE).name
             self._consume("shipments", [shipments], app.shipment_intake().handle_batch)
         if "admin" in self.components:
+            self._building = "admin"
+            self.queues_of.setdefault("admin", [])
             if not settings.admin_tokens:
                 log.warning(
                     "ORDERBUS_ADMIN_TOKENS is empty: only keys made with `orderbus keys create` "
@@ -134,6 +149,8 @@ class Daemon:
             self.build()
         for thread in self.threads:
             thread.start()
+        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heartbeat.start()
         log.info("orderbus started: %s", ", ".join(self.components))
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
@@ -155,11 +172,28 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._heartbeat is not None:
+            self._heartbeat.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self.threads if t.is_alive()]
         if alive:
             log.error("still running after %.0fs: %s", timeout, ", ".join(alive))
         self.app.close()
         return not alive
+
+    def _beat(self) -> None:
+        """This process's components' heartbeat (infra/heartbeats.py) until
+        it stops; then its rows go (a killed process's rows go stale)."""
+        instance, started = heartbeats.this_instance(), datetime.now(UTC)
+        while not self.stop.is_set():
+            try:
+                heartbeats.beat(self.app.engine, instance, self.queues_of, started)
+            except Exception as exc:  # the database away: the next beat tries again
+                log.warning("heartbeat not recorded (%s)", exc)
+            self.stop.wait(heartbeats.INTERVAL)
+        try:
+            heartbeats.stopped(self.app.engine, instance, self.queues_of)
+        except Exception as exc:
+            log.warning("heartbeat rows not removed (%s); they go stale", exc)
 
     def run_forever(self, shutdown_timeout: float = 30.0) -> int:
         def on_signal(signum: int, _frame: FrameType | None) -> None:

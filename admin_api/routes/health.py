@@ -20,14 +20,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(ctx: Context) -> JSONResponse:
-    """200 when every dependency answers (the database, the broker), else 503
-    naming what does not; checked at most every few seconds (admin_api/readiness.py)."""
+    """200 when every dependency answers (the database, the broker) and every
+    component that has run is alive (a process beating, consuming its queues),
+    else 503 naming what is not; checked at most every few seconds
+    (admin_api/readiness.py, infra/heartbeats.py)."""
     results = ctx.readiness.results()
     ready = all(v == "ok" for v in results.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": results},
-        status_code=200 if ready else 503,
-    )
+    body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": results}
+    body.update(ctx.readiness.details())  # e.g. "components": each one's processes and queues
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get(

@@ -176,6 +176,22 @@ class Bus:
         finally:
             conn.release()
 
+    def queue_consumers(self, names: Iterable[str]) -> list[tuple[str, int]]:
+        """Consumers attached to each queue (the broker's count), on one connection."""
+        conn = self.connect()
+        try:
+            found = []
+            for name in names:
+                if name not in self._queues:
+                    continue
+                _, _, consumers = self._queues[name](conn.default_channel).queue_declare(
+                    passive=True
+                )
+                found.append((name, int(consumers)))
+            return found
+        finally:
+            conn.release()
+
     # -- consuming ---------------------------------------------------------
     def consume(
         self,
