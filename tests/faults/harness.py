@@ -15,6 +15,7 @@ Figures (named as RabbitMQ's Jepsen checker names them):
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -87,8 +88,12 @@ class Cluster:
         routers: int = 1,
         crash_points: dict[str, str] | None = None,
         proxies: bool = False,
+        consumers: int = 1,
+        broker_url_of: dict[str, str] | None = None,
     ) -> None:
         self.tmp = tmp
+        # a role's own broker URL (a cluster's nodes in the order it prefers them)
+        self.broker_url_of = broker_url_of or {}
         self.amqp_url = amqp_url
         self.database_url = database_url
         amqp = urlsplit(amqp_url)
@@ -118,10 +123,11 @@ class Cluster:
             connect_timeout="3",
         )
         crash_points = crash_points or {}
-        self.roles: dict[str, list[str]] = {
-            "ingest": ["ingest", "admin"],
-            "consumers": ["consumers"],
-        }
+        self.roles: dict[str, list[str]] = {"ingest": ["ingest", "admin"]}
+        if consumers == 1:
+            self.roles["consumers"] = ["consumers"]
+        for i in range(consumers if consumers > 1 else 0):
+            self.roles[f"consumers{i}"] = ["consumers"]
         for i in range(routers):
             self.roles[f"router{i}"] = ["router"]
         self.crash_points = crash_points
@@ -146,7 +152,9 @@ class Cluster:
 
     def _spawn(self, role: str) -> None:
         env = dict(self.env)
-        kind = "router" if role.startswith("router") else role
+        if role in self.broker_url_of:
+            env["ORDERBUS_BROKER_URL"] = self.broker_url_of[role]
+        kind = "router" if role.startswith("router") else role.rstrip("0123456789")
         if kind in self.crash_points:
             env["ORDERBUS_CRASH_POINTS"] = self.crash_points[kind]
         proc = OrderbusProcess(env, self.roles[role], self.tmp / f"{role}.log").start()
@@ -432,3 +440,21 @@ class Checker:
 
 def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def kill_broker() -> None:
+    """kill -9 of the RabbitMQ node's Erlang VM (T2)."""
+    out = subprocess.run(
+        ["rabbitmqctl", "eval", "os:getpid()."], check=True, capture_output=True, text=True,
+        timeout=60,
+    ).stdout  # fmt: skip
+    os.kill(int(out.strip().strip('"')), signal.SIGKILL)
+
+
+def start_broker(timeout: float = 120) -> None:
+    """Start the node again and wait until it serves (``rabbitmq-server -detached``)."""
+    subprocess.run(["rabbitmq-server", "-detached"], check=False, capture_output=True, timeout=60)
+    subprocess.run(
+        ["rabbitmqctl", "await_startup", "--timeout", str(int(timeout))],
+        check=True, capture_output=True, timeout=timeout + 10,
+    )  # fmt: skip

@@ -2,7 +2,9 @@
 
 ``disable()`` resets every connection and refuses new ones (the service looks
 down); ``enable()`` lets them through again; ``drop()`` resets the current
-connections only (a network blip).
+connections only (a network blip); ``stall()`` stops passing bytes on every
+connection, old and new, without closing any (a network that silently drops
+everything: no FIN, no reset), until ``unstall()``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ class TcpProxy:
         self._server: asyncio.base_events.Server | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
+        self._flowing = asyncio.Event()
         self.port = 0
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
+        self._flowing.set()
         self._server = self._loop.run_until_complete(
             asyncio.start_server(self._handle, "127.0.0.1", 0)
         )
@@ -39,7 +43,12 @@ class TcpProxy:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(65536):
+            while True:
+                await self._flowing.wait()
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await self._flowing.wait()  # stalled meanwhile: hold it, send nothing
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -70,6 +79,12 @@ class TcpProxy:
 
     def drop(self) -> None:
         self._loop.call_soon_threadsafe(self._drop_all)
+
+    def stall(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def unstall(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.set)
 
     def disable(self) -> None:
         self.enabled = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pika
 import pytest
+from sqlalchemy import text
 
 from infra.settings import TARGETS
 from tests.factories import body_of, order_dict, signed_headers
@@ -27,7 +29,9 @@ from tests.faults.harness import (
     Downstream,
     Report,
     Workload,
+    kill_broker,
     rabbitmqctl,
+    start_broker,
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1800)]
@@ -51,6 +55,8 @@ class Run:
         crash_points: dict[str, str] | None = None,
         invalid: int = 10,
         proxies: bool = False,
+        consumers: int = 1,
+        broker_url_of: dict[str, str] | None = None,
     ) -> tuple[Cluster, Workload, Checker]:
         self.cluster = Cluster(
             self.tmp,
@@ -61,6 +67,8 @@ class Run:
             routers=routers,
             crash_points=crash_points,
             proxies=proxies,
+            consumers=consumers,
+            broker_url_of=broker_url_of,
         )
         self.cluster.start()
         workload = Workload(orders, invalid=invalid)
@@ -166,6 +174,83 @@ def test_broker_restart(run: Run) -> None:
     run.finish(
         checker.report("broker restart + 5 dropped connections", checker.wait_quiescent(ended))
     )
+
+
+def test_broker_hard_crash(run: Run) -> None:
+    """T2: the RabbitMQ node killed with kill -9 mid-stream (no clean close of
+    anything), then started again: what the broker confirmed was on disk
+    (quorum queues), everything else the senders retry."""
+    cluster, workload, checker = run.start()
+    load = workload.start(cluster.ingest_url)
+    time.sleep(3)
+    try:
+        kill_broker()
+        time.sleep(5)
+    finally:
+        start_broker()
+    ended = time.monotonic()
+    load.join()
+    run.finish(checker.report("broker kill -9, restarted after 5 s", checker.wait_quiescent(ended)))
+
+
+def test_broker_down_at_start(run: Run) -> None:
+    """T4: the broker is down when orderbus starts: every process starts and
+    waits for it (the ingest answers 503 meanwhile), and the load flows once
+    it is up."""
+    rabbitmqctl("stop_app")
+    try:
+        cluster, workload, checker = run.start()
+        load = workload.start(cluster.ingest_url)
+        time.sleep(10)
+    finally:
+        rabbitmqctl("start_app")
+    ended = time.monotonic()
+    load.join()
+    report = checker.report("broker down at start, up after 10 s", checker.wait_quiescent(ended))
+    run.finish(report)
+    assert cluster.restarts == {}, cluster.restarts  # nobody died waiting for it
+
+
+def test_network_stall(run: Run) -> None:
+    """T6: every connection to the broker stalls for 35 s (no bytes, no FIN,
+    no reset: a network that silently drops everything), longer than twice
+    the AMQP heartbeat (10 s here): each side finds the other gone by its
+    missed heartbeats, and everything flows once the network is back."""
+    cluster, workload, checker = run.start(proxies=True)
+    load = workload.start(cluster.ingest_url)
+    time.sleep(3)
+    cluster.broker_proxy.stall()
+    try:
+        time.sleep(35)
+    finally:
+        cluster.broker_proxy.unstall()
+    ended = time.monotonic()
+    load.join()
+    run.finish(checker.report("network stall 35 s (no FIN)", checker.wait_quiescent(ended)))
+
+
+def test_database_locked_past_the_consumer_timeout(run: Run) -> None:
+    """T10: the orders table locked (ACCESS EXCLUSIVE) for 70 s while
+    RabbitMQ's consumer timeout is 10 s (checked about once a minute): the
+    router's unacknowledged deliveries outlive it, the broker closes its
+    channel and delivers them again, and the router's dedup absorbs the
+    copies once the lock is gone."""
+    rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 10000).")
+    try:
+        cluster, workload, checker = run.start()
+        load = workload.start(cluster.ingest_url)
+        time.sleep(3)
+        with cluster.engine.begin() as conn:
+            conn.execute(text("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"))
+            time.sleep(70)
+    finally:
+        rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000).")
+    ended = time.monotonic()
+    load.join()
+    report = checker.report(
+        "orders locked 70 s, consumer timeout 10 s", checker.wait_quiescent(ended)
+    )
+    run.finish(report)
 
 
 def test_database_outage(run: Run) -> None:
@@ -330,3 +415,170 @@ def test_broker_memory_alarm(run: Run) -> None:
     ended = time.monotonic()
     load.join()
     run.finish(checker.report("broker memory alarm 15 s", checker.wait_quiescent(ended)))
+
+
+def test_outbox_ordering_under_concurrent_writers(
+    amqp_url: str, postgres_url: str, namespace: str
+) -> None:
+    """T20: 50 writers (router transactions) commit each order's three
+    changes while the others commit theirs, out of id order, and two relays
+    publish concurrently (skip-locked batches): every outbox row is published
+    once, and each system sees each order's changes in order (an older one
+    arriving after a newer is recorded as superseded, never sent)."""
+    import random as _random
+    from concurrent.futures import ThreadPoolExecutor as Pool
+
+    from sqlalchemy import func, select
+
+    from infra.settings import Settings
+    from infra.tables import outbox
+    from orderbus.bootstrap import bootstrap
+    from tests.factories import delivery_for, order
+
+    settings = Settings(
+        broker_url=amqp_url, database_url=postgres_url, namespace=namespace,
+        warehouse_url="http://warehouse.test/orders",
+    )  # fmt: skip
+    app = bootstrap(settings)
+    seen: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    def warehouse(request: httpx.Request) -> httpx.Response:
+        sent = json.loads(request.content)
+        with lock:
+            seen.setdefault(sent["external_id"], []).append(int(sent["version"]))
+        return httpx.Response(200)
+
+    stop = threading.Event()
+    consumer = app.delivery_consumer("warehouse", transport=httpx.MockTransport(warehouse))
+    queue = app.topology.queue_for("warehouse").name
+    threads = [
+        threading.Thread(target=app.bus.consume, args=([queue], consumer.handle_batch, stop)),
+        *[threading.Thread(target=app.relay().run, args=(stop, 0.05)) for _ in range(2)],
+    ]
+    for thread in threads:
+        thread.start()
+    router = app.router()
+    rng = _random.Random(20)
+
+    def writer(k: int) -> None:
+        for version in (1, 2, 3):
+            time.sleep(rng.uniform(0, 0.05))
+            changed = order(external_id=f"T20-{k:02d}", version=version, note=f"change {version}")
+            router.handle(delivery_for(changed, message_id=f"t20-{k}-{version}"))
+
+    try:
+        with Pool(50) as pool:
+            list(pool.map(writer, range(50)))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with lock:
+                if len(seen) == 50 and all(v[-1] == 3 for v in seen.values()):
+                    break
+            time.sleep(0.2)
+        with app.engine.connect() as conn:
+            rows = conn.scalar(select(func.count()).select_from(outbox))
+            pending = conn.scalar(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        app.close()
+    targets = len(settings.active_targets())
+    assert pending == 0 and rows == 50 * 3 * targets  # each change of each order, to each system
+    assert len(seen) == 50
+    for external_id, versions in seen.items():
+        assert versions == sorted(set(versions)) and versions[-1] == 3, (external_id, versions)
+
+
+CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rabbitmq-cluster.sh"
+NODE_PORTS = {1: 5681, 2: 5682, 3: 5683}
+
+
+def _cluster(*args: str) -> str:
+    done = subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), *args], check=True, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    return done.stdout
+
+
+def _urls(first: int) -> str:
+    """The three nodes, ``first`` first: the node a process prefers, then the others."""
+    order = [first] + [n for n in NODE_PORTS if n != first]
+    return ";".join(f"amqp://guest:guest@localhost:{NODE_PORTS[n]}//" for n in order)
+
+
+@pytest.fixture
+def rabbit_cluster() -> Iterator[str]:
+    """A three-node RabbitMQ cluster on this machine (scripts/rabbitmq-cluster.sh)."""
+    _cluster("start")
+    try:
+        yield _urls(1)
+    finally:
+        _cluster("stop")
+
+
+def _leaders(namespace: str) -> Counter[str]:
+    """How many of this run's quorum queues each node leads."""
+    out = subprocess.run(
+        ["rabbitmqctl", "-n", "ob1@localhost", "list_queues", "name", "leader", "--quiet",
+         "--no-table-headers"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    leaders: Counter[str] = Counter()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].startswith(namespace):
+            leaders[parts[1]] += 1
+    return leaders
+
+
+def test_three_node_cluster_loses_a_node(
+    tmp_path: Path, rabbit_cluster: str, postgres_url: str, namespace: str
+) -> None:
+    """Across machines: a three-node RabbitMQ cluster (quorum queues on all
+    three), two routers and two consumer processes preferring different
+    nodes, a signed load running. kill -9 of one node, then it comes back;
+    kill -9 of a router; then the node leading most of the queues stops and
+    comes back. Clients find the surviving nodes from their list of URLs by
+    themselves; nothing is lost, no order is applied twice, the
+    reconciliation explains every order, and repeats are at most one
+    delivery per target consumer per crash."""
+    run = Run(tmp_path, rabbit_cluster, postgres_url, namespace)
+    try:
+        cluster, workload, checker = run.start(
+            routers=2,
+            consumers=2,
+            broker_url_of={
+                "ingest": _urls(1), "router0": _urls(1), "router1": _urls(2),
+                "consumers0": _urls(2), "consumers1": _urls(3),
+            },
+        )  # fmt: skip
+        load = workload.start(cluster.ingest_url)
+        time.sleep(3)
+        _cluster("kill", "2")
+        time.sleep(8)
+        _cluster("revive", "2")
+        cluster.kill9("router0")
+        time.sleep(5)
+        leader = _leaders(namespace).most_common(1)[0][0]
+        n = int(leader.split("@")[0].removeprefix("ob"))
+        subprocess.run(["rabbitmqctl", "-n", leader, "stop_app"], check=True, timeout=120)
+        time.sleep(10)
+        subprocess.run(["rabbitmqctl", "-n", leader, "start_app"], check=True, timeout=120)
+        ended = time.monotonic()
+        load.join()
+        recovery = checker.wait_quiescent(ended)
+        report = checker.report(
+            f"3-node cluster: kill -9 ob2 + revive, kill -9 router, stop_app ob{n} (leader)",
+            recovery,
+        )
+        crashes = 1 + 1 + 1  # the killed node, the killed router, the stopped leader
+        report.details["repeats_per_crash"] = round(report.redeliveries / crashes, 2)
+        run.finish(report)
+        assert report.redeliveries <= 2 * len(TARGETS) * crashes, report.redeliveries
+    finally:
+        run.stop()
