@@ -454,6 +454,12 @@ def kill_broker() -> None:
 def start_broker(timeout: float = 120) -> None:
     """Start the node again and wait until it serves (``rabbitmq-server -detached``)."""
     subprocess.run(["rabbitmq-server", "-detached"], check=False, capture_output=True, timeout=60)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # -detached returns before the node is known to epmd
+        pinged = subprocess.run(["rabbitmqctl", "ping"], capture_output=True, timeout=60)
+        if pinged.returncode == 0:
+            break
+        time.sleep(1)
     subprocess.run(
         ["rabbitmqctl", "await_startup", "--timeout", str(int(timeout))],
         check=True, capture_output=True, timeout=timeout + 10,
