@@ -1,6 +1,7 @@
 """The fault suite: ``ORDERBUS_FAULTS=full`` runs every scenario with
 ``ORDERBUS_FAULT_ORDERS`` orders (default 10,000); otherwise only the CI subset
-(kill -9 of the router, a broker restart, the duplicate flood) with 1,000."""
+(kill -9 of the router and of the consumers, a broker restart, the duplicate
+flood, outbox ordering under concurrent writers) with 1,000."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from tests.faults.harness import HEADER, Report
 
 FULL = os.environ.get("ORDERBUS_FAULTS", "") == "full"
 ORDERS = int(os.environ.get("ORDERBUS_FAULT_ORDERS", "10000" if FULL else "1000"))
-CI_SUBSET = {"test_router_kill9", "test_broker_restart", "test_duplicate_flood"}
+CI_SUBSET = {
+    "test_router_kill9",
+    "test_consumers_kill9",
+    "test_broker_restart",
+    "test_duplicate_flood",
+    "test_outbox_ordering_under_concurrent_writers",
+}
 REPORTS: list[Report] = []
 
 
