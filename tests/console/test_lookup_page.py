@@ -5,16 +5,12 @@ guesses gets the number locked."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from infra.database import make_engine
@@ -24,6 +20,7 @@ from infra.topology import build_topology
 from router.service import RouterService
 from tests.console.conftest import SCREENSHOTS
 from tests.factories import FakePublisher, delivery_for, order
+from tests.live_server import serving
 
 SHIPPED = {
     "carrier": "顺丰速运",
@@ -47,23 +44,10 @@ def live_ingest(postgres_url: str) -> Iterator[LiveIngest]:
         sent = order(external_id="TB-778899", status=status, version=version, shipment=SHIPPED)
         router.route(*parse_delivery(delivery_for(sent)))
     deps = IngestDeps(settings, engine, FakePublisher(), build_topology(settings))  # type: ignore[arg-type]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_ingest_app(deps), host="127.0.0.1", port=port, log_level="warning")
-    )
-    serving = threading.Thread(target=server.run, daemon=True)
-    serving.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the ingest process did not start"
-        time.sleep(0.05)
     try:
-        yield LiveIngest(f"http://127.0.0.1:{port}")
+        with serving(create_ingest_app(deps)) as port:
+            yield LiveIngest(f"http://127.0.0.1:{port}")
     finally:
-        server.should_exit = True
-        serving.join(10)
         engine.dispose()
 
 

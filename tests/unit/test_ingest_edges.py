@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, select
 
 from connectors.ingest_app import IngestDeps, create_ingest_app
@@ -22,6 +20,7 @@ from infra.settings import Settings
 from infra.tables import rejected_requests
 from infra.topology import build_topology
 from tests.factories import FakePublisher
+from tests.live_server import serving
 
 TIMEOUT = 0.5  # ORDERBUS_BODY_TIMEOUT for these tests
 
@@ -30,23 +29,8 @@ TIMEOUT = 0.5  # ORDERBUS_BODY_TIMEOUT for these tests
 def port(sqlite_engine: Engine) -> Iterator[int]:
     settings = Settings(namespace="t", body_timeout=TIMEOUT, channel_secrets={"web": ["s" * 32]})
     deps = IngestDeps(settings, sqlite_engine, FakePublisher(), build_topology(settings))  # type: ignore[arg-type]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_ingest_app(deps), host="127.0.0.1", port=free, log_level="info")
-    )
-    serving = threading.Thread(target=server.run, daemon=True)
-    serving.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    try:
+    with serving(create_ingest_app(deps), log_level="info") as free:
         yield free
-    finally:
-        server.should_exit = True
-        serving.join(10)
 
 
 def _head(length: int) -> bytes:
