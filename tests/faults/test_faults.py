@@ -582,3 +582,108 @@ def test_three_node_cluster_loses_a_node(
         assert report.redeliveries <= 2 * len(TARGETS) * crashes, report.redeliveries
     finally:
         run.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_load_held(run: Run) -> None:
+    """T22: load held (``ORDERBUS_SOAK_SECONDS``, 1,800 by default, at
+    ``ORDERBUS_SOAK_RATE`` orders a second, half this machine's best), then
+    60 s at ten times that: every accepted order reaches every system, the
+    queues drain, each process's RSS stays flat, and the p50/p95/p99 from the
+    202 to the warehouse during the held load are reported."""
+    import os as _os
+
+    soak = float(_os.environ.get("ORDERBUS_SOAK_SECONDS", "1800"))
+    rate = float(_os.environ.get("ORDERBUS_SOAK_RATE", "75"))
+    cluster, _workload, checker = run.start(orders=1, invalid=0)
+    arrived: dict[str, float] = {}
+    accepted: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def respond(target: str, body: dict[str, Any]) -> int:
+        if target == "warehouse":
+            with lock:
+                arrived.setdefault(str(body.get("external_id")), time.monotonic())
+        return 200
+
+    run.downstream.sink.respond = respond
+    rss: dict[str, list[float]] = {}
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.wait(30):
+            for role, proc in cluster.procs.items():
+                if proc.proc is not None and proc.proc.poll() is None:
+                    rss.setdefault(role, []).append(_rss_mb(proc.proc.pid))
+
+    threading.Thread(target=sample, daemon=True).start()
+
+    def send_at(per_second: float, seconds: float, prefix: str) -> None:
+        """Orders at a steady pace, from several threads (a slow answer does
+        not hold the pace back); each 202's time kept."""
+        total = int(per_second * seconds)
+        started = time.monotonic()
+
+        def one(i: int) -> None:
+            due = started + i / per_second
+            time.sleep(max(0.0, due - time.monotonic()))
+            data = order_dict(external_id=f"{prefix}-{i:07d}")
+            body = body_of(data)
+            for _ in range(50):
+                try:
+                    r = client.post(cluster.ingest_url, content=body,
+                                    headers=signed_headers(SECRET, body))  # fmt: skip
+                except httpx.HTTPError:
+                    r = None
+                if r is not None and r.status_code == 202:
+                    with lock:
+                        accepted[data["external_id"]] = time.monotonic()
+                    return
+                time.sleep(0.5)
+
+        from concurrent.futures import ThreadPoolExecutor as Pool
+
+        with httpx.Client(timeout=15) as client, Pool(64) as pool:
+            list(pool.map(one, range(total)))
+
+    send_at(rate, soak, "SOAK")
+    burst_started = time.monotonic()
+    send_at(rate * 10, 60, "BURST")
+    ended = time.monotonic()
+    drained = checker.in_flight()
+    deadline = ended + 900
+    while time.monotonic() < deadline:
+        drained = checker.in_flight()
+        with lock:
+            done = len([k for k in accepted if k in arrived]) == len(accepted)
+        if drained == 0 and done:
+            break
+        time.sleep(1)
+    drain_s = time.monotonic() - ended
+    stop_sampling.set()
+    latencies = sorted(
+        arrived[k] - t for k, t in accepted.items() if k.startswith("SOAK") and k in arrived
+    )
+
+    def pct(p: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+    report = {
+        "soak_seconds": soak, "rate": rate, "accepted": len(accepted),
+        "reached_warehouse": len([k for k in accepted if k in arrived]),
+        "burst_seconds": round(ended - burst_started, 1), "drained_after_s": round(drain_s, 1),
+        "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+        "rss_mb_first_last": {r: (round(v[1], 1), round(v[-1], 1)) for r, v in rss.items()
+                              if len(v) > 2},
+    }  # fmt: skip
+    print("T22", json.dumps(report))
+    assert drained == 0 and report["reached_warehouse"] == len(accepted), report
+    for role, values in rss.items():
+        if len(values) > 4:  # after the first minute (imports, caches), flat within 50%
+            assert values[-1] <= 1.5 * values[1], (role, values)
