@@ -140,11 +140,16 @@ class Screen:
         self.page.screenshot(path=str(path), full_page=True)
         return path
 
+    def click(self, selector: str) -> None:
+        """Click what leads to another page (a link, a form's button) and wait
+        until that page has loaded, so that nothing is read from the old one."""
+        with self.page.expect_navigation():
+            self.page.click(selector)
+
     def log_in(self, key: str) -> None:
         self.go("/console/login")
         self.page.fill("input[name=key]", key)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url("**/console/**")
+        self.click("button[type=submit]")
         assert "/login" not in self.page.url, self.page.content()[:2000]
 
 

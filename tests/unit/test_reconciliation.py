@@ -3,13 +3,13 @@ and anything unexplained is listed; the CSV; a channel's export compared."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 
 from admin_api import reconcile
 from admin_api.app import create_admin_app
@@ -18,7 +18,7 @@ from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
 from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
 from infra.settings import Settings
-from infra.tables import holds, inbox, orders, outbox
+from infra.tables import UTCDateTime, holds, inbox, metadata, orders, outbox
 from infra.topology import build_topology
 from router.service import RouterService
 from tests.factories import delivery_for, order
@@ -54,9 +54,26 @@ def number_of(engine: Engine, external_id: str) -> str:
     return found
 
 
+def shift_every_time(engine: Engine, by: timedelta) -> None:
+    """Move every stored time by the same amount, as if it all happened then."""
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            times = [c for c in table.columns if isinstance(c.type, UTCDateTime)]
+            keys = list(table.primary_key.columns)
+            if not times or not keys:
+                continue
+            for row in conn.execute(select(*keys, *times)).mappings():
+                moved = {c.name: row[c.name] + by for c in times if row[c.name] is not None}
+                if moved:
+                    where = [k == row[k.name] for k in keys]
+                    conn.execute(update(table).where(*where).values(**moved))
+
+
 @pytest.fixture
 def day_of_orders(sqlite_engine: Engine) -> datetime:
-    """One order in each state; the time 'now' is for the report."""
+    """One order in each state, all yesterday at noon in Shanghai (so that no
+    time of day the tests run at puts LATE-1 on another day); the time
+    returned is 'now' for the report: five minutes after they came."""
     now = datetime.now(UTC)
     router = RouterService(sqlite_engine, build_topology(Settings(namespace="t")))
     route_and_deliver(sqlite_engine)  # LOOK-1: warehouse delivered, finance dead letter
@@ -99,7 +116,11 @@ def day_of_orders(sqlite_engine: Engine) -> datetime:
         }
     )
     DeadLetterRecorder(sqlite_engine).handle(letter)
-    return now
+    shanghai = ZoneInfo("Asia/Shanghai")
+    yesterday = now.astimezone(shanghai).date() - timedelta(days=1)
+    noon = datetime.combine(yesterday, time(12), tzinfo=shanghai)
+    shift_every_time(sqlite_engine, noon - now)
+    return noon + timedelta(minutes=5)
 
 
 def test_every_order_is_in_one_state_and_the_unexplained_one_is_named(
@@ -200,7 +221,7 @@ def test_reconcile_from_the_command_line(
          "--csv", str(tmp_path / "day.csv")]
     )  # fmt: skip
     out = capsys.readouterr().out
-    assert code == 1  # LATE-1 is unexplained and LOST-9 never arrived
+    assert code == 1  # a day ago: LATE-1 (and FRESH-1) unexplained; LOST-9 never arrived
     assert "received 6 = delivered 1 + rejected 1 + held 1 + dead-lettered 1" in out
     assert "unexplained: web-shop LATE-1" in out and "never received: LOST-9" in out
     assert len((tmp_path / "day.csv").read_text().splitlines()) == 7
