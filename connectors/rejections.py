@@ -3,7 +3,9 @@
 Every non-2xx answer is recorded, even while the database is away: a record
 that cannot be written is kept in a spool file (one JSON line each, flushed
 to disk) and written to ``rejected_requests`` when the database answers again
-(:class:`RejectionSpool`, flushed every few seconds by the ingest)."""
+(:class:`RejectionSpool`, flushed every few seconds by the ingest). Each kept
+record carries a key (``spool_key``, unique in the table), so a crash after the
+write and before the file is emptied records nothing twice."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from canonical.envelope import utcnow
+from infra.database import insert_all_absent
 from infra.masking import redact_headers
 from infra.stored_bodies import encode_body
 from infra.tables import rejected_requests
@@ -87,7 +91,12 @@ class RejectionSpool:
 
     def keep(self, row: dict[str, Any]) -> bool:
         """Append a record; False when even the file cannot be written."""
-        line = json.dumps({**row, "received_at": row["received_at"].isoformat()}) + "\n"
+        kept = {
+            **row,
+            "received_at": row["received_at"].isoformat(),
+            "spool_key": str(uuid.uuid4()),
+        }
+        line = json.dumps(kept) + "\n"
         try:
             with self._lock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +111,8 @@ class RejectionSpool:
 
     def flush(self, engine: Engine) -> int:
         """Write the kept records to ``rejected_requests`` in one transaction
-        and empty the file; the database still away keeps them. How many."""
+        (those already there by their ``spool_key`` skipped) and empty the
+        file; the database still away keeps them. How many were read."""
         with self._lock:
             if not self.path.exists() or self.path.stat().st_size == 0:
                 return 0
@@ -118,8 +128,7 @@ class RejectionSpool:
                     )
             try:
                 with engine.begin() as conn:
-                    if rows:
-                        conn.execute(insert(rejected_requests), rows)
+                    insert_all_absent(conn, rejected_requests, rows)
             except Exception as exc:
                 log.info("rejection spool: the database is still away (%s)", exc)
                 return 0

@@ -235,7 +235,9 @@ rejected_requests = Table(
     Column("body_excerpt", Text, nullable=False, doc="first 4 KiB, base64 when not UTF-8"),
     Column("body_size", Integer, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("spool_key", String(36), nullable=True, doc="set when it came through the spool"),
     Index("ix_rejected_requests_received_at", "received_at"),
+    UniqueConstraint("spool_key", name="uq_rejected_requests_spool_key"),
 )
 
 # Who did what through the admin API.

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -156,3 +157,33 @@ def test_a_refusal_while_the_database_is_away_is_recorded_when_it_returns(
     assert sorted((s, r) for s, r, _ in _reasons(sqlite_engine)) == [
         (401, "missing_signature"), (404, "unknown_channel"),
     ]  # fmt: skip
+
+
+def test_a_spool_written_twice_records_each_refusal_once(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the spool's records are committed and before its file is
+    emptied: the next flush reads them again and records none twice."""
+    from canonical.envelope import utcnow
+    from connectors.rejections import RejectionSpool
+
+    spool = RejectionSpool(tmp_path / "rejections.jsonl")
+    for status in (401, 422):
+        row: dict[str, Any] = {
+            "channel": "web", "status_code": status, "reason": "r", "detail": "d",
+            "remote_addr": None, "headers": {}, "body_excerpt": "", "body_size": 0,
+            "received_at": utcnow(),
+        }  # fmt: skip
+        assert spool.keep(row)
+    kept = spool.path.read_bytes()
+
+    def crash(self: Path, missing_ok: bool = False) -> None:
+        raise SystemExit("killed after the commit")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "unlink", crash)
+        with pytest.raises(SystemExit):
+            spool.flush(sqlite_engine)
+    assert spool.path.read_bytes() == kept  # the file survived the crash
+    assert spool.flush(sqlite_engine) == 2 and not spool.path.exists()
+    assert sorted(s for s, _, _ in _reasons(sqlite_engine)) == [401, 422]
