@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--orders", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--routers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--no-webhooks",
+        dest="webhooks",
+        action="store_false",
+        help="leave out the runs where orders arrive as signed HTTP webhooks",
+    )
     parser.add_argument("--scaling-orders", type=int, default=20_000)
     parser.add_argument("--latency-orders", type=int, default=10_000)
     parser.add_argument("--limit-messages", type=int, default=50_000)
@@ -76,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: list[tuple[str, PipelineResult]] = []
 
-    def run(label: str, n: int, routers: int, rate: float | None = None) -> PipelineResult:
+    def run(
+        label: str,
+        n: int,
+        routers: int = 1,
+        rate: float | None = None,
+        *,
+        plain: bool = False,
+        webhooks: bool = False,
+    ) -> PipelineResult:
         print(f"running: {label} ...", flush=True)
         result = run_pipeline(
             AMQP,
@@ -84,42 +98,47 @@ def main(argv: list[str] | None = None) -> int:
             workload(n),
             routers=routers,
             rate=rate,
-            logs=args.logs / label.replace(" ", "-"),
+            logs=args.logs / label.replace(" ", "-").replace("/", "-"),
             settings=settings,
+            plain=plain,
+            webhooks=webhooks,
         )
         runs.append((label, result))
-        print("  " + _row(label, result, ceiling), flush=True)
-        stages = {k: v for k, v in result.latency_ms.items() if k.endswith("_p50")}
-        print(f"  median ms per stage: {stages}", flush=True)
-        print(
-            f"  machine busy {result.machine_busy:.0%}; CPU s: broker {result.broker_cpu_s}, "
-            f"database {result.database_cpu_s}, orderbus and sink "
-            f"{sum(p.cpu_s for p in result.processes):.1f}, benchmark driver "
-            f"{result.driver_cpu_s}",
-            flush=True,
-        )
+        print("  " + _row(label, result, plain_rate.get(_size(label))), flush=True)
+        stages = {k: v for k, v in result.latency_ms.items() if not k.startswith("p")}
+        print(f"  latency ms: {stages}", flush=True)
+        print(f"  CPU ms per order by part: {result.cpu_ms_per_order}", flush=True)
         return result
 
-    best = 0.0
+    plain_rate: dict[str, float] = {}  # by "N=20,000": the plain pipeline's flat-out rate
+    best = plain_best = 0.0
     for n in args.orders:
-        best = max(best, run(f"N={n:,} 1 router", n, 1).orders_per_s)
+        plain_rate[f"N={n:,}"] = run(f"N={n:,} plain", n, plain=True).orders_per_s
+        plain_best = max(plain_best, plain_rate[f"N={n:,}"])
+        best = max(best, run(f"N={n:,} orderbus", n).orders_per_s)
+    scaling = args.scaling_orders
     for routers in args.routers:
-        if routers == 1 and args.scaling_orders in args.orders:
+        if routers == 1 and scaling in args.orders:
             continue
-        result = run(f"N={args.scaling_orders:,} {routers} routers", args.scaling_orders, routers)
-        best = max(best, result.orders_per_s)
-    # Latency at half the best throughput measured, paced by the publisher.
-    half = best / 2
+        best = max(
+            best, run(f"N={scaling:,} orderbus {routers} routers", scaling, routers).orders_per_s
+        )
     inputs_per_order = len(workload(args.latency_orders).messages) / args.latency_orders
-    run(
-        f"N={args.latency_orders:,} paced {half:,.0f}/s",
-        args.latency_orders,
-        1,
-        rate=half * inputs_per_order,
-    )
+    paced = args.latency_orders
+    run(f"N={paced:,} plain paced {plain_best / 2:,.0f}/s", paced,
+        rate=plain_best / 2 * inputs_per_order, plain=True)  # fmt: skip
+    run(f"N={paced:,} orderbus paced {best / 2:,.0f}/s", paced,
+        rate=best / 2 * inputs_per_order)  # fmt: skip
+    if args.webhooks:
+        hooked = run(f"N={scaling:,} orderbus webhooks", scaling, webhooks=True)
+        half = hooked.orders_per_s / 2
+        run(f"N={paced:,} orderbus webhooks paced {half:,.0f}/s", paced,
+            rate=half * inputs_per_order, webhooks=True)  # fmt: skip
 
     print()
-    print(_table(runs, ceiling))
+    print(_table(runs, plain_rate))
+    print()
+    print(_parts(runs))
     args.json.write_text(
         json.dumps(
             {
@@ -136,28 +155,50 @@ def main(argv: list[str] | None = None) -> int:
 
 
 HEADER = (
-    "| run | orders | orders/s | / ceiling | p50 ms | p95 ms | p99 ms | "
-    "CPU s (router / consumers / sink) | peak RSS MB (router / consumers) |\n"
-    "|---|---|---|---|---|---|---|---|---|"
+    "| run | orders | orders/s | × plain | p50 ms | p99 ms | 202 p50 / p99 ms | "
+    "CPU ms/order: own | broker | database | sink | own ÷ (broker + database) | "
+    "peak RSS MB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
-def _row(label: str, r: PipelineResult, ceiling: float) -> str:
-    by = {p.name: p for p in r.processes}
-    routers = [p for p in r.processes if p.name.startswith("router")]
-    cpu_router = "+".join(f"{p.cpu_s:.0f}" for p in routers)
-    rss_router = "+".join(f"{p.peak_rss_mb:.0f}" for p in routers)
+def _row(label: str, r: PipelineResult, plain: float | None) -> str:
     lat = r.latency_ms
+    paced = r.rate is not None
+    versus = (
+        f"{r.orders_per_s / plain:.2f}" if plain and not paced and "plain" not in label else "—"
+    )
+    hook = f"{lat['webhook_p50']:.1f} / {lat['webhook_p99']:.1f}" if "webhook_p50" in lat else "—"
+    backing = r.cpu_ms("broker", "database")
+    rss = "+".join(f"{p.peak_rss_mb:.0f}" for p in r.processes if p.name != "sink")
     return (
-        f"| {label} | {r.orders:,} | {r.orders_per_s:,.0f} | {r.orders_per_s / ceiling:.0%} | "
-        f"{lat.get('p50', 0):.0f} | {lat.get('p95', 0):.0f} | {lat.get('p99', 0):.0f} | "
-        f"{cpu_router} / {by['consumers'].cpu_s:.0f} / {by['sink'].cpu_s:.0f} | "
-        f"{rss_router} / {by['consumers'].peak_rss_mb:.0f} |"
+        f"| {label} | {r.orders:,} | {r.orders_per_s:,.0f} | {versus} | "
+        f"{lat.get('p50', 0):.0f} | {lat.get('p99', 0):.0f} | {hook} | "
+        f"{r.own_ms:.2f} | {r.cpu_ms('broker'):.2f} | {r.cpu_ms('database'):.2f} | "
+        f"{r.cpu_ms('sink'):.2f} | {r.own_ms / backing if backing else 0:.2f} | {rss} |"
     )
 
 
-def _table(runs: list[tuple[str, PipelineResult]], ceiling: float) -> str:
-    return "\n".join([HEADER, *(_row(label, r, ceiling) for label, r in runs)])
+def _size(label: str) -> str:
+    return label.split(" ", 1)[0]
+
+
+def _table(runs: list[tuple[str, PipelineResult]], plain: dict[str, float]) -> str:
+    rows = [_row(label, r, plain.get(_size(label))) for label, r in runs]
+    return "\n".join([HEADER, *rows])
+
+
+def _parts(runs: list[tuple[str, PipelineResult]]) -> str:
+    """CPU ms per order of each part (process/thread), one column per run."""
+    names = sorted({k for _, r in runs for k in r.cpu_ms_per_order})
+    lines = [
+        "| CPU ms per order | " + " | ".join(label for label, _ in runs) + " |",
+        "|---" * (len(runs) + 1) + "|",
+    ]
+    for name in names:
+        cells = " | ".join(f"{r.cpu_ms_per_order.get(name, 0):.2f}" for _, r in runs)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

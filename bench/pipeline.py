@@ -3,6 +3,7 @@ PostgreSQL, each run in a vhost and a schema of its own."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,7 +23,9 @@ import httpx
 import pika
 from sqlalchemy import Engine, create_engine, text
 
+from bench import baseline
 from bench.amqp import Outgoing, StreamingPublisher
+from bench.webhooks import SECRET, WebhookSender
 from bench.workload import Workload
 from canonical.envelope import H_RECEIVED_AT
 from infra.database import upgrade
@@ -54,6 +57,18 @@ class PipelineResult:
     broker_cpu_s: float = 0.0  # RabbitMQ's Erlang VM
     database_cpu_s: float = 0.0  # PostgreSQL's processes (those alive at the end)
     driver_cpu_s: float = 0.0  # this process: publishing the inputs, polling the sink
+    # CPU ms per order during the run, by part: "router-1/router", "router-1/relay",
+    # "consumers/warehouse", ..., "sink", "broker", "database", "driver"
+    cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+
+    def cpu_ms(self, *prefixes: str) -> float:
+        """The CPU ms per order of the parts whose name starts with one of these."""
+        return round(sum(v for k, v in self.cpu_ms_per_order.items() if k.startswith(prefixes)), 2)
+
+    @property
+    def own_ms(self) -> float:
+        """orderbus's (or the plain pipeline's) own processes, without the sink."""
+        return self.cpu_ms("router", "consumers", "ingest")
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -96,6 +111,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_for_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
 def _machine_cpu() -> tuple[int, int]:
     """(busy, total) clock ticks of all cores since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -128,6 +153,21 @@ def _figures(name: str, pid: int) -> ProcessFigures:
     return ProcessFigures(name, round(cpu, 1), round(hwm, 1))
 
 
+def _thread_ticks(pid: int) -> dict[str, int]:
+    """CPU clock ticks so far of each named thread of a process (orderbus
+    names its components' threads ``ob-<component>``; the rest is ``other``)."""
+    ticks: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        name = comm.removeprefix("ob-") if comm.startswith("ob-") else "other"
+        ticks[name] = ticks.get(name, 0) + int(fields[11]) + int(fields[12])
+    return ticks
+
+
 class _Processes:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
@@ -142,6 +182,16 @@ class _Processes:
         for name, proc in self.procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs}")
+
+    def ticks(self) -> dict[str, int]:
+        """CPU ticks so far by part: ``process/thread`` for orderbus's
+        processes, the process's name for the others (the sink)."""
+        found: dict[str, int] = {}
+        for name, proc in self.procs:
+            for thread, n in _thread_ticks(proc.pid).items():
+                key = name if name == "sink" else f"{name}/{thread}"
+                found[key] = found.get(key, 0) + n
+        return found
 
     def figures(self) -> list[ProcessFigures]:
         return [_figures(name, proc.pid) for name, proc in self.procs]
@@ -197,7 +247,15 @@ def run_pipeline(
     logs: Path,
     timeout: float = 1800,
     settings: dict[str, str] | None = None,
+    plain: bool = False,
+    webhooks: bool = False,
 ) -> PipelineResult:
+    """One run; ``plain`` runs the straightforward pipeline
+    (:mod:`bench.baseline`) in place of orderbus's router and consumers;
+    ``webhooks`` sends the orders as signed HTTP requests to orderbus's ingest
+    (a process of its own) in place of publishing them to the broker."""
+    if plain and webhooks:
+        raise ValueError("the plain pipeline has no webhook ingest")
     logs.mkdir(parents=True, exist_ok=True)
     topology = build_topology(Settings(namespace=NAMESPACE))
     expected = {target: len(ids) for target, ids in workload.expected.items()}
@@ -216,10 +274,29 @@ def run_pipeline(
         )
         env.update(settings or {})  # e.g. ORDERBUS_BATCH_SIZE for an experiment
         cli = [sys.executable, "-m", "orderbus.cli", "--log-level", "WARNING", "run"]
+        if plain:
+            env.update(
+                BENCH_AMQP_URL=amqp_url,
+                BENCH_DATABASE_URL=db_url.replace("+psycopg", ""),
+                BENCH_SINK_URL=f"http://127.0.0.1:{sink_port}/",
+                BENCH_NAMESPACE=NAMESPACE,
+            )
+            with create_engine(db_url).begin() as conn:
+                conn.exec_driver_sql(baseline.SCHEMA)
+            cli = [sys.executable, "-m", "bench.baseline"]
         try:
             processes.start("consumers", [*cli, "consumers"], env)
             for n in range(routers):
                 processes.start(f"router-{n + 1}", [*cli, "router"], env)
+            if webhooks:
+                ingest_port = _free_port()
+                secrets = {m.channel: [SECRET] for m in workload.messages}
+                ingest_env = env | {
+                    "ORDERBUS_INGEST_PORT": str(ingest_port),
+                    "ORDERBUS_CHANNEL_SECRETS": json.dumps(secrets),
+                }
+                processes.start("ingest", [*cli, "ingest"], ingest_env)
+                _wait_for_port(ingest_port)
             _wait_for_consumers(
                 amqp_url,
                 {topology.router_queue: routers} | {topology.queue_for(t).name: 1 for t in TARGETS},
@@ -238,9 +315,16 @@ def run_pipeline(
             busy0, total0 = _machine_cpu()
             driver0 = time.process_time()
             broker0, db0 = _cpu_of("beam.smp"), _cpu_of("postgres")
+            parts0 = processes.ticks()
             started = time.perf_counter()
-            publisher = StreamingPublisher(amqp_url, outgoing, rate=rate, stamp=_stamp)
-            thread = threading.Thread(target=publisher.run, daemon=True)
+            sender: WebhookSender | None = None
+            if webhooks:
+                orders = [(m.channel, m.body) for m in workload.messages]
+                sender = WebhookSender("127.0.0.1", ingest_port, orders, rate=rate)
+                thread = threading.Thread(target=sender.run, daemon=True)
+            else:
+                publisher = StreamingPublisher(amqp_url, outgoing, rate=rate, stamp=_stamp)
+                thread = threading.Thread(target=publisher.run, daemon=True)
             thread.start()
             deadline = time.monotonic() + timeout
             sink_counts = f"http://127.0.0.1:{sink_port}/counts"
@@ -251,12 +335,7 @@ def run_pipeline(
                 counts = poller.get(sink_counts).json()
                 if all(counts.get(f"/{t}", 0) >= n for t, n in expected.items()):
                     with engine.connect() as conn:
-                        rows = conn.execute(
-                            text(
-                                "SELECT consumer, count(*) FROM inbox "
-                                "WHERE outcome = 'delivered' GROUP BY consumer"
-                            )
-                        ).all()
+                        rows = conn.execute(text(DELIVERED_PLAIN if plain else DELIVERED)).all()
                     done = {r[0]: r[1] for r in rows}
                     if all(done.get(t, 0) >= n for t, n in expected.items()):
                         break
@@ -268,9 +347,20 @@ def run_pipeline(
             busy1, total1 = _machine_cpu()
             driver_cpu = time.process_time() - driver0
             broker_cpu, db_cpu = _cpu_of("beam.smp") - broker0, _cpu_of("postgres") - db0
+            parts = {k: (v - parts0.get(k, 0)) / CLOCK_TICKS for k, v in processes.ticks().items()}
+            parts |= {"broker": broker_cpu, "database": db_cpu, "driver": driver_cpu}
             thread.join(60)
             figures = processes.figures()
-            latency = _latency(engine)
+            latency = _latency(engine, PLAIN_STAGES if plain else STAGES)
+            if sender is not None:
+                answers = sorted(sender.answer_ms)
+                latency |= {
+                    f"webhook_{name}": round(
+                        answers[min(len(answers) - 1, int(q * len(answers)))], 1
+                    )
+                    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+                }
+                latency["webhook_503_retried"] = sender.retried
             counts = poller.get(sink_counts).json()
             poller.close()
             engine.dispose()
@@ -292,8 +382,14 @@ def run_pipeline(
         broker_cpu_s=round(broker_cpu, 1),
         database_cpu_s=round(db_cpu, 1),
         driver_cpu_s=round(driver_cpu, 1),
+        cpu_ms_per_order={
+            k: round(1000 * v / workload.unique_valid, 2) for k, v in sorted(parts.items()) if v
+        },
     )
 
+
+DELIVERED = "SELECT consumer, count(*) FROM inbox WHERE outcome = 'delivered' GROUP BY consumer"
+DELIVERED_PLAIN = "SELECT target, count(*) FROM plain_deliveries GROUP BY target"
 
 STAGES = {
     # ingest stamp -> the router's commit
@@ -311,13 +407,18 @@ STAGES = {
 }
 
 
-def _latency(engine: Engine) -> dict[str, float]:
+PLAIN_STAGES = {
+    "total": "SELECT EXTRACT(EPOCH FROM (d.delivered_at - o.received_at)) * 1000 "
+    "FROM plain_deliveries d JOIN plain_orders o ON o.external_id = d.external_id",
+}
+
+
+def _latency(engine: Engine, stages: dict[str, str]) -> dict[str, float]:
     """Percentiles (ms) of ingest-to-delivery latency, and the median of each stage."""
     figures: dict[str, float] = {}
     with engine.connect() as conn:
-        for table in ("arrivals", "orders", "outbox", "inbox"):
-            conn.execute(text(f"ANALYZE {table}"))  # fresh tables: plan the joins well
-        for stage, query in STAGES.items():
+        conn.execute(text("ANALYZE"))  # fresh tables: plan the joins well
+        for stage, query in stages.items():
             values = sorted(float(r[0]) for r in conn.execute(text(query)))
             if not values:
                 continue

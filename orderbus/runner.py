@@ -23,6 +23,7 @@ import uvicorn
 from connectors.registry import fetching_channels
 from infra import heartbeats
 from infra.messages import BatchHandler, one_at_a_time
+from infra.os_threads import name_this_thread
 from infra.topology import SHIPMENTS_ROLE, STOCK_ROLE, fetch_role, legacy_role
 from orderbus.bootstrap import ConfigurationError, Orderbus
 
@@ -47,6 +48,7 @@ class Daemon:
 
     def _thread(self, name: str, target: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         def run() -> None:
+            name_this_thread(f"ob-{name}")
             try:
                 target(*args, **kwargs)
             except Exception:

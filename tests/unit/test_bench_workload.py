@@ -40,3 +40,42 @@ def test_orders_are_about_1_5_kb_from_every_channel_with_the_stated_rates() -> N
         "finance": w.unique_valid,
         "notification": w.unique_valid,
     }
+
+
+def test_the_plain_pipeline_refuses_the_same_orders_as_orderbus() -> None:
+    """The straightforward pipeline does the same job: its sum check agrees
+    with orderbus's validation on every order of the workload."""
+    import json
+
+    from bench.baseline import adds_up
+
+    w = Workload(500, duplicate_rate=0.0, invalid_rate=0.05).build()
+    agreed = [adds_up(json.loads(m.body)) == m.valid for m in w.messages]
+    assert all(agreed) and not all(m.valid for m in w.messages)
+
+
+def test_the_cpu_of_this_process_is_split_by_thread_name() -> None:
+    import os
+    import threading
+    import time
+
+    from bench.pipeline import _thread_ticks
+    from infra.os_threads import name_this_thread
+
+    done, read = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        name_this_thread("ob-spin")
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        done.set()
+        read.wait()  # alive (in /proc) until its ticks are read
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    done.wait()
+    ticks = _thread_ticks(os.getpid())
+    read.set()
+    thread.join()
+    assert ticks.get("spin", 0) > 0 and "other" in ticks
