@@ -598,8 +598,10 @@ def test_load_held(run: Run) -> None:
     warm-up); then ``ORDERBUS_SOAK_SECONDS`` (1,800 by default) at half that
     (or at ``ORDERBUS_SOAK_RATE`` if given), then 60 s at ten times that:
     every accepted order reaches every system, the queues drain, each
-    process's RSS stays flat, and the p50/p95/p99 from the 202 to the
-    warehouse during the held load are reported."""
+    process's RSS stays flat through the held load (at its end within 20% of
+    a minute into it; the burst's high-water mark is reported, not judged),
+    and the p50/p95/p99 from the 202 to the warehouse during the held load
+    are reported."""
     import os as _os
 
     soak = float(_os.environ.get("ORDERBUS_SOAK_SECONDS", "1800"))
@@ -616,14 +618,15 @@ def test_load_held(run: Run) -> None:
         return 200
 
     run.downstream.sink.respond = respond
-    rss: dict[str, list[float]] = {}
+    rss: dict[str, list[tuple[str, float]]] = {}  # role -> (phase, MB) every 30 s
+    phase = ["best"]
     stop_sampling = threading.Event()
 
     def sample() -> None:
         while not stop_sampling.wait(30):
             for role, proc in cluster.procs.items():
                 if proc.proc is not None and proc.proc.poll() is None:
-                    rss.setdefault(role, []).append(_rss_mb(proc.proc.pid))
+                    rss.setdefault(role, []).append((phase[0], _rss_mb(proc.proc.pid)))
 
     threading.Thread(target=sample, daemon=True).start()
 
@@ -693,7 +696,9 @@ def test_load_held(run: Run) -> None:
     assert best > 0, "nothing reached the warehouse in 90 s flat out"
     assert drain(600)[0] == 0, "the flat-out run did not drain"
     rate = float(given_rate) if given_rate else round(best / 2, 1)
+    phase[0] = "soak"
     send_at(rate, soak, "SOAK")
+    phase[0] = "burst"
     burst_started = time.monotonic()
     send_at(rate * 10, 60, "BURST")
     ended = time.monotonic()
@@ -706,6 +711,12 @@ def test_load_held(run: Run) -> None:
     def pct(p: float) -> float:
         return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
 
+    flat: dict[str, tuple[float, float, float]] = {}
+    for role, values in rss.items():
+        held = [mb for p, mb in values if p == "soak"]
+        if held:
+            start = held[min(2, len(held) - 1)]
+            flat[role] = (round(start, 1), round(held[-1], 1), round(values[-1][1], 1))
     report = {
         "best_rate": round(best, 1), "soak_seconds": soak, "rate": rate,
         "accepted": len([k for k in accepted if not k.startswith("BEST")]),
@@ -713,11 +724,11 @@ def test_load_held(run: Run) -> None:
         "burst_accepted": len([k for k in accepted if k.startswith("BURST")]),
         "burst_seconds": round(ended - burst_started, 1), "drained_after_s": round(drain_s, 1),
         "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-        "rss_mb_first_last": {r: (round(v[1], 1), round(v[-1], 1)) for r, v in rss.items()
-                              if len(v) > 2},
+        # each process's RSS: a minute into the held load, at its end, and at the end
+        "rss_mb_soak_start_end_final": flat,
     }  # fmt: skip
     print("T22", json.dumps(report))
     assert drained == 0 and report["reached_warehouse"] == report["accepted"], report
-    for role, values in rss.items():
-        if len(values) > 4:  # after the first minute (imports, caches), flat within 50%
-            assert values[-1] <= 1.5 * values[1], (role, values)
+    for role, (start, end, _final) in flat.items():
+        # flat through the held load (a leak of 1 kB an order would show here)
+        assert end <= 1.2 * start, (role, rss[role])
