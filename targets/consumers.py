@@ -14,10 +14,11 @@ import json
 import logging
 from http import HTTPStatus
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, utcnow
 from canonical.errors import (
+    DatabaseUnavailable,
     DeliveryRejected,
     EndpointUnavailable,
     MalformedMessage,
@@ -105,32 +106,47 @@ class DeliveryConsumer:
             return results
         handled, newest = self._seen([envelope for _, envelope, _ in parsed])
         failed: BaseException | None = None  # the endpoint is down: the rest waits
-        for index, envelope, number in parsed:
-            if failed is not None:
-                results[index] = failed
-                continue
-            if envelope.message_id in handled:
-                log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
-                continue
-            handled.add(envelope.message_id)
-            # an after-sale's document is not a revision: a newer revision
-            # delivered first does not make an intercept or a refund moot
-            is_document = bool(messages[index].headers.get(H_DOCUMENT))
-            if not is_document and self._superseded(envelope, number, newest):
-                self._keep(self._record(envelope, number, "superseded", None, 0))
-                continue
-            outcome = self._deliver(messages[index], envelope, number, newest)
-            results[index], failed, record = outcome
-            if record is not None:
-                self._keep(record)
+        with translate_db_errors(), self.engine.connect() as keeping:
+            if keeping.dialect.name == "postgresql":  # each row commits on its own
+                keeping = keeping.execution_options(isolation_level="AUTOCOMMIT")
+            for index, envelope, number in parsed:
+                if failed is not None:
+                    results[index] = failed
+                    continue
+                if envelope.message_id in handled:
+                    log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
+                    continue
+                handled.add(envelope.message_id)
+                # an after-sale's document is not a revision: a newer revision
+                # delivered first does not make an intercept or a refund moot
+                is_document = bool(messages[index].headers.get(H_DOCUMENT))
+                if not is_document and self._superseded(envelope, number, newest):
+                    self._keep(keeping, self._record(envelope, number, "superseded", None, 0))
+                    continue
+                outcome = self._deliver(messages[index], envelope, number, newest)
+                results[index], failed, record = outcome
+                if record is not None:
+                    self._keep(keeping, record)
         return results
 
-    def _keep(self, record: dict[str, object]) -> None:
-        """Commit one inbox row now: the next send waits for it. The database
-        away raises (TransientError), the rest of the batch is not sent, and
-        the bus delivers them again; only this delivery can be repeated."""
-        with translate_db_errors(), self.engine.begin() as conn:
-            insert_all_absent(conn, inbox, [record])
+    @staticmethod
+    def _keep(conn: Connection, record: dict[str, object]) -> None:
+        """Commit one inbox row now, on the batch's connection (one round trip
+        on PostgreSQL): the next send waits for it. A connection lost since
+        the last row (the database restarted while a system was answering) is
+        replaced once. The database away raises (TransientError), the rest of
+        the batch is not sent, and the bus delivers them again; only this
+        delivery can be repeated."""
+        for last_try in (False, True):
+            try:
+                with translate_db_errors():
+                    insert_all_absent(conn, inbox, [record])
+                    conn.commit()
+                return
+            except DatabaseUnavailable:
+                conn.rollback()  # an invalidated connection reconnects on next use
+                if last_try:
+                    raise
 
     @staticmethod
     def _parse(

@@ -1,0 +1,48 @@
+"""A consumer records each delivery on one connection for the batch (on
+PostgreSQL one autocommitted INSERT each). If that connection is lost while
+a system is answering (the database restarted, a proxy dropped it), the row
+is written on a new one: the delivery is not sent again."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import httpx
+from sqlalchemy import func, select, text
+
+from infra.database import make_engine
+from infra.tables import inbox
+from tests.outbox_messages import quick_app
+from tests.unit.test_consumer_reliability import _batch
+
+
+def test_a_connection_lost_during_a_send_loses_no_record(postgres_url: str) -> None:
+    name = f"ob-keep-{uuid.uuid4().hex[:8]}"
+    consumer_url = f"{postgres_url}&application_name={name}"
+    engine = make_engine(postgres_url)
+    batch = _batch(engine, 3)
+    got: Counter[str] = Counter()
+
+    def finance(request: httpx.Request) -> httpx.Response:
+        got[request.headers["Idempotency-Key"]] += 1
+        if sum(got.values()) == 2:  # the consumer's connections die as this one is taken
+            with engine.begin() as conn:
+                killed = conn.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                )
+            assert killed >= 1
+        return httpx.Response(200)
+
+    app = quick_app(consumer_url, finance_url="http://finance.test/orders")
+    consumer = app.delivery_consumer("finance", transport=httpx.MockTransport(finance))
+    assert consumer.handle_batch(batch) == [None] * 3
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(inbox)) == 3
+    assert consumer.handle_batch(batch) == [None] * 3  # the broker's redelivery: nothing sent
+    assert sorted(got.values()) == [1, 1, 1]
+    engine.dispose()
