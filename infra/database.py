@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert
+from sqlalchemy import Connection, Engine, create_engine, event, insert, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
@@ -70,6 +70,27 @@ def dialect_insert(conn: Connection, table: Any) -> Insert:
 
         return sqlite_insert(table)
     return insert(table)
+
+
+def reserve_ids(conn: Connection, table: Any, count: int) -> list[int] | None:
+    """``count`` new ids from ``table``'s id sequence, in one round trip
+    (PostgreSQL); None elsewhere (insert with RETURNING there).
+
+    With the ids known, a batch's rows go in as one prepared statement run
+    for each row (psycopg's pipeline) instead of one multi-row INSERT …
+    RETURNING whose text (hundreds of parameters, a new length each batch)
+    the driver parses again every time: that parse was the router's largest
+    single cost per order (``python -m bench.profile``)."""
+    if conn.dialect.name != "postgresql" or count <= 0:
+        return None
+    found = conn.execute(
+        text(
+            "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(:table, 'id') AS seq) s, "
+            "generate_series(1, :count)"
+        ),
+        {"table": table.name, "count": count},
+    ).scalars()
+    return sorted(int(n) for n in found)
 
 
 def insert_all_absent(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:

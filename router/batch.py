@@ -19,7 +19,7 @@ from sqlalchemy import Connection, bindparam, insert, select, text, update
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
-from infra.database import prefer_key_lookups
+from infra.database import prefer_key_lookups, reserve_ids
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
 from router.aftersales import documents, merged, with_status_after_sale
@@ -408,26 +408,33 @@ class BatchRouting:
         new = [(key, s) for key, s in sorted(self.states.items()) if s.is_new and s.values]
         if not new:
             return
-        inserted = self.conn.execute(
-            insert(orders).returning(orders.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "order_number": s.number,
-                    "channel": key[0],
-                    "shop": key[1],
-                    "external_id": key[2],
-                    "created_at": self.now,
-                    "fingerprint": s.fingerprint,
-                    "placed_at": s.placed_at,
-                    "hold_status": s.hold_status,
-                    "customer_key": s.customer_key,
-                    **(s.values or {}),
-                }
-                for key, s in new
-            ],
-        ).all()
-        for (_, s), row in zip(new, inserted, strict=True):
-            s.id = row.id
+        rows = [
+            {
+                "order_number": s.number,
+                "channel": key[0],
+                "shop": key[1],
+                "external_id": key[2],
+                "created_at": self.now,
+                "fingerprint": s.fingerprint,
+                "placed_at": s.placed_at,
+                "hold_status": s.hold_status,
+                "customer_key": s.customer_key,
+                **(s.values or {}),
+            }
+            for key, s in new
+        ]
+        ids = reserve_ids(self.conn, orders, len(rows))
+        if ids is not None:  # PostgreSQL: one prepared INSERT run for each row
+            for row, id_ in zip(rows, ids, strict=True):
+                row["id"] = id_
+            self.conn.execute(insert(orders), rows)
+        else:
+            returned = self.conn.execute(
+                insert(orders).returning(orders.c.id, sort_by_parameter_order=True), rows
+            ).all()
+            ids = [r.id for r in returned]
+        for (_, s), id_ in zip(new, ids, strict=True):
+            s.id = id_
         held = [{"order_id": s.id, **s.new_hold} for _, s in new if s.new_hold]
         if held:
             self.conn.execute(insert(holds), held)

@@ -102,3 +102,19 @@ def test_tax_counts_towards_the_total() -> None:
     # order(): lines 25.00 + shipping 6.00 - discount 0.50 = 30.50; with 3.05 tax, 33.55
     assert "total_mismatch" not in codes(tax="3.05", total="33.55")
     assert "total_mismatch" in codes(tax="3.05", total="30.50")
+
+
+def test_a_plain_mainland_mobile_reads_as_libphonenumber_reads_it() -> None:
+    """The fast path for an 11-digit mainland number (one libphonenumber
+    lookup per 7-digit prefix) gives what the full parse gives, number for
+    number: kind, E.164, and whether it exists at all."""
+    import random
+
+    from canonical.phones import _parsed, read_phone
+
+    rng = random.Random(20261206)
+    numbers = [f"1{rng.randint(3, 9)}{rng.randint(0, 999_999_999):09d}" for _ in range(5000)]
+    differ = [n for n in numbers if read_phone(n) != _parsed(n, "CN")]
+    assert differ == []
+    kinds = {p.kind if p else None for p in map(read_phone, numbers)}
+    assert {"mobile", None} <= kinds  # both answers were exercised
