@@ -54,6 +54,7 @@ from infra.tables import (
     outbox,
     rejected_requests,
 )
+from infra.topology import delivery_routing_key
 
 log = logging.getLogger(__name__)
 
@@ -238,29 +239,23 @@ class AlertRules:
 
     def _undelivered(self, conn: Connection, now: datetime, rule: UndeliveredPaid) -> list[Finding]:
         cutoff = now - timedelta(seconds=rule.after)
-        sent = conn.execute(
-            select(outbox.c.message_id).where(
-                outbox.c.message_id.like("%-warehouse"), outbox.c.created_at < cutoff
-            )
-        ).scalars()
-        candidates = list(sent)
-        if not candidates:
-            return []
-        arrived = set(
+        oldest = cutoff - timedelta(days=rule.within_days)
+        o, i, d = outbox.c, inbox.c, dead_letters.c
+        delivered = select(i.message_id).where(
+            i.consumer == "warehouse", i.message_id == o.message_id
+        )
+        failing = select(d.id).where(d.message_id == o.message_id, d.status == "open")
+        missing = list(
             conn.scalars(
-                select(inbox.c.message_id).where(
-                    inbox.c.consumer == "warehouse", inbox.c.message_id.in_(candidates)
+                select(o.message_id).where(
+                    o.created_at >= oldest,  # by the time's index: a week, not the history
+                    o.created_at < cutoff,
+                    o.routing_key == delivery_routing_key("warehouse"),
+                    ~delivered.exists(),
+                    ~failing.exists(),
                 )
             )
         )
-        failing = set(
-            conn.scalars(
-                select(dead_letters.c.message_id).where(
-                    dead_letters.c.message_id.in_(candidates), dead_letters.c.status == "open"
-                )
-            )
-        )
-        missing = [m for m in candidates if m not in arrived and m not in failing]
         numbers = sorted({m.split("-v", 1)[0] for m in missing})
         if numbers:
             paid = list(

@@ -182,7 +182,7 @@ def _outbox_events(conn: Connection, number: str) -> list[Event]:
     seen_versions: set[int] = set()
     for row in conn.execute(
         select(outbox.c.message_id, outbox.c.body, outbox.c.created_at, outbox.c.published_at)
-        .where(outbox.c.message_id.like(f"{number}-v%"))
+        .where(outbox.c.order_number == number, outbox.c.message_id.like(f"{number}-v%"))
         .order_by(outbox.c.id)
     ).mappings():
         version = int(row["message_id"].split("-v", 1)[1].split("-", 1)[0])

@@ -115,8 +115,8 @@ def reconcile(
     report = Report(day, timezone, channel)
     routed = _routed_orders(conn, start, end, channel)
     numbers = {r["order_number"] for r in routed}
-    sent = _messages_by_order(conn, start, numbers)
-    delivered = set(conn.scalars(select(inbox.c.message_id).where(inbox.c.delivered_at >= start)))
+    sent = _messages_by_order(conn, numbers)
+    delivered = _delivered_messages(conn, numbers)
     letters = _open_letters(conn, numbers)
     for r in routed:
         number = r["order_number"]
@@ -135,46 +135,70 @@ def reconcile(
 def _routed_orders(
     conn: Connection, start: datetime, end: datetime, channel: str | None
 ) -> list[Any]:
-    """The orders whose first arrival was in the window."""
-    first = func.min(arrivals.c.received_at)
-    query = (
-        select(
-            orders.c.order_number,
-            orders.c.channel,
-            orders.c.external_id,
-            orders.c.hold_status,
-            first.label("first"),
-        )
-        .join(arrivals, arrivals.c.order_id == orders.c.id)
-        .group_by(
-            orders.c.id,
-            orders.c.order_number,
-            orders.c.channel,
-            orders.c.external_id,
-            orders.c.hold_status,
-        )
-        .having((first >= start) & (first < end))
-    )
+    """The orders whose first arrival was in the window: those with an
+    arrival in it (by its time's index), less those that arrived before."""
+    a = arrivals.c
+    in_window = select(a.order_id).where(a.received_at >= start, a.received_at < end)
     if channel:
-        query = query.where(orders.c.channel == channel)
-    return list(conn.execute(query).mappings())
-
-
-def _messages_by_order(
-    conn: Connection, start: datetime, numbers: set[str]
-) -> dict[str, list[Sent]]:
-    sent: dict[str, list[Sent]] = {}
-    for row in conn.execute(
-        select(outbox.c.message_id, outbox.c.created_at, outbox.c.published_at).where(
-            outbox.c.created_at >= start
+        in_window = in_window.where(a.channel == channel)
+    ids = sorted({i for i in conn.scalars(in_window.distinct()) if i is not None})
+    first = func.min(a.received_at)
+    found: list[Any] = []
+    for chunk in _chunks(ids):
+        found += (
+            conn.execute(
+                select(
+                    orders.c.order_number,
+                    orders.c.channel,
+                    orders.c.external_id,
+                    orders.c.hold_status,
+                    first.label("first"),
+                )
+                .join(arrivals, a.order_id == orders.c.id)
+                .where(orders.c.id.in_(chunk))
+                .group_by(
+                    orders.c.id,
+                    orders.c.order_number,
+                    orders.c.channel,
+                    orders.c.external_id,
+                    orders.c.hold_status,
+                )
+                .having(first >= start)
+            )
+            .mappings()
+            .all()
         )
-    ):
-        number = row.message_id.split("-v", 1)[0]
-        if number in numbers:
-            sent.setdefault(number, []).append(
+    return found
+
+
+def _chunks(values: list[Any], size: int = 1000) -> list[list[Any]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _messages_by_order(conn: Connection, numbers: set[str]) -> dict[str, list[Sent]]:
+    """Each order's outbox messages (by the order's number, indexed)."""
+    sent: dict[str, list[Sent]] = {}
+    o = outbox.c
+    for chunk in _chunks(sorted(numbers)):
+        for row in conn.execute(
+            select(o.order_number, o.message_id, o.created_at, o.published_at).where(
+                o.order_number.in_(chunk)
+            )
+        ):
+            sent.setdefault(row.order_number, []).append(
                 (row.message_id, _utc(row.created_at), _utc(row.published_at))
             )
     return sent
+
+
+def _delivered_messages(conn: Connection, numbers: set[str]) -> set[str]:
+    """The message ids of these orders that a system's inbox holds."""
+    found: set[str] = set()
+    for chunk in _chunks(sorted(numbers)):
+        found |= set(
+            conn.scalars(select(inbox.c.message_id).where(inbox.c.order_number.in_(chunk)))
+        )
+    return found
 
 
 def _open_letters(conn: Connection, numbers: set[str]) -> dict[str, str]:

@@ -330,6 +330,12 @@ class UndeliveredPaid(BaseModel):
     after: float = Field(
         default=1800, gt=0, description="seconds a paid order may go without reaching the warehouse"
     )
+    within_days: float = Field(
+        default=7,
+        gt=0,
+        description="how far back orders are looked at (older ones are the daily "
+        "reconciliation's): the check reads only these, however long the history",
+    )
 
 
 class DeadLetterGrowth(BaseModel):

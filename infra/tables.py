@@ -111,6 +111,8 @@ orders = Table(
     Index("ix_orders_customer_key", "customer_key"),
     Index("ix_orders_external_id", "external_id"),  # the customers' lookup by platform number
     Index("ix_orders_tracking_number", "tracking_number"),  # a carrier's event finds its order
+    Index("ix_orders_created_at", "created_at"),  # a day's orders (dashboard, phone tail)
+    Index("ix_orders_status", "status"),  # the shipped parcels the alert rule looks at
     # Only paid orders the customer was not yet told are late about: the
     # delay watch reads just those, however many orders there are.
     Index(
@@ -137,6 +139,8 @@ arrivals = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
     Index("ix_arrivals_order_id", "order_id"),
+    Index("ix_arrivals_received_at", "received_at"),  # a day's orders, a window's inputs
+    Index("ix_arrivals_channel_received_at", "channel", "received_at"),  # a channel's last
 )
 
 # Transactional outbox: messages to publish, committed with the state that caused them.
@@ -156,6 +160,9 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    Column("order_number", String(32), nullable=True, doc="the order the message is about"),
+    Index("ix_outbox_order_number", "order_number"),  # an order's timeline, a day's check
+    Index("ix_outbox_created_at", "created_at"),  # the alert on paid orders not delivered
     # Only the unpublished rows, in id order: the relay's "next batch" reads
     # just that many entries however large the outbox grows (migration 0003).
     Index(
@@ -192,6 +199,8 @@ inbox = Table(
         doc="the mapping tables' version the delivered copy was mapped with",
     ),
     Index("ix_inbox_consumer_order", "consumer", "order_number"),
+    Index("ix_inbox_order_number", "order_number"),  # an order's timeline
+    Index("ix_inbox_delivered_at", "delivered_at"),  # a day's deliveries (the dashboard)
 )
 
 # Dead letters: one row per (queue, message id); a repeated failure updates it.

@@ -53,6 +53,7 @@ def enqueue(conn: Connection, message: OutgoingMessage, now: datetime | None = N
             body=message.body.decode("utf-8"),
             created_at=now or utcnow(),
             attempts=0,
+            order_number=message.headers.get(H_ORDER_NUMBER),
         )
     )
 
@@ -85,6 +86,7 @@ def delivery_row(
         "body": body,
         "created_at": now,
         "attempts": 0,
+        "order_number": number,
     }
 
 
@@ -122,6 +124,7 @@ def document_row(
         "body": body,
         "created_at": now,
         "attempts": 0,
+        "order_number": number,
     }
 
 

@@ -53,6 +53,7 @@ def tell_once(
             body=body,
             created_at=now,
             attempts=0,
+            order_number=number,
         )
     )
     return True
