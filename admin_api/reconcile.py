@@ -32,10 +32,19 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, insert, select
 
 from infra.spreadsheets import safe_cell
-from infra.tables import arrivals, dead_letters, inbox, orders, outbox, rejected_requests
+from infra.tables import (
+    arrivals,
+    dead_letters,
+    inbox,
+    orders,
+    outbox,
+    reconciled_days,
+    reconciled_orders,
+    rejected_requests,
+)
 
 STATES = ("delivered", "rejected", "held", "dead_lettered", "in_flight", "unexplained")
 REFUSED_BY_ROUTER = frozenset({"validation_failed", "malformed_message", "schema_mismatch"})
@@ -57,6 +66,7 @@ class Report:
     channel: str | None
     entries: list[Entry] = field(default_factory=list)
     refused_requests: int = 0
+    kept: bool = False  # read from the kept reconciliation: the day's rows were deleted
 
     def counts(self) -> dict[str, int]:
         found = Counter(e.state for e in self.entries)
@@ -73,6 +83,7 @@ class Report:
             and counts["unexplained"] == 0,
             "unexplained": [e.__dict__ for e in self.entries if e.state == "unexplained"],
             "refused_requests": self.refused_requests,
+            "kept": self.kept,
         }
 
     def as_csv(self) -> str:
@@ -112,6 +123,9 @@ def reconcile(
     zone = ZoneInfo(timezone)
     start, end = window(day, zone)
     now = now or datetime.now(UTC)
+    kept = kept_report(conn, day, timezone, channel)
+    if kept is not None:
+        return kept
     report = Report(day, timezone, channel)
     routed = _routed_orders(conn, start, end, channel)
     numbers = {r["order_number"] for r in routed}
@@ -168,7 +182,66 @@ def _routed_orders(
             .mappings()
             .all()
         )
+    # an order of a kept day whose first arrival was deleted is that day's
+    kept = _kept_numbers(conn, [r["order_number"] for r in found])
+    return [r for r in found if r["order_number"] not in kept]
+
+
+def _kept_numbers(conn: Connection, numbers: list[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(numbers):
+        found |= set(
+            conn.scalars(
+                select(reconciled_orders.c.order_number).where(
+                    reconciled_orders.c.order_number.in_(chunk)
+                )
+            )
+        )
     return found
+
+
+def kept_report(conn: Connection, day: date, timezone: str, channel: str | None) -> Report | None:
+    """The day's reconciliation as kept before its rows were deleted; None
+    when the day was not kept."""
+    d = reconciled_days.c
+    refused = conn.scalar(select(d.refused_requests).where(d.day == day, d.timezone == timezone))
+    if refused is None:
+        return None
+    r = reconciled_orders.c
+    query = select(r.channel, r.external_id, r.order_number, r.state, r.detail).where(
+        r.day == day, r.timezone == timezone
+    )
+    if channel:
+        query = query.where(r.channel == channel)
+    report = Report(day, timezone, channel, kept=True)
+    report.entries = [Entry(*row) for row in conn.execute(query.order_by(r.id))]
+    counts = dict(refused)
+    report.refused_requests = counts.get(channel, 0) if channel else sum(counts.values())
+    return report
+
+
+def keep(conn: Connection, report: Report, now: datetime) -> None:
+    """Keep a whole day's reconciliation (every channel), before its rows go."""
+    start, end = window(report.day, ZoneInfo(report.timezone))
+    refused: Counter[str] = Counter()
+    for channel, count in conn.execute(
+        select(rejected_requests.c.channel, func.count())
+        .where(
+            rejected_requests.c.received_at >= start,
+            rejected_requests.c.received_at < end,
+            rejected_requests.c.reason != "ignored",
+        )
+        .group_by(rejected_requests.c.channel)
+    ):
+        refused[channel] += int(count)
+    conn.execute(
+        insert(reconciled_days).values(
+            day=report.day, timezone=report.timezone, refused_requests=dict(refused), kept_at=now
+        )
+    )
+    rows = [{"day": report.day, "timezone": report.timezone, **e.__dict__} for e in report.entries]
+    for chunk in _chunks(rows):
+        conn.execute(insert(reconciled_orders), chunk)
 
 
 def _chunks(values: list[Any], size: int = 1000) -> list[list[Any]]:

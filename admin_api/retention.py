@@ -1,20 +1,26 @@
-"""Retention of the records of refused requests: anyone can make one (a
-request to a channel that does not exist, a forged signature), so they are
-kept ``ORDERBUS_REJECTED_RETENTION_DAYS`` days, then deleted by the admin
-component in small batches (no long lock on the table)."""
+"""Retention, run by the admin component in small batches (no long lock on a
+table): the records of refused requests (anyone can make one: a request to
+a channel that does not exist, a forged signature) are kept
+``ORDERBUS_REJECTED_RETENTION_DAYS`` days; the history rows (arrivals,
+outbox, inbox) ``ORDERBUS_HISTORY_RETENTION_DAYS`` when set, each day's
+reconciliation kept before its rows go."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, func, select, tuple_
 
+from admin_api import reconcile
 from infra import raw_payloads
 from infra.database import translate_db_errors
-from infra.tables import rejected_requests
+from infra.tables import arrivals, inbox, outbox, reconciled_days, rejected_requests
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +84,118 @@ class RejectedRetention:
             except Exception:  # logged; tried again at the next interval
                 log.exception("retention of refused-request records failed")
             stop.wait(self.interval)
+
+
+class HistoryRetention:
+    """Deletes the history rows older than ``days``: arrivals, published
+    outbox rows and inbox rows, a batch per transaction (no long lock on a
+    table the router writes), after keeping the reconciliation of each whole
+    day they belong to (admin_api/reconcile.py :func:`~admin_api.reconcile.keep`).
+
+    The orders themselves (their state and latest body), holds and dead
+    letters stay: an order is still found by its number and its fate is still
+    told, from the kept day. The raw platform orders have their own
+    retention (``ORDERBUS_RAW_RETENTION_DAYS``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        days: float,
+        timezone: str = "Asia/Shanghai",
+        router_queue: str | None = None,
+        batch: int = 500,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.days = days
+        self.timezone = timezone
+        self.router_queue = router_queue
+        self.batch = batch
+        self.clock = clock
+        self.batch_seconds: list[float] = []  # how long each delete transaction took
+
+    def keep_days(self, now: datetime) -> datetime | None:
+        """Keep the reconciliation of every whole day before the cutoff not
+        kept yet; the end of the last day kept (rows before it may go)."""
+        zone = ZoneInfo(self.timezone)
+        cutoff = now - timedelta(days=self.days)
+        with translate_db_errors(), self.engine.connect() as conn:
+            oldest = conn.scalar(select(func.min(arrivals.c.received_at)))
+            last_kept = conn.scalar(
+                select(func.max(reconciled_days.c.day)).where(
+                    reconciled_days.c.timezone == self.timezone
+                )
+            )
+        horizon = reconcile.window(last_kept, zone)[1] if last_kept is not None else None
+        if oldest is None:
+            return horizon
+        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+        day = oldest.astimezone(zone).date()
+        while (end := reconcile.window(day, zone)[1]) <= cutoff:
+            with translate_db_errors(), self.engine.begin() as conn:
+                if reconcile.kept_report(conn, day, self.timezone, None) is None:
+                    report = reconcile.reconcile(
+                        conn, day, timezone=self.timezone, router_queue=self.router_queue, now=now
+                    )
+                    reconcile.keep(conn, report, now)
+                    log.info("retention: the reconciliation of %s kept (%d orders)",
+                             day, len(report.entries))  # fmt: skip
+            horizon = end
+            day += timedelta(days=1)
+        return horizon
+
+    def purge_once(self) -> dict[str, int]:
+        """Keep the days, then delete their rows; how many of each went."""
+        horizon = self.keep_days(self.clock())
+        if horizon is None:
+            return {}
+        a, o, i = arrivals.c, outbox.c, inbox.c
+        plans = {
+            "arrivals": (
+                arrivals,
+                select(a.message_id).where(a.received_at < horizon),
+                lambda keys: a.message_id.in_(keys),
+            ),
+            "outbox": (
+                outbox,
+                select(o.id).where(o.created_at < horizon, o.published_at.is_not(None)),
+                lambda keys: o.id.in_(keys),
+            ),
+            "inbox": (
+                inbox,
+                select(i.consumer, i.message_id).where(i.delivered_at < horizon),
+                lambda keys: tuple_(i.consumer, i.message_id).in_(keys),
+            ),
+        }
+        deleted = {}
+        for name, (table, chosen, matching) in plans.items():
+            deleted[name] = self._delete_in_batches(table, chosen, matching)
+        return deleted
+
+    def _delete_in_batches(
+        self, table: Any, chosen: Any, matching: Callable[[list[Any]], Any]
+    ) -> int:
+        deleted = 0
+        while True:
+            began = time.perf_counter()
+            with translate_db_errors(), self.engine.begin() as conn:
+                keys = [
+                    tuple(r) if len(r) > 1 else r[0] for r in conn.execute(chosen.limit(self.batch))
+                ]
+                if keys:
+                    conn.execute(delete(table).where(matching(keys)))
+            self.batch_seconds.append(time.perf_counter() - began)
+            deleted += len(keys)
+            if len(keys) < self.batch:
+                return deleted
+
+    def run(self, stop: threading.Event, interval: float = 3600.0) -> None:
+        while not stop.is_set():
+            try:
+                deleted = self.purge_once()
+                if any(deleted.values()):
+                    log.info("retention: history rows past %s days deleted: %s",
+                             self.days, deleted)  # fmt: skip
+            except Exception:  # logged; tried again at the next interval
+                log.exception("history retention failed")
+            stop.wait(interval)

@@ -274,6 +274,12 @@ class Settings(BaseSettings):
         gt=0,
         description="days the platforms' own orders (the webhook bodies, 原始单) are kept",
     )
+    history_retention_days: float | None = Field(
+        default=None,
+        ge=7,
+        description="days the history rows (arrivals, outbox, inbox) are kept; older ones are "
+        "deleted in batches after each day's reconciliation is kept (empty: kept for ever)",
+    )
     rejected_retention_days: float = Field(
         default=30,
         gt=0,

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Date,
     Dialect,
     Float,
     Index,
@@ -545,4 +546,32 @@ component_heartbeats = Table(
     Column("queues", JSON, nullable=False, doc="the queues it consumes"),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("beat_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# The reconciliation of each day whose arrivals, outbox and inbox rows were
+# deleted by the history retention (admin_api/retention.py): a day kept here
+# is answered from here, entry for entry, as it was before the rows went.
+reconciled_days = Table(
+    "reconciled_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("timezone", String(64), primary_key=True),
+    Column("refused_requests", JSON, nullable=False, doc="channel -> requests refused"),
+    Column("kept_at", DateTime(timezone=True), nullable=False),
+)
+
+reconciled_orders = Table(
+    "reconciled_orders",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("day", Date, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("external_id", String(200), nullable=True),
+    Column("order_number", String(32), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_reconciled_orders_day_channel", "day", "channel"),
+    Index("ix_reconciled_orders_order_number", "order_number"),
 )

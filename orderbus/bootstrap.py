@@ -34,7 +34,7 @@ from targets.delivery import HttpDelivery, RetryPolicy
 
 if TYPE_CHECKING:
     from admin_api.alerts import AlertEvaluator
-    from admin_api.retention import RejectedRetention
+    from admin_api.retention import HistoryRetention, RejectedRetention
     from admin_api.retry_jobs import RetryJobWorker
     from admin_api.routes.deps import AdminContext
     from connectors.kuaidi100 import Kuaidi100Poll
@@ -309,6 +309,20 @@ class Orderbus:
             self.engine,
             self.settings.rejected_retention_days,
             raw_days=self.settings.raw_retention_days,
+        )
+
+    def history_retention(self) -> HistoryRetention | None:
+        """The history retention, when ``ORDERBUS_HISTORY_RETENTION_DAYS`` is set."""
+        from admin_api.retention import HistoryRetention
+
+        days = self.settings.history_retention_days
+        if days is None:
+            return None
+        return HistoryRetention(
+            self.engine,
+            days,
+            timezone=self.settings.console_timezone,
+            router_queue=self.topology.router_queue,
         )
 
     def daily_digest(self, transport: httpx.BaseTransport | None = None) -> DailyDigest:

@@ -143,6 +143,9 @@ class Daemon:
                 self._thread("alerts", app.alert_evaluator().run, self.stop)
             self._thread("retry-jobs", app.retry_job_worker().run, self.stop)
             self._thread("retention", app.rejected_retention().run, self.stop)
+            history = app.history_retention()
+            if history is not None:
+                self._thread("history-retention", history.run, self.stop)
             if settings.digest is not None:
                 self._thread("digest", app.daily_digest().run, self.stop)
 
