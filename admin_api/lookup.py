@@ -209,7 +209,7 @@ def _document_events(conn: Connection, number: str) -> list[Event]:
     events: list[Event] = []
     for row in conn.execute(
         select(outbox.c.message_id, outbox.c.headers, outbox.c.created_at, outbox.c.published_at)
-        .where(outbox.c.message_id.like(f"{number}-%"))
+        .where(outbox.c.order_number == number, outbox.c.message_id.like(f"{number}-%"))
         .where(outbox.c.message_id.not_like(f"{number}-v%"))
         .order_by(outbox.c.id)
     ).mappings():

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, delete, func, select, tuple_
+from sqlalchemy import Engine, delete, func, select
 
 from admin_api import reconcile
 from infra import raw_payloads
@@ -112,7 +112,8 @@ class HistoryRetention:
         self.router_queue = router_queue
         self.batch = batch
         self.clock = clock
-        self.batch_seconds: list[float] = []  # how long each delete transaction took
+        # how long each delete transaction took, by table
+        self.batch_seconds: dict[str, list[float]] = {}
 
     def keep_days(self, now: datetime) -> datetime | None:
         """Keep the reconciliation of every whole day before the cutoff not
@@ -161,19 +162,29 @@ class HistoryRetention:
                 select(o.id).where(o.created_at < horizon, o.published_at.is_not(None)),
                 lambda keys: o.id.in_(keys),
             ),
-            "inbox": (
-                inbox,
-                select(i.consumer, i.message_id).where(i.delivered_at < horizon),
-                lambda keys: tuple_(i.consumer, i.message_id).in_(keys),
-            ),
         }
         deleted = {}
         for name, (table, chosen, matching) in plans.items():
-            deleted[name] = self._delete_in_batches(table, chosen, matching)
+            deleted[name] = self._delete_in_batches(name, table, chosen, matching)
+        # the inbox's key is (consumer, message id): a consumer at a time, by its key
+        with translate_db_errors(), self.engine.connect() as conn:
+            consumers = list(conn.scalars(select(i.consumer).distinct()))
+        deleted["inbox"] = 0
+        for consumer in consumers:
+
+            def of_consumer(keys: list[Any], consumer: str = consumer) -> Any:
+                return (i.consumer == consumer) & i.message_id.in_(keys)
+
+            deleted["inbox"] += self._delete_in_batches(
+                "inbox",
+                inbox,
+                select(i.message_id).where(i.consumer == consumer, i.delivered_at < horizon),
+                of_consumer,
+            )
         return deleted
 
     def _delete_in_batches(
-        self, table: Any, chosen: Any, matching: Callable[[list[Any]], Any]
+        self, name: str, table: Any, chosen: Any, matching: Callable[[list[Any]], Any]
     ) -> int:
         deleted = 0
         while True:
@@ -184,7 +195,7 @@ class HistoryRetention:
                 ]
                 if keys:
                     conn.execute(delete(table).where(matching(keys)))
-            self.batch_seconds.append(time.perf_counter() - began)
+            self.batch_seconds.setdefault(name, []).append(time.perf_counter() - began)
             deleted += len(keys)
             if len(keys) < self.batch:
                 return deleted

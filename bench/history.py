@@ -40,6 +40,7 @@ from sqlalchemy import Connection, Engine, event, text
 from admin_api import causes, lookup, reconcile
 from admin_api.alerts import AlertRules
 from admin_api.metrics import DatabaseCollector
+from admin_api.retention import HistoryRetention
 from bench.pipeline import private_schema
 from console import figures
 from infra.database import make_engine
@@ -272,8 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--plans", action="store_true", help="print every statement's plan")
     parser.add_argument("--seed", type=int, default=20261206)
+    parser.add_argument(
+        "--retention",
+        type=float,
+        default=30,
+        metavar="DAYS",
+        help="then run the history retention at this age (0: not)",
+    )
     args = parser.parse_args(argv)
     results: dict[int, dict[str, tuple[float, float, list[str]]]] = {}
+    retained: dict[int, str] = {}
     for count in args.orders:
         with private_schema(DATABASE, "bench_history") as url:
             engine = make_engine(url)
@@ -297,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 scans,
             )
             print(f"  a metrics scrape: p95 {_pct(scrape.times_ms, 0.95):.1f} ms", flush=True)
+            if args.retention:
+                retained[count] = _retention(engine, args.retention)
             engine.dispose()
     sizes = sorted(results)
     print("\n| question | " + " | ".join(f"p95 ms at {n:,}" for n in sizes)
@@ -308,7 +319,28 @@ def main(argv: list[str] | None = None) -> int:
         ratio = p95s[-1] / max(p95s[0], 0.01)
         print(f"| {name} | " + " | ".join(f"{p:.1f}" for p in p95s)
               + f" | {ratio:.1f} | {', '.join(scans) or 'no'} |")  # fmt: skip
+    for count, line in retained.items():
+        print(f"\nretention at {count:,} orders: {line}")
     return 0
+
+
+def _retention(engine: Engine, days: float) -> str:
+    """Run the history retention once over the generated days; its figures."""
+    retention = HistoryRetention(engine, days, clock=lambda: END + timedelta(hours=10))
+    began = time.perf_counter()
+    deleted = retention.purge_once()
+    took = time.perf_counter() - began
+    parts = [
+        f"{name} {len(times):,} transactions p50 {1000 * statistics.median(times):.0f} ms "
+        f"p99 {1000 * _pct(times, 0.99):.0f} ms longest {1000 * max(times):.0f} ms"
+        for name, times in retention.batch_seconds.items()
+    ]
+    line = (
+        f"{sum(deleted.values()):,} rows deleted {deleted} in {took:.0f} s (the days' "
+        f"reconciliations kept first); deletes of 500: {'; '.join(parts)}"
+    )
+    print(f"  retention: {line}", flush=True)
+    return line
 
 
 def _scrape(engine: Engine) -> Callable[[Connection, random.Random], object]:
