@@ -41,7 +41,8 @@ def _timed(
 ) -> None:
     profiler = cProfile.Profile(time.process_time)  # CPU, not waiting
     cpu, wall = time.process_time(), time.perf_counter()
-    profiler.enable()
+    if top:
+        profiler.enable()
     for batch in work:
         results = handle(batch)  # type: ignore[operator]
         failed = [r for r in results if r is not None]
@@ -53,6 +54,8 @@ def _timed(
         f"\n## {label}: {count} messages, {cpu / count * 1000:.2f} ms CPU and "
         f"{wall / count * 1000:.2f} ms wall each"
     )
+    if not top:
+        return
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(top)
     print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:6000])
@@ -62,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=50)
-    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--top", type=int, default=25, help="functions listed (0: no profiler, the CPU alone)"
+    )
     parser.add_argument(
         "--sort", default="cumulative", choices=["cumulative", "tottime"], help="order of the list"
     )

@@ -188,6 +188,7 @@ class Daemon:
     def _beat(self) -> None:
         """This process's components' heartbeat (infra/heartbeats.py) until
         it stops; then its rows go (a killed process's rows go stale)."""
+        name_this_thread("ob-heartbeat")
         instance, started = heartbeats.this_instance(), datetime.now(UTC)
         while not self.stop.is_set():
             try:

@@ -35,6 +35,7 @@ from infra.messages import (
     Results,
     message_key,
 )
+from infra.os_threads import name_this_thread
 
 if TYPE_CHECKING:
     from infra.bus import Bus
@@ -54,8 +55,13 @@ class ConsumerLoop:
         self.dead_letters = bus.publisher()
         # Deliveries seen by this process, for transports without x-delivery-count.
         self._seen: OrderedDict[str, int] = OrderedDict()
+        # The handler's thread carries the consuming component's OS name (the
+        # runner names that thread ob-<component>), so its CPU counts there.
+        owner = threading.current_thread().name
         self._worker = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"handler-{queues[0]}"
+            max_workers=1,
+            thread_name_prefix=f"handler-{queues[0]}",
+            initializer=lambda: name_this_thread(f"ob-{owner}"),
         )
         self._conn: Connection | None = None
         self._waiting: list[tuple[Message, Delivery]] = []
