@@ -55,6 +55,9 @@ class IngestDeps:
     unknown_channels: RecordBudget = field(default_factory=RecordBudget)
     # where refusals are kept while the database is away (connectors/rejections.py)
     rejection_spool: RejectionSpool | None = None
+    # keeps the platform's own order (message ids, channel, headers, body);
+    # None: at once, before the answer (infra/raw_payloads.py)
+    keep_raw: Callable[[list[str], str, dict[str, str], bytes], None] | None = None
 
 
 def create_ingest_app(deps: IngestDeps) -> FastAPI:

@@ -74,14 +74,14 @@ async def ingest(channel: str, request: Request) -> JSONResponse:
             return await _ignored(received, connector, result)
         accepted = await _publish(received, _messages(received, result))
         if result.arrivals:  # the platform's own order, beside ours
-            await run_in_threadpool(
-                raw_payloads.keep,
-                deps_of(request).engine,
-                [a["message_id"] for a in accepted[: len(result.arrivals)]],
-                channel,
-                dict(request.headers),
-                received.body,
-            )
+            ids = [a["message_id"] for a in accepted[: len(result.arrivals)]]
+            if deps.keep_raw is not None:  # kept by a thread of its own
+                deps.keep_raw(ids, channel, dict(request.headers), received.body)
+            else:
+                await run_in_threadpool(
+                    raw_payloads.keep, deps.engine, ids, channel, dict(request.headers),
+                    received.body,
+                )  # fmt: skip
     except Refused as refused:
         return await received.refuse(refused.error, brief=refused.brief)
     return _accepted(channel, connector, accepted)

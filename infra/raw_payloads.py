@@ -12,6 +12,7 @@ never the order (the log says so). Old copies are deleted after
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,17 +28,13 @@ log = logging.getLogger(__name__)
 SOURCE = "x-orderbus-source"  # "fetched": the platform API's answer, not a webhook body
 
 
-def keep(
-    engine: Engine,
-    message_ids: Iterable[str],
-    channel: str,
-    headers: Mapping[str, Any],
-    body: bytes,
-) -> None:
-    """Store ``body`` once under each message id it was published as."""
+def rows_of(
+    message_ids: Iterable[str], channel: str, headers: Mapping[str, Any], body: bytes
+) -> list[dict[str, Any]]:
+    """The rows that keep ``body`` once under each message id it was published as."""
     stored, encoding = encode_body(body)
     now = datetime.now(UTC)
-    rows = [
+    return [
         {
             "message_id": message_id,
             "channel": channel,
@@ -48,6 +45,20 @@ def keep(
         }
         for message_id in message_ids
     ]
+
+
+def keep(
+    engine: Engine,
+    message_ids: Iterable[str],
+    channel: str,
+    headers: Mapping[str, Any],
+    body: bytes,
+) -> None:
+    """Store ``body`` once under each message id it was published as, now."""
+    _write(engine, rows_of(message_ids, channel, headers, body))
+
+
+def _write(engine: Engine, rows: list[dict[str, Any]]) -> None:
     try:
         with translate_db_errors(), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -57,7 +68,57 @@ def keep(
                 conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
             insert_all_absent(conn, raw_payloads, rows)
     except Exception as exc:  # the order went through; only the copy is lost
-        log.warning("raw payload of %s not kept: %s", channel, exc)
+        log.warning("%d raw payload(s) not kept: %s", len(rows), exc)
+
+
+class BatchedKeeper:
+    """Keeps the copies from a thread of its own, many in one transaction, so
+    a webhook's answer does not wait for its copy's round trips (the ingest's
+    daemon runs :meth:`run`; ``python -m bench`` measured the difference).
+
+    Best effort like :func:`keep`: the copies waiting in memory (at most
+    ``most`` rows; more are dropped with a warning) are lost if the process
+    dies, never the orders."""
+
+    def __init__(self, engine: Engine, most: int = 10_000, batch: int = 500) -> None:
+        self.engine = engine
+        self.most = most
+        self.batch = batch
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+
+    def keep(
+        self, message_ids: Iterable[str], channel: str, headers: Mapping[str, Any], body: bytes
+    ) -> None:
+        rows = rows_of(message_ids, channel, headers, body)
+        with self._lock:
+            room = self.most - len(self._rows)
+            if room < len(rows):
+                log.warning("raw payloads: %d copies waiting; %s's not kept", self.most, channel)
+                rows = rows[: max(room, 0)]
+            self._rows += rows
+        self._ready.set()
+
+    def flush(self) -> int:
+        """Write what waits, a batch per transaction; how many were written."""
+        written = 0
+        while True:
+            with self._lock:
+                rows, self._rows = self._rows[: self.batch], self._rows[self.batch :]
+                if not self._rows:
+                    self._ready.clear()
+            if not rows:
+                return written
+            _write(self.engine, rows)
+            written += len(rows)
+
+    def run(self, stop: threading.Event, linger: float = 0.05) -> None:
+        while not stop.is_set():
+            if self._ready.wait(0.5):
+                stop.wait(linger)  # let a burst gather into one transaction
+                self.flush()
+        self.flush()
 
 
 def of_messages(conn: Connection, message_ids: Iterable[str]) -> list[dict[str, Any]]:

@@ -66,6 +66,7 @@ class Orderbus:
     _transports: list[Transport] = field(default_factory=list)
     _clients: list[httpx.Client] = field(default_factory=list)
     _spool: RejectionSpool | None = None
+    _raw_keeper: raw_payloads.BatchedKeeper | None = None
 
     def router(self, on_commit: Callable[[], None] | None = None) -> RouterService:
         rule = self.settings.duplicate_suspicion
@@ -344,7 +345,10 @@ class Orderbus:
 
         return ShipmentIntake(self.engine, publisher or self.bus.publisher(), self.topology)
 
-    def ingest_app(self, publisher: Publisher | None = None) -> FastAPI:
+    def ingest_app(self, publisher: Publisher | None = None, batched_raw: bool = False) -> FastAPI:
+        """The webhook application; ``batched_raw``: the platforms' own orders
+        are kept by :meth:`raw_keeper`'s thread (the daemon runs it), not
+        before each answer."""
         from connectors.ingest_app import IngestDeps, create_ingest_app
 
         wait = self.settings.ingest_confirm_timeout
@@ -360,8 +364,15 @@ class Orderbus:
             accept_tracking=self.tracking_intake(publisher).accept,
             accept_stock=self.stock_intake().accept_body,
             rejection_spool=self.rejection_spool(),
+            keep_raw=self.raw_keeper().keep if batched_raw else None,
         )
         return create_ingest_app(deps)
+
+    def raw_keeper(self) -> raw_payloads.BatchedKeeper:
+        """The ingest's writer of the platforms' own orders (one per process)."""
+        if self._raw_keeper is None:
+            self._raw_keeper = raw_payloads.BatchedKeeper(self.engine)
+        return self._raw_keeper
 
     def rejection_spool(self) -> RejectionSpool:
         """Where the ingest keeps refusals while the database is away (one per process)."""

@@ -106,7 +106,9 @@ class Daemon:
         if "ingest" in self.components:
             self._building = "ingest"
             self.queues_of.setdefault("ingest", [])
-            self._serve("ingest", app.ingest_app(), settings.ingest_host, settings.ingest_port)
+            ingest = app.ingest_app(batched_raw=True)
+            self._serve("ingest", ingest, settings.ingest_host, settings.ingest_port)
+            self._thread("raw-keeper", app.raw_keeper().run, self.stop)
             spool = app.rejection_spool()
             self._thread("rejection-spool", lambda stop: spool.run(app.engine, stop), self.stop)
             for channel in sorted(settings.legacy_inbound):

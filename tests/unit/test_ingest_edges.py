@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,35 @@ def test_a_spool_written_twice_records_each_refusal_once(
     assert spool.path.read_bytes() == kept  # the file survived the crash
     assert spool.flush(sqlite_engine) == 2 and not spool.path.exists()
     assert sorted(s for s, _, _ in _reasons(sqlite_engine)) == [401, 422]
+
+
+def test_the_platforms_orders_are_kept_in_batches_off_the_answer(sqlite_engine: Engine) -> None:
+    """The daemon's ingest keeps the webhook bodies from a thread of its own:
+    nothing waits for them before the answer; they are written together; a
+    backlog past its bound is dropped with a warning, never the order."""
+    from sqlalchemy import func, select
+
+    from infra.raw_payloads import BatchedKeeper
+    from infra.tables import raw_payloads
+
+    def stored() -> int:
+        with sqlite_engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(raw_payloads)) or 0)
+
+    keeper = BatchedKeeper(sqlite_engine, most=3, batch=2)
+    for n in range(4):
+        keeper.keep([f"m-{n}"], "web", {"Authorization": "secret"}, b'{"n": %d}' % n)
+    assert stored() == 0  # not written on the request's path
+    assert keeper.flush() == 3 and stored() == 3  # the fourth was past the bound
+    stop = threading.Event()
+    runner = threading.Thread(target=keeper.run, args=(stop,))
+    runner.start()
+    keeper.keep(["m-9"], "web", {}, b"{}")
+    stop.set()
+    runner.join(5)
+    assert stored() == 4  # what waited is written before the thread ends
+    with sqlite_engine.connect() as conn:
+        headers = conn.scalar(
+            select(raw_payloads.c.headers).where(raw_payloads.c.message_id == "m-0")
+        )
+    assert "secret" not in str(headers)  # redacted as before

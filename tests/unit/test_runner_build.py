@@ -27,6 +27,7 @@ def test_ingest_consumes_each_legacy_channel(sqlite_url: str) -> None:
     assert sorted(t.name for t in daemon.threads) == [
         "ingest",
         "legacy-erp",
+        "raw-keeper",
         "rejection-spool",
         "shipments",
     ]
@@ -61,6 +62,7 @@ def test_ingest_polls_each_polled_channel(sqlite_url: str) -> None:
     assert sorted(t.name for t in daemon.threads) == [
         "ingest",
         "poll-api-shop",
+        "raw-keeper",
         "rejection-spool",
         "shipments",
     ]
@@ -113,6 +115,7 @@ def test_ingest_runs_a_fetch_worker_for_each_douyin_channel(sqlite_url: str) -> 
     assert sorted(t.name for t in daemon.threads) == [
         "fetch-dy",
         "ingest",
+        "raw-keeper",
         "rejection-spool",
         "shipments",
     ]

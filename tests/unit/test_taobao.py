@@ -182,6 +182,7 @@ def test_ingest_pulls_tmc_and_fetches_trades(sqlite_url: str) -> None:
         "fetch-tb",
         "ingest",
         "poll-tb",
+        "raw-keeper",
         "rejection-spool",
         "shipments",
     ]
