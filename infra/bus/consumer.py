@@ -233,6 +233,13 @@ class ConsumerLoop:
     def _process(self, batch: list[tuple[Message, Delivery]]) -> None:
         """Handle a batch, then settle each message: ack, dead-letter or requeue."""
         results = self._call_with_retries([delivery for _, delivery in batch])
+        if self._acks_many() and all(result is None for result in results):
+            # All handled: one ack frame for the batch (every earlier message
+            # of this channel is settled already; the batch is in tag order).
+            for _, delivery in batch:
+                self._seen.pop(delivery.body_key(), None)
+            batch[-1][0].ack(multiple=True)
+            return
         requeue: list[tuple[Message, Delivery, BaseException]] = []
         for (message, delivery), result in zip(batch, results, strict=True):
             if result is None:
@@ -267,6 +274,12 @@ class ConsumerLoop:
         self._pause(wait)
         for message, _, _ in requeue:
             message.requeue()
+
+    def _acks_many(self) -> bool:
+        """AMQP acks many messages in one frame; kombu's virtual transports
+        (memory, SQL) take ``multiple`` but ack only the one message."""
+        conn = self._conn
+        return conn is not None and getattr(conn.transport, "driver_type", "") == "amqp"
 
     def _dead_letter(
         self, message: Message, delivery: Delivery, reason: str, detail: str, exc: BaseException

@@ -347,4 +347,8 @@ def test_consumer_hands_over_batches_and_settles_each_message(
         thread.join(20)
     assert sorted(handled) == sorted(f"c-{i}" for i in range(60))  # each once
     assert max(sizes) == 10 and len(sizes) < 60  # batched, never above batch_size
+    # every one settled: nothing came back to the queue when the consumer closed
+    # (a whole batch handled is acked in one frame, with ``multiple``)
+    time.sleep(1)
+    assert bus.queue_depth(topology.router_queue) == 0
     assert bus.queue_depth(topology.router_queue + ".dlq") == 1  # only the bad one
