@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from infra.database import prefer_key_lookups
 from infra.setting_specs import (
     AlertSettings,
     ParcelProblems,
@@ -245,6 +246,7 @@ class AlertRules:
             i.consumer == "warehouse", i.message_id == o.message_id
         )
         failing = select(d.id).where(d.message_id == o.message_id, d.status == "open")
+        prefer_key_lookups(conn)  # each message's inbox row by its key, not a hash of the inbox
         missing = list(
             conn.scalars(
                 select(o.message_id).where(

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, func, select
 
 from admin_api import causes
 from admin_api.metrics import delivered_revisions
+from infra.database import prefer_key_lookups
 from infra.tables import alerts, arrivals, dead_letters, holds, inbox, orders, outbox
 
 
@@ -102,6 +103,7 @@ def latency_by_system(conn: Connection, start: datetime, end: datetime) -> list[
     """From a revision's arrival at the router to its delivery, per system,
     for deliveries in the window (seconds)."""
     i, a = inbox.c, arrivals.c
+    prefer_key_lookups(conn)  # a day's deliveries by index, their orders by key
     rows = conn.execute(
         delivered_revisions(i.consumer, i.delivered_at, a.received_at).where(
             i.delivered_at >= start, i.delivered_at < end
