@@ -575,3 +575,15 @@ reconciled_orders = Table(
     Index("ix_reconciled_orders_day_channel", "day", "channel"),
     Index("ix_reconciled_orders_order_number", "order_number"),
 )
+
+
+# What each process counted (infra/counters.py), by metric and labels; the
+# metrics endpoint sums a metric's rows.
+metric_counts = Table(
+    "metric_counts",
+    metadata,
+    Column("metric", String(64), primary_key=True),
+    Column("labels", String(400), primary_key=True, doc="label values joined by \\x1f"),
+    Column("instance", String(200), primary_key=True, doc="host:pid of the process"),
+    Column("value", Float, nullable=False),
+)

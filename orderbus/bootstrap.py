@@ -17,6 +17,7 @@ from connectors.registry import check_settings, fetching_channels
 from connectors.replay import replayer
 from infra import raw_payloads
 from infra.bus import Bus, BusOptions, Publisher
+from infra.counters import Counters
 from infra.database import make_engine, translate_db_errors
 from infra.mappings import MappingCache
 from infra.settings import CUSTOMER_TARGET, WRITEBACK_TARGET, Settings, load_settings
@@ -67,6 +68,7 @@ class Orderbus:
     _clients: list[httpx.Client] = field(default_factory=list)
     _spool: RejectionSpool | None = None
     _raw_keeper: raw_payloads.BatchedKeeper | None = None
+    _counters: Counters | None = None
 
     def router(self, on_commit: Callable[[], None] | None = None) -> RouterService:
         rule = self.settings.duplicate_suspicion
@@ -89,8 +91,9 @@ class Orderbus:
             MappingCache(self.engine, mapping.required), mapping.required, mapping.targets, fanout
         )
         return RouterService(
-            self.engine, self.topology, on_commit, suspicion, hold_rules, fanout, gate
-        )
+            self.engine, self.topology, on_commit, suspicion, hold_rules, fanout, gate,
+            counters=self.counters(),
+        )  # fmt: skip
 
     def fanout(self) -> Fanout:
         """The routes in force: the three systems, write-back and customers as configured."""
@@ -131,8 +134,9 @@ class Orderbus:
         mapping = self.settings.sku_mapping
         mappings = MappingCache(self.engine, mapping.required)
         return DeliveryConsumer(
-            target, self.engine, delivery, mappings, map_skus=target in mapping.targets
-        )
+            target, self.engine, delivery, mappings, map_skus=target in mapping.targets,
+            counters=self.counters(),
+        )  # fmt: skip
 
     def _adapter(
         self, target: str, transport: httpx.BaseTransport | None = None
@@ -367,6 +371,13 @@ class Orderbus:
             keep_raw=self.raw_keeper().keep if batched_raw else None,
         )
         return create_ingest_app(deps)
+
+    def counters(self) -> Counters:
+        """This process's counts for the metrics (infra/counters.py); the
+        daemon writes them every few seconds."""
+        if self._counters is None:
+            self._counters = Counters(self.engine)
+        return self._counters
 
     def raw_keeper(self) -> raw_payloads.BatchedKeeper:
         """The ingest's writer of the platforms' own orders (one per process)."""

@@ -103,6 +103,8 @@ class Daemon:
             pusher = app.stock_pusher()
             if pusher is not None:
                 self._thread("stock-push", pusher.run, self.stop)
+        if {"router", "consumers"} & set(self.components):
+            self._thread("counters", app.counters().run, self.stop)
         if "ingest" in self.components:
             self._building = "ingest"
             self.queues_of.setdefault("ingest", [])

@@ -20,6 +20,7 @@ from canonical.envelope import Envelope
 from canonical.errors import TransientError
 from canonical.order import CanonicalOrder
 from canonical.validation import validate
+from infra.counters import ARRIVALS, Counters
 from infra.crashpoints import crash_point
 from infra.database import translate_db_errors
 from infra.messages import Delivery, parse_delivery
@@ -44,7 +45,9 @@ class RouterService:
         hold_rules: HoldRules | None = None,
         fanout: Fanout | None = None,
         mapping_gate: MappingGate | None = None,
+        counters: Counters | None = None,
     ) -> None:
+        self.counters = counters  # arrivals counted after their commit (metrics)
         self.engine = engine
         self.topology = topology
         self.on_commit = on_commit  # e.g. wake the outbox relay
@@ -119,9 +122,15 @@ class RouterService:
                         self.fanout,
                         self.mapping_gate,
                     )
-                    return routing.route(items)
+                    results = routing.route(items)
             except IntegrityError:
                 if attempt == 2:
                     raise
                 log.info("router: lost a race on a batch of %d, retrying", len(items))
+                continue
+            if self.counters is not None:  # committed: each arrival recorded counts
+                for (_, order), result in zip(items, results, strict=True):
+                    if result.outcome is not None:
+                        self.counters.add(ARRIVALS, (order.channel, result.outcome.value))
+            return results
         raise AssertionError("unreachable")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from http import HTTPStatus
 
 from sqlalchemy import Connection, Engine, select
@@ -27,6 +28,7 @@ from canonical.errors import (
 )
 from canonical.mapping import map_carrier, map_order
 from canonical.order import CanonicalOrder
+from infra.counters import Counters
 from infra.crashpoints import crash_point
 from infra.database import insert_all_absent, prefer_key_lookups, translate_db_errors
 from infra.mappings import MappingCache
@@ -72,7 +74,9 @@ class DeliveryConsumer:
         delivery: HttpDelivery,
         mappings: MappingCache | None = None,
         map_skus: bool = True,
+        counters: Counters | None = None,
     ) -> None:
+        self.counters = counters  # each delivery's latency counted after its commit
         self.target = target
         self.engine = engine
         self.delivery = delivery
@@ -127,7 +131,15 @@ class DeliveryConsumer:
                 results[index], failed, record = outcome
                 if record is not None:
                     self._keep(keeping, record)
+                    self._count(envelope, record)
         return results
+
+    def _count(self, envelope: Envelope, record: dict[str, object]) -> None:
+        """The delivery's time since its revision arrived at the router."""
+        delivered = record["delivered_at"]
+        if self.counters is not None and isinstance(delivered, datetime):
+            seconds = (delivered - envelope.received_at).total_seconds()
+            self.counters.observe_latency(self.target, seconds)
 
     @staticmethod
     def _keep(conn: Connection, record: dict[str, object]) -> None:

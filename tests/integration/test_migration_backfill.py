@@ -62,3 +62,46 @@ def test_existing_outbox_rows_get_their_order_number(url_at_0025: str) -> None:
         )
     engine.dispose()
     assert found == rows
+
+
+def test_the_metrics_counts_start_from_the_rows_already_there(url_at_0025: str) -> None:
+    """Migration 0028 seeds the metrics' counts (infra/counters.py) from the
+    arrivals and deliveries stored before it, on both backends."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert, select
+
+    from infra.counters import ARRIVALS, LATENCY, totals
+    from infra.settings import Settings
+    from infra.tables import arrivals, inbox, orders
+    from infra.topology import build_topology
+    from router.service import RouterService
+    from tests.factories import delivery_for, order
+
+    upgrade(url_at_0025, "0027")
+    engine = make_engine(url_at_0025)
+    router = RouterService(engine, build_topology(Settings(namespace="t")))  # no counts yet
+    router.handle(delivery_for(order(external_id="SEED-1"), message_id="m-seed-1"))
+    router.handle(delivery_for(order(external_id="SEED-1"), message_id="m-seed-1-again"))
+    with engine.begin() as conn:
+        number, received = conn.execute(
+            select(orders.c.order_number, arrivals.c.received_at)
+            .join(arrivals, arrivals.c.order_id == orders.c.id)
+            .where(arrivals.c.outcome == "new")
+        ).one()
+        conn.execute(
+            insert(inbox).values(
+                consumer="warehouse", message_id=f"{number}-v1-warehouse", order_number=number,
+                order_version=1, outcome="delivered", response_status=200, attempts=1,
+                delivered_at=received + timedelta(seconds=2),
+            )
+        )  # fmt: skip
+    engine.dispose()
+    upgrade(url_at_0025)
+    engine = make_engine(url_at_0025)
+    with engine.connect() as conn:
+        counted, latency = totals(conn, ARRIVALS), totals(conn, LATENCY)
+    engine.dispose()
+    assert counted == {("web-shop", "new"): 1, ("web-shop", "duplicate"): 1}
+    assert latency[("warehouse", "1.0")] == 0 and latency[("warehouse", "2.5")] == 1
+    assert latency[("warehouse", "+Inf")] == 1 and abs(latency[("warehouse", "sum")] - 2) < 0.01

@@ -17,6 +17,7 @@ from admin_api.app import create_admin_app
 from admin_api.auth import KeyAuth
 from admin_api.deadletters import DeadLetterRecorder
 from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
+from infra.counters import Counters
 from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY
 from infra.settings import Settings
 from infra.tables import api_keys, outbox
@@ -58,7 +59,8 @@ def route_and_deliver(engine: Engine) -> str:
     """An order routed, delivered to the warehouse, refused by finance (a dead
     letter); its number."""
     topology = build_topology(Settings(namespace="t"))
-    router = RouterService(engine, topology)
+    counters = Counters(engine)  # what the metrics read, as the daemon writes them
+    router = RouterService(engine, topology, counters=counters)
     paid = order(external_id="LOOK-1")
     router.handle(delivery_for(paid, message_id="web-shop.look-1"))
     with engine.connect() as conn:
@@ -70,7 +72,9 @@ def route_and_deliver(engine: Engine) -> str:
     wms = HttpDelivery(
         "warehouse", "http://wms.test/orders", HttpxTransport(client), RetryPolicy(1, 0, 0)
     )
-    DeliveryConsumer("warehouse", engine, wms).handle(message(warehouse, "t.warehouse"))
+    DeliveryConsumer("warehouse", engine, wms, counters=counters).handle(
+        message(warehouse, "t.warehouse")
+    )
     finance = next(r for r in rows if r["message_id"].endswith("-finance"))
     refused = {
         H_ATTEMPT: 1,
@@ -81,6 +85,7 @@ def route_and_deliver(engine: Engine) -> str:
         H_ORIGINAL_ROUTING_KEY: "deliver.finance",
     }
     DeadLetterRecorder(engine).handle(message(finance, "t.finance.dlq", refused))
+    counters.flush()
     number: str = json.loads(warehouse["body"])["order_number"]
     return number
 

@@ -346,6 +346,7 @@ def test_a_youzan_channel_with_api_settings_gets_a_fetch_worker(sqlite_url: str)
     assert sorted(t.name for t in daemon.threads) == [
         "fetch-yz",
         "ingest",
+        "raw-keeper",
         "rejection-spool",
         "shipments",
     ]
