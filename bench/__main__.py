@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         stages = {k: v for k, v in result.latency_ms.items() if not k.startswith("p")}
         print(f"  latency ms: {stages}", flush=True)
         print(f"  CPU ms per order by part: {result.cpu_ms_per_order}", flush=True)
+        print(f"  PostgreSQL contention: {result.contention}", flush=True)
         return result
 
     plain_rate: dict[str, float] = {}  # by "N=20,000": the plain pipeline's flat-out rate

@@ -60,6 +60,10 @@ class PipelineResult:
     # CPU ms per order during the run, by part: "router-1/router", "router-1/relay",
     # "consumers/warehouse", ..., "sink", "broker", "database", "driver"
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    # PostgreSQL during the run: backends seen waiting on a lock (sampled once
+    # a second), deadlocks, and transactions rolled back (a router that lost
+    # a race on an order rolls back and retries)
+    contention: dict[str, float] = field(default_factory=dict)
 
     def cpu_ms(self, *prefixes: str) -> float:
         """The CPU ms per order of the parts whose name starts with one of these."""
@@ -109,6 +113,52 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class Contention:
+    """Lock waits and rollbacks in this run's database, from PostgreSQL's views."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.samples = 0
+        self.waiting = 0
+        self.last = 0.0
+        self.first = self._counters()
+
+    def _counters(self) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT deadlocks, xact_rollback FROM pg_stat_database "
+                    "WHERE datname = current_database()"
+                )
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def sample(self) -> None:
+        if time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        with self.engine.connect() as conn:
+            self.waiting += int(
+                conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+                or 0
+            )
+        self.samples += 1
+
+    def figures(self) -> dict[str, float]:
+        deadlocks, rollbacks = self._counters()
+        return {
+            "lock_waiting_backends_per_sample": round(self.waiting / max(self.samples, 1), 3),
+            "samples": self.samples,
+            "deadlocks": deadlocks - self.first[0],
+            "rollbacks": rollbacks - self.first[1],
+        }
 
 
 def _wait_for_port(port: int, timeout: float = 60) -> None:
@@ -329,9 +379,11 @@ def run_pipeline(
             deadline = time.monotonic() + timeout
             sink_counts = f"http://127.0.0.1:{sink_port}/counts"
             poller = httpx.Client()  # one connection: the driver's CPU competes with orderbus
+            contention = Contention(engine)
             while True:
                 # Poll the sink (cheap; polling the database would load it),
                 # then make sure of the inboxes once the sink has everything.
+                contention.sample()
                 counts = poller.get(sink_counts).json()
                 if all(counts.get(f"/{t}", 0) >= n for t, n in expected.items()):
                     with engine.connect() as conn:
@@ -349,6 +401,7 @@ def run_pipeline(
             broker_cpu, db_cpu = _cpu_of("beam.smp") - broker0, _cpu_of("postgres") - db0
             parts = {k: (v - parts0.get(k, 0)) / CLOCK_TICKS for k, v in processes.ticks().items()}
             parts |= {"broker": broker_cpu, "database": db_cpu, "driver": driver_cpu}
+            waits = contention.figures()
             thread.join(60)
             figures = processes.figures()
             latency = _latency(engine, PLAIN_STAGES if plain else STAGES)
@@ -382,6 +435,7 @@ def run_pipeline(
         broker_cpu_s=round(broker_cpu, 1),
         database_cpu_s=round(db_cpu, 1),
         driver_cpu_s=round(driver_cpu, 1),
+        contention=waits,
         cpu_ms_per_order={
             k: round(1000 * v / workload.unique_valid, 2) for k, v in sorted(parts.items()) if v
         },
