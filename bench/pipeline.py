@@ -178,9 +178,9 @@ def _machine_cpu() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def _cpu_of(command: str) -> float:
-    """CPU seconds used so far by the live processes with this command name."""
-    total = 0
+def _cpu_by_pid(command: str) -> dict[int, int]:
+    """CPU clock ticks so far of each live process with this command name."""
+    found: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text_ = stat.read_text()
@@ -189,8 +189,17 @@ def _cpu_of(command: str) -> float:
         name = text_[text_.index("(") + 1 : text_.rindex(")")]
         if name == command:
             fields = text_.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+            found[int(stat.parent.name)] = int(fields[11]) + int(fields[12])
+    return found
+
+
+def _cpu_since(command: str, before: dict[int, int]) -> float:
+    """CPU seconds the processes with this command name used since ``before``
+    (a :func:`_cpu_by_pid` snapshot): those alive now, less what each had
+    then; a process that ended meanwhile is not counted (an undercount, never
+    a negative figure: PostgreSQL's backends come and go)."""
+    now = _cpu_by_pid(command)
+    return sum(ticks - before.get(pid, 0) for pid, ticks in now.items()) / CLOCK_TICKS
 
 
 def _figures(name: str, pid: int) -> ProcessFigures:
@@ -364,7 +373,7 @@ def run_pipeline(
             engine = create_engine(db_url)
             busy0, total0 = _machine_cpu()
             driver0 = time.process_time()
-            broker0, db0 = _cpu_of("beam.smp"), _cpu_of("postgres")
+            broker0, db0 = _cpu_by_pid("beam.smp"), _cpu_by_pid("postgres")
             parts0 = processes.ticks()
             started = time.perf_counter()
             sender: WebhookSender | None = None
@@ -398,7 +407,7 @@ def run_pipeline(
             seconds = time.perf_counter() - started
             busy1, total1 = _machine_cpu()
             driver_cpu = time.process_time() - driver0
-            broker_cpu, db_cpu = _cpu_of("beam.smp") - broker0, _cpu_of("postgres") - db0
+            broker_cpu, db_cpu = _cpu_since("beam.smp", broker0), _cpu_since("postgres", db0)
             parts = {k: (v - parts0.get(k, 0)) / CLOCK_TICKS for k, v in processes.ticks().items()}
             parts |= {"broker": broker_cpu, "database": db_cpu, "driver": driver_cpu}
             waits = contention.figures()
