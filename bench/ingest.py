@@ -21,9 +21,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from bench.pipeline import private_schema
+from bench.webhooks import signed_headers
 from bench.workload import Workload
 from connectors.ingest_app import IngestDeps, create_ingest_app
-from connectors.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from infra import raw_payloads
 from infra.database import make_engine
 from infra.messages import OutgoingMessage
@@ -64,12 +64,7 @@ def _run(url: str, bodies: list[tuple[str, bytes]], keep: bool) -> list[float]:
     try:
         with TestClient(create_ingest_app(deps)) as client:
             for channel, body in bodies:
-                stamp = int(time.time())
-                headers = {
-                    "Content-Type": "application/json",
-                    TIMESTAMP_HEADER: str(stamp),
-                    SIGNATURE_HEADER: sign(SECRET, stamp, body),
-                }
+                headers = signed_headers(SECRET, body)
                 started = time.perf_counter()
                 answer = client.post(f"/ingest/{channel}", content=body, headers=headers)
                 times.append(time.perf_counter() - started)

@@ -92,8 +92,9 @@ def private_vhost(base_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def private_schema(base_url: str, prefix: str = "bench") -> Iterator[str]:
-    """A PostgreSQL schema of its own (for a run or a test), migrated, dropped afterwards."""
+def private_schema(base_url: str, prefix: str = "bench", revision: str = "head") -> Iterator[str]:
+    """A PostgreSQL schema of its own (for a run or a test), migrated to
+    ``revision``, dropped afterwards."""
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base_url)
     with admin.begin() as conn:
@@ -101,7 +102,7 @@ def private_schema(base_url: str, prefix: str = "bench") -> Iterator[str]:
     sep = "&" if "?" in base_url else "?"
     url = f"{base_url}{sep}options=-csearch_path%3D{schema}"
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         with admin.begin() as conn:

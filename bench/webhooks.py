@@ -65,12 +65,7 @@ class WebhookSender:
 
     def _post(self, conn: http.client.HTTPConnection, channel: str, body: bytes) -> float:
         for _ in range(100):
-            stamp = int(time.time())
-            headers = {
-                "Content-Type": "application/json",
-                TIMESTAMP_HEADER: str(stamp),
-                SIGNATURE_HEADER: sign(SECRET, stamp, body),
-            }
+            headers = signed_headers(SECRET, body)
             began = time.perf_counter()
             conn.request("POST", f"/ingest/{channel}", body, headers)
             answer = conn.getresponse()
@@ -83,3 +78,13 @@ class WebhookSender:
             self.retried += 1
             time.sleep(0.2)
         raise RuntimeError("the ingest kept answering 503")
+
+
+def signed_headers(secret: str, body: bytes) -> dict[str, str]:
+    """A generic channel's signed request's headers, stamped now."""
+    stamp = int(time.time())
+    return {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(stamp),
+        SIGNATURE_HEADER: sign(secret, stamp, body),
+    }

@@ -3,12 +3,12 @@ the reconciliation now find an order's messages by it), on both backends."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from bench.pipeline import private_schema
 from infra.database import make_engine, upgrade
 
 
@@ -20,19 +20,8 @@ def url_at_0025(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[st
         yield url
         return
     base: str = request.getfixturevalue("postgres_base_url")
-    schema = f"mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    url = f"{base}{sep}options=-csearch_path%3D{schema}"
-    try:
-        upgrade(url, "0025")
+    with private_schema(base, "mig", revision="0025") as url:
         yield url
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_existing_outbox_rows_get_their_order_number(url_at_0025: str) -> None:
