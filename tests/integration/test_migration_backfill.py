@@ -47,7 +47,7 @@ def test_existing_outbox_rows_get_their_order_number(url_at_0025: str) -> None:
     engine = make_engine(url_at_0025)
     with engine.connect() as conn:
         found: dict[str, str | None] = dict(
-            conn.execute(text("SELECT message_id, order_number FROM outbox")).tuples().all()
+            (r[0], r[1]) for r in conn.execute(text("SELECT message_id, order_number FROM outbox"))
         )
     engine.dispose()
     assert found == rows
