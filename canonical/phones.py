@@ -37,7 +37,7 @@ EXTENSION = re.compile(
 MOST_CHARACTERS = 40
 CHINA = 86
 PLAIN_MOBILE = re.compile(r"1[3-9]\d{9}")  # 13800138000: a mainland mobile as typed
-PREFIX_DIGITS = 7
+PREFIX_DIGITS = 6  # libphonenumber's ranges differ by the 5th digit at most (1740[0-5])
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def read_phone(text: str, country: str | None = "CN") -> Phone | None:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _mainland_mobile_kind(prefix: str) -> str:
-    """The kind of every 11-digit mainland number with this 7-digit prefix
+    """The kind of every 11-digit mainland number with this 6-digit prefix
     ("" when none exists): libphonenumber's Chinese ranges are decided by the
     first digits (its patterns let any digits follow them), so one lookup per
     prefix stands for all of its numbers. This is the common case of an
