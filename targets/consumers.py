@@ -30,7 +30,7 @@ from canonical.mapping import map_carrier, map_order
 from canonical.order import CanonicalOrder
 from infra.counters import Counters
 from infra.crashpoints import crash_point
-from infra.database import insert_all_absent, prefer_key_lookups, translate_db_errors
+from infra.database import insert_one_absent, prefer_key_lookups, translate_db_errors
 from infra.mappings import MappingCache
 from infra.messages import Delivery, envelope_of
 from infra.tables import inbox
@@ -152,7 +152,7 @@ class DeliveryConsumer:
         for last_try in (False, True):
             try:
                 with translate_db_errors():
-                    insert_all_absent(conn, inbox, [record])
+                    insert_one_absent(conn, inbox, record)
                     conn.commit()
                 return
             except DatabaseUnavailable:

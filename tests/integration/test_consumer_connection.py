@@ -46,3 +46,31 @@ def test_a_connection_lost_during_a_send_loses_no_record(postgres_url: str) -> N
     assert consumer.handle_batch(batch) == [None] * 3  # the broker's redelivery: nothing sent
     assert sorted(got.values()) == [1, 1, 1]
     engine.dispose()
+
+
+def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
+    """The inbox insert each delivery makes (straight to the driver on
+    PostgreSQL): a second copy of a row is no error and no second row; a
+    time without its zone is refused, on every backend."""
+    from datetime import UTC, datetime
+
+    import pytest
+    from sqlalchemy import Engine
+
+    from infra.database import insert_one_absent
+
+    assert isinstance(engine, Engine)
+    row = {
+        "consumer": "warehouse", "message_id": "OB1-v1-warehouse", "order_number": "OB1",
+        "order_version": 1, "outcome": "delivered", "response_status": 200, "attempts": 1,
+        "delivered_at": datetime.now(UTC), "mapping_version": None,
+    }  # fmt: skip
+    with engine.begin() as conn:
+        insert_one_absent(conn, inbox, row)
+        insert_one_absent(conn, inbox, {**row, "attempts": 2})
+    with engine.connect() as conn:
+        kept = conn.execute(select(inbox.c.attempts, inbox.c.delivered_at)).all()
+    assert [k.attempts for k in kept] == [1] and kept[0].delivered_at == row["delivered_at"]
+    with pytest.raises(ValueError), engine.begin() as conn:
+        naive = {**row, "message_id": "OB2-v1-warehouse", "delivered_at": datetime(2026, 1, 1)}
+        insert_one_absent(conn, inbox, naive)
