@@ -88,7 +88,7 @@ class KeepAliveTransport:
     def __init__(self, timeout: float = 5.0) -> None:
         self.timeout = timeout
         self._local = threading.local()
-        self._all: list[_Connection] = []
+        self._all: set[_Connection] = set()  # open ones, to close at the end
         self._lock = threading.Lock()
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
@@ -139,13 +139,15 @@ class KeepAliveTransport:
         conn = _Connection(parts, self.timeout)
         pool[origin] = conn
         with self._lock:
-            self._all.append(conn)
+            self._all.add(conn)
         return conn, False
 
     def _drop(self, origin: tuple[str, str]) -> None:
         conn = self._local.__dict__.get("pool", {}).pop(origin, None)
         if conn is not None:
             conn.close()
+            with self._lock:  # a server that closes after each answer: no pile of old ones
+                self._all.discard(conn)
 
     def close(self) -> None:
         with self._lock:

@@ -104,10 +104,26 @@ class BatchRouting:
     def _load_known_customers(self, batch: list[CanonicalOrder]) -> None:
         wanted = {customer_key(o) for o in batch if o.business_key not in self.states}
         wanted.discard(None)
-        if wanted:
+        if not wanted:
+            return
+        if self.conn.dialect.name == "postgresql":
+            # one index probe a customer, however many orders each has had (a
+            # store's placeholder phone may stand for thousands)
             self.known_customers = set(
                 self.conn.scalars(
-                    select(orders.c.customer_key).where(orders.c.customer_key.in_(wanted))
+                    text(
+                        "SELECT k FROM unnest(CAST(:keys AS text[])) AS k WHERE EXISTS "
+                        "(SELECT 1 FROM orders WHERE customer_key = k)"
+                    ),
+                    {"keys": sorted(k for k in wanted if k is not None)},
+                )
+            )
+        else:
+            self.known_customers = set(
+                self.conn.scalars(
+                    select(orders.c.customer_key)
+                    .where(orders.c.customer_key.in_(wanted))
+                    .distinct()
                 )
             )
 
@@ -135,10 +151,19 @@ class BatchRouting:
                 ),
                 {"prints": prints},
             )
+        # Only those placed within the window of one of the batch's orders can
+        # be lookalikes (suspicion.within): read just those, by the index on
+        # (fingerprint, placed_at), however many orders a fingerprint has had.
+        placed = [o.placed_at for o in batch if o.placed_at is not None]
+        if not placed:
+            return
+        window = self.suspicion.window
         c = orders.c
         rows = self.conn.execute(
             select(c.order_number, c.channel, c.fingerprint, c.placed_at).where(
-                c.fingerprint.in_(prints)
+                c.fingerprint.in_(prints),
+                c.placed_at >= min(placed) - window,
+                c.placed_at <= max(placed) + window,
             )
         )
         for row in rows:

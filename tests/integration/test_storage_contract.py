@@ -858,3 +858,47 @@ def test_the_delay_watch_tells_each_late_paid_order_once(
         )
         late = conn.scalar(select(orders.c.order_number).where(orders.c.external_id == "LATE-1"))
     assert ids == [f"{late}-delay-customer"]
+
+
+def test_lookalikes_and_known_customers_are_read_by_index_not_by_history(
+    engine: Engine,
+) -> None:
+    """A fingerprint shared by many orders (a store's placeholder phone, a
+    frequent buyer): a new order's batch reads only the lookalikes placed
+    within the suspicion window, and whether its customer is known by one
+    probe, not every order the phone ever had (T22 of the fault suite: each
+    batch read them all, and the router fell behind as the history grew)."""
+    from datetime import UTC, datetime, timedelta
+
+    from router.approval import HoldRules
+
+    router = RouterService(engine, TOPOLOGY, hold_rules=HoldRules(first_order=True))
+    base = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    for n in range(30):  # the same buyer, every third day, across channels
+        placed = (base + timedelta(days=3 * n)).isoformat()
+        router.handle(
+            delivery_for(
+                order(channel="web-shop" if n % 2 else "mini-program", external_id=f"OFT-{n}",
+                      placed_at=placed),
+                message_id=f"m-oft-{n}",
+            )
+        )  # fmt: skip
+    from router import batch
+
+    read: list[int] = []
+    original = batch.BatchRouting._load_lookalikes
+
+    def counted(self: batch.BatchRouting, orders_in_batch: list[Any]) -> None:
+        original(self, orders_in_batch)
+        read.append(sum(len(found) for found in self.lookalikes.values()))
+
+    batch.BatchRouting._load_lookalikes = counted  # type: ignore[method-assign,assignment]
+    try:
+        late = (base + timedelta(days=3 * 29, hours=5)).isoformat()
+        router.handle(
+            delivery_for(order(channel="store-hz01", external_id="POS-1", placed_at=late))
+        )
+    finally:
+        batch.BatchRouting._load_lookalikes = original  # type: ignore[method-assign]
+    assert read and max(read) == 1  # the one order placed within 24 h, not all 30
+    assert [r.order_number for r in held_rows(engine)]  # and it is held as its lookalike

@@ -181,3 +181,14 @@ def test_a_huge_answer_is_cut_and_a_broken_one_refused(client: KeepAliveTranspor
     garbage = Server(lambda request: b"SMTP ready\r\n\r\n")
     with pytest.raises(EndpointUnavailable):
         client.get(garbage.url, {})
+
+
+def test_connections_a_server_closed_are_not_kept(client: KeepAliveTransport) -> None:
+    """A server that closes after every answer (HTTP/1.0 style): each request
+    has its own connection, and the closed ones are let go (the fault suite's
+    consumers grew 100 MB in 30 minutes against such a server)."""
+    server = Server(lambda request: ok(extra=b"Connection: close\r\n"), close_after_each=True)
+    for _ in range(20):
+        assert client.post(server.url, b"{}", {}).status_code == 200
+    assert server.connections == 20
+    assert len(client._all) == 0
