@@ -3,7 +3,9 @@ cost as the history grows.
 
 For each size (``--orders 100000 1000000``) a schema of its own in
 PostgreSQL is filled, on the server (``generate_series``), with that many
-orders spread over 100 days (8 channels; each order with 1.05 arrivals, three
+orders spread over days of ``--per-day`` orders each (10,000 by default: a
+longer history is more days, each the same size, so a day's questions are
+compared on days alike; 8 channels; each order with 1.05 arrivals, three
 published outbox messages, three inbox rows; one in 200 with a dead letter),
 then each question is asked ``--repeat`` times with varied keys through
 orderbus's own functions (the ones the admin API, the console, the metrics
@@ -50,15 +52,14 @@ DATABASE = os.environ.get(
     "ORDERBUS_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 CHANNELS = ("tmall", "jd", "pinduoduo", "douyin", "youzan", "mini-program", "shopify", "store-sz")
-DAYS = 100
 ZONE = ZoneInfo("Asia/Shanghai")
 END = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)  # midnight in Shanghai
 BIG_TABLES = ("orders", "arrivals", "outbox", "inbox")
 
 
-def fill(engine: Engine, count: int) -> None:
-    """``count`` orders and their rows, made by PostgreSQL itself."""
-    params = {"n": count, "days": DAYS, "end": END, "channels": list(CHANNELS)}
+def fill(engine: Engine, count: int, days: int) -> None:
+    """``count`` orders over ``days`` days and their rows, made by PostgreSQL itself."""
+    params = {"n": count, "days": days, "end": END, "channels": list(CHANNELS)}
     statements = [
         # An order: number OB + its id, a channel, a phone whose last four
         # digits repeat every 10,000 orders, made at a time in the 100 days.
@@ -139,15 +140,15 @@ class Question:
     ask: Callable[[Connection, random.Random], object]
 
 
-def _day(rng: random.Random) -> date:
-    return (END - timedelta(days=rng.randint(1, DAYS - 1))).astimezone(ZONE).date()
+def _day(rng: random.Random, days: int) -> date:
+    return (END - timedelta(days=rng.randint(1, max(days - 1, 1)))).astimezone(ZONE).date()
 
 
 def _number(rng: random.Random, count: int) -> str:
     return "OB" + str(rng.randint(1, count)).zfill(16)
 
 
-def questions(count: int) -> list[Question]:
+def questions(count: int, days: int) -> list[Question]:
     now = END + timedelta(hours=10)
 
     def by_number(conn: Connection, rng: random.Random) -> object:
@@ -159,7 +160,7 @@ def questions(count: int) -> list[Question]:
         return lookup.find(conn, channel=channel, external_id=f"{channel.upper()}-{i}")
 
     def by_phone_tail(conn: Connection, rng: random.Random) -> object:
-        since, until = reconcile.window(_day(rng), ZONE)
+        since, until = reconcile.window(_day(rng, days), ZONE)
         tail = f"{rng.randint(0, 9999):04d}"
         return lookup.find(conn, phone_tail=tail, channel=rng.choice(CHANNELS), since=since,
                            until=until)  # fmt: skip
@@ -171,10 +172,10 @@ def questions(count: int) -> list[Question]:
         return causes.groups(conn)
 
     def reconciliation(conn: Connection, rng: random.Random) -> object:
-        return reconcile.reconcile(conn, _day(rng), channel=rng.choice(CHANNELS), now=now)
+        return reconcile.reconcile(conn, _day(rng, days), channel=rng.choice(CHANNELS), now=now)
 
     def dashboard(conn: Connection, rng: random.Random) -> object:
-        start, end = figures.day_window(_day(rng), ZONE)
+        start, end = figures.day_window(_day(rng, days), ZONE)
         return (
             figures.orders_by_hour(conn, start, end, ZONE),
             figures.delivered_count(conn, start, end),
@@ -185,7 +186,7 @@ def questions(count: int) -> list[Question]:
         )
 
     def alert_rule(**rule: Any) -> Callable[[Connection, random.Random], object]:
-        rules = AlertRules(AlertSettings(**rule), started=END - timedelta(days=DAYS))
+        rules = AlertRules(AlertSettings(**rule), started=END - timedelta(days=days))
         return lambda conn, _rng: rules.findings(conn, now)
 
     rules = {
@@ -271,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__)
     parser.add_argument("--orders", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument(
+        "--per-day",
+        type=int,
+        default=10_000,
+        help="orders a day: a longer history is more days of the same size",
+    )
     parser.add_argument("--plans", action="store_true", help="print every statement's plan")
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument(
@@ -286,11 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     for count in args.orders:
         with private_schema(DATABASE, "bench_history") as url:
             engine = make_engine(url)
+            days = max(2, count // args.per_day)
             began = time.perf_counter()
-            fill(engine, count)
-            print(f"{count:,} orders generated in {time.perf_counter() - began:.0f} s", flush=True)
+            fill(engine, count, days)
+            print(f"{count:,} orders over {days} days generated in "
+                  f"{time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
             results[count] = {}
-            for question in questions(count):
+            for question in questions(count, days):
                 asked = ask(engine, question, args.repeat, args.seed)
                 scans = whole_table_reads(engine, asked, args.plans)
                 p50 = statistics.median(asked.times_ms)
