@@ -108,7 +108,8 @@ orders = Table(
         doc="when the customer was told of a problem with the parcel (once: router/tracking.py)",
     ),
     UniqueConstraint("channel", "shop", "external_id", name="uq_orders_business_key"),
-    Index("ix_orders_fingerprint_placed_at", "fingerprint", "placed_at"),  # lookalikes, by time
+    # lookalikes: the latest few of each channel, by time (router/batch.py)
+    Index("ix_orders_fingerprint_channel_placed_at", "fingerprint", "channel", "placed_at"),
     Index("ix_orders_customer_key", "customer_key"),
     Index("ix_orders_external_id", "external_id"),  # the customers' lookup by platform number
     Index("ix_orders_tracking_number", "tracking_number"),  # a carrier's event finds its order

@@ -12,9 +12,10 @@ then writes every state, outbox row and arrival of the batch at once.
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
@@ -41,6 +42,9 @@ from router.order_state import (
 from router.outbox import delivery_row, document_row
 from router.suspicion import Suspicion, fingerprint, within
 from router.tracking import only_tracking_changed
+
+# the latest stored lookalikes of one fingerprint read from each channel
+LOOKALIKES_PER_CHANNEL = 20
 
 log = logging.getLogger(__name__)
 AFTER_SALE_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.REFUNDED})
@@ -152,27 +156,70 @@ class BatchRouting:
                 {"prints": prints},
             )
         # Only those placed within the window of one of the batch's orders can
-        # be lookalikes (suspicion.within): read just those, by the index on
-        # (fingerprint, placed_at), however many orders a fingerprint has had.
+        # be lookalikes (suspicion.within), and of those only the latest few of
+        # each channel are read: one is enough to suspect a new order, and a
+        # store's placeholder phone may have entered hundreds within the window.
         placed = [o.placed_at for o in batch if o.placed_at is not None]
         if not placed:
             return
         window = self.suspicion.window
-        c = orders.c
-        rows = self.conn.execute(
-            select(c.order_number, c.channel, c.fingerprint, c.placed_at).where(
-                c.fingerprint.in_(prints),
-                c.placed_at >= min(placed) - window,
-                c.placed_at <= max(placed) + window,
-            )
-        )
-        for row in rows:
-            placed = row.placed_at
-            if placed is not None and placed.tzinfo is None:  # SQLite keeps no offset
-                placed = placed.replace(tzinfo=UTC)
+        span = (min(placed) - window, max(placed) + window)
+        for row in self._read_lookalikes(prints, span):
+            at = row.placed_at
+            if at is not None and at.tzinfo is None:  # SQLite keeps no offset
+                at = at.replace(tzinfo=UTC)
             self.lookalikes.setdefault(row.fingerprint, []).append(
-                Lookalike(row.order_number, row.channel, placed)
+                Lookalike(row.order_number, row.channel, at)
             )
+
+    def _read_lookalikes(self, prints: list[str], span: tuple[datetime, datetime]) -> Any:
+        """At most LOOKALIKES_PER_CHANNEL stored orders of each (fingerprint,
+        channel), the latest placed within ``span``."""
+        if self.conn.dialect.name == "postgresql":
+            # the channels a fingerprint was seen on, one index probe each (a
+            # loose index scan), then the latest few of each by the same index
+            return self.conn.execute(
+                text(
+                    "WITH RECURSIVE seen(fingerprint, channel) AS ("
+                    " SELECT f, (SELECT min(channel) FROM orders WHERE fingerprint = f)"
+                    " FROM unnest(CAST(:prints AS text[])) AS f"
+                    " UNION ALL"
+                    " SELECT s.fingerprint, (SELECT min(channel) FROM orders"
+                    "  WHERE fingerprint = s.fingerprint AND channel > s.channel)"
+                    " FROM seen AS s WHERE s.channel IS NOT NULL)"
+                    " SELECT s.fingerprint, s.channel, o.order_number, o.placed_at"
+                    " FROM seen AS s CROSS JOIN LATERAL ("
+                    "  SELECT order_number, placed_at FROM orders"
+                    "  WHERE fingerprint = s.fingerprint AND channel = s.channel"
+                    "  AND placed_at BETWEEN :since AND :until"
+                    "  ORDER BY placed_at DESC LIMIT :cap) AS o"
+                ),
+                {
+                    "prints": prints,
+                    "since": span[0],
+                    "until": span[1],
+                    "cap": LOOKALIKES_PER_CHANNEL,
+                },
+            )
+        c = orders.c
+        latest = (
+            select(
+                c.order_number,
+                c.channel,
+                c.fingerprint,
+                c.placed_at,
+                func.row_number()
+                .over(partition_by=(c.fingerprint, c.channel), order_by=c.placed_at.desc())
+                .label("nth"),
+            )
+            .where(c.fingerprint.in_(prints), c.placed_at.between(*span))
+            .subquery()
+        )
+        return self.conn.execute(
+            select(
+                latest.c.order_number, latest.c.channel, latest.c.fingerprint, latest.c.placed_at
+            ).where(latest.c.nth <= LOOKALIKES_PER_CHANNEL)
+        )
 
     # -- deciding, one arrival at a time ----------------------------------
     def _decide(self, envelope: Envelope, order: CanonicalOrder) -> RouteResult:

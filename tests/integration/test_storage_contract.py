@@ -902,3 +902,54 @@ def test_lookalikes_and_known_customers_are_read_by_index_not_by_history(
         batch.BatchRouting._load_lookalikes = original  # type: ignore[method-assign]
     assert read and max(read) == 1  # the one order placed within 24 h, not all 30
     assert [r.order_number for r in held_rows(engine)]  # and it is held as its lookalike
+
+
+def test_lookalikes_within_the_window_are_read_at_most_a_few_per_channel(
+    engine: Engine,
+) -> None:
+    """A store's placeholder phone entering the same order many times in one
+    day: all within the suspicion window, all at one time. A new order's batch
+    reads the latest LOOKALIKES_PER_CHANNEL of each channel, not all of them,
+    and still finds the other channel's lookalike (T22: the router spent ~14 ms
+    an order reading its load generator's identical orders)."""
+    from datetime import UTC, datetime
+
+    from router import batch
+    from router.approval import HoldRules
+
+    router = RouterService(engine, TOPOLOGY, hold_rules=HoldRules(first_order=True))
+    placed = datetime(2026, 3, 1, 12, tzinfo=UTC).isoformat()
+    many = batch.LOOKALIKES_PER_CHANNEL + 15
+    router.handle(
+        delivery_for(
+            order(channel="mini-program", external_id="MP-1", placed_at=placed),
+            message_id="m-mp-1",
+        )
+    )
+    for n in range(many):
+        router.handle(
+            delivery_for(
+                order(channel="store-hz01", external_id=f"POS-{n}", placed_at=placed),
+                message_id=f"m-pos-{n}",
+            )
+        )
+    read: list[int] = []
+    original = batch.BatchRouting._load_lookalikes
+
+    def counted(self: batch.BatchRouting, orders_in_batch: list[Any]) -> None:
+        original(self, orders_in_batch)
+        read.append(sum(len(found) for found in self.lookalikes.values()))
+
+    batch.BatchRouting._load_lookalikes = counted  # type: ignore[method-assign,assignment]
+    try:
+        router.handle(
+            delivery_for(order(channel="web-shop", external_id="WEB-1", placed_at=placed))
+        )
+    finally:
+        batch.BatchRouting._load_lookalikes = original  # type: ignore[method-assign]
+    # the store's latest few and the mini-program's one, not all the store's
+    assert read == [batch.LOOKALIKES_PER_CHANNEL + 1]
+    with engine.connect() as conn:
+        web = conn.scalar(select(orders.c.order_number).where(orders.c.external_id == "WEB-1"))
+    suspected = {r.order_number: r.suspected_of for r in held_rows(engine)}
+    assert suspected[web] is not None  # held as a lookalike of one of them
