@@ -107,9 +107,9 @@ def fill(engine: Engine, count: int, days: int) -> None:
         """,
         """
         INSERT INTO inbox (consumer, message_id, order_number, order_version, outcome,
-            response_status, attempts, delivered_at)
+            response_status, attempts, delivered_at, latency_ms)
         SELECT t, o.order_number || '-v1-' || t, o.order_number, 1, 'delivered', 200, 1,
-            o.created_at + interval '80 milliseconds'
+            o.created_at + interval '80 milliseconds', 60 + o.id % 200
         FROM orders o CROSS JOIN unnest(ARRAY['warehouse', 'finance', 'notification']) AS t
         WHERE o.id % 200 <> 0 OR t <> 'finance'
         """,

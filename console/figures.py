@@ -101,23 +101,61 @@ class Latency:
 
 def latency_by_system(conn: Connection, start: datetime, end: datetime) -> list[Latency]:
     """From a revision's arrival at the router to its delivery, per system,
-    for deliveries in the window (seconds)."""
+    for deliveries in the window (seconds). Each inbox row keeps its own
+    (``latency_ms``): on PostgreSQL the percentiles are one aggregate over the
+    window's rows; rows from before migration 0031 are measured by joining each
+    to its order's arrival."""
+    i = inbox.c
+    window = (i.delivered_at >= start, i.delivered_at < end)
+    if conn.dialect.name == "postgresql":
+        found = conn.execute(
+            select(
+                i.consumer,
+                func.count(),
+                func.count(i.latency_ms),
+                func.percentile_cont(0.5).within_group(i.latency_ms),
+                func.percentile_disc(0.95).within_group(i.latency_ms),
+            )
+            .where(*window)
+            .group_by(i.consumer)
+            .order_by(i.consumer)
+        ).all()
+        if all(count == kept for _, count, kept, _, _ in found):
+            return [
+                Latency(system, count, float(p50) / 1000, float(p95) / 1000)
+                for system, count, _, p50, p95 in found
+            ]
+    per: dict[str, list[float]] = defaultdict(list)
+    for system, ms in conn.execute(select(i.consumer, i.latency_ms).where(*window)):
+        if ms is not None:
+            per[system].append(ms / 1000)
+    per_system = _latencies_before_0031(conn, start, end)
+    for system, seconds in per_system.items():
+        per[system] += seconds
+    return [_percentiles(system, seconds) for system, seconds in sorted(per.items())]
+
+
+def _latencies_before_0031(
+    conn: Connection, start: datetime, end: datetime
+) -> dict[str, list[float]]:
+    """The window's inbox rows without ``latency_ms``, by their arrival's time."""
     i, a = inbox.c, arrivals.c
     prefer_key_lookups(conn)  # a day's deliveries by index, their orders by key
     rows = conn.execute(
         delivered_revisions(i.consumer, i.delivered_at, a.received_at).where(
-            i.delivered_at >= start, i.delivered_at < end
+            i.delivered_at >= start, i.delivered_at < end, i.latency_ms.is_(None)
         )
     )
     per: dict[str, list[float]] = defaultdict(list)
     for system, delivered, received in rows:
         per[system].append(max((utc(delivered) - utc(received)).total_seconds(), 0.0))
-    found = []
-    for system, seconds in sorted(per.items()):
-        seconds.sort()
-        p95 = seconds[min(len(seconds) - 1, int(len(seconds) * 0.95))]
-        found.append(Latency(system, len(seconds), float(median(seconds)), p95))
-    return found
+    return per
+
+
+def _percentiles(system: str, seconds: list[float]) -> Latency:
+    seconds.sort()
+    p95 = seconds[min(len(seconds) - 1, int(len(seconds) * 0.95))]
+    return Latency(system, len(seconds), float(median(seconds)), p95)
 
 
 @dataclass

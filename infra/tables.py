@@ -200,6 +200,13 @@ inbox = Table(
         nullable=True,
         doc="the mapping tables' version the delivered copy was mapped with",
     ),
+    Column(
+        "latency_ms",
+        Integer,
+        nullable=True,
+        doc="from the delivered revision's arrival at orderbus to this row (the dashboard's "
+        "latency); empty on rows written before migration 0031",
+    ),
     Index("ix_inbox_consumer_order", "consumer", "order_number"),
     Index("ix_inbox_order_number", "order_number"),  # an order's timeline
     Index("ix_inbox_delivered_at", "delivered_at"),  # a day's deliveries (the dashboard)

@@ -293,6 +293,7 @@ class DeliveryConsumer:
         status: int | None,
         attempts: int,
     ) -> dict[str, object]:
+        now = utcnow()
         return {
             "consumer": self.target,
             "message_id": envelope.message_id,
@@ -301,8 +302,9 @@ class DeliveryConsumer:
             "outcome": outcome,
             "response_status": status,
             "attempts": attempts,
-            "delivered_at": utcnow(),
+            "delivered_at": now,
             "mapping_version": None,
+            "latency_ms": max(0, round((now - envelope.received_at).total_seconds() * 1000)),
         }
 
     def _headers(self, envelope: Envelope) -> dict[str, str]:

@@ -67,3 +67,68 @@ def test_a_retry_job_on_every_backend(engine: Engine) -> None:
         2,
         0,
     )
+
+
+def test_the_dashboards_latency_from_kept_and_from_older_inbox_rows(engine: Engine) -> None:
+    """Each delivery keeps its time since its revision arrived (latency_ms);
+    rows written before it was kept are measured from the arrival, and both
+    count in one day's percentiles, on each backend."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert, select, update
+
+    from console.figures import latency_by_system
+    from infra.tables import arrivals, inbox
+
+    number = route_and_deliver(engine)
+    with engine.begin() as conn:
+        kept = conn.execute(
+            select(inbox.c.latency_ms, inbox.c.delivered_at).where(inbox.c.consumer == "warehouse")
+        ).one()
+        received = conn.execute(
+            select(arrivals.c.received_at).where(arrivals.c.outcome == "new")
+        ).scalar_one()
+        assert kept.latency_ms is not None and 0 <= kept.latency_ms < 60_000
+        # one more delivery from before migration 0031: 30 s after its arrival
+        older = received if received.tzinfo else received.replace(tzinfo=UTC)
+        conn.execute(
+            insert(inbox).values(
+                consumer="warehouse",
+                message_id="legacy-1",
+                order_number=number,
+                order_version=1,
+                outcome="delivered",
+                response_status=200,
+                attempts=1,
+                delivered_at=older + timedelta(seconds=30),
+            )
+        )
+        # and the kept one made exactly 4 s
+        conn.execute(
+            update(inbox)
+            .where(inbox.c.consumer == "warehouse", inbox.c.message_id != "legacy-1")
+            .values(latency_ms=4000)
+        )
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        found = {
+            x.system: x
+            for x in latency_by_system(conn, now - timedelta(hours=1), now + timedelta(hours=1))
+        }
+    warehouse = found["warehouse"]
+    assert warehouse.count == 2
+    assert warehouse.p50 == pytest.approx(17.0, abs=0.01)  # (4 + 30) / 2
+    assert warehouse.p95 == pytest.approx(30.0, abs=0.01)
+    with engine.begin() as conn:  # now only kept ones: the aggregate on PostgreSQL
+        conn.execute(
+            update(inbox).where(inbox.c.message_id == "legacy-1").values(latency_ms=10_000)
+        )
+    with engine.connect() as conn:
+        found = {
+            x.system: x
+            for x in latency_by_system(conn, now - timedelta(hours=1), now + timedelta(hours=1))
+        }
+    assert found["warehouse"].count == 2
+    assert found["warehouse"].p50 == pytest.approx(7.0) and found["warehouse"].p95 == pytest.approx(
+        10.0
+    )
