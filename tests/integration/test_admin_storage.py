@@ -132,3 +132,14 @@ def test_the_dashboards_latency_from_kept_and_from_older_inbox_rows(engine: Engi
     assert found["warehouse"].p50 == pytest.approx(7.0) and found["warehouse"].p95 == pytest.approx(
         10.0
     )
+
+
+def test_a_day_with_an_order_in_each_state_on_every_backend(engine: Engine) -> None:
+    """PostgreSQL reconciles a day in one statement, SQLite part by part:
+    the same states, counts and reasons from both."""
+    from tests.unit.test_reconciliation import (
+        check_every_order_is_in_one_state,
+        make_day_of_orders,
+    )
+
+    check_every_order_is_in_one_state(engine, make_day_of_orders(engine))

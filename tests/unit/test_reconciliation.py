@@ -69,8 +69,7 @@ def shift_every_time(engine: Engine, by: timedelta) -> None:
                     conn.execute(update(table).where(*where).values(**moved))
 
 
-@pytest.fixture
-def day_of_orders(sqlite_engine: Engine) -> datetime:
+def make_day_of_orders(sqlite_engine: Engine) -> datetime:
     """One order in each state, all yesterday at noon in Shanghai (so that no
     time of day the tests run at puts LATE-1 on another day); the time
     returned is 'now' for the report: five minutes after they came."""
@@ -123,10 +122,18 @@ def day_of_orders(sqlite_engine: Engine) -> datetime:
     return noon + timedelta(minutes=5)
 
 
+@pytest.fixture
+def day_of_orders(sqlite_engine: Engine) -> datetime:
+    return make_day_of_orders(sqlite_engine)
+
+
 def test_every_order_is_in_one_state_and_the_unexplained_one_is_named(
     sqlite_engine: Engine, day_of_orders: datetime
 ) -> None:
-    now = day_of_orders
+    check_every_order_is_in_one_state(sqlite_engine, day_of_orders)
+
+
+def check_every_order_is_in_one_state(sqlite_engine: Engine, now: datetime) -> None:
     day = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
     with sqlite_engine.connect() as conn:
         report = reconcile.reconcile(
