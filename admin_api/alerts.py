@@ -83,6 +83,9 @@ class AlertRules:
         self.settings = settings
         self.started = started  # a channel never heard from is silent since then
         self.queue_depths = queue_depths
+        # the undelivered-paid check's memory (see _undelivered)
+        self._scanned_until: datetime | None = None
+        self._not_delivered: dict[str, datetime] = {}  # warehouse message id -> made at
 
     @staticmethod
     def _parcel_problems(conn: Connection, now: datetime, rule: ParcelProblems) -> list[Finding]:
@@ -239,26 +242,54 @@ class AlertRules:
         return found
 
     def _undelivered(self, conn: Connection, now: datetime, rule: UndeliveredPaid) -> list[Finding]:
+        """Warehouse messages made between ``within_days`` and ``after`` ago
+        that the warehouse's inbox lacks and no open dead letter explains.
+
+        Incremental: the first check reads the whole look-back (one inbox
+        probe a message); later ones read only the messages made since the
+        previous check (with an overlap for transactions that committed late)
+        and look again at those still not delivered. A delivered message stays
+        delivered, so nothing else can change."""
         cutoff = now - timedelta(seconds=rule.after)
         oldest = cutoff - timedelta(days=rule.within_days)
-        o, i, d = outbox.c, inbox.c, dead_letters.c
+        since = oldest
+        if self._scanned_until is not None and self._scanned_until - LATE_COMMIT > oldest:
+            since = self._scanned_until - LATE_COMMIT
+        o, i = outbox.c, inbox.c
         delivered = select(i.message_id).where(
             i.consumer == "warehouse", i.message_id == o.message_id
         )
-        failing = select(d.id).where(d.message_id == o.message_id, d.status == "open")
         prefer_key_lookups(conn)  # each message's inbox row by its key, not a hash of the inbox
-        missing = list(
-            conn.scalars(
-                select(o.message_id).where(
-                    o.created_at >= oldest,  # by the time's index: a week, not the history
-                    o.created_at < cutoff,
-                    o.routing_key == delivery_routing_key("warehouse"),
-                    ~delivered.exists(),
-                    ~failing.exists(),
+        for message_id, created in conn.execute(
+            select(o.message_id, o.created_at).where(
+                o.created_at >= since,  # by the time's index: the new ones, not the history
+                o.created_at < cutoff,
+                o.routing_key == delivery_routing_key("warehouse"),
+                ~delivered.exists(),
+            )
+        ):
+            self._not_delivered[message_id] = _aware(created)
+        if self._scanned_until is None or cutoff > self._scanned_until:
+            self._scanned_until = cutoff
+        for message_id, created in list(self._not_delivered.items()):
+            if created < oldest:
+                del self._not_delivered[message_id]
+        if self._not_delivered:
+            for chunk in _chunks(sorted(self._not_delivered)):
+                for message_id in conn.scalars(
+                    select(i.message_id).where(i.consumer == "warehouse", i.message_id.in_(chunk))
+                ):
+                    del self._not_delivered[message_id]
+        missing = [m for m, at in self._not_delivered.items() if at < cutoff]
+        failing: set[str] = set()
+        for chunk in _chunks(sorted(missing)):
+            d = dead_letters.c
+            failing |= set(
+                conn.scalars(
+                    select(d.message_id).where(d.status == "open", d.message_id.in_(chunk))
                 )
             )
-        )
-        numbers = sorted({m.split("-v", 1)[0] for m in missing})
+        numbers = sorted({m.split("-v", 1)[0] for m in missing if m not in failing})
         if numbers:
             paid = list(
                 conn.scalars(
@@ -275,6 +306,18 @@ class AlertRules:
                     )
                 ]
         return []
+
+
+# a transaction that made a message may commit this long after the message's time
+LATE_COMMIT = timedelta(minutes=10)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite keeps no offset
+
+
+def _chunks(values: list[str], size: int = 1000) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 Notify = Callable[[dict[str, Any]], bool]

@@ -186,8 +186,19 @@ def questions(count: int, days: int) -> list[Question]:
         )
 
     def alert_rule(**rule: Any) -> Callable[[Connection, random.Random], object]:
+        """Checked as the evaluator does: one process, a check a minute."""
         rules = AlertRules(AlertSettings(**rule), started=END - timedelta(days=days))
-        return lambda conn, _rng: rules.findings(conn, now)
+        checks = iter(range(10**9))
+        return lambda conn, _rng: rules.findings(conn, now + timedelta(minutes=next(checks)))
+
+    def first_check(**rule: Any) -> Callable[[Connection, random.Random], object]:
+        """The first check of a process just started (some rules remember)."""
+
+        def check(conn: Connection, _rng: random.Random) -> object:
+            rules = AlertRules(AlertSettings(**rule), started=END - timedelta(days=days))
+            return rules.findings(conn, now)
+
+        return check
 
     rules = {
         "silence": {"channels": dict.fromkeys(CHANNELS, 3600)},
@@ -209,6 +220,10 @@ def questions(count: int, days: int) -> list[Question]:
             Question(f"alert rule {name}", alert_rule(**{name: spec}))
             for name, spec in rules.items()
         ),
+        Question(
+            "alert rule undelivered_paid, first check after a start",
+            first_check(undelivered_paid={}),
+        ),  # fmt: skip
     ]
 
 
