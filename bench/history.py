@@ -223,7 +223,7 @@ def questions(count: int, days: int) -> list[Question]:
         Question(
             "alert rule undelivered_paid, first check after a start",
             first_check(undelivered_paid={}),
-        ),  # fmt: skip
+        ),
     ]
 
 
