@@ -224,3 +224,36 @@ def test_the_undelivered_paid_check_reads_the_look_back_once_then_what_is_new(
                 )
             )  # fmt: skip
     assert late_orders(rules, start + timedelta(hours=4)) == ""
+
+
+def test_orders_by_hour_of_the_shops_day_on_every_backend(engine: Engine) -> None:
+    """Counted by PostgreSQL in the shop's time zone, or row by row on
+    SQLite: the same hours."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from console.figures import day_window, orders_by_hour
+    from infra.tables import orders
+    from tests.unit.test_alerts import route
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    for name in ("HOUR-1", "HOUR-2", "HOUR-3"):
+        route(engine, name)
+    day = datetime(2026, 3, 2, tzinfo=shanghai)
+    with engine.begin() as conn:  # 00:30, 23:59 and 23:30 the day before, Shanghai time
+        for name, at in (
+            ("HOUR-1", day + timedelta(minutes=30)),
+            ("HOUR-2", day + timedelta(hours=23, minutes=59)),
+            ("HOUR-3", day - timedelta(minutes=30)),
+        ):
+            moved = at.astimezone(UTC)
+            conn.execute(
+                update(orders).where(orders.c.external_id == name).values(created_at=moved)
+            )
+        counts = orders_by_hour(conn, *day_window(day.date(), shanghai), shanghai)
+    assert list(counts) == ["web-shop"]
+    assert (
+        counts["web-shop"][0] == 1 and counts["web-shop"][23] == 1 and sum(counts["web-shop"]) == 2
+    )
