@@ -26,6 +26,7 @@ class Server:
     connections: int = 0
     requests: list[bytes] = field(default_factory=list)
     close_after_each: bool = False
+    close_after: set[int] = field(default_factory=set)  # the requests (1, 2...) it closes after
 
     def __post_init__(self) -> None:
         self.sock = socket.socket()
@@ -63,7 +64,7 @@ class Server:
                 if answer is None:
                     return
                 conn.sendall(answer)
-                if self.close_after_each:
+                if self.close_after_each or len(self.requests) in self.close_after:
                     return
 
 
@@ -127,6 +128,25 @@ def test_a_closing_or_old_server_gets_a_new_connection(client: KeepAliveTranspor
     assert client.post(server.url, b"{}", {}).text == "until the end"
     assert client.post(server.url, b"{}", {}).status_code == 200
     assert server.connections == 3
+
+
+def test_an_http_1_0_keep_alive_is_kept_only_with_a_length(client: KeepAliveTransport) -> None:
+    """HTTP/1.0 with ``Connection: keep-alive`` and a length: the connection
+    is used again. The same without a length can only end when the server
+    closes: read to the end, and the next request gets a new connection."""
+    answers = iter(
+        [
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nfirst",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nsecond, to the end",
+            ok(b"third"),
+        ]
+    )
+    server = Server(lambda request: next(answers), close_after={2})
+    assert client.post(server.url, b"{}", {}).text == "first"
+    assert client.post(server.url, b"{}", {}).text == "second, to the end"
+    assert server.connections == 1  # the first was kept for the second
+    assert client.post(server.url, b"{}", {}).text == "third"
+    assert server.connections == 2  # the second's was not kept
 
 
 def test_an_idle_connection_the_server_closed_is_tried_once_more(
