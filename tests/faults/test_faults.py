@@ -597,8 +597,6 @@ def _rss_mb(pid: int) -> float:
 SOAK_SECONDS = float(os.environ.get("ORDERBUS_SOAK_SECONDS", "1800"))
 
 
-# the held load, the best-rate run before it, the burst and the drains after
-@pytest.mark.timeout(int(SOAK_SECONDS) + 2400)
 def _shoppers_order(external_id: str) -> dict[str, Any]:
     """An order as a shop's load has them: placed now, by one of many buyers
     (the phone follows from the number; a few buyers come back), not the same
@@ -612,6 +610,8 @@ def _shoppers_order(external_id: str) -> dict[str, Any]:
     )
 
 
+# the held load, the best-rate run before it, the burst and the drains after
+@pytest.mark.timeout(int(SOAK_SECONDS) + 2400)
 def test_load_held(run: Run) -> None:
     """T22: load held. First the best rate of this very setup is measured
     (signed webhooks sent flat out for 90 s, the same load generator on the
