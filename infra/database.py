@@ -154,6 +154,19 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def current_revision(url: str) -> str:
+    """The migration the database is at ("none" before the first)."""
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            heads = MigrationContext.configure(conn).get_current_heads()
+    finally:
+        engine.dispose()
+    return ", ".join(heads) or "none"
+
+
 __all__ = [
     "dialect_insert",
     "insert_all_absent",

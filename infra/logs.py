@@ -57,3 +57,6 @@ def configure(level: str, fmt: str = "text") -> None:
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # a line per migration applied at each start: shown when asked (DEBUG)
+    quiet = root.level > logging.DEBUG
+    logging.getLogger("alembic").setLevel(logging.WARNING if quiet else logging.NOTSET)

@@ -40,11 +40,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from infra.database import upgrade
+    from infra.database import current_revision, upgrade
 
     settings = load_settings()
     upgrade(settings.database_url, args.revision)
-    print(f"database at {args.revision}")
+    print(f"database at revision {current_revision(settings.database_url)}")
     return 0
 
 
@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every order from every channel delivered once, or accounted for.",
     )
     parser.add_argument("--log-level", help="default: INFO, and WARNING for the demo")
+    parser.add_argument("--version", action="version", version=f"orderbus {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (
         _add_run,
@@ -238,8 +239,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("orderbus")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "(not installed)"
+
+
 def _add_run(sub: Subcommands) -> None:
-    run = sub.add_parser("run", help="run the daemon (all components, or the ones named)")
+    from orderbus.runner import DESCRIPTIONS
+
+    width = max(map(len, DESCRIPTIONS))
+    run = sub.add_parser(
+        "run",
+        help="run the daemon (all components, or the ones named)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="components:\n"
+        + "\n".join(f"  {name:<{width}}  {what}" for name, what in DESCRIPTIONS.items()),
+    )
     run.add_argument(
         "components", nargs="*", choices=["router", "consumers", "ingest", "admin", []]
     )

@@ -30,6 +30,13 @@ from orderbus.bootstrap import ConfigurationError, Orderbus
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("router", "consumers", "ingest", "admin")
+# what each component does, in a line (``orderbus run --help``)
+DESCRIPTIONS = {
+    "router": "dedups, validates, holds and fans out each order; its relay publishes the outbox",
+    "consumers": "deliver to the warehouse, finance and notification systems; record dead letters",
+    "ingest": "HTTP for the platforms' webhooks, pollers, file and queue inputs, tracking, stock",
+    "admin": "the admin API and the console; alerts, retry jobs, retention",
+}
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Daemon:
     servers: list[uvicorn.Server] = field(default_factory=list)
     ready: dict[str, threading.Event] = field(default_factory=dict)
     crashed: list[str] = field(default_factory=list)
+    listening: list[str] = field(default_factory=list)  # "name URL (what is there)"
     # each component of this process and the queues it consumes (its heartbeat)
     queues_of: dict[str, list[str]] = field(default_factory=dict)
     _building: str = ""
@@ -59,10 +67,13 @@ class Daemon:
         thread = threading.Thread(target=run, name=name, daemon=True)
         self.threads.append(thread)
 
-    def _serve(self, name: str, asgi: Any, host: str, port: int) -> None:
+    def _serve(self, name: str, asgi: Any, host: str, port: int, what: str) -> None:
+        """An HTTP component; ``what``: what a person finds there (logged at start)."""
         config = uvicorn.Config(asgi, host=host, port=port, log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         self.servers.append(server)
+        shown = f"[{host}]" if ":" in host else host
+        self.listening.append(f"{name} http://{shown}:{port}/ ({what})")
         self._thread(name, server.run)
 
     def _consume(self, name: str, queues: list[str], handler: BatchHandler) -> None:
@@ -109,7 +120,10 @@ class Daemon:
             self._building = "ingest"
             self.queues_of.setdefault("ingest", [])
             ingest = app.ingest_app(batched_raw=True)
-            self._serve("ingest", ingest, settings.ingest_host, settings.ingest_port)
+            what = "webhooks: POST /ingest/{channel}"
+            if settings.lookup.enabled:
+                what += "; customers' order lookup: /track"
+            self._serve("ingest", ingest, settings.ingest_host, settings.ingest_port, what)
             self._thread("raw-keeper", app.raw_keeper().run, self.stop)
             spool = app.rejection_spool()
             self._thread("rejection-spool", lambda stop: spool.run(app.engine, stop), self.stop)
@@ -142,7 +156,8 @@ class Daemon:
                     "ORDERBUS_ADMIN_TOKENS is empty: only keys made with `orderbus keys create` "
                     "are accepted by the admin API"
                 )
-            self._serve("admin", app.admin_app(), settings.admin_host, settings.admin_port)
+            what = "console: /console; API docs: /docs"
+            self._serve("admin", app.admin_app(), settings.admin_host, settings.admin_port, what)
             if settings.alerts is not None:
                 self._thread("alerts", app.alert_evaluator().run, self.stop)
             self._thread("retry-jobs", app.retry_job_worker().run, self.stop)
@@ -161,6 +176,8 @@ class Daemon:
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
         log.info("orderbus started: %s", ", ".join(self.components))
+        for line in self.listening:
+            log.info("listening: %s", line)
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
