@@ -7,6 +7,7 @@ root and pass the object down.
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -31,8 +32,23 @@ from infra.setting_specs import (
     known_zone,
 )
 
-EMBEDDED_DATABASE_URL = "sqlite:///orderbus-data/orderbus.db"
-EMBEDDED_BROKER_URL = "sqla+sqlite:///orderbus-data/broker.db"
+
+def default_data_dir() -> Path:
+    """The per-user folder of the embedded default: $XDG_DATA_HOME/orderbus,
+    else ~/.local/share/orderbus (on Windows %LOCALAPPDATA%\\orderbus)."""
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "orderbus"
+
+
+def embedded_urls(folder: Path) -> tuple[str, str]:
+    """(broker URL, database URL) of the embedded default in ``folder``."""
+    where = folder.expanduser().resolve()
+    return f"sqla+sqlite:///{where}/broker.db", f"sqlite:///{where}/orderbus.db"
+
+
 TARGETS = ("warehouse", "finance", "notification")
 # Targets that exist only when configured: write-back of shipments to the
 # channel (ORDERBUS_WRITEBACK) and notifications to the customer (ORDERBUS_NOTIFY).
@@ -61,17 +77,26 @@ class Settings(BaseSettings):
     # Where things live. The defaults are the embedded mode: one SQLite file for
     # orderbus's tables and one for kombu's SQL transport. Production uses
     # amqp://... and postgresql+psycopg://...
-    broker_url: str = Field(
-        default=EMBEDDED_BROKER_URL,
+    data_dir: str = Field(
+        default="",
         description=(
-            "`amqp://...` in production; kombu's SQL transport (the embedded default) or "
-            "`memory://` otherwise"
+            "the embedded default's folder (orderbus's SQLite file and the broker's): the same "
+            "for every command, from whatever folder it is run; empty: $XDG_DATA_HOME/orderbus, "
+            "else ~/.local/share/orderbus (Windows: %LOCALAPPDATA%\\orderbus)"
+        ),
+    )
+    broker_url: str = Field(
+        default="",
+        description=(
+            "`amqp://...` in production; empty: kombu's SQL transport on SQLite in "
+            "`ORDERBUS_DATA_DIR` (the embedded default); `memory://` in tests"
         ),
     )
     database_url: str = Field(
-        default=EMBEDDED_DATABASE_URL,
+        default="",
         description=(
-            "`postgresql+psycopg://...` in production; SQLite (the embedded default) otherwise"
+            "`postgresql+psycopg://...` in production; empty: SQLite in `ORDERBUS_DATA_DIR` "
+            "(the embedded default)"
         ),
     )
     namespace: str = Field(
@@ -341,6 +366,17 @@ class Settings(BaseSettings):
         if isinstance(value, dict):
             return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _embedded_in_the_data_dir(self) -> Settings:
+        broker, database = embedded_urls(self.data_folder)
+        self.broker_url = self.broker_url or broker
+        self.database_url = self.database_url or database
+        return self
+
+    @property
+    def data_folder(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
 
     @model_validator(mode="after")
     def _names_are_valid(self) -> Settings:

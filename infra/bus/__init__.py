@@ -30,6 +30,7 @@ import random
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
@@ -110,6 +111,7 @@ class Bus:
                 transport_options={"confirm_publish": confirm_each},
             )
         else:
+            _make_sqlite_folder(self.url)
             conn = Connection(self.url)
             conn.transport.polling_interval = self.options.polling_interval
         try:
@@ -232,3 +234,10 @@ class Bus:
                 )
                 stop.wait(wait)
         worker.close()
+
+
+def _make_sqlite_folder(url: str) -> None:
+    """kombu's SQL transport on SQLite opens its file but not its folder."""
+    prefix = "sqla+sqlite:///"
+    if url.startswith(prefix) and url != prefix:
+        Path(url[len(prefix) :].split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
