@@ -125,6 +125,13 @@ class Settings(BaseSettings):
         le=1000,
         description="messages a component takes at once (one transaction); at most prefetch",
     )
+    embedded_idle_poll: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="the embedded broker: seconds between polls of a consumer that got nothing for "
+        "5 s (a publish of the same process wakes it at once; 0: poll every 50 ms always)",
+    )
     batch_linger_ms: float = Field(
         default=5.0,
         ge=0,

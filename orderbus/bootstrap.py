@@ -541,6 +541,8 @@ def bootstrap(settings: Settings | None = None) -> Orderbus:
             batch_linger=settings.batch_linger_ms / 1000,
             delivery_limit=settings.delivery_limit,
             transient_retry_window=settings.transient_retry_window,
+            idle_after=5.0 if settings.embedded_idle_poll else float("inf"),
+            idle_polling_interval=settings.embedded_idle_poll,
         ),
     )
     return Orderbus(settings, make_engine(settings.database_url), topology, bus)

@@ -60,6 +60,11 @@ class BusOptions:
     batch_linger: float = 0.005  # how long to wait for the next message of a batch (s)
     delivery_limit: int = 5
     polling_interval: float = 0.05  # virtual transports only
+    # virtual transports: a consumer that got nothing for idle_after seconds
+    # polls every idle_polling_interval, woken at once by this process's
+    # publishes (infra/bus/activity.py)
+    idle_after: float = 5.0
+    idle_polling_interval: float = 2.0
     reconnect_max_wait: float = 15.0
     transient_retry_window: float = 60.0
 

@@ -22,6 +22,7 @@ from canonical.errors import (
     PermanentError,
     TransientError,
 )
+from infra.bus.activity import ACTIVITY
 from infra.messages import (
     CONTENT_TYPE,
     H_CORRELATION,
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from infra.bus import Bus
 
 log = logging.getLogger(__name__)
+# an idle consumer's poll of the embedded broker: one look at its queues
+IDLE_POLL = 0.001
 
 
 class ConsumerLoop:
@@ -155,13 +158,18 @@ class ConsumerLoop:
             if ready is not None:
                 ready.set()
             log.info("consuming %s", ", ".join(self.queues))
-            last_check = time.monotonic()
+            last_check = last_message = time.monotonic()
+            options = self.bus.options
             while not stop.is_set():
+                idle = not self.bus.is_amqp and time.monotonic() - last_message > options.idle_after
+                seen = ACTIVITY.count
                 try:
-                    conn.drain_events(timeout=1)
+                    conn.drain_events(timeout=IDLE_POLL if idle else 1)
                 except TimeoutError:
-                    pass
+                    if idle:
+                        ACTIVITY.wait_after(seen, options.idle_polling_interval)
                 if self._waiting:
+                    last_message = time.monotonic()
                     self._gather(conn)
                     self._process(self._waiting)
                     self._waiting = []

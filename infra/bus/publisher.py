@@ -16,6 +16,7 @@ from canonical.errors import (
     BrokerUnavailable,
     PublishNotConfirmed,
 )
+from infra.bus.activity import ACTIVITY
 from infra.messages import (
     CONTENT_TYPE,
     OutgoingMessage,
@@ -192,8 +193,9 @@ class Publisher:
                 retry=False,
                 timeout=timeout,
             )
-        if confirms is None:
-            return [None] * len(messages)  # a virtual transport stores on publish
+        if confirms is None:  # a virtual transport stores on publish
+            ACTIVITY.published()  # wake this process's idle consumers
+            return [None] * len(messages)
         assert self._conn is not None
         return confirms.wait(self._conn, messages, timeout)
 
