@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic import ValidationError
 
-from infra.settings import load_settings
+from infra.settings import TARGETS, Settings, load_settings
+
+if TYPE_CHECKING:
+    from orderbus.receiver import RecordingSink
+
+log = logging.getLogger("orderbus")
 
 
 def _configure_logging(level: str) -> None:
@@ -30,13 +36,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.database_url.startswith("sqlite"):
         upgrade(settings.database_url)  # embedded mode sets itself up
     components = tuple(args.components) or COMPONENTS
+    stand_in = None
+    if args.stand_in:
+        settings, stand_in = with_stand_in(settings)
     daemon = Daemon(bootstrap(settings), components)
     try:
         daemon.build()
     except ConfigurationError as exc:
         print(f"orderbus: {exc}", file=sys.stderr)
+        missing = [t for t in TARGETS if not settings.target_url(t)]
+        if missing and "_URL is not set" in str(exc):
+            print(no_systems_yet(missing), file=sys.stderr)
         return 2
-    return daemon.run_forever(args.shutdown_timeout)
+    try:
+        return daemon.run_forever(args.shutdown_timeout)
+    finally:
+        if stand_in is not None:
+            stand_in.stop()
+
+
+def no_systems_yet(missing: list[str]) -> str:
+    """What to do when a system has no address: the settings, or the stand-in."""
+    lines = ["give each system orderbus delivers to its address, for example:"]
+    lines += [f"  export ORDERBUS_{t.upper()}_URL=http://{t}.internal/orders" for t in missing]
+    lines.append(
+        "or try it first without them: `orderbus run --stand-in` (a local receiver takes "
+        "every delivery and logs it; nothing reaches a real system)"
+    )
+    return "\n".join(lines)
+
+
+def with_stand_in(settings: Settings) -> tuple[Settings, RecordingSink]:
+    """The settings with a local stand-in receiver as every system that has
+    no address, and that receiver (started)."""
+    from orderbus.receiver import RecordingSink
+
+    def logged(target: str, body: dict[str, Any]) -> int:
+        log.warning(
+            "STAND-IN %s received order %s (%s %s): not a real system",
+            target, body.get("order_number"), body.get("channel"), body.get("external_id"),
+        )  # fmt: skip
+        return 200
+
+    sink = RecordingSink(respond=logged).start()
+    missing = [t for t in TARGETS if not settings.target_url(t)]
+    settings = settings.model_copy(update={f"{t}_url": sink.url(t) for t in missing})
+    log.warning(
+        "STAND-IN receiver at %s takes what %s would get: nothing reaches a real system",
+        sink.base_url, ", ".join(missing) or "no system",
+    )  # fmt: skip
+    return settings, sink
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -263,6 +312,12 @@ def _add_run(sub: Subcommands) -> None:
         "components", nargs="*", choices=["router", "consumers", "ingest", "admin", []]
     )
     run.add_argument("--shutdown-timeout", type=float, default=30.0)
+    run.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="a local receiver takes the deliveries of every system without an address "
+        "(to try orderbus; logged as STAND-IN, nothing reaches a real system)",
+    )
     run.set_defaults(func=cmd_run)
 
 

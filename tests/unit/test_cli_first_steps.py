@@ -68,3 +68,31 @@ def test_migrations_are_quiet_unless_asked(
         root.setLevel(level)
         for name in ("alembic", "sqlalchemy", "httpx"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_run_without_systems_says_what_to_set_or_to_try_the_stand_in(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("WAREHOUSE", "FINANCE", "NOTIFICATION", "BROKER", "DATABASE"):
+        monkeypatch.delenv(f"ORDERBUS_{name}_URL", raising=False)
+    monkeypatch.setenv("ORDERBUS_DATA_DIR", str(tmp_path))
+    assert cli.main(["--log-level", "WARNING", "run", "router", "consumers"]) == 2
+    told = capsys.readouterr().err
+    assert "export ORDERBUS_WAREHOUSE_URL=" in told and "export ORDERBUS_FINANCE_URL=" in told
+    assert "orderbus run --stand-in" in told
+
+
+def test_the_stand_in_takes_every_system_without_an_address(tmp_path: object) -> None:
+    import httpx
+
+    settings = Settings(data_dir=str(tmp_path), finance_url="http://erp.internal/orders")
+    with_stand_in, sink = cli.with_stand_in(settings)
+    try:
+        assert with_stand_in.finance_url == "http://erp.internal/orders"  # kept
+        assert with_stand_in.warehouse_url == sink.url("warehouse")
+        assert with_stand_in.notification_url == sink.url("notification")
+        answer = httpx.post(sink.url("warehouse"), json={"order_number": "OB1"})
+        assert answer.status_code == 200
+        assert [r.body["order_number"] for r in sink.received("warehouse")] == ["OB1"]
+    finally:
+        sink.stop()
