@@ -154,6 +154,25 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def downgrade(url: str, revision: str) -> None:
+    """Undo the migrations above ``revision`` (``orderbus db downgrade``)."""
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def migrations() -> list[tuple[str, str]]:
+    """(revision, the first line of its purpose) of every migration, newest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    found = []
+    for script in scripts.walk_revisions():
+        purpose = (script.doc or "").strip().splitlines()
+        found.append((script.revision, purpose[0] if purpose else ""))
+    return found
+
+
 def current_revision(url: str) -> str:
     """The migration the database is at ("none" before the first)."""
     from alembic.migration import MigrationContext

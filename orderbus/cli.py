@@ -97,6 +97,30 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_current(_args: argparse.Namespace) -> int:
+    from infra.database import current_revision
+
+    print(current_revision(load_settings().database_url))
+    return 0
+
+
+def cmd_db_history(_args: argparse.Namespace) -> int:
+    from infra.database import migrations
+
+    for revision, purpose in migrations():
+        print(f"{revision}  {purpose}")
+    return 0
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    from infra.database import current_revision, downgrade
+
+    settings = load_settings()
+    downgrade(settings.database_url, args.revision)
+    print(f"database at revision {current_revision(settings.database_url)}")
+    return 0
+
+
 def cmd_schema(_args: argparse.Namespace) -> int:
     from canonical.order import json_schema
 
@@ -327,6 +351,16 @@ def _add_db(sub: Subcommands) -> None:
     up = db_sub.add_parser("upgrade", help="apply migrations up to REVISION (default head)")
     up.add_argument("revision", nargs="?", default="head")
     up.set_defaults(func=cmd_db)
+    current = db_sub.add_parser("current", help="the migration the database is at")
+    current.set_defaults(func=cmd_db_current)
+    history = db_sub.add_parser("history", help="every migration, newest first, with its purpose")
+    history.set_defaults(func=cmd_db_history)
+    down = db_sub.add_parser(
+        "downgrade",
+        help="undo migrations down to REVISION (back up first: undoing one may drop its data)",
+    )
+    down.add_argument("revision")
+    down.set_defaults(func=cmd_db_downgrade)
 
 
 def _add_schema_and_demo(sub: Subcommands) -> None:

@@ -96,3 +96,24 @@ def test_the_stand_in_takes_every_system_without_an_address(tmp_path: object) ->
         assert [r.body["order_number"] for r in sink.received("warehouse")] == ["OB1"]
     finally:
         sink.stop()
+
+
+def test_db_current_history_and_downgrade(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.database import migrations
+
+    monkeypatch.setenv("ORDERBUS_DATABASE_URL", f"sqlite:///{tmp_path}/db.db")
+    newest, before = migrations()[0][0], migrations()[1][0]
+    assert cli.main(["db", "current"]) == 0
+    assert capsys.readouterr().out.strip() == "none"
+    assert cli.main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip() == f"database at revision {newest}"
+    assert cli.main(["db", "history"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith(f"{newest}  ") and len(listed[0]) > len(newest) + 10
+    assert len(listed) == len(migrations())
+    assert cli.main(["db", "downgrade", before]) == 0
+    assert capsys.readouterr().out.strip() == f"database at revision {before}"
+    assert cli.main(["db", "current"]) == 0
+    assert capsys.readouterr().out.strip() == before
