@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from infra.setting_specs import (
     AlertSettings,
@@ -41,6 +48,16 @@ def default_data_dir() -> Path:
     else:
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "orderbus"
+
+
+def config_file() -> Path | None:
+    """The TOML settings file: ``ORDERBUS_CONFIG``, else ``orderbus.toml``
+    in the current folder when there is one."""
+    given = os.environ.get("ORDERBUS_CONFIG")
+    if given:
+        return Path(given)
+    here = Path("orderbus.toml")
+    return here if here.is_file() else None
 
 
 def embedded_urls(folder: Path) -> tuple[str, str]:
@@ -74,9 +91,32 @@ def weak_secrets(where: str, secrets: list[str]) -> None:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERBUS_", extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Where settings come from, the first that has one winning: given in
+        code; the environment; ``.env`` in the current folder; the TOML file
+        (``ORDERBUS_CONFIG``, else ``orderbus.toml`` in the current folder);
+        the defaults (docs/reference/configuration.md)."""
+        dotenv = DotEnvSettingsSource(settings_cls, env_file=Path(".env"), env_prefix="ORDERBUS_")
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return init_settings, env_settings, dotenv, toml
+
     # Where things live. The defaults are the embedded mode: one SQLite file for
     # orderbus's tables and one for kombu's SQL transport. Production uses
     # amqp://... and postgresql+psycopg://...
+    config: str = Field(
+        default="",
+        description="a TOML file of settings (names without the prefix, in lower case); empty: "
+        "`orderbus.toml` in the current folder when there is one. The environment and `.env` "
+        "come first",
+    )
     data_dir: str = Field(
         default="",
         description=(

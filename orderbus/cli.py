@@ -121,6 +121,18 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_check(_args: argparse.Namespace) -> int:
+    from orderbus.config_check import check
+
+    settings, problems = check()
+    if settings is not None:
+        for name, value in settings.items():
+            print(f"{name}={json.dumps(value, ensure_ascii=False)}")
+    for problem in problems:
+        print(f"orderbus: {problem}", file=sys.stderr)
+    return 2 if problems else 0
+
+
 def cmd_schema(_args: argparse.Namespace) -> int:
     from canonical.order import json_schema
 
@@ -302,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _add_run,
         _add_db,
+        _add_config,
         _add_schema_and_demo,
         _add_import,
         _add_keys,
@@ -361,6 +374,16 @@ def _add_db(sub: Subcommands) -> None:
     )
     down.add_argument("revision")
     down.set_defaults(func=cmd_db_downgrade)
+
+
+def _add_config(sub: Subcommands) -> None:
+    config = sub.add_parser("config", help="the settings orderbus reads")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser(
+        "check",
+        help="print the effective settings (secrets masked); exit 2 with a line per problem",
+    )
+    check.set_defaults(func=cmd_config_check)
 
 
 def _add_schema_and_demo(sub: Subcommands) -> None:
@@ -447,8 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"orderbus: {where}: {error['msg']}", file=sys.stderr)
         return 2
     except ValueError as exc:  # what bootstrap finds wrong with the settings, likewise
-        from orderbus.bootstrap import ConfigurationError
+        from pydantic_settings import SettingsError
 
+        from orderbus.bootstrap import ConfigurationError
+        from orderbus.config_check import not_json
+
+        if isinstance(exc, SettingsError):  # a value that is not JSON: which, and where
+            print(f"orderbus: {not_json(exc, os.environ) or exc}", file=sys.stderr)
+            return 2
         if not isinstance(exc, ConfigurationError):
             raise
         print(f"orderbus: {exc}", file=sys.stderr)

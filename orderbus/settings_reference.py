@@ -26,9 +26,13 @@ HEADER = """# Settings reference
 <!-- Made by `python -m orderbus.settings_reference > docs/reference/settings.md`;
      a test fails when this page and the Settings model differ. -->
 
-Every setting comes from the environment, prefix `ORDERBUS_`. A setting that is
-a list or an object is given as JSON, for example
-`ORDERBUS_CHANNEL_SECRETS='{"web-shop": ["a-long-random-secret"]}'`.
+Every setting comes from, the first that has it winning: the environment (prefix
+`ORDERBUS_`), a `.env` file in the current folder, a TOML file (`ORDERBUS_CONFIG`,
+else `orderbus.toml` in the current folder), the default below ([how to write
+them](configuration.md)). In the environment and `.env`, a setting that is a
+list or an object is given as JSON, for example
+`ORDERBUS_CHANNEL_SECRETS='{"web-shop": ["a-long-random-secret"]}'`; in TOML as
+TOML. `orderbus config check` prints what orderbus reads.
 
 """
 
