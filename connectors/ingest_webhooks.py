@@ -34,6 +34,7 @@ from connectors.publishing import fetch_message, order_message
 from connectors.registry import channel_config_of, connector_for
 from infra import raw_payloads
 from infra.crashpoints import crash_point
+from infra.logs import about
 from infra.messages import OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,17 @@ async def _publish(
         except TransientError as exc:
             detail = f"the order was not accepted: {exc.detail}"
             raise Refused(ConnectorError(503, exc.reason, detail)) from exc
-        log.info("ingest %s: accepted %s as %s", received.where, external_id, message.message_id)
+        log.info(
+            "ingest %s: accepted %s as %s",
+            received.where,
+            external_id,
+            message.message_id,
+            extra=about(
+                channel=received.where,
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+            ),
+        )
         accepted.append({"message_id": message.message_id, "external_id": external_id})
     return accepted
 

@@ -31,17 +31,45 @@ class MaskingFormatter(logging.Formatter):
         return bounded(super().format(record))
 
 
+# What a line may say about the message it is about, as fields of its own in
+# JSON (``about(...)``), so logs can be searched by order, not only read.
+FIELDS = ("order_number", "channel", "message_id", "correlation_id")
+
+
+def about(
+    *,
+    order_number: str | None = None,
+    channel: str | None = None,
+    message_id: str | None = None,
+    correlation_id: str | None = None,
+) -> dict[str, str]:
+    """``extra=`` for a log call: the order and message a line is about."""
+    given = {
+        "order_number": order_number,
+        "channel": channel,
+        "message_id": message_id,
+        "correlation_id": correlation_id,
+    }
+    return {k: str(v)[:200] for k, v in given.items() if v}
+
+
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "thread", "message"[, "exception"]}`` per line."""
+    """``{"ts", "level", "logger", "component", "message"[, "order_number",
+    "channel", "message_id", "correlation_id"][, "exception"]}`` per line
+    (``component``: the thread's component, ``router``, ``warehouse``…)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "thread": record.threadName,
+            "component": record.threadName,
             "message": bounded(record.getMessage()),
         }
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value:
+                line[name] = bounded(str(value))
         if record.exc_info:
             line["exception"] = bounded(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False)

@@ -373,8 +373,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text",
         description=(
-            "`text`, or `json`: one JSON object per line; either way phone numbers and "
-            "e-mails are masked"
+            "`text`, or `json`: one JSON object per line (ts, level, logger, component, "
+            "message, and order_number, channel, message_id, correlation_id when the line is "
+            "about a message); either way phone numbers and e-mails are masked"
         ),
     )
 

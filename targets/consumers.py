@@ -31,6 +31,7 @@ from canonical.order import CanonicalOrder
 from infra.counters import Counters
 from infra.crashpoints import crash_point
 from infra.database import insert_one_absent, prefer_key_lookups, translate_db_errors
+from infra.logs import about
 from infra.mappings import MappingCache
 from infra.messages import Delivery, envelope_of
 from infra.tables import inbox
@@ -118,7 +119,12 @@ class DeliveryConsumer:
                     results[index] = failed
                     continue
                 if envelope.message_id in handled:
-                    log.info("%s: %s already handled, skipping", self.target, envelope.message_id)
+                    log.info(
+                        "%s: %s already handled, skipping",
+                        self.target,
+                        envelope.message_id,
+                        extra=_about(envelope),
+                    )
                     continue
                 handled.add(envelope.message_id)
                 # an after-sale's document is not a revision: a newer revision
@@ -231,6 +237,7 @@ class DeliveryConsumer:
             number,
             envelope.message_id,
             sent.attempts,
+            extra=_about(envelope),
         )
         record = self._record(envelope, number, "delivered", sent.status_code, sent.attempts)
         record["mapping_version"] = version
@@ -324,3 +331,12 @@ class DeliveryConsumer:
         tries one round may make. More than 1: the system may have had it."""
         rounds = max(envelope.attempt, 1) - 1 + max(message.deliveries, 1) - 1
         return rounds * self.delivery.policy.attempts + 1
+
+
+def _about(envelope: Envelope) -> dict[str, str]:
+    return about(
+        order_number=envelope.order_number,
+        channel=envelope.channel,
+        message_id=envelope.message_id,
+        correlation_id=envelope.correlation_id,
+    )

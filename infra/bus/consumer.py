@@ -17,12 +17,13 @@ from kombu.connection import Connection
 from kombu.message import Message
 from kombu.messaging import Consumer
 
-from canonical.envelope import H_DETAIL, H_REASON, H_SOURCE_QUEUE
+from canonical.envelope import H_CHANNEL, H_DETAIL, H_ORDER_NUMBER, H_REASON, H_SOURCE_QUEUE
 from canonical.errors import (
     PermanentError,
     TransientError,
 )
 from infra.bus.activity import ACTIVITY
+from infra.logs import about
 from infra.messages import (
     CONTENT_TYPE,
     H_CORRELATION,
@@ -278,6 +279,7 @@ class ConsumerLoop:
                 delivery.deliveries,
                 self.bus.options.delivery_limit,
                 wait,
+                extra=_about(delivery),
             )
         self._pause(wait)
         for message, _, _ in requeue:
@@ -327,7 +329,24 @@ class ConsumerLoop:
             message.requeue()
             return
         log.warning(
-            "%s: dead-lettered %s: %s: %s", delivery.queue, delivery.message_id, reason, detail
+            "%s: dead-lettered %s: %s: %s",
+            delivery.queue,
+            delivery.message_id,
+            reason,
+            detail,
+            extra=_about(delivery),
         )
         self._seen.pop(delivery.body_key(), None)
         message.ack()
+
+
+def _about(delivery: Delivery) -> dict[str, str]:
+    """The order and message a delivery's log line is about (its headers)."""
+    number = delivery.headers.get(H_ORDER_NUMBER)
+    channel = delivery.headers.get(H_CHANNEL)
+    return about(
+        order_number=number if isinstance(number, str) else None,
+        channel=channel if isinstance(channel, str) else None,
+        message_id=delivery.message_id,
+        correlation_id=delivery.correlation_id,
+    )

@@ -26,3 +26,36 @@ def test_text_lines_are_masked_too() -> None:
         record("call %s or +8613912345678", "13912345678")
     )
     assert plain == "call 139****5678 or 139****5678"
+
+
+def test_json_lines_name_the_order_and_message_they_are_about(sqlite_engine: object) -> None:
+    """Routed and delivered: the router's and the consumer's JSON lines carry
+    the order number, channel, message id and correlation id as fields, and
+    the component (issue 20: they were buried in the text)."""
+    import io
+
+    from tests.unit.test_admin_access import route_and_deliver
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        number = route_and_deliver(sqlite_engine)  # type: ignore[arg-type]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    routed = next(x for x in lines if x["logger"] == "router.batch")
+    delivered = next(
+        x for x in lines if "delivered" in x["message"] and x["logger"].startswith("targets")
+    )
+    for line in (routed, delivered):
+        assert line["order_number"] == number
+        assert line["channel"] == "web-shop"
+        assert line["message_id"] and line["correlation_id"] and line["component"]
+    assert routed["message_id"] == "web-shop.look-1"
+    assert delivered["message_id"] == f"{number}-v1-warehouse"
