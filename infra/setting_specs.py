@@ -382,6 +382,22 @@ class Credentials(BaseModel):
     )
 
 
+class ChatRobot(BaseModel):
+    """A group chat's robot that is told of each incident (WeCom, DingTalk, Feishu)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["wecom", "dingtalk", "feishu"] = Field(
+        description="wecom (企业微信), dingtalk (钉钉) or feishu (飞书)"
+    )
+    url: str = Field(description="the robot's webhook address, as the chat app shows it")
+    secret: str = Field(
+        default="",
+        description="DingTalk's 加签 secret (SEC…) or Feishu's 签名校验 secret, when the robot "
+        "has one; WeCom's key is in its URL",
+    )
+    language: Literal["zh", "en"] = Field(default="zh", description="the messages' language")
+
+
 class AlertSettings(BaseModel):
     """``ORDERBUS_ALERTS``: where alerts go, how often the rules run, and the rules."""
 
@@ -390,6 +406,10 @@ class AlertSettings(BaseModel):
     webhook_url: str | None = Field(
         default=None,
         description="where incidents are POSTed (one message when each starts and resolves)",
+    )
+    chat: list[ChatRobot] = Field(
+        default_factory=list,
+        description="group chat robots told of each incident, in Chinese by default",
     )
     interval: float = Field(default=60, gt=0, description="seconds between two checks of the rules")
     silence: Silence | None = Field(

@@ -295,9 +295,13 @@ class Orderbus:
 
         if self.settings.alerts is None:
             raise ConfigurationError("ORDERBUS_ALERTS is not set")
+        from admin_api.chat_alerts import RobotSender, everywhere
+
         url = self.settings.alerts.webhook_url
         client = httpx.Client(timeout=self.settings.http_timeout, transport=transport)
-        notify = webhook(client, url) if url else None
+        destinations = [webhook(client, url)] if url else []
+        destinations += [RobotSender(robot, client) for robot in self.settings.alerts.chat]
+        notify = everywhere(destinations) if destinations else None
         return AlertEvaluator(
             self.engine, self.settings.alerts, notify, queue_depths=self.bus.queue_depths
         )
