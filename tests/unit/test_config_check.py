@@ -96,3 +96,18 @@ def test_check_names_a_setting_that_does_not_exist_and_the_nearest(
         "orderbus: ORDERBUS_WAREHOSE_URL is not a setting of orderbus; "
         "did you mean ORDERBUS_WAREHOUSE_URL?"
     ]
+
+
+def test_nested_settings_are_written_as_toml_tables(tmp_path: Path) -> None:
+    (tmp_path / "orderbus.toml").write_text(
+        "[alerts]\n"
+        "dead_letters = { open_above = 10 }\n"
+        "chat = [\n"
+        '  { kind = "wecom", url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k" },\n'
+        "]\n",
+        encoding="utf-8",
+    )
+    alerts = Settings().alerts
+    assert alerts is not None and alerts.dead_letters is not None
+    assert alerts.dead_letters.open_above == 10
+    assert [robot.kind for robot in alerts.chat] == ["wecom"]
