@@ -121,6 +121,37 @@ def cmd_db_downgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Each component's processes from their heartbeats; exit 1 when one asked
+    for (or, asked for none, any seen) has no live process."""
+    from infra.database import make_engine
+    from infra.heartbeats import states
+
+    engine = make_engine(load_settings().database_url)
+    try:
+        with engine.connect() as conn:
+            seen = {s.component: s for s in states(conn)}
+    finally:
+        engine.dispose()
+    wanted = args.components or sorted(seen)
+    down = []
+    for name in wanted:
+        state = seen.get(name)
+        if state is None:
+            print(f"{name}: no heartbeat (not started, or stopped cleanly)")
+            down.append(name)
+            continue
+        word = "up" if state.up else "DOWN"
+        queues = ", ".join(state.queues) or "-"
+        print(
+            f"{name}: {word}, {state.live_instances} live process(es), last beat "
+            f"{state.last_beat_seconds:g} s ago; queues: {queues}"
+        )
+        if not state.up:
+            down.append(name)
+    return 1 if down or not wanted else 0
+
+
 def cmd_config_check(_args: argparse.Namespace) -> int:
     from orderbus.config_check import check
 
@@ -315,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run,
         _add_db,
         _add_config,
+        _add_status,
         _add_schema_and_demo,
         _add_import,
         _add_keys,
@@ -374,6 +406,18 @@ def _add_db(sub: Subcommands) -> None:
     )
     down.add_argument("revision")
     down.set_defaults(func=cmd_db_downgrade)
+
+
+def _add_status(sub: Subcommands) -> None:
+    from orderbus.runner import COMPONENTS
+
+    status = sub.add_parser(
+        "status",
+        help="each component's live processes and queues (from their heartbeats); "
+        "exit 1 when one is down: a health check for the router and the consumers",
+    )
+    status.add_argument("components", nargs="*", choices=[*COMPONENTS, []])
+    status.set_defaults(func=cmd_status)
 
 
 def _add_config(sub: Subcommands) -> None:

@@ -117,3 +117,29 @@ def test_db_current_history_and_downgrade(
     assert capsys.readouterr().out.strip() == f"database at revision {before}"
     assert cli.main(["db", "current"]) == 0
     assert capsys.readouterr().out.strip() == before
+
+
+def test_status_tells_each_components_heartbeat_and_fails_when_one_is_down(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from infra.database import make_engine
+    from infra.heartbeats import STALE_AFTER, beat
+
+    monkeypatch.setenv("ORDERBUS_DATABASE_URL", sqlite_url)
+    engine = make_engine(sqlite_url)
+    beat(engine, "host:1", {"router": ["t.router"]}, datetime.now(UTC))
+    assert cli.main(["status", "router"]) == 0
+    assert capsys.readouterr().out.startswith("router: up, 1 live process(es), last beat ")
+    assert cli.main(["status", "router", "consumers"]) == 1
+    assert "consumers: no heartbeat" in capsys.readouterr().out
+    from sqlalchemy import update
+
+    from infra.tables import component_heartbeats
+
+    with engine.begin() as conn:  # its process was killed: the beat goes stale
+        old = datetime.now(UTC) - STALE_AFTER - timedelta(seconds=5)
+        conn.execute(update(component_heartbeats).values(beat_at=old))
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().out.startswith("router: DOWN, 0 live process(es)")

@@ -87,3 +87,22 @@ def test_compose_publishes_only_what_people_must_reach_and_has_no_default_passwo
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith("${")
     assert services["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"].startswith("${")
     assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+
+
+def test_every_orderbus_service_has_a_health_check_orderbus_can_answer() -> None:
+    """The router and consumers by `orderbus status <component>` (a real
+    subcommand), the HTTP ones by a path their app serves."""
+    from orderbus.cli import build_parser
+    from orderbus.runner import COMPONENTS
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    parser = build_parser()
+    for name in COMPONENTS:
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] == "CMD", name
+        if test[1] == "orderbus":
+            args = parser.parse_args(test[2:])
+            assert args.command == "status" and args.components == [name]
+        else:
+            path = "/healthz" if name == "ingest" else "/readyz"
+            assert f"127.0.0.1:{8080 if name == 'ingest' else 8081}{path}" in test[-1], name
