@@ -307,6 +307,12 @@ class Settings(BaseSettings):
     # Admin API.
     admin_host: str = Field(default="127.0.0.1", description="address the admin API listens on")
     admin_port: int = Field(default=8081, description="port the admin API listens on")
+    admin_key: str = Field(
+        default="",
+        description="the key the command line's `dead-letters` and `holds` commands act with "
+        "(else their `--key`): a token of ORDERBUS_ADMIN_TOKENS or a key of `orderbus keys "
+        "create`; its role and name are the API's, in the audit log too",
+    )
     admin_tokens: dict[str, str] = Field(
         default_factory=dict, description='JSON: {"operator-name": "token"}'
     )

@@ -347,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_db,
         _add_config,
         _add_status,
+        _add_admin_commands,
         _add_schema_and_demo,
         _add_import,
         _add_keys,
@@ -418,6 +419,12 @@ def _add_status(sub: Subcommands) -> None:
     )
     status.add_argument("components", nargs="*", choices=[*COMPONENTS, []])
     status.set_defaults(func=cmd_status)
+
+
+def _add_admin_commands(sub: Subcommands) -> None:
+    from orderbus.admin_cli import add_commands
+
+    add_commands(sub)
 
 
 def _add_config(sub: Subcommands) -> None:
