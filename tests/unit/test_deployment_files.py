@@ -106,3 +106,17 @@ def test_every_orderbus_service_has_a_health_check_orderbus_can_answer() -> None
         else:
             path = "/healthz" if name == "ingest" else "/readyz"
             assert f"127.0.0.1:{8080 if name == 'ingest' else 8081}{path}" in test[-1], name
+
+
+def test_the_systemd_unit_runs_each_component_with_a_real_command() -> None:
+    from orderbus.cli import build_parser
+    from orderbus.runner import COMPONENTS
+
+    unit = (ROOT / "deploy" / "orderbus@.service").read_text(encoding="utf-8")
+    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    program, *args = start.removeprefix("ExecStart=").split()
+    assert program.endswith("/bin/orderbus")
+    for name in COMPONENTS:
+        parsed = build_parser().parse_args([a.replace("%i", name) for a in args])
+        assert (parsed.command, parsed.components) == ("run", [name])
+    assert "KillSignal=SIGTERM" in unit and "ORDERBUS_CONFIG=" in unit
