@@ -307,6 +307,16 @@ class Settings(BaseSettings):
     # Admin API.
     admin_host: str = Field(default="127.0.0.1", description="address the admin API listens on")
     admin_port: int = Field(default=8081, description="port the admin API listens on")
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="0: the metrics only at the admin API's /metrics, with a viewer key; else "
+        "also on this port without a key, served by the admin component (nothing else there)",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address the key-less metrics port listens on"
+    )
     admin_key: str = Field(
         default="",
         description="the key the command line's `dead-letters` and `holds` commands act with "

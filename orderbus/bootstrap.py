@@ -473,6 +473,12 @@ class Orderbus:
         app.mount("/console", self.console(app.state.admin))
         return app
 
+    def metrics_app(self, admin: FastAPI) -> FastAPI:
+        """The key-less metrics port's app, reading what the admin API's does."""
+        from admin_api.metrics_app import create_metrics_app
+
+        return create_metrics_app(admin.state.admin.collector)
+
     def components(self) -> dict[str, Any]:
         """Each component that has run: its live processes, its last beat and
         the consumers on its queues; NotReady when one has no live process or

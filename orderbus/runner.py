@@ -157,7 +157,12 @@ class Daemon:
                     "are accepted by the admin API"
                 )
             what = "console: /console; API docs: /docs"
-            self._serve("admin", app.admin_app(), settings.admin_host, settings.admin_port, what)
+            admin = app.admin_app()
+            self._serve("admin", admin, settings.admin_host, settings.admin_port, what)
+            if settings.metrics_port:
+                metrics = app.metrics_app(admin)
+                where = (settings.metrics_host, settings.metrics_port)
+                self._serve("metrics", metrics, *where, "Prometheus: /metrics, no key")
             if settings.alerts is not None:
                 self._thread("alerts", app.alert_evaluator().run, self.stop)
             self._thread("retry-jobs", app.retry_job_worker().run, self.stop)

@@ -143,3 +143,20 @@ def test_status_tells_each_components_heartbeat_and_fails_when_one_is_down(
         conn.execute(update(component_heartbeats).values(beat_at=old))
     assert cli.main(["status"]) == 1
     assert capsys.readouterr().out.startswith("router: DOWN, 0 live process(es)")
+
+
+def test_the_metrics_port_answers_without_a_key_and_serves_nothing_else(sqlite_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    settings = Settings(broker_url="memory://", database_url=sqlite_url, metrics_port=19100)
+    daemon = Daemon(bootstrap(settings), ("admin",))
+    daemon.build()
+    assert "metrics http://127.0.0.1:19100/ (Prometheus: /metrics, no key)" in daemon.listening
+    app = bootstrap(settings)
+    admin = app.admin_app()
+    with TestClient(app.metrics_app(admin)) as client, TestClient(admin) as keyed:
+        answer = client.get("/metrics")
+        assert answer.status_code == 200 and "orderbus_outbox_unpublished" in answer.text
+        assert client.get("/dead-letters").status_code == 404
+        assert client.get("/docs").status_code == 404
+        assert keyed.get("/metrics").status_code == 401  # the admin API's still wants a key

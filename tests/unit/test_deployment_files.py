@@ -120,3 +120,19 @@ def test_the_systemd_unit_runs_each_component_with_a_real_command() -> None:
         parsed = build_parser().parse_args([a.replace("%i", name) for a in args])
         assert (parsed.command, parsed.components) == ("run", [name])
     assert "KillSignal=SIGTERM" in unit and "ORDERBUS_CONFIG=" in unit
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_orderbus_exports() -> None:
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "docs/operator/grafana-dashboard.json").read_text("utf-8"))
+    source = (ROOT / "admin_api" / "metrics.py").read_text(encoding="utf-8")
+    exported = set(re.findall(r'"(orderbus_[a-z_]+)"', source))
+    asked = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"orderbus_[a-z_]+", target["expr"])
+    }
+    assert asked and asked <= exported, asked - exported
