@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -860,6 +862,25 @@ def test_the_delay_watch_tells_each_late_paid_order_once(
     assert ids == [f"{late}-delay-customer"]
 
 
+@contextmanager
+def lookalikes_read() -> Iterator[list[int]]:
+    """How many stored lookalikes each batch routed meanwhile read."""
+    from router import batch
+
+    read: list[int] = []
+    original = batch.BatchRouting._load_lookalikes
+
+    def counted(self: batch.BatchRouting, orders_in_batch: list[Any]) -> None:
+        original(self, orders_in_batch)
+        read.append(sum(len(found) for found in self.lookalikes.values()))
+
+    batch.BatchRouting._load_lookalikes = counted  # type: ignore[method-assign,assignment]
+    try:
+        yield read
+    finally:
+        batch.BatchRouting._load_lookalikes = original  # type: ignore[method-assign]
+
+
 def test_lookalikes_and_known_customers_are_read_by_index_not_by_history(
     engine: Engine,
 ) -> None:
@@ -883,23 +904,11 @@ def test_lookalikes_and_known_customers_are_read_by_index_not_by_history(
                 message_id=f"m-oft-{n}",
             )
         )  # fmt: skip
-    from router import batch
-
-    read: list[int] = []
-    original = batch.BatchRouting._load_lookalikes
-
-    def counted(self: batch.BatchRouting, orders_in_batch: list[Any]) -> None:
-        original(self, orders_in_batch)
-        read.append(sum(len(found) for found in self.lookalikes.values()))
-
-    batch.BatchRouting._load_lookalikes = counted  # type: ignore[method-assign,assignment]
-    try:
-        late = (base + timedelta(days=3 * 29, hours=5)).isoformat()
+    late = (base + timedelta(days=3 * 29, hours=5)).isoformat()
+    with lookalikes_read() as read:
         router.handle(
             delivery_for(order(channel="store-hz01", external_id="POS-1", placed_at=late))
         )
-    finally:
-        batch.BatchRouting._load_lookalikes = original  # type: ignore[method-assign]
     assert read and max(read) == 1  # the one order placed within 24 h, not all 30
     assert [r.order_number for r in held_rows(engine)]  # and it is held as its lookalike
 
@@ -933,20 +942,10 @@ def test_lookalikes_within_the_window_are_read_at_most_a_few_per_channel(
                 message_id=f"m-pos-{n}",
             )
         )
-    read: list[int] = []
-    original = batch.BatchRouting._load_lookalikes
-
-    def counted(self: batch.BatchRouting, orders_in_batch: list[Any]) -> None:
-        original(self, orders_in_batch)
-        read.append(sum(len(found) for found in self.lookalikes.values()))
-
-    batch.BatchRouting._load_lookalikes = counted  # type: ignore[method-assign,assignment]
-    try:
+    with lookalikes_read() as read:
         router.handle(
             delivery_for(order(channel="web-shop", external_id="WEB-1", placed_at=placed))
         )
-    finally:
-        batch.BatchRouting._load_lookalikes = original  # type: ignore[method-assign]
     # the store's latest few and the mini-program's one, not all the store's
     assert read == [batch.LOOKALIKES_PER_CHANNEL + 1]
     with engine.connect() as conn:

@@ -40,14 +40,23 @@ def message(n: int) -> OutgoingMessage:
     )  # fmt: skip
 
 
-def test_an_idle_consumer_is_woken_by_a_publish_of_its_process(tmp_path: Path) -> None:
-    settings = Settings(namespace="t", data_dir=str(tmp_path))
-    options = BusOptions(idle_after=0.2, idle_polling_interval=30.0)
+def idle_consumer(
+    folder: Path, poll: float
+) -> tuple[Bus, list[tuple[float, Delivery]], threading.Event]:
+    """A consumer of the embedded broker in ``folder``, idle by now (polling
+    every ``poll`` s): its bus, what it got (when), and its stop."""
+    settings = Settings(namespace="t", data_dir=str(folder))
+    options = BusOptions(idle_after=0.2, idle_polling_interval=poll)
     bus = Bus(settings.broker_url, build_topology(settings), options)
     got: list[tuple[float, Delivery]] = []
     stop = started(bus, got)
+    time.sleep(1.0)
+    return bus, got, stop
+
+
+def test_an_idle_consumer_is_woken_by_a_publish_of_its_process(tmp_path: Path) -> None:
+    bus, got, stop = idle_consumer(tmp_path, poll=30.0)  # would poll again only in 30 s
     try:
-        time.sleep(1.0)  # idle now: it would poll again only in 30 s
         publisher = bus.publisher()
         sent = time.monotonic()
         publisher.publish(message(1))
@@ -77,13 +86,8 @@ publisher.close()
 def test_a_publish_from_another_process_is_taken_at_the_next_idle_poll(tmp_path: Path) -> None:
     """Another process's publish (``orderbus import``) cannot wake this one:
     the idle consumer finds it at its next poll (1 s here)."""
-    settings = Settings(namespace="t", data_dir=str(tmp_path))
-    options = BusOptions(idle_after=0.2, idle_polling_interval=1.0)
-    bus = Bus(settings.broker_url, build_topology(settings), options)
-    got: list[tuple[float, Delivery]] = []
-    stop = started(bus, got)
+    _, got, stop = idle_consumer(tmp_path, poll=1.0)
     try:
-        time.sleep(1.0)
         seen = ACTIVITY.count
         subprocess.run(
             [sys.executable, "-c", PUBLISH_ELSEWHERE, str(tmp_path)], check=True, timeout=60
