@@ -29,6 +29,8 @@ H_AFTER_SALE = HEADER_PREFIX + "after-sale"
 H_REASON = HEADER_PREFIX + "reason"
 H_DETAIL = HEADER_PREFIX + "detail"
 H_SOURCE_QUEUE = HEADER_PREFIX + "source-queue"
+# W3C trace context (infra/tracing.py): the span that made the message
+H_TRACEPARENT = "traceparent"
 
 
 def new_message_id() -> str:
@@ -55,6 +57,7 @@ class Envelope:
     order_number: str | None = None
     order_version: int | None = None
     target: str | None = None
+    traceparent: str | None = None  # the span that made this message (W3C), when traced
 
     @classmethod
     def new(cls, channel: str, message_id: str | None = None) -> Envelope:
@@ -82,6 +85,8 @@ class Envelope:
             headers[H_ORDER_VERSION] = self.order_version
         if self.target:
             headers[H_TARGET] = self.target
+        if self.traceparent:
+            headers[H_TRACEPARENT] = self.traceparent
         return headers
 
     @classmethod
@@ -116,4 +121,13 @@ class Envelope:
             order_number=headers.get(H_ORDER_NUMBER),
             order_version=order_version,
             target=headers.get(H_TARGET),
+            traceparent=_traceparent(headers.get(H_TRACEPARENT)),
         )
+
+
+def _traceparent(value: object) -> str | None:
+    """A W3C traceparent as sent (version-trace-parent-flags), else None: a
+    malformed one is dropped, never an error (tracing is advisory)."""
+    if isinstance(value, str) and len(value) == 55 and value.count("-") == 3:
+        return value
+    return None

@@ -36,6 +36,7 @@ from infra import raw_payloads
 from infra.crashpoints import crash_point
 from infra.logs import about
 from infra.messages import OutgoingMessage
+from infra.tracing import span
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -62,6 +63,13 @@ class Refused(Exception):
 
 @router.post("/ingest/{channel}", status_code=202, responses=ACCEPTED_RESPONSES)
 async def ingest(channel: str, request: Request) -> JSONResponse:
+    """One span for the request (infra/tracing.py): the orders it publishes
+    carry it to the router and on to each system."""
+    with span("ingest", channel=channel[:64]):
+        return await _ingest(channel, request)
+
+
+async def _ingest(channel: str, request: Request) -> JSONResponse:
     deps = deps_of(request)
     received = await Received.read(request, channel, deps.settings.max_body_bytes)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -19,6 +20,7 @@ from connectors.rejections import record_rejection
 from infra.bus import Publisher
 from infra.messages import Delivery, OutgoingMessage, Results
 from infra.topology import Topology, fetch_routing_key, ingest_routing_key
+from infra.tracing import current_traceparent
 
 PublishMany = Callable[[list[CanonicalOrder], list[str]], list[Exception | None]]
 
@@ -28,7 +30,9 @@ def order_message(
 ) -> OutgoingMessage:
     """The input message for ``order``; a fresh message id unless one is given
     (a platform's delivery id, a file import's content id)."""
-    envelope = Envelope.new(channel, message_id=message_id)
+    envelope = replace(
+        Envelope.new(channel, message_id=message_id), traceparent=current_traceparent()
+    )
     return OutgoingMessage(
         exchange=topology.exchange,
         routing_key=ingest_routing_key(channel),

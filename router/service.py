@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from infra.crashpoints import crash_point
 from infra.database import translate_db_errors
 from infra.messages import Delivery, parse_delivery
 from infra.topology import Topology
+from infra.tracing import close_span, open_span, traceparent_of
 from router.approval import HoldRules
 from router.batch import BatchRouting
 from router.fanout import Fanout
@@ -80,6 +82,14 @@ class RouterService:
                 continue
             valid.append((index, envelope, order))
         if valid:
+            spans = [
+                open_span("route", e.traceparent, channel=o.channel, message_id=e.message_id)
+                for _, e, o in valid
+            ]
+            valid = [
+                (index, replace(e, traceparent=traceparent_of(sp) or e.traceparent), o)
+                for (index, e, o), sp in zip(valid, spans, strict=True)
+            ]
             try:
                 self.route_many([(envelope, order) for _, envelope, order in valid])
             except TransientError:
@@ -98,6 +108,10 @@ class RouterService:
                             raise
                         except Exception as single:
                             results[index] = single
+            finally:
+                for (index, _, _), sp in zip(valid, spans, strict=True):
+                    error = results[index]
+                    close_span(sp, error if isinstance(error, Exception) else None)
             if self.on_commit is not None:
                 self.on_commit()
         crash_point("router.after_commit")

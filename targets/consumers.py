@@ -35,6 +35,7 @@ from infra.logs import about
 from infra.mappings import MappingCache
 from infra.messages import Delivery, envelope_of
 from infra.tables import inbox
+from infra.tracing import span
 from targets.delivery import GaveUp, HttpDelivery
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,13 @@ class DeliveryConsumer:
                 if not is_document and self._superseded(envelope, number, newest):
                     self._keep(keeping, self._record(envelope, number, "superseded", None, 0))
                     continue
-                outcome = self._deliver(messages[index], envelope, number, newest)
+                with span(
+                    f"deliver {self.target}",
+                    envelope.traceparent,
+                    order_number=number,
+                    message_id=envelope.message_id,
+                ):
+                    outcome = self._deliver(messages[index], envelope, number, newest)
                 results[index], failed, record = outcome
                 if record is not None:
                     self._keep(keeping, record)

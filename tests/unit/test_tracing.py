@@ -1,0 +1,97 @@
+"""One trace of one order (issue 20): the webhook's span, the router's span
+as its child, and each consumer's delivery as a child of the router's, the
+context carried in the messages' ``traceparent`` header; checked with the
+OpenTelemetry SDK's in-memory exporter. Without a traceparent (or with a
+malformed one) nothing changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import Engine, select
+
+from canonical.envelope import Envelope
+from connectors.ingest_app import IngestDeps, create_ingest_app
+from infra.messages import Delivery
+from infra.settings import Settings
+from infra.tables import outbox
+from infra.topology import build_topology
+from infra.transports import HttpxTransport
+from router.service import RouterService
+from targets.consumers import DeliveryConsumer
+from targets.delivery import HttpDelivery, RetryPolicy
+from tests.factories import FakePublisher, body_of, delivery_from_outbox, order_dict, signed_headers
+
+SECRET = "s3cret-for-the-tests"
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        trace.set_tracer_provider(provider)
+    EXPORTER.clear()
+    yield EXPORTER
+    EXPORTER.clear()
+
+
+def test_one_trace_from_the_webhook_to_each_systems_delivery(
+    sqlite_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    settings = Settings(channel_secrets={"web-shop": [SECRET]}, namespace="t")
+    topology = build_topology(settings)
+    publisher = FakePublisher()
+    deps = IngestDeps(settings, sqlite_engine, publisher, topology)  # type: ignore[arg-type]
+    body = body_of(order_dict(external_id="TRACE-1"))
+    with TestClient(create_ingest_app(deps)) as client:
+        answer = client.post("/ingest/web-shop", content=body, headers=signed_headers(SECRET, body))
+    assert answer.status_code == 202
+    (message,) = publisher.published
+    assert "traceparent" in message.headers
+    RouterService(sqlite_engine, topology).handle(
+        Delivery(
+            queue="t.router", body=message.body, message_id=message.message_id,
+            correlation_id=message.correlation_id, headers=message.headers,
+            exchange="t.orders", routing_key=message.routing_key, redelivered=False,
+            content_type="application/json", deliveries=1,
+        )
+    )  # fmt: skip
+    with sqlite_engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(outbox)).mappings()]
+    client_ok = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    for row in rows:
+        target = row["message_id"].rsplit("-", 1)[1]
+        sender = HttpDelivery(target, f"http://{target}.test/", HttpxTransport(client_ok),
+                              RetryPolicy(1, 0, 0))  # fmt: skip
+        DeliveryConsumer(target, sqlite_engine, sender).handle(
+            delivery_from_outbox(row, f"t.{target}")
+        )
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    ingest, route = finished["ingest"], finished["route"]
+    delivered = [s for name, s in finished.items() if name.startswith("deliver ")]
+    assert sorted(s.name for s in delivered) == [
+        "deliver finance",
+        "deliver notification",
+        "deliver warehouse",
+    ]
+    trace_id = ingest.context.trace_id
+    assert all(s.context.trace_id == trace_id for s in (route, *delivered))
+    assert route.parent is not None and route.parent.span_id == ingest.context.span_id
+    assert all(s.parent is not None and s.parent.span_id == route.context.span_id
+               for s in delivered)  # fmt: skip
+    assert route.attributes is not None and route.attributes["channel"] == "web-shop"
+
+
+def test_a_malformed_traceparent_is_dropped_not_an_error() -> None:
+    headers: dict[str, Any] = {"x-orderbus-channel": "web-shop", "traceparent": "00-zz"}
+    assert Envelope.from_message("m-1", None, headers).traceparent is None
