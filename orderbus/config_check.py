@@ -85,6 +85,9 @@ def check(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any] | No
     """(the effective settings, or None when they cannot be read; the problems)."""
     environ = os.environ if environ is None else environ
     problems = unknown_names(environ)
+    named = environ.get("ORDERBUS_CONFIG")
+    if named and not os.path.isfile(named):
+        problems.append(f"ORDERBUS_CONFIG names {named!r}, which is not a file")
     try:
         settings = Settings()
     except ValidationError as exc:

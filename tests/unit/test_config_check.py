@@ -111,3 +111,11 @@ def test_nested_settings_are_written_as_toml_tables(tmp_path: Path) -> None:
     assert alerts is not None and alerts.dead_letters is not None
     assert alerts.dead_letters.open_above == 10
     assert [robot.kind for robot in alerts.chat] == ["wecom"]
+
+
+def test_a_named_config_file_that_is_missing_is_a_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ORDERBUS_CONFIG", str(tmp_path / "nowhere.toml"))
+    assert cli.main(["config", "check"]) == 2
+    assert "nowhere.toml', which is not a file" in capsys.readouterr().err
