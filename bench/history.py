@@ -236,20 +236,38 @@ def questions(count: int, days: int) -> list[Question]:
 @dataclass
 class Asked:
     times_ms: list[float] = field(default_factory=list)
-    statements: dict[str, dict[str, Any]] = field(default_factory=dict)  # SQL -> parameters
+    # SQL -> (parameters, whether it ran after prefer_key_lookups' SET LOCAL)
+    statements: dict[str, tuple[Any, bool]] = field(default_factory=dict)
+
+
+NO_SEQSCAN = "SET LOCAL enable_seqscan = off"
 
 
 @contextmanager
 def _recording(engine: Engine, into: Asked) -> Iterator[None]:
-    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            into.statements.setdefault(statement, parameters)
+    """Each query statement run (SELECT or WITH), with whether its
+    transaction had turned sequential scans off (infra.database.prefer_key_lookups),
+    so that its plan is explained as it ran."""
+
+    def before(conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        head = statement.lstrip().upper()
+        if head.startswith(NO_SEQSCAN.upper()):
+            conn.info["no_seqscan"] = True
+        elif head.startswith(("SELECT", "WITH")):
+            into.statements.setdefault(statement, (parameters, conn.info.get("no_seqscan", False)))
+
+    def ended(conn: Any) -> None:
+        conn.info.pop("no_seqscan", None)
 
     event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "commit", ended)
+    event.listen(engine, "rollback", ended)
     try:
         yield
     finally:
         event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "commit", ended)
+        event.remove(engine, "rollback", ended)
 
 
 def ask(engine: Engine, question: Question, repeat: int, seed: int) -> Asked:
@@ -273,11 +291,14 @@ def whole_table_reads(engine: Engine, asked: Asked, show: bool) -> list[str]:
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
-        for statement, parameters in asked.statements.items():
+        for statement, (parameters, no_seqscan) in asked.statements.items():
             try:
                 with raw.cursor() as cursor:
+                    if no_seqscan:
+                        cursor.execute(NO_SEQSCAN)
                     cursor.execute(f"EXPLAIN {statement}", parameters)
                     plan = "\n".join(row[0] for row in cursor.fetchall())
+                raw.rollback()  # the SET LOCAL ends with the transaction
             except Exception as exc:
                 raw.rollback()
                 plan = f"(no plan: {exc})"
