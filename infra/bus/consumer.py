@@ -61,11 +61,16 @@ class ConsumerLoop:
         self._seen: OrderedDict[str, int] = OrderedDict()
         # The handler's thread carries the consuming component's OS name (the
         # runner names that thread ob-<component>), so its CPU counts there.
+        # Its Python name is the component's too, so a log line it writes
+        # names the component (the JSON logs' "component").
         owner = threading.current_thread().name
+
+        def as_owner() -> None:
+            name_this_thread(f"ob-{owner}")
+            threading.current_thread().name = owner
+
         self._worker = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1,
-            thread_name_prefix=f"handler-{queues[0]}",
-            initializer=lambda: name_this_thread(f"ob-{owner}"),
+            max_workers=1, thread_name_prefix=f"handler-{queues[0]}", initializer=as_owner
         )
         self._conn: Connection | None = None
         self._waiting: list[tuple[Message, Delivery]] = []

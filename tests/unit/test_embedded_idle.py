@@ -17,17 +17,24 @@ from infra.messages import Delivery, OutgoingMessage
 from infra.settings import Settings
 from infra.topology import build_topology
 
+handled_by: list[str] = []  # the handler's thread names: the component's, for the logs
+
 
 def started(bus: Bus, got: list[tuple[float, Delivery]]) -> threading.Event:
     stop, ready = threading.Event(), threading.Event()
 
     def handle(batch: list[Delivery]) -> list[BaseException | None]:
         got.extend((time.monotonic(), d) for d in batch)
+        handled_by.append(threading.current_thread().name)
         return [None] * len(batch)
 
     queue = bus.topology.queue_for("router").name
     threading.Thread(
-        target=bus.consume, args=([queue], handle, stop), kwargs={"ready": ready}, daemon=True
+        target=bus.consume,
+        args=([queue], handle, stop),
+        kwargs={"ready": ready},
+        daemon=True,
+        name="router",  # as the runner names a component's thread
     ).start()
     assert ready.wait(10)
     return stop
@@ -65,6 +72,7 @@ def test_an_idle_consumer_is_woken_by_a_publish_of_its_process(tmp_path: Path) -
             time.sleep(0.01)
         assert [d.message_id for _, d in got] == ["m-1"]
         assert got[0][0] - sent < 5  # woken, not the 30 s poll
+        assert handled_by[-1] == "router"  # the handler's log lines name the component
         publisher.close()
     finally:
         stop.set()
