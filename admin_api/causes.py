@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from infra.audit import audit
 from infra.tables import dead_letter_investigations, dead_letters
@@ -100,15 +100,19 @@ def open_ids_by_cause(conn: Connection, cause: str) -> list[int]:
 def page_of_cause(
     conn: Connection, conditions: list[Any], cause: str, limit: int, offset: int
 ) -> tuple[int, list[int]]:
-    """How many dead letters matching ``conditions`` have ``cause`` (read
-    from reason and detail, so counted here), and the ids on the page asked
-    for, newest first. Only ids, reasons and details are read, in batches:
-    memory holds one page, however many match."""
+    """How many dead letters matching ``conditions`` have ``cause``, and the
+    ids on the page asked for, newest first: by the kept cause, and rows from
+    before it was kept classified here. Only ids, reasons and details are
+    read, in batches: memory holds one page, however many match."""
     c = dead_letters.c
-    query = select(c.id, c.reason, c.detail).where(*conditions).order_by(c.id.desc())
+    query = (
+        select(c.id, c.reason, c.detail, c.cause)
+        .where(*conditions, (c.cause == cause) | c.cause.is_(None))
+        .order_by(c.id.desc())
+    )
     total, ids = 0, []
     for row in conn.execution_options(yield_per=1000).execute(query):
-        if cause_of(row.reason, row.detail) != cause:
+        if (row.cause or cause_of(row.reason, row.detail)) != cause:
             continue
         if offset <= total < offset + limit:
             ids.append(row.id)
@@ -117,21 +121,29 @@ def page_of_cause(
 
 
 def groups(conn: Connection, status: str | None = "open") -> list[dict[str, Any]]:
+    """Each cause with its count and latest failure: counted by PostgreSQL or
+    SQLite from the kept causes; rows from before they were kept classified
+    here."""
     c = dead_letters.c
-    query = select(c.reason, c.detail, c.last_failed_at)
-    if status:
-        query = query.where(c.status == status)
+    where = [c.status == status] if status else []
     counts: Counter[str] = Counter()
     newest: dict[str, datetime] = {}
-    for row in conn.execute(query):
-        cause = cause_of(row.reason, row.detail)
-        counts[cause] += 1
-        at = (
-            row.last_failed_at
-            if row.last_failed_at.tzinfo
-            else row.last_failed_at.replace(tzinfo=UTC)
-        )
+
+    def seen(cause: str, count: int, at: datetime) -> None:
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        counts[cause] += count
         newest[cause] = max(newest.get(cause, at), at)
+
+    for cause, count, at in conn.execute(
+        select(c.cause, func.count(), func.max(c.last_failed_at))
+        .where(*where, c.cause.is_not(None))
+        .group_by(c.cause)
+    ):
+        seen(str(cause), int(count), at)
+    for row in conn.execute(
+        select(c.reason, c.detail, c.last_failed_at).where(*where, c.cause.is_(None))
+    ):
+        seen(cause_of(row.reason, row.detail), 1, row.last_failed_at)
     watched = {r.cause: r for r in conn.execute(select(dead_letter_investigations))}
     result = []
     for cause, count in counts.most_common():

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select, update
 
+from admin_api.causes import cause_of
 from canonical.envelope import (
     H_ATTEMPT,
     H_CHANNEL,
@@ -135,6 +136,7 @@ class DeadLetterRecorder:
             "order_number": order_number if isinstance(order_number, str) else None,
             "reason": failure.reason,
             "detail": failure.detail,
+            "cause": cause_of(failure.reason, failure.detail),
             "exception": failure.exception,
             "headers": headers,
             "body": body,
@@ -154,6 +156,7 @@ class DeadLetterRecorder:
                 set_={
                     "reason": values["reason"],
                     "detail": values["detail"],
+                    "cause": values["cause"],
                     "exception": values["exception"],
                     "headers": headers,
                     "attempts": dead_letters.c.attempts + 1,

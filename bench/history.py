@@ -129,6 +129,13 @@ def fill(engine: Engine, count: int, days: int) -> None:
     with engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement), params)
+        # each dead letter's cause, as the recorder keeps it (a few distinct texts)
+        pairs = conn.execute(text("SELECT DISTINCT reason, detail FROM dead_letters")).all()
+        for reason, detail in pairs:
+            conn.execute(
+                text("UPDATE dead_letters SET cause = :cause WHERE reason = :r AND detail = :d"),
+                {"cause": causes.cause_of(reason, detail), "r": reason, "d": detail},
+            )
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.execute(text("VACUUM ANALYZE"))

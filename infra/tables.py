@@ -235,8 +235,16 @@ dead_letters = Table(
     Column("last_failed_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
     Column("resolved_by", String(100), nullable=True),
+    Column(
+        "cause",
+        String(32),
+        nullable=True,
+        doc="the business cause (admin_api/causes.py), set when recorded; empty on rows "
+        "recorded before migration 0032, which are classified when read",
+    ),
     UniqueConstraint("queue", "message_id", name="uq_dead_letters_queue_message"),
     Index("ix_dead_letters_status_last", "status", "last_failed_at"),
+    Index("ix_dead_letters_status_cause", "status", "cause"),  # the exceptions page's counts
 )
 
 # Requests a connector refused (bad signature, bad body...), kept for inspection.

@@ -257,3 +257,33 @@ def test_orders_by_hour_of_the_shops_day_on_every_backend(engine: Engine) -> Non
     assert (
         counts["web-shop"][0] == 1 and counts["web-shop"][23] == 1 and sum(counts["web-shop"]) == 2
     )
+
+
+def test_dead_letters_by_cause_count_kept_causes_and_older_rows_alike(engine: Engine) -> None:
+    """A dead letter keeps its cause when recorded (migration 0032) and is
+    counted by it in SQL; one recorded before (no cause kept) is classified
+    when read; both in the same groups and pages, on each backend."""
+    from sqlalchemy import select, update
+
+    from admin_api import causes
+    from admin_api.deadletters import DeadLetterRecorder
+    from infra.tables import dead_letters
+    from tests.factories import failure_delivery
+
+    recorder = DeadLetterRecorder(engine)
+    for n in range(3):
+        recorder.handle(failure_delivery(message_id=f"dl-{n}"))
+    with engine.begin() as conn:
+        kept = set(conn.scalars(select(dead_letters.c.cause)))
+        assert kept == {
+            causes.cause_of("delivery_rejected", "warehouse endpoint rejected the order with 422")
+        }
+        conn.execute(
+            update(dead_letters).where(dead_letters.c.message_id == "dl-0").values(cause=None)
+        )
+    (cause,) = kept
+    with engine.connect() as conn:
+        found = causes.groups(conn)
+        total, ids = causes.page_of_cause(conn, [dead_letters.c.status == "open"], cause, 2, 0)
+    assert [(g["cause"], g["count"]) for g in found] == [(cause, 3)]
+    assert total == 3 and len(ids) == 2
