@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from infra.database import prefer_key_lookups
+from infra.database import in_chunks, prefer_key_lookups
 from infra.setting_specs import (
     AlertSettings,
     ParcelProblems,
@@ -268,21 +268,21 @@ class AlertRules:
                 ~delivered.exists(),
             )
         ):
-            self._not_delivered[message_id] = _aware(created)
+            self._not_delivered[message_id] = _utc(created) or created
         if self._scanned_until is None or cutoff > self._scanned_until:
             self._scanned_until = cutoff
         for message_id, created in list(self._not_delivered.items()):
             if created < oldest:
                 del self._not_delivered[message_id]
         if self._not_delivered:
-            for chunk in _chunks(sorted(self._not_delivered)):
+            for chunk in in_chunks(sorted(self._not_delivered)):
                 for message_id in conn.scalars(
                     select(i.message_id).where(i.consumer == "warehouse", i.message_id.in_(chunk))
                 ):
                     del self._not_delivered[message_id]
         missing = [m for m, at in self._not_delivered.items() if at < cutoff]
         failing: set[str] = set()
-        for chunk in _chunks(sorted(missing)):
+        for chunk in in_chunks(sorted(missing)):
             d = dead_letters.c
             failing |= set(
                 conn.scalars(
@@ -310,14 +310,6 @@ class AlertRules:
 
 # a transaction that made a message may commit this long after the message's time
 LATE_COMMIT = timedelta(minutes=10)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite keeps no offset
-
-
-def _chunks(values: list[str], size: int = 1000) -> list[list[str]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 Notify = Callable[[dict[str, Any]], bool]

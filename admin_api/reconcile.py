@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, insert, select, text
 
+from infra.database import in_chunks
 from infra.spreadsheets import safe_cell
 from infra.tables import (
     arrivals,
@@ -262,7 +263,7 @@ def _routed_orders(
     ids = sorted({i for i in conn.scalars(in_window.distinct()) if i is not None})
     first = func.min(a.received_at)
     found: list[Any] = []
-    for chunk in _chunks(ids):
+    for chunk in in_chunks(ids):
         found += (
             conn.execute(
                 select(
@@ -293,7 +294,7 @@ def _routed_orders(
 
 def _kept_numbers(conn: Connection, numbers: list[str]) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(numbers):
+    for chunk in in_chunks(numbers):
         found |= set(
             conn.scalars(
                 select(reconciled_orders.c.order_number).where(
@@ -344,19 +345,15 @@ def keep(conn: Connection, report: Report, now: datetime) -> None:
         )
     )
     rows = [{"day": report.day, "timezone": report.timezone, **e.__dict__} for e in report.entries]
-    for chunk in _chunks(rows):
+    for chunk in in_chunks(rows):
         conn.execute(insert(reconciled_orders), chunk)
-
-
-def _chunks(values: list[Any], size: int = 1000) -> list[list[Any]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
 
 
 def _messages_by_order(conn: Connection, numbers: set[str]) -> dict[str, list[Sent]]:
     """Each order's outbox messages (by the order's number, indexed)."""
     sent: dict[str, list[Sent]] = {}
     o = outbox.c
-    for chunk in _chunks(sorted(numbers)):
+    for chunk in in_chunks(sorted(numbers)):
         for row in conn.execute(
             select(o.order_number, o.message_id, o.created_at, o.published_at).where(
                 o.order_number.in_(chunk)
@@ -371,7 +368,7 @@ def _messages_by_order(conn: Connection, numbers: set[str]) -> dict[str, list[Se
 def _delivered_messages(conn: Connection, numbers: set[str]) -> set[str]:
     """The message ids of these orders that a system's inbox holds."""
     found: set[str] = set()
-    for chunk in _chunks(sorted(numbers)):
+    for chunk in in_chunks(sorted(numbers)):
         found |= set(
             conn.scalars(select(inbox.c.message_id).where(inbox.c.order_number.in_(chunk)))
         )

@@ -46,6 +46,11 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+def in_chunks(values: Sequence[Any], size: int = 1000) -> list[list[Any]]:
+    """``values`` in lists of at most ``size``: an ``IN (...)`` list a statement."""
+    return [list(values[i : i + size]) for i in range(0, len(values), size)]
+
+
 def prefer_key_lookups(conn: Connection) -> None:
     """Make PostgreSQL answer this transaction's key lookups from their indexes.
 
