@@ -7,6 +7,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from canonical.envelope import Envelope
 from infra.masking import mask_text
 
 TEXT = "%(asctime)s %(levelname)-7s %(threadName)-12s %(name)s: %(message)s"
@@ -51,6 +52,17 @@ def about(
         "correlation_id": correlation_id,
     }
     return {k: str(v)[:200] for k, v in given.items() if v}
+
+
+def about_envelope(envelope: Envelope, **given: str | None) -> dict[str, str]:
+    """``about(...)`` from a message's envelope (``given`` overrides a field)."""
+    fields: dict[str, str | None] = {
+        "order_number": envelope.order_number,
+        "channel": envelope.channel,
+        "message_id": envelope.message_id,
+        "correlation_id": envelope.correlation_id,
+    }
+    return about(**(fields | given))
 
 
 class JsonFormatter(logging.Formatter):

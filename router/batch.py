@@ -21,7 +21,7 @@ from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
 from infra.database import prefer_key_lookups, reserve_ids
-from infra.logs import about
+from infra.logs import about_envelope
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
 from router.aftersales import documents, merged, with_status_after_sale
@@ -263,12 +263,7 @@ class BatchRouting:
             number,
             detail,
             ",".join(targets) or "-",
-            extra=about(
-                order_number=number,
-                channel=order.channel,
-                message_id=envelope.message_id,
-                correlation_id=envelope.correlation_id,
-            ),
+            extra=about_envelope(envelope, order_number=number, channel=order.channel),
         )
         return RouteResult(outcome, number, tuple(targets))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from http import HTTPStatus
 
 from sqlalchemy import Connection, Engine, select
@@ -31,7 +30,7 @@ from canonical.order import CanonicalOrder
 from infra.counters import Counters
 from infra.crashpoints import crash_point
 from infra.database import insert_one_absent, prefer_key_lookups, translate_db_errors
-from infra.logs import about
+from infra.logs import about_envelope
 from infra.mappings import MappingCache
 from infra.messages import Delivery, envelope_of
 from infra.tables import inbox
@@ -124,7 +123,7 @@ class DeliveryConsumer:
                         "%s: %s already handled, skipping",
                         self.target,
                         envelope.message_id,
-                        extra=_about(envelope),
+                        extra=about_envelope(envelope),
                     )
                     continue
                 handled.add(envelope.message_id)
@@ -144,15 +143,14 @@ class DeliveryConsumer:
                 results[index], failed, record = outcome
                 if record is not None:
                     self._keep(keeping, record)
-                    self._count(envelope, record)
+                    self._count(record)
         return results
 
-    def _count(self, envelope: Envelope, record: dict[str, object]) -> None:
-        """The delivery's time since its revision arrived at the router."""
-        delivered = record["delivered_at"]
-        if self.counters is not None and isinstance(delivered, datetime):
-            seconds = (delivered - envelope.received_at).total_seconds()
-            self.counters.observe_latency(self.target, seconds)
+    def _count(self, record: dict[str, object]) -> None:
+        """The delivery's time since its revision arrived at the router, as kept in its row."""
+        latency_ms = record["latency_ms"]
+        if self.counters is not None and isinstance(latency_ms, int):
+            self.counters.observe_latency(self.target, latency_ms / 1000)
 
     @staticmethod
     def _keep(conn: Connection, record: dict[str, object]) -> None:
@@ -244,7 +242,7 @@ class DeliveryConsumer:
             number,
             envelope.message_id,
             sent.attempts,
-            extra=_about(envelope),
+            extra=about_envelope(envelope),
         )
         record = self._record(envelope, number, "delivered", sent.status_code, sent.attempts)
         record["mapping_version"] = version
@@ -338,12 +336,3 @@ class DeliveryConsumer:
         tries one round may make. More than 1: the system may have had it."""
         rounds = max(envelope.attempt, 1) - 1 + max(message.deliveries, 1) - 1
         return rounds * self.delivery.policy.attempts + 1
-
-
-def _about(envelope: Envelope) -> dict[str, str]:
-    return about(
-        order_number=envelope.order_number,
-        channel=envelope.channel,
-        message_id=envelope.message_id,
-        correlation_id=envelope.correlation_id,
-    )
