@@ -114,8 +114,8 @@ class Settings(BaseSettings):
     config: str = Field(
         default="",
         description="a TOML file of settings (names without the prefix, in lower case); empty: "
-        "`orderbus.toml` in the current folder when there is one. The environment and `.env` "
-        "come first",
+        "`orderbus.toml` in the current folder when there is one. Read from the environment "
+        "only (not from `.env` or the file itself); the environment and `.env` come first",
     )
     data_dir: str = Field(
         default="",

@@ -25,10 +25,6 @@ except ImportError:  # pragma: no cover - the optional extra is not installed
 TRACER_NAME = "orderbus"
 
 
-def available() -> bool:
-    return trace is not None
-
-
 def current_traceparent() -> str | None:
     """The current span as a W3C traceparent, when one is being recorded."""
     if trace is None:

@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon.build()
     except ConfigurationError as exc:
         print(f"orderbus: {exc}", file=sys.stderr)
-        missing = [t for t in TARGETS if not settings.target_url(t)]
+        missing = without_address(settings)
         if missing and "_URL is not set" in str(exc):
             print(no_systems_yet(missing), file=sys.stderr)
         return 2
@@ -53,6 +53,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if stand_in is not None:
             stand_in.stop()
+
+
+def without_address(settings: Settings) -> list[str]:
+    """The systems orderbus delivers to that have no address yet."""
+    return [t for t in TARGETS if not settings.target_url(t)]
 
 
 def no_systems_yet(missing: list[str]) -> str:
@@ -79,7 +84,7 @@ def with_stand_in(settings: Settings) -> tuple[Settings, RecordingSink]:
         return 200
 
     sink = RecordingSink(respond=logged).start()
-    missing = [t for t in TARGETS if not settings.target_url(t)]
+    missing = without_address(settings)
     settings = settings.model_copy(update={f"{t}_url": sink.url(t) for t in missing})
     log.warning(
         "STAND-IN receiver at %s takes what %s would get: nothing reaches a real system",
@@ -89,10 +94,12 @@ def with_stand_in(settings: Settings) -> tuple[Settings, RecordingSink]:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from infra.database import current_revision, upgrade
+    """``db upgrade`` or ``db downgrade`` to ``args.revision``, then where it is."""
+    from infra.database import current_revision, downgrade, upgrade
 
     settings = load_settings()
-    upgrade(settings.database_url, args.revision)
+    move = downgrade if args.db_command == "downgrade" else upgrade
+    move(settings.database_url, args.revision)
     print(f"database at revision {current_revision(settings.database_url)}")
     return 0
 
@@ -109,15 +116,6 @@ def cmd_db_history(_args: argparse.Namespace) -> int:
 
     for revision, purpose in migrations():
         print(f"{revision}  {purpose}")
-    return 0
-
-
-def cmd_db_downgrade(args: argparse.Namespace) -> int:
-    from infra.database import current_revision, downgrade
-
-    settings = load_settings()
-    downgrade(settings.database_url, args.revision)
-    print(f"database at revision {current_revision(settings.database_url)}")
     return 0
 
 
@@ -368,7 +366,7 @@ def _version() -> str:
 
 
 def _add_run(sub: Subcommands) -> None:
-    from orderbus.runner import DESCRIPTIONS
+    from orderbus.runner import COMPONENTS, DESCRIPTIONS
 
     width = max(map(len, DESCRIPTIONS))
     run = sub.add_parser(
@@ -378,9 +376,7 @@ def _add_run(sub: Subcommands) -> None:
         epilog="components:\n"
         + "\n".join(f"  {name:<{width}}  {what}" for name, what in DESCRIPTIONS.items()),
     )
-    run.add_argument(
-        "components", nargs="*", choices=["router", "consumers", "ingest", "admin", []]
-    )
+    run.add_argument("components", nargs="*", choices=[*COMPONENTS, []])
     run.add_argument("--shutdown-timeout", type=float, default=30.0)
     run.add_argument(
         "--stand-in",
@@ -406,7 +402,7 @@ def _add_db(sub: Subcommands) -> None:
         help="undo migrations down to REVISION (back up first: undoing one may drop its data)",
     )
     down.add_argument("revision")
-    down.set_defaults(func=cmd_db_downgrade)
+    down.set_defaults(func=cmd_db)
 
 
 def _add_status(sub: Subcommands) -> None:

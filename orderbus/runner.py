@@ -29,14 +29,14 @@ from orderbus.bootstrap import ConfigurationError, Orderbus
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("router", "consumers", "ingest", "admin")
-# what each component does, in a line (``orderbus run --help``)
+# each component and what it does, in a line (``orderbus run --help``)
 DESCRIPTIONS = {
     "router": "dedups, validates, holds and fans out each order; its relay publishes the outbox",
     "consumers": "deliver to the warehouse, finance and notification systems; record dead letters",
     "ingest": "HTTP for the platforms' webhooks, pollers, file and queue inputs, tracking, stock",
     "admin": "the admin API and the console; alerts, retry jobs, retention",
 }
+COMPONENTS = tuple(DESCRIPTIONS)
 
 
 @dataclass
