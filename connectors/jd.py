@@ -48,7 +48,8 @@ finance refunded), 2 and 4 refused; a cancel while the order had not shipped,
 else a refund. An application for an order orderbus does not have is
 recorded, not guessed (the order's own status, cancelled, still comes with
 the order). JD's after-sale service orders (returns after shipment,
-``jingdong.asc.*``) are not read: their answer could not be checked.
+``jingdong.asc.query.list``) are read when the shop's vender id is given
+(connectors/jd_services.py).
 """
 
 from __future__ import annotations
@@ -118,8 +119,13 @@ STATUSES = {
 }
 
 
-def _local(moment: datetime) -> str:
+def local_time(moment: datetime) -> str:
     return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def line_sku(line: dict[str, Any]) -> str:
+    """orderbus's SKU of a JD order line: the shop's own code, else JD's id."""
+    return str(line.get("outerSkuId") or f"jd-{field(line, 'skuId')}")
 
 
 def to_canonical(order: dict[str, Any], channel: str, shop: str) -> dict[str, Any]:
@@ -138,7 +144,7 @@ def to_canonical(order: dict[str, Any], channel: str, shop: str) -> dict[str, An
             raise unreadable(f"{where}.itemTotal is not a count: {count!r}")
         items.append(
             {
-                "sku": str(line.get("outerSkuId") or f"jd-{field(line, 'skuId')}"),
+                "sku": line_sku(line),
                 "name": line.get("skuName"),
                 "quantity": int(count),
                 "unit_price": amount(field(line, "jdPrice"), f"{where}.jdPrice"),
@@ -192,7 +198,7 @@ def signed_form(
         "method": method,
         "app_key": app_key,
         "access_token": access_token,
-        "timestamp": _local(moment),
+        "timestamp": local_time(moment),
         "v": "2.0",
         "360buy_param_json": json.dumps(business, ensure_ascii=False, separators=(",", ":")),
     }
@@ -251,8 +257,8 @@ class JdPoller(WindowPoller):
 
     def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], int]:
         business = {
-            "start_date": _local(start),
-            "end_date": _local(end),
+            "start_date": local_time(start),
+            "end_date": local_time(end),
             "dateType": 0,
             "sortType": 1,
             "order_state": ORDER_STATES,
@@ -282,8 +288,8 @@ class JdRefundPoller(JdPoller):
 
     def page(self, start: datetime, end: datetime, number: int) -> tuple[list[Any], int]:
         business = {
-            "checkTimeStart": _local(start),
-            "checkTimeEnd": _local(end),
+            "checkTimeStart": local_time(start),
+            "checkTimeEnd": local_time(end),
             "pageIndex": number,
             "pageSize": PAGE_SIZE,
         }
@@ -307,10 +313,11 @@ class JdRefundPoller(JdPoller):
     def _publish_items(self, items: list[Any], report: PollReport) -> datetime:
         orders, ids = [], []
         for item in items:
+            if not self.wanted(item):
+                continue
             report.orders += 1
-            application = item.get("refundApplyVo", item) if isinstance(item, dict) else None
             try:
-                order, message_id = self._revised(application)
+                order, message_id = self._revised(self.entry(item))
             except ConnectorError as exc:
                 report.bad += 1
                 self.record_bad(exc.reason, exc.detail, json.dumps(item, default=str)[:4096])
@@ -323,6 +330,14 @@ class JdRefundPoller(JdPoller):
                 raise failed[0]
             report.published += len(orders)
         return datetime.min.replace(tzinfo=UTC)
+
+    def entry(self, item: Any) -> Any:
+        """The application in a listed item (some answers wrap it)."""
+        return item.get("refundApplyVo", item) if isinstance(item, dict) else None
+
+    def wanted(self, item: Any) -> bool:
+        """Whether a listed item is one orderbus reads (every application is)."""
+        return True
 
     def _revised(self, application: Any) -> tuple[CanonicalOrder, str]:
         """The order orderbus has with the application as its after-sale, and
@@ -338,7 +353,7 @@ class JdRefundPoller(JdPoller):
                 f"refund application {application.get('id')} is for order {order_id}, which "
                 "orderbus does not have; its cancelled status will come with the order",
             )
-        status = _code(application.get("status"))
+        status = as_code(application.get("status"))
         checked = application.get("checkTime") or application.get("applyTime")
         at = timestamp(checked, "checkTime", SHANGHAI) if checked else datetime.now(UTC)
         sale = after_sale(
@@ -357,22 +372,24 @@ class JdRefundPoller(JdPoller):
 
 
 class JdOrdersAndRefunds(JdPoller):
-    """Each poll: the orders' windows, then the refund applications'."""
+    """Each poll: the orders' windows, then the refund applications' (and the
+    after-sale service orders', when the shop's vender id is given)."""
 
-    def __init__(self, *args: Any, refunds: JdRefundPoller, **kw: Any) -> None:
+    def __init__(self, *args: Any, refunds: list[JdRefundPoller], **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.refunds = refunds
 
     def poll_once(self) -> PollReport:
         report = super().poll_once()
-        more = self.refunds.poll_once()
-        report.pages += more.pages
-        report.published += more.published
-        report.bad += more.bad
+        for after_sales in self.refunds:
+            more = after_sales.poll_once()
+            report.pages += more.pages
+            report.published += more.published
+            report.bad += more.bad
         return report
 
 
-def _code(value: Any) -> Any:
+def as_code(value: Any) -> Any:
     return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
 
@@ -390,6 +407,12 @@ class JdAccount(BaseModel):
     access_token: str = Field(min_length=1, description="the shop's access token")
     shop: str = Field(min_length=1, max_length=200, description="the shop the orders belong to")
     endpoint: str = Field(default=JD_ENDPOINT, description="the API gateway")
+    vender_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the shop's vender id (商家编号): with it, after-sale service orders "
+        "(returns after shipment) are read too",
+    )
 
 
 class JdPull(WholeOrdersPull):
@@ -405,7 +428,18 @@ class JdPull(WholeOrdersPull):
             "access_token": account.access_token,
             "shop": account.shop,
         }
-        refunds = JdRefundPoller(*deps.poller_args(spec), engine=deps.engine, **access)
+        refunds = [JdRefundPoller(*deps.poller_args(spec), engine=deps.engine, **access)]
+        if account.vender_id:
+            from connectors.jd_services import JdServicePoller  # it builds on this module
+
+            refunds.append(
+                JdServicePoller(
+                    *deps.poller_args(spec),
+                    engine=deps.engine,
+                    vender_id=account.vender_id,
+                    **access,
+                )
+            )
         return JdOrdersAndRefunds(*deps.poller_args(spec), refunds=refunds, **access)
 
     def fixture_orders(self, fixture: dict[str, Any]) -> list[CanonicalOrder]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from canonical.order import CanonicalOrder, json_schema
 from canonical.validation import violations
 from connectors.base import ConnectorError
 from connectors.jd import REFUND_API, JdPoller, JdRefundPoller, jd_spec, to_canonical
+from connectors.jd_services import ORDER_API, SERVICE_API, JdServicePoller
 from connectors.payload import SHANGHAI, canonical_order, load_json
 from connectors.registry import check_poller
 from infra.setting_specs import PollerSpec
@@ -77,10 +79,15 @@ class JdRouter:
     """The fake API: the signature, the 360buy_param_json, one order per page."""
 
     def __init__(
-        self, orders: list[dict[str, Any]], refunds: list[dict[str, Any]] | None = None
+        self,
+        orders: list[dict[str, Any]],
+        refunds: list[dict[str, Any]] | None = None,
+        services: list[dict[str, Any]] | None = None,
     ) -> None:
         self.orders = orders
         self.refunds = refunds or []  # refund applications, as queryPageList lists them
+        self.services = services or []  # after-sale service orders, as asc.query.list lists them
+        self.order_reads: list[str] = []
         self.windows: list[tuple[str, str, str]] = []
         self.refund_pages: list[tuple[str, str, int]] = []
         self.answer: dict[str, Any] | None = None
@@ -96,6 +103,10 @@ class JdRouter:
         business = json.loads(form["360buy_param_json"])
         if form["method"] == REFUND_API:
             return self._refunds(business)
+        if form["method"] == SERVICE_API:
+            return self._services(business)
+        if form["method"] == ORDER_API:
+            return self._order(business)
         assert form["method"] == "jingdong.pop.order.search"
         start, end = business["start_date"], business["end_date"]
         span = _local(end) - _local(start)
@@ -120,6 +131,24 @@ class JdRouter:
         result = {"success": True, "result": listed}
         return httpx.Response(200, json={f"{REFUND_API.replace('.', '_')}_response": {
             "queryResult": result}})  # fmt: skip
+
+    def _services(self, business: dict[str, Any]) -> httpx.Response:
+        assert (business["buId"], business["operatePin"]) == ("10086", "orderbus")
+        start = _local(business["updateTimeBegin"]).timestamp() * 1000
+        end = _local(business["updateTimeEnd"]).timestamp() * 1000
+        changed = [s for s in self.services if start <= s["updateDate"] <= end]
+        page, size = business["pageNumber"], business["pageSize"]
+        result = {"success": True, "totalCount": len(changed),
+                  "data": changed[(page - 1) * size : page * size]}  # fmt: skip
+        return httpx.Response(200, json={"jingdong_asc_query_list_responce": {
+            "code": "0", "pageResult": result}})  # fmt: skip
+
+    def _order(self, business: dict[str, Any]) -> httpx.Response:
+        self.order_reads.append(business["order_id"])
+        [order] = [o for o in self.orders if o["orderId"] == business["order_id"]]
+        info = {"apiResult": {"success": True}, "orderInfo": order}
+        return httpx.Response(200, json={"jingdong_pop_order_get_responce": {
+            "code": "0", "orderDetailInfo": info}})  # fmt: skip
 
 
 def _local(text: str) -> datetime:
@@ -308,3 +337,152 @@ def test_an_unknown_refund_application_status_is_recorded_not_guessed(
     bad: list[tuple[str, str]] = []
     refund_poller(sqlite_engine, JdRouter([], [application(status=9)]), [], bad).poll_once()
     assert bad and "status 9" in bad[0][1]
+
+
+# -- after-sale service orders (售后服务单) -----------------------------------------
+
+
+def service(**changes: Any) -> dict[str, Any]:
+    """A service order with the fields JD's asc.query.list answers (as its SDK
+    types them: serviceId, orderId, skuId, customerExpect, serviceStatus and
+    its name, serviceCount, actualPayPrice, processResult, updateDate in ms);
+    the values ours, for the fixture's shipped order 300087654321."""
+    return {
+        "serviceId": 724578811,
+        "applyId": 531087170,
+        "orderId": 300087654321,
+        "skuId": 100055555555,
+        "customerExpect": 10,
+        "customerExpectName": "退货",
+        "serviceStatus": 10005,
+        "serviceStatusName": "待收货",
+        "serviceCount": 1,
+        "actualPayPrice": 39.90,
+        "updateDate": int(datetime(2026, 11, 25, 1, 30, tzinfo=UTC).timestamp() * 1000),
+        **changes,
+    }
+
+
+def service_poller(
+    engine: Engine, api: JdRouter, published: list[tuple[str, CanonicalOrder]],
+    bad: list[tuple[str, str]],
+) -> JdServicePoller:  # fmt: skip
+    def publish_many(orders: list[CanonicalOrder], ids: list[str]) -> list[Exception | None]:
+        published.extend(zip(ids, orders, strict=True))
+        return [None] * len(orders)
+
+    return JdServicePoller(
+        "jd",
+        jd_spec("https://jd.example/routerjson", start="2026-11-25T06:00:00+08:00", overlap=0),
+        None, engine, httpx.Client(transport=httpx.MockTransport(api)), publish_many,
+        lambda reason, detail, item: bad.append((reason, detail)),
+        engine=engine, vender_id="10086", app_key=APP_KEY, app_secret=SECRET,
+        access_token=TOKEN, shop="shop-1", now=lambda: NOW.timestamp(),
+        sleep=lambda seconds: None,
+    )  # fmt: skip
+
+
+def _routed(engine: Engine, *orders: dict[str, Any]) -> RouterService:
+    router = RouterService(engine, build_topology(Settings(namespace="t")))
+    for order in orders:
+        router.handle(delivery_for(canonical_order(to_canonical(order, "jd", "shop-1"))))
+    return router
+
+
+def _documents(engine: Engine, kind: str) -> list[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox).where(outbox.c.message_id.like(f"%-{kind}-%")))
+        return sorted(r.routing_key for r in rows)
+
+
+def test_a_jd_return_after_shipment_is_an_after_sale_of_its_line(sqlite_engine: Engine) -> None:
+    router = _routed(sqlite_engine, ORDERS[1])
+    exchange = service(serviceId=1, customerExpect=20, customerExpectName="换货")
+    api = JdRouter(ORDERS, services=[service(), exchange])
+    published: list[tuple[str, CanonicalOrder]] = []
+    bad: list[tuple[str, str]] = []
+    report = service_poller(sqlite_engine, api, published, bad).poll_once()
+    [(message_id, order)] = published  # the exchange is left out, not an error
+    assert message_id == "jd.service.724578811.agreed.1795570200000" and not bad
+    [sale] = order.after_sales
+    assert (sale.kind.value, sale.status.value, sale.amount) == (
+        "return",
+        "agreed",
+        Decimal("39.9"),
+    )
+    assert [(x.sku, x.quantity, x.amount) for x in sale.lines] == [
+        ("jd-100055555555", 1, Decimal("39.90"))
+    ]
+    assert api.order_reads == []  # the line is JD's own SKU: no need to read the order
+    assert report.published == 1
+    router.handle(delivery_for(order, message_id=message_id))
+    router.handle(delivery_for(order, message_id=message_id))  # read again: nothing more
+    assert _documents(sqlite_engine, "return") == ["deliver.finance", "deliver.warehouse"]
+
+
+def test_a_line_with_the_shops_own_sku_is_found_by_reading_the_order_once(
+    sqlite_engine: Engine,
+) -> None:
+    _routed(sqlite_engine, ORDERS[0])  # paid, one line JD-KETTLE-1L (JD's 100012043978) x 2
+    first = service(serviceId=11, orderId=300012345678, skuId=100012043978, customerExpect=11,
+                    customerExpectName="仅退款", actualPayPrice="119.50")  # fmt: skip
+    second = service(**{**first, "serviceId": 12})
+    api = JdRouter(ORDERS, services=[first, second])
+    published: list[tuple[str, CanonicalOrder]] = []
+    service_poller(sqlite_engine, api, published, []).poll_once()
+    assert api.order_reads == ["300012345678"]
+    sales = [o.after_sales[-1] for _, o in published]
+    assert [(s.id, s.kind.value, s.lines[0].sku, str(s.amount)) for s in sales] == [
+        ("11", "cancel", "JD-KETTLE-1L", "119.50"),  # money only, not shipped: stop the pick
+        ("12", "cancel", "JD-KETTLE-1L", "119.50"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("待审核", "requested"), ("待收货", "agreed"), ("待处理", "agreed"),
+     ("审核关闭", "refused"), ("取消", "withdrawn"), ("完成", "completed")],
+)  # fmt: skip
+def test_service_order_statuses(sqlite_engine: Engine, name: str, expected: str) -> None:
+    _routed(sqlite_engine, ORDERS[1])
+    published: list[tuple[str, CanonicalOrder]] = []
+    api = JdRouter(ORDERS, services=[service(serviceStatusName=name, processResult=40)])
+    service_poller(sqlite_engine, api, published, []).poll_once()
+    assert [o.after_sales[0].status.value for _, o in published] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [({"serviceStatus": 10099, "serviceStatusName": "待用户确认"}, "10099 (待用户确认)"),
+     ({"serviceStatusName": "完成", "processResult": 23, "processResultName": "换新"}, "换新"),
+     ({"orderId": 300099999999}, "orderbus does not have"),
+     ({"serviceCount": "two"}, "serviceCount"),
+     ({"skuId": 999}, "no line for JD's skuId 999")],
+)  # fmt: skip
+def test_a_service_order_orderbus_cannot_read_is_recorded_not_guessed(
+    sqlite_engine: Engine, changes: dict[str, Any], named: str
+) -> None:
+    _routed(sqlite_engine, ORDERS[1])
+    bad: list[tuple[str, str]] = []
+    published: list[tuple[str, CanonicalOrder]] = []
+    service_poller(sqlite_engine, JdRouter(ORDERS, services=[service(**changes)]), published,
+                   bad).poll_once()  # fmt: skip
+    assert published == [] and len(bad) == 1 and named in bad[0][1]
+
+
+def test_bootstrap_reads_service_orders_with_a_vender_id(sqlite_url: str) -> None:
+    shop = {"app_key": APP_KEY, "app_secret": SECRET, "access_token": TOKEN, "shop": "shop-1"}
+    settings = Settings(
+        broker_url="memory://",
+        database_url=sqlite_url,
+        pollers={
+            "jd": PollerSpec(connector="jd", jd=shop),
+            "jd2": PollerSpec(connector="jd", jd={**shop, "vender_id": "10086"}),
+        },
+    )
+    app = bootstrap(settings)
+    assert [type(p).__name__ for p in app.poller("jd").refunds] == ["JdRefundPoller"]
+    assert [type(p).__name__ for p in app.poller("jd2").refunds] == [
+        "JdRefundPoller",
+        "JdServicePoller",
+    ]
