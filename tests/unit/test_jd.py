@@ -21,7 +21,14 @@ from canonical.errors import EndpointUnavailable
 from canonical.order import CanonicalOrder, json_schema
 from canonical.validation import violations
 from connectors.base import ConnectorError
-from connectors.jd import REFUND_API, JdPoller, JdRefundPoller, jd_spec, to_canonical
+from connectors.jd import (
+    REFUND_API,
+    JdOrdersAndRefunds,
+    JdPoller,
+    JdRefundPoller,
+    jd_spec,
+    to_canonical,
+)
 from connectors.jd_services import ORDER_API, SERVICE_API, JdServicePoller
 from connectors.payload import SHANGHAI, canonical_order, load_json
 from connectors.registry import check_poller
@@ -481,8 +488,10 @@ def test_bootstrap_reads_service_orders_with_a_vender_id(sqlite_url: str) -> Non
         },
     )
     app = bootstrap(settings)
-    assert [type(p).__name__ for p in app.poller("jd").refunds] == ["JdRefundPoller"]
-    assert [type(p).__name__ for p in app.poller("jd2").refunds] == [
+    plain, with_vender = app.poller("jd"), app.poller("jd2")
+    assert isinstance(plain, JdOrdersAndRefunds) and isinstance(with_vender, JdOrdersAndRefunds)
+    assert [type(p).__name__ for p in plain.refunds] == ["JdRefundPoller"]
+    assert [type(p).__name__ for p in with_vender.refunds] == [
         "JdRefundPoller",
         "JdServicePoller",
     ]
