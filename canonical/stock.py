@@ -17,6 +17,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from canonical.mapping import Component
 
+MAX_PUSH_ATTEMPTS = 10  # a listing a channel refused this often waits for its next change
+
 
 def _no_nul(value: str) -> str:
     if "\x00" in value:

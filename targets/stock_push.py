@@ -23,13 +23,13 @@ from typing import Protocol
 from sqlalchemy import Engine, or_, select, update
 
 from canonical.errors import PermanentError, TransientError
+from canonical.stock import MAX_PUSH_ATTEMPTS as MAX_ATTEMPTS
 from infra.database import translate_db_errors
 from infra.setting_specs import StockSettings
 from infra.tables import stock_pushes
 from targets.adapters.base import Pacer
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 10
 
 
 class StockWriter(Protocol):

@@ -1,6 +1,8 @@
 """Channels and health (the admin, operations): for each channel, the last
 order received, how far its poll cursor lags, credentials refused lately,
-and its error rate in the last hour; and the alerts, open and recent.
+and its error rate in the last hour; what each channel was told of its stock
+(库存回传: listings told, waiting, refused, and the refusals' reasons); and
+the alerts, open and recent.
 
 A channel is listed when it is configured or has left any record.
 
@@ -13,13 +15,21 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
 from admin_api import causes
+from canonical.stock import MAX_PUSH_ATTEMPTS
 from console import figures
 from console.web import Reader
 from infra.database import translate_db_errors
-from infra.tables import alerts, arrivals, dead_letters, poll_cursors, rejected_requests
+from infra.tables import (
+    alerts,
+    arrivals,
+    dead_letters,
+    poll_cursors,
+    rejected_requests,
+    stock_pushes,
+)
 
 router = APIRouter()
 HOUR = timedelta(hours=1)
@@ -88,16 +98,69 @@ def health(
     return found
 
 
+def stock_told(conn: Connection, limit: int = 50) -> dict[str, Any]:
+    """Per channel: its listings, how many were told their current quantity,
+    how many wait to be told, how many were refused (and wait for their next
+    change), and when it was last told; and the listings refused, newest
+    first, with the channel's reason."""
+    p = stock_pushes.c
+    told = p.pushed_quantity.is_not(None) & (p.pushed_quantity == p.quantity)
+    given_up = ~told & (p.attempts >= MAX_PUSH_ATTEMPTS)
+    rows = conn.execute(
+        select(
+            p.channel,
+            func.count().label("listings"),
+            func.sum(case((told, 1), else_=0)).label("told"),
+            func.sum(case((given_up, 1), else_=0)).label("refused"),
+            func.max(p.pushed_at).label("last_told_at"),
+        )
+        .group_by(p.channel)
+        .order_by(p.channel)
+    ).all()
+    channels = [
+        {
+            "channel": r.channel,
+            "listings": int(r.listings),
+            "told": int(r.told or 0),
+            "waiting": int(r.listings) - int(r.told or 0) - int(r.refused or 0),
+            "refused": int(r.refused or 0),
+            "last_told_at": figures.utc(r.last_told_at) if r.last_told_at else None,
+        }
+        for r in rows
+    ]
+    refusals = [
+        dict(r)
+        for r in conn.execute(
+            select(
+                p.channel,
+                p.platform_sku,
+                p.quantity,
+                p.pushed_quantity,
+                p.attempts,
+                p.last_error,
+                p.as_of,
+            )
+            .where(p.last_error.is_not(None), ~told)
+            .order_by(p.as_of.desc())
+            .limit(limit)
+        ).mappings()
+    ]
+    return {"channels": channels, "refusals": refusals}
+
+
 @router.get("/channels")
 def channels_page(viewer: Reader) -> HTMLResponse:
     now = datetime.now(UTC)
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
         options = viewer.console.options
         rows = health(conn, options.channels, now, options.credentials_expire)
+        stock = stock_told(conn)
         recent_alerts = [
             dict(r)
             for r in conn.execute(
                 select(alerts).order_by(alerts.c.status, alerts.c.opened_at.desc()).limit(50)
             ).mappings()
         ]
-    return viewer.render("channels.html", rows=rows, alerts=viewer.masked(recent_alerts))
+    return viewer.render(
+        "channels.html", rows=rows, stock=stock, alerts=viewer.masked(recent_alerts)
+    )

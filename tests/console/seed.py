@@ -19,7 +19,7 @@ from canonical.envelope import H_ATTEMPT, H_DETAIL, H_REASON, H_SOURCE_QUEUE
 from infra.mappings import MappingCache
 from infra.messages import H_ORIGINAL_EXCHANGE, H_ORIGINAL_ROUTING_KEY, parse_delivery
 from infra.settings import Settings
-from infra.tables import dead_letters, outbox
+from infra.tables import dead_letters, outbox, stock_pushes
 from infra.topology import build_topology
 from infra.transports import HttpxTransport
 from router.approval import HoldRules
@@ -196,4 +196,27 @@ def seed(engine: Engine) -> dict[str, Any]:
     facts["large"] = day.add_order("taobao", total="12800.00", name="赵大客户")
     # The same buyer and basket again, from another channel minutes later.
     facts["lookalike"] = day.add_order("youzan", phone=PHONE, name="张伟")
+    _stock_told(engine)
     return facts
+
+
+def _stock_told(engine: Engine) -> None:
+    """What the stock pusher leaves after a morning: two listings told, one
+    waiting for its change to go out, one a channel refused ten times."""
+    now = datetime.now(UTC)
+    rows = [
+        ("taobao", "TB-TEA-SET", 12, 12, 0, None),
+        ("jd", "100012043978", 5, 5, 0, None),
+        ("jd", "100012049999", 3, 4, 0, None),
+        ("pinduoduo", "PDD-CUP", 8, None, 10, "拼多多: 商品不存在 (sku_id 不属于本店)"),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            stock_pushes.insert(),
+            [
+                {"channel": c, "platform_sku": sku, "quantity": q, "as_of": now,
+                 "pushed_quantity": told, "pushed_at": now if told is not None else None,
+                 "attempts": tries, "last_error": error}
+                for c, sku, q, told, tries, error in rows
+            ],
+        )  # fmt: skip

@@ -287,6 +287,9 @@ def test_every_page_opens_for_its_role(screen: Screen, live_console: LiveConsole
         screen.go(path)
         assert screen.page.locator("h1").first.inner_text().startswith(heading), path
         screen.shot(name)
+    screen.go("/console/channels")
+    told = screen.page.inner_text("main")
+    assert "库存回传：各渠道已被告知的数量" in told and "商品不存在 (sku_id 不属于本店)" in told
     screen.go("/console/admin")
     screen.page.fill("input[name=name]", "仓库主管")
     screen.page.select_option("select[name=role]", "viewer")

@@ -21,6 +21,7 @@ from canonical.errors import EndpointUnavailable
 from canonical.stock import StockLevel, StockReport, allocated
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.stock_writers import stock_writers
+from console.pages.channels import stock_told
 from infra.setting_specs import StockSettings
 from infra.settings import Settings
 from infra.tables import stock_pushes
@@ -126,6 +127,16 @@ def test_a_channel_down_is_tried_again_and_a_refusal_only_so_often(sqlite_engine
         ).all()
     assert {r.attempts for r in rows} == {MAX_ATTEMPTS}  # then it waits for its next change
     assert all("no such item" in str(r.last_error) for r in rows)
+    with sqlite_engine.connect() as conn:  # what the console's channels page shows
+        told = stock_told(conn)
+    assert [(c["channel"], c["listings"], c["told"], c["waiting"], c["refused"])
+            for c in told["channels"]] == [("douyin", 3, 2, 0, 1), ("jd", 3, 2, 0, 1),
+                                           ("taobao", 3, 2, 0, 1)]  # fmt: skip
+    assert sorted((r["channel"], r["platform_sku"]) for r in told["refusals"]) == [
+        ("douyin", "SOAP"), ("jd", "SOAP"), ("taobao", "SOAP")]  # fmt: skip
+    intake.accept(_levels(("SOAP", 6, T0 + timedelta(minutes=1))))  # its next change
+    with sqlite_engine.connect() as conn:
+        assert {c["waiting"] for c in stock_told(conn)["channels"]} == {1}
 
 
 def test_the_warehouse_posts_its_levels_signed(sqlite_engine: Engine) -> None:
