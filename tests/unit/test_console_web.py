@@ -282,27 +282,13 @@ def test_the_channels_page_says_when_credentials_expire(
 
 
 def test_the_channels_page_says_what_each_channel_was_told_of_its_stock(
-    client: TestClient, sqlite_engine: Engine
+    client: TestClient,
 ) -> None:
-    from infra.tables import stock_pushes
-
-    now = datetime.now(UTC)
-    told = {"pushed_quantity": 4, "pushed_at": now, "attempts": 0, "last_error": None}
-    with sqlite_engine.begin() as conn:
-        conn.execute(
-            stock_pushes.insert(),
-            [
-                {"channel": "jd", "platform_sku": "100012043978", "quantity": 4, "as_of": now,
-                 **told},
-                {"channel": "jd", "platform_sku": "100099", "quantity": 2, "as_of": now,
-                 "pushed_quantity": None, "pushed_at": None, "attempts": 10,
-                 "last_error": "JD said: 商品不存在"},
-            ],
-        )  # fmt: skip
-    log_in(client, ROOT)
+    log_in(client, ROOT)  # the day's seed: jd told 1 of 2 listings, pinduoduo's refused
     page = client.get("/console/channels").text
     assert "库存回传：各渠道已被告知的数量" in page
-    assert "渠道拒收的库存回传" in page and "JD said: 商品不存在" in page and "100099" in page
+    assert "渠道拒收的库存回传" in page and "PDD-CUP" in page
+    assert "拼多多: 商品不存在 (sku_id 不属于本店)" in page
 
 
 def test_reports_give_the_exception_rate_of_the_period(client: TestClient) -> None:
