@@ -53,18 +53,21 @@ def replay_dry(
     channel: str,
     limit: int,
     mapped_for: tuple[MappingSet, str] | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """The newest ``limit`` bodies of ``channel`` read again: per body, the
-    order it made, and the fields that would now read differently (or why it
-    can no longer be read); with ``mapped_for`` (the mapping tables and a
-    target), also the lines that system would receive, or why it would not."""
+    """The newest ``limit`` bodies of ``channel`` (after the newest
+    ``offset``) read again: per body, the order it made, and the fields that
+    would now read differently (or why it can no longer be read); with
+    ``mapped_for`` (the mapping tables and a target), also the lines that
+    system would receive, or why it would not."""
     c = raw_table.c
     rows = conn.execute(
         select(raw_table, arrivals.c.order_id)
         .join(arrivals, arrivals.c.message_id == c.message_id, isouter=True)
         .where(c.channel == channel)
-        .order_by(c.received_at.desc())
+        .order_by(c.received_at.desc(), c.message_id)
         .limit(limit)
+        .offset(offset)
     ).mappings()
     found = []
     for row in rows:

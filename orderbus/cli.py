@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from pydantic import ValidationError
 
 from infra.settings import TARGETS, Settings, load_settings
+from orderbus.progress import ProgressBar
 
 if TYPE_CHECKING:
     from orderbus.receiver import RecordingSink
@@ -215,8 +216,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             {"x-orderbus-import": str(path)},
         )
 
+    bars: list[ProgressBar] = []
+
     def progress(done: int, total: int) -> None:
-        print(f"\rpublished {done}/{total} orders", end="", file=sys.stderr, flush=True)
+        if not bars:
+            bars.append(ProgressBar("published", total))
+        bars[0].update(done)
 
     try:
         report = run_import(
@@ -236,8 +241,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     finally:
         publisher.close()
         app.close()
-    if not args.quiet:
-        print(file=sys.stderr)
+    for bar in bars:
+        bar.close()
     print(report.summary())
     if report.failure:
         return 2
@@ -463,7 +468,7 @@ def _add_import(sub: Subcommands) -> None:
     imp.add_argument("--mapping", help="JSON: columns, defaults and time zone (docs)")
     imp.add_argument("--encoding", help="default: detected (UTF-8, BOM, GBK/GB18030)")
     imp.add_argument("--sheet", help="XLSX sheet (default: the first)")
-    imp.add_argument("--quiet", action="store_true", help="no progress line")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
     imp.set_defaults(func=cmd_import)
 
 

@@ -150,6 +150,22 @@ class FakePublisher:
 __all__ = ["Decimal"]
 
 
+def delivery_from_published(message: OutgoingMessage, queue: str = "t.router") -> Delivery:
+    """A message the ingest published, as the router receives it."""
+    return Delivery(
+        queue=queue,
+        body=message.body,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        headers=message.headers,
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        redelivered=False,
+        content_type="application/json",
+        deliveries=1,
+    )
+
+
 def delivery_from_outbox(
     row: dict[str, Any], queue: str, extra: dict[str, Any] | None = None
 ) -> Delivery:

@@ -111,6 +111,7 @@ def replay_raw_orders(
     _who: Operator,
     channel: Annotated[str, Query(min_length=1, max_length=64)],
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="skip the newest N")] = 0,
     target: Annotated[
         str | None, Query(max_length=64, description="also map each order for this system")
     ] = None,
@@ -133,4 +134,4 @@ def replay_raw_orders(
             if proposed is not None and proposed.proposal is not None:
                 tables = proposal_added(tables, proposed.proposal)
             mapped_for = (tables, target)
-        return raw_orders.replay_dry(conn, ctx.replay, channel, limit, mapped_for)
+        return raw_orders.replay_dry(conn, ctx.replay, channel, limit, mapped_for, offset)

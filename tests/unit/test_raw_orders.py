@@ -19,12 +19,17 @@ from admin_api.auth import KeyAuth
 from admin_api.retention import RejectedRetention
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.replay import replayer
-from infra.messages import Delivery
 from infra.settings import Settings
 from infra.tables import raw_payloads
 from infra.topology import build_topology
 from router.service import RouterService
-from tests.factories import FakePublisher, body_of, order_dict, signed_headers
+from tests.factories import (
+    FakePublisher,
+    body_of,
+    delivery_from_published,
+    order_dict,
+    signed_headers,
+)
 
 SECRET = "s3cret-for-the-raw-orders"
 ROOT = {"Authorization": "Bearer raw-orders-root-token-0123456789"}
@@ -41,14 +46,7 @@ def routed(sqlite_engine: Engine) -> Iterator[tuple[str, bytes]]:
         answer = ingest.post("/ingest/web-shop", content=body, headers=signed_headers(SECRET, body))
     assert answer.status_code == 202
     [message] = publisher.published
-    RouterService(sqlite_engine, build_topology(SETTINGS)).handle(
-        Delivery(
-            queue="t.router", body=message.body, message_id=message.message_id,
-            correlation_id=message.correlation_id, headers=message.headers,
-            exchange=message.exchange, routing_key=message.routing_key, redelivered=False,
-            content_type="application/json", deliveries=1,
-        )
-    )  # fmt: skip
+    RouterService(sqlite_engine, build_topology(SETTINGS)).handle(delivery_from_published(message))
     yield json.loads(message.body)["external_id"], body
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 
 from admin_api.mappings import put_product
 from canonical.errors import EndpointUnavailable
+from canonical.stock import MAX_PUSH_ATTEMPTS as MAX_ATTEMPTS
 from canonical.stock import StockLevel, StockReport, allocated
 from connectors.ingest_app import IngestDeps, create_ingest_app
 from connectors.stock_writers import stock_writers
@@ -27,7 +28,7 @@ from infra.settings import Settings
 from infra.tables import stock_pushes
 from infra.topology import build_topology
 from router.stock import StockIntake
-from targets.stock_push import MAX_ATTEMPTS, StockPusher
+from targets.stock_push import StockPusher
 from tests.factories import FakePublisher, signed_headers
 
 WMS = "wms-stock-signing-secret"
