@@ -12,6 +12,7 @@ OrderbusError
     ├── BrokerUnavailable
     ├── PublishNotConfirmed   nacked, unroutable, or confirm timed out
     ├── DatabaseUnavailable
+    ├── DeliveryInProgress    another consumer process is sending the same message now
     └── EndpointUnavailable   connection error, timeout, 5xx or 429
 """
 
@@ -105,6 +106,14 @@ class PublishNotConfirmed(TransientError):
 
 class DatabaseUnavailable(TransientError):
     reason = "database_unavailable"
+
+
+class DeliveryInProgress(TransientError):
+    """A copy of this message (a re-publish after a crash, a redelivery after
+    a lost connection) is being sent by another consumer process right now:
+    this copy waits, then finds the other's inbox row and has no effect."""
+
+    reason = "delivery_in_progress"
 
 
 class EndpointUnavailable(TransientError):

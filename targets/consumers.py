@@ -6,6 +6,15 @@ failures), record the inbox row at once, before the next message is sent, and
 only then let the bus ack. A batch of messages shares one read of the inbox;
 each delivery's row is committed as soon as its answer is known, so a crash
 repeats at most the one delivery whose answer was not yet recorded.
+
+Several consumer processes of one system may hold copies of one message at
+once (the relay publishes a batch again when the database failed before it
+marked it published; the broker redelivers what a process whose connection
+died was still sending). On PostgreSQL each batch first claims its messages
+(a session advisory lock per consumer and message id, all in one statement)
+and only then reads the inbox: a copy claimed by another process is not sent
+but retried shortly (DeliveryInProgress), when the other's inbox row answers
+it. The claims end with the batch, or with the process.
 """
 
 from __future__ import annotations
@@ -14,11 +23,12 @@ import json
 import logging
 from http import HTTPStatus
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, utcnow
 from canonical.errors import (
     DatabaseUnavailable,
+    DeliveryInProgress,
     DeliveryRejected,
     EndpointUnavailable,
     MalformedMessage,
@@ -38,7 +48,20 @@ from infra.tracing import span
 from targets.delivery import GaveUp, HttpDelivery
 
 log = logging.getLogger(__name__)
-WRITEBACK = "channel"  # the write-back target: its system is the order's channel
+WRITEBACK = "channel"
+
+
+def claims_lost() -> DatabaseUnavailable:
+    """The batch's connection was replaced: its claims ended, so the rest of
+    the batch is claimed again (the bus retries it at once) before sending."""
+    return DatabaseUnavailable("the database connection was replaced; the batch is retried")
+
+
+# The batch's messages this session could claim (a lock per consumer and message id).
+CLAIM = text(
+    "SELECT m FROM unnest(CAST(:ids AS text[])) AS claim(m) "
+    "WHERE pg_try_advisory_lock(hashtextextended(:consumer || m, 0))"
+)  # the write-back target: its system is the order's channel
 
 
 def parse_outgoing(message: Delivery) -> Envelope:
@@ -109,42 +132,93 @@ class DeliveryConsumer:
         parsed = self._parse(messages, results)
         if not parsed:
             return results
+        with translate_db_errors(), self.engine.connect() as keeping:
+            if keeping.dialect.name != "postgresql":
+                self._deliver_each(messages, parsed, results, keeping)
+                return results
+            keeping = keeping.execution_options(isolation_level="AUTOCOMMIT")  # a row a commit
+            try:
+                parsed = self._claimed(keeping, parsed, results)
+                self._deliver_each(messages, parsed, results, keeping)
+            finally:
+                self._release(keeping)
+        return results
+
+    def _claimed(
+        self,
+        conn: Connection,
+        parsed: list[tuple[int, Envelope, str | None]],
+        results: list[BaseException | None],
+    ) -> list[tuple[int, Envelope, str | None]]:
+        """The messages this process may send: claimed in one statement; a
+        message another process has claimed waits (DeliveryInProgress)."""
+        ids = sorted({envelope.message_id for _, envelope, _ in parsed})
+        mine = set(conn.execute(CLAIM, {"consumer": f"{self.target}:", "ids": ids}).scalars())
+        kept = []
+        for index, envelope, number in parsed:
+            if envelope.message_id in mine:
+                kept.append((index, envelope, number))
+            else:
+                results[index] = DeliveryInProgress(
+                    f"{envelope.message_id} is being sent to {self.target} by another "
+                    "consumer process right now"
+                )
+        return kept
+
+    @staticmethod
+    def _release(conn: Connection) -> None:
+        """End the batch's claims; a connection that cannot is closed (its
+        claims end with its session)."""
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock_all()"))
+        except Exception:
+            conn.invalidate()
+
+    def _deliver_each(
+        self,
+        messages: list[Delivery],
+        parsed: list[tuple[int, Envelope, str | None]],
+        results: list[BaseException | None],
+        keeping: Connection,
+    ) -> None:
+        """Send each message not handled before, in turn, keeping its inbox
+        row before the next; after a transient failure the rest wait."""
+        if not parsed:
+            return
         handled, newest = self._seen([envelope for _, envelope, _ in parsed])
         failed: BaseException | None = None  # the endpoint is down: the rest waits
-        with translate_db_errors(), self.engine.connect() as keeping:
-            if keeping.dialect.name == "postgresql":  # each row commits on its own
-                keeping = keeping.execution_options(isolation_level="AUTOCOMMIT")
-            for index, envelope, number in parsed:
-                if failed is not None:
-                    results[index] = failed
-                    continue
-                if envelope.message_id in handled:
-                    log.info(
-                        "%s: %s already handled, skipping",
-                        self.target,
-                        envelope.message_id,
-                        extra=about_envelope(envelope),
-                    )
-                    continue
-                handled.add(envelope.message_id)
-                # an after-sale's document is not a revision: a newer revision
-                # delivered first does not make an intercept or a refund moot
-                is_document = bool(messages[index].headers.get(H_DOCUMENT))
-                if not is_document and self._superseded(envelope, number, newest):
-                    self._keep(keeping, self._record(envelope, number, "superseded", None, 0))
-                    continue
-                with span(
-                    f"deliver {self.target}",
-                    envelope.traceparent,
-                    order_number=number,
-                    message_id=envelope.message_id,
-                ):
-                    outcome = self._deliver(messages[index], envelope, number, newest)
-                results[index], failed, record = outcome
-                if record is not None:
-                    self._keep(keeping, record)
-                    self._count(record)
-        return results
+        for index, envelope, number in parsed:
+            if failed is not None:
+                results[index] = failed
+                continue
+            if envelope.message_id in handled:
+                log.info(
+                    "%s: %s already handled, skipping",
+                    self.target,
+                    envelope.message_id,
+                    extra=about_envelope(envelope),
+                )
+                continue
+            handled.add(envelope.message_id)
+            # an after-sale's document is not a revision: a newer revision
+            # delivered first does not make an intercept or a refund moot
+            is_document = bool(messages[index].headers.get(H_DOCUMENT))
+            if not is_document and self._superseded(envelope, number, newest):
+                if self._keep(keeping, self._record(envelope, number, "superseded", None, 0)):
+                    failed = claims_lost()
+                continue
+            with span(
+                f"deliver {self.target}",
+                envelope.traceparent,
+                order_number=number,
+                message_id=envelope.message_id,
+            ):
+                outcome = self._deliver(messages[index], envelope, number, newest)
+            results[index], failed, record = outcome
+            if record is not None:
+                if self._keep(keeping, record):
+                    failed = failed or claims_lost()
+                self._count(record)
 
     def _count(self, record: dict[str, object]) -> None:
         """The delivery's time since its revision arrived at the router, as kept in its row."""
@@ -153,23 +227,25 @@ class DeliveryConsumer:
             self.counters.observe_latency(self.target, latency_ms / 1000)
 
     @staticmethod
-    def _keep(conn: Connection, record: dict[str, object]) -> None:
+    def _keep(conn: Connection, record: dict[str, object]) -> bool:
         """Commit one inbox row now, on the batch's connection (one round trip
         on PostgreSQL): the next send waits for it. A connection lost since
         the last row (the database restarted while a system was answering) is
         replaced once. The database away raises (TransientError), the rest of
         the batch is not sent, and the bus delivers them again; only this
-        delivery can be repeated."""
+        delivery can be repeated. True when the row went in on a new
+        connection (the batch's claims ended with the old one)."""
         for last_try in (False, True):
             try:
                 with translate_db_errors():
                     insert_one_absent(conn, inbox, record)
                     conn.commit()
-                return
+                return last_try
             except DatabaseUnavailable:
                 conn.rollback()  # an invalidated connection reconnects on next use
                 if last_try:
                     raise
+        return True
 
     @staticmethod
     def _parse(

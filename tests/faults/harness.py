@@ -384,8 +384,13 @@ class Checker:
             unexpected = set(keys_per_order) - self.workload.valid_ids
             lost += len(missing)
             dup_effects += sum(len(k) - 1 for k in keys_per_order.values()) + len(unexpected)
-            redeliveries += len(received) - sum(len(k) for k in keys_per_order.values())
-            per_target[target] = {"delivered": len(keys_per_order), "missing": sorted(missing)[:10]}
+            repeated = len(received) - sum(len(k) for k in keys_per_order.values())
+            redeliveries += repeated
+            per_target[target] = {
+                "delivered": len(keys_per_order),
+                "repeated": repeated,
+                "missing": sorted(missing)[:10],
+            }
         with self.cluster.engine.connect() as conn:
             letters = conn.execute(select(dead_letters)).all()
             arrived = conn.execute(select(func.count()).select_from(arrivals)).scalar_one()

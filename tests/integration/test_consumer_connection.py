@@ -1,18 +1,23 @@
 """A consumer records each delivery on one connection for the batch (on
 PostgreSQL one autocommitted INSERT each). If that connection is lost while
 a system is answering (the database restarted, a proxy dropped it), the row
-is written on a new one: the delivery is not sent again."""
+is written on a new one: the delivery is not sent again, and the rest of the
+batch is claimed again before it is sent. Two consumer processes holding
+copies of one message (a re-publish, a redelivery) send it once."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 
 import httpx
 from sqlalchemy import func, select, text
 
+from canonical.errors import DatabaseUnavailable, DeliveryInProgress
 from infra.database import make_engine
 from infra.tables import inbox
+from targets.consumers import DeliveryConsumer
 from tests.outbox_messages import quick_app
 from tests.unit.test_consumer_reliability import _batch
 
@@ -40,7 +45,10 @@ def test_a_connection_lost_during_a_send_loses_no_record(postgres_url: str) -> N
 
     app = quick_app(consumer_url, finance_url="http://finance.test/orders")
     consumer = app.delivery_consumer("finance", transport=httpx.MockTransport(finance))
-    assert consumer.handle_batch(batch) == [None] * 3
+    first = consumer.handle_batch(batch)
+    # the second's row went in on a new connection; the third waits for new claims
+    assert first[:2] == [None, None] and isinstance(first[2], DatabaseUnavailable)
+    assert consumer.handle_batch(batch[2:]) == [None]  # the bus's retry in place
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(inbox)) == 3
     assert consumer.handle_batch(batch) == [None] * 3  # the broker's redelivery: nothing sent
@@ -74,3 +82,38 @@ def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
     with pytest.raises(ValueError), engine.begin() as conn:
         naive = {**row, "message_id": "OB2-v1-warehouse", "delivered_at": datetime(2026, 1, 1)}
         insert_one_absent(conn, inbox, naive)
+
+
+def test_copies_of_one_message_in_two_processes_are_sent_once(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    batch = _batch(engine, 2)
+    sent: Counter[str] = Counter()
+    answering, go_on = threading.Event(), threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        sent[request.headers["Idempotency-Key"]] += 1
+        answering.set()
+        go_on.wait(10)  # process A is still waiting for the system's answer
+        return httpx.Response(200)
+
+    def quick(request: httpx.Request) -> httpx.Response:
+        sent[request.headers["Idempotency-Key"]] += 1
+        return httpx.Response(200)
+
+    def process(transport: httpx.MockTransport) -> DeliveryConsumer:
+        app = quick_app(postgres_url, finance_url="http://finance.test/orders")
+        return app.delivery_consumer("finance", transport=transport)
+
+    a, b = process(httpx.MockTransport(slow)), process(httpx.MockTransport(quick))
+    a_results: list[BaseException | None] = []
+    sending = threading.Thread(target=lambda: a_results.extend(a.handle_batch(batch[:1])))
+    sending.start()
+    assert answering.wait(10)
+    b_results = b.handle_batch(batch)  # B holds a copy of A's message, and another
+    assert isinstance(b_results[0], DeliveryInProgress) and b_results[1] is None
+    go_on.set()
+    sending.join(10)
+    assert a_results == [None]
+    assert b.handle_batch(batch[:1]) == [None]  # B's retry: A's inbox row answers it
+    assert sorted(sent.values()) == [1, 1]
+    engine.dispose()
