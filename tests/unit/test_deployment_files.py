@@ -136,3 +136,41 @@ def test_the_grafana_dashboard_asks_only_for_metrics_orderbus_exports() -> None:
         for name in re.findall(r"orderbus_[a-z_]+", target["expr"])
     }
     assert asked and asked <= exported, asked - exported
+
+
+def test_the_production_recipe_lists_every_node_and_both_database_servers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """deploy/production/stack.yml: three RabbitMQ nodes clustered by name,
+    PostgreSQL's primary waiting for its standby, and every orderbus process
+    given all three nodes (its own first) and both database servers; only
+    the ingest is published."""
+    recipe = ROOT / "deploy" / "production"
+    stack = yaml.safe_load((recipe / "stack.yml").read_text(encoding="utf-8"))
+    services = stack["services"]
+    conf = (recipe / "rabbitmq.conf").read_text(encoding="utf-8")
+    assert all(f"rabbit@mq{n}" in conf for n in (1, 2, 3))
+    assert "synchronous_standby_names=standby1" in services["db1"]["command"]
+    assert "application_name=standby1" in (recipe / "postgres-standby-start.sh").read_text()
+    lines = (recipe / ".env.example").read_text(encoding="utf-8").splitlines()
+    example = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    preferred = set()
+    for name, service in services.items():
+        if "ORDERBUS_QUORUM_QUEUES" not in service.get("environment", {}):
+            continue
+        env = {k: substituted(str(v), example) for k, v in service["environment"].items()}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()
+        assert settings.quorum_queues, name
+        nodes = re.findall(r"@(mq\d):5672", settings.broker_url)
+        if name != "migrate":
+            assert sorted(nodes) == ["mq1", "mq2", "mq3"], name
+            preferred.add((service["command"][1], nodes[0]))
+        assert "host=db1:5432&host=db2:5432" in settings.database_url
+        assert "target_session_attrs=read-write" in settings.database_url
+        published = service.get("ports", [])
+        assert not published or (name.startswith("ingest") and published[0]["target"] == 8080)
+    # the two of each component prefer different nodes
+    for component in ("ingest", "router", "consumers"):
+        assert len({node for c, node in preferred if c == component}) == 2, component
