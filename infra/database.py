@@ -100,6 +100,25 @@ def reserve_ids(conn: Connection, table: Any, count: int) -> list[int] | None:
     return sorted(int(n) for n in found)
 
 
+def pipelined(
+    conn: Connection, statements: Sequence[tuple[str, Mapping[str, Any]]]
+) -> list[list[tuple[Any, ...]]]:
+    """Run driver-level statements on PostgreSQL in one round trip (psycopg's
+    pipeline) and one implicit transaction, each with its own snapshot (READ
+    COMMITTED); each one's rows. The connection must be in autocommit. A
+    lost connection is DatabaseUnavailable (and the connection is dropped)."""
+    import psycopg
+
+    raw: Any = conn.connection.dbapi_connection
+    try:
+        with raw.pipeline():
+            cursors = [raw.execute(sql, dict(params)) for sql, params in statements]
+        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+    except psycopg.OperationalError as exc:
+        conn.invalidate()
+        raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+
+
 @functools.cache
 def _absent_insert_sql(table: str, columns: tuple[str, ...]) -> str:
     names = ", ".join(columns)

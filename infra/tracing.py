@@ -62,6 +62,17 @@ def close_span(opened: Any, error: BaseException | None = None) -> None:
     opened.end()
 
 
+def mark_failed(error: BaseException) -> None:
+    """The current span's work failed without raising (a delivery the system
+    refused, a system down): the span says so."""
+    if trace is None:
+        return
+    current = trace.get_current_span()
+    if current.get_span_context().is_valid:
+        current.record_exception(error)
+        current.set_status(trace.Status(trace.StatusCode.ERROR, str(error)[:200]))
+
+
 @contextmanager
 def span(name: str, parent: str | None = None, **attributes: Any) -> Iterator[str | None]:
     """A span around a block, current within it; yields its traceparent

@@ -58,6 +58,10 @@ class ConfigurationError(ValueError):
     """A setting a component needs is missing or wrong; the message says which."""
 
 
+class NoAddress(ConfigurationError):
+    """A system orderbus delivers to has no address (its ``ORDERBUS_<TARGET>_URL``)."""
+
+
 @dataclass
 class Orderbus:
     settings: Settings
@@ -116,7 +120,7 @@ class Orderbus:
         # With an adapter the system's API says where; else the target's URL.
         url = adapter.name if adapter is not None else self.settings.target_url(target)
         if not url:
-            raise ConfigurationError(
+            raise NoAddress(
                 f"ORDERBUS_{target.upper()}_URL is not set: where should {target} orders go?"
             )
         client: Transport = (

@@ -30,7 +30,7 @@ def _configure_logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from infra.database import upgrade
-    from orderbus.bootstrap import ConfigurationError, bootstrap
+    from orderbus.bootstrap import ConfigurationError, NoAddress, bootstrap
     from orderbus.runner import COMPONENTS, Daemon
 
     settings = load_settings()
@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"orderbus: {exc}", file=sys.stderr)
         missing = without_address(settings)
-        if missing and "_URL is not set" in str(exc):
+        if missing and isinstance(exc, NoAddress):
             print(no_systems_yet(missing), file=sys.stderr)
         return 2
     try:

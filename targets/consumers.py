@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select, text
 
@@ -39,12 +40,17 @@ from canonical.mapping import map_carrier, map_order
 from canonical.order import CanonicalOrder
 from infra.counters import Counters
 from infra.crashpoints import crash_point
-from infra.database import insert_one_absent, prefer_key_lookups, translate_db_errors
+from infra.database import (
+    insert_one_absent,
+    pipelined,
+    prefer_key_lookups,
+    translate_db_errors,
+)
 from infra.logs import about_envelope
 from infra.mappings import MappingCache
 from infra.messages import Delivery, envelope_of
 from infra.tables import inbox
-from infra.tracing import span
+from infra.tracing import mark_failed, span
 from targets.delivery import GaveUp, HttpDelivery
 
 log = logging.getLogger(__name__)
@@ -57,10 +63,15 @@ def claims_lost() -> DatabaseUnavailable:
     return DatabaseUnavailable("the database connection was replaced; the batch is retried")
 
 
-# The batch's messages this session could claim (a lock per consumer and message id).
-CLAIM = text(
-    "SELECT m FROM unnest(CAST(:ids AS text[])) AS claim(m) "
-    "WHERE pg_try_advisory_lock(hashtextextended(:consumer || m, 0))"
+# PostgreSQL, one round trip: the batch's messages this session could claim (a
+# lock per consumer and message id), then (after the claims: its own snapshot)
+# what the inbox has of their orders, read by key.
+CLAIM_AND_READ: tuple[str, ...] = (
+    "SET LOCAL enable_seqscan = off",
+    "SELECT m FROM unnest(%(ids)s::text[]) AS claim(m) "
+    "WHERE pg_try_advisory_lock(hashtextextended(%(consumer)s || m, 0))",
+    "SELECT message_id, order_number, order_version, outcome FROM inbox "
+    "WHERE consumer = %(target)s AND order_number = ANY(%(numbers)s)",
 )  # the write-back target: its system is the order's channel
 
 
@@ -138,8 +149,8 @@ class DeliveryConsumer:
                 return results
             keeping = keeping.execution_options(isolation_level="AUTOCOMMIT")  # a row a commit
             try:
-                parsed = self._claimed(keeping, parsed, results)
-                self._deliver_each(messages, parsed, results, keeping)
+                parsed, seen = self._claimed(keeping, parsed, results)
+                self._deliver_each(messages, parsed, results, keeping, seen)
             finally:
                 self._release(keeping)
         return results
@@ -149,11 +160,18 @@ class DeliveryConsumer:
         conn: Connection,
         parsed: list[tuple[int, Envelope, str | None]],
         results: list[BaseException | None],
-    ) -> list[tuple[int, Envelope, str | None]]:
-        """The messages this process may send: claimed in one statement; a
-        message another process has claimed waits (DeliveryInProgress)."""
+    ) -> tuple[list[tuple[int, Envelope, str | None]], tuple[set[str], dict[str, int]]]:
+        """The messages this process may send (a message another process has
+        claimed waits: DeliveryInProgress), and what the inbox had of them
+        once claimed; one round trip."""
         ids = sorted({envelope.message_id for _, envelope, _ in parsed})
-        mine = set(conn.execute(CLAIM, {"consumer": f"{self.target}:", "ids": ids}).scalars())
+        numbers = sorted({e.order_number for _, e, _ in parsed if e.order_number})
+        params = {"ids": ids, "consumer": f"{self.target}:", "target": self.target}
+        params["numbers"] = numbers
+        statements = [(sql, params if "%(" in sql else {}) for sql in CLAIM_AND_READ]
+        with translate_db_errors():
+            _, claimed, rows = pipelined(conn, statements)
+        mine = {row[0] for row in claimed}
         kept = []
         for index, envelope, number in parsed:
             if envelope.message_id in mine:
@@ -163,7 +181,7 @@ class DeliveryConsumer:
                     f"{envelope.message_id} is being sent to {self.target} by another "
                     "consumer process right now"
                 )
-        return kept
+        return kept, self._handled(rows)
 
     @staticmethod
     def _release(conn: Connection) -> None:
@@ -180,12 +198,13 @@ class DeliveryConsumer:
         parsed: list[tuple[int, Envelope, str | None]],
         results: list[BaseException | None],
         keeping: Connection,
+        seen: tuple[set[str], dict[str, int]] | None = None,
     ) -> None:
         """Send each message not handled before, in turn, keeping its inbox
         row before the next; after a transient failure the rest wait."""
         if not parsed:
             return
-        handled, newest = self._seen([envelope for _, envelope, _ in parsed])
+        handled, newest = seen or self._seen([envelope for _, envelope, _ in parsed])
         failed: BaseException | None = None  # the endpoint is down: the rest waits
         for index, envelope, number in parsed:
             if failed is not None:
@@ -214,6 +233,8 @@ class DeliveryConsumer:
                 message_id=envelope.message_id,
             ):
                 outcome = self._deliver(messages[index], envelope, number, newest)
+                if outcome[0] is not None:
+                    mark_failed(outcome[0])
             results[index], failed, record = outcome
             if record is not None:
                 if self._keep(keeping, record):
@@ -366,11 +387,17 @@ class DeliveryConsumer:
                     c.consumer == self.target, c.order_number.in_(numbers)
                 )
             ).all()
-        handled = {r.message_id for r in rows}
+        return self._handled([tuple(r) for r in rows])
+
+    @staticmethod
+    def _handled(rows: list[tuple[Any, ...]]) -> tuple[set[str], dict[str, int]]:
+        """From inbox rows (message id, order number, order version, outcome):
+        the messages handled, and per order the newest version delivered."""
+        handled = {message_id for message_id, _, _, _ in rows}
         newest: dict[str, int] = {}
-        for r in rows:
-            if r.outcome == "delivered" and r.order_version and r.order_number:
-                newest[r.order_number] = max(newest.get(r.order_number, 0), r.order_version)
+        for _, number, version, outcome in rows:
+            if outcome == "delivered" and version and number:
+                newest[number] = max(newest.get(number, 0), version)
         return handled, newest
 
     def _record(

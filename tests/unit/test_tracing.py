@@ -92,6 +92,33 @@ def test_one_trace_from_the_webhook_to_each_systems_delivery(
     assert route.attributes is not None and route.attributes["channel"] == "web-shop"
 
 
+def test_a_delivery_the_system_refuses_is_a_failed_span(
+    sqlite_engine: Engine, spans: InMemorySpanExporter
+) -> None:
+    RouterService(sqlite_engine, build_topology(Settings(namespace="t"))).handle(
+        Delivery(
+            queue="t.router", body=body_of(order_dict(external_id="TRACE-2")),
+            message_id="m-trace-2", correlation_id="m-trace-2",
+            headers={**Envelope.new("web-shop", "m-trace-2").headers(),
+                     "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+            exchange="t.orders", routing_key="ingest.web-shop", redelivered=False,
+            content_type="application/json", deliveries=1,
+        )
+    )  # fmt: skip
+    with sqlite_engine.connect() as conn:
+        row = dict(conn.execute(select(outbox).where(outbox.c.message_id.like("%-warehouse")))
+                   .mappings().one())  # fmt: skip
+    refusing = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(422)))
+    sender = HttpDelivery("warehouse", "http://warehouse.test/", HttpxTransport(refusing),
+                          RetryPolicy(1, 0, 0))  # fmt: skip
+    consumer = DeliveryConsumer("warehouse", sqlite_engine, sender)
+    [refused] = consumer.handle_batch([delivery_from_outbox(row, "t.warehouse")])
+    assert refused is not None
+    [delivery] = [s for s in spans.get_finished_spans() if s.name == "deliver warehouse"]
+    assert delivery.status.status_code == trace.StatusCode.ERROR
+    assert delivery.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+
+
 def test_a_malformed_traceparent_is_dropped_not_an_error() -> None:
     headers: dict[str, Any] = {"x-orderbus-channel": "web-shop", "traceparent": "00-zz"}
     assert Envelope.from_message("m-1", None, headers).traceparent is None
