@@ -24,7 +24,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 
 from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, utcnow
 from canonical.errors import (
@@ -188,7 +188,7 @@ class DeliveryConsumer:
         """End the batch's claims; a connection that cannot is closed (its
         claims end with its session)."""
         try:
-            conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
         except Exception:
             conn.invalidate()
 
