@@ -123,15 +123,29 @@ def cmd_db_history(_args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Each component's processes from their heartbeats; exit 1 when one asked
     for (or, asked for none, any seen) has no live process."""
+    from sqlalchemy.exc import DBAPIError
+
     from infra.database import make_engine
     from infra.heartbeats import states
 
-    engine = make_engine(load_settings().database_url)
+    url = load_settings().database_url
+    engine = make_engine(url)
     try:
         with engine.connect() as conn:
             seen = {s.component: s for s in states(conn)}
+    except DBAPIError as exc:
+        reason = str(exc.orig or exc).splitlines()[0]
+        print(
+            f"orderbus status: cannot read the components' heartbeats ({reason}): has orderbus "
+            "run against this database? (`orderbus run`, or `orderbus db upgrade` first)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         engine.dispose()
+    if not seen and not args.components:
+        print("no component has run against this database yet", file=sys.stderr)
+        return 1
     wanted = args.components or sorted(seen)
     down = []
     for name in wanted:
@@ -371,7 +385,7 @@ def _version() -> str:
 
 
 def _add_run(sub: Subcommands) -> None:
-    from orderbus.runner import COMPONENTS, DESCRIPTIONS
+    from orderbus.runner import DESCRIPTIONS
 
     width = max(map(len, DESCRIPTIONS))
     run = sub.add_parser(
@@ -381,7 +395,13 @@ def _add_run(sub: Subcommands) -> None:
         epilog="components:\n"
         + "\n".join(f"  {name:<{width}}  {what}" for name, what in DESCRIPTIONS.items()),
     )
-    run.add_argument("components", nargs="*", choices=[*COMPONENTS, []])
+    run.add_argument(
+        "components",
+        nargs="*",
+        type=component,
+        metavar="COMPONENT",
+        help="which to run in this process (default: all four, below)",
+    )
     run.add_argument("--shutdown-timeout", type=float, default=30.0)
     run.add_argument(
         "--stand-in",
@@ -411,14 +431,19 @@ def _add_db(sub: Subcommands) -> None:
 
 
 def _add_status(sub: Subcommands) -> None:
-    from orderbus.runner import COMPONENTS
 
     status = sub.add_parser(
         "status",
         help="each component's live processes and queues (from their heartbeats); "
         "exit 1 when one is down: a health check for the router and the consumers",
     )
-    status.add_argument("components", nargs="*", choices=[*COMPONENTS, []])
+    status.add_argument(
+        "components",
+        nargs="*",
+        type=component,
+        metavar="COMPONENT",
+        help="which to check (default: all)",
+    )
     status.set_defaults(func=cmd_status)
 
 
@@ -509,6 +534,15 @@ def _add_sign(sub: Subcommands) -> None:
     signer.set_defaults(func=cmd_sign)
 
 
+def component(name: str) -> str:
+    """A component's name on the command line."""
+    from orderbus.runner import COMPONENTS
+
+    if name not in COMPONENTS:
+        raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(COMPONENTS)}")
+    return name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(
@@ -534,6 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"orderbus: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped reading (`| head`): no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return result
 
 

@@ -160,3 +160,33 @@ def test_the_metrics_port_answers_without_a_key_and_serves_nothing_else(sqlite_u
         assert client.get("/dead-letters").status_code == 404
         assert client.get("/docs").status_code == 404
         assert keyed.get("/metrics").status_code == 401  # the admin API's still wants a key
+
+
+def test_status_before_anything_ran_says_so_without_a_traceback(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ORDERBUS_DATABASE_URL", f"sqlite:///{tmp_path}/never-run.db")
+    assert cli.main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "has orderbus run against this database?" in err and "Traceback" not in err
+    upgrade(f"sqlite:///{tmp_path}/never-run.db")
+    assert cli.main(["status"]) == 1
+    assert "no component has run against this database yet" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["run", "nosuch"])
+    assert "'nosuch' is not one of router, consumers, ingest, admin" in capsys.readouterr().err
+
+
+def test_output_cut_short_by_its_reader_is_no_error(tmp_path: object) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBUS_")}
+    env["ORDERBUS_DATA_DIR"] = str(tmp_path)
+    # `true` reads nothing and is gone before orderbus writes its first line
+    reader = subprocess.run(
+        f"{sys.executable} -m orderbus.cli config check | true",
+        shell=True, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert reader.returncode == 0 and "Traceback" not in reader.stderr, reader.stderr
