@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from infra.settings import TARGETS
 from orderbus.runner import COMPONENTS
 from tests.e2e.conftest import Downstream
 from tests.e2e.process import OrderbusProcess, free_port, orderbus
@@ -34,14 +35,15 @@ def compose_env(
     test's broker vhost, database schema, systems and free ports."""
     example = example_env()
     env = {k: substituted(str(v), example) for k, v in compose["x-orderbus-env"].items()}
-    env.update(
-        ORDERBUS_BROKER_URL=amqp_url,
-        ORDERBUS_DATABASE_URL=postgres_url,
-        ORDERBUS_INGEST_PORT=str(free_port()),
-        ORDERBUS_ADMIN_PORT=str(free_port()),
-        **{f"ORDERBUS_{t.upper()}_URL": downstream.sink.url(t) for t in ("warehouse", "finance",
-                                                                          "notification")},
-    )  # fmt: skip
+    env.update(ORDERBUS_BROKER_URL=amqp_url, ORDERBUS_DATABASE_URL=postgres_url)
+    return here_env(env, downstream)
+
+
+def here_env(env: dict[str, str], downstream: Downstream) -> dict[str, str]:
+    """A service's ``env`` run here: free ports, this test's systems, and this
+    process's environment without its own ORDERBUS_ settings."""
+    env = env | {"ORDERBUS_INGEST_PORT": str(free_port()), "ORDERBUS_ADMIN_PORT": str(free_port())}
+    env |= {f"ORDERBUS_{t.upper()}_URL": downstream.sink.url(t) for t in TARGETS}
     base = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBUS_")}
     return base | env
 

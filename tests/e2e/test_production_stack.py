@@ -11,7 +11,6 @@ order goes through too."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -24,8 +23,8 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import Downstream
-from tests.e2e.process import OrderbusProcess, free_port, orderbus
-from tests.e2e.test_compose_process_set import healthy
+from tests.e2e.process import OrderbusProcess, orderbus
+from tests.e2e.test_compose_process_set import healthy, here_env
 from tests.factories import body_of, order_dict, signed_headers
 from tests.unit.test_deployment_files import ROOT, substituted
 
@@ -80,14 +79,7 @@ def here(value: str) -> str:
 def service_env(service: dict[str, Any], downstream: Downstream) -> dict[str, str]:
     example = recipe_env()
     env = {k: here(substituted(str(v), example)) for k, v in service["environment"].items()}
-    env.update(
-        ORDERBUS_INGEST_PORT=str(free_port()),
-        ORDERBUS_ADMIN_PORT=str(free_port()),
-        **{f"ORDERBUS_{t.upper()}_URL": downstream.sink.url(t) for t in ("warehouse", "finance",
-                                                                          "notification")},
-    )  # fmt: skip
-    base = {k: v for k, v in os.environ.items() if not k.startswith("ORDERBUS_")}
-    return base | env
+    return here_env(env, downstream)
 
 
 def _send(env: dict[str, str], external_id: str) -> None:

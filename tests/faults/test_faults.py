@@ -515,6 +515,18 @@ def _urls(first: int) -> str:
     return ";".join(f"amqp://guest:guest@localhost:{NODE_PORTS[n]}//" for n in order)
 
 
+def _across_nodes(run: Run) -> tuple[Cluster, Workload, Checker]:
+    """Two routers and two consumer processes, each preferring another node."""
+    return run.start(
+        routers=2,
+        consumers=2,
+        broker_url_of={
+            "ingest": _urls(1), "router0": _urls(1), "router1": _urls(2),
+            "consumers0": _urls(2), "consumers1": _urls(3),
+        },
+    )  # fmt: skip
+
+
 @pytest.fixture
 def rabbit_cluster() -> Iterator[str]:
     """A three-node RabbitMQ cluster on this machine (scripts/rabbitmq-cluster.sh)."""
@@ -553,14 +565,7 @@ def test_three_node_cluster_loses_a_node(
     delivery per target consumer per crash."""
     run = Run(tmp_path, rabbit_cluster, postgres_url, namespace)
     try:
-        cluster, workload, checker = run.start(
-            routers=2,
-            consumers=2,
-            broker_url_of={
-                "ingest": _urls(1), "router0": _urls(1), "router1": _urls(2),
-                "consumers0": _urls(2), "consumers1": _urls(3),
-            },
-        )  # fmt: skip
+        cluster, workload, checker = _across_nodes(run)
         load = workload.start(cluster.ingest_url)
         time.sleep(3)
         _cluster("kill", "2")
@@ -631,14 +636,7 @@ def test_production_recipe_loses_a_broker_node_and_the_database_primary(
     lost, no order is applied twice, every order is explained."""
     run = Run(tmp_path, rabbit_cluster, postgres_pair, namespace)
     try:
-        cluster, workload, checker = run.start(
-            routers=2,
-            consumers=2,
-            broker_url_of={
-                "ingest": _urls(1), "router0": _urls(1), "router1": _urls(2),
-                "consumers0": _urls(2), "consumers1": _urls(3),
-            },
-        )  # fmt: skip
+        cluster, workload, checker = _across_nodes(run)
         load = workload.start(cluster.ingest_url)
         time.sleep(3)
         _cluster("kill", "3")

@@ -212,8 +212,7 @@ def test_a_held_order_shipped_meanwhile_is_written_back_when_released(
 ) -> None:
     from router.fanout import Fanout
     from router.shipments import ShipmentIntake, ShipmentReport
-    from tests.factories import FakePublisher
-    from tests.unit.test_shipments import as_delivery
+    from tests.factories import FakePublisher, delivery_from_published
 
     fanout = Fanout.configured(frozenset({"web-shop"}), None)
     settings = Settings(namespace="t", writeback={"web-shop": {"kind": "woocommerce"}})
@@ -223,7 +222,7 @@ def test_a_held_order_shipped_meanwhile_is_written_back_when_released(
     publisher = FakePublisher()
     intake = ShipmentIntake(sqlite_engine, publisher, topology)  # type: ignore[arg-type]
     intake.accept(ShipmentReport(order_number=number, carrier="SF", tracking_number="SF12345"))
-    router.handle(as_delivery(publisher.published[0]))
+    router.handle(delivery_from_published(publisher.published[0]))
     assert sent(sqlite_engine) == 0  # still held
     app = create_admin_app(
         sqlite_engine, KeyAuth(sqlite_engine, {"alice": "alice-token"}), topology, fanout=fanout

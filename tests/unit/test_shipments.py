@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from canonical.errors import MalformedMessage, OrderClosed, UnknownOrder
 from canonical.order import CanonicalOrder
 from connectors.ingest_app import IngestDeps, create_ingest_app
-from infra.messages import Delivery, OutgoingMessage
+from infra.messages import OutgoingMessage
 from infra.setting_specs import NotifySpec
 from infra.settings import Settings
 from infra.tables import arrivals, orders, outbox, rejected_requests
@@ -23,7 +23,13 @@ from infra.topology import build_topology
 from router.fanout import Fanout
 from router.service import RouterService
 from router.shipments import ShipmentIntake, ShipmentReport, read_report
-from tests.factories import FakePublisher, delivery_for, order, signed_headers
+from tests.factories import (
+    FakePublisher,
+    delivery_for,
+    delivery_from_published,
+    order,
+    signed_headers,
+)
 
 SECRET = "wms-signing-secret-1"
 SETTINGS = Settings(
@@ -39,21 +45,6 @@ SETTINGS = Settings(
     notify=NotifySpec(),
     shipment_secrets=[SECRET],
 )
-
-
-def as_delivery(message: OutgoingMessage) -> Delivery:
-    return Delivery(
-        queue="t.router",
-        body=message.body,
-        message_id=message.message_id,
-        correlation_id=message.correlation_id,
-        headers=message.headers,
-        exchange=message.exchange,
-        routing_key=message.routing_key,
-        redelivered=False,
-        content_type="application/json",
-        deliveries=1,
-    )
 
 
 class Pipeline:
@@ -72,7 +63,7 @@ class Pipeline:
 
     def ship(self, **report: Any) -> None:
         self.intake.accept(ShipmentReport(carrier="SF", tracking_number="SF1234567890", **report))
-        self.router.handle(as_delivery(self.publisher.published[-1]))
+        self.router.handle(delivery_from_published(self.publisher.published[-1]))
 
     def targets(self, number: str) -> list[str]:
         with self.engine.connect() as conn:
@@ -158,8 +149,10 @@ def test_the_queue_dead_letters_what_it_cannot_take(pipeline: Pipeline) -> None:
     number = pipeline.place(external_id="W-6")
     good = json.dumps({"order_number": number, "carrier": "SF", "tracking_number": "SF9999"})
     messages = [
-        as_delivery(OutgoingMessage("x", "shipment.report", good.encode(), "s-1", {}, None)),
-        as_delivery(OutgoingMessage("x", "shipment.report", b"{", "s-2", {}, None)),
+        delivery_from_published(
+            OutgoingMessage("x", "shipment.report", good.encode(), "s-1", {}, None)
+        ),
+        delivery_from_published(OutgoingMessage("x", "shipment.report", b"{", "s-2", {}, None)),
     ]
     results = pipeline.intake.handle_batch(messages)
     assert results[0] is None and isinstance(results[1], MalformedMessage)

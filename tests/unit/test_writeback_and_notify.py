@@ -33,10 +33,9 @@ from tests.channel_fakes import (
     FakeYouzanLogistics,
 )
 from tests.doudian_fake import FakeDoudian
-from tests.factories import FakePublisher, delivery_for, order
+from tests.factories import FakePublisher, delivery_for, delivery_from_published, order
 from tests.outbox_messages import outbox_deliveries, quick_app
 from tests.smtp_server import SmtpServer
-from tests.unit.test_shipments import as_delivery
 
 WRITEBACK = {
     "shop-us": {
@@ -168,7 +167,7 @@ class World:
                 shipped_at="2026-11-12T10:00:00+08:00",
             )
         )
-        self.router.handle(as_delivery(self.publisher.published[-1]))
+        self.router.handle(delivery_from_published(self.publisher.published[-1]))
 
     def message(self, message_id: str) -> Delivery:
         [message] = outbox_deliveries(self.engine, outbox.c.message_id == message_id)
