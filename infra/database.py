@@ -102,17 +102,23 @@ def reserve_ids(conn: Connection, table: Any, count: int) -> list[int] | None:
 
 def pipelined(
     conn: Connection, statements: Sequence[tuple[str, Mapping[str, Any]]]
-) -> list[list[tuple[Any, ...]]]:
+) -> list[list[Any]]:
     """Run driver-level statements on PostgreSQL in one round trip (psycopg's
-    pipeline) and one implicit transaction, each with its own snapshot (READ
-    COMMITTED); each one's rows. The connection must be in autocommit. A
-    lost connection is DatabaseUnavailable (and the connection is dropped)."""
+    pipeline), each with its own snapshot (READ COMMITTED); each one's rows,
+    as named tuples. In autocommit they share one implicit transaction;
+    otherwise they run in the connection's. A lost connection is
+    DatabaseUnavailable (and the connection is dropped)."""
     import psycopg
+    from psycopg.rows import namedtuple_row
 
     raw: Any = conn.connection.dbapi_connection
     try:
         with raw.pipeline():
-            cursors = [raw.execute(sql, dict(params)) for sql, params in statements]
+            cursors = []
+            for sql, params in statements:
+                cursor = raw.cursor(row_factory=namedtuple_row)
+                cursor.execute(sql, dict(params))
+                cursors.append(cursor)
         return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
     except psycopg.OperationalError as exc:
         conn.invalidate()

@@ -12,6 +12,7 @@ then writes every state, outbox row and arrival of the batch at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
-from infra.database import prefer_key_lookups, reserve_ids
+from infra.database import pipelined, reserve_ids
 from infra.logs import about_envelope
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
@@ -46,6 +47,15 @@ from router.tracking import only_tracking_changed
 
 # the latest stored lookalikes of one fingerprint read from each channel
 LOOKALIKES_PER_CHANNEL = 20
+# PostgreSQL: what a batch reads first, in one round trip (router/batch.py _read_pg).
+KEY_LOOKUPS = "SET LOCAL enable_seqscan = off"  # as infra.database.prefer_key_lookups
+ARRIVED = "SELECT message_id FROM arrivals WHERE message_id = ANY(%(ids)s)"
+KNOWN_ORDERS = (  # as router.order_state.lock_known_orders, the columns a state needs
+    "SELECT id, order_number, channel, shop, external_id, status, status_rank, source_version,"
+    " source_updated_at, content_hash, version, hold_status, body, parcel_noticed_at"
+    " FROM orders WHERE order_number = ANY(%(numbers)s)"
+    " ORDER BY channel, shop, external_id FOR UPDATE"
+)
 
 log = logging.getLogger(__name__)
 AFTER_SALE_STATUSES = frozenset({OrderStatus.CANCELLED, OrderStatus.REFUNDED})
@@ -77,12 +87,17 @@ class BatchRouting:
         self.parcels_noticed: list[OrderState] = []  # told of a parcel's problem in this batch
 
     def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
-        prefer_key_lookups(self.conn)
         ids = [envelope.message_id for envelope, _ in items]
-        seen = set(
-            self.conn.scalars(select(arrivals.c.message_id).where(arrivals.c.message_id.in_(ids)))
-        )
-        self._load_states({order.business_key for _, order in items})
+        keys = {order.business_key for _, order in items}
+        if self.conn.dialect.name == "postgresql":
+            seen = self._read_pg(ids, keys)
+        else:
+            seen = set(
+                self.conn.scalars(
+                    select(arrivals.c.message_id).where(arrivals.c.message_id.in_(ids))
+                )
+            )
+            self._load_states(keys, self.conn.execute(lock_known_orders(keys)))
         orders_in_batch = [order for _, order in items]
         if self.suspicion.enabled:
             self._load_lookalikes(orders_in_batch)
@@ -100,8 +115,24 @@ class BatchRouting:
         return results
 
     # -- reading what the batch needs -------------------------------------
-    def _load_states(self, keys: set[BusinessKey]) -> None:
-        for row in self.conn.execute(lock_known_orders(keys)):
+    def _read_pg(self, ids: list[str], keys: set[BusinessKey]) -> set[str]:
+        """PostgreSQL, one round trip: which of the messages arrived before,
+        and the batch's known orders, locked (as :func:`lock_known_orders`),
+        their lookups held on their indexes."""
+        numbers = sorted({order_number(*key) for key in keys})
+        _, arrived, known = pipelined(
+            self.conn,
+            [
+                (KEY_LOOKUPS, {}),
+                (ARRIVED, {"ids": ids}),
+                (KNOWN_ORDERS, {"numbers": numbers}),
+            ],
+        )
+        self._load_states(keys, known)
+        return {row.message_id for row in arrived}
+
+    def _load_states(self, keys: set[BusinessKey], rows: Iterable[Any]) -> None:
+        for row in rows:
             key = (row.channel, row.shop, row.external_id)
             if key in keys:  # the number is the key's hash
                 self.states[key] = OrderState.loaded(row)
