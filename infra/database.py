@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, text
+from sqlalchemy import JSON, Connection, Engine, create_engine, event, insert, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
@@ -120,9 +121,78 @@ def pipelined(
                 cursor.execute(sql, dict(params))
                 cursors.append(cursor)
         return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
-    except psycopg.OperationalError as exc:
-        conn.invalidate()
-        raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+    except psycopg.Error as exc:
+        raise _as_sqlalchemy_error(conn, exc) from exc
+
+
+def insert_pipelined(
+    conn: Connection, batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]]
+) -> None:
+    """Insert each ``(table, rows)`` in turn, all in one round trip on
+    PostgreSQL (psycopg's pipeline: one prepared INSERT run for each row, no
+    SQL compiled per batch); elsewhere through SQLAlchemy. JSON columns take
+    Python values, as with SQLAlchemy."""
+    batches = [(table, rows) for table, rows in batches if rows]
+    if conn.dialect.name != "postgresql":
+        for table, rows in batches:
+            conn.execute(table.insert(), list(rows))
+        return
+    import psycopg
+
+    raw: Any = conn.connection.dbapi_connection
+    try:
+        with raw.pipeline(), raw.cursor() as cursor:
+            for table, rows in batches:
+                for columns, same in _by_columns(table, rows).items():
+                    json_columns = frozenset(
+                        c for c in columns if isinstance(table.c[c].type, JSON)
+                    )
+                    cursor.executemany(
+                        _insert_sql(table.name, columns, json_columns),
+                        [
+                            {c: json.dumps(v) if c in json_columns else v for c, v in r.items()}
+                            for r in same
+                        ],
+                    )
+    except psycopg.Error as exc:
+        raise _as_sqlalchemy_error(conn, exc) from exc
+
+
+def _as_sqlalchemy_error(conn: Connection, exc: Exception) -> Exception:
+    """A driver error from a pipeline as SQLAlchemy would have raised it (a
+    lost race is an IntegrityError the caller retries); a lost connection is
+    DatabaseUnavailable, and the connection is dropped."""
+    import psycopg
+
+    if isinstance(exc, psycopg.OperationalError) and conn.connection.dbapi_connection is not None:
+        if conn.connection.dbapi_connection.closed:
+            conn.invalidate()
+            return DatabaseUnavailable(f"database unavailable: {exc}")
+    return sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error)
+
+
+def _by_columns(
+    table: Any, rows: Sequence[Mapping[str, Any]]
+) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """The rows grouped by the columns they give, each with the columns'
+    Python-side scalar defaults filled in (as SQLAlchemy's insert would)."""
+    defaults = {
+        c.name: c.default.arg
+        for c in table.columns
+        if c.default is not None and getattr(c.default, "is_scalar", False)
+    }
+    grouped: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        full = {**{k: v for k, v in defaults.items() if k not in row}, **row}
+        grouped.setdefault(tuple(full), []).append(full)
+    return grouped
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...], json_columns: frozenset[str]) -> str:
+    names = ", ".join(columns)
+    values = ", ".join(f"%({c})s::json" if c in json_columns else f"%({c})s" for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({values})"  # noqa: S608
 
 
 @functools.cache

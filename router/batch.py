@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
-from infra.database import pipelined, reserve_ids
+from infra.database import insert_pipelined, pipelined, reserve_ids
 from infra.logs import about_envelope
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
@@ -50,6 +50,25 @@ LOOKALIKES_PER_CHANNEL = 20
 # PostgreSQL: what a batch reads first, in one round trip (router/batch.py _read_pg).
 KEY_LOOKUPS = "SET LOCAL enable_seqscan = off"  # as infra.database.prefer_key_lookups
 ARRIVED = "SELECT message_id FROM arrivals WHERE message_id = ANY(%(ids)s)"
+LOCK_PRINTS = (
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(f, 20261125)))"
+    " FROM unnest(%(prints)s::text[]) AS f"
+)
+LOOKALIKES = (
+    "WITH RECURSIVE seen(fingerprint, channel) AS ("
+    " SELECT f, (SELECT min(channel) FROM orders WHERE fingerprint = f)"
+    " FROM unnest(%(prints)s::text[]) AS f"
+    " UNION ALL"
+    " SELECT s.fingerprint, (SELECT min(channel) FROM orders"
+    "  WHERE fingerprint = s.fingerprint AND channel > s.channel)"
+    " FROM seen AS s WHERE s.channel IS NOT NULL)"
+    " SELECT s.fingerprint, s.channel, o.order_number, o.placed_at"
+    " FROM seen AS s CROSS JOIN LATERAL ("
+    "  SELECT order_number, placed_at FROM orders"
+    "  WHERE fingerprint = s.fingerprint AND channel = s.channel"
+    "  AND placed_at BETWEEN %(since)s AND %(until)s"
+    "  ORDER BY placed_at DESC LIMIT %(cap)s) AS o"
+)
 KNOWN_ORDERS = (  # as router.order_state.lock_known_orders, the columns a state needs
     "SELECT id, order_number, channel, shop, external_id, status, status_rank, source_version,"
     " source_updated_at, content_hash, version, hold_status, body, parcel_noticed_at"
@@ -179,24 +198,18 @@ class BatchRouting:
         prints = sorted(set(self.prints.values()))
         if not prints:
             return
-        if self.conn.dialect.name == "postgresql":
-            self.conn.execute(
-                text(
-                    "SELECT count(pg_advisory_xact_lock(hashtextextended(f, 20261125))) "
-                    "FROM unnest(CAST(:prints AS text[])) AS f"
-                ),
-                {"prints": prints},
-            )
         # Only those placed within the window of one of the batch's orders can
         # be lookalikes (suspicion.within), and of those only the latest few of
         # each channel are read: one is enough to suspect a new order, and a
         # store's placeholder phone may have entered hundreds within the window.
         placed = [o.placed_at for o in batch if o.placed_at is not None]
-        if not placed:
-            return
         window = self.suspicion.window
-        span = (min(placed) - window, max(placed) + window)
-        for row in self._read_lookalikes(prints, span):
+        span = (min(placed) - window, max(placed) + window) if placed else None
+        if self.conn.dialect.name == "postgresql":
+            found = self._lock_and_read_lookalikes(prints, span)
+        else:
+            found = list(self._read_lookalikes(prints, span)) if span else []
+        for row in found:
             at = row.placed_at
             if at is not None and at.tzinfo is None:  # SQLite keeps no offset
                 at = at.replace(tzinfo=UTC)
@@ -204,35 +217,31 @@ class BatchRouting:
                 Lookalike(row.order_number, row.channel, at)
             )
 
+    def _lock_and_read_lookalikes(
+        self, prints: list[str], span: tuple[datetime, datetime] | None
+    ) -> list[Any]:
+        """PostgreSQL, one round trip: each fingerprint locked for the
+        transaction (in sorted order), then (when the batch's orders say when
+        they were placed) at most LOOKALIKES_PER_CHANNEL stored orders of each
+        (fingerprint, channel), the latest placed within ``span``: the channels
+        a fingerprint was seen on, one index probe each (a loose index scan),
+        then the latest few of each by the same index."""
+        statements: list[tuple[str, dict[str, Any]]] = [(LOCK_PRINTS, {"prints": prints})]
+        if span is not None:
+            since, until = span
+            statements.append(
+                (
+                    LOOKALIKES,
+                    {"prints": prints, "since": since, "until": until,
+                     "cap": LOOKALIKES_PER_CHANNEL},
+                )
+            )  # fmt: skip
+        read = pipelined(self.conn, statements)
+        return read[1] if span is not None else []
+
     def _read_lookalikes(self, prints: list[str], span: tuple[datetime, datetime]) -> Any:
         """At most LOOKALIKES_PER_CHANNEL stored orders of each (fingerprint,
-        channel), the latest placed within ``span``."""
-        if self.conn.dialect.name == "postgresql":
-            # the channels a fingerprint was seen on, one index probe each (a
-            # loose index scan), then the latest few of each by the same index
-            return self.conn.execute(
-                text(
-                    "WITH RECURSIVE seen(fingerprint, channel) AS ("
-                    " SELECT f, (SELECT min(channel) FROM orders WHERE fingerprint = f)"
-                    " FROM unnest(CAST(:prints AS text[])) AS f"
-                    " UNION ALL"
-                    " SELECT s.fingerprint, (SELECT min(channel) FROM orders"
-                    "  WHERE fingerprint = s.fingerprint AND channel > s.channel)"
-                    " FROM seen AS s WHERE s.channel IS NOT NULL)"
-                    " SELECT s.fingerprint, s.channel, o.order_number, o.placed_at"
-                    " FROM seen AS s CROSS JOIN LATERAL ("
-                    "  SELECT order_number, placed_at FROM orders"
-                    "  WHERE fingerprint = s.fingerprint AND channel = s.channel"
-                    "  AND placed_at BETWEEN :since AND :until"
-                    "  ORDER BY placed_at DESC LIMIT :cap) AS o"
-                ),
-                {
-                    "prints": prints,
-                    "since": span[0],
-                    "until": span[1],
-                    "cap": LOOKALIKES_PER_CHANNEL,
-                },
-            )
+        channel), the latest placed within ``span`` (SQLite)."""
         c = orders.c
         latest = (
             select(
@@ -483,7 +492,7 @@ class BatchRouting:
 
     # -- writing the whole batch ------------------------------------------
     def _write(self) -> None:
-        self._insert_new_orders()
+        new_orders = self._new_orders()
         changed = [s for s in self.states.values() if not s.is_new and s.values]
         if changed:
             self.conn.execute(
@@ -499,20 +508,26 @@ class BatchRouting:
                 [{"order_id": s.id, "parcel_noticed_at": self.now} for s in self.parcels_noticed],
             )
         newly_held = [{"order_id": s.id, **s.new_hold} for s in changed if s.new_hold]
-        if newly_held:
-            self.conn.execute(insert(holds), newly_held)
-        if self.outbox_rows:
-            self.conn.execute(insert(outbox), self.outbox_rows)
         arrival_rows = [
             {"order_id": s.id, **row} for s in self.states.values() for row in s.arrival_rows
         ]
-        if arrival_rows:
-            self.conn.execute(insert(arrivals), arrival_rows)
+        insert_pipelined(
+            self.conn,
+            [
+                *new_orders,
+                (holds, newly_held),
+                (outbox, self.outbox_rows),
+                (arrivals, arrival_rows),
+            ],
+        )
 
-    def _insert_new_orders(self) -> None:
+    def _new_orders(self) -> list[tuple[Any, list[dict[str, Any]]]]:
+        """The batch's new orders given their ids (reserved on PostgreSQL, where
+        their rows, and their holds', are returned to go in with the batch's
+        other rows; inserted here elsewhere)."""
         new = [(key, s) for key, s in sorted(self.states.items()) if s.is_new and s.values]
         if not new:
-            return
+            return []
         rows = [
             {
                 "order_number": s.number,
@@ -529,10 +544,10 @@ class BatchRouting:
             for key, s in new
         ]
         ids = reserve_ids(self.conn, orders, len(rows))
-        if ids is not None:  # PostgreSQL: one prepared INSERT run for each row
+        reserved = ids is not None
+        if ids is not None:  # PostgreSQL: inserted with the batch's other rows (_write)
             for row, id_ in zip(rows, ids, strict=True):
                 row["id"] = id_
-            self.conn.execute(insert(orders), rows)
         else:
             returned = self.conn.execute(
                 insert(orders).returning(orders.c.id, sort_by_parameter_order=True), rows
@@ -541,5 +556,4 @@ class BatchRouting:
         for (_, s), id_ in zip(new, ids, strict=True):
             s.id = id_
         held = [{"order_id": s.id, **s.new_hold} for _, s in new if s.new_hold]
-        if held:
-            self.conn.execute(insert(holds), held)
+        return [(orders, rows if reserved else []), (holds, held)]
