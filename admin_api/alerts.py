@@ -84,7 +84,8 @@ class AlertRules:
         self.started = started  # a channel never heard from is silent since then
         self.queue_depths = queue_depths
         # the undelivered-paid check's memory (see _undelivered)
-        self._scanned_until: datetime | None = None
+        self._scanned_until: datetime | None = None  # read up to here
+        self._read_back_to: datetime | None = None  # and back to here
         self._not_delivered: dict[str, datetime] = {}  # warehouse message id -> made at
 
     @staticmethod
@@ -241,20 +242,9 @@ class AlertRules:
                 )
         return found
 
-    def _undelivered(self, conn: Connection, now: datetime, rule: UndeliveredPaid) -> list[Finding]:
-        """Warehouse messages made between ``within_days`` and ``after`` ago
-        that the warehouse's inbox lacks and no open dead letter explains.
-
-        Incremental: the first check reads the whole look-back (one inbox
-        probe a message); later ones read only the messages made since the
-        previous check (with an overlap for transactions that committed late)
-        and look again at those still not delivered. A delivered message stays
-        delivered, so nothing else can change."""
-        cutoff = now - timedelta(seconds=rule.after)
-        oldest = cutoff - timedelta(days=rule.within_days)
-        since = oldest
-        if self._scanned_until is not None and self._scanned_until - LATE_COMMIT > oldest:
-            since = self._scanned_until - LATE_COMMIT
+    def _scan(self, conn: Connection, since: datetime, until: datetime) -> None:
+        """Remember the warehouse messages made in [since, until) that the
+        warehouse's inbox lacks (by the time's index, one inbox probe each)."""
         o, i = outbox.c, inbox.c
         delivered = select(i.message_id).where(
             i.consumer == "warehouse", i.message_id == o.message_id
@@ -262,15 +252,39 @@ class AlertRules:
         prefer_key_lookups(conn)  # each message's inbox row by its key, not a hash of the inbox
         for message_id, created in conn.execute(
             select(o.message_id, o.created_at).where(
-                o.created_at >= since,  # by the time's index: the new ones, not the history
-                o.created_at < cutoff,
+                o.created_at >= since,
+                o.created_at < until,
                 o.routing_key == delivery_routing_key("warehouse"),
                 ~delivered.exists(),
             )
         ):
             self._not_delivered[message_id] = _utc(created) or created
+
+    def _undelivered(self, conn: Connection, now: datetime, rule: UndeliveredPaid) -> list[Finding]:
+        """Warehouse messages made between ``within_days`` and ``after`` ago
+        that the warehouse's inbox lacks and no open dead letter explains.
+
+        Incremental: each check reads the messages made since the previous
+        one (with an overlap for transactions that committed late) and looks
+        again at those still not delivered; a delivered message stays
+        delivered. The look-back is read after a start a slice at a time,
+        newest first (READ_BACK_SLICE a check), so no check reads a week of
+        messages at once: an order left undelivered for days before a start is
+        named within a few checks."""
+        cutoff = now - timedelta(seconds=rule.after)
+        oldest = cutoff - timedelta(days=rule.within_days)
+        if self._scanned_until is None or self._read_back_to is None:
+            self._read_back_to = max(oldest, cutoff - READ_BACK_SLICE)
+            self._scan(conn, self._read_back_to, cutoff)
+        else:
+            self._scan(conn, max(oldest, self._scanned_until - LATE_COMMIT), cutoff)
+            if self._read_back_to > oldest:
+                back_to = max(oldest, self._read_back_to - READ_BACK_SLICE)
+                self._scan(conn, back_to, self._read_back_to)
+                self._read_back_to = back_to
         if self._scanned_until is None or cutoff > self._scanned_until:
             self._scanned_until = cutoff
+        i = inbox.c
         for message_id, created in list(self._not_delivered.items()):
             if created < oldest:
                 del self._not_delivered[message_id]
@@ -310,6 +324,8 @@ class AlertRules:
 
 # a transaction that made a message may commit this long after the message's time
 LATE_COMMIT = timedelta(minutes=10)
+# how much of the look-back the undelivered-paid rule reads a check after a start
+READ_BACK_SLICE = timedelta(hours=12)
 
 
 Notify = Callable[[dict[str, Any]], bool]
