@@ -45,7 +45,7 @@ from admin_api.metrics import DatabaseCollector
 from admin_api.retention import HistoryRetention
 from bench.pipeline import private_schema
 from console import figures
-from infra.database import make_engine
+from infra.database import KEY_LOOKUPS, make_engine
 from infra.setting_specs import AlertSettings
 
 DATABASE = os.environ.get(
@@ -247,7 +247,7 @@ class Asked:
     statements: dict[str, tuple[Any, bool]] = field(default_factory=dict)
 
 
-NO_SEQSCAN = "SET LOCAL enable_seqscan = off"
+NO_SEQSCAN = KEY_LOOKUPS
 
 
 @contextmanager

@@ -52,6 +52,10 @@ def in_chunks(values: Sequence[Any], size: int = 1000) -> list[list[Any]]:
     return [list(values[i : i + size]) for i in range(0, len(values), size)]
 
 
+# The setting prefer_key_lookups makes, for statements sent straight to the driver.
+KEY_LOOKUPS = "SET LOCAL enable_seqscan = off"
+
+
 def prefer_key_lookups(conn: Connection) -> None:
     """Make PostgreSQL answer this transaction's key lookups from their indexes.
 
@@ -64,7 +68,7 @@ def prefer_key_lookups(conn: Connection) -> None:
     100,000 orders. Here a sequential scan is only ever the planner's last resort.
     """
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        conn.exec_driver_sql(KEY_LOOKUPS)
 
 
 def dialect_insert(conn: Connection, table: Any) -> Insert:

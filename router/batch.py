@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
-from infra.database import insert_pipelined, pipelined, reserve_ids
+from infra.database import KEY_LOOKUPS, insert_pipelined, pipelined, reserve_ids
 from infra.logs import about_envelope
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
@@ -48,7 +48,6 @@ from router.tracking import only_tracking_changed
 # the latest stored lookalikes of one fingerprint read from each channel
 LOOKALIKES_PER_CHANNEL = 20
 # PostgreSQL: what a batch reads first, in one round trip (router/batch.py _read_pg).
-KEY_LOOKUPS = "SET LOCAL enable_seqscan = off"  # as infra.database.prefer_key_lookups
 ARRIVED = "SELECT message_id FROM arrivals WHERE message_id = ANY(%(ids)s)"
 LOCK_PRINTS = (
     "SELECT count(pg_advisory_xact_lock(hashtextextended(f, 20261125)))"

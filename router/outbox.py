@@ -152,7 +152,7 @@ def next_batch(size: int) -> Select[Any]:
 
 
 # PostgreSQL: the relay's batch as next_batch reads it, and its marking.
-NO_SORT = "SET LOCAL enable_sort = off"  # as prefer_index_order
+NO_SORT = "SET LOCAL enable_sort = off"  # what prefer_index_order sets
 NEXT_BATCH = (
     "SELECT id, message_id, exchange, routing_key, headers, correlation_id, body, attempts"
     " FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %(size)s FOR UPDATE SKIP LOCKED"
@@ -170,7 +170,7 @@ def prefer_index_order(conn: Connection) -> None:
     fetch all of them and sort: with 150,000 pending that took 1 s a batch.
     """
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL enable_sort = off")
+        conn.exec_driver_sql(NO_SORT)
 
 
 class OutboxRelay:

@@ -41,6 +41,7 @@ from canonical.order import CanonicalOrder
 from infra.counters import Counters
 from infra.crashpoints import crash_point
 from infra.database import (
+    KEY_LOOKUPS,
     insert_one_absent,
     pipelined,
     prefer_key_lookups,
@@ -67,7 +68,7 @@ def claims_lost() -> DatabaseUnavailable:
 # lock per consumer and message id), then (after the claims: its own snapshot)
 # what the inbox has of their orders, read by key.
 CLAIM_AND_READ: tuple[str, ...] = (
-    "SET LOCAL enable_seqscan = off",
+    KEY_LOOKUPS,
     "SELECT m FROM unnest(%(ids)s::text[]) AS claim(m) "
     "WHERE pg_try_advisory_lock(hashtextextended(%(consumer)s || m, 0))",
     "SELECT message_id, order_number, order_version, outcome FROM inbox "
