@@ -65,6 +65,25 @@ def healthy(check: list[str], env: dict[str, str]) -> bool:
     return done.returncode == 0
 
 
+def wait_healthy(
+    procs: dict[str, OrderbusProcess],
+    services: dict[str, Any],
+    envs: dict[str, dict[str, str]],
+    within: float,
+) -> None:
+    """Run each service's health check until it passes (each process alive meanwhile)."""
+    deadline = time.monotonic() + within
+    waiting = set(procs)
+    while waiting and time.monotonic() < deadline:
+        for name in sorted(waiting):
+            child = procs[name].proc
+            assert child is not None and child.poll() is None, procs[name].output()
+            if healthy(services[name]["healthcheck"]["test"], envs[name]):
+                waiting.discard(name)
+        time.sleep(1)
+    assert not waiting, f"not healthy in {within:g} s: {sorted(waiting)}"
+
+
 def test_the_compose_files_services_run_pass_their_health_checks_and_deliver(
     amqp_url: str, postgres_url: str, downstream: Downstream, tmp_path: Path
 ) -> None:
@@ -78,16 +97,7 @@ def test_the_compose_files_services_run_pass_their_health_checks_and_deliver(
         for name in COMPONENTS
     }
     try:
-        deadline = time.monotonic() + 90
-        waiting = set(COMPONENTS)
-        while waiting and time.monotonic() < deadline:
-            for name in sorted(waiting):
-                running = procs[name].proc
-                assert running is not None and running.poll() is None, procs[name].output()
-                if healthy(services[name]["healthcheck"]["test"], env):
-                    waiting.discard(name)
-            time.sleep(1)
-        assert not waiting, f"not healthy in 90 s: {sorted(waiting)}"
+        wait_healthy(procs, services, dict.fromkeys(COMPONENTS, env), 90)
         secret = env["ORDERBUS_CHANNEL_SECRETS"].split('"')[3]  # from .env.example
         body = body_of(order_dict(external_id="COMPOSE-1"))
         ingest = f"http://127.0.0.1:{env['ORDERBUS_INGEST_PORT']}/ingest/web-shop"

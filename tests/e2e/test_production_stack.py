@@ -24,7 +24,7 @@ import yaml
 
 from tests.e2e.conftest import Downstream
 from tests.e2e.process import OrderbusProcess, orderbus
-from tests.e2e.test_compose_process_set import healthy, here_env
+from tests.e2e.test_compose_process_set import here_env, wait_healthy
 from tests.factories import body_of, order_dict, signed_headers
 from tests.unit.test_deployment_files import ROOT, substituted
 
@@ -120,16 +120,7 @@ def test_the_recipes_services_run_on_a_cluster_and_a_standby_and_survive_a_failo
         for name, s in running.items()
     }
     try:
-        deadline = time.monotonic() + 120
-        waiting = set(running)
-        while waiting and time.monotonic() < deadline:
-            for name in sorted(waiting):
-                child = procs[name].proc
-                assert child is not None and child.poll() is None, procs[name].output()
-                if healthy(running[name]["healthcheck"]["test"], envs[name]):
-                    waiting.discard(name)
-            time.sleep(1)
-        assert not waiting, f"not healthy in 120 s: {sorted(waiting)}"
+        wait_healthy(procs, running, envs, 120)
         _send(envs["ingest-a"], "STACK-1")
         assert _delivered(downstream, "STACK-1"), {n: p.output()[-2000:] for n, p in procs.items()}
         _script("postgres-standby.sh", "kill")
