@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -124,8 +125,6 @@ def retry_all(args: argparse.Namespace) -> int:
 def follow_job(ask: Ask, engine: Any, job: dict[str, Any]) -> dict[str, Any]:
     """Step the retry jobs in this process (the admin component's worker may
     step them too: each step locks its job) until this one ends."""
-    import time
-
     from admin_api.retry_jobs import RetryJobWorker
 
     worker = RetryJobWorker(engine)
