@@ -122,3 +122,30 @@ def test_a_delivery_the_system_refuses_is_a_failed_span(
 def test_a_malformed_traceparent_is_dropped_not_an_error() -> None:
     headers: dict[str, Any] = {"x-orderbus-channel": "web-shop", "traceparent": "00-zz"}
     assert Envelope.from_message("m-1", None, headers).traceparent is None
+
+
+def test_without_a_provider_no_span_is_made_and_the_traceparent_goes_on(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The package installed but no provider set (OpenTelemetry's stand-in):
+    nothing is made for each message, and the router's messages carry the
+    traceparent they came with, for a process further on that traces."""
+    from infra import tracing
+
+    monkeypatch.setattr(tracing.trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert tracing.open_span("route", parent) is None
+    with tracing.span("ingest") as traceparent:
+        assert traceparent is None and tracing.current_traceparent() is None
+    RouterService(sqlite_engine, build_topology(Settings(namespace="t"))).handle(
+        Delivery(
+            queue="t.router", body=body_of(order_dict(external_id="TRACE-3")),
+            message_id="m-trace-3", correlation_id="m-trace-3",
+            headers={**Envelope.new("web-shop", "m-trace-3").headers(), "traceparent": parent},
+            exchange="t.orders", routing_key="ingest.web-shop", redelivered=False,
+            content_type="application/json", deliveries=1,
+        )
+    )  # fmt: skip
+    with sqlite_engine.connect() as conn:
+        carried = conn.execute(select(outbox.c.headers)).scalars().all()
+    assert len(carried) == 3 and all(h["traceparent"] == parent for h in carried)
