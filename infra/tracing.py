@@ -13,8 +13,10 @@ is made at all, and a message's traceparent is passed on as it came.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 try:
@@ -30,11 +32,26 @@ TRACER_NAME = "orderbus"
 def _traced() -> bool:
     """A tracer provider is set: spans are made (the stand-in's cost a
     span, a parent's traceparent parsed and a context attached, was 9% of a
-    consumer's CPU a delivery under the profiler, for nothing)."""
+    consumer's CPU a delivery under the profiler, for nothing). Asked of
+    OpenTelemetry at most once a second (each time it reads the environment)."""
     if trace is None:
         return False
+    now = time.monotonic()
+    if now < _CHECKED.until:
+        return _CHECKED.traced
     provider = trace.get_tracer_provider()
-    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    _CHECKED.traced = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    _CHECKED.until = now + 1.0
+    return _CHECKED.traced
+
+
+@dataclass
+class _Checked:
+    traced: bool = False
+    until: float = 0.0  # monotonic time of the next check
+
+
+_CHECKED = _Checked()
 
 
 def current_traceparent() -> str | None:

@@ -1,5 +1,6 @@
 """The message bus: the only package of orderbus that imports kombu
-(``Bus`` here, ``publisher.py``, ``consumer.py``; the messages themselves,
+(``Bus`` here, ``publisher.py``, ``consumer.py``, ``transport.py``: py-amqp's
+socket read a chunk at a time; the messages themselves,
 without kombu, are in infra/messages.py).
 
 Policies:
@@ -40,6 +41,7 @@ from canonical.errors import (
 )
 from infra.bus.consumer import ConsumerLoop
 from infra.bus.publisher import Publisher
+from infra.bus.transport import AmqpTransport
 from infra.messages import (
     BatchHandler,
 )
@@ -111,6 +113,9 @@ class Bus:
         if self.is_amqp:
             conn = Connection(
                 self.url,
+                # py-amqp's, reading a chunk at a time (amqps:// keeps kombu's:
+                # given a class, kombu no longer reads TLS from the scheme)
+                transport=None if self.url.startswith("amqps://") else AmqpTransport,
                 heartbeat=self.options.heartbeat,
                 connect_timeout=timeout,
                 transport_options={"confirm_publish": confirm_each},

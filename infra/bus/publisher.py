@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -178,6 +179,16 @@ class Publisher:
         confirms = self._confirms
         if confirms is not None:
             confirms.start(len(messages))
+        with _writes_held(self._conn, timeout):
+            self._send_each(producer, messages, timeout)
+        if confirms is None:  # a virtual transport stores on publish
+            ACTIVITY.published()  # wake this process's idle consumers
+            return [None] * len(messages)
+        assert self._conn is not None
+        return confirms.wait(self._conn, messages, timeout)
+
+    @staticmethod
+    def _send_each(producer: Producer, messages: list[OutgoingMessage], timeout: float) -> None:
         for message in messages:
             producer.publish(
                 message.body,
@@ -193,15 +204,18 @@ class Publisher:
                 retry=False,
                 timeout=timeout,
             )
-        if confirms is None:  # a virtual transport stores on publish
-            ACTIVITY.published()  # wake this process's idle consumers
-            return [None] * len(messages)
-        assert self._conn is not None
-        return confirms.wait(self._conn, messages, timeout)
 
     def close(self) -> None:
         with self._lock:
             self._reset()
+
+
+def _writes_held(conn: Connection | None, timeout: float) -> AbstractContextManager[None]:
+    """A batch's frames sent together (infra/bus/transport.py), where the
+    connection's transport can; elsewhere each as it comes."""
+    transport = getattr(conn.connection, "transport", None) if conn is not None else None
+    held = getattr(transport, "writes_held", None)
+    return held(timeout) if held is not None else nullcontext()
 
 
 @dataclass

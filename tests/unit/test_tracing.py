@@ -35,7 +35,10 @@ EXPORTER = InMemorySpanExporter()
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    from infra import tracing
+
+    monkeypatch.setattr(tracing, "_CHECKED", tracing._Checked())  # asked again at once
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
@@ -132,7 +135,8 @@ def test_without_a_provider_no_span_is_made_and_the_traceparent_goes_on(
     traceparent they came with, for a process further on that traces."""
     from infra import tracing
 
-    monkeypatch.setattr(tracing.trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    monkeypatch.setattr(tracing, "_CHECKED", tracing._Checked())
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert tracing.open_span("route", parent) is None
     with tracing.span("ingest") as traceparent:
