@@ -4,10 +4,12 @@ the problem+json answer, and refusing a request, which always records it in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -148,3 +150,22 @@ class Received:
         log.warning("ingest %s: %d %s: %s", self.where, error.status, error.reason, error.detail)
         extra: dict[str, Any] = {"errors": error.errors} if error.errors else {}
         return problem(error.status, error.reason, error.detail, **extra)
+
+
+# A publish waits for the broker's confirm, on a thread, the event loop
+# answering other requests meanwhile: an executor's hand-off rather than
+# anyio's run_in_threadpool, whose capacity limiter and cancel scopes were a
+# fifth of the webhook handler's CPU (py-spy, bench.ingest). The threads are
+# named after the thread that starts them (ob-ingest: the benchmark's split).
+_PUBLISHING = ThreadPoolExecutor(max_workers=64)
+
+
+async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` on a publishing thread; like anyio's, a request
+    cancelled meanwhile waits for it to end before it stops."""
+    future = asyncio.get_running_loop().run_in_executor(_PUBLISHING, func, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise

@@ -28,7 +28,7 @@ from connectors.base import (
     WebhookRequest,
     WebhookResult,
 )
-from connectors.ingest_http import Received, deps_of
+from connectors.ingest_http import Received, deps_of, in_thread
 from connectors.known_orders import stored_order, with_after_sale
 from connectors.publishing import fetch_message, order_message
 from connectors.registry import channel_config_of, connector_for
@@ -243,7 +243,7 @@ async def _publish(
     accepted: list[dict[str, str]] = []
     for message, external_id in outgoing:
         try:
-            await run_in_threadpool(publisher.publish, message)
+            await in_thread(publisher.publish, message)
             crash_point("ingest.after_confirm")
         except TransientError as exc:
             detail = f"the order was not accepted: {exc.detail}"

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from canonical.envelope import Envelope, utcnow
-from canonical.order import CanonicalOrder, OrderStatus
+from canonical.order import CanonicalOrder, OrderStatus, content_hash_of, wire_of
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
 from infra.database import KEY_LOOKUPS, insert_pipelined, pipelined, reserve_ids
 from infra.logs import about_envelope
@@ -267,8 +267,10 @@ class BatchRouting:
         ``self.outbox_rows`` only; nothing is written here."""
         state = self.states.get(order.business_key)
         known = Known(state.precedence, state.content_hash) if state else None
-        # The hash ignores the order number, so the accepted copy has the same.
-        digest = order.content_hash()
+        # The hash ignores the order number, so the accepted copy has the same;
+        # the order is dumped once, for its hash and (accepted) its body.
+        dumped = order.model_dump(mode="json")
+        digest = content_hash_of(dumped)
         outcome, detail = classify(known, order, digest)
         number = state.number if state else order_number(*order.business_key)
         accepted = order.model_copy(update={"order_number": number})
@@ -288,7 +290,8 @@ class BatchRouting:
             hold_note = f"; held: {state.new_hold['reason']}" if state.new_hold else ""
         targets: list[str] = []
         if changed:
-            targets = self._accept(state, envelope, accepted, previous, digest, version)
+            dumped["order_number"] = number
+            targets = self._accept(state, envelope, accepted, dumped, previous, digest, version)
             if state.held:
                 outcome = Outcome.HELD
         state.arrival_rows.append(
@@ -417,25 +420,28 @@ class BatchRouting:
         state: OrderState,
         envelope: Envelope,
         accepted: CanonicalOrder,
+        dumped: dict[str, Any],
         previous: OrderStatus | None,
         digest: str,
         version: int,
     ) -> list[str]:
         """The accepted revision becomes the order's state, and one outbox row
-        goes to each target that must hear of it (none while held)."""
+        goes to each target that must hear of it (none while held).
+        ``dumped``: the accepted revision's ``model_dump(mode="json")``."""
         before = state.after_sales()
         if before or accepted.after_sales or accepted.status in AFTER_SALE_STATUSES:
             accepted = with_status_after_sale(
                 accepted.model_copy(update={"after_sales": merged(before, accepted.after_sales)}),
                 previous,
             )
+            dumped = accepted.model_dump(mode="json")
         tracking_only = (
             accepted.tracking is not None
             and state.body is not None
             and previous == accepted.status
             and only_tracking_changed(state.body, accepted)
         )
-        body = accepted.to_wire().decode("utf-8")
+        body = wire_of(dumped).decode("utf-8")
         state.status = accepted.status
         state.precedence = accepted.precedence()
         state.content_hash = digest

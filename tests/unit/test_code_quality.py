@@ -32,15 +32,20 @@ def test_mypy_strict_is_clean() -> None:
 
 
 def test_only_the_bus_imports_kombu_or_pickle() -> None:
-    kombu_importers = []
+    kombu_importers, amqp_importers = [], []
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             if re.search(r"^\s*(from|import)\s+kombu\b", text, re.MULTILINE):
                 kombu_importers.append(path.relative_to(ROOT).as_posix())
+            if re.search(r"^\s*(from|import)\s+amqp\b", text, re.MULTILINE):
+                amqp_importers.append(path.relative_to(ROOT).as_posix())
             assert not re.search(r"^\s*(from|import)\s+pickle\b", text, re.MULTILINE), path
     assert sorted(kombu_importers) == [
         "infra/bus/__init__.py",
         "infra/bus/consumer.py",
         "infra/bus/publisher.py",
+        "infra/bus/transport.py",
     ]
+    # kombu's driver: its TCP transport and a message's properties
+    assert sorted(amqp_importers) == ["infra/bus/properties.py", "infra/bus/transport.py"]

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from canonical.envelope import Envelope, EnvelopeError
 from canonical.money import parse_money, quantize
-from canonical.order import CanonicalOrder, OrderStatus, json_schema
+from canonical.order import CanonicalOrder, OrderStatus, content_hash_of, json_schema, wire_of
 from tests.factories import order, order_dict
 
 
@@ -97,3 +97,36 @@ def test_envelope_without_channel_is_an_error() -> None:
         Envelope.from_message("m1", None, {})
     with pytest.raises(EnvelopeError, match="message_id"):
         Envelope.from_message(None, None, {"x-orderbus-channel": "web"})
+
+
+SHIPMENT = {"carrier": "顺丰速运", "carrier_code": "shunfeng", "tracking_number": "SF1234567890",
+            "shipped_at": "2026-12-05T10:00:00+08:00"}  # fmt: skip
+EVENT = {"at": "2026-12-06T08:00:00+08:00", "description": "已揽收 深圳"}
+TRACKING = {"state": "in_transit", "updated_at": "2026-12-06T08:00:00+08:00", "events": [EVENT]}
+PLAIN = "a540cc06671a924ee7ce6fe3e3ed6ae8da526d7df51226f3faaf888cb7f2f547"
+SALE = {"id": "RF-1", "kind": "cancel", "status": "requested", "amount": "30.50"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "stored_hash"),
+    [
+        ({}, PLAIN),
+        ({"order_number": "OB-1"}, PLAIN),
+        ({"tax": "1.50"}, "27a567c8b7b05c381e16f970fba3b1cd42302ec69e1b2ca2ca36110035728136"),
+        ({"customer": {**order_dict()["customer"], "masked_phone": "138****5678"}},
+         "26e6b24b3ff4e0bc26a0eb588f33e7e0571ea7d9073721bd9518a8a50cad1083"),
+        ({"status": "shipped", "version": 2, "shipment": SHIPMENT, "tracking": TRACKING},
+         "5882f01a328477cf58c5f99aee7df2083fe6b5351a4208eee10297bd42b1881a"),
+        ({"status": "paid", "version": 2, "after_sales": [SALE]},
+         "2d77175ed1612664e45a6999614e0344d927da07efb02a2b5e7a5d744e8c76e8"),
+    ],
+)  # fmt: skip
+def test_content_hash_stays_what_was_stored(changes: dict[str, object], stored_hash: str) -> None:
+    """The hashes stored with orders (computed before the router dumped each
+    order once for its hash and body) still match: a copy is still a duplicate."""
+    o = order(**changes)
+    assert o.content_hash() == stored_hash
+    assert content_hash_of(o.model_dump(mode="json")) == stored_hash
+    numbered = o.model_copy(update={"order_number": "OB-9"})
+    assert wire_of({**o.model_dump(mode="json"), "order_number": "OB-9"}) == numbered.to_wire()
+    assert json.loads(numbered.to_wire())["order_number"] == "OB-9"
