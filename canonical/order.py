@@ -239,8 +239,7 @@ def content_hash_of(dumped: dict[str, Any]) -> str:
             del data[later]
     if not data["after_sales"]:
         del data["after_sales"]
-    canonical = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(wire_of(data)).hexdigest()
 
 
 def json_schema() -> dict[str, Any]:
