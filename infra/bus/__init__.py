@@ -1,6 +1,7 @@
 """The message bus: the only package of orderbus that imports kombu
 (``Bus`` here, ``publisher.py``, ``consumer.py``, ``transport.py``: py-amqp's
-socket read a chunk at a time; the messages themselves,
+socket read and written a chunk at a time, ``properties.py``: a message's
+properties encoded for the wire; the messages themselves,
 without kombu, are in infra/messages.py).
 
 Policies:

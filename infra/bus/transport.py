@@ -21,12 +21,12 @@ TLS connections (``amqps://``) keep py-amqp's own transport.
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import amqp
 from amqp.exceptions import UnexpectedFrame
 from amqp.transport import TCPTransport
 from kombu.transport import pyamqp
@@ -34,7 +34,8 @@ from kombu.transport import pyamqp
 CHUNK = 65536
 FRAME_HEADER = struct.Struct(">BHI")  # type, channel, payload size
 FRAME_END = 0xCE
-_UNAVAILABLE = frozenset(getattr(amqp.transport, "_UNAVAIL", ()))
+# errors of a read that leave the connection usable (py-amqp's own list)
+_UNAVAILABLE = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK})
 
 
 class BufferedTCPTransport(TCPTransport):  # type: ignore[misc]
