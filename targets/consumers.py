@@ -68,11 +68,13 @@ def claims_lost() -> DatabaseUnavailable:
 # lock per consumer and message id), then (after the claims: its own snapshot)
 # what the inbox has of their orders, read by key.
 CLAIM_AND_READ: tuple[str, ...] = (
+    "BEGIN",  # the batch's connection autocommits: SET LOCAL needs a transaction
     KEY_LOOKUPS,
     "SELECT m FROM unnest(%(ids)s::text[]) AS claim(m) "
     "WHERE pg_try_advisory_lock(hashtextextended(%(consumer)s || m, 0))",
     "SELECT message_id, order_number, order_version, outcome FROM inbox "
     "WHERE consumer = %(target)s AND order_number = ANY(%(numbers)s)",
+    "COMMIT",  # the claims are the session's: they outlast it
 )  # the write-back target: its system is the order's channel
 
 
@@ -171,7 +173,7 @@ class DeliveryConsumer:
         params["numbers"] = numbers
         statements = [(sql, params if "%(" in sql else {}) for sql in CLAIM_AND_READ]
         with translate_db_errors():
-            _, claimed, rows = pipelined(conn, statements)
+            _, _, claimed, rows, _ = pipelined(conn, statements)
         mine = {row[0] for row in claimed}
         kept = []
         for index, envelope, number in parsed:

@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 
 import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 from canonical.errors import DatabaseUnavailable, DeliveryInProgress
 from infra.database import make_engine
@@ -53,6 +53,34 @@ def test_a_connection_lost_during_a_send_loses_no_record(postgres_url: str) -> N
         assert conn.scalar(select(func.count()).select_from(inbox)) == 3
     assert consumer.handle_batch(batch) == [None] * 3  # the broker's redelivery: nothing sent
     assert sorted(got.values()) == [1, 1, 1]
+    engine.dispose()
+
+
+def test_a_consumers_claim_runs_with_its_index_setting_in_force(postgres_url: str) -> None:
+    """The claim and the inbox read go in one transaction, so SET LOCAL holds
+    for the read (outside a transaction PostgreSQL ignores it with a warning
+    a batch, and a read prepared while the inbox was small stays a scan of
+    the whole inbox as it grows)."""
+    notices: list[str] = []
+
+    def listen(dbapi_connection: object, _record: object) -> None:
+        add = dbapi_connection.add_notice_handler  # type: ignore[attr-defined]
+        add(lambda diagnostic: notices.append(diagnostic.message_primary))
+
+    event.listen(Engine, "connect", listen)
+    try:
+        engine = make_engine(postgres_url)
+        batch = _batch(engine, 3)
+        app = quick_app(postgres_url, finance_url="http://finance.test/orders")
+        answer = httpx.MockTransport(lambda request: httpx.Response(200))
+        consumer = app.delivery_consumer("finance", transport=answer)
+        assert consumer.handle_batch(batch) == [None] * 3
+        assert consumer.handle_batch(batch) == [None] * 3  # claimed and read again
+    finally:
+        event.remove(Engine, "connect", listen)
+    assert notices == []
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(inbox)) == 3
     engine.dispose()
 
 
