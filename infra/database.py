@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,6 +20,8 @@ from canonical.errors import DatabaseUnavailable
 from infra.tables import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# A pooled PostgreSQL connection idle this long is pinged before it is lent.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def make_engine(url: str) -> Engine:
@@ -44,7 +47,34 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_size=10, max_overflow=10)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before lending it only when it has been idle
+    for PING_AFTER_IDLE_SECONDS (a dead one is replaced, as with SQLAlchemy's
+    ``pool_pre_ping``). A worker takes a connection for every batch: pinging
+    each time was a round trip a batch, the largest fixed cost of a batch of
+    one. A connection lost within the second since its last use fails that
+    one batch, which is retried as any batch is when the database is away."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _alive(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")  # none: new, or never lent before
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise sa_exc.DisconnectionError(f"connection lost while pooled: {exc}") from exc
+        if not alive:
+            raise sa_exc.DisconnectionError("connection lost while pooled")
 
 
 def in_chunks(values: Sequence[Any], size: int = 1000) -> list[list[Any]]:
