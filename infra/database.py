@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Engine, create_engine, event, insert, text
+from sqlalchemy import JSON, Connection, Engine, create_engine, event, insert
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
@@ -125,14 +125,15 @@ def reserve_ids(conn: Connection, table: Any, count: int) -> list[int] | None:
     single cost per order (``python -m bench.profile``)."""
     if conn.dialect.name != "postgresql" or count <= 0:
         return None
-    found = conn.execute(
-        text(
-            "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(:table, 'id') AS seq) s, "
-            "generate_series(1, :count)"
-        ),
-        {"table": table.name, "count": count},
-    ).scalars()
+    found = conn.exec_driver_sql(RESERVE_IDS, {"table": table.name, "count": count}).scalars()
     return sorted(int(n) for n in found)
+
+
+# reserve_ids's statement, for a pipeline (parameters: table, count)
+RESERVE_IDS = (
+    "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%(table)s, 'id') AS seq) s,"
+    " generate_series(1, %(count)s)"
+)
 
 
 def pipelined(

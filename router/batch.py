@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus, content_hash_of, wire_of
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
-from infra.database import KEY_LOOKUPS, insert_pipelined, pipelined, reserve_ids
+from infra.database import KEY_LOOKUPS, RESERVE_IDS, insert_pipelined, pipelined, reserve_ids
 from infra.logs import about_envelope
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
@@ -47,11 +47,17 @@ from router.tracking import only_tracking_changed
 
 # the latest stored lookalikes of one fingerprint read from each channel
 LOOKALIKES_PER_CHANNEL = 20
-# PostgreSQL: what a batch reads first, in one round trip (router/batch.py _read_pg).
+# PostgreSQL: what a batch reads, in two round trips: the arrivals seen and the
+# known orders first (_read_pg, with KNOWN_ORDERS), then what its new orders need
+# (_read_for_new_orders: LOCK_PRINTS, LOOKALIKES, KNOWN_CUSTOMERS, their ids).
 ARRIVED = "SELECT message_id FROM arrivals WHERE message_id = ANY(%(ids)s)"
 LOCK_PRINTS = (
     "SELECT count(pg_advisory_xact_lock(hashtextextended(f, 20261125)))"
     " FROM unnest(%(prints)s::text[]) AS f"
+)
+KNOWN_CUSTOMERS = (  # one index probe a customer, however many orders each has had
+    "SELECT k FROM unnest(%(keys)s::text[]) AS k"
+    " WHERE EXISTS (SELECT 1 FROM orders WHERE customer_key = k)"
 )
 LOOKALIKES = (
     "WITH RECURSIVE seen(fingerprint, channel) AS ("
@@ -100,6 +106,7 @@ class BatchRouting:
         self.lookalikes: dict[str, list[Lookalike]] = {}  # fingerprint -> orders having it
         self.prints: dict[BusinessKey, str] = {}  # a new order's fingerprint
         self.known_customers: set[str] = set()  # customer keys with an order already
+        self.reserved_ids: list[int] = []  # PostgreSQL: ids for the batch's new orders
         self.states: dict[BusinessKey, OrderState] = {}
         self.outbox_rows: list[dict[str, object]] = []
         self.parcels_noticed: list[OrderState] = []  # told of a parcel's problem in this batch
@@ -116,11 +123,7 @@ class BatchRouting:
                 )
             )
             self._load_states(keys, self.conn.execute(lock_known_orders(keys)))
-        orders_in_batch = [order for _, order in items]
-        if self.suspicion.enabled:
-            self._load_lookalikes(orders_in_batch)
-        if self.hold_rules.first_order:
-            self._load_known_customers(orders_in_batch)
+        self._read_for_new_orders([order for _, order in items])
         results: list[RouteResult] = []
         for envelope, order in items:
             if envelope.message_id in seen:
@@ -155,60 +158,77 @@ class BatchRouting:
             if key in keys:  # the number is the key's hash
                 self.states[key] = OrderState.loaded(row)
 
-    def _load_known_customers(self, batch: list[CanonicalOrder]) -> None:
-        wanted = {customer_key(o) for o in batch if o.business_key not in self.states}
-        wanted.discard(None)
-        if not wanted:
-            return
-        if self.conn.dialect.name == "postgresql":
-            # one index probe a customer, however many orders each has had (a
-            # store's placeholder phone may stand for thousands)
-            self.known_customers = set(
-                self.conn.scalars(
-                    text(
-                        "SELECT k FROM unnest(CAST(:keys AS text[])) AS k WHERE EXISTS "
-                        "(SELECT 1 FROM orders WHERE customer_key = k)"
-                    ),
-                    {"keys": sorted(k for k in wanted if k is not None)},
-                )
-            )
-        else:
-            self.known_customers = set(
-                self.conn.scalars(
-                    select(orders.c.customer_key)
-                    .where(orders.c.customer_key.in_(wanted))
-                    .distinct()
-                )
-            )
-
-    def _load_lookalikes(self, batch: list[CanonicalOrder]) -> None:
-        """Stored orders that share a fingerprint with one of the batch's new ones.
+    def _read_for_new_orders(self, batch: list[CanonicalOrder]) -> None:
+        """What the batch's new orders need, read together (one round trip on
+        PostgreSQL): the stored orders sharing a fingerprint with one of them
+        (its lookalikes), whether their customers ordered before, and on
+        PostgreSQL their ids (reserved here, used in :meth:`_new_orders`).
 
         On PostgreSQL each fingerprint is locked for the transaction first
         (an advisory lock, in sorted order): two routers taking the two halves
         of a duplicate pair at once see each other's order, not neither.
         """
-        for order in batch:  # each new order's first arrival in the batch
+        new = [order for order in batch if order.business_key not in self.states]
+        if not new:
+            return
+        prints = self._new_fingerprints(new) if self.suspicion.enabled else []
+        span = self._placed_span(batch) if prints else None
+        customers = self._new_customers(new) if self.hold_rules.first_order else []
+        if self.conn.dialect.name != "postgresql":
+            if span is not None:
+                self._keep_lookalikes(self._read_lookalikes(prints, span))
+            if customers:
+                self._keep_known_customers(
+                    self.conn.execute(
+                        select(orders.c.customer_key)
+                        .where(orders.c.customer_key.in_(customers))
+                        .distinct()
+                    )
+                )
+            return
+        reads: list[tuple[str, dict[str, Any], Any]] = []  # statement, parameters, reader
+        if prints:
+            reads.append((LOCK_PRINTS, {"prints": prints}, None))
+        if prints and span is not None:
+            since, until = span
+            bounds = {"since": since, "until": until, "cap": LOOKALIKES_PER_CHANNEL}
+            reads.append((LOOKALIKES, {"prints": prints, **bounds}, self._keep_lookalikes))
+        if customers:
+            reads.append((KNOWN_CUSTOMERS, {"keys": customers}, self._keep_known_customers))
+        count = len({order.business_key for order in new})
+        reads.append((RESERVE_IDS, {"table": orders.name, "count": count}, self._keep_ids))
+        answers = pipelined(self.conn, [(sql, params) for sql, params, _ in reads])
+        for (_, _, reader), rows in zip(reads, answers, strict=True):
+            if reader is not None:
+                reader(rows)
+
+    def _new_fingerprints(self, new: list[CanonicalOrder]) -> list[str]:
+        """Each new order's fingerprint (its first arrival in the batch), sorted."""
+        for order in new:
             key = order.business_key
-            if key not in self.states and key not in self.prints:
+            if key not in self.prints:
                 fp = fingerprint(order, self.suspicion.by)
                 if fp is not None:
                     self.prints[key] = fp
-        prints = sorted(set(self.prints.values()))
-        if not prints:
-            return
-        # Only those placed within the window of one of the batch's orders can
-        # be lookalikes (suspicion.within), and of those only the latest few of
-        # each channel are read: one is enough to suspect a new order, and a
-        # store's placeholder phone may have entered hundreds within the window.
+        return sorted(set(self.prints.values()))
+
+    def _placed_span(self, batch: list[CanonicalOrder]) -> tuple[datetime, datetime] | None:
+        """Only orders placed within the window of one of the batch's orders
+        can be lookalikes (suspicion.within); of those only the latest few of
+        each channel are read: one is enough to suspect a new order, and a
+        store's placeholder phone may have entered hundreds within the window."""
         placed = [o.placed_at for o in batch if o.placed_at is not None]
+        if not placed:
+            return None
         window = self.suspicion.window
-        span = (min(placed) - window, max(placed) + window) if placed else None
-        if self.conn.dialect.name == "postgresql":
-            found = self._lock_and_read_lookalikes(prints, span)
-        else:
-            found = list(self._read_lookalikes(prints, span)) if span else []
-        for row in found:
+        return min(placed) - window, max(placed) + window
+
+    @staticmethod
+    def _new_customers(new: list[CanonicalOrder]) -> list[str]:
+        return sorted({key for order in new if (key := customer_key(order)) is not None})
+
+    def _keep_lookalikes(self, rows: Iterable[Any]) -> None:
+        for row in rows:
             at = row.placed_at
             if at is not None and at.tzinfo is None:  # SQLite keeps no offset
                 at = at.replace(tzinfo=UTC)
@@ -216,27 +236,11 @@ class BatchRouting:
                 Lookalike(row.order_number, row.channel, at)
             )
 
-    def _lock_and_read_lookalikes(
-        self, prints: list[str], span: tuple[datetime, datetime] | None
-    ) -> list[Any]:
-        """PostgreSQL, one round trip: each fingerprint locked for the
-        transaction (in sorted order), then (when the batch's orders say when
-        they were placed) at most LOOKALIKES_PER_CHANNEL stored orders of each
-        (fingerprint, channel), the latest placed within ``span``: the channels
-        a fingerprint was seen on, one index probe each (a loose index scan),
-        then the latest few of each by the same index."""
-        statements: list[tuple[str, dict[str, Any]]] = [(LOCK_PRINTS, {"prints": prints})]
-        if span is not None:
-            since, until = span
-            statements.append(
-                (
-                    LOOKALIKES,
-                    {"prints": prints, "since": since, "until": until,
-                     "cap": LOOKALIKES_PER_CHANNEL},
-                )
-            )  # fmt: skip
-        read = pipelined(self.conn, statements)
-        return read[1] if span is not None else []
+    def _keep_known_customers(self, rows: Iterable[Any]) -> None:
+        self.known_customers = {row[0] for row in rows}
+
+    def _keep_ids(self, rows: Iterable[Any]) -> None:
+        self.reserved_ids = sorted(int(row[0]) for row in rows)
 
     def _read_lookalikes(self, prints: list[str], span: tuple[datetime, datetime]) -> Any:
         """At most LOOKALIKES_PER_CHANNEL stored orders of each (fingerprint,
@@ -548,7 +552,9 @@ class BatchRouting:
             }
             for key, s in new
         ]
-        ids = reserve_ids(self.conn, orders, len(rows))
+        ids: list[int] | None = self.reserved_ids[: len(rows)]  # read with the lookalikes
+        if ids is not None and len(ids) < len(rows):  # SQLite: None, inserted below
+            ids = reserve_ids(self.conn, orders, len(rows))
         reserved = ids is not None
         if ids is not None:  # PostgreSQL: inserted with the batch's other rows (_write)
             for row, id_ in zip(rows, ids, strict=True):

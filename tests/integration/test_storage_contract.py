@@ -868,17 +868,17 @@ def lookalikes_read() -> Iterator[list[int]]:
     from router import batch
 
     read: list[int] = []
-    original = batch.BatchRouting._load_lookalikes
+    original = batch.BatchRouting._read_for_new_orders
 
     def counted(self: batch.BatchRouting, orders_in_batch: list[Any]) -> None:
         original(self, orders_in_batch)
         read.append(sum(len(found) for found in self.lookalikes.values()))
 
-    batch.BatchRouting._load_lookalikes = counted  # type: ignore[method-assign,assignment]
+    batch.BatchRouting._read_for_new_orders = counted  # type: ignore[method-assign,assignment]
     try:
         yield read
     finally:
-        batch.BatchRouting._load_lookalikes = original  # type: ignore[method-assign]
+        batch.BatchRouting._read_for_new_orders = original  # type: ignore[method-assign]
 
 
 def test_lookalikes_and_known_customers_are_read_by_index_not_by_history(
