@@ -141,10 +141,11 @@ def pipelined(
 ) -> list[list[Any]]:
     """Run driver-level statements on PostgreSQL in one round trip (psycopg's
     pipeline), each with its own snapshot (READ COMMITTED); each one's rows,
-    as named tuples. In autocommit they share one implicit transaction, in
-    which PostgreSQL ignores SET LOCAL (with a warning): send BEGIN and
-    COMMIT among them for that; otherwise they run in the connection's. A lost connection is
-    DatabaseUnavailable (and the connection is dropped)."""
+    as named tuples. In autocommit they share one transaction, committed at
+    the end (a setting made for it lasts until then: ``set_config(..., true)``;
+    SET LOCAL works too, with a warning); otherwise they run in the
+    connection's. A lost connection is DatabaseUnavailable (and the
+    connection is dropped)."""
     import psycopg
     from psycopg.rows import namedtuple_row
 

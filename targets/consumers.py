@@ -41,7 +41,6 @@ from canonical.order import CanonicalOrder
 from infra.counters import Counters
 from infra.crashpoints import crash_point
 from infra.database import (
-    KEY_LOOKUPS,
     insert_one_absent,
     pipelined,
     prefer_key_lookups,
@@ -66,15 +65,17 @@ def claims_lost() -> DatabaseUnavailable:
 
 # PostgreSQL, one round trip: the batch's messages this session could claim (a
 # lock per consumer and message id), then (after the claims: its own snapshot)
-# what the inbox has of their orders, read by key.
+# what the inbox has of their orders, read by key. The pipeline is one
+# transaction (committed at its end; the claims are the session's and outlast
+# it): the claim also turns sequential scans off for it, as prefer_key_lookups
+# does, so the read is planned on the inbox's index (set_config: SET LOCAL
+# outside BEGIN made PostgreSQL log a warning every batch).
 CLAIM_AND_READ: tuple[str, ...] = (
-    "BEGIN",  # the batch's connection autocommits: SET LOCAL needs a transaction
-    KEY_LOOKUPS,
-    "SELECT m FROM unnest(%(ids)s::text[]) AS claim(m) "
-    "WHERE pg_try_advisory_lock(hashtextextended(%(consumer)s || m, 0))",
+    "SELECT m FROM unnest(%(ids)s::text[]) AS claim(m)"
+    " CROSS JOIN (SELECT set_config('enable_seqscan', 'off', true)) AS key_lookups"
+    " WHERE pg_try_advisory_lock(hashtextextended(%(consumer)s || m, 0))",
     "SELECT message_id, order_number, order_version, outcome FROM inbox "
     "WHERE consumer = %(target)s AND order_number = ANY(%(numbers)s)",
-    "COMMIT",  # the claims are the session's: they outlast it
 )  # the write-back target: its system is the order's channel
 
 
@@ -171,9 +172,9 @@ class DeliveryConsumer:
         numbers = sorted({e.order_number for _, e, _ in parsed if e.order_number})
         params = {"ids": ids, "consumer": f"{self.target}:", "target": self.target}
         params["numbers"] = numbers
-        statements = [(sql, params if "%(" in sql else {}) for sql in CLAIM_AND_READ]
+        statements = [(sql, params) for sql in CLAIM_AND_READ]
         with translate_db_errors():
-            _, _, claimed, rows, _ = pipelined(conn, statements)
+            claimed, rows = pipelined(conn, statements)
         mine = {row[0] for row in claimed}
         kept = []
         for index, envelope, number in parsed:

@@ -84,6 +84,25 @@ def test_a_consumers_claim_runs_with_its_index_setting_in_force(postgres_url: st
     engine.dispose()
 
 
+def test_the_claim_turns_sequential_scans_off_for_the_inbox_read_only(postgres_url: str) -> None:
+    from infra.database import pipelined
+    from targets.consumers import CLAIM_AND_READ
+
+    engine = make_engine(postgres_url)
+    params = {"ids": ["m-1"], "consumer": "finance:", "target": "finance", "numbers": ["OB1"]}
+    setting: tuple[str, dict[str, str]] = ("SELECT current_setting('enable_seqscan')", {})
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # as a consumer's batch
+        claimed, during, _ = pipelined(
+            conn, [(CLAIM_AND_READ[0], params), setting, (CLAIM_AND_READ[1], params)]
+        )
+        after = conn.exec_driver_sql(setting[0]).scalar()
+        conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+    assert [tuple(r) for r in claimed] == [("m-1",)]
+    assert (during[0][0], after) == ("off", "on")
+    engine.dispose()
+
+
 def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
     """The inbox insert each delivery makes (straight to the driver on
     PostgreSQL): a second copy of a row is no error and no second row; a
