@@ -37,7 +37,7 @@ EXTENSION = re.compile(
 MOST_CHARACTERS = 40
 CHINA = 86
 PLAIN_MOBILE = re.compile(r"1[3-9]\d{9}")  # 13800138000: a mainland mobile as typed
-PREFIX_DIGITS = 6  # libphonenumber's ranges differ by the 5th digit at most (1740[0-5])
+PREFIX_DIGITS = 5  # libphonenumber's ranges differ by the 5th digit at most (1740[0-5])
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,9 @@ def read_phone(text: str, country: str | None = "CN") -> Phone | None:
     return found
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 13)  # 7,000 prefixes from 13000 to 19999
 def _mainland_mobile_kind(prefix: str) -> str:
-    """The kind of every 11-digit mainland number with this 6-digit prefix
+    """The kind of every 11-digit mainland number with this 5-digit prefix
     ("" when none exists): libphonenumber's Chinese ranges are decided by the
     first digits (its patterns let any digits follow them), so one lookup per
     prefix stands for all of its numbers. This is the common case of an

@@ -106,7 +106,7 @@ def test_tax_counts_towards_the_total() -> None:
 
 def test_a_plain_mainland_mobile_reads_as_libphonenumber_reads_it() -> None:
     """The fast path for an 11-digit mainland number (one libphonenumber
-    lookup per 6-digit prefix) gives what the full parse gives, number for
+    lookup per 5-digit prefix) gives what the full parse gives, number for
     number: kind, E.164, and whether it exists at all; for numbers under
     every 5-digit prefix from 130 to 199 (libphonenumber's ranges differ by
     the 5th digit at most: 1740[0-5] is a mobile, 17406… is not)."""
@@ -116,7 +116,7 @@ def test_a_plain_mainland_mobile_reads_as_libphonenumber_reads_it() -> None:
 
     rng = random.Random(20261206)
     numbers = [
-        f"{prefix}{rng.randint(0, 999_999):06d}" for prefix in range(13000, 20000) for _ in "ab"
+        f"{prefix}{rng.randint(0, 999_999):06d}" for prefix in range(13000, 20000) for _ in "abcd"
     ]
     differ = [n for n in numbers if read_phone(n) != _parsed(n, "CN")]
     assert differ == []
