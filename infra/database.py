@@ -136,16 +136,25 @@ RESERVE_IDS = (
 )
 
 
+# What ``commit=True`` adds to a pipeline: the transaction ends in its round trip.
+# It is for the last statements of an ``engine.begin()`` block; the block's own
+# commit then has nothing to do (psycopg sends none when the server is idle).
+END_TRANSACTION = "COMMIT"
+
+
 def pipelined(
-    conn: Connection, statements: Sequence[tuple[str, Mapping[str, Any]]]
+    conn: Connection,
+    statements: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    commit: bool = False,
 ) -> list[list[Any]]:
     """Run driver-level statements on PostgreSQL in one round trip (psycopg's
     pipeline), each with its own snapshot (READ COMMITTED); each one's rows,
     as named tuples. In autocommit they share one transaction, committed at
     the end (a setting made for it lasts until then: ``set_config(..., true)``;
     SET LOCAL works too, with a warning); otherwise they run in the
-    connection's. A lost connection is DatabaseUnavailable (and the
-    connection is dropped)."""
+    connection's, which ``commit`` ends with them (see END_TRANSACTION). A
+    lost connection is DatabaseUnavailable (and the connection is dropped)."""
     import psycopg
     from psycopg.rows import namedtuple_row
 
@@ -157,18 +166,24 @@ def pipelined(
                 cursor = raw.cursor(row_factory=namedtuple_row)
                 cursor.execute(sql, dict(params))
                 cursors.append(cursor)
+            if commit:
+                raw.execute(END_TRANSACTION)
         return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
     except psycopg.Error as exc:
         raise _as_sqlalchemy_error(conn, exc) from exc
 
 
 def insert_pipelined(
-    conn: Connection, batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]]
+    conn: Connection,
+    batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]],
+    *,
+    commit: bool = False,
 ) -> None:
     """Insert each ``(table, rows)`` in turn, all in one round trip on
     PostgreSQL (psycopg's pipeline: one prepared INSERT run for each row, no
-    SQL compiled per batch); elsewhere through SQLAlchemy. JSON columns take
-    Python values, as with SQLAlchemy."""
+    SQL compiled per batch), ``commit`` ending the transaction in it too (see
+    END_TRANSACTION); elsewhere through SQLAlchemy, whose block commits. JSON
+    columns take Python values, as with SQLAlchemy."""
     batches = [(table, rows) for table, rows in batches if rows]
     if conn.dialect.name != "postgresql":
         for table, rows in batches:
@@ -191,6 +206,8 @@ def insert_pipelined(
                             for r in same
                         ],
                     )
+            if commit:
+                cursor.execute(END_TRANSACTION)
     except psycopg.Error as exc:
         raise _as_sqlalchemy_error(conn, exc) from exc
 

@@ -528,6 +528,7 @@ class BatchRouting:
                 (outbox, self.outbox_rows),
                 (arrivals, arrival_rows),
             ],
+            commit=True,  # the batch's last statements: committed in their round trip
         )
 
     def _new_orders(self) -> list[tuple[Any, list[dict[str, Any]]]]:

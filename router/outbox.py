@@ -212,8 +212,9 @@ class OutboxRelay:
                 self._failed(conn, row, error)
                 if not (isinstance(error, PublishNotConfirmed) and error.reason == "unroutable"):
                     failure = failure or error  # the broker's trouble, not the row's
-            if published and conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(MARK_PUBLISHED, {"now": utcnow(), "ids": published})
+            if published and conn.dialect.name == "postgresql":  # committed in its round trip
+                marking = {"now": utcnow(), "ids": published}
+                pipelined(conn, [(MARK_PUBLISHED, marking)], commit=True)
             elif published:
                 conn.execute(
                     update(outbox)

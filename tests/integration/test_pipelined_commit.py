@@ -1,0 +1,55 @@
+"""A pipeline may end its transaction (``commit=True``): the router's rows
+and the relay's marking are committed in the round trip that writes them.
+What is committed is visible at once; a pipeline that fails commits nothing
+and leaves the connection usable; the block's own commit does nothing more."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+
+from infra.database import insert_pipelined, make_engine, pipelined
+from infra.tables import arrivals
+
+
+def _arrival(message_id: str) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "message_id": message_id, "channel": "web-shop", "outcome": "new",
+        "received_at": now, "processed_at": now,
+    }  # fmt: skip
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(arrivals)) or 0)
+
+
+def test_rows_inserted_with_commit_are_committed_in_the_pipeline(postgres_url: str) -> None:
+    engine, other = make_engine(postgres_url), make_engine(postgres_url)
+    with engine.begin() as conn:
+        insert_pipelined(conn, [(arrivals, [_arrival("m-1"), _arrival("m-2")])], commit=True)
+        assert _count(other) == 2  # seen from another connection before the block ends
+    with engine.begin() as conn:  # the connection goes on as usual
+        insert_pipelined(conn, [(arrivals, [_arrival("m-3")])])
+        assert _count(other) == 2
+    assert _count(other) == 3
+    engine.dispose()
+    other.dispose()
+
+
+def test_a_failing_pipeline_with_commit_commits_nothing(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        insert_pipelined(conn, [(arrivals, [_arrival("m-1")])])
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        rows = [_arrival("m-2"), _arrival("m-1")]  # the second is there already
+        insert_pipelined(conn, [(arrivals, rows)], commit=True)
+    assert _count(engine) == 1  # m-2 rolled back with it
+    with engine.begin() as conn:
+        pipelined(conn, [("DELETE FROM arrivals WHERE message_id = 'm-1'", {})], commit=True)
+    assert _count(engine) == 0
+    engine.dispose()
