@@ -256,19 +256,27 @@ def _absent_insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"  # noqa: S608
 
 
-def insert_one_absent(conn: Connection, table: Any, row: Mapping[str, Any]) -> None:
+def insert_one_absent(
+    conn: Connection, table: Any, row: Mapping[str, Any], *, then: str | None = None
+) -> None:
     """Insert one row unless its unique key exists: on PostgreSQL straight to
     the driver (a prepared statement; no SQL compiled per row: the consumers
     write one inbox row per delivery, and SQLAlchemy's work was half their
     CPU), elsewhere as :func:`insert_all_absent`. The row's values must be
-    what the driver takes as they are (timezone-aware datetimes, no JSON)."""
+    what the driver takes as they are (timezone-aware datetimes, no JSON).
+    ``then``: a statement without parameters sent after it in the same round
+    trip (PostgreSQL only)."""
     for value in row.values():
         if isinstance(value, datetime) and value.tzinfo is None:
             raise ValueError("orderbus stores timezone-aware datetimes only")
     if conn.dialect.name != "postgresql":
         insert_all_absent(conn, table, [row])
         return
-    conn.exec_driver_sql(_absent_insert_sql(table.name, tuple(row)), dict(row))
+    sql = _absent_insert_sql(table.name, tuple(row))
+    if then is None:
+        conn.exec_driver_sql(sql, dict(row))
+    else:
+        pipelined(conn, [(sql, row), (then, {})])
 
 
 def insert_all_absent(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:

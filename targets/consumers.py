@@ -70,6 +70,7 @@ def claims_lost() -> DatabaseUnavailable:
 # it): the claim also turns sequential scans off for it, as prefer_key_lookups
 # does, so the read is planned on the inbox's index (set_config: SET LOCAL
 # outside BEGIN made PostgreSQL log a warning every batch).
+RELEASE_CLAIMS = "SELECT pg_advisory_unlock_all()"
 CLAIM_AND_READ: tuple[str, ...] = (
     "SELECT m FROM unnest(%(ids)s::text[]) AS claim(m)"
     " CROSS JOIN (SELECT set_config('enable_seqscan', 'off', true)) AS key_lookups"
@@ -152,11 +153,13 @@ class DeliveryConsumer:
                 self._deliver_each(messages, parsed, results, keeping)
                 return results
             keeping = keeping.execution_options(isolation_level="AUTOCOMMIT")  # a row a commit
+            released = False  # the claims end with the last row, or after the batch
             try:
                 parsed, seen = self._claimed(keeping, parsed, results)
-                self._deliver_each(messages, parsed, results, keeping, seen)
+                released = self._deliver_each(messages, parsed, results, keeping, seen)
             finally:
-                self._release(keeping)
+                if not released:
+                    self._release(keeping)
         return results
 
     def _claimed(
@@ -192,7 +195,7 @@ class DeliveryConsumer:
         """End the batch's claims; a connection that cannot is closed (its
         claims end with its session)."""
         try:
-            conn.exec_driver_sql("SELECT pg_advisory_unlock_all()")
+            conn.exec_driver_sql(RELEASE_CLAIMS)
         except Exception:
             conn.invalidate()
 
@@ -203,12 +206,16 @@ class DeliveryConsumer:
         results: list[BaseException | None],
         keeping: Connection,
         seen: tuple[set[str], dict[str, int]] | None = None,
-    ) -> None:
+    ) -> bool:
         """Send each message not handled before, in turn, keeping its inbox
-        row before the next; after a transient failure the rest wait."""
+        row before the next; after a transient failure the rest wait. With
+        ``seen`` (the claims' reading), the last message's row also ends the
+        batch's claims, in its round trip: True when it did."""
         if not parsed:
-            return
+            return False
         handled, newest = seen or self._seen([envelope for _, envelope, _ in parsed])
+        last = parsed[-1][0] if seen is not None else None
+        released = False
         failed: BaseException | None = None  # the endpoint is down: the rest waits
         for index, envelope, number in parsed:
             if failed is not None:
@@ -226,9 +233,12 @@ class DeliveryConsumer:
             # an after-sale's document is not a revision: a newer revision
             # delivered first does not make an intercept or a refund moot
             is_document = bool(messages[index].headers.get(H_DOCUMENT))
+            release = index == last
             if not is_document and self._superseded(envelope, number, newest):
-                if self._keep(keeping, self._record(envelope, number, "superseded", None, 0)):
-                    failed = claims_lost()
+                superseded = self._record(envelope, number, "superseded", None, 0)
+                lost = self._keep(keeping, superseded, release)
+                failed = claims_lost() if lost else None
+                released = release and not lost  # a new connection holds no claims
                 continue
             with span(
                 f"deliver {self.target}",
@@ -241,9 +251,11 @@ class DeliveryConsumer:
                     mark_failed(outcome[0])
             results[index], failed, record = outcome
             if record is not None:
-                if self._keep(keeping, record):
-                    failed = failed or claims_lost()
+                lost = self._keep(keeping, record, release)
+                failed = failed or (claims_lost() if lost else None)
+                released = release and not lost
                 self._count(record)
+        return released
 
     def _count(self, record: dict[str, object]) -> None:
         """The delivery's time since its revision arrived at the router, as kept in its row."""
@@ -252,18 +264,20 @@ class DeliveryConsumer:
             self.counters.observe_latency(self.target, latency_ms / 1000)
 
     @staticmethod
-    def _keep(conn: Connection, record: dict[str, object]) -> bool:
+    def _keep(conn: Connection, record: dict[str, object], release: bool = False) -> bool:
         """Commit one inbox row now, on the batch's connection (one round trip
         on PostgreSQL): the next send waits for it. A connection lost since
         the last row (the database restarted while a system was answering) is
         replaced once. The database away raises (TransientError), the rest of
         the batch is not sent, and the bus delivers them again; only this
         delivery can be repeated. True when the row went in on a new
-        connection (the batch's claims ended with the old one)."""
+        connection (the batch's claims ended with the old one). ``release``:
+        the row is the batch's last, and the claims end with it (PostgreSQL)."""
         for last_try in (False, True):
             try:
                 with translate_db_errors():
-                    insert_one_absent(conn, inbox, record)
+                    then = RELEASE_CLAIMS if release and not last_try else None
+                    insert_one_absent(conn, inbox, record, then=then)
                     conn.commit()
                 return last_try
             except DatabaseUnavailable:

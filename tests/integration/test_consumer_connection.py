@@ -103,6 +103,30 @@ def test_the_claim_turns_sequential_scans_off_for_the_inbox_read_only(postgres_u
     engine.dispose()
 
 
+def test_a_batch_ends_its_claims_with_its_last_row_or_after_it(postgres_url: str) -> None:
+    """The last row's round trip also ends the batch's claims; a batch whose
+    last message needs no row (sent before) ends them after. Either way none
+    is left for another process to wait on."""
+    engine = make_engine(postgres_url)
+    batch = _batch(engine, 3)
+    app = quick_app(postgres_url, finance_url="http://finance.test/orders")
+    answer = httpx.MockTransport(lambda request: httpx.Response(200))
+    consumer = app.delivery_consumer("finance", transport=answer)
+    advisory = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+
+    def claims_left() -> int:
+        with engine.connect() as conn:
+            return int(conn.scalar(advisory) or 0)
+
+    assert consumer.handle_batch(batch[:2]) == [None, None]
+    assert claims_left() == 0
+    assert consumer.handle_batch([batch[2], batch[0]]) == [None, None]  # the last: sent before
+    assert claims_left() == 0
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(inbox)) == 3
+    engine.dispose()
+
+
 def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
     """The inbox insert each delivery makes (straight to the driver on
     PostgreSQL): a second copy of a row is no error and no second row; a
