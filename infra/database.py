@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Engine, create_engine, event, insert
+from sqlalchemy import JSON, Connection, Engine, bindparam, create_engine, event, insert
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
@@ -177,17 +177,30 @@ def insert_pipelined(
     conn: Connection,
     batches: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]],
     *,
+    updates: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]] = (),
     commit: bool = False,
 ) -> None:
-    """Insert each ``(table, rows)`` in turn, all in one round trip on
-    PostgreSQL (psycopg's pipeline: one prepared INSERT run for each row, no
-    SQL compiled per batch), ``commit`` ending the transaction in it too (see
-    END_TRANSACTION); elsewhere through SQLAlchemy, whose block commits. JSON
-    columns take Python values, as with SQLAlchemy."""
+    """Insert each ``(table, rows)`` in turn, then make the ``updates`` (each
+    row's ``id`` names the row, its other keys are the columns set), all in
+    one round trip on PostgreSQL (psycopg's pipeline: one prepared statement
+    run for each row, no SQL compiled per batch), ``commit`` ending the
+    transaction in it too (see END_TRANSACTION); elsewhere through
+    SQLAlchemy, whose block commits. JSON columns take Python values, as
+    with SQLAlchemy."""
     batches = [(table, rows) for table, rows in batches if rows]
+    updates = [(table, rows) for table, rows in updates if rows]
     if conn.dialect.name != "postgresql":
         for table, rows in batches:
             conn.execute(table.insert(), list(rows))
+        for table, rows in updates:
+            for alike in _same_columns(rows).values():
+                conn.execute(
+                    table.update().where(table.c.id == bindparam("row_id")),
+                    [
+                        {"row_id": r["id"], **{k: v for k, v in r.items() if k != "id"}}
+                        for r in alike
+                    ],
+                )
         return
     import psycopg
 
@@ -196,15 +209,15 @@ def insert_pipelined(
         with raw.pipeline(), raw.cursor() as cursor:
             for table, rows in batches:
                 for columns, same in _by_columns(table, rows).items():
-                    json_columns = frozenset(
-                        c for c in columns if isinstance(table.c[c].type, JSON)
-                    )
                     cursor.executemany(
-                        _insert_sql(table.name, columns, json_columns),
-                        [
-                            {c: json.dumps(v) if c in json_columns else v for c, v in r.items()}
-                            for r in same
-                        ],
+                        _insert_sql(table.name, columns, _json_columns(table, columns)),
+                        _as_driver_rows(table, columns, same),
+                    )
+            for table, rows in updates:
+                for columns, alike in _same_columns(rows).items():
+                    cursor.executemany(
+                        _update_sql(table.name, columns, _json_columns(table, columns)),
+                        _as_driver_rows(table, columns, alike),
                     )
             if commit:
                 cursor.execute(END_TRANSACTION)
@@ -240,6 +253,44 @@ def _by_columns(
         full = {**{k: v for k, v in defaults.items() if k not in row}, **row}
         grouped.setdefault(tuple(full), []).append(full)
     return grouped
+
+
+def _keyed_by_row_id(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An update's row for SQLAlchemy: its id under a name no column has."""
+    return {("row_id" if k == "id" else k): v for k, v in row.items()}
+
+
+def _same_columns(
+    rows: Sequence[Mapping[str, Any]],
+) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+    grouped: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(tuple(row), []).append(row)
+    return grouped
+
+
+def _json_columns(table: Any, columns: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(c for c in columns if isinstance(table.c[c].type, JSON))
+
+
+def _as_driver_rows(
+    table: Any, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows as the driver takes them: JSON columns' values as JSON text."""
+    json_columns = _json_columns(table, columns)
+    if not json_columns:
+        return [dict(r) for r in rows]
+    return [{c: json.dumps(v) if c in json_columns else v for c, v in r.items()} for r in rows]
+
+
+@functools.cache
+def _update_sql(table: str, columns: tuple[str, ...], json_columns: frozenset[str]) -> str:
+    sets = ", ".join(
+        f"{c} = %({c})s::json" if c in json_columns else f"{c} = %({c})s"
+        for c in columns
+        if c != "id"
+    )
+    return f"UPDATE {table} SET {sets} WHERE id = %(id)s"  # noqa: S608
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select
 
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus, content_hash_of, wire_of
@@ -503,19 +503,8 @@ class BatchRouting:
     def _write(self) -> None:
         new_orders = self._new_orders()
         changed = [s for s in self.states.values() if not s.is_new and s.values]
-        if changed:
-            self.conn.execute(
-                update(orders).where(orders.c.id == bindparam("order_id")),
-                [
-                    {"order_id": s.id, "hold_status": s.hold_status, **(s.values or {})}
-                    for s in changed
-                ],
-            )
-        if self.parcels_noticed:
-            self.conn.execute(
-                update(orders).where(orders.c.id == bindparam("order_id")),
-                [{"order_id": s.id, "parcel_noticed_at": self.now} for s in self.parcels_noticed],
-            )
+        updated = [{"id": s.id, "hold_status": s.hold_status, **(s.values or {})} for s in changed]
+        noticed = [{"id": s.id, "parcel_noticed_at": self.now} for s in self.parcels_noticed]
         newly_held = [{"order_id": s.id, **s.new_hold} for s in changed if s.new_hold]
         arrival_rows = [
             {"order_id": s.id, **row} for s in self.states.values() for row in s.arrival_rows
@@ -528,6 +517,7 @@ class BatchRouting:
                 (outbox, self.outbox_rows),
                 (arrivals, arrival_rows),
             ],
+            updates=[(orders, updated), (orders, noticed)],  # after: a new order's notice too
             commit=True,  # the batch's last statements: committed in their round trip
         )
 

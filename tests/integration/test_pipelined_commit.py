@@ -53,3 +53,36 @@ def test_a_failing_pipeline_with_commit_commits_nothing(postgres_url: str) -> No
         pipelined(conn, [("DELETE FROM arrivals WHERE message_id = 'm-1'", {})], commit=True)
     assert _count(engine) == 0
     engine.dispose()
+
+
+def _message(message_id: str) -> dict[str, object]:
+    return {
+        "message_id": message_id, "exchange": "orders", "routing_key": "deliver.finance",
+        "headers": {"x-orderbus-channel": "web-shop"}, "body": "{}",
+        "created_at": datetime.now(UTC),
+    }  # fmt: skip
+
+
+def test_updates_go_after_the_inserts_on_every_backend(engine: Engine) -> None:
+    """The router's changed orders are updated in its batch's last round trip,
+    after its inserts (so an order created in the batch can be updated too)."""
+    from infra.tables import outbox
+
+    with engine.begin() as conn:
+        insert_pipelined(conn, [(outbox, [_message("a"), _message("b")])])
+    with engine.connect() as conn:
+        ids = {m: i for m, i in conn.execute(select(outbox.c.message_id, outbox.c.id))}
+    changes = [
+        {"id": ids["a"], "headers": {"seen": "twice"}, "last_error": "broker away"},
+        {"id": ids["b"], "attempts": 3},
+    ]
+    with engine.begin() as conn:
+        insert_pipelined(
+            conn, [(outbox, [_message("c")])], updates=[(outbox, changes)], commit=True
+        )
+    with engine.connect() as conn:
+        rows = {r.message_id: r for r in conn.execute(select(outbox)).all()}
+    assert (rows["a"].headers, rows["a"].last_error, rows["a"].attempts) == (
+        {"seen": "twice"}, "broker away", 0,
+    )  # fmt: skip
+    assert (rows["b"].attempts, rows["b"].last_error, rows["c"].attempts) == (3, None, 0)
