@@ -120,3 +120,20 @@ def private_schema(base_url: str) -> Iterator[str]:
 
 def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+def end_sessions_named(engine: object, name: str) -> int:
+    """End the PostgreSQL sessions whose ``application_name`` is ``name``, as
+    a restarted database or a proxy would; how many there were."""
+    from sqlalchemy import Engine, text
+
+    assert isinstance(engine, Engine)
+    with engine.begin() as conn:
+        ended = conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :name"
+            ),
+            {"name": name},
+        )
+    return int(ended or 0)

@@ -19,6 +19,7 @@ from infra.database import make_engine
 from infra.tables import inbox
 from targets.consumers import DeliveryConsumer
 from tests.outbox_messages import quick_app
+from tests.services import end_sessions_named
 from tests.unit.test_consumer_reliability import _batch
 
 
@@ -32,15 +33,7 @@ def test_a_connection_lost_during_a_send_loses_no_record(postgres_url: str) -> N
     def finance(request: httpx.Request) -> httpx.Response:
         got[request.headers["Idempotency-Key"]] += 1
         if sum(got.values()) == 2:  # the consumer's connections die as this one is taken
-            with engine.begin() as conn:
-                killed = conn.scalar(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE application_name = :name"
-                    ),
-                    {"name": name},
-                )
-            assert killed >= 1
+            assert end_sessions_named(engine, name) >= 1
         return httpx.Response(200)
 
     app = quick_app(consumer_url, finance_url="http://finance.test/orders")
