@@ -114,22 +114,12 @@ def dialect_insert(conn: Connection, table: Any) -> Insert:
     return insert(table)
 
 
-def reserve_ids(conn: Connection, table: Any, count: int) -> list[int] | None:
-    """``count`` new ids from ``table``'s id sequence, in one round trip
-    (PostgreSQL); None elsewhere (insert with RETURNING there).
-
-    With the ids known, a batch's rows go in as one prepared statement run
-    for each row (psycopg's pipeline) instead of one multi-row INSERT …
-    RETURNING whose text (hundreds of parameters, a new length each batch)
-    the driver parses again every time: that parse was the router's largest
-    single cost per order (``python -m bench.profile``)."""
-    if conn.dialect.name != "postgresql" or count <= 0:
-        return None
-    found = conn.exec_driver_sql(RESERVE_IDS, {"table": table.name, "count": count}).scalars()
-    return sorted(int(n) for n in found)
-
-
-# reserve_ids's statement, for a pipeline (parameters: table, count)
+# New ids from a table's id sequence (parameters: table, count), read in a
+# pipeline. With the ids known, a batch's rows go in as one prepared statement
+# run for each row (psycopg's pipeline) instead of one multi-row INSERT …
+# RETURNING whose text (hundreds of parameters, a new length each batch) the
+# driver parses again every time: that parse was the router's largest single
+# cost per order (``python -m bench.profile``).
 RESERVE_IDS = (
     "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%(table)s, 'id') AS seq) s,"
     " generate_series(1, %(count)s)"

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, func, insert, select
 from canonical.envelope import Envelope, utcnow
 from canonical.order import CanonicalOrder, OrderStatus, content_hash_of, wire_of
 from canonical.tracking import PARCEL_NOTICE_SUFFIX, ParcelState
-from infra.database import KEY_LOOKUPS, RESERVE_IDS, insert_pipelined, pipelined, reserve_ids
+from infra.database import KEY_LOOKUPS, RESERVE_IDS, insert_pipelined, pipelined
 from infra.logs import about_envelope
 from infra.tables import arrivals, holds, orders, outbox
 from infra.topology import Topology
@@ -543,11 +543,11 @@ class BatchRouting:
             }
             for key, s in new
         ]
-        ids: list[int] | None = self.reserved_ids[: len(rows)]  # read with the lookalikes
-        if ids is not None and len(ids) < len(rows):  # SQLite: None, inserted below
-            ids = reserve_ids(self.conn, orders, len(rows))
-        reserved = ids is not None
-        if ids is not None:  # PostgreSQL: inserted with the batch's other rows (_write)
+        reserved = self.conn.dialect.name == "postgresql"
+        if reserved:  # ids read with the lookalikes; the rows go in with the batch's others
+            if len(self.reserved_ids) < len(rows):  # one was reserved for each new order
+                raise AssertionError(f"{len(rows)} new orders, {len(self.reserved_ids)} ids")
+            ids = self.reserved_ids[: len(rows)]
             for row, id_ in zip(rows, ids, strict=True):
                 row["id"] = id_
         else:
