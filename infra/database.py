@@ -216,14 +216,20 @@ def insert_pipelined(
 
 
 def _as_sqlalchemy_error(conn: Connection, exc: Exception) -> Exception:
-    """A driver error from a pipeline as SQLAlchemy would have raised it (a
-    lost race is an IntegrityError the caller retries); a lost connection is
+    """A driver error from a pipeline (or a statement sent straight to the
+    driver) as SQLAlchemy would have raised it (a lost race is an
+    IntegrityError the caller retries); a lost connection, closed or ending
+    as SQLAlchemy's dialect tells (the server shutting it down), is
     DatabaseUnavailable, and the connection is dropped."""
     import psycopg
 
-    if isinstance(exc, psycopg.OperationalError) and conn.connection.dbapi_connection is not None:
-        if conn.connection.dbapi_connection.closed:
+    raw = conn.connection.dbapi_connection
+    if isinstance(exc, psycopg.OperationalError) and raw is not None:
+        if raw.closed or conn.dialect.is_disconnect(exc, raw, None):  # type: ignore[arg-type]
             conn.invalidate()
+            # the pool's other connections may be as dead (a restart): they are
+            # replaced, as SQLAlchemy does on a disconnect it sees itself
+            conn.engine.dispose()
             return DatabaseUnavailable(f"database unavailable: {exc}")
     return sa_exc.DBAPIError.instance(None, None, exc, psycopg.Error)
 
@@ -300,11 +306,12 @@ def _absent_insert_sql(table: str, columns: tuple[str, ...]) -> str:
 def insert_one_absent(
     conn: Connection, table: Any, row: Mapping[str, Any], *, then: str | None = None
 ) -> None:
-    """Insert one row unless its unique key exists: on PostgreSQL straight to
-    the driver (a prepared statement; no SQL compiled per row: the consumers
-    write one inbox row per delivery, and SQLAlchemy's work was half their
-    CPU), elsewhere as :func:`insert_all_absent`. The row's values must be
-    what the driver takes as they are (timezone-aware datetimes, no JSON).
+    """Insert one row unless its unique key exists: on PostgreSQL a prepared
+    statement (no SQL compiled per row: the consumers write one inbox row per
+    delivery, and SQLAlchemy's work was half their CPU), on an autocommitted
+    connection straight to the driver; elsewhere as :func:`insert_all_absent`.
+    The row's values must be what the driver takes as they are
+    (timezone-aware datetimes, no JSON).
     ``then``: a statement without parameters sent after it in the same round
     trip (PostgreSQL only)."""
     for value in row.values():
@@ -314,10 +321,19 @@ def insert_one_absent(
         insert_all_absent(conn, table, [row])
         return
     sql = _absent_insert_sql(table.name, tuple(row))
-    if then is None:
-        conn.exec_driver_sql(sql, dict(row))
-    else:
+    if then is not None:
         pipelined(conn, [(sql, row), (then, {})])
+        return
+    raw: Any = conn.connection.dbapi_connection
+    if not raw.autocommit:  # in SQLAlchemy's transaction: through it, so it commits this
+        conn.exec_driver_sql(sql, dict(row))
+        return
+    import psycopg
+
+    try:  # autocommitted: nothing of SQLAlchemy's is needed (its work was ~40 us a row)
+        raw.execute(sql, dict(row))
+    except psycopg.Error as exc:
+        raise _as_sqlalchemy_error(conn, exc) from exc
 
 
 def insert_all_absent(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:

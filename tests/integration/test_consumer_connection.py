@@ -148,6 +148,29 @@ def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
         insert_one_absent(conn, inbox, naive)
 
 
+def test_an_inbox_row_on_an_autocommitted_connection_is_kept_at_once(postgres_url: str) -> None:
+    """As a consumer keeps its rows: straight to the driver, committed by the
+    statement itself; a second copy is no error and no second row."""
+    from datetime import UTC, datetime
+
+    from infra.database import insert_one_absent
+
+    engine = make_engine(postgres_url)
+    row = {
+        "consumer": "finance", "message_id": "OB1-v1-finance", "order_number": "OB1",
+        "order_version": 1, "outcome": "delivered", "response_status": 200, "attempts": 1,
+        "delivered_at": datetime.now(UTC), "mapping_version": None,
+    }  # fmt: skip
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        insert_one_absent(conn, inbox, row)
+        insert_one_absent(conn, inbox, {**row, "attempts": 2})
+        with engine.connect() as other:  # before this connection does anything more
+            kept = other.execute(select(inbox.c.attempts)).scalars().all()
+    assert kept == [1]
+    engine.dispose()
+
+
 def test_copies_of_one_message_in_two_processes_are_sent_once(postgres_url: str) -> None:
     engine = make_engine(postgres_url)
     batch = _batch(engine, 2)
