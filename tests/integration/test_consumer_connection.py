@@ -120,11 +120,21 @@ def test_a_batch_ends_its_claims_with_its_last_row_or_after_it(postgres_url: str
     engine.dispose()
 
 
+def _inbox_row(consumer: str) -> dict[str, object]:
+    from datetime import UTC, datetime
+
+    return {
+        "consumer": consumer, "message_id": f"OB1-v1-{consumer}", "order_number": "OB1",
+        "order_version": 1, "outcome": "delivered", "response_status": 200, "attempts": 1,
+        "delivered_at": datetime.now(UTC), "mapping_version": None,
+    }  # fmt: skip
+
+
 def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
     """The inbox insert each delivery makes (straight to the driver on
     PostgreSQL): a second copy of a row is no error and no second row; a
     time without its zone is refused, on every backend."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
     import pytest
     from sqlalchemy import Engine
@@ -132,11 +142,7 @@ def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
     from infra.database import insert_one_absent
 
     assert isinstance(engine, Engine)
-    row = {
-        "consumer": "warehouse", "message_id": "OB1-v1-warehouse", "order_number": "OB1",
-        "order_version": 1, "outcome": "delivered", "response_status": 200, "attempts": 1,
-        "delivered_at": datetime.now(UTC), "mapping_version": None,
-    }  # fmt: skip
+    row = _inbox_row("warehouse")
     with engine.begin() as conn:
         insert_one_absent(conn, inbox, row)
         insert_one_absent(conn, inbox, {**row, "attempts": 2})
@@ -151,16 +157,10 @@ def test_an_inbox_row_written_twice_is_kept_once(engine: object) -> None:
 def test_an_inbox_row_on_an_autocommitted_connection_is_kept_at_once(postgres_url: str) -> None:
     """As a consumer keeps its rows: straight to the driver, committed by the
     statement itself; a second copy is no error and no second row."""
-    from datetime import UTC, datetime
-
     from infra.database import insert_one_absent
 
     engine = make_engine(postgres_url)
-    row = {
-        "consumer": "finance", "message_id": "OB1-v1-finance", "order_number": "OB1",
-        "order_version": 1, "outcome": "delivered", "response_status": 200, "attempts": 1,
-        "delivered_at": datetime.now(UTC), "mapping_version": None,
-    }  # fmt: skip
+    row = _inbox_row("finance")
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         insert_one_absent(conn, inbox, row)
