@@ -186,10 +186,7 @@ def insert_pipelined(
             for alike in _same_columns(rows).values():
                 conn.execute(
                     table.update().where(table.c.id == bindparam("row_id")),
-                    [
-                        {"row_id": r["id"], **{k: v for k, v in r.items() if k != "id"}}
-                        for r in alike
-                    ],
+                    [_keyed_by_row_id(r) for r in alike],
                 )
         return
     import psycopg
@@ -199,15 +196,17 @@ def insert_pipelined(
         with raw.pipeline(), raw.cursor() as cursor:
             for table, rows in batches:
                 for columns, same in _by_columns(table, rows).items():
+                    json_columns = _json_columns(table, columns)
                     cursor.executemany(
-                        _insert_sql(table.name, columns, _json_columns(table, columns)),
-                        _as_driver_rows(table, columns, same),
+                        _insert_sql(table.name, columns, json_columns),
+                        _as_driver_rows(json_columns, same),
                     )
             for table, rows in updates:
                 for columns, alike in _same_columns(rows).items():
+                    json_columns = _json_columns(table, columns)
                     cursor.executemany(
-                        _update_sql(table.name, columns, _json_columns(table, columns)),
-                        _as_driver_rows(table, columns, alike),
+                        _update_sql(table.name, columns, json_columns),
+                        _as_driver_rows(json_columns, alike),
                     )
             if commit:
                 cursor.execute(END_TRANSACTION)
@@ -236,7 +235,7 @@ def _as_sqlalchemy_error(conn: Connection, exc: Exception) -> Exception:
 
 def _by_columns(
     table: Any, rows: Sequence[Mapping[str, Any]]
-) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
     """The rows grouped by the columns they give, each with the columns'
     Python-side scalar defaults filled in (as SQLAlchemy's insert would)."""
     defaults = {
@@ -244,11 +243,7 @@ def _by_columns(
         for c in table.columns
         if c.default is not None and getattr(c.default, "is_scalar", False)
     }
-    grouped: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        full = {**{k: v for k, v in defaults.items() if k not in row}, **row}
-        grouped.setdefault(tuple(full), []).append(full)
-    return grouped
+    return _same_columns([{**{k: v for k, v in defaults.items() if k not in r}, **r} for r in rows])
 
 
 def _keyed_by_row_id(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -259,6 +254,7 @@ def _keyed_by_row_id(row: Mapping[str, Any]) -> dict[str, Any]:
 def _same_columns(
     rows: Sequence[Mapping[str, Any]],
 ) -> dict[tuple[str, ...], list[Mapping[str, Any]]]:
+    """The rows grouped by the columns they give (an executemany a group)."""
     grouped: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for row in rows:
         grouped.setdefault(tuple(row), []).append(row)
@@ -270,10 +266,9 @@ def _json_columns(table: Any, columns: tuple[str, ...]) -> frozenset[str]:
 
 
 def _as_driver_rows(
-    table: Any, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+    json_columns: frozenset[str], rows: Sequence[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """The rows as the driver takes them: JSON columns' values as JSON text."""
-    json_columns = _json_columns(table, columns)
     if not json_columns:
         return [dict(r) for r in rows]
     return [{c: json.dumps(v) if c in json_columns else v for c, v in r.items()} for r in rows]
