@@ -10,7 +10,6 @@ reasons instead of a parse error.
 from __future__ import annotations
 
 import hashlib
-import json
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -18,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from canonical.aftersales import AfterSale
+from canonical.json_bytes import sorted_compact
 from canonical.money import Money
 from canonical.tracking import Tracking
 
@@ -218,9 +218,7 @@ class CanonicalOrder(_Model):
 
 def wire_of(dumped: dict[str, Any]) -> bytes:
     """An order's ``model_dump(mode="json")`` as :meth:`CanonicalOrder.to_wire` sends it."""
-    return json.dumps(dumped, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode(
-        "utf-8"
-    )
+    return sorted_compact(dumped)
 
 
 def content_hash_of(dumped: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql.dml import Insert
 
 from canonical.errors import DatabaseUnavailable
+from canonical.json_bytes import compact_text
 from infra.tables import metadata
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -271,7 +271,7 @@ def _as_driver_rows(
     """The rows as the driver takes them: JSON columns' values as JSON text."""
     if not json_columns:
         return [dict(r) for r in rows]
-    return [{c: json.dumps(v) if c in json_columns else v for c, v in r.items()} for r in rows]
+    return [{c: compact_text(v) if c in json_columns else v for c, v in r.items()} for r in rows]
 
 
 @functools.cache
