@@ -8,7 +8,7 @@ from connectors.registry import check_poller
 from infra.setting_specs import LegacySpec
 from infra.settings import Settings
 from orderbus.bootstrap import ConfigurationError, bootstrap
-from orderbus.runner import Daemon
+from orderbus.runner import Daemon, server_config
 from tests.unit.test_mapping import ERP_MAPPING
 
 
@@ -162,3 +162,10 @@ def test_the_admin_component_runs_the_alert_rules_when_configured(sqlite_url: st
     daemon = Daemon(app, ("admin",))
     daemon.build()
     assert sorted(t.name for t in daemon.threads) == ["admin", "alerts", "retention", "retry-jobs"]
+
+
+def test_http_components_are_served_by_httptools_on_uvloop() -> None:
+    config = server_config(object(), "127.0.0.1", 0)
+    config.load()
+    assert config.http_protocol_class.__name__ == "HttpToolsProtocol"
+    assert config.get_loop_factory().__module__ == "uvloop"
