@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -114,22 +114,29 @@ def dialect_insert(conn: Connection, table: Any) -> Insert:
     return insert(table)
 
 
-# New ids from a table's id sequence (parameters: table, count), read in a
-# pipeline. With the ids known, a batch's rows go in as one prepared statement
-# run for each row (psycopg's pipeline) instead of one multi-row INSERT …
-# RETURNING whose text (hundreds of parameters, a new length each batch) the
-# driver parses again every time: that parse was the router's largest single
-# cost per order (``python -m bench.profile``).
+# New ids from a table's id sequence (parameters: table, count), read with the
+# batch's other reads. With the ids known, a batch's rows go in as one prepared
+# statement run for each row (psycopg's pipeline) instead of one multi-row
+# INSERT … RETURNING whose text (hundreds of parameters, a new length each
+# batch) the driver parses again every time: that parse was the router's
+# largest single cost per order (``python -m bench.profile``).
 RESERVE_IDS = (
     "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%(table)s, 'id') AS seq) s,"
     " generate_series(1, %(count)s)"
 )
 
 
-# What ``commit=True`` adds to a pipeline: the transaction ends in its round trip.
+# What ``commit=True`` adds to a round trip: the transaction ends in it.
 # It is for the last statements of an ``engine.begin()`` block; the block's own
 # commit then has nothing to do (psycopg sends none when the server is idle).
 END_TRANSACTION = "COMMIT"
+
+
+def _as_one_query(cursor: Any, statements: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
+    """Statements and their parameters as one text, the values written in as
+    literals by the driver (psycopg's client-side binding: its quoting, by the
+    connection's encoding and settings, never ours)."""
+    return ";\n".join(cursor.mogrify(sql, dict(params)) for sql, params in statements)
 
 
 def pipelined(
@@ -138,27 +145,33 @@ def pipelined(
     *,
     commit: bool = False,
 ) -> list[list[Any]]:
-    """Run driver-level statements on PostgreSQL in one round trip (psycopg's
-    pipeline), each with its own snapshot (READ COMMITTED); each one's rows,
-    as named tuples. In autocommit they share one transaction, committed at
-    the end (a setting made for it lasts until then: ``set_config(..., true)``;
-    SET LOCAL works too, with a warning); otherwise they run in the
-    connection's, which ``commit`` ends with them (see END_TRANSACTION). A
-    lost connection is DatabaseUnavailable (and the connection is dropped)."""
+    """Run driver-level statements on PostgreSQL in one round trip; each
+    one's rows, as named tuples. In autocommit they share one transaction
+    (a setting made for it lasts until its end: ``set_config(..., true)`` or
+    SET LOCAL); otherwise they run in the connection's, which ``commit`` ends
+    with them (see END_TRANSACTION). A lost connection is DatabaseUnavailable
+    (and the connection is dropped).
+
+    They go as one query with their values written in by the driver, not as
+    psycopg's pipeline of prepared statements: the pipeline cost 10-14 us of
+    the client's CPU a statement more (a poll and a send each, and the
+    prepared statements' bookkeeping), and the server's CPU was the same."""
     import psycopg
     from psycopg.rows import namedtuple_row
 
     raw: Any = conn.connection.dbapi_connection
     try:
-        with raw.pipeline():
-            cursors = []
-            for sql, params in statements:
-                cursor = raw.cursor(row_factory=namedtuple_row)
-                cursor.execute(sql, dict(params))
-                cursors.append(cursor)
-            if commit:
-                raw.execute(END_TRANSACTION)
-        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        cursor = psycopg.ClientCursor(raw, row_factory=namedtuple_row)
+        text = _as_one_query(cursor, statements)
+        # one simple-protocol query: one message, each statement its own
+        # snapshot; never prepared (a text of several statements cannot be)
+        cursor.execute(f"{text};\n{END_TRANSACTION}" if commit else text, prepare=False)
+        answers = []
+        for index in range(len(statements)):
+            if index:
+                cursor.nextset()
+            answers.append(cursor.fetchall() if cursor.description else [])
+        return answers
     except psycopg.Error as exc:
         raise _as_sqlalchemy_error(conn, exc) from exc
 
@@ -176,7 +189,12 @@ def insert_pipelined(
     run for each row, no SQL compiled per batch), ``commit`` ending the
     transaction in it too (see END_TRANSACTION); elsewhere through
     SQLAlchemy, whose block commits. JSON columns take Python values, as
-    with SQLAlchemy."""
+    with SQLAlchemy.
+
+    Rows go as parameters, not written into one query as :func:`pipelined`
+    sends its statements: an order's row holds its body (1.5 KB), and
+    writing 50 of them in as literals cost the client as much as the
+    pipeline and the server a third more (parsing the literals)."""
     batches = [(table, rows) for table, rows in batches if rows]
     updates = [(table, rows) for table, rows in updates if rows]
     if conn.dialect.name != "postgresql":

@@ -86,3 +86,63 @@ def test_updates_go_after_the_inserts_on_every_backend(engine: Engine) -> None:
         {"seen": "twice"}, "broker away", 0,
     )  # fmt: skip
     assert (rows["b"].attempts, rows["b"].last_error, rows["c"].attempts) == (3, None, 0)
+
+
+HOSTILE = [
+    "o'brien",
+    "'; DROP TABLE arrivals; --",
+    "back\\slash \\' \\\\",
+    "$$ dollar $$ $tag$",
+    "%s %(id)s %% percent",
+    "订单 🚚 \u2028 line",
+    "E'\\x41'",
+]
+
+
+@pytest.mark.parametrize("standard_strings", ["on", "off"])
+def test_values_written_into_the_query_come_back_as_they_were(
+    postgres_url: str, standard_strings: str
+) -> None:
+    """pipelined writes its parameters into one query (the driver's quoting):
+    whatever a value holds, it is a value, under either string syntax."""
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"SET LOCAL standard_conforming_strings = {standard_strings}")
+        rows = pipelined(
+            conn,
+            [
+                ("SELECT %(v)s::text AS v, %(n)s::int AS n", {"v": v, "n": n})
+                for n, v in enumerate(HOSTILE)
+            ]
+            + [
+                (
+                    "SELECT count(*) AS c FROM arrivals WHERE message_id = ANY(%(ids)s)",
+                    {"ids": HOSTILE},
+                )
+            ],
+        )
+    assert [r[0].v for r in rows[:-1]] == HOSTILE
+    assert [r[0].n for r in rows[:-1]] == list(range(len(HOSTILE)))
+    assert rows[-1][0].c == 0  # the table is still there, and the list a value
+    assert _count(engine) == 0
+    engine.dispose()
+
+
+def test_each_statement_gives_its_own_rows_and_an_empty_list_is_a_value(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        insert_pipelined(conn, [(arrivals, [_arrival("m-1"), _arrival("m-2")])])
+        found, none, written = pipelined(
+            conn,
+            [
+                ("SELECT message_id FROM arrivals ORDER BY message_id", {}),
+                ("SELECT message_id FROM arrivals WHERE message_id = ANY(%(ids)s)", {"ids": []}),
+                (
+                    "UPDATE arrivals SET outcome = 'duplicate' WHERE message_id = %(id)s",
+                    {"id": "m-2"},
+                ),
+            ],
+        )
+    assert [r.message_id for r in found] == ["m-1", "m-2"]
+    assert none == [] and written == []
+    engine.dispose()
