@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -45,6 +46,10 @@ class Counters:
         self.engine = engine
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self._pending: defaultdict[tuple[str, str], float] = defaultdict(float)
+        # consumer -> deliveries by the first bucket each fits (the last
+        # place: past every bound), then the seconds' sum; made cumulative
+        # when written (one increment a delivery instead of one a bucket)
+        self._latency: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def add(self, metric: str, labels: Iterable[str], value: float = 1.0) -> None:
@@ -54,17 +59,31 @@ class Counters:
     def observe_latency(self, consumer: str, seconds: float) -> None:
         """One delivery, ``seconds`` after its revision arrived at the router."""
         seconds = max(seconds, 0.0)
+        first = bisect_left(BUCKETS, seconds)  # seconds <= BUCKETS[first]
         with self._lock:
-            for bound in BUCKETS:
-                if seconds <= bound:
-                    self._pending[(LATENCY, labels_key((consumer, str(bound))))] += 1
-            self._pending[(LATENCY, labels_key((consumer, "+Inf")))] += 1
-            self._pending[(LATENCY, labels_key((consumer, "sum")))] += seconds
+            counts = self._latency.get(consumer)
+            if counts is None:
+                counts = self._latency[consumer] = [0.0] * (len(BUCKETS) + 2)
+            counts[first] += 1
+            counts[-1] += seconds
+
+    def _fold_latency(self) -> None:
+        """The latencies observed, into the pending counts: each bucket
+        counts every delivery that fits it (Prometheus's cumulative buckets)."""
+        for consumer, counts in self._latency.items():
+            fitted = 0.0
+            for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts, strict=False):
+                fitted += count
+                if fitted:
+                    self._pending[(LATENCY, labels_key((consumer, bound)))] += fitted
+            self._pending[(LATENCY, labels_key((consumer, "sum")))] += counts[-1]
+        self._latency = {}
 
     def flush(self) -> None:
         """Add what was counted to this process's rows; kept for the next
         flush when the database does not answer."""
         with self._lock:
+            self._fold_latency()
             pending, self._pending = self._pending, defaultdict(float)
         if not pending:
             return

@@ -8,7 +8,7 @@ import socket
 
 from sqlalchemy import Engine
 
-from infra.counters import ARRIVALS, LATENCY, Counters, totals
+from infra.counters import ARRIVALS, BUCKETS, LATENCY, Counters, totals
 from infra.database import make_engine
 
 
@@ -49,3 +49,21 @@ def test_counts_wait_while_the_database_is_away(sqlite_engine: Engine) -> None:
     counters.flush()
     with sqlite_engine.connect() as conn:
         assert totals(conn, ARRIVALS) == {("youzan", "new"): 2}
+
+
+def test_each_bucket_counts_the_deliveries_at_or_under_its_bound(sqlite_engine: Engine) -> None:
+    counters = Counters(sqlite_engine)
+    observed = [0.0, 0.05, 0.050001, 0.3, 2.5, 299.0, 300.0, 301.0, -1.0, 0.01, 0.01]
+    for seconds in observed:
+        counters.observe_latency("finance", seconds)
+    counters.observe_latency("warehouse", 1.0)
+    counters.flush()
+    with sqlite_engine.connect() as conn:
+        found = totals(conn, LATENCY)
+    fitting = [max(s, 0.0) for s in observed]
+    for bound in BUCKETS:
+        expected = sum(1 for s in fitting if s <= bound)
+        assert found.get(("finance", str(bound)), 0) == expected, bound
+    assert found[("finance", "+Inf")] == len(observed)
+    assert round(found[("finance", "sum")], 6) == round(sum(fitting), 6)
+    assert found[("warehouse", "1.0")] == 1 and ("warehouse", "0.5") not in found
