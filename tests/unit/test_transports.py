@@ -6,6 +6,7 @@ would split the request)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -181,8 +182,14 @@ def test_no_answer_in_time_is_a_timeout_and_a_dead_server_unavailable(
 
 def test_a_header_that_would_split_the_request_is_not_sent(client: KeepAliveTransport) -> None:
     server = Server(lambda request: ok())
-    with pytest.raises(EndpointUnavailable, match="line break"):
-        client.post(server.url, b"{}", {"X-Order": "1\r\nX-Injected: yes"})
+    with pytest.raises(EndpointUnavailable, match="header 'X-Order' holds a line break"):
+        client.post(server.url, b"{}", {"X-A": "fine", "X-Order": "1\r\nX-Injected: yes"})
+    with pytest.raises(EndpointUnavailable, match=re.escape("header 'X-\\nB' holds")):
+        client.post(server.url, b"{}", {"X-\nB": "fine"})
+    with pytest.raises(EndpointUnavailable, match="the URL holds a line break"):
+        client.post(server.url + "a\0b", b"{}", {"X-A": "fine"})  # urlsplit drops CR, LF
+    with pytest.raises(EndpointUnavailable, match="header 'X-Nul' holds a line break"):
+        client.post(server.url, b"{}", {"X-Nul": "a\0b"})
     assert server.requests == []
 
 
