@@ -1,5 +1,6 @@
 """A message's basic properties (its content type, ids and headers table)
-encoded for the wire without py-amqp's general serialiser.
+encoded for the wire without py-amqp's general serialiser, and a publish
+written as its frames in one piece.
 
 py-amqp encodes properties through a format-string interpreter and a
 ``BytesIO`` per table: half the CPU of publishing one of our messages
@@ -9,15 +10,23 @@ integers; those are encoded here in a few joins, byte for byte as py-amqp
 would (a test holds the two side by side). Anything else in a table (a
 float, a date, a nested table, a list: headers the broker added to a message
 being dead-lettered) is left to py-amqp.
+
+:func:`basic_publish` goes one step further: py-amqp builds a publish's
+frames through its argument serialiser and a shared buffer, two thirds of the
+23 us a publish cost; here the method frame of each (exchange, routing key)
+is made once, and the three frames are one join (7 us). What it does not
+encode goes through py-amqp's ``basic_publish`` as before.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from struct import Struct
 from typing import Any
 
 import amqp
+from amqp.exceptions import RecoverableConnectionError
 
 # AMQP 0-9-1 basic properties in flag order (bit 15 first): name, kind
 # (s: short string, F: table, o: octet, L: 64-bit unsigned)
@@ -125,4 +134,89 @@ class Message(amqp.Message):  # type: ignore[misc]
             return bytes(super()._serialize_properties())
 
 
-__all__ = ["Message", "encode_properties", "encode_table"]
+_FRAME_HEAD = Struct(">BHI")  # type, channel, payload size
+_CONTENT_HEAD = Struct(">HHQ")  # class, weight, body size
+_FRAME_END = b"\xce"
+_BASIC = 60
+_PUBLISH = b"\x00\x3c\x00\x28\x00\x00"  # basic.publish (60, 40), ticket 0
+
+
+@functools.lru_cache(maxsize=1024)
+def _publish_method(exchange: str, routing_key: str, mandatory: bool) -> bytes:
+    """basic.publish's arguments: exchange, routing key, then the mandatory
+    and immediate bits (immediate never: RabbitMQ refuses it)."""
+    return _PUBLISH + _short(exchange) + _short(routing_key) + (b"\x01" if mandatory else b"\x00")
+
+
+def publish_frames(
+    channel_id: int,
+    exchange: str,
+    routing_key: str,
+    mandatory: bool,
+    properties: Mapping[str, Any],
+    body: bytes,
+    frame_max: int,
+) -> bytes:
+    """A publish's frames, as py-amqp writes them: the method, the content
+    header with the properties, the body in frames of at most ``frame_max``.
+    Raises Unsupported for what :func:`encode_properties` leaves to py-amqp."""
+    method = _publish_method(exchange, routing_key, mandatory)
+    header = _CONTENT_HEAD.pack(_BASIC, 0, len(body)) + encode_properties(properties)
+    parts = [
+        _FRAME_HEAD.pack(1, channel_id, len(method)), method, _FRAME_END,
+        _FRAME_HEAD.pack(2, channel_id, len(header)), header, _FRAME_END,
+    ]  # fmt: skip
+    chunk = frame_max - 8
+    for start in range(0, len(body), chunk):
+        piece = body[start : start + chunk]
+        parts += [_FRAME_HEAD.pack(3, channel_id, len(piece)), piece, _FRAME_END]
+    return b"".join(parts)
+
+
+def basic_publish(
+    channel: Any,
+    body: bytes,
+    properties: dict[str, Any],
+    *,
+    exchange: str,
+    routing_key: str,
+    mandatory: bool,
+    timeout: float | None,
+) -> None:
+    """py-amqp's ``channel.basic_publish(Message(body, **properties), ...)``,
+    its frames written in one piece. Unlike py-amqp it does not read the
+    connection before each publish (looking for a connection.blocked, for an
+    ``on_blocked`` callback orderbus does not set): the publisher's wait for
+    confirms reads everything that came."""
+    conn = channel.connection
+    if conn is None:
+        raise RecoverableConnectionError("basic_publish: connection closed")
+    try:
+        frames = publish_frames(
+            channel.channel_id, exchange, routing_key, mandatory, properties, body, conn.frame_max
+        )
+    except Unsupported:
+        channel.basic_publish(
+            Message(body, **properties),
+            exchange=exchange,
+            routing_key=routing_key,
+            mandatory=mandatory,
+            timeout=timeout,
+        )
+        return
+    try:
+        with conn.transport.having_timeout(timeout):
+            conn.transport.write(frames)
+    except TimeoutError as exc:  # as py-amqp: the socket is dead
+        raise RecoverableConnectionError("basic_publish: timed out") from exc
+    conn.bytes_sent += 1  # what the heartbeat checks for
+
+
+__all__ = [
+    "Message",
+    "Unsupported",
+    "basic_publish",
+    "encode_properties",
+    "encode_table",
+    "publish_frames",
+]

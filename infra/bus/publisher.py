@@ -18,7 +18,7 @@ from canonical.errors import (
     PublishNotConfirmed,
 )
 from infra.bus.activity import ACTIVITY
-from infra.bus.properties import Message
+from infra.bus.properties import basic_publish
 from infra.messages import (
     CONTENT_TYPE,
     OutgoingMessage,
@@ -194,16 +194,17 @@ class Publisher:
         if self._confirms is not None:  # AMQP: straight to the channel (properties.py)
             channel = producer.channel
             for message in messages:
-                channel.basic_publish(
-                    Message(
-                        message.body,
-                        content_type=CONTENT_TYPE,
-                        content_encoding="utf-8",
-                        application_headers=message.headers,
-                        delivery_mode=2,
-                        message_id=message.message_id,
-                        correlation_id=message.correlation_id or message.message_id,
-                    ),
+                basic_publish(
+                    channel,
+                    message.body,
+                    {
+                        "content_type": CONTENT_TYPE,
+                        "content_encoding": "utf-8",
+                        "application_headers": message.headers,
+                        "delivery_mode": 2,
+                        "message_id": message.message_id,
+                        "correlation_id": message.correlation_id or message.message_id,
+                    },
                     exchange=message.exchange,
                     routing_key=message.routing_key,
                     mandatory=True,

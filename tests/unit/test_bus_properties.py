@@ -14,7 +14,7 @@ import amqp
 import pytest
 from amqp.serialization import decode_properties_basic
 
-from infra.bus.properties import Message, Unsupported, encode_properties
+from infra.bus.properties import Message, Unsupported, encode_properties, publish_frames
 
 
 def py_amqp(properties: dict[str, Any]) -> bytes:
@@ -91,3 +91,55 @@ def test_a_short_string_too_long_is_an_error_as_with_py_amqp() -> None:
         py_amqp(properties)
     with pytest.raises(struct.error):
         Message(b"", **properties)._serialize_properties()
+
+
+class _Written:
+    """A transport and connection for py-amqp's frame writer: what it writes."""
+
+    def __init__(self, frame_max: int) -> None:
+        self.frame_max = frame_max
+        self.bytes_sent = 0
+        self.data = b""
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.data += bytes(data)
+
+
+def py_amqp_frames(
+    channel_id: int, exchange: str, routing_key: str, body: bytes, frame_max: int
+) -> bytes:
+    from amqp import spec
+    from amqp.method_framing import frame_writer
+    from amqp.serialization import dumps
+
+    written = _Written(frame_max)
+    write = frame_writer(written, written)
+    args = dumps("Bssbb", (0, exchange, routing_key, True, False))
+    write(1, channel_id, spec.Basic.Publish, args, amqp.Message(body, **ORDERBUS_MESSAGE))
+    return written.data
+
+
+@pytest.mark.parametrize(
+    ("body", "frame_max"),
+    [
+        (b"", 131072),
+        (b'{"order": "x"}', 131072),
+        ("订单".encode() * 500, 131072),
+        (bytes(range(256)) * 1000, 131072),  # past one frame: three body frames
+        (b"x" * 4096, 4096),  # exactly past the frame's room
+        (b"x" * 4088, 4096),
+    ],
+)
+def test_a_publishs_frames_are_py_amqps(body: bytes, frame_max: int) -> None:
+    ours = publish_frames(
+        3, "orderbus", "deliver.warehouse", True, ORDERBUS_MESSAGE, body, frame_max
+    )
+    assert ours == py_amqp_frames(3, "orderbus", "deliver.warehouse", body, frame_max)
+
+
+def test_a_publish_with_what_is_not_encoded_here_is_left_to_py_amqp() -> None:
+    with pytest.raises(Unsupported):
+        publish_frames(1, "x" * 256, "k", True, ORDERBUS_MESSAGE, b"{}", 131072)
+    odd = {**ORDERBUS_MESSAGE, "application_headers": {"x-death": [{"count": 1}]}}
+    with pytest.raises(Unsupported):
+        publish_frames(1, "orderbus", "k", True, odd, b"{}", 131072)
