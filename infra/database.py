@@ -344,9 +344,21 @@ def insert_one_absent(
     import psycopg
 
     try:  # autocommitted: nothing of SQLAlchemy's is needed (its work was ~40 us a row)
-        raw.execute(sql, dict(row))
+        _row_cursor(conn, raw).execute(sql, dict(row))
     except psycopg.Error as exc:
         raise _as_sqlalchemy_error(conn, exc) from exc
+
+
+def _row_cursor(conn: Connection, raw: Any) -> Any:
+    """The cursor kept for this driver connection's single rows (in the pool
+    record's ``info``, which SQLAlchemy empties when it replaces the
+    connection; checked against the connection all the same): a new cursor
+    for each was a fifth of a row's cost (44 -> 35 us alone)."""
+    info = conn.connection.info
+    cursor = info.get("row_cursor")
+    if cursor is None or cursor.connection is not raw or cursor.closed:
+        cursor = info["row_cursor"] = raw.cursor()
+    return cursor
 
 
 def insert_all_absent(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -171,6 +171,33 @@ def test_an_inbox_row_on_an_autocommitted_connection_is_kept_at_once(postgres_ur
     engine.dispose()
 
 
+def test_rows_after_the_connection_is_replaced_go_in_on_the_new_one(postgres_url: str) -> None:
+    """The cursor kept for a connection's rows lives and ends with it: after
+    the pooled connection is replaced (a restart dropped it), the next row
+    goes in on the new connection through a cursor of its own."""
+    from infra.database import insert_one_absent
+
+    engine = make_engine(postgres_url)
+    row = _inbox_row("finance")
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        insert_one_absent(conn, inbox, row)
+        first = conn.connection.info["row_cursor"]
+        insert_one_absent(conn, inbox, {**row, "message_id": "OB2-v1-finance"})
+        assert conn.connection.info["row_cursor"] is first  # kept for the connection
+        conn.invalidate()  # as a lost connection is
+        conn.rollback()
+        assert first.connection.closed
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        insert_one_absent(conn, inbox, {**row, "message_id": "OB3-v1-finance"})
+        assert conn.connection.info["row_cursor"] is not first
+    with engine.connect() as other:
+        kept = other.execute(select(inbox.c.message_id).order_by(inbox.c.message_id)).scalars()
+        assert list(kept) == ["OB1-v1-finance", "OB2-v1-finance", "OB3-v1-finance"]
+    engine.dispose()
+
+
 def test_copies_of_one_message_in_two_processes_are_sent_once(postgres_url: str) -> None:
     engine = make_engine(postgres_url)
     batch = _batch(engine, 2)
