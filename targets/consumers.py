@@ -19,7 +19,6 @@ it. The claims end with the batch, or with the process.
 
 from __future__ import annotations
 
-import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -36,6 +35,7 @@ from canonical.errors import (
     SkuNotMapped,
     TransientError,
 )
+from canonical.json_bytes import glance
 from canonical.mapping import map_carrier, map_order
 from canonical.order import CanonicalOrder
 from infra.counters import Counters
@@ -89,8 +89,8 @@ def parse_outgoing(message: Delivery) -> Envelope:
     """
     envelope = envelope_of(message)
     try:
-        body = json.loads(message.body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = glance(message.body)
+    except ValueError as exc:  # not UTF-8 either
         raise MalformedMessage(f"body is not JSON: {exc}", reason="malformed_json") from exc
     if not envelope.order_number or not isinstance(body, dict):
         raise MalformedMessage(

@@ -73,3 +73,42 @@ def test_an_orders_wire_and_hash_are_unchanged() -> None:
     assert wire_of(dumped) == standard_sorted(dumped)
     assert CanonicalOrder.from_wire(order.to_wire()) == order
     assert content_hash_of(dumped) == order.content_hash()
+
+
+def _delivery(body: bytes, order_number: str = "OB1") -> Any:
+    from canonical.envelope import H_ORDER_NUMBER, Envelope
+    from infra.messages import Delivery
+
+    envelope = Envelope.new("web-shop", "m-1")
+    headers = {**envelope.headers(), H_ORDER_NUMBER: order_number}
+    return Delivery(
+        queue="q", body=body, message_id="m-1", correlation_id=None, headers=headers,
+        exchange="", routing_key="", redelivered=False, content_type="application/json",
+        deliveries=1,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "malformed_json"),
+        ("订单".encode("utf-16"), "malformed_json"),  # JSON only in UTF-8
+        (b'{"order_number": NaN}', "malformed_json"),
+        (b"[1, 2]", "schema_mismatch"),
+        (b'{"order_number": "OB2"}', "schema_mismatch"),
+    ],
+)
+def test_a_consumer_refuses_what_the_router_did_not_send(body: bytes, reason: str) -> None:
+    from canonical.errors import MalformedMessage
+    from targets.consumers import parse_outgoing
+
+    with pytest.raises(MalformedMessage) as refused:
+        parse_outgoing(_delivery(body))
+    assert refused.value.reason == reason
+
+
+def test_a_consumer_takes_what_the_router_sent() -> None:
+    from targets.consumers import parse_outgoing
+
+    body = make_order().model_copy(update={"order_number": "OBTEST1"}).to_wire()
+    assert parse_outgoing(_delivery(body, "OBTEST1")).order_number == "OBTEST1"
