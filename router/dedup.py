@@ -64,4 +64,6 @@ def order_number(channel: str, shop: str, external_id: str) -> str:
     (80 bits).
     """
     digest = hashlib.sha256(f"{channel}\x1f{shop}\x1f{external_id}".encode()).digest()
-    return "OB" + base64.b32encode(digest).decode("ascii")[:16]
+    # 16 base32 characters are exactly the first 10 bytes' (base32 writes 5
+    # bytes as 8 characters): those alone are encoded, the same characters
+    return "OB" + base64.b32encode(digest[:10]).decode("ascii")

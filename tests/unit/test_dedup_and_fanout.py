@@ -51,6 +51,13 @@ def test_order_number_is_stable_and_distinct() -> None:
     assert a != order_number("mini-program", "main", "WS-1")
 
 
+def test_order_numbers_already_given_never_change() -> None:
+    """Numbers are stored and shown to people: the same key, the same number
+    in every release (these two as the code before this one gave them)."""
+    assert order_number("web-shop", "main", "WS-1") == "OBGGKFSMA5KGOQDALQ"
+    assert order_number("taobao", "店铺", "1234567890123456789") == "OBVQFKXJ2RXWH33P4U"
+
+
 @pytest.mark.parametrize(
     ("status", "previous", "expected"),
     [
