@@ -166,7 +166,7 @@ def publish_frames(
         _FRAME_HEAD.pack(1, channel_id, len(method)), method, _FRAME_END,
         _FRAME_HEAD.pack(2, channel_id, len(header)), header, _FRAME_END,
     ]  # fmt: skip
-    chunk = frame_max - 8
+    chunk = frame_max - 8 if frame_max else max(len(body), 1)  # 0: no limit was agreed
     for start in range(0, len(body), chunk):
         piece = body[start : start + chunk]
         parts += [_FRAME_HEAD.pack(3, channel_id, len(piece)), piece, _FRAME_END]

@@ -143,3 +143,9 @@ def test_a_publish_with_what_is_not_encoded_here_is_left_to_py_amqp() -> None:
     odd = {**ORDERBUS_MESSAGE, "application_headers": {"x-death": [{"count": 1}]}}
     with pytest.raises(Unsupported):
         publish_frames(1, "orderbus", "k", True, odd, b"{}", 131072)
+
+
+def test_with_no_frame_size_agreed_the_body_is_one_frame() -> None:
+    body = b"x" * 300_000
+    frames = publish_frames(1, "orderbus", "k", True, ORDERBUS_MESSAGE, body, 0)
+    assert frames.endswith(struct.pack(">BHI", 3, 1, len(body)) + body + b"\xce")
