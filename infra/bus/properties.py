@@ -28,6 +28,8 @@ from typing import Any
 import amqp
 from amqp.exceptions import RecoverableConnectionError
 
+from infra.bus.transport import FRAME_END, FRAME_HEADER
+
 # AMQP 0-9-1 basic properties in flag order (bit 15 first): name, kind
 # (s: short string, F: table, o: octet, L: 64-bit unsigned)
 BASIC_PROPERTIES = (
@@ -134,9 +136,8 @@ class Message(amqp.Message):  # type: ignore[misc]
             return bytes(super()._serialize_properties())
 
 
-_FRAME_HEAD = Struct(">BHI")  # type, channel, payload size
 _CONTENT_HEAD = Struct(">HHQ")  # class, weight, body size
-_FRAME_END = b"\xce"
+_FRAME_END = bytes((FRAME_END,))
 _BASIC = 60
 _PUBLISH = b"\x00\x3c\x00\x28\x00\x00"  # basic.publish (60, 40), ticket 0
 
@@ -163,13 +164,13 @@ def publish_frames(
     method = _publish_method(exchange, routing_key, mandatory)
     header = _CONTENT_HEAD.pack(_BASIC, 0, len(body)) + encode_properties(properties)
     parts = [
-        _FRAME_HEAD.pack(1, channel_id, len(method)), method, _FRAME_END,
-        _FRAME_HEAD.pack(2, channel_id, len(header)), header, _FRAME_END,
+        FRAME_HEADER.pack(1, channel_id, len(method)), method, _FRAME_END,
+        FRAME_HEADER.pack(2, channel_id, len(header)), header, _FRAME_END,
     ]  # fmt: skip
     chunk = frame_max - 8 if frame_max else max(len(body), 1)  # 0: no limit was agreed
     for start in range(0, len(body), chunk):
         piece = body[start : start + chunk]
-        parts += [_FRAME_HEAD.pack(3, channel_id, len(piece)), piece, _FRAME_END]
+        parts += [FRAME_HEADER.pack(3, channel_id, len(piece)), piece, _FRAME_END]
     return b"".join(parts)
 
 
