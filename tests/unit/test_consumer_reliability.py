@@ -15,12 +15,14 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from canonical.envelope import H_ORDER_NUMBER
+from canonical.errors import MalformedMessage
 from infra.messages import Delivery
 from infra.settings import Settings
 from infra.tables import inbox, outbox
 from infra.topology import build_topology
 from router.service import RouterService
-from targets.consumers import DeliveryConsumer
+from targets.consumers import DeliveryConsumer, parse_outgoing
 from tests.factories import delivery_for, order
 from tests.outbox_messages import outbox_deliveries, quick_app
 
@@ -138,3 +140,30 @@ def test_a_timeout_is_a_dead_letter_that_says_the_system_may_have_it(
     assert "可能已经收到" in said and "再重试" in said
     refused = {"kind": "dead_letter", "facts": {"reason": "endpoint_unavailable"}, "detail": "x"}
     assert "可能已经收到" not in story.sentence(gettext_for("zh-CN"), refused)
+
+
+def _from_router(body: bytes, order_number: str = "OB1") -> Delivery:
+    """A message as the router's outbox sends it: its envelope names the order."""
+    message = delivery_for(order(), body=body)
+    return replace(message, headers={**message.headers, H_ORDER_NUMBER: order_number})
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "malformed_json"),
+        ("订单".encode("utf-16"), "malformed_json"),  # JSON only in UTF-8
+        (b'{"order_number": NaN}', "malformed_json"),
+        (b"[1, 2]", "schema_mismatch"),
+        (b'{"order_number": "OB2"}', "schema_mismatch"),
+    ],
+)
+def test_a_consumer_refuses_what_the_router_did_not_send(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMessage) as refused:
+        parse_outgoing(_from_router(body))
+    assert refused.value.reason == reason
+
+
+def test_a_consumer_takes_what_the_router_sent() -> None:
+    body = order().model_copy(update={"order_number": "OBTEST1"}).to_wire()
+    assert parse_outgoing(_from_router(body, "OBTEST1")).order_number == "OBTEST1"
