@@ -11,7 +11,8 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kombu.connection import Connection
 from kombu.message import Message
@@ -19,10 +20,12 @@ from kombu.messaging import Consumer
 
 from canonical.envelope import H_CHANNEL, H_DETAIL, H_ORDER_NUMBER, H_REASON, H_SOURCE_QUEUE
 from canonical.errors import (
+    MalformedMessage,
     PermanentError,
     TransientError,
 )
 from infra.bus.activity import ACTIVITY
+from infra.bus.deliveries import DeliveryReader, Received
 from infra.logs import about
 from infra.messages import (
     CONTENT_TYPE,
@@ -45,6 +48,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # an idle consumer's poll of the embedded broker: one look at its queues
 IDLE_POLL = 0.001
+TAG_PREFIX = "orderbus-{queue}-"  # a consumer's tag: the prefix, then kombu's count
+
+
+class Settle(Protocol):
+    """How a delivery is settled: kombu's ``Message``, or a :class:`Receipt`."""
+
+    def ack(self, multiple: bool = False) -> None: ...
+
+    def requeue(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Receipt:
+    """A delivery read by :class:`~infra.bus.deliveries.DeliveryReader`,
+    settled on its channel as kombu's ``Message`` would."""
+
+    channel: Any
+    delivery_tag: int
+
+    def ack(self, multiple: bool = False) -> None:
+        self.channel.basic_ack(self.delivery_tag, multiple=multiple)
+
+    def requeue(self) -> None:
+        self.channel.basic_reject(self.delivery_tag, requeue=True)
 
 
 class ConsumerLoop:
@@ -73,7 +100,7 @@ class ConsumerLoop:
             max_workers=1, thread_name_prefix=f"handler-{queues[0]}", initializer=as_owner
         )
         self._conn: Connection | None = None
-        self._waiting: list[tuple[Message, Delivery]] = []
+        self._waiting: list[tuple[Settle, Delivery]] = []
 
     def close(self) -> None:
         self.dead_letters.close()
@@ -156,11 +183,13 @@ class ConsumerLoop:
                     on_message=self._make_callback(name),
                     accept=[CONTENT_TYPE],
                     auto_declare=False,
-                    tag_prefix=f"orderbus-{name}-",
+                    tag_prefix=TAG_PREFIX.format(queue=name),
                 )
                 consumer.qos(prefetch_count=self.prefetch, apply_global=False)
                 consumer.consume()
                 consumers.append(consumer)
+            # AMQP: deliveries read from their frames (infra/bus/deliveries.py)
+            drain = self._reader(conn, channel).drain if self.bus.is_amqp else conn.drain_events
             if ready is not None:
                 ready.set()
             log.info("consuming %s", ", ".join(self.queues))
@@ -170,13 +199,13 @@ class ConsumerLoop:
                 idle = not self.bus.is_amqp and time.monotonic() - last_message > options.idle_after
                 seen = ACTIVITY.count
                 try:
-                    conn.drain_events(timeout=IDLE_POLL if idle else 1)
+                    drain(timeout=IDLE_POLL if idle else 1)
                 except TimeoutError:
                     if idle:
                         ACTIVITY.wait_after(seen, options.idle_polling_interval)
                 if self._waiting:
                     last_message = time.monotonic()
-                    self._gather(conn)
+                    self._gather(drain)
                     self._process(self._waiting)
                     self._waiting = []
                 if time.monotonic() - last_check >= 1.0:
@@ -196,20 +225,69 @@ class ConsumerLoop:
             self._waiting = []
             conn.release()
 
-    def _gather(self, conn: Connection) -> None:
+    def _gather(self, drain: Callable[..., Any]) -> None:
         """Take what else has arrived, up to a batch, lingering briefly."""
         deadline = time.monotonic() + self.bus.options.batch_linger * 4
         while len(self._waiting) < self.batch and time.monotonic() < deadline:
             try:
-                conn.drain_events(timeout=self.bus.options.batch_linger)
+                drain(timeout=self.bus.options.batch_linger)
             except TimeoutError:
                 break
 
     def _make_callback(self, queue: str) -> Callable[[Message], None]:
         def on_message(message: Message) -> None:
-            self._waiting.append((message, self._delivery(queue, message)))
+            props = message.properties or {}
+            info = message.delivery_info or {}
+            body = message.body
+            if isinstance(body, str):
+                body = body.encode("utf-8", errors="surrogateescape")
+            delivery = self._delivery(
+                queue,
+                props,
+                body,
+                exchange=info.get("exchange") or "",
+                routing_key=info.get("routing_key") or "",
+                redelivered=bool(info.get("redelivered")),
+                content_type=props.get("content_type") or message.content_type,
+                headers=message.headers or {},
+            )
+            self._waiting.append((message, delivery))
 
         return on_message
+
+    def _reader(self, conn: Connection, channel: Any) -> DeliveryReader:
+        """The connection's frames read by :class:`DeliveryReader`: each
+        delivery waits as a :class:`Receipt`, with the queue its consumer
+        tag names (a tag of no consumer here goes back, as py-amqp does)."""
+        queues = {TAG_PREFIX.format(queue=name): name for name in self.queues}
+
+        def on_delivery(received: Received) -> None:
+            queue = queues.get(received.consumer_tag.rpartition("-")[0] + "-")
+            receipt = Receipt(channel, received.delivery_tag)
+            if queue is None:
+                log.warning(
+                    "a delivery for consumer tag %r, which is none of ours: returned to its queue",
+                    received.consumer_tag,
+                )
+                receipt.requeue()
+                return
+            props = received.properties
+            delivery = self._delivery(
+                queue,
+                props,
+                received.body,
+                exchange=received.exchange,
+                routing_key=received.routing_key,
+                redelivered=received.redelivered,
+                content_type=props.get("content_type"),
+                headers=props.get("application_headers") or {},
+            )
+            if received.problem is not None:
+                self._unreadable(receipt, delivery, received.problem)
+                return
+            self._waiting.append((receipt, delivery))
+
+        return DeliveryReader(conn.connection, channel.channel_id, on_delivery)
 
     def _deliveries(self, key: str, headers: dict[str, Any]) -> int:
         """How many times this message has been delivered, this time included."""
@@ -223,13 +301,19 @@ class ConsumerLoop:
             count = max(count, broker_count + 1)
         return count
 
-    def _delivery(self, queue: str, message: Message) -> Delivery:
-        props = message.properties or {}
-        info = message.delivery_info or {}
-        body = message.body
-        if isinstance(body, str):
-            body = body.encode("utf-8", errors="surrogateescape")
-        headers = dict(message.headers or {})
+    def _delivery(
+        self,
+        queue: str,
+        props: dict[str, Any],
+        body: bytes,
+        *,
+        exchange: str,
+        routing_key: str,
+        redelivered: bool,
+        content_type: str | None,
+        headers: dict[str, Any],
+    ) -> Delivery:
+        headers = dict(headers)
         key = message_key(props.get("message_id"), body)
         return Delivery(
             queue=queue,
@@ -237,14 +321,20 @@ class ConsumerLoop:
             message_id=props.get("message_id"),
             correlation_id=props.get("correlation_id"),
             headers=headers,
-            exchange=info.get("exchange") or "",
-            routing_key=info.get("routing_key") or "",
-            redelivered=bool(info.get("redelivered")),
-            content_type=props.get("content_type") or message.content_type,
+            exchange=exchange,
+            routing_key=routing_key,
+            redelivered=redelivered,
+            content_type=content_type,
             deliveries=self._deliveries(key, headers),
         )
 
-    def _process(self, batch: list[tuple[Message, Delivery]]) -> None:
+    def _unreadable(self, receipt: Receipt, delivery: Delivery, problem: str) -> None:
+        """A delivery whose properties cannot be read is a dead letter at once,
+        with its body and the reason: no handler could tell what it is."""
+        error = MalformedMessage(f"message on {delivery.queue}: {problem}")
+        self._dead_letter(receipt, delivery, error.reason, error.detail, error)
+
+    def _process(self, batch: list[tuple[Settle, Delivery]]) -> None:
         """Handle a batch, then settle each message: ack, dead-letter or requeue."""
         results = self._call_with_retries([delivery for _, delivery in batch])
         if self._acks_many() and all(result is None for result in results):
@@ -254,7 +344,7 @@ class ConsumerLoop:
                 self._seen.pop(delivery.body_key(), None)
             batch[-1][0].ack(multiple=True)
             return
-        requeue: list[tuple[Message, Delivery, BaseException]] = []
+        requeue: list[tuple[Settle, Delivery, BaseException]] = []
         for (message, delivery), result in zip(batch, results, strict=True):
             if result is None:
                 self._seen.pop(delivery.body_key(), None)
@@ -297,7 +387,7 @@ class ConsumerLoop:
         return conn is not None and getattr(conn.transport, "driver_type", "") == "amqp"
 
     def _dead_letter(
-        self, message: Message, delivery: Delivery, reason: str, detail: str, exc: BaseException
+        self, message: Settle, delivery: Delivery, reason: str, detail: str, exc: BaseException
     ) -> None:
         headers = dict(delivery.headers)
         headers.update(

@@ -91,6 +91,15 @@ class BufferedTCPTransport(TCPTransport):  # type: ignore[misc]
         with super().having_timeout(timeout) as sock:
             yield sock
 
+    def frame_within(self, timeout: float | None) -> tuple[int, int, bytes]:
+        """The next frame: from the buffer when it is whole there, else read
+        within ``timeout`` (py-amqp's ``having_timeout`` and ``read_frame``
+        in one call, for a reader of every frame)."""
+        if self._whole_frame_end():
+            return self.read_frame()
+        with super().having_timeout(timeout):
+            return self.read_frame()
+
     def read_frame(self, unpack: Any = None) -> tuple[int, int, bytes]:
         try:
             end = self._whole_frame_end()

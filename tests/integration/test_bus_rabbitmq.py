@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
+import amqp
 import pytest
 from sqlalchemy import Engine, select
 
@@ -352,3 +353,50 @@ def test_consumer_hands_over_batches_and_settles_each_message(
     time.sleep(1)
     assert bus.queue_depth(topology.router_queue) == 0
     assert bus.queue_depth(topology.router_queue + ".dlq") == 1  # only the bad one
+
+
+def test_a_message_whose_properties_are_not_text_is_a_dead_letter_and_the_rest_flow(
+    bus: Bus, topology: Topology, publisher: Publisher, amqp_url: str, sqlite_engine: Engine
+) -> None:
+    """Another system's message with a message id that is not UTF-8 (py-amqp
+    stopped the connection on it, again at every redelivery) goes to the dead
+    letters with its reason; headers of kinds orderbus does not decode itself
+    (a float, a list) come as py-amqp would give them."""
+    bus.check()  # the topology declared
+    parts = urlsplit(amqp_url)
+    raw = amqp.Connection(
+        host=f"{parts.hostname}:{parts.port or 5672}",
+        userid=unquote(parts.username or "guest"),
+        password=unquote(parts.password or "guest"),
+        virtual_host=vhost_of(amqp_url),
+    )
+    raw.connect()
+    try:
+        channel = raw.channel()
+        channel.basic_publish(
+            amqp.Message(b'{"n": 1}', message_id=b"\xff\xfe-not-text"),
+            exchange=topology.exchange,
+            routing_key="ingest.web",
+        )
+        headers = {"x-orderbus-channel": "web", "x-rate": 1.5, "x-tags": ["a", "b"]}
+        channel.basic_publish(
+            amqp.Message(b'{"n": 2}', message_id="fine", application_headers=headers),
+            exchange=topology.exchange,
+            routing_key="ingest.web",
+        )
+    finally:
+        raw.close()
+    got: list[Delivery] = []
+    with Consuming(bus, [topology.router_queue], got.append):
+        wait_for(lambda: len(got) == 1 and bus.queue_depth(topology.router_queue + ".dlq") == 1)
+    assert got[0].message_id == "fine" and got[0].body == b'{"n": 2}'
+    assert got[0].headers == {"x-orderbus-channel": "web", "x-rate": 1.5, "x-tags": ["a", "b"]}
+    with Consuming(
+        bus, list(topology.dead_letter_queues), DeadLetterRecorder(sqlite_engine).handle
+    ):
+        wait_for(lambda: bus.queue_depth(topology.router_queue + ".dlq") == 0)
+    with sqlite_engine.connect() as conn:
+        row = conn.execute(select(dead_letters)).one()
+    assert (row.queue, row.reason) == (topology.router_queue, "malformed_message")
+    assert "not UTF-8" in row.detail
+    assert bus.queue_depth(topology.router_queue) == 0
