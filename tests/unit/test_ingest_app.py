@@ -6,12 +6,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from canonical.envelope import H_CHANNEL
 from canonical.order import CanonicalOrder
 from connectors.ingest_app import IngestDeps, create_ingest_app
+from infra.messages import OutgoingMessage
 from infra.settings import Settings
 from infra.tables import rejected_requests
 from infra.topology import build_topology
@@ -174,3 +176,62 @@ def test_rejection_keeps_headers_but_redacts_credentials(
     assert row.headers["authorization"] == "<redacted>"
     assert row.body_excerpt == "not json"
     assert json.dumps(row.headers).count("hunter2") == 0
+
+
+# -- the webhook lane (connectors.ingest_app.WebhookLane) ---------------------------
+
+
+def test_webhooks_take_the_lane_past_fastapis_routing(
+    client: TestClient, publisher: FakePublisher
+) -> None:
+    """Without the route in FastAPI's router the webhook is still answered:
+    the lane, not the router, handles it; the rest of the app is FastAPI's."""
+    app = client.app
+    assert isinstance(app, FastAPI)
+    app.router.routes[:] = [
+        r for r in app.router.routes if getattr(r, "path", "") != "/ingest/{channel}"
+    ]
+    body = body_of(order_dict())
+    assert post(client, body).status_code == 202
+    assert len(publisher.published) == 1
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_route_stays_documented_and_other_requests_go_to_fastapi(
+    client: TestClient, publisher: FakePublisher
+) -> None:
+    assert "/ingest/{channel}" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/ingest/web-shop").status_code == 405  # only POST takes the lane
+    body = body_of(order_dict())
+    for path in ("/ingest/", "/ingest/web-shop/extra"):  # what the route would not match
+        assert (
+            client.post(path, content=body, headers=signed_headers(SECRET, body)).status_code == 404
+        )
+    assert publisher.published == []
+
+
+def test_the_lane_serves_under_a_proxys_root_path(
+    sqlite_engine: Engine, publisher: FakePublisher
+) -> None:
+    settings = Settings(channel_secrets={"web-shop": [SECRET]}, namespace="t")
+    deps = IngestDeps(settings, sqlite_engine, publisher, build_topology(settings))  # type: ignore[arg-type]
+    with TestClient(create_ingest_app(deps), root_path="/orderbus") as proxied:
+        body = body_of(order_dict())
+        response = proxied.post(
+            "/orderbus/ingest/web-shop", content=body, headers=signed_headers(SECRET, body)
+        )
+    assert response.status_code == 202, response.text
+    assert publisher.published[0].routing_key == "ingest.web-shop"
+
+
+def test_an_error_the_handler_does_not_answer_is_a_500_from_the_lane(
+    sqlite_engine: Engine,
+) -> None:
+    class Broken(FakePublisher):
+        def publish(self, message: OutgoingMessage) -> None:
+            raise RuntimeError("a bug, not the broker")
+
+    settings = Settings(channel_secrets={"web-shop": [SECRET]}, namespace="t")
+    deps = IngestDeps(settings, sqlite_engine, Broken(), build_topology(settings))  # type: ignore[arg-type]
+    with TestClient(create_ingest_app(deps), raise_server_exceptions=False) as c:
+        assert post(c, body_of(order_dict())).status_code == 500
