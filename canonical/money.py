@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -37,17 +38,21 @@ def parse_money(value: Any) -> Decimal:
     precision before it reached us (0.1 + 0.2 != 0.3), so the sender must
     send a string.
     """
-    if isinstance(value, Decimal):
+    text = None
+    if type(value) is str:  # what JSON brings, first
+        text = value.strip()
+        try:
+            result = Decimal(text)
+        except InvalidOperation as exc:
+            raise ValueError(f"not a decimal amount: {value!r}") from exc
+    elif isinstance(value, Decimal):
         result = value
     elif isinstance(value, bool):
         raise ValueError("money must be a decimal string, not a boolean")
     elif isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation as exc:
-            raise ValueError(f"not a decimal amount: {value!r}") from exc
+        return parse_money(str(value))  # a str subclass, as the str it is
     elif isinstance(value, float):
         raise ValueError("money must be sent as a decimal string, not a JSON float")
     else:
@@ -56,16 +61,33 @@ def parse_money(value: Any) -> Decimal:
         raise ValueError("money must be a finite amount")
     if result != 0 and result.adjusted() > MAX_MAGNITUDE:
         raise ValueError(f"amount {value!r} is implausibly large")
-    exponent = result.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+    if _places_written(text, result) > MAX_PLACES:
         raise ValueError(f"amount {value!r} has more than {MAX_PLACES} decimal places")
     return result
+
+
+def _places_written(text: str | None, amount: Decimal) -> int:
+    """The decimal places as written, trailing zeros included ("1.50": 2):
+    counted in the text when it is plain digits and a point (a third of the
+    cost of taking the amount apart), else from the amount's exponent."""
+    if text is not None and not _NOT_PLAIN.search(text):
+        return len(text.partition(".")[2])
+    exponent = amount.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+# an exponent or a digit separator: the places are not simply the digits after the point
+_NOT_PLAIN = re.compile(r"[eE_]")
 
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit (half up, as Chinese invoices do)."""
     places = KNOWN_CURRENCIES.get(currency, 2)
-    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    unit = _MINOR_UNITS.get(places) or Decimal(1).scaleb(-places)
+    return amount.quantize(unit, rounding=ROUND_HALF_UP)
+
+
+_MINOR_UNITS = {places: Decimal(1).scaleb(-places) for places in set(KNOWN_CURRENCIES.values())}
 
 
 def money_to_str(value: Decimal) -> str:

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from canonical.envelope import Envelope, EnvelopeError
-from canonical.money import parse_money, quantize
+from canonical.money import MAX_MAGNITUDE, MAX_PLACES, parse_money, quantize
 from canonical.order import CanonicalOrder, OrderStatus, content_hash_of, json_schema, wire_of
 from tests.factories import order, order_dict
 
@@ -130,3 +133,37 @@ def test_content_hash_stays_what_was_stored(changes: dict[str, object], stored_h
     numbered = o.model_copy(update={"order_number": "OB-9"})
     assert wire_of({**o.model_dump(mode="json"), "order_number": "OB-9"}) == numbered.to_wire()
     assert json.loads(numbered.to_wire())["order_number"] == "OB-9"
+
+
+def _money_by_its_exponent(value: Any) -> Decimal:
+    """parse_money as it was: the places always from the amount's exponent."""
+    result = Decimal(value.strip())
+    if not result.is_finite():
+        raise ValueError("not finite")
+    if result != 0 and result.adjusted() > MAX_MAGNITUDE:
+        raise ValueError("too large")
+    exponent = result.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        raise ValueError("too many places")
+    return result
+
+
+amount_texts = st.from_regex(
+    r"\A\s?[-+]?[0-9_]{0,18}(\.[0-9_]{0,12})?([eE][-+]?[0-9]{1,2})?\s?\Z", fullmatch=True
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.one_of(amount_texts, st.text(max_size=20)))
+def test_money_text_is_read_as_counting_its_exponent_would(text: str) -> None:
+    """Counting the places in the text (plain digits and a point) and in the
+    amount's exponent (anything else) accept and refuse the same amounts."""
+    try:
+        expected: Decimal | None = _money_by_its_exponent(text)
+    except (ValueError, ArithmeticError):
+        expected = None
+    try:
+        got: Decimal | None = parse_money(text)
+    except ValueError:
+        got = None
+    assert got == expected and str(got) == str(expected)

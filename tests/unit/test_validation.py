@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from canonical.errors import ValidationFailed
-from canonical.validation import validate, violations
+from canonical.validation import _places, _too_precise, validate, violations
 from tests.factories import order
 
 
@@ -122,3 +126,14 @@ def test_a_plain_mainland_mobile_reads_as_libphonenumber_reads_it() -> None:
     assert differ == []
     kinds = {p.kind if p else None for p in map(read_phone, numbers)}
     assert {"mobile", None} <= kinds  # both answers were exercised
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.integers(min_value=0, max_value=12),
+)
+def test_too_precise_is_more_places_than_the_currency_has(amount: Decimal, places: int) -> None:
+    """The quick check (does rounding change it?) says what counting the
+    places, trailing zeros aside, says: for any finite amount, huge or tiny."""
+    assert _too_precise(amount, places) == (_places(amount) > places)
