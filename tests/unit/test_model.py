@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from canonical.envelope import Envelope, EnvelopeError
 from canonical.money import MAX_MAGNITUDE, MAX_PLACES, parse_money, quantize
 from canonical.order import CanonicalOrder, OrderStatus, content_hash_of, json_schema, wire_of
-from tests.factories import order, order_dict
+from tests.factories import body_of, order, order_dict
 
 
 def test_money_is_decimal_and_serialised_as_string() -> None:
@@ -61,6 +61,16 @@ def test_unknown_field_is_refused() -> None:
 def test_nul_character_is_refused() -> None:
     with pytest.raises(ValidationError, match="NUL"):
         CanonicalOrder.model_validate(order_dict(note="a\x00b"))
+    with pytest.raises(ValidationError, match="NUL"):  # from JSON too, in a short text
+        CanonicalOrder.model_validate_json(body_of(order_dict(external_id="WS\u00001")))
+
+
+def test_texts_longer_than_their_limit_are_refused_naming_the_limit() -> None:
+    with pytest.raises(ValidationError, match="at most 2000 characters"):
+        CanonicalOrder.model_validate_json(body_of(order_dict(note="长" * 2001)))
+    with pytest.raises(ValidationError, match="at most 200 characters"):
+        CanonicalOrder.model_validate_json(body_of(order_dict(external_id="x" * 201)))
+    assert CanonicalOrder.model_validate_json(body_of(order_dict(note="长" * 2000))).note
 
 
 def test_status_rank_only_grows_along_the_lifecycle() -> None:
