@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from canonical.tracking import TrackingReport
 from connectors import ingest_shipments, ingest_stock, ingest_webhooks, kuaidi100, order_lookup
-from connectors.ingest_http import RecordBudget
+from connectors.ingest_http import ConfirmGroups, RecordBudget
 from connectors.rejections import RejectionSpool
 from infra.bus import Publisher
 from infra.settings import Settings
@@ -59,6 +59,11 @@ class IngestDeps:
     # keeps the platform's own order (message ids, channel, headers, body);
     # None: at once, before the answer (infra/raw_payloads.py)
     keep_raw: Callable[[list[str], str, dict[str, str], bytes], None] | None = None
+    # the requests' messages published in shared batches (connectors/ingest_http.py)
+    confirms: ConfirmGroups = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.confirms = ConfirmGroups(self.publisher)
 
 
 def create_ingest_app(deps: IngestDeps) -> FastAPI:

@@ -21,6 +21,8 @@ from canonical.errors import OrderbusError
 from connectors.base import ConnectorError
 from connectors.rejections import record_rejection
 from connectors.signature import SignatureError
+from infra.bus import Publisher
+from infra.messages import OutgoingMessage
 from infra.request_bodies import BodyIncomplete, read_limited
 
 if TYPE_CHECKING:
@@ -152,20 +154,85 @@ class Received:
         return problem(error.status, error.reason, error.detail, **extra)
 
 
-# A publish waits for the broker's confirm, on a thread, the event loop
-# answering other requests meanwhile: an executor's hand-off rather than
-# anyio's run_in_threadpool, whose capacity limiter and cancel scopes were a
-# fifth of the webhook handler's CPU (py-spy, bench.ingest). The threads are
-# named after the thread that starts them (ob-ingest: the benchmark's split).
-_PUBLISHING = ThreadPoolExecutor(max_workers=64)
+# Publishing waits for the broker's confirm on a thread, the event loop
+# answering other requests meanwhile: a thread of this executor publishes
+# what every request has waiting, one batch after another (ConfirmGroups).
+# The threads are named after the thread that starts them (ob-ingest: the
+# benchmark's split).
+_PUBLISHING = ThreadPoolExecutor(max_workers=8)
+_Waiting = tuple[OutgoingMessage, "asyncio.Future[None]", asyncio.AbstractEventLoop]
 
 
-async def in_thread(func: Callable[..., Any], *args: Any) -> Any:
-    """``func(*args)`` on a publishing thread; like anyio's, a request
-    cancelled meanwhile waits for it to end before it stops."""
-    future = asyncio.get_running_loop().run_in_executor(_PUBLISHING, func, *args)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        await asyncio.wait([future])
-        raise
+class ConfirmGroups:
+    """Each request's messages, published in batches with the other requests'.
+
+    A request's message waits in a list; when no batch is being published, a
+    publishing thread is started, which publishes everything waiting as one
+    batch (one wait for the broker's confirms, :meth:`Publisher.publish_many`),
+    gives each request its own message's result, and goes on while more
+    waits. Each request still returns only after its own message was
+    confirmed. A thread hand-off per request (and the threads' wake-ups
+    around the publisher's shared batches) was a seventh of the ingest's CPU
+    a webhook; this costs one hand-off a batch."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiting] = []
+        self._publishing = False
+
+    async def publish(self, message: OutgoingMessage) -> None:
+        """Return once the broker confirmed ``message``; raise its error
+        (TransientError and its kinds) if it did not. A request cancelled
+        meanwhile waits for its message's result before it stops."""
+        loop = asyncio.get_running_loop()
+        confirmed: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._waiting.append((message, confirmed, loop))
+            start, self._publishing = not self._publishing, True
+        if start:
+            _PUBLISHING.submit(self._publish_waiting)
+        try:
+            await asyncio.shield(confirmed)
+        except asyncio.CancelledError:
+            await asyncio.wait([confirmed])
+            raise
+
+    def _publish_waiting(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._publishing = False
+                    return
+            try:
+                results = self.publisher.publish_many([message for message, _, _ in batch])
+            except Exception as exc:  # each request answers with it (503)
+                results = [exc] * len(batch)
+            except BaseException:  # the thread is stopping: nobody is left waiting forever
+                with self._lock:
+                    self._publishing = False
+                stopped = RuntimeError("the ingest's publishing thread stopped")
+                self._hand_back(batch, [stopped] * len(batch))
+                raise
+            self._hand_back(batch, results)
+
+    @staticmethod
+    def _hand_back(batch: list[_Waiting], results: list[Exception | None]) -> None:
+        """Each request's own result, on its own event loop."""
+        for loop in {loop for _, _, loop in batch}:
+            settled = [(f, r) for (_, f, at), r in zip(batch, results, strict=True) if at is loop]
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # that loop has closed: nobody waits there any more
+                log.warning("ingest: %d confirm(s) for a closed event loop", len(settled))
+
+
+def _settle(settled: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
+    for future, error in settled:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

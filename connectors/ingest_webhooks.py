@@ -28,7 +28,7 @@ from connectors.base import (
     WebhookRequest,
     WebhookResult,
 )
-from connectors.ingest_http import Received, deps_of, in_thread
+from connectors.ingest_http import Received, deps_of
 from connectors.known_orders import stored_order, with_after_sale
 from connectors.publishing import fetch_message, order_message
 from connectors.registry import channel_config_of, connector_for
@@ -239,11 +239,11 @@ async def _publish(
     """Publish each message and wait for the broker's confirm; a broker that
     cannot confirm is a 503. The platform then sends the whole request again:
     what was already published carries the same message id and is recorded once."""
-    publisher = deps_of(received.request).publisher
+    confirms = deps_of(received.request).confirms
     accepted: list[dict[str, str]] = []
     for message, external_id in outgoing:
         try:
-            await in_thread(publisher.publish, message)
+            await confirms.publish(message)
             crash_point("ingest.after_confirm")
         except TransientError as exc:
             detail = f"the order was not accepted: {exc.detail}"
