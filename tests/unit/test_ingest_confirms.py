@@ -5,14 +5,19 @@ its own message's error, and a cancelled request still waits for its result."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from canonical.errors import BrokerUnavailable, PublishNotConfirmed
 from connectors.ingest_http import ConfirmGroups
 from infra.messages import OutgoingMessage
+
+T = TypeVar("T")
 
 
 class SlowBroker:
@@ -35,6 +40,13 @@ class SlowBroker:
         ]
 
 
+def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` on a thread of its own: a test before this one
+    may leave an event loop running on the main thread (the browser tests)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(lambda: asyncio.run(main())).result(timeout=30)
+
+
 def message(mid: str) -> OutgoingMessage:
     return OutgoingMessage("t.orders", "ingest.web", b"{}", mid)
 
@@ -55,7 +67,7 @@ def test_concurrent_requests_share_batches_and_each_gets_its_own_result() -> Non
         ids = [f"m-{n}" for n in range(30)] + ["bad"]
         return await asyncio.gather(*(outcome(groups, mid) for mid in ids))
 
-    results = asyncio.run(many())
+    results = run(many)
     assert results == ["confirmed"] * 30 + ["PublishNotConfirmed"]
     assert sorted(m for batch in broker.batches for m in batch) == sorted(
         [f"m-{n}" for n in range(30)] + ["bad"]
@@ -73,7 +85,7 @@ def test_a_broker_that_fails_fails_every_waiting_request_and_the_next_ones_go_on
         broker.down = False
         return failed, await outcome(groups, "after")
 
-    failed, after = asyncio.run(down_then_up())
+    failed, after = run(down_then_up)
     assert failed == ["OSError"] * 5 and after == "confirmed"
 
 
@@ -90,7 +102,7 @@ def test_a_cancelled_request_waits_for_its_message_before_it_stops() -> None:
             await task
         return time.monotonic() - started
 
-    waited = asyncio.run(cancel_midway())
+    waited = run(cancel_midway)
     assert waited > 0.01  # it stopped only once the broker had answered
     assert broker.batches == [["m-1"]]
 
@@ -101,4 +113,4 @@ def test_broker_unavailable_is_the_requests_error_as_the_publisher_gives_it() ->
             return [BrokerUnavailable("broker unavailable: refused")] * len(messages)
 
     groups = ConfirmGroups(Down())  # type: ignore[arg-type]
-    assert asyncio.run(outcome(groups, "m-1")) == "BrokerUnavailable"
+    assert run(lambda: outcome(groups, "m-1")) == "BrokerUnavailable"
