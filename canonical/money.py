@@ -82,12 +82,16 @@ _NOT_PLAIN = re.compile(r"[eE_]")
 
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit (half up, as Chinese invoices do)."""
-    places = KNOWN_CURRENCIES.get(currency, 2)
-    unit = _MINOR_UNITS.get(places) or Decimal(1).scaleb(-places)
-    return amount.quantize(unit, rounding=ROUND_HALF_UP)
+    return amount.quantize(unit_of(KNOWN_CURRENCIES.get(currency, 2)), rounding=ROUND_HALF_UP)
 
 
-_MINOR_UNITS = {places: Decimal(1).scaleb(-places) for places in set(KNOWN_CURRENCIES.values())}
+# the smallest unit of each number of places: 1, 0.1, 0.01, ... (made once)
+_UNITS = tuple(Decimal(1).scaleb(-places) for places in range(MAX_PLACES + 1))
+
+
+def unit_of(places: int) -> Decimal:
+    """The smallest amount with ``places`` decimal places (2: 0.01)."""
+    return _UNITS[places] if 0 <= places <= MAX_PLACES else Decimal(1).scaleb(-places)
 
 
 def money_to_str(value: Decimal) -> str:

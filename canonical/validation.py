@@ -11,7 +11,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from canonical.errors import ValidationFailed, Violation
-from canonical.money import KNOWN_CURRENCIES, MAX_PLACES, quantize
+from canonical.money import KNOWN_CURRENCIES, MAX_PLACES, quantize, unit_of
 from canonical.order import CanonicalOrder
 from canonical.phones import EXPECTED, read_phone
 
@@ -154,17 +154,15 @@ def validate(order: CanonicalOrder) -> None:
         raise ValidationFailed(found)
 
 
-# the smallest unit of each number of places: 1, 0.1, 0.01, ...
-_UNITS = tuple(Decimal(1).scaleb(-places) for places in range(MAX_PLACES + 1))
-
-
 def _too_precise(amount: Decimal, places: int) -> bool:
     """More decimal places than ``places``, trailing zeros aside ("1.50" has
     one): the amount changes when rounded to them (a third of the cost of
     counting its places)."""
+    if places > MAX_PLACES:  # no currency has so many: counted
+        return _places(amount) > places
     try:
-        return amount != amount.quantize(_UNITS[places])
-    except (InvalidOperation, IndexError):  # past the context's digits or our places
+        return amount != amount.quantize(unit_of(places))
+    except InvalidOperation:  # past the context's digits
         return _places(amount) > places
 
 
