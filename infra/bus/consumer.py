@@ -11,7 +11,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kombu.connection import Connection
@@ -175,6 +175,10 @@ class ConsumerLoop:
         self._waiting = []
         try:
             channel = conn.channel()
+            # AMQP: deliveries read from their frames (infra/bus/deliveries.py),
+            # from before the first basic.consume: one may come at once
+            reader = self._reader(conn, channel).install() if self.bus.is_amqp else None
+            drain = reader.drain if reader is not None else conn.drain_events
             consumers = []
             for name in self.queues:
                 consumer = Consumer(
@@ -188,8 +192,6 @@ class ConsumerLoop:
                 consumer.qos(prefetch_count=self.prefetch, apply_global=False)
                 consumer.consume()
                 consumers.append(consumer)
-            # AMQP: deliveries read from their frames (infra/bus/deliveries.py)
-            drain = self._reader(conn, channel).drain if self.bus.is_amqp else conn.drain_events
             if ready is not None:
                 ready.set()
             log.info("consuming %s", ", ".join(self.queues))
@@ -330,8 +332,14 @@ class ConsumerLoop:
 
     def _unreadable(self, receipt: Receipt, delivery: Delivery, problem: str) -> None:
         """A delivery whose properties cannot be read is a dead letter at once,
-        with its body and the reason: no handler could tell what it is."""
+        with its body and the reason: no handler could tell what it is. On a
+        dead-letter queue, which has nowhere further to send it, it goes to
+        the handler like the others, the reason in its headers (recorded)."""
         error = MalformedMessage(f"message on {delivery.queue}: {problem}")
+        if delivery.queue in self.bus.topology.dead_letter_queues:
+            headers = {**delivery.headers, H_REASON: error.reason, H_DETAIL: error.detail}
+            self._waiting.append((receipt, replace(delivery, headers=headers)))
+            return
         self._dead_letter(receipt, delivery, error.reason, error.detail, error)
 
     def _process(self, batch: list[tuple[Settle, Delivery]]) -> None:

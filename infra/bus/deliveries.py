@@ -20,7 +20,6 @@ callbacks stay as they were.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from struct import Struct
@@ -30,8 +29,6 @@ from amqp.exceptions import UnexpectedFrame
 from amqp.serialization import decode_properties_basic
 
 from infra.bus.properties import BASIC_PROPERTIES
-
-log = logging.getLogger(__name__)
 
 DELIVER = b"\x00\x3c\x00\x3c"  # basic.deliver: class 60, method 60
 METHOD, HEADER, BODY = 1, 2, 3
@@ -151,9 +148,7 @@ def _decode_properties(buf: bytes, at: int) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for name, kind in present:
         if kind == "s":
-            end = at + 1 + buf[at]
-            properties[name] = buf[at + 1 : end].decode("utf-8", "surrogatepass")
-            at = end
+            properties[name], at = _short_text(buf, at)
         elif kind == "F":
             properties[name], at = decode_table(buf, at)
         elif kind == "o":
@@ -167,7 +162,8 @@ def _decode_properties(buf: bytes, at: int) -> dict[str, Any]:
 
 class DeliveryReader:
     """Reads one connection's frames: the deliveries on ``channel_id`` go to
-    ``on_delivery`` (module docstring), every other frame to py-amqp.
+    ``on_delivery`` (module docstring), every other frame to py-amqp; once
+    installed, py-amqp's own reads of the connection pass through it too.
 
     ``connection`` is py-amqp's connection (kombu's ``connection.connection``).
     """
@@ -186,6 +182,15 @@ class DeliveryReader:
         self._expect = METHOD
         transport = connection.transport
         self._next_frame = getattr(transport, "frame_within", None) or self._read_frame
+        # py-amqp's handler for every other frame; this reader takes its place
+        # on the connection (install), so py-amqp's own reads (its wait for a
+        # basic.consume-ok, say, while deliveries already come) pass here too
+        self._others = connection.on_inbound_frame
+
+    def install(self) -> DeliveryReader:
+        """Read every frame of the connection from now on, py-amqp's own reads too."""
+        self.connection.on_inbound_frame = self.on_frame
+        return self
 
     def _read_frame(self, timeout: float | None) -> tuple[int, int, bytes]:
         """A frame through py-amqp's transport (TLS)."""
@@ -196,21 +201,20 @@ class DeliveryReader:
     def drain(self, timeout: float | None) -> None:
         """Read frames until one delivery or one other method is whole, as
         py-amqp's ``drain_events``; TimeoutError when none came in ``timeout``."""
-        connection = self.connection
-        others = connection.on_inbound_frame
-        channel_id = self.channel_id
-        next_frame = self._next_frame
-        while True:
-            frame = next_frame(timeout)
-            frame_type, channel, payload = frame
-            if channel == channel_id and (
-                self._method is not None or (frame_type == METHOD and payload[:4] == DELIVER)
-            ):
-                connection.bytes_recv += 1  # seen: the heartbeat check counts frames
-                if self._take(frame_type, payload):
-                    return
-            elif others(frame):
-                return
+        next_frame, on_frame = self._next_frame, self.on_frame
+        while not on_frame(next_frame(timeout)):
+            pass
+
+    def on_frame(self, frame: tuple[int, int, bytes]) -> bool:
+        """One frame: a delivery's to this reader, any other to py-amqp; True
+        once a delivery or another method is whole (py-amqp's handler's rule)."""
+        frame_type, channel, payload = frame
+        if channel == self.channel_id and (
+            self._method is not None or (frame_type == METHOD and payload[:4] == DELIVER)
+        ):
+            self.connection.bytes_recv += 1  # seen: the heartbeat check counts frames
+            return self._take(frame_type, payload)
+        return bool(self._others(frame))
 
     def _take(self, frame_type: int, payload: bytes) -> bool:
         """One frame of a delivery; True once the delivery went to ``on_delivery``."""
@@ -233,7 +237,6 @@ class DeliveryReader:
             except UnicodeDecodeError as exc:
                 self._properties = {}
                 self._problem = f"its properties hold text that is not UTF-8 ({exc.reason})"
-            self._parts = []
             if self._size:
                 self._expect = BODY
                 return False

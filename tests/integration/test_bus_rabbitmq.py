@@ -363,29 +363,14 @@ def test_a_message_whose_properties_are_not_text_is_a_dead_letter_and_the_rest_f
     letters with its reason; headers of kinds orderbus does not decode itself
     (a float, a list) come as py-amqp would give them."""
     bus.check()  # the topology declared
-    parts = urlsplit(amqp_url)
-    raw = amqp.Connection(
-        host=f"{parts.hostname}:{parts.port or 5672}",
-        userid=unquote(parts.username or "guest"),
-        password=unquote(parts.password or "guest"),
-        virtual_host=vhost_of(amqp_url),
+    headers = {"x-orderbus-channel": "web", "x-rate": 1.5, "x-tags": ["a", "b"]}
+    publish_raw(
+        amqp_url,
+        topology.exchange,
+        "ingest.web",
+        amqp.Message(b'{"n": 1}', message_id=b"\xff\xfe-not-text"),
+        amqp.Message(b'{"n": 2}', message_id="fine", application_headers=headers),
     )
-    raw.connect()
-    try:
-        channel = raw.channel()
-        channel.basic_publish(
-            amqp.Message(b'{"n": 1}', message_id=b"\xff\xfe-not-text"),
-            exchange=topology.exchange,
-            routing_key="ingest.web",
-        )
-        headers = {"x-orderbus-channel": "web", "x-rate": 1.5, "x-tags": ["a", "b"]}
-        channel.basic_publish(
-            amqp.Message(b'{"n": 2}', message_id="fine", application_headers=headers),
-            exchange=topology.exchange,
-            routing_key="ingest.web",
-        )
-    finally:
-        raw.close()
     got: list[Delivery] = []
     with Consuming(bus, [topology.router_queue], got.append):
         wait_for(lambda: len(got) == 1 and bus.queue_depth(topology.router_queue + ".dlq") == 1)
@@ -400,3 +385,39 @@ def test_a_message_whose_properties_are_not_text_is_a_dead_letter_and_the_rest_f
     assert (row.queue, row.reason) == (topology.router_queue, "malformed_message")
     assert "not UTF-8" in row.detail
     assert bus.queue_depth(topology.router_queue) == 0
+
+
+def test_a_message_not_text_on_a_dead_letter_queue_is_recorded_with_its_reason(
+    bus: Bus, topology: Topology, amqp_url: str, sqlite_engine: Engine
+) -> None:
+    """A dead-letter queue has nowhere further to send it: its handler records
+    it, with the reason, instead of the consumer stopping at it."""
+    bus.check()
+    dead_letter_queue = topology.router_queue + ".dlq"
+    publish_raw(amqp_url, "", dead_letter_queue, amqp.Message(b"{}", message_id=b"\xff-id"))
+    with Consuming(
+        bus, list(topology.dead_letter_queues), DeadLetterRecorder(sqlite_engine).handle
+    ):
+        wait_for(lambda: bus.queue_depth(dead_letter_queue) == 0)
+    with sqlite_engine.connect() as conn:
+        row = conn.execute(select(dead_letters)).one()
+    assert (row.queue, row.reason) == (topology.router_queue, "malformed_message")
+    assert "not UTF-8" in row.detail
+
+
+def publish_raw(amqp_url: str, exchange: str, routing_key: str, *messages: amqp.Message) -> None:
+    """Publish as another system would, with py-amqp, properties as given (bytes too)."""
+    parts = urlsplit(amqp_url)
+    raw = amqp.Connection(
+        host=f"{parts.hostname}:{parts.port or 5672}",
+        userid=unquote(parts.username or "guest"),
+        password=unquote(parts.password or "guest"),
+        virtual_host=vhost_of(amqp_url),
+    )
+    raw.connect()
+    try:
+        channel = raw.channel()
+        for message in messages:
+            channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+    finally:
+        raw.close()

@@ -316,3 +316,19 @@ def test_tls_transports_are_read_through_py_amqps_own_calls() -> None:
     reader.drain(2.5)
     assert [(r.delivery_tag, r.body) for r in got] == [(5, b"body")]
     assert transport.timeouts == [2.5, 2.5, 2.5]
+
+
+def test_once_installed_py_amqps_own_reads_pass_through_the_reader() -> None:
+    """py-amqp reads the connection itself too (its wait for a basic.consume-ok,
+    while deliveries of a queue consumed a moment before already come): those
+    deliveries are the reader's as well, the other frames py-amqp's."""
+    connection = FakeConnection(transport=None)
+    got: list[Received] = []
+    DeliveryReader(connection, 1, got.append).install()
+    wire = Wire()
+    wire.deliver(1, "orderbus-q-1", 1, b"{}", message_id="early")
+    wire.method(1, spec.Basic.ConsumeOk, "s", "orderbus-q-2")
+    done = [connection.on_inbound_frame(frame) for frame in frames_in(bytes(wire.data))]
+    assert done == [False, False, True, True]  # the delivery whole, then the consume-ok
+    assert [r.properties for r in got] == [{"message_id": "early"}]
+    assert [kind for kind, _, _ in connection.others] == [1]
