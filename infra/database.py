@@ -182,8 +182,10 @@ def insert_pipelined(
     *,
     updates: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]] = (),
     commit: bool = False,
+    absent: bool = False,
 ) -> None:
-    """Insert each ``(table, rows)`` in turn, then make the ``updates`` (each
+    """Insert each ``(table, rows)`` in turn (``absent``: skipping a row whose
+    unique key exists, as :func:`insert_all_absent`), then make the ``updates`` (each
     row's ``id`` names the row, its other keys are the columns set), all in
     one round trip on PostgreSQL (psycopg's pipeline: one prepared statement
     run for each row, no SQL compiled per batch), ``commit`` ending the
@@ -199,7 +201,10 @@ def insert_pipelined(
     updates = [(table, rows) for table, rows in updates if rows]
     if conn.dialect.name != "postgresql":
         for table, rows in batches:
-            conn.execute(table.insert(), list(rows))
+            if absent:
+                insert_all_absent(conn, table, rows)
+            else:
+                conn.execute(table.insert(), list(rows))
         for table, rows in updates:
             for alike in _same_columns(rows).values():
                 conn.execute(
@@ -216,7 +221,7 @@ def insert_pipelined(
                 for columns, same in _by_columns(table, rows).items():
                     json_columns = _json_columns(table, columns)
                     cursor.executemany(
-                        _insert_sql(table.name, columns, json_columns),
+                        _insert_sql(table.name, columns, json_columns, absent),
                         _as_driver_rows(json_columns, same),
                     )
             for table, rows in updates:
@@ -303,10 +308,13 @@ def _update_sql(table: str, columns: tuple[str, ...], json_columns: frozenset[st
 
 
 @functools.cache
-def _insert_sql(table: str, columns: tuple[str, ...], json_columns: frozenset[str]) -> str:
+def _insert_sql(
+    table: str, columns: tuple[str, ...], json_columns: frozenset[str], absent: bool = False
+) -> str:
     names = ", ".join(columns)
     values = ", ".join(f"%({c})s::json" if c in json_columns else f"%({c})s" for c in columns)
-    return f"INSERT INTO {table} ({names}) VALUES ({values})"  # noqa: S608
+    skip = " ON CONFLICT DO NOTHING" if absent else ""
+    return f"INSERT INTO {table} ({names}) VALUES ({values}){skip}"  # noqa: S608
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select, text
 
-from infra.database import insert_all_absent, translate_db_errors
+from infra.database import insert_pipelined, translate_db_errors
 from infra.masking import redact_headers
 from infra.stored_bodies import encode_body
 from infra.tables import raw_payloads
@@ -59,6 +59,10 @@ def keep(
 
 
 def _write(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """The copies in one transaction; on PostgreSQL one prepared INSERT run
+    for each row in one round trip with the commit (through SQLAlchemy's
+    many-row INSERT, its compiling and JSON encoding, they cost the ingest
+    0.13 ms a webhook)."""
     try:
         with translate_db_errors(), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -66,7 +70,7 @@ def _write(engine: Engine, rows: list[dict[str, Any]]) -> None:
                 # in the next moment may lose it (never the order); the
                 # request does not wait on the disk for it.
                 conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            insert_all_absent(conn, raw_payloads, rows)
+            insert_pipelined(conn, [(raw_payloads, rows)], absent=True, commit=True)
     except Exception as exc:  # the order went through; only the copy is lost
         log.warning("%d raw payload(s) not kept: %s", len(rows), exc)
 
