@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         runs.append((label, result))
         print("  " + _row(label, result, plain_rate.get(_size(label))), flush=True)
-        stages = {k: v for k, v in result.latency_ms.items() if not k.startswith("p")}
+        stages = {
+            k: v for k, v in result.latency_ms.items() if not k.startswith("p") or "after" in k
+        }
         print(f"  latency ms: {stages}", flush=True)
         print(f"  CPU ms per order by part: {result.cpu_ms_per_order}", flush=True)
         print(f"  PostgreSQL contention: {result.contention}", flush=True)

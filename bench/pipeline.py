@@ -464,17 +464,25 @@ STAGES = {
     # the confirmed publish -> the consumer's delivery to the system
     "consumer": "SELECT EXTRACT(EPOCH FROM (i.delivered_at - o.published_at)) * 1000 "
     "FROM inbox i JOIN outbox o ON o.message_id = i.message_id WHERE i.outcome = 'delivered'",
-    # ingest stamp -> each consumer's delivery: the figure that counts
-    "total": "SELECT EXTRACT(EPOCH FROM (i.delivered_at - a.received_at)) * 1000 "
+    # ingest stamp -> each consumer's delivery: the figure that counts (with
+    # the stamp, for the figure without the run's first seconds)
+    "total": "SELECT EXTRACT(EPOCH FROM (i.delivered_at - a.received_at)) * 1000, "
+    "EXTRACT(EPOCH FROM a.received_at) "
     "FROM inbox i JOIN orders o ON o.order_number = i.order_number "
     "JOIN arrivals a ON a.order_id = o.id AND a.outcome = 'new' WHERE i.outcome = 'delivered'",
 }
 
 
 PLAIN_STAGES = {
-    "total": "SELECT EXTRACT(EPOCH FROM (d.delivered_at - o.received_at)) * 1000 "
+    "total": "SELECT EXTRACT(EPOCH FROM (d.delivered_at - o.received_at)) * 1000, "
+    "EXTRACT(EPOCH FROM o.received_at) "
     "FROM plain_deliveries d JOIN plain_orders o ON o.external_id = d.external_id",
 }
+# A paced run's first seconds: the processes' first batches (cold: the first
+# router batch cost 11 ms of CPU for one order) fall behind, later batches grow
+# and the backlog drains within a second or two; a daemon pays it once a start.
+# The figure without them is shown beside the whole run's, never in its place.
+SETTLING_S = 2.0
 
 
 def _latency(engine: Engine, stages: dict[str, str]) -> dict[str, float]:
@@ -483,16 +491,22 @@ def _latency(engine: Engine, stages: dict[str, str]) -> dict[str, float]:
     with engine.connect() as conn:
         conn.execute(text("ANALYZE"))  # fresh tables: plan the joins well
         for stage, query in stages.items():
-            values = sorted(float(r[0]) for r in conn.execute(text(query)))
+            rows = [(float(r[0]), float(r[-1])) for r in conn.execute(text(query))]
+            values = sorted(ms for ms, _ in rows)
             if not values:
                 continue
-
-            def pick(q: float, values: list[float] = values) -> float:
-                return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
             if stage == "total":
-                figures |= {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99)}
-                figures["max"] = round(values[-1], 1)
+                figures |= {"p50": _pick(values, 0.5), "p95": _pick(values, 0.95)}
+                figures |= {"p99": _pick(values, 0.99), "max": round(values[-1], 1)}
+                start = min(at for _, at in rows)
+                settled = sorted(ms for ms, at in rows if at >= start + SETTLING_S)
+                if settled:
+                    figures["p99_after_2s"] = _pick(settled, 0.99)
             else:
-                figures[f"{stage}_p50"] = pick(0.5)
+                figures[f"{stage}_p50"] = _pick(values, 0.5)
     return figures
+
+
+def _pick(values: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``values``, to 0.1 ms."""
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
