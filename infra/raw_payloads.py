@@ -60,9 +60,9 @@ def keep(
 
 def _write(engine: Engine, rows: list[dict[str, Any]]) -> None:
     """The copies in one transaction; on PostgreSQL one prepared INSERT run
-    for each row in one round trip with the commit (through SQLAlchemy's
-    many-row INSERT, its compiling and JSON encoding, they cost the ingest
-    0.13 ms a webhook)."""
+    for each row in one round trip with the commit (SQLAlchemy's many-row
+    INSERT, with its compiling and JSON encoding, cost 68 us of the client's
+    CPU a row against 54)."""
     try:
         with translate_db_errors(), engine.begin() as conn:
             if conn.dialect.name == "postgresql":
