@@ -491,11 +491,11 @@ def _latency(engine: Engine, stages: dict[str, str]) -> dict[str, float]:
     with engine.connect() as conn:
         conn.execute(text("ANALYZE"))  # fresh tables: plan the joins well
         for stage, query in stages.items():
-            rows = [(float(r[0]), float(r[-1])) for r in conn.execute(text(query))]
-            values = sorted(ms for ms, _ in rows)
+            rows = [tuple(float(v) for v in r) for r in conn.execute(text(query))]
+            values = sorted(r[0] for r in rows)
             if not values:
                 continue
-            if stage == "total":
+            if stage == "total":  # (ms, the order's ingest stamp)
                 figures |= {"p50": _pick(values, 0.5), "p95": _pick(values, 0.95)}
                 figures |= {"p99": _pick(values, 0.99), "max": round(values[-1], 1)}
                 start = min(at for _, at in rows)
