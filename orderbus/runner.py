@@ -86,10 +86,25 @@ class Daemon:
         self.listening.append(f"{name} http://{shown}:{port}/ ({what})")
         self._thread(name, server.run)
 
-    def _consume(self, name: str, queues: list[str], handler: BatchHandler) -> None:
+    def _consume(
+        self,
+        name: str,
+        queues: list[str],
+        handler: BatchHandler,
+        rehearse: Callable[[], None] | None = None,
+    ) -> None:
+        """A consuming component; ``rehearse``: what it does once before its
+        first message (a rolled-back rehearsal of its work, no effect), so
+        that the first batches after a start are not the slow ones."""
         self.queues_of.setdefault(self._building, []).extend(queues)
         ready = self.ready.setdefault(name, threading.Event())
-        self._thread(name, self.app.bus.consume, queues, handler, self.stop, ready=ready)
+
+        def consume(stop: threading.Event) -> None:
+            if rehearse is not None:
+                rehearse()
+            self.app.bus.consume(queues, handler, stop, ready=ready)
+
+        self._thread(name, consume, self.stop)
 
     def build(self) -> None:
         unknown = set(self.components) - set(COMPONENTS)
@@ -104,7 +119,7 @@ class Daemon:
             self.queues_of.setdefault("router", [])
             relay = app.relay()
             router = app.router(on_commit=relay.wake)
-            self._consume("router", [topo.router_queue], router.handle_batch)
+            self._consume("router", [topo.router_queue], router.handle_batch, router.rehearse)
             self._thread("relay", relay.run, self.stop, settings.relay_interval)
             delays = app.delay_watch(on_commit=relay.wake)
             if delays is not None:
@@ -117,7 +132,8 @@ class Daemon:
             self.queues_of.setdefault("consumers", [])
             for target in settings.active_targets():
                 consumer = app.delivery_consumer(target)
-                self._consume(target, [topo.queue_for(target).name], consumer.handle_batch)
+                queue = topo.queue_for(target).name
+                self._consume(target, [queue], consumer.handle_batch, consumer.rehearse)
             self._consume(
                 "dead-letters", list(topo.dead_letter_queues), one_at_a_time(app.recorder().handle)
             )

@@ -94,8 +94,13 @@ class BatchRouting:
         hold_rules: HoldRules | None = None,
         fanout: Fanout | None = None,
         mapping_gate: MappingGate | None = None,
+        *,
+        rehearsal: bool = False,
     ) -> None:
         self.conn = conn
+        # a rehearsal (RouterService.rehearse): the last round trip does not
+        # commit (the caller rolls the transaction back) and no decision is logged
+        self.rehearsal = rehearsal
         self.topology = topology
         self.suspicion = suspicion
         self.hold_rules = hold_rules or HoldRules()
@@ -301,6 +306,19 @@ class BatchRouting:
         state.arrival_rows.append(
             self._arrival_row(envelope, order, outcome, detail + hold_note, version)
         )
+        if not self.rehearsal:
+            self._log_decision(envelope, order, outcome, number, detail, targets)
+        return RouteResult(outcome, number, tuple(targets))
+
+    @staticmethod
+    def _log_decision(
+        envelope: Envelope,
+        order: CanonicalOrder,
+        outcome: Outcome,
+        number: str,
+        detail: str,
+        targets: list[str],
+    ) -> None:
         log.info(
             "router: %s %s/%s -> %s (%s) targets=%s",
             outcome.value,
@@ -311,7 +329,6 @@ class BatchRouting:
             ",".join(targets) or "-",
             extra=about_envelope(envelope, order_number=number, channel=order.channel),
         )
-        return RouteResult(outcome, number, tuple(targets))
 
     def _new_state(
         self, order: CanonicalOrder, accepted: CanonicalOrder, digest: str, version: int
@@ -518,7 +535,7 @@ class BatchRouting:
                 (arrivals, arrival_rows),
             ],
             updates=[(orders, updated), (orders, noticed)],  # after: a new order's notice too
-            commit=True,  # the batch's last statements: committed in their round trip
+            commit=not self.rehearsal,  # the batch's last statements: committed in their round trip
         )
 
     def _new_orders(self) -> list[tuple[Any, list[dict[str, Any]]]]:

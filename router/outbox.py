@@ -295,9 +295,20 @@ class OutboxRelay:
                 ).scalar_one()
             )
 
+    def _connect(self) -> None:
+        """Connect to the broker before the first row, so that a start's
+        first batch does not wait for it (its first publish took 35 ms on
+        the machine of docs/performance.md). Not reachable yet: logged, and
+        the first publish tries again, as after any failure."""
+        try:
+            self.publisher.connect()
+        except Exception as exc:
+            log.warning("relay: not connected to the broker yet (%s); publishing will retry", exc)
+
     def run(self, stop: threading.Event, interval: float = 0.2) -> None:
         """Relay until ``stop``: at once when woken, else every ``interval``
         (rows committed by other processes, retried dead letters)."""
+        self._connect()
         failures = 0
         while not stop.is_set():
             self._wake.clear()

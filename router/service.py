@@ -11,6 +11,7 @@ everything (the redelivery finds its arrival and has no second effect).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -32,6 +33,7 @@ from router.batch import BatchRouting
 from router.fanout import Fanout
 from router.mapping_gate import MappingGate
 from router.order_state import RouteResult
+from router.rehearsal import rehearsal_delivery
 from router.suspicion import Suspicion
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,36 @@ class RouterService:
         self.hold_rules = hold_rules or HoldRules()
         self.fanout = fanout or Fanout()
         self.mapping_gate = mapping_gate or MappingGate(fanout=self.fanout)
+
+    def rehearse(self) -> None:
+        """Route a made-up order once, in a transaction that is rolled back,
+        before the first message (:mod:`router.rehearsal`): the first batch
+        then finds the connection, the statements and the database's caches
+        ready. Nothing of it is kept, published or counted. A failure (the
+        database not up yet) is logged, not raised: the first batch meets the
+        same trouble and is retried as any batch is."""
+        started = time.perf_counter()
+        delivery = rehearsal_delivery(self.topology.router_queue)
+        try:
+            envelope, order = parse_delivery(delivery)
+            validate(order)
+            with self.engine.connect() as conn, conn.begin() as transaction:
+                routing = BatchRouting(
+                    conn,
+                    self.topology,
+                    self.suspicion,
+                    self.hold_rules,
+                    self.fanout,
+                    self.mapping_gate,
+                    rehearsal=True,
+                )
+                routing.route([(envelope, order)])
+                transaction.rollback()
+        except Exception as exc:
+            log.warning("router: the rehearsal before the first message failed: %s", exc)
+            return
+        took_ms = (time.perf_counter() - started) * 1000
+        log.info("router: rehearsed a made-up order in %.0f ms, rolled back", took_ms)
 
     def handle(self, delivery: Delivery) -> None:
         """Handle one delivery. Raises PermanentError (dead letter) or a transient error."""

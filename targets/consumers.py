@@ -20,12 +20,14 @@ it. The claims end with the batch, or with the process.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, utcnow
+from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, new_message_id, utcnow
 from canonical.errors import (
     DatabaseUnavailable,
     DeliveryInProgress,
@@ -55,6 +57,8 @@ from targets.delivery import GaveUp, HttpDelivery
 
 log = logging.getLogger(__name__)
 WRITEBACK = "channel"
+# the channel of the made-up message a consumer looks up at start (rehearse)
+REHEARSAL_CHANNEL = "orderbus-rehearsal"
 
 
 def claims_lost() -> DatabaseUnavailable:
@@ -126,6 +130,35 @@ class DeliveryConsumer:
         self.mappings = mappings
         # False: only the carrier's code is mapped (write-back, notifications)
         self.map_skus = map_skus
+
+    def rehearse(self) -> None:
+        """Look a made-up message up once before the first batch, as a batch
+        does (PostgreSQL: claim, read the inbox, end the claim), and read the
+        mapping tables, so the first batch finds its connection open, its
+        statements ready and the tables in memory (their first reading was
+        half of a first batch's 100 ms, profiled). Nothing is
+        sent to the system and nothing written; a failure (the database not up
+        yet) is logged, not raised: the first batch meets it and is retried."""
+        started = time.perf_counter()
+        number = f"rehearsal-{new_message_id()}"
+        envelope = replace(Envelope.new(REHEARSAL_CHANNEL), order_number=number)
+        try:
+            with translate_db_errors(), self.engine.connect() as conn:
+                if conn.dialect.name != "postgresql":
+                    self._seen([envelope])
+                else:
+                    keeping = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    try:
+                        self._claimed(keeping, [(0, envelope, number)], [None])
+                    finally:
+                        self._release(keeping)
+            if self.mappings is not None:  # the tables read once, as the first send would
+                self.mappings.current()
+        except Exception as exc:
+            log.warning("%s: the rehearsal before the first message failed: %s", self.target, exc)
+            return
+        took_ms = (time.perf_counter() - started) * 1000
+        log.info("%s: rehearsed a made-up lookup in %.0f ms", self.target, took_ms)
 
     def handle(self, message: Delivery) -> None:
         """Handle one delivery; raises what :meth:`handle_batch` would report."""

@@ -128,6 +128,10 @@ class FakePublisher:
         self.published: list[OutgoingMessage] = []
         self.down = False
 
+    def connect(self) -> None:
+        if self.down:
+            raise BrokerUnavailable("broker unavailable: connection refused")
+
     def publish(self, message: OutgoingMessage) -> None:
         if self.down:
             raise BrokerUnavailable("broker unavailable: connection refused")

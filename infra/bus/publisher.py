@@ -76,6 +76,18 @@ class Publisher:
                 self._producer = Producer(channel)
         return self._producer
 
+    def connect(self) -> None:
+        """Open the connection and its channel now rather than at the first
+        publish (a start's first batch then does not wait for them). Raises
+        what connecting raised; the next publish connects again."""
+        with self._lock:
+            try:
+                self._ensure()
+            except Exception:
+                self._reset()
+                raise
+            self._last_used = time.monotonic()
+
     def _reset(self) -> None:
         if self._conn is not None:
             try:

@@ -137,6 +137,35 @@ def test_deleted_queue_is_detected_and_redeclared(
     assert bus.queue_depth(warehouse) == 1
 
 
+def queues_on_the_broker(amqp_url: str) -> set[str]:
+    listed = subprocess.run(
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "-p",
+            vhost_of(amqp_url),
+            "-q",
+            "--no-table-headers",
+            "name",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return set(listed.stdout.split())
+
+
+def test_connect_opens_the_connection_before_the_first_publish(
+    topology: Topology, publisher: Publisher, amqp_url: str
+) -> None:
+    """The relay connects at start (a start's first batch does not wait for
+    it): connecting declares the topology, before anything is published."""
+    assert topology.router_queue not in queues_on_the_broker(amqp_url)
+    publisher.connect()
+    assert topology.router_queue in queues_on_the_broker(amqp_url)
+    publisher.publish(message(topology))  # on the connection already open
+
+
 def test_unreachable_broker_is_broker_unavailable(topology: Topology) -> None:
     dead = Bus("amqp://guest:guest@127.0.0.1:1//", topology, BusOptions(connect_timeout=1))
     with pytest.raises(BrokerUnavailable):
