@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from canonical.envelope import Envelope
@@ -73,16 +73,7 @@ class RouterService:
             envelope, order = parse_delivery(delivery)
             validate(order)
             with self.engine.connect() as conn, conn.begin() as transaction:
-                routing = BatchRouting(
-                    conn,
-                    self.topology,
-                    self.suspicion,
-                    self.hold_rules,
-                    self.fanout,
-                    self.mapping_gate,
-                    rehearsal=True,
-                )
-                routing.route([(envelope, order)])
+                self._routing(conn, rehearsal=True).route([(envelope, order)])
                 transaction.rollback()
         except Exception as exc:
             log.warning("router: the rehearsal before the first message failed: %s", exc)
@@ -149,6 +140,17 @@ class RouterService:
         crash_point("router.after_commit")
         return results
 
+    def _routing(self, conn: Connection, rehearsal: bool = False) -> BatchRouting:
+        return BatchRouting(
+            conn,
+            self.topology,
+            self.suspicion,
+            self.hold_rules,
+            self.fanout,
+            self.mapping_gate,
+            rehearsal=rehearsal,
+        )
+
     def route(self, envelope: Envelope, order: CanonicalOrder) -> RouteResult:
         return self.route_many([(envelope, order)])[0]
 
@@ -160,15 +162,7 @@ class RouterService:
         for attempt in range(3):
             try:
                 with translate_db_errors(), self.engine.begin() as conn:
-                    routing = BatchRouting(
-                        conn,
-                        self.topology,
-                        self.suspicion,
-                        self.hold_rules,
-                        self.fanout,
-                        self.mapping_gate,
-                    )
-                    results = routing.route(items)
+                    results = self._routing(conn).route(items)
             except IntegrityError:
                 if attempt == 2:
                     raise
