@@ -167,8 +167,14 @@ def _too_precise(amount: Decimal, places: int) -> bool:
 
 
 def _places(amount: Decimal) -> int:
-    exponent = amount.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    """Its decimal places, trailing zeros aside, counted on its digits as
+    given: ``normalize()`` would first round it to the context's 28 digits
+    (a 29-digit amount with six places counted five)."""
+    _, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0:
+        return 0
+    significant = len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exponent - (len(digits) - significant)) if significant else 0
 
 
 def _after_sales(order: CanonicalOrder) -> list[Violation]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from canonical.errors import ValidationFailed
@@ -133,6 +133,10 @@ def test_a_plain_mainland_mobile_reads_as_libphonenumber_reads_it() -> None:
     st.decimals(allow_nan=False, allow_infinity=False),
     st.integers(min_value=0, max_value=12),
 )
+@example(Decimal("34661085290113897079789.570588"), 5)  # 29 digits: past the context's 28
+@example(Decimal("0.000"), 0)
+@example(Decimal("1.50"), 1)
+@example(Decimal("1E+3"), 0)
 def test_too_precise_is_more_places_than_the_currency_has(amount: Decimal, places: int) -> None:
     """The quick check (does rounding change it?) says what counting the
     places, trailing zeros aside, says: for any finite amount, huge or tiny."""
