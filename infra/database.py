@@ -183,6 +183,7 @@ def insert_pipelined(
     updates: Sequence[tuple[Any, Sequence[Mapping[str, Any]]]] = (),
     commit: bool = False,
     absent: bool = False,
+    first: Sequence[str] = (),
 ) -> None:
     """Insert each ``(table, rows)`` in turn (``absent``: skipping a row whose
     unique key exists, as :func:`insert_all_absent`), then make the ``updates`` (each
@@ -196,7 +197,11 @@ def insert_pipelined(
     Rows go as parameters, not written into one query as :func:`pipelined`
     sends its statements: an order's row holds its body (1.5 KB), and
     writing 50 of them in as literals cost the client as much as the
-    pipeline and the server a third more (parsing the literals)."""
+    pipeline and the server a third more (parsing the literals).
+
+    ``first``: statements without parameters sent ahead of the rows in the
+    same round trip on PostgreSQL (a ``SET LOCAL`` for the transaction);
+    elsewhere they are not sent."""
     batches = [(table, rows) for table, rows in batches if rows]
     updates = [(table, rows) for table, rows in updates if rows]
     if conn.dialect.name != "postgresql":
@@ -217,6 +222,8 @@ def insert_pipelined(
     raw: Any = conn.connection.dbapi_connection
     try:
         with raw.pipeline(), raw.cursor() as cursor:
+            for statement in first:
+                cursor.execute(statement)
             for table, rows in batches:
                 for columns, same in _by_columns(table, rows).items():
                     json_columns = _json_columns(table, columns)

@@ -55,6 +55,23 @@ def test_a_failing_pipeline_with_commit_commits_nothing(postgres_url: str) -> No
     engine.dispose()
 
 
+def test_statements_sent_first_hold_for_the_pipelines_transaction_only(
+    postgres_url: str,
+) -> None:
+    """The raw-payload keeper's ``SET LOCAL synchronous_commit TO OFF`` goes
+    in the rows' round trip: it holds for their transaction, not after."""
+    engine = make_engine(postgres_url)
+    setting = "SELECT current_setting('synchronous_commit')"
+    with engine.begin() as conn:
+        first = ["SET LOCAL synchronous_commit TO OFF"]
+        insert_pipelined(conn, [(arrivals, [_arrival("m-1")])], first=first)
+        assert conn.exec_driver_sql(setting).scalar_one() == "off"
+    with engine.connect() as conn:  # the same pooled connection, a new transaction
+        assert conn.exec_driver_sql(setting).scalar_one() == "on"
+    assert _count(engine) == 1
+    engine.dispose()
+
+
 def _message(message_id: str) -> dict[str, object]:
     return {
         "message_id": message_id, "exchange": "orders", "routing_key": "deliver.finance",
