@@ -33,6 +33,11 @@ H_SOURCE_QUEUE = HEADER_PREFIX + "source-queue"
 H_TRACEPARENT = "traceparent"
 
 
+# the channel of the made-up order and message the router and the consumers
+# rehearse with at start (router.rehearsal, DeliveryConsumer.rehearse): no platform has it
+REHEARSAL_CHANNEL = "orderbus-rehearsal"
+
+
 def new_message_id() -> str:
     return uuid.uuid4().hex
 

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from canonical.envelope import Envelope, new_message_id, utcnow
+from canonical.envelope import REHEARSAL_CHANNEL, Envelope, new_message_id, utcnow
 from canonical.order import Address, CanonicalOrder, Customer, LineItem, OrderStatus
 from infra.messages import Delivery
-
-# a channel no platform has (a slug: letters, digits and hyphens)
-CHANNEL = "orderbus-rehearsal"
 
 
 def rehearsal_order() -> CanonicalOrder:
     """A paid order of one line, valid, unique each call (its external id)."""
     return CanonicalOrder(
-        channel=CHANNEL,
+        channel=REHEARSAL_CHANNEL,
         external_id=f"rehearsal-{new_message_id()}",
         status=OrderStatus.PAID,
         currency="CNY",

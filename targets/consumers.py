@@ -27,7 +27,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from canonical.envelope import H_AFTER_SALE, H_DOCUMENT, Envelope, new_message_id, utcnow
+from canonical.envelope import (
+    H_AFTER_SALE,
+    H_DOCUMENT,
+    REHEARSAL_CHANNEL,
+    Envelope,
+    new_message_id,
+    utcnow,
+)
 from canonical.errors import (
     DatabaseUnavailable,
     DeliveryInProgress,
@@ -57,8 +64,6 @@ from targets.delivery import GaveUp, HttpDelivery
 
 log = logging.getLogger(__name__)
 WRITEBACK = "channel"
-# the channel of the made-up message a consumer looks up at start (rehearse)
-REHEARSAL_CHANNEL = "orderbus-rehearsal"
 
 
 def claims_lost() -> DatabaseUnavailable:
@@ -143,10 +148,10 @@ class DeliveryConsumer:
         number = f"rehearsal-{new_message_id()}"
         envelope = replace(Envelope.new(REHEARSAL_CHANNEL), order_number=number)
         try:
-            with translate_db_errors(), self.engine.connect() as conn:
-                if conn.dialect.name != "postgresql":
-                    self._seen([envelope])
-                else:
+            if self.engine.dialect.name != "postgresql":
+                self._seen([envelope])
+            else:
+                with translate_db_errors(), self.engine.connect() as conn:
                     keeping = conn.execution_options(isolation_level="AUTOCOMMIT")
                     try:
                         self._claimed(keeping, [(0, envelope, number)], [None])
