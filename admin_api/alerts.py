@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, false, func, insert, literal, or_, select, update
 
 from infra.database import in_chunks, prefer_key_lookups
 from infra.setting_specs import (
@@ -60,6 +60,12 @@ from infra.topology import delivery_routing_key
 log = logging.getLogger(__name__)
 
 
+# a transaction that made a message may commit this long after the message's time
+LATE_COMMIT = timedelta(minutes=10)
+# how many of the look-back's messages the undelivered-paid rule reads a check after a start
+READ_BACK_PAGE = 2000
+
+
 @dataclass(frozen=True)
 class Finding:
     rule: str
@@ -79,13 +85,16 @@ class AlertRules:
         settings: AlertSettings,
         started: datetime,
         queue_depths: Callable[[], list[tuple[str, int]]] | None = None,
+        read_back_page: int = READ_BACK_PAGE,
     ) -> None:
         self.settings = settings
         self.started = started  # a channel never heard from is silent since then
         self.queue_depths = queue_depths
         # the undelivered-paid check's memory (see _undelivered)
         self._scanned_until: datetime | None = None  # read up to here
-        self._read_back_to: datetime | None = None  # and back to here
+        # the look-back is read back from here, a page a check; None once read
+        self._read_back_from: tuple[datetime, int | None] | None = None
+        self._read_back_page = read_back_page
         self._not_delivered: dict[str, datetime] = {}  # warehouse message id -> made at
 
     @staticmethod
@@ -242,23 +251,65 @@ class AlertRules:
                 )
         return found
 
-    def _scan(self, conn: Connection, since: datetime, until: datetime) -> None:
-        """Remember the warehouse messages made in [since, until) that the
-        warehouse's inbox lacks (by the time's index, one inbox probe each)."""
+    def _scan(
+        self,
+        conn: Connection,
+        since: datetime,
+        before: tuple[datetime, int | None],
+        page: int | None = None,
+    ) -> tuple[datetime, int] | None:
+        """Remember the warehouse messages made from ``since`` up to
+        ``before`` (a time, or a time and an outbox id: the key a page
+        stopped at) that the warehouse's inbox lacks.
+
+        With ``page``, only the newest ``page`` of them are read; the key of
+        the last one read is returned when there are older ones to read.
+
+        Each message's inbox row is probed by its key: a subquery with a
+        ``LIMIT`` is run for each message, never turned into a hash of every
+        warehouse inbox row (PostgreSQL's choice for a few thousand messages
+        in a table of 100,000 rows, three times slower than the probes)."""
         o, i = outbox.c, inbox.c
-        delivered = select(i.message_id).where(
-            i.consumer == "warehouse", i.message_id == o.message_id
-        )
-        prefer_key_lookups(conn)  # each message's inbox row by its key, not a hash of the inbox
-        for message_id, created in conn.execute(
-            select(o.message_id, o.created_at).where(
-                o.created_at >= since,
-                o.created_at < until,
+        until, last_id = before
+        newer_first = (o.created_at.desc(), o.id.desc())
+        read = (
+            select(o.id, o.message_id, o.created_at)
+            .add_columns(func.row_number().over(order_by=newer_first).label("nth"))
+            .where(
                 o.routing_key == delivery_routing_key("warehouse"),
-                ~delivered.exists(),
+                o.created_at >= since,
+                o.created_at < until
+                if last_id is None
+                else and_(o.created_at <= until, or_(o.created_at < until, o.id < last_id)),
             )
+        )
+        if page is not None:
+            read = read.order_by(*newer_first).limit(page)
+        messages = read.subquery()
+        delivered = (
+            select(literal(1))
+            .where(i.consumer == "warehouse", i.message_id == messages.c.message_id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        last = messages.c.nth == page if page is not None else false()
+        prefer_key_lookups(conn)
+        stopped_at: tuple[datetime, int] | None = None
+        for message_id, created, id_, nth, missing in conn.execute(
+            select(
+                messages.c.message_id,
+                messages.c.created_at,
+                messages.c.id,
+                messages.c.nth,
+                delivered.is_(None),
+            ).where(or_(delivered.is_(None), last))
         ):
-            self._not_delivered[message_id] = _utc(created) or created
+            made_at = _utc(created) or created
+            if missing:
+                self._not_delivered[message_id] = made_at
+            if page is not None and nth == page:
+                stopped_at = (made_at, id_)
+        return stopped_at
 
     def _undelivered(self, conn: Connection, now: datetime, rule: UndeliveredPaid) -> list[Finding]:
         """Warehouse messages made between ``within_days`` and ``after`` ago
@@ -267,21 +318,21 @@ class AlertRules:
         Incremental: each check reads the messages made since the previous
         one (with an overlap for transactions that committed late) and looks
         again at those still not delivered; a delivered message stays
-        delivered. The look-back is read after a start a slice at a time,
-        newest first (READ_BACK_SLICE a check), so no check reads a week of
-        messages at once: an order left undelivered for days before a start is
-        named within a few checks."""
+        delivered. After a start the look-back is read a page at a time,
+        newest first (``READ_BACK_PAGE`` messages a check, however many the
+        shop sends a day), so no check reads a week of messages at once: an
+        order left undelivered for days before a start is named within
+        (messages in the look-back ÷ the page) checks."""
         cutoff = now - timedelta(seconds=rule.after)
         oldest = cutoff - timedelta(days=rule.within_days)
-        if self._scanned_until is None or self._read_back_to is None:
-            self._read_back_to = max(oldest, cutoff - READ_BACK_SLICE)
-            self._scan(conn, self._read_back_to, cutoff)
-        else:
-            self._scan(conn, max(oldest, self._scanned_until - LATE_COMMIT), cutoff)
-            if self._read_back_to > oldest:
-                back_to = max(oldest, self._read_back_to - READ_BACK_SLICE)
-                self._scan(conn, back_to, self._read_back_to)
-                self._read_back_to = back_to
+        if self._scanned_until is None:  # the first check: read back from the cutoff
+            self._read_back_from = (cutoff, None)
+        else:  # what was made since the previous check
+            self._scan(conn, max(oldest, self._scanned_until - LATE_COMMIT), (cutoff, None))
+        if self._read_back_from is not None:  # and a page more of the look-back
+            self._read_back_from = self._scan(
+                conn, oldest, self._read_back_from, self._read_back_page
+            )
         if self._scanned_until is None or cutoff > self._scanned_until:
             self._scanned_until = cutoff
         i = inbox.c
@@ -320,12 +371,6 @@ class AlertRules:
                     )
                 ]
         return []
-
-
-# a transaction that made a message may commit this long after the message's time
-LATE_COMMIT = timedelta(minutes=10)
-# how much of the look-back the undelivered-paid rule reads a check after a start
-READ_BACK_SLICE = timedelta(hours=12)
 
 
 Notify = Callable[[dict[str, Any]], bool]
