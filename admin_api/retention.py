@@ -151,53 +151,56 @@ class HistoryRetention:
         if horizon is None:
             return {}
         a, o, i = arrivals.c, outbox.c, inbox.c
-        plans = {
-            "arrivals": (
-                arrivals,
-                select(a.message_id).where(a.received_at < horizon),
-                lambda keys: a.message_id.in_(keys),
+        return {
+            "arrivals": self._delete_in_batches(
+                "arrivals", arrivals, a.received_at < horizon, a.received_at, a.message_id
             ),
-            "outbox": (
+            "outbox": self._delete_in_batches(
+                "outbox",
                 outbox,
-                select(o.id).where(o.created_at < horizon, o.published_at.is_not(None)),
-                lambda keys: o.id.in_(keys),
+                (o.created_at < horizon) & o.published_at.is_not(None),
+                o.created_at,
+                o.id,
+            ),
+            # the inbox's key is (consumer, message id): each batch's rows
+            # deleted a consumer at a time, by that key
+            "inbox": self._delete_in_batches(
+                "inbox", inbox, i.delivered_at < horizon, i.delivered_at, i.message_id, i.consumer
             ),
         }
-        deleted = {}
-        for name, (table, chosen, matching) in plans.items():
-            deleted[name] = self._delete_in_batches(name, table, chosen, matching)
-        # the inbox's key is (consumer, message id): a consumer at a time, by its key
-        with translate_db_errors(), self.engine.connect() as conn:
-            consumers = list(conn.scalars(select(i.consumer).distinct()))
-        deleted["inbox"] = 0
-        for consumer in consumers:
-
-            def of_consumer(keys: list[Any], consumer: str = consumer) -> Any:
-                return (i.consumer == consumer) & i.message_id.in_(keys)
-
-            deleted["inbox"] += self._delete_in_batches(
-                "inbox",
-                inbox,
-                select(i.message_id).where(i.consumer == consumer, i.delivered_at < horizon),
-                of_consumer,
-            )
-        return deleted
 
     def _delete_in_batches(
-        self, name: str, table: Any, chosen: Any, matching: Callable[[list[Any]], Any]
+        self, name: str, table: Any, old: Any, at: Any, key: Any, part: Any = None
     ) -> int:
+        """Delete the rows ``old`` picks, oldest first (by ``at``, indexed), a
+        batch per transaction, each row by its ``key`` (within its ``part``,
+        when the table's key has two columns).
+
+        Each batch's read starts at the time the previous one ended: a read
+        from the oldest row each time would walk past every row deleted
+        before it (and, with a condition, every row kept), and a purge of
+        millions of rows would slow down batch after batch."""
         deleted = 0
+        since = None
+        columns = [key, at] if part is None else [key, at, part]
         while True:
             began = time.perf_counter()
+            chosen = select(*columns).where(old)
+            if since is not None:
+                chosen = chosen.where(at >= since)  # ties: the deleted ones are gone
             with translate_db_errors(), self.engine.begin() as conn:
-                keys = [
-                    tuple(r) if len(r) > 1 else r[0] for r in conn.execute(chosen.limit(self.batch))
-                ]
-                if keys:
-                    conn.execute(delete(table).where(matching(keys)))
+                rows = conn.execute(chosen.order_by(at).limit(self.batch)).all()
+                by_part: dict[Any, list[Any]] = {}
+                for row in rows:
+                    by_part.setdefault(row[2] if part is not None else None, []).append(row[0])
+                for value, keys in by_part.items():
+                    matching = key.in_(keys) if part is None else (part == value) & key.in_(keys)
+                    conn.execute(delete(table).where(matching))
             self.batch_seconds.setdefault(name, []).append(time.perf_counter() - began)
-            deleted += len(keys)
-            if len(keys) < self.batch:
+            deleted += len(rows)
+            if rows:
+                since = rows[-1][1]
+            if len(rows) < self.batch:
                 return deleted
 
     def run(self, stop: threading.Event, interval: float = 3600.0) -> None:
