@@ -100,9 +100,9 @@ def fill(engine: Engine, count: int, days: int) -> None:
         """,
         """
         INSERT INTO outbox (message_id, exchange, routing_key, headers, correlation_id, body,
-            created_at, published_at, attempts)
+            created_at, published_at, attempts, order_number)
         SELECT o.order_number || '-v1-' || t, 'ob.orders', 'deliver.' || t, '{}', 'c-' || o.id,
-            o.body, o.created_at, o.created_at + interval '20 milliseconds', 1
+            o.body, o.created_at, o.created_at + interval '20 milliseconds', 1, o.order_number
         FROM orders o CROSS JOIN unnest(ARRAY['warehouse', 'finance', 'notification']) AS t
         """,
         """
