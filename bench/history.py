@@ -45,6 +45,7 @@ from admin_api.metrics import DatabaseCollector
 from admin_api.retention import HistoryRetention
 from bench.pipeline import private_schema
 from console import figures
+from console.day_figures import DayFigures
 from infra.database import KEY_LOOKUPS, make_engine
 from infra.setting_specs import AlertSettings
 
@@ -194,6 +195,27 @@ def questions(count: int, days: int) -> list[Question]:
             figures.open_alerts(conn),
         )
 
+    def dashboard_refresh() -> Question:
+        """The dashboard as the console asks it: today, again every 20 s, its
+        settled hours remembered (console/day_figures.py); "today" is the
+        history's last day, asked from 20:00 on, the first ask untimed."""
+        day = (END - timedelta(days=1)).astimezone(ZONE).date()
+        start, end = figures.day_window(day, ZONE)
+        remembered = DayFigures()
+        asks = iter(range(10**9))
+
+        def refresh(conn: Connection, _rng: random.Random) -> object:
+            at = start + timedelta(hours=20, seconds=20 * next(asks))
+            return (
+                remembered.read(conn, start, end, ZONE, at).latency(),
+                figures.exceptions_by_cause(conn, start, end),
+                figures.waiting(conn),
+                figures.open_alerts(conn),
+            )
+
+        return Question("console dashboard, a refresh (today)", refresh,
+                        prepare=lambda conn: refresh(conn, rng0))  # fmt: skip
+
     def alert_rule(name: str, **rule: Any) -> Question:
         """Checked as the evaluator does: one process, a check a minute, after
         its first (timed apart: "first check after a start")."""
@@ -232,6 +254,7 @@ def questions(count: int, days: int) -> list[Question]:
         Question("dead letters by cause, with counts", by_cause),
         Question("one day's reconciliation (a channel)", reconciliation),
         Question("console dashboard panels (a day)", dashboard),
+        dashboard_refresh(),
         *(alert_rule(name, **{name: spec}) for name, spec in rules.items()),
         Question(
             "alert rule undelivered_paid, first check after a start",

@@ -22,6 +22,7 @@ from starlette.datastructures import FormData
 
 from admin_api.auth import Principal, Role
 from admin_api.routes.deps import AdminContext
+from console.day_figures import DayFigures
 from console.i18n import N_, Formats, Gettext, gettext_for, language_of
 from console.sessions import COOKIE, SessionStore, csrf_matches
 from infra.masking import for_viewer
@@ -86,6 +87,7 @@ class Console:
     sessions: SessionStore
     options: ConsoleOptions
     env: Environment = field(init=False)
+    day_figures: DayFigures = field(default_factory=DayFigures)  # the dashboard's settled hours
 
     def __post_init__(self) -> None:
         self.env = Environment(

@@ -50,12 +50,12 @@ def _panels(viewer: Viewer) -> dict[str, object]:
     zone = viewer.formats.zone
     start, end = figures.day_window(viewer.formats.today(), zone)
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
-        hourly = figures.orders_by_hour(conn, start, end, zone)
-        delivered = figures.delivered_count(conn, start, end)
+        # the day's settled hours are read once a process (console/day_figures.py)
+        day = viewer.console.day_figures.read(conn, start, end, zone, datetime.now(UTC))
         by_cause = figures.exceptions_by_cause(conn, start, end)
         waiting = figures.waiting(conn)
-        latency = figures.latency_by_system(conn, start, end)
         alerts = figures.open_alerts(conn)
+    hourly, delivered, latency = day.by_hour, day.delivered, day.latency()
     exceptions = sum(by_cause.values())
     orders_today = sum(sum(v) for v in hourly.values())
     return {
