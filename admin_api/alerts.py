@@ -268,7 +268,7 @@ class AlertRules:
         Each message's inbox row is probed by its key: a subquery with a
         ``LIMIT`` is run for each message, never turned into a hash of every
         warehouse inbox row (PostgreSQL's choice for a few thousand messages
-        in a table of 100,000 rows, three times slower than the probes)."""
+        in a table of 100,000 rows, two to three times slower than the probes)."""
         o, i = outbox.c, inbox.c
         until, last_id = before
         newer_first = (o.created_at.desc(), o.id.desc())
