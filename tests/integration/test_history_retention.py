@@ -63,3 +63,33 @@ def test_old_rows_go_and_their_days_are_still_reconciled(engine: Engine) -> None
 
     assert retention.purge_once() == {"arrivals": 0, "outbox": 0, "inbox": 0}
     assert _count(engine, reconciled_orders) == 7  # kept once
+
+
+def test_each_batch_is_read_from_where_the_previous_one_ended(engine: Engine) -> None:
+    """A purge of millions of rows must not read from the oldest row at each
+    batch (walking past every row deleted before it): after the first, each
+    batch's read starts at the time the previous one ended."""
+    from sqlalchemy import event
+
+    router = RouterService(engine, build_topology(Settings(namespace="t")))
+    for n in range(1, 6):
+        router.handle(delivery_for(order(external_id=f"GONE-{n}"), message_id=f"m-gone-{n}"))
+        deliver_all(engine, number_of(engine, f"GONE-{n}"), datetime.now(UTC))
+    shift_every_time(engine, -timedelta(days=40))
+    now = datetime.now(UTC)
+    reads: list[str] = []
+
+    def seen(
+        _conn: object, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM inbox" in statement:
+            if "ORDER BY inbox.delivered_at" in statement:
+                reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        deleted = HistoryRetention(engine, 30, batch=4, clock=lambda: now).purge_once()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert deleted["inbox"] == 15 and len(reads) == 4  # 4 + 4 + 4 + 3
+    assert ">=" not in reads[0] and all(">=" in statement for statement in reads[1:])
