@@ -55,7 +55,7 @@ DATABASE = os.environ.get(
 CHANNELS = ("tmall", "jd", "pinduoduo", "douyin", "youzan", "mini-program", "shopify", "store-sz")
 ZONE = ZoneInfo("Asia/Shanghai")
 END = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)  # midnight in Shanghai
-BIG_TABLES = ("orders", "arrivals", "outbox", "inbox")
+BIG_TABLES = ("orders", "arrivals", "outbox", "inbox", "dead_letters")
 
 
 def fill(engine: Engine, count: int, days: int) -> None:
