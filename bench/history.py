@@ -15,7 +15,9 @@ endpoint and the alert evaluator call):
   channel and a day), an order's timeline;
 - dead letters grouped by cause with their counts;
 - one day's reconciliation;
-- a metrics scrape; the alert rules' check; the console dashboard's panels.
+- a metrics scrape; the alert rules' check; the console dashboard's panels,
+  read for a whole day (a first load) and refreshed as the console does
+  (today, its settled hours remembered).
 
 It prints the p50/p95 in ms per question and size, the ratio of the largest
 size to the smallest, and, for every statement a question ran, whether
