@@ -3,11 +3,13 @@
 The dashboard shows today and asks again every few seconds. Of its
 figures, three are of rows written once, at the time they are counted by:
 the orders received (by their creation), the deliveries and their latencies
-(by the delivery's time). Once an hour of the day has ended (and ``SETTLE``
-more has passed, for a transaction that committed late) its figures do not
-change, so :class:`DayFigures` reads each such hour once and a refresh reads
-only the hours still open: a day of 30,000 deliveries is read in full once a
-process, then an hour at a time.
+(by the delivery's time). Once an hour of the day has ended, and ``SETTLE``
+more has passed (a consumer's batch commits its deliveries together, after
+the last of them: a batch slowed by a system that does not answer commits
+rows timed minutes before), its figures do not change, so
+:class:`DayFigures` reads each such hour once and a refresh reads only the
+last two hours at most: a day of 30,000 deliveries is read in full once a
+process, then an hour or two at a time.
 
 The latencies are kept as a count of each whole millisecond (``inbox.latency_ms``
 is whole milliseconds), so the median and the 95th percentile of the day are
@@ -30,8 +32,9 @@ from sqlalchemy import Connection
 
 from console import figures
 
-# a transaction may commit this long after the time it wrote
-SETTLE = timedelta(minutes=5)
+# a transaction may commit this long after the time it wrote (a batch of
+# deliveries to a system that times out: each try 5 s, four tries a delivery)
+SETTLE = timedelta(hours=1)
 # the days (and time zones) remembered at once: today's, for each zone in use
 REMEMBERED = 4
 
