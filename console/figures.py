@@ -10,7 +10,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from math import ceil
 from statistics import median
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -181,7 +180,7 @@ def _latencies_before_0031(
 
 def _percentiles(system: str, seconds: list[float]) -> Latency:
     seconds.sort()  # the 95th percentile at rank ceil(0.95 n), as PostgreSQL's percentile_disc
-    p95 = seconds[max(0, ceil(len(seconds) * 0.95) - 1)]
+    p95 = seconds[max(0, -(-95 * len(seconds) // 100) - 1)]  # rank ceil(0.95 n)
     return Latency(system, len(seconds), float(median(seconds)), p95)
 
 
