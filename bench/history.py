@@ -187,13 +187,12 @@ def questions(count: int, days: int) -> list[Question]:
         return reconcile.reconcile(conn, _day(rng, days), channel=rng.choice(CHANNELS), now=now)
 
     def dashboard(conn: Connection, rng: random.Random) -> object:
+        """A console process's first load of a day: nothing remembered yet."""
         start, end = figures.day_window(_day(rng, days), ZONE)
         return (
-            figures.orders_by_hour(conn, start, end, ZONE),
-            figures.delivered_count(conn, start, end),
+            DayFigures().read(conn, start, end, ZONE, end).latency(),
             figures.exceptions_by_cause(conn, start, end),
             figures.waiting(conn),
-            figures.latency_by_system(conn, start, end),
             figures.open_alerts(conn),
         )
 
