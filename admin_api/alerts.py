@@ -272,9 +272,12 @@ class AlertRules:
         o, i = outbox.c, inbox.c
         until, last_id = before
         newer_first = (o.created_at.desc(), o.id.desc())
+        # a page's place of each message (its last one's key is where the next
+        # page starts); the read since the previous check needs none
+        nth = literal(0) if page is None else func.row_number().over(order_by=newer_first)
         read = (
             select(o.id, o.message_id, o.created_at)
-            .add_columns(func.row_number().over(order_by=newer_first).label("nth"))
+            .add_columns(nth.label("nth"))
             .where(
                 o.routing_key == delivery_routing_key("warehouse"),
                 o.created_at >= since,
