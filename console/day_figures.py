@@ -80,8 +80,8 @@ def _percentiles(system: str, counts: Counter[int]) -> figures.Latency:
     even) and the 95th percentile (the value at rank ceil(0.95 n)), in
     seconds."""
     n = sum(counts.values())
-    p95_rank = max(1, -(-95 * n // 100))  # ceil(0.95 n), in whole numbers
-    ranks = {(n + 1) // 2, n // 2 + 1, p95_rank}
+    p95 = figures.p95_rank(n)
+    ranks = {(n + 1) // 2, n // 2 + 1, p95}
     at: dict[int, int] = {}
     seen = 0
     for ms in sorted(counts):
@@ -92,7 +92,7 @@ def _percentiles(system: str, counts: Counter[int]) -> figures.Latency:
         if not ranks:
             break
     middle = (at[(n + 1) // 2] + at[n // 2 + 1]) / 2 if n % 2 == 0 else at[(n + 1) // 2]
-    return figures.Latency(system, n, middle / 1000, at[p95_rank] / 1000)
+    return figures.Latency(system, n, middle / 1000, at[p95] / 1000)
 
 
 def _hour_floor(at: datetime) -> datetime:

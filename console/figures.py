@@ -178,9 +178,15 @@ def _latencies_before_0031(
     return per
 
 
+def p95_rank(n: int) -> int:
+    """The 95th percentile's rank among ``n`` values (from 1): ceil(0.95 n),
+    in whole numbers, as PostgreSQL's ``percentile_disc(0.95)``."""
+    return max(1, -(-95 * n // 100))
+
+
 def _percentiles(system: str, seconds: list[float]) -> Latency:
-    seconds.sort()  # the 95th percentile at rank ceil(0.95 n), as PostgreSQL's percentile_disc
-    p95 = seconds[max(0, -(-95 * len(seconds) // 100) - 1)]  # rank ceil(0.95 n)
+    seconds.sort()
+    p95 = seconds[p95_rank(len(seconds)) - 1]
     return Latency(system, len(seconds), float(median(seconds)), p95)
 
 
