@@ -1,8 +1,9 @@
 """Reconciliation: where every order of a channel's day is, and whether that
 adds up.
 
-For the orders orderbus received on a day (by their first arrival, in the
-given time zone), each is in exactly one state, taken in this order:
+For the orders orderbus received on a day (by the arrival that made the
+order, its first accepted one, in the given time zone), each is in exactly
+one state, taken in this order:
 
 - ``rejected``: refused by the router (its dead letter, with the reason, in
   the router's queue), or held as a duplicate and rejected by a person;
@@ -49,6 +50,9 @@ from infra.tables import (
 
 STATES = ("delivered", "rejected", "held", "dead_lettered", "in_flight", "unexplained")
 REFUSED_BY_ROUTER = frozenset({"validation_failed", "malformed_message", "schema_mismatch"})
+# The outcomes of the arrival that made an order (at its version 1): the day
+# of that arrival is the order's day, so each order is on exactly one day.
+MADE_AN_ORDER = ("new", "held")
 
 
 @dataclass
@@ -190,28 +194,26 @@ def _summaries(
 
 # The same on PostgreSQL in one statement: a day of 10,000 orders is 30,000
 # messages and their inbox rows, which PostgreSQL finds faster than they can
-# be fetched one by one (issue 19). Each order's inbox rows, its messages and
-# its first open dead letter are read by the order's number: three index reads
-# an order, however long the history (a join of the day's messages with the
-# day's orders read the orders once for each order).
+# be fetched one by one (issue 19). The day's orders are read in the order of
+# their rows; each order's inbox rows and messages are read by the order's
+# number from the (order number, message id) indexes alone, and only an
+# order with a message not delivered reads those messages' rows (for their
+# time); its first open dead letter by the order too. Index reads an order,
+# however long the history.
 DAY_IN_SQL = """
-WITH day_orders AS (
+WITH day_orders AS MATERIALIZED (
     SELECT o.id, o.order_number, o.channel, o.external_id, o.hold_status
-    FROM orders AS o
-    WHERE o.id IN (
-        SELECT a.order_id FROM arrivals AS a
-        WHERE a.received_at >= :start AND a.received_at < :end
-            AND (CAST(:channel AS text) IS NULL OR a.channel = :channel)
-    )
-    AND NOT EXISTS (
-        SELECT 1 FROM arrivals AS b WHERE b.order_id = o.id AND b.received_at < :start
-    )
-    AND NOT EXISTS (
-        SELECT 1 FROM reconciled_orders AS k WHERE k.order_number = o.order_number
-    )
+    FROM arrivals AS a JOIN orders AS o ON o.id = a.order_id
+    WHERE a.received_at >= :start AND a.received_at < :end
+        AND (CAST(:channel AS text) IS NULL OR a.channel = :channel)
+        AND a.outcome IN ('new', 'held') AND a.order_version = 1
+        AND NOT EXISTS (
+            SELECT 1 FROM reconciled_orders AS k WHERE k.order_number = o.order_number
+        )
+    ORDER BY o.id
 )
 SELECT d.order_number, d.channel, d.external_id, d.hold_status,
-    s.messages, s.pending, s.oldest_pending, t.letter
+    s.messages, s.pending, p.oldest_pending, t.letter
 FROM day_orders AS d
 LEFT JOIN LATERAL (
     SELECT coalesce(array_agg(i.message_id), '{}') AS got
@@ -219,11 +221,15 @@ LEFT JOIN LATERAL (
 ) AS g ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS messages,
-        array_agg(x.message_id) FILTER (WHERE x.message_id <> ALL (g.got)) AS pending,
-        min(coalesce(x.published_at, x.created_at))
-            FILTER (WHERE x.message_id <> ALL (g.got)) AS oldest_pending
+        array_agg(x.message_id) FILTER (WHERE x.message_id <> ALL (g.got)) AS pending
     FROM outbox AS x WHERE x.order_number = d.order_number
 ) AS s ON true
+LEFT JOIN LATERAL (
+    SELECT min(coalesce(y.published_at, y.created_at)) AS oldest_pending
+    FROM outbox AS y
+    WHERE s.pending IS NOT NULL AND y.order_number = d.order_number
+        AND y.message_id = ANY (s.pending)
+) AS p ON true
 LEFT JOIN LATERAL (
     SELECT l.queue || ': ' || l.reason AS letter
     FROM dead_letters AS l
@@ -256,14 +262,19 @@ def _summaries_in_sql(
 def _routed_orders(
     conn: Connection, start: datetime, end: datetime, channel: str | None
 ) -> list[Any]:
-    """The orders whose first arrival was in the window: those with an
-    arrival in it (by its time's index), less those that arrived before."""
+    """The orders made by an arrival in the window (its first accepted
+    arrival: ``new``, or ``held`` as a suspected duplicate, at version 1),
+    less those of a kept day."""
     a = arrivals.c
-    in_window = select(a.order_id).where(a.received_at >= start, a.received_at < end)
+    made = select(a.order_id).where(
+        a.received_at >= start,
+        a.received_at < end,
+        a.outcome.in_(MADE_AN_ORDER),
+        a.order_version == 1,
+    )
     if channel:
-        in_window = in_window.where(a.channel == channel)
-    ids = sorted({i for i in conn.scalars(in_window.distinct()) if i is not None})
-    first = func.min(a.received_at)
+        made = made.where(a.channel == channel)
+    ids = sorted({i for i in conn.scalars(made) if i is not None})
     found: list[Any] = []
     for chunk in in_chunks(ids):
         found += (
@@ -273,23 +284,13 @@ def _routed_orders(
                     orders.c.channel,
                     orders.c.external_id,
                     orders.c.hold_status,
-                    first.label("first"),
                 )
-                .join(arrivals, a.order_id == orders.c.id)
                 .where(orders.c.id.in_(chunk))
-                .group_by(
-                    orders.c.id,
-                    orders.c.order_number,
-                    orders.c.channel,
-                    orders.c.external_id,
-                    orders.c.hold_status,
-                )
-                .having(first >= start)
+                .order_by(orders.c.id)
             )
             .mappings()
             .all()
         )
-    # an order of a kept day whose first arrival was deleted is that day's
     kept = _kept_numbers(conn, [r["order_number"] for r in found])
     return [r for r in found if r["order_number"] not in kept]
 

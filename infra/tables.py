@@ -163,7 +163,8 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Column("order_number", String(32), nullable=True, doc="the order the message is about"),
-    Index("ix_outbox_order_number", "order_number"),  # an order's timeline, a day's check
+    # an order's timeline; a day's reconciliation reads the ids from the index alone
+    Index("ix_outbox_order_message", "order_number", "message_id"),
     Index("ix_outbox_created_at", "created_at"),  # the alert on paid orders not delivered
     # Only the unpublished rows, in id order: the relay's "next batch" reads
     # just that many entries however large the outbox grows (migration 0003).
@@ -208,7 +209,8 @@ inbox = Table(
         "latency); empty on rows written before migration 0031",
     ),
     Index("ix_inbox_consumer_order", "consumer", "order_number"),
-    Index("ix_inbox_order_number", "order_number"),  # an order's timeline
+    # an order's timeline; a day's reconciliation reads the ids from the index alone
+    Index("ix_inbox_order_message", "order_number", "message_id"),
     Index("ix_inbox_delivered_at", "delivered_at"),  # a day's deliveries (the dashboard)
 )
 

@@ -145,6 +145,42 @@ def test_a_day_with_an_order_in_each_state_on_every_backend(engine: Engine) -> N
     check_every_order_is_in_one_state(engine, make_day_of_orders(engine))
 
 
+def test_an_order_is_on_the_day_of_the_arrival_that_made_it_on_every_backend(
+    engine: Engine,
+) -> None:
+    """Each order is on exactly one day: that of its first accepted arrival
+    (new, or held as a suspected duplicate). Its copy, its change and a new
+    order arriving the next day put only the new order on the next day."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from admin_api.reconcile import reconcile
+    from infra.settings import Settings
+    from infra.topology import build_topology
+    from router.service import RouterService
+    from tests.factories import delivery_for, order
+    from tests.unit.test_reconciliation import shift_every_time
+
+    router = RouterService(engine, build_topology(Settings(namespace="t")))
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))
+    later = "2026-11-11T01:00:01+08:00"  # the same sale keyed in a store: held
+    router.handle(delivery_for(order(channel="store-hz01", external_id="POS-9", placed_at=later)))
+    shift_every_time(engine, timedelta(days=-1))
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1")))  # its copy
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-1", version=2)))
+    router.handle(delivery_for(order(channel="mini-program", external_id="MP-2")))
+    now = datetime.now(UTC)
+    today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
+
+    def states(day: object) -> dict[str | None, str]:
+        with engine.connect() as conn:
+            report = reconcile(conn, day, now=now)  # type: ignore[arg-type]
+        return {e.external_id: e.state for e in report.entries}
+
+    assert states(today - timedelta(days=1)) == {"MP-1": "unexplained", "POS-9": "held"}
+    assert states(today) == {"MP-2": "held"}  # the same phone, items and total as MP-1
+
+
 def test_the_undelivered_paid_check_reads_the_look_back_once_then_what_is_new(
     engine: Engine,
 ) -> None:
