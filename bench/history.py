@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {question.name}: p50 {p50:.1f} ms, p95 "
                       f"{_pct(asked.times_ms, 0.95):.1f} ms, reads whole: {scans or '-'}",
                       flush=True)  # fmt: skip
-            scrape = ask(engine, Question("metrics", _scrape(engine)), max(3, args.repeat // 10), 0)
+            scrape = ask(engine, Question("metrics", _scrape(engine)), args.repeat, 0)
             scans = whole_table_reads(engine, scrape, args.plans)
             results[count]["a metrics scrape"] = (
                 statistics.median(scrape.times_ms),

@@ -246,7 +246,9 @@ dead_letters = Table(
     ),
     UniqueConstraint("queue", "message_id", name="uq_dead_letters_queue_message"),
     Index("ix_dead_letters_status_last", "status", "last_failed_at"),
-    Index("ix_dead_letters_status_cause", "status", "cause"),  # the exceptions page's counts
+    # the exceptions page's counts and the metrics', from the indexes alone
+    Index("ix_dead_letters_status_cause_last", "status", "cause", "last_failed_at"),
+    Index("ix_dead_letters_queue_reason_status", "queue", "reason", "status"),
     Index("ix_dead_letters_first_failed_at", "first_failed_at"),  # a window's (alerts, dashboard)
     Index("ix_dead_letters_order_number", "order_number"),  # an order's timeline
 )
