@@ -28,6 +28,7 @@ questions that do not stay flat. ``--plans`` prints each plan.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import statistics
@@ -64,15 +65,16 @@ def fill(engine: Engine, count: int, days: int) -> None:
     """``count`` orders over ``days`` days and their rows, made by PostgreSQL itself."""
     params = {"n": count, "days": days, "end": END, "channels": list(CHANNELS)}
     statements = [
-        # An order: number OB + its id, a channel, a phone whose last four
-        # digits repeat every 10,000 orders, made at a time in the 100 days.
+        # An order: number OB + 16 characters of a hash of its id (number_of), a
+        # channel, a phone whose last four digits repeat every 10,000 orders,
+        # made at a time in the 100 days.
         """
         INSERT INTO orders (id, order_number, channel, shop, external_id, status, status_rank,
             source_version, source_updated_at, content_hash, version, body, created_at,
             updated_at, placed_at, customer_key)
-        SELECT i, 'OB' || lpad(i::text, 16, '0'), c, c || '-flagship',
+        SELECT i, 'OB' || upper(left(md5(i::text), 16)), c, c || '-flagship',
             upper(c) || '-' || i, 'paid', 2, 1, '2026-11-01T00:00:00+08:00', md5(i::text), 1,
-            json_build_object('order_number', 'OB' || lpad(i::text, 16, '0'), 'channel', c,
+            json_build_object('order_number', 'OB' || upper(left(md5(i::text), 16)), 'channel', c,
                 'external_id', upper(c) || '-' || i, 'status', 'paid', 'total', '199.00',
                 'currency', 'CNY',
                 'customer', json_build_object('name', '王小明',
@@ -157,7 +159,14 @@ def _day(rng: random.Random, days: int) -> date:
 
 
 def _number(rng: random.Random, count: int) -> str:
-    return "OB" + str(rng.randint(1, count)).zfill(16)
+    return number_of(rng.randint(1, count))
+
+
+def number_of(i: int) -> str:
+    """The ``i``-th generated order's number: 16 characters of a hash, as
+    the router's numbers are (so an order's rows are spread over the
+    indexes by number as in a real history, not kept in the order made)."""
+    return "OB" + hashlib.md5(str(i).encode(), usedforsecurity=False).hexdigest()[:16].upper()
 
 
 def questions(count: int, days: int) -> list[Question]:

@@ -113,7 +113,8 @@ orders = Table(
     Index("ix_orders_customer_key", "customer_key"),
     Index("ix_orders_external_id", "external_id"),  # the customers' lookup by platform number
     Index("ix_orders_tracking_number", "tracking_number"),  # a carrier's event finds its order
-    Index("ix_orders_created_at", "created_at"),  # a day's orders (dashboard, phone tail)
+    # a day's orders by hour and channel from the index alone (the dashboard), phone tail
+    Index("ix_orders_created_at_channel", "created_at", "channel"),
     Index("ix_orders_status", "status"),  # the shipped parcels the alert rule looks at
     # Only paid orders the customer was not yet told are late about: the
     # delay watch reads just those, however many orders there are.
@@ -211,7 +212,8 @@ inbox = Table(
     Index("ix_inbox_consumer_order", "consumer", "order_number"),
     # an order's timeline; a day's reconciliation reads the ids from the index alone
     Index("ix_inbox_order_message", "order_number", "message_id"),
-    Index("ix_inbox_delivered_at", "delivered_at"),  # a day's deliveries (the dashboard)
+    # a day's deliveries and latencies from the index alone (the dashboard)
+    Index("ix_inbox_delivered_at_consumer_latency", "delivered_at", "consumer", "latency_ms"),
 )
 
 # Dead letters: one row per (queue, message id); a repeated failure updates it.
