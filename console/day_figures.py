@@ -68,11 +68,8 @@ class Part:
 def read_part(conn: Connection, start: datetime, end: datetime, zone: ZoneInfo) -> Part:
     if end <= start:
         return Part()
-    return Part(
-        figures.orders_by_hour(conn, start, end, zone),
-        figures.delivered_count(conn, start, end),
-        figures.latency_counts(conn, start, end),
-    )
+    delivered, latency_ms = figures.deliveries(conn, start, end)
+    return Part(figures.orders_by_hour(conn, start, end, zone), delivered, latency_ms)
 
 
 def _percentiles(system: str, counts: Counter[int]) -> figures.Latency:

@@ -14,7 +14,7 @@ from statistics import median
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ARRAY, Connection, DateTime, bindparam, func, select
 
 from admin_api import causes
 from admin_api.metrics import delivered_revisions
@@ -39,15 +39,38 @@ def orders_by_hour(
     c = orders.c
     window = (c.created_at >= start, c.created_at < end)
     if conn.dialect.name == "postgresql":  # counted there: 24 rows a channel, not a day's orders
-        hour = func.extract("hour", func.timezone(zone.key, c.created_at))
-        for channel, at_hour, count in conn.execute(
-            select(c.channel, hour, func.count()).where(*window).group_by(c.channel, hour)
+        # each row put in its hour by comparing times with the hours' starts
+        # (a time zone's conversion a row costs three times the day's count)
+        starts, hours = hour_starts(start, end, zone)
+        edges = bindparam("hour_starts", starts, type_=ARRAY(DateTime(timezone=True)))
+        bucket = func.width_bucket(c.created_at, edges)
+        for channel, at, count in conn.execute(
+            select(c.channel, bucket, func.count()).where(*window).group_by(c.channel, bucket)
         ):
-            per[channel][int(at_hour)] += int(count)
+            per[channel][hours[int(at)]] += int(count)
         return dict(sorted(per.items()))
     for channel, at in conn.execute(select(c.channel, c.created_at).where(*window)):
         per[channel][utc(at).astimezone(zone).hour] += 1
     return dict(sorted(per.items()))
+
+
+def hour_starts(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[list[datetime], list[int]]:
+    """The instants after ``start`` and before ``end`` at which the hour of
+    the clock in ``zone`` changes, and the clock's hour from each (the first
+    from ``start``): a row's place among the instants is its hour. Found a
+    quarter of an hour at a time, so offsets of 30 and 45 minutes and a
+    change of summer time are where the clock has them."""
+    step = timedelta(minutes=15)
+    at = start.astimezone(UTC)
+    at -= timedelta(minutes=at.minute % 15, seconds=at.second, microseconds=at.microsecond)
+    hours = [start.astimezone(zone).hour]
+    starts: list[datetime] = []
+    while (at := at + step) < end:
+        hour = at.astimezone(zone).hour
+        if hour != hours[-1]:
+            starts.append(at)
+            hours.append(hour)
+    return starts, hours
 
 
 def delivered_count(conn: Connection, start: datetime, end: datetime) -> int:
@@ -143,14 +166,24 @@ def latency_counts(conn: Connection, start: datetime, end: datetime) -> dict[str
     """The window's deliveries per system, as a count of each latency in
     whole milliseconds (counted by the database: one row a distinct value).
     Rows from before migration 0031 are measured by their arrival's time."""
+    return deliveries(conn, start, end)[1]
+
+
+def deliveries(
+    conn: Connection, start: datetime, end: datetime
+) -> tuple[int, dict[str, Counter[int]]]:
+    """The window's deliveries counted, and their latencies as
+    :func:`latency_counts` gives them, from one read of the window."""
     i = inbox.c
     found: dict[str, Counter[int]] = defaultdict(Counter)
+    delivered = 0
     unmeasured = False
     for system, ms, count in conn.execute(
         select(i.consumer, i.latency_ms, func.count())
         .where(i.delivered_at >= start, i.delivered_at < end)
         .group_by(i.consumer, i.latency_ms)
     ):
+        delivered += int(count)
         if ms is None:
             unmeasured = True
         else:
@@ -158,7 +191,7 @@ def latency_counts(conn: Connection, start: datetime, end: datetime) -> dict[str
     if unmeasured:
         for system, seconds in _latencies_before_0031(conn, start, end).items():
             found[system].update(round(s * 1000) for s in seconds)
-    return dict(found)
+    return delivered, dict(found)
 
 
 def _latencies_before_0031(

@@ -346,6 +346,44 @@ def test_orders_by_hour_of_the_shops_day_on_every_backend(engine: Engine) -> Non
     )
 
 
+def test_orders_by_hour_through_a_change_of_summer_time_on_every_backend(
+    engine: Engine,
+) -> None:
+    """PostgreSQL puts a row in its hour by the hours' starts, found in
+    Python: on the day Berlin's clocks go back (25 hours, 02:00 twice) and
+    in Kathmandu (UTC+05:45) each order is in the hour its clock shows."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select, update
+
+    from console.figures import day_window, orders_by_hour
+    from infra.tables import orders
+    from tests.unit.test_alerts import route
+
+    names = [f"DST-{n}" for n in range(31)]
+    for name in names:
+        route(engine, name)
+    for zone_name, day in (("Europe/Berlin", "2026-10-25"), ("Asia/Kathmandu", "2026-11-10")):
+        zone = ZoneInfo(zone_name)
+        start, end = day_window(datetime.fromisoformat(day).date(), zone)
+        with engine.begin() as conn:  # every 50 minutes from the day's start, one past its end
+            for n, name in enumerate(names):
+                at = start + timedelta(minutes=50 * n)
+                conn.execute(
+                    update(orders).where(orders.c.external_id == name).values(created_at=at)
+                )
+            times = [t for t in conn.scalars(select(orders.c.created_at)) if t is not None]
+            counts = orders_by_hour(conn, start, end, zone)
+        expected = [0] * 24
+        for t in times:
+            t = t if t.tzinfo else t.replace(tzinfo=UTC)
+            if start <= t < end:
+                expected[t.astimezone(zone).hour] += 1
+        assert counts == {"web-shop": expected}, zone_name
+        assert sum(expected) == (30 if zone_name == "Europe/Berlin" else 29)
+
+
 def test_dead_letters_by_cause_count_kept_causes_and_older_rows_alike(engine: Engine) -> None:
     """A dead letter keeps its cause when recorded (migration 0032) and is
     counted by it in SQL; one recorded before (no cause kept) is classified
