@@ -207,9 +207,6 @@ WITH day_orders AS MATERIALIZED (
     WHERE a.received_at >= :start AND a.received_at < :end
         AND (CAST(:channel AS text) IS NULL OR a.channel = :channel)
         AND a.outcome IN ('new', 'held') AND a.order_version = 1
-        AND NOT EXISTS (
-            SELECT 1 FROM reconciled_orders AS k WHERE k.order_number = o.order_number
-        )
     ORDER BY o.id
 )
 SELECT d.order_number, d.channel, d.external_id, d.hold_status,
@@ -266,8 +263,9 @@ def _routed_orders(
     conn: Connection, start: datetime, end: datetime, channel: str | None
 ) -> list[Any]:
     """The orders made by an arrival in the window (its first accepted
-    arrival: ``new``, or ``held`` as a suspected duplicate, at version 1),
-    less those of a kept day."""
+    arrival: ``new``, or ``held`` as a suspected duplicate, at version 1).
+    Each order has one such arrival, so an order of a kept day, whose
+    arrival was deleted, is on no other day."""
     a = arrivals.c
     made = select(a.order_id).where(
         a.received_at >= start,
@@ -293,20 +291,6 @@ def _routed_orders(
             )
             .mappings()
             .all()
-        )
-    kept = _kept_numbers(conn, [r["order_number"] for r in found])
-    return [r for r in found if r["order_number"] not in kept]
-
-
-def _kept_numbers(conn: Connection, numbers: list[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in in_chunks(numbers):
-        found |= set(
-            conn.scalars(
-                select(reconciled_orders.c.order_number).where(
-                    reconciled_orders.c.order_number.in_(chunk)
-                )
-            )
         )
     return found
 
