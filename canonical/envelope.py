@@ -8,7 +8,7 @@ byte for byte.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,10 +69,29 @@ class Envelope:
         mid = message_id or new_message_id()
         return cls(message_id=mid, channel=channel, correlation_id=mid)
 
-    def caused(self, message_id: str, **changes: Any) -> Envelope:
-        """The envelope of a message this one caused (same correlation)."""
-        return replace(
-            self, message_id=message_id, causation_id=self.message_id, attempt=1, **changes
+    def caused(
+        self,
+        message_id: str,
+        *,
+        order_number: str | None = None,
+        order_version: int | None = None,
+        target: str | None = None,
+    ) -> Envelope:
+        """The envelope of a message this one caused (same correlation and
+        channel; the order and target named anew). Made field by field:
+        ``dataclasses.replace`` took 5.5 us against 3.0, three times an order."""
+        return Envelope(
+            message_id,
+            self.channel,
+            self.correlation_id,
+            self.message_id,
+            self.received_at,
+            self.schema_version,
+            1,
+            order_number,
+            order_version,
+            target,
+            self.traceparent,
         )
 
     def headers(self) -> dict[str, Any]:

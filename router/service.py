@@ -110,7 +110,7 @@ class RouterService:
                 for _, e, o in valid
             ]
             valid = [
-                (index, replace(e, traceparent=traceparent_of(sp) or e.traceparent), o)
+                (index, _traced(e, traceparent_of(sp)), o)
                 for (index, e, o), sp in zip(valid, spans, strict=True)
             ]
             try:
@@ -174,3 +174,11 @@ class RouterService:
                         self.counters.add(ARRIVALS, (order.channel, result.outcome.value))
             return results
         raise AssertionError("unreachable")
+
+
+def _traced(envelope: Envelope, traceparent: str | None) -> Envelope:
+    """The envelope with the span that routes it, when tracing made one
+    (a copy only then: most runs trace nothing)."""
+    if traceparent is None or traceparent == envelope.traceparent:
+        return envelope
+    return replace(envelope, traceparent=traceparent)
