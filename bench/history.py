@@ -5,8 +5,9 @@ For each size (``--orders 100000 1000000``) a schema of its own in
 PostgreSQL is filled, on the server (``generate_series``), with that many
 orders spread over days of ``--per-day`` orders each (10,000 by default: a
 longer history is more days, each the same size, so a day's questions are
-compared on days alike; 8 channels; each order with 1.05 arrivals, three
-published outbox messages, three inbox rows; one in 200 with a dead letter),
+compared on days alike; 8 channels; each order numbered by a hash, as the
+router numbers them, with 1.05 arrivals, three published outbox messages,
+three inbox rows; one in 200 with a dead letter),
 then each question is asked ``--repeat`` times with varied keys through
 orderbus's own functions (the ones the admin API, the console, the metrics
 endpoint and the alert evaluator call):
