@@ -194,20 +194,29 @@ def _summaries(
 
 # The same on PostgreSQL in one statement: a day of 10,000 orders is 30,000
 # messages and their inbox rows, which PostgreSQL finds faster than they can
-# be fetched one by one (issue 19). The day's orders are read in the order of
-# their rows; each order's inbox rows and messages are read by the order's
-# number from the (order number, message id) indexes alone, and only an
-# order with a message not delivered reads those messages' rows (for their
-# time); its first open dead letter by the order too. Index reads an order,
-# however long the history.
+# be fetched one by one (issue 19). The day's orders are read from the
+# arrivals that made them (their number, channel and platform number are
+# there; an arrival from before migration 0037 has no number, read from its
+# order), their hold's state from the holds (an order's hold_status is its
+# hold's), in the order of their rows. Each order's inbox rows and messages
+# are read by its number from the (order number, message id) indexes alone,
+# and only an order with a message not delivered reads those messages' rows
+# (for their time); its first open dead letter by the order too. Index reads
+# an order, however long the history.
 DAY_IN_SQL = """
 WITH day_orders AS MATERIALIZED (
-    SELECT o.id, o.order_number, o.channel, o.external_id, o.hold_status
-    FROM arrivals AS a JOIN orders AS o ON o.id = a.order_id
+    SELECT a.order_id AS id,
+        coalesce(
+            a.order_number,
+            (SELECT o.order_number FROM orders AS o WHERE o.id = a.order_id)
+        ) AS order_number,
+        a.channel, a.external_id, h.status AS hold_status
+    FROM arrivals AS a LEFT JOIN holds AS h ON h.order_id = a.order_id
     WHERE a.received_at >= :start AND a.received_at < :end
         AND (CAST(:channel AS text) IS NULL OR a.channel = :channel)
         AND a.outcome IN ('new', 'held') AND a.order_version = 1
-    ORDER BY o.id
+        AND a.order_id IS NOT NULL
+    ORDER BY a.order_id
 )
 SELECT d.order_number, d.channel, d.external_id, d.hold_status,
     s.messages, s.pending, p.oldest_pending, t.letter

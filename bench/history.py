@@ -95,13 +95,13 @@ def fill(engine: Engine, count: int, days: int) -> None:
         "SELECT setval(pg_get_serial_sequence('orders', 'id'), :n)",
         """
         INSERT INTO arrivals (message_id, order_id, channel, external_id, outcome,
-            order_version, correlation_id, received_at, processed_at)
+            order_version, correlation_id, received_at, processed_at, order_number)
         SELECT 'm-' || id, id, channel, external_id, 'new', 1, 'c-' || id,
-            created_at - interval '50 milliseconds', created_at
+            created_at - interval '50 milliseconds', created_at, order_number
         FROM orders
         UNION ALL
         SELECT 'd-' || id, id, channel, external_id, 'duplicate', 1, 'c-' || id,
-            created_at + interval '1 minute', created_at + interval '1 minute'
+            created_at + interval '1 minute', created_at + interval '1 minute', order_number
         FROM orders WHERE id % 20 = 0
         """,
         """

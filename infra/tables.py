@@ -141,6 +141,12 @@ arrivals = Table(
     Column("correlation_id", String(100), nullable=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "order_number",
+        String(32),
+        nullable=True,
+        doc="the order's number (rows before migration 0037: none; the order's row has it)",
+    ),
     Index("ix_arrivals_order_id", "order_id"),
     Index("ix_arrivals_received_at", "received_at"),  # a day's orders, a window's inputs
     Index("ix_arrivals_channel_received_at", "channel", "received_at"),  # a channel's last

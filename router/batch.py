@@ -304,7 +304,7 @@ class BatchRouting:
             if state.held:
                 outcome = Outcome.HELD
         state.arrival_rows.append(
-            self._arrival_row(envelope, order, outcome, detail + hold_note, version)
+            self._arrival_row(envelope, order, outcome, detail + hold_note, version, number)
         )
         if not self.rehearsal:
             self._log_decision(envelope, order, outcome, number, detail, targets)
@@ -503,6 +503,7 @@ class BatchRouting:
         outcome: Outcome,
         detail: str,
         version: int,
+        number: str,
     ) -> dict[str, object]:
         return {
             "message_id": envelope.message_id,
@@ -514,6 +515,7 @@ class BatchRouting:
             "correlation_id": envelope.correlation_id,
             "received_at": envelope.received_at,
             "processed_at": self.now,
+            "order_number": number,
         }
 
     # -- writing the whole batch ------------------------------------------

@@ -181,6 +181,28 @@ def test_an_order_is_on_the_day_of_the_arrival_that_made_it_on_every_backend(
     assert states(today) == {"MP-2": "held"}  # the same phone, items and total as MP-1
 
 
+def test_a_day_whose_arrivals_have_no_order_number_on_every_backend(engine: Engine) -> None:
+    """The router writes each arrival's order number (a day's orders are read
+    from their arrivals); arrivals written before migration 0037 have none
+    and their day reconciles the same, read with their orders."""
+    from sqlalchemy import select, update
+
+    from infra.tables import arrivals
+    from tests.unit.test_reconciliation import (
+        check_every_order_is_in_one_state,
+        make_day_of_orders,
+    )
+
+    now = make_day_of_orders(engine)
+    with engine.begin() as conn:
+        numbers = list(
+            conn.scalars(select(arrivals.c.order_number).where(arrivals.c.order_id.is_not(None)))
+        )
+        assert len(numbers) == 5 and all(n and n.startswith("OB") for n in numbers)
+        conn.execute(update(arrivals).values(order_number=None))
+    check_every_order_is_in_one_state(engine, now)
+
+
 def test_the_undelivered_paid_check_reads_the_look_back_once_then_what_is_new(
     engine: Engine,
 ) -> None:
