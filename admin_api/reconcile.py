@@ -214,7 +214,7 @@ WITH day_orders AS MATERIALIZED (
     FROM arrivals AS a LEFT JOIN holds AS h ON h.order_id = a.order_id
     WHERE a.received_at >= :start AND a.received_at < :end
         AND (CAST(:channel AS text) IS NULL OR a.channel = :channel)
-        AND a.outcome IN ('new', 'held') AND a.order_version = 1
+        AND a.outcome = ANY (:made) AND a.order_version = 1
         AND a.order_id IS NOT NULL
     ORDER BY a.order_id
 )
@@ -252,7 +252,10 @@ def _summaries_in_sql(
     # a day of a short history is a tenth of the arrivals, which PostgreSQL
     # would rather read whole: a day is read by its time, at any length
     prefer_key_lookups(conn)
-    rows = conn.execute(text(DAY_IN_SQL), {"start": start, "end": end, "channel": channel})
+    rows = conn.execute(
+        text(DAY_IN_SQL),
+        {"start": start, "end": end, "channel": channel, "made": list(MADE_AN_ORDER)},
+    )
     return [
         OrderSummary(
             r.order_number,
