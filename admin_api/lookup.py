@@ -24,7 +24,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
 from canonical.envelope import H_AFTER_SALE, H_DOCUMENT
 from infra.tables import arrivals, dead_letters, holds, inbox, notifications, orders, outbox
@@ -132,10 +132,12 @@ Event = dict[str, Any]
 
 def timeline(conn: Connection, number: str) -> list[Event]:
     """Everything that happened to the order, oldest first."""
+    order_id = conn.scalar(select(orders.c.id).where(orders.c.order_number == number))
+    messages = _messages_of(number, order_id)
     events = [
-        *_arrival_events(conn, number),
-        *_outbox_events(conn, number),
-        *_document_events(conn, number),
+        *_arrival_events(conn, order_id),
+        *_outbox_events(conn, number, messages),
+        *_document_events(conn, number, messages),
         *_hold_events(conn, number),
         *_delivery_events(conn, number),
         *_notification_events(conn, number),
@@ -144,9 +146,16 @@ def timeline(conn: Connection, number: str) -> list[Event]:
     return sorted(events, key=lambda e: e["at"] or "")
 
 
-def _arrival_events(conn: Connection, number: str) -> list[Event]:
+def _messages_of(number: str, order_id: int | None) -> ColumnElement[bool]:
+    """The order's outbox rows: by its row id (indexed), and by its number
+    the rows that name no row (infra/tables.py, migration 0038)."""
+    o = outbox.c
+    without_id = and_(o.order_id.is_(None), o.order_number == number)
+    return without_id if order_id is None else or_(o.order_id == order_id, without_id)
+
+
+def _arrival_events(conn: Connection, order_id: int | None) -> list[Event]:
     """Each arrival: received from its channel, then what the router did."""
-    order_id = conn.scalar(select(orders.c.id).where(orders.c.order_number == number))
     if order_id is None:
         return []
     events: list[Event] = []
@@ -175,14 +184,14 @@ def _arrival_events(conn: Connection, number: str) -> list[Event]:
     return events
 
 
-def _outbox_events(conn: Connection, number: str) -> list[Event]:
+def _outbox_events(conn: Connection, number: str, messages: ColumnElement[bool]) -> list[Event]:
     """Each version's status change (with its shipment), and each message to a
     target: sent, or not yet."""
     events: list[Event] = []
     seen_versions: set[int] = set()
     for row in conn.execute(
         select(outbox.c.message_id, outbox.c.body, outbox.c.created_at, outbox.c.published_at)
-        .where(outbox.c.order_number == number, outbox.c.message_id.like(f"{number}-v%"))
+        .where(messages, outbox.c.message_id.like(f"{number}-v%"))
         .order_by(outbox.c.id)
     ).mappings():
         version = int(row["message_id"].split("-v", 1)[1].split("-", 1)[0])
@@ -204,12 +213,12 @@ def _outbox_events(conn: Connection, number: str) -> list[Event]:
     return events
 
 
-def _document_events(conn: Connection, number: str) -> list[Event]:
+def _document_events(conn: Connection, number: str, messages: ColumnElement[bool]) -> list[Event]:
     """Each after-sale's document for a system (router/aftersales.py): sent, or not yet."""
     events: list[Event] = []
     for row in conn.execute(
         select(outbox.c.message_id, outbox.c.headers, outbox.c.created_at, outbox.c.published_at)
-        .where(outbox.c.order_number == number, outbox.c.message_id.like(f"{number}-%"))
+        .where(messages, outbox.c.message_id.like(f"{number}-%"))
         .where(outbox.c.message_id.not_like(f"{number}-v%"))
         .order_by(outbox.c.id)
     ).mappings():

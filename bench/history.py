@@ -106,9 +106,10 @@ def fill(engine: Engine, count: int, days: int) -> None:
         """,
         """
         INSERT INTO outbox (message_id, exchange, routing_key, headers, correlation_id, body,
-            created_at, published_at, attempts, order_number)
+            created_at, published_at, attempts, order_number, order_id)
         SELECT o.order_number || '-v1-' || t, 'ob.orders', 'deliver.' || t, '{}', 'c-' || o.id,
-            o.body, o.created_at, o.created_at + interval '20 milliseconds', 1, o.order_number
+            o.body, o.created_at, o.created_at + interval '20 milliseconds', 1, o.order_number,
+            o.id
         FROM orders o CROSS JOIN unnest(ARRAY['warehouse', 'finance', 'notification']) AS t
         """,
         """

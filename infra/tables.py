@@ -170,8 +170,25 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Column("order_number", String(32), nullable=True, doc="the order the message is about"),
-    # an order's timeline; a day's reconciliation reads the ids from the index alone
-    Index("ix_outbox_order_message", "order_number", "message_id"),
+    Column(
+        "order_id",
+        ID,
+        nullable=True,
+        doc="the order's row, when its writer knew it (the router, a hold's decision); "
+        "rows from before migration 0038, a retried dead letter and a delay notice have none",
+    ),
+    # An order's messages, for its timeline and a day's reconciliation (which
+    # reads the ids from the index alone): by the order's row, whose ids grow
+    # with time, so a day's orders' messages sit side by side (by the hashed
+    # number they were a page an order); by number the rows without an id.
+    Index("ix_outbox_order_id_message", "order_id", "message_id"),
+    Index(
+        "ix_outbox_number_without_id",
+        "order_number",
+        "message_id",
+        postgresql_where=text("order_id IS NULL"),
+        sqlite_where=text("order_id IS NULL"),
+    ),
     Index("ix_outbox_created_at", "created_at"),  # the alert on paid orders not delivered
     # Only the unpublished rows, in id order: the relay's "next batch" reads
     # just that many entries however large the outbox grows (migration 0003).
@@ -215,11 +232,13 @@ inbox = Table(
         doc="from the delivered revision's arrival at orderbus to this row (the dashboard's "
         "latency); empty on rows written before migration 0031",
     ),
-    Index("ix_inbox_consumer_order", "consumer", "order_number"),
-    # an order's timeline; a day's reconciliation reads the ids from the index alone
-    Index("ix_inbox_order_message", "order_number", "message_id"),
+    # what a system's inbox has of a batch's orders (the consumers), an order's
+    # timeline, a message of it not delivered yet (a day's reconciliation)
+    Index("ix_inbox_order_consumer_message", "order_number", "consumer", "message_id"),
     # a day's deliveries and latencies from the index alone (the dashboard)
     Index("ix_inbox_delivered_at_consumer_latency", "delivered_at", "consumer", "latency_ms"),
+    # the messages delivered in a time (a day's reconciliation: side by side)
+    Index("ix_inbox_delivered_at_message", "delivered_at", "message_id"),
 )
 
 # Dead letters: one row per (queue, message id); a repeated failure updates it.

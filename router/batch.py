@@ -113,7 +113,9 @@ class BatchRouting:
         self.known_customers: set[str] = set()  # customer keys with an order already
         self.reserved_ids: list[int] = []  # PostgreSQL: ids for the batch's new orders
         self.states: dict[BusinessKey, OrderState] = {}
-        self.outbox_rows: list[dict[str, object]] = []
+        # each with its order's state: a new order's id is known only as the
+        # batch is written (_write sets each row's order_id then)
+        self.outbox_rows: list[tuple[OrderState, dict[str, object]]] = []
         self.parcels_noticed: list[OrderState] = []  # told of a parcel's problem in this batch
 
     def route(self, items: list[tuple[Envelope, CanonicalOrder]]) -> list[RouteResult]:
@@ -478,22 +480,16 @@ class BatchRouting:
         served = {paper.target for paper in papers}
         targets = [] if tracking_only else self.fanout.targets(accepted, previous)
         targets = [t for t in targets if t not in served]
-        for target in targets:
-            self.outbox_rows.append(
-                delivery_row(self.topology, envelope, state.number, version, target, body, self.now)
-            )
-        for paper in papers:
-            self.outbox_rows.append(
-                document_row(self.topology, envelope, state.number, version, paper, body, self.now)
-            )
+        topology, number, now = self.topology, state.number, self.now
+        rows = [delivery_row(topology, envelope, number, version, t, body, now) for t in targets]
+        rows += [document_row(topology, envelope, number, version, p, body, now) for p in papers]
         if self._parcel_problem(state, accepted):
-            self.outbox_rows.append(
-                delivery_row(
-                    self.topology, envelope, state.number, version, "customer", body, self.now,
-                    message_id=f"{state.number}{PARCEL_NOTICE_SUFFIX}",
-                )
-            )  # fmt: skip
+            notice = f"{number}{PARCEL_NOTICE_SUFFIX}"
+            rows.append(
+                delivery_row(topology, envelope, number, version, "customer", body, now, notice)
+            )
             targets.append("customer:parcel")
+        self.outbox_rows += [(state, row) for row in rows]
         return targets + [f"{paper.target}:{paper.kind}" for paper in papers]
 
     def _arrival_row(
@@ -528,12 +524,16 @@ class BatchRouting:
         arrival_rows = [
             {"order_id": s.id, **row} for s in self.states.values() for row in s.arrival_rows
         ]
+        outbox_rows = []
+        for s, row in self.outbox_rows:
+            row["order_id"] = s.id
+            outbox_rows.append(row)
         insert_pipelined(
             self.conn,
             [
                 *new_orders,
                 (holds, newly_held),
-                (outbox, self.outbox_rows),
+                (outbox, outbox_rows),
                 (arrivals, arrival_rows),
             ],
             updates=[(orders, updated), (orders, noticed)],  # after: a new order's notice too

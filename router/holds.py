@@ -118,8 +118,9 @@ def release(
     _decide(conn, hold, "released", actor, note)
     cause = Envelope.new(order.channel, message_id=f"hold-{hold.id}-release")
     now = utcnow()
+    number, version, body = order.order_number, order.version, order.body
     rows = [
-        delivery_row(topology, cause, order.order_number, order.version, t, order.body, now)
+        delivery_row(topology, cause, number, version, t, body, now, order_id=order.id)
         for t in (fanout or Fanout()).targets(held, None)
     ]
     insert_all_absent(conn, outbox, rows)
@@ -169,7 +170,7 @@ def reject(
     cause = Envelope.new(row.channel, message_id=f"hold-{hold.id}-reject")
     # the notification system (and the customer, when told of cancellations)
     rows = [
-        delivery_row(topology, cause, row.order_number, version, t, body, now)
+        delivery_row(topology, cause, row.order_number, version, t, body, now, order_id=row.id)
         for t in (fanout or Fanout()).targets(cancelled, None)
     ]
     insert_all_absent(conn, outbox, rows)

@@ -67,13 +67,16 @@ def delivery_row(
     body: str,
     now: datetime,
     message_id: str | None = None,
+    order_id: int | None = None,
 ) -> dict[str, object]:
     """The outbox row that tells ``target`` of version ``version`` of the order.
 
     Its id is deterministic: the same change to the same target always has the
     same id, which is the consumers' inbox key, so it is applied once however
     often it is sent. (A message told once per order, such as a parcel's
-    problem, passes its own ``message_id``.)
+    problem, passes its own ``message_id``.) ``order_id``: the order's row,
+    when the caller knows it (a day's reconciliation finds the messages of
+    a day's orders side by side by it); the router sets it as it writes.
     """
     message_id = message_id or f"{number}-v{version}-{target}"
     child = cause.caused(message_id, order_number=number, order_version=version, target=target)
@@ -87,6 +90,7 @@ def delivery_row(
         "created_at": now,
         "attempts": 0,
         "order_number": number,
+        "order_id": order_id,
     }
 
 
@@ -98,6 +102,7 @@ def document_row(
     document: Document,
     body: str,
     now: datetime,
+    order_id: int | None = None,
 ) -> dict[str, object]:
     """The outbox row of an after-sale's document for its system (the order
     as of ``version``, the document and the after-sale named in headers).
@@ -125,6 +130,7 @@ def document_row(
         "created_at": now,
         "attempts": 0,
         "order_number": number,
+        "order_id": order_id,
     }
 
 

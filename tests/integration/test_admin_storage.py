@@ -203,6 +203,60 @@ def test_a_day_whose_arrivals_have_no_order_number_on_every_backend(engine: Engi
     check_every_order_is_in_one_state(engine, now)
 
 
+def test_a_day_whose_messages_name_no_order_row_on_every_backend(engine: Engine) -> None:
+    """The router writes each outbox row's order row id (a day's messages are
+    read by it); rows written before migration 0038, a retried dead letter
+    and a delay notice have none: the day reconciles the same, and the
+    order's timeline still shows them, read by the order's number."""
+    from sqlalchemy import select, update
+
+    from infra.tables import outbox
+    from tests.unit.test_reconciliation import (
+        check_every_order_is_in_one_state,
+        make_day_of_orders,
+        number_of,
+    )
+
+    now = make_day_of_orders(engine)
+    with engine.begin() as conn:
+        ids = list(conn.scalars(select(outbox.c.order_id)))
+        assert len(ids) >= 12 and all(ids)  # three messages an order (LOOK-1 one more)
+        conn.execute(update(outbox).values(order_id=None))
+    check_every_order_is_in_one_state(engine, now)
+    number = number_of(engine, "OK-1")
+    with engine.connect() as conn:
+        events = lookup.timeline(conn, number)
+    told = {e["message_id"] for e in events if e["kind"] in ("sent", "not_sent")}
+    assert told == {f"{number}-v1-{t}" for t in ("warehouse", "finance", "notification")}
+
+
+def test_a_message_delivered_days_after_its_day_counts_on_every_backend(engine: Engine) -> None:
+    """A day's deliveries are read by their time, over the day and the hour
+    after; a message delivered later (a dead letter retried days after) is
+    found by its order: delivered, not unexplained."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from infra.tables import inbox
+    from tests.unit.test_reconciliation import (
+        check_every_order_is_in_one_state,
+        make_day_of_orders,
+        number_of,
+    )
+
+    now = make_day_of_orders(engine)
+    number = number_of(engine, "OK-1")
+    with engine.begin() as conn:
+        late = conn.execute(
+            update(inbox)
+            .where(inbox.c.order_number == number)
+            .values(delivered_at=now + timedelta(days=3))
+        )
+        assert late.rowcount == 3
+    check_every_order_is_in_one_state(engine, now)
+
+
 def test_the_undelivered_paid_check_reads_the_look_back_once_then_what_is_new(
     engine: Engine,
 ) -> None:

@@ -69,10 +69,11 @@ def test_the_metrics_counts_start_from_the_rows_already_there(url_at_0025: str) 
 
     upgrade(url_at_0025, "0027")
     engine = make_engine(url_at_0025)
-    # today's router writes one column 0027 has not (0037's): it is there while
-    # it routes, as if that column had come first, and goes before the upgrade
+    # today's router writes two columns 0027 has not (0037's and 0038's): they
+    # are there while it routes, as if they had come first, and go before the upgrade
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE arrivals ADD COLUMN order_number VARCHAR(32)"))
+        conn.execute(text("ALTER TABLE outbox ADD COLUMN order_id BIGINT"))
     router = RouterService(engine, build_topology(Settings(namespace="t")))  # no counts yet
     router.handle(delivery_for(order(external_id="SEED-1"), message_id="m-seed-1"))
     router.handle(delivery_for(order(external_id="SEED-1"), message_id="m-seed-1-again"))
@@ -90,6 +91,7 @@ def test_the_metrics_counts_start_from_the_rows_already_there(url_at_0025: str) 
             )
         )  # fmt: skip
         conn.execute(text("ALTER TABLE arrivals DROP COLUMN order_number"))
+        conn.execute(text("ALTER TABLE outbox DROP COLUMN order_id"))
     engine.dispose()
     upgrade(url_at_0025)
     engine = make_engine(url_at_0025)
