@@ -201,14 +201,15 @@ def _summaries(
 # at 1,000,000 orders):
 # - the orders, from the arrivals that made them (number, channel, platform
 #   number; an arrival from before migration 0037 has no number, read from
-#   its order), with their hold's state (an order's hold_status is its
-#   hold's);
+#   its order): a channel's from its index by (channel, time) alone, which
+#   holds them; with their hold's state (an order's hold_status is its hold's);
 # - their messages' ids, from the outbox's index by (order row, message id):
 #   order ids grow with time (a row without one, by its number);
 # - which of those were delivered, from the inbox's index by (delivery
-#   time, message id) over the day and the hour after; a message not
-#   delivered then (a retry days later, an order's later change) is looked
-#   for by its order's number;
+#   time, message id) over the day and the hour after (each entry checked
+#   against the day's messages, kept in memory); a message not delivered
+#   then (a retry days later, an order's later change) is looked for by its
+#   order's number;
 # - and only for a message not delivered at all, its row's time, and each
 #   order's first open dead letter by its number.
 DAY_IN_SQL = """
@@ -234,9 +235,9 @@ sent AS MATERIALIZED (
         ON x.order_id IS NULL AND x.order_number = d.order_number
 ),
 delivered_soon AS MATERIALIZED (
-    SELECT DISTINCT s.message_id
-    FROM sent AS s JOIN inbox AS i ON i.message_id = s.message_id
+    SELECT DISTINCT i.message_id FROM inbox AS i
     WHERE i.delivered_at >= :start AND i.delivered_at < :soon
+        AND i.message_id IN (SELECT s.message_id FROM sent AS s)
 ),
 marked AS MATERIALIZED (
     SELECT s.id, s.order_number, s.message_id,

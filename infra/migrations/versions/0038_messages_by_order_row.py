@@ -7,7 +7,9 @@ neighbouring index pages instead of a page an order by the hashed number
 orders). Outbox rows without it (older ones, a retried dead letter, a
 delay notice) keep an index by number of their own. The inbox's two
 indexes by order number become one (number, system, message id), so the
-inbox keeps as many indexes as before
+inbox keeps as many indexes as before. The arrivals' index by (channel,
+time) also holds what each arrival made (PostgreSQL): a channel's day's
+orders are read from it alone (195 pages of rows a day -> 18 of index)
 
 Revision ID: 0038
 Revises: 0037
@@ -44,9 +46,18 @@ def upgrade() -> None:
     op.drop_index("ix_inbox_order_message", table_name="inbox")
     op.drop_index("ix_inbox_consumer_order", table_name="inbox")
     op.create_index("ix_inbox_delivered_at_message", "inbox", ["delivered_at", "message_id"])
+    op.create_index(
+        "ix_arrivals_channel_received_at_order",
+        "arrivals",
+        ["channel", "received_at"],
+        postgresql_include=["order_id", "order_number", "external_id", "outcome", "order_version"],
+    )
+    op.drop_index("ix_arrivals_channel_received_at", table_name="arrivals")
 
 
 def downgrade() -> None:
+    op.create_index("ix_arrivals_channel_received_at", "arrivals", ["channel", "received_at"])
+    op.drop_index("ix_arrivals_channel_received_at_order", table_name="arrivals")
     op.drop_index("ix_inbox_delivered_at_message", table_name="inbox")
     op.create_index("ix_inbox_consumer_order", "inbox", ["consumer", "order_number"])
     op.create_index("ix_inbox_order_message", "inbox", ["order_number", "message_id"])
