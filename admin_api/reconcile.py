@@ -174,7 +174,7 @@ def _summaries(
     for r in routed:
         number = r["order_number"]
         messages = sent.get(number, [])
-        pending = [m for m in messages if m[0] not in delivered]
+        pending = sorted((m for m in messages if m[0] not in delivered), key=lambda m: m[0])
         times = [t for m in pending if (t := m[2] or m[1]) is not None]
         oldest = min(times, default=None)
         found.append(
@@ -249,7 +249,7 @@ marked AS MATERIALIZED (
 ),
 by_order AS (
     SELECT m.id, count(*) AS messages,
-        array_agg(m.message_id) FILTER (WHERE m.pending) AS pending,
+        array_agg(m.message_id ORDER BY m.message_id) FILTER (WHERE m.pending) AS pending,
         min((
             SELECT min(coalesce(y.published_at, y.created_at)) FROM outbox AS y
             WHERE (y.order_id = m.id OR (y.order_id IS NULL AND y.order_number = m.order_number))
@@ -293,8 +293,8 @@ def _summaries_in_sql(
         },
     ).all()  # at once, and each row unpacked: a row at a time was a fifth of the time
     return [
-        OrderSummary(number, channel, external, hold, messages, pending or [], oldest, letter)
-        for number, channel, external, hold, messages, pending, oldest, letter in rows
+        OrderSummary(number, of_channel, external, hold, messages, pending or [], oldest, letter)
+        for number, of_channel, external, hold, messages, pending, oldest, letter in rows
     ]
 
 

@@ -153,6 +153,8 @@ def check_every_order_is_in_one_state(sqlite_engine: Engine, now: datetime) -> N
     assert summary["balanced"] is False  # LATE-1 is unexplained, and named
     assert [e["external_id"] for e in summary["unexplained"]] == ["LATE-1"]
     assert "not delivered after 0:15:00" in summary["unexplained"][0]["detail"]
+    names = summary["unexplained"][0]["detail"].split(": ", 1)[1].split(", ")
+    assert len(names) == 3 and names == sorted(names)  # the same order on every backend
     # The next day has none of them.
     with sqlite_engine.connect() as conn:
         empty = reconcile.reconcile(conn, day + timedelta(days=1), router_queue="t.router")
