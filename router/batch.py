@@ -485,9 +485,10 @@ class BatchRouting:
         rows += [document_row(topology, envelope, number, version, p, body, now) for p in papers]
         if self._parcel_problem(state, accepted):
             notice = f"{number}{PARCEL_NOTICE_SUFFIX}"
-            rows.append(
-                delivery_row(topology, envelope, number, version, "customer", body, now, notice)
+            told = delivery_row(
+                topology, envelope, number, version, "customer", body, now, message_id=notice
             )
+            rows.append(told)
             targets.append("customer:parcel")
         self.outbox_rows += [(state, row) for row in rows]
         return targets + [f"{paper.target}:{paper.kind}" for paper in papers]
