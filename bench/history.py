@@ -15,7 +15,8 @@ endpoint and the alert evaluator call):
 - order lookup by number, by channel + platform number, by phone tail (a
   channel and a day), an order's timeline;
 - dead letters grouped by cause with their counts;
-- one day's reconciliation;
+- one day's reconciliation, of a channel and of every channel (the
+  console's page);
 - a metrics scrape; the alert rules' check; the console dashboard's panels,
   read for a whole day (a first load) and refreshed as the console does
   (today, its settled hours remembered).
@@ -198,6 +199,10 @@ def questions(count: int, days: int) -> list[Question]:
     def reconciliation(conn: Connection, rng: random.Random) -> object:
         return reconcile.reconcile(conn, _day(rng, days), channel=rng.choice(CHANNELS), now=now)
 
+    def whole_day(conn: Connection, rng: random.Random) -> object:
+        """The console's reconciliation page: every channel of the day."""
+        return reconcile.reconcile(conn, _day(rng, days), now=now)
+
     def dashboard(conn: Connection, rng: random.Random) -> object:
         """A console process's first load of a day: nothing remembered yet."""
         start, end = figures.day_window(_day(rng, days), ZONE)
@@ -266,6 +271,7 @@ def questions(count: int, days: int) -> list[Question]:
         Question("an order's timeline", timeline),
         Question("dead letters by cause, with counts", by_cause),
         Question("one day's reconciliation (a channel)", reconciliation),
+        Question("one day's reconciliation, every channel (the console's page)", whole_day),
         Question("console dashboard panels (a day)", dashboard),
         dashboard_refresh(),
         *(alert_rule(name, **{name: spec}) for name, spec in rules.items()),
