@@ -216,7 +216,7 @@ class Daemon:
         for event in self.ready.values():
             if not event.wait(max(0.0, deadline - time.monotonic())):
                 return False
-        while any(not s.started for s in self.servers):
+        while not self._ready_now():  # the events are set: what is left is the servers
             if time.monotonic() > deadline or self.stop.is_set():
                 return False
             time.sleep(0.05)
