@@ -15,8 +15,9 @@ endpoint and the alert evaluator call):
 - order lookup by number, by channel + platform number, by phone tail (a
   channel and a day), an order's timeline;
 - dead letters grouped by cause with their counts;
-- one day's reconciliation, of a channel and of every channel (the
-  console's page);
+- one day's reconciliation: a channel's, every order listed (its CSV, the
+  comparison with its export), and every channel's counts with the orders
+  not delivered listed (the console's page);
 - a metrics scrape; the alert rules' check; the console dashboard's panels,
   read for a whole day (a first load) and refreshed as the console does
   (today, its settled hours remembered).
@@ -200,8 +201,9 @@ def questions(count: int, days: int) -> list[Question]:
         return reconcile.reconcile(conn, _day(rng, days), channel=rng.choice(CHANNELS), now=now)
 
     def whole_day(conn: Connection, rng: random.Random) -> object:
-        """The console's reconciliation page: every channel of the day."""
-        return reconcile.reconcile(conn, _day(rng, days), now=now)
+        """The console's reconciliation page: every channel of the day, its
+        counts and the orders not delivered."""
+        return reconcile.reconcile(conn, _day(rng, days), now=now, every_order=False)
 
     def dashboard(conn: Connection, rng: random.Random) -> object:
         """A console process's first load of a day: nothing remembered yet."""
@@ -270,7 +272,7 @@ def questions(count: int, days: int) -> list[Question]:
         Question("lookup by phone tail (channel, day)", by_phone_tail),
         Question("an order's timeline", timeline),
         Question("dead letters by cause, with counts", by_cause),
-        Question("one day's reconciliation (a channel)", reconciliation),
+        Question("one day's reconciliation (a channel, every order)", reconciliation),
         Question("one day's reconciliation, every channel (the console's page)", whole_day),
         Question("console dashboard panels (a day)", dashboard),
         dashboard_refresh(),

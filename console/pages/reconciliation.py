@@ -30,7 +30,9 @@ def _day(text: str, viewer: Viewer) -> date:
         return viewer.formats.today() - timedelta(days=1)  # finance balances yesterday
 
 
-def _report(viewer: Viewer, day: date, channel: str | None = None) -> reconcile.Report:
+def _report(
+    viewer: Viewer, day: date, channel: str | None = None, every_order: bool = True
+) -> reconcile.Report:
     with translate_db_errors(), viewer.ctx.engine.connect() as conn:
         report = reconcile.reconcile(
             conn,
@@ -38,6 +40,7 @@ def _report(viewer: Viewer, day: date, channel: str | None = None) -> reconcile.
             channel=channel,
             timezone=viewer.formats.zone.key,
             router_queue=viewer.ctx.topology.router_queue,
+            every_order=every_order,
         )
     if not viewer.sees_personal_data:  # details quote refusals, which may name the buyer
         for entry in report.entries:
@@ -51,6 +54,9 @@ def _by_channel(report: reconcile.Report) -> list[dict[str, Any]]:
         counts = rows[entry.channel]
         counts["received"] += 1
         counts[entry.state] += 1
+    for channel, delivered in report.delivered_unlisted.items():
+        rows[channel]["received"] += delivered
+        rows[channel]["delivered"] += delivered
     return [
         {
             "channel": channel,
@@ -74,7 +80,7 @@ def _page(
     error: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
-    report = _report(viewer, day)
+    report = _report(viewer, day, every_order=False)  # counts, and the exceptions listed
     rows = _by_channel(report)
     totals = {c: sum(r[c] for r in rows) for c in COLUMNS}
     return viewer.render(

@@ -230,6 +230,48 @@ def test_a_day_whose_messages_name_no_order_row_on_every_backend(engine: Engine)
     assert told == {f"{number}-v1-{t}" for t in ("warehouse", "finance", "notification")}
 
 
+def test_a_day_whose_order_rows_are_far_apart_on_every_backend(engine: Engine) -> None:
+    """PostgreSQL reads a day's messages as one range of order rows when the
+    day's orders are most of it, else order by order: an order made long
+    after its arrival (a refused order retried days later) is far from its
+    day's others. An order of the next day among the day's rows is not the
+    day's, and none of its messages count for the day."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select, update
+
+    from admin_api.reconcile import reconcile
+    from infra.tables import arrivals, orders
+    from tests.unit.test_reconciliation import (
+        check_every_order_is_in_one_state,
+        make_day_of_orders,
+        move_order_row,
+    )
+
+    now = make_day_of_orders(engine)
+    move_order_row(engine, "OK-1", by=1_000_000)
+    check_every_order_is_in_one_state(engine, now)
+    move_order_row(engine, "OK-1", by=-1_000_000)  # among the others again
+    with engine.begin() as conn:
+        fresh = conn.scalar(select(orders.c.id).where(orders.c.external_id == "FRESH-1"))
+        received = conn.scalar(select(arrivals.c.received_at).where(arrivals.c.order_id == fresh))
+        assert received is not None
+        conn.execute(
+            update(arrivals)
+            .where(arrivals.c.order_id == fresh)
+            .values(received_at=received + timedelta(days=1))
+        )
+    day = now.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    with engine.connect() as conn:
+        report = reconcile(conn, day, router_queue="t.router", now=now)
+        next_day = reconcile(conn, day + timedelta(days=1), now=now)
+    states = {e.external_id: e.state for e in report.entries}
+    assert "FRESH-1" not in states and states["OK-1"] == "delivered"
+    assert set(states) == {"BAD-1", "HELD-1", "LATE-1", "LOOK-1", "OK-1"}
+    assert [(e.external_id, e.state) for e in next_day.entries] == [("FRESH-1", "in_flight")]
+
+
 def test_a_message_delivered_days_after_its_day_counts_on_every_backend(engine: Engine) -> None:
     """A day's deliveries are read by their time, over the day and the hour
     after; a message delivered later (a dead letter retried days after) is

@@ -55,8 +55,13 @@ def test_old_rows_go_and_their_days_are_still_reconciled(engine: Engine) -> None
     with engine.connect() as conn:
         kept = reconcile.reconcile(conn, old_day, router_queue="t.router", now=now)
         today = reconcile.reconcile(conn, now.astimezone(ZONE).date(), now=now)
+        kept_page = reconcile.reconcile(
+            conn, old_day, router_queue="t.router", now=now, every_order=False
+        )
     assert kept.kept and _states(kept) == _states(before)
     assert kept.as_csv() == before.as_csv()
+    assert kept_page.as_dict() == kept.as_dict() and _states(kept_page) == {"OLD-7": "unexplained"}
+    assert kept_page.delivered_unlisted == {"web-shop": 6}
     assert [e.external_id for e in today.entries] == ["NEW-1"]  # OLD-1 again is the old day's
     assert _count(engine, arrivals) == 2 and _count(engine, inbox) == 0
     assert _count(engine, outbox) == 21 + 3  # unpublished rows wait for the relay
