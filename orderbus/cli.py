@@ -310,6 +310,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                 channel=args.channel,
                 timezone=args.timezone,
                 router_queue=build_topology(settings).router_queue,
+                every_order=bool(args.csv or args.compare),  # else counts and exceptions
             )
             summary = report.as_dict()
             if args.csv:

@@ -264,6 +264,11 @@ def test_reconcile_from_the_command_line(
     assert "received 6 = delivered 1 + rejected 1 + held 1 + dead-lettered 1" in out
     assert "unexplained: web-shop LATE-1" in out and "never received: LOST-9" in out
     assert len((tmp_path / "day.csv").read_text().splitlines()) == 7
+    # Without a CSV or an export to compare: the same counts and exceptions
+    assert main(["reconcile", "--day", day]) == 1
+    again = capsys.readouterr().out
+    assert "received 6 = delivered 1 + rejected 1 + held 1 + dead-lettered 1" in again
+    assert "unexplained: web-shop LATE-1" in again
 
 
 def test_a_channel_name_outside_latin_1_still_gets_its_csv(sqlite_engine: Engine) -> None:
