@@ -161,23 +161,18 @@ def reconcile(
         )
     else:
         summaries = _summaries(conn, start, end, channel)
-    if every_order:
-        report.entries = [
-            Entry(o.channel, o.external_id, o.number, *_state_of(o, now, grace)) for o in summaries
-        ]
-    else:
-        for o in summaries:
-            state, detail = _state_of(o, now, grace)
-            if state == "delivered":
-                report.delivered_unlisted[o.channel] += 1
-            else:
-                report.entries.append(Entry(o.channel, o.external_id, o.number, state, detail))
+    report.entries = [
+        Entry(o.channel, o.external_id, o.number, *_state_of(o, now, grace)) for o in summaries
+    ]
+    if not every_order:  # (PostgreSQL counted most of them already)
+        _unlist_delivered(report)
     report.entries += _refused_by_router(conn, start, end, router_queue, channel)
     report.refused_requests = _refused_requests(conn, start, end, channel)
     return report
 
 
 def _unlist_delivered(report: Report) -> None:
+    """The delivered entries counted by channel, not listed."""
     listed = []
     for e in report.entries:
         if e.state == "delivered":
